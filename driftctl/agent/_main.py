@@ -1,0 +1,118 @@
+"""Agent entry point: read one JSON request from stdin, answer one JSON document on stdout.
+
+Ops:
+  facts  -> {"facts": {...}}
+  probe  -> {"facts": {...}?, "resources": {id: {"observed": {...}} | {"error": "..."}}, "watch": {...}?}
+  apply  -> {"results": {id: {"status": "ok|changed|failed|skipped", "error"?, "observed"?,
+                               "refreshed"?: true}}}
+
+Apply items come in graph order: {"id", "type", "params", "changes": [field, ...],
+"depends": [ids], "notify": [ids]}. An item whose dependency failed or was skipped is skipped;
+notified items with a refresh handler are refreshed once, after every change, in order.
+"""
+
+import base64
+import json
+import sys
+import traceback
+
+from driftctl.agent._core import TYPES, Ctx, Failure
+from driftctl.agent.facts import gather_facts
+
+
+def _handler(item):
+    handler = TYPES.get(item["type"])
+    if handler is None:
+        raise Failure("this agent has no resource type %r" % item["type"])
+    return handler
+
+
+def _observe(item, ctx):
+    try:
+        return {"observed": _handler(item).observe(item["params"], ctx)}
+    except Failure as e:
+        return {"error": str(e)}
+    except Exception as e:  # a bug or an unexpected host state: report it on this resource only
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+
+
+def op_probe(req):
+    facts = gather_facts()
+    ctx = Ctx(facts=facts, want_content=req.get("want_content", True))
+    answer = {"resources": {}}
+    if req.get("facts", True):
+        answer["facts"] = facts
+    for item in req.get("resources", []):
+        answer["resources"][item["id"]] = _observe(item, ctx)
+    if req.get("watch") and "scan_watch" in globals():
+        answer["watch"] = globals()["scan_watch"](req["watch"], ctx)
+    return answer
+
+
+def op_apply(req):
+    blobs = dict((k, base64.b64decode(v)) for k, v in req.get("blobs", {}).items())
+    ctx = Ctx(facts=gather_facts(), blobs=blobs, backup_dir=req.get("backup_dir") or Ctx().backup_dir)
+    results = {}
+    notified = []
+    for item in req.get("resources", []):
+        rid = item["id"]
+        bad = [d for d in item.get("depends", []) if results.get(d, {}).get("status") in ("failed", "skipped")]
+        if bad:
+            results[rid] = {"status": "skipped", "error": "dependency %s did not converge" % ", ".join(bad)}
+            continue
+        if not item.get("changes"):
+            results[rid] = {"status": "ok"}
+            continue
+        try:
+            _handler(item).apply(item["params"], item["changes"], ctx)
+            results[rid] = {"status": "changed"}
+        except Failure as e:
+            results[rid] = {"status": "failed", "error": str(e)}
+            continue
+        except Exception as e:
+            results[rid] = {"status": "failed", "error": "%s: %s" % (type(e).__name__, e)}
+            continue
+        results[rid].update(_observe(item, ctx))
+        for target in item.get("notify", []):
+            if target not in notified:
+                notified.append(target)
+    for item in req.get("resources", []):
+        rid = item["id"]
+        if rid not in notified or results[rid]["status"] in ("failed", "skipped"):
+            continue
+        handler = _handler(item)
+        if handler.refresh is None:
+            continue
+        try:
+            handler.refresh(item["params"], ctx)
+            results[rid]["refreshed"] = True
+        except Failure as e:
+            results[rid].update(status="failed", error="refresh failed: %s" % e)
+        except Exception as e:
+            results[rid].update(status="failed", error="refresh failed: %s: %s" % (type(e).__name__, e))
+    return {"results": results}
+
+
+OPS = {"facts": lambda req: {"facts": gather_facts()}, "probe": op_probe, "apply": op_apply}
+
+
+def main():
+    try:
+        req = json.loads(sys.stdin.buffer.read().decode("utf-8"))
+        if req.get("v") != 1:
+            raise Failure("unsupported protocol version %r" % req.get("v"))
+        op = OPS.get(req.get("op"))
+        if op is None:
+            raise Failure("unknown op %r" % req.get("op"))
+        answer = op(req)
+        answer.update(v=1, ok=True)
+    except Failure as e:
+        answer = {"v": 1, "ok": False, "error": str(e)}
+    except Exception:
+        answer = {"v": 1, "ok": False, "error": traceback.format_exc(limit=5)}
+    sys.stdout.write(json.dumps(answer, separators=(",", ":")))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

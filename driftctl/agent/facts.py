@@ -1,0 +1,71 @@
+"""System facts, gathered on the host in the same round trip as everything else."""
+
+import os
+import platform
+import socket
+import sys
+
+from driftctl.agent._core import which
+
+
+def _os_release():
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            continue
+        values = {}
+        for line in text.splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip().strip('"').strip("'")
+        return values
+    return {}
+
+
+def _init_system():
+    if os.path.isdir("/run/systemd/system"):
+        return "systemd"
+    try:
+        with open("/proc/1/comm") as f:
+            comm = f.read().strip()
+    except OSError:
+        comm = ""
+    if comm in ("systemd", "init", "openrc-init", "runit", "s6-svscan", "tini", "dumb-init"):
+        return "sysv" if comm == "init" else comm
+    return comm or "unknown"
+
+
+def _package_manager():
+    for name in ("apt-get", "dnf", "yum", "apk", "zypper", "pacman"):
+        if which(name):
+            return "apt" if name == "apt-get" else name
+    return None
+
+
+def gather_facts():
+    rel = _os_release()
+    uname = platform.uname()
+    try:
+        fqdn = socket.getfqdn()
+    except OSError:
+        fqdn = uname.node
+    return {
+        "os": uname.system.lower(),
+        "distribution": rel.get("ID", "unknown"),
+        "distribution_like": rel.get("ID_LIKE", "").split(),
+        "distribution_version": rel.get("VERSION_ID", ""),
+        "distribution_codename": rel.get("VERSION_CODENAME", ""),
+        "distribution_pretty": rel.get("PRETTY_NAME", ""),
+        "kernel": uname.release,
+        "architecture": uname.machine,
+        "hostname": uname.node,
+        "fqdn": fqdn,
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "init": _init_system(),
+        "package_manager": _package_manager(),
+        "cpus": os.cpu_count() or 1,
+        "uid": os.getuid(),
+    }

@@ -1,0 +1,58 @@
+"""driftctl's command line. The only place that prints (through driftctl/cli/ui.py and driftctl/report/).
+
+Each command group lives in its own module ``driftctl/cli/cmd_<name>.py`` exposing ``register(group)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from driftctl import __version__
+from driftctl.errors import DriftctlError, ExitCode
+
+COMMAND_MODULES = ("inventory", "facts", "converge", "drift", "report", "schedule", "bake")
+
+
+class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in registration order: the order of a user's workflow
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="driftctl")
+def cli() -> None:
+    """Agentless configuration management that tells you what drifted, how and since when.
+
+    Exit codes: 0 in sync, 2 changes or drift, 4 a resource failed, 8 a host unreachable
+    (bits combine: 10 = changes + unreachable), 1 bad input (no host contacted), 75 locked.
+    """
+
+
+for _name in COMMAND_MODULES:
+    _full = f"driftctl.cli.cmd_{_name}"
+    if importlib.util.find_spec(_full) is not None:
+        importlib.import_module(_full).register(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from driftctl.cli.ui import error
+
+    try:
+        rc = cli.main(args=argv, prog_name="driftctl", standalone_mode=False)
+    except click.exceptions.Abort:
+        error("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(ExitCode.INPUT if e.exit_code == 2 else e.exit_code)
+    except DriftctlError as e:
+        error(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,106 @@
+"""Layered settings: defaults < user file < project file < DRIFTCTL_* environment < command-line flags.
+
+User file: ``$XDG_CONFIG_HOME/driftctl/config.yaml`` (default ``~/.config/driftctl/config.yaml``).
+Project file: ``driftctl.yaml`` in the current directory. Both are optional YAML mappings of the
+fields of ``Settings``; unknown keys are errors naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from driftctl.errors import ConfigError, Location
+
+
+def _xdg(var: str, default: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: str = field(default_factory=lambda: str(_xdg("XDG_STATE_HOME", ".local/state") / "driftctl"))
+    manifests: str = "manifests"  # the manifest tree; site.yaml inside it
+    parallel: int = 10
+    connect_timeout: float = 10.0
+    command_timeout: float = 300.0
+    known_hosts: tuple[str, ...] = ()  # extra known_hosts files (~/.ssh/known_hosts is always read)
+    accept_new_host_keys: bool = False
+    ssh_config: str | None = None
+    state: str | None = None  # store URL: a path (sqlite) or postgresql://...
+    backup_dir: str = "/var/lib/driftctl/backup"
+
+    @property
+    def own_known_hosts(self) -> str:
+        return str(Path(self.state_dir) / "known_hosts")
+
+    @property
+    def store_url(self) -> str:
+        return self.state or str(Path(self.state_dir) / "driftctl.sqlite")
+
+
+_INT = {"parallel"}
+_FLOAT = {"connect_timeout", "command_timeout"}
+_BOOL = {"accept_new_host_keys"}
+_TUPLE = {"known_hosts"}
+
+
+def _coerce(name: str, value: Any, where: Location) -> Any:
+    try:
+        if name in _INT:
+            return int(value)
+        if name in _FLOAT:
+            return float(value)
+        if name in _BOOL:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        if name in _TUPLE:
+            if isinstance(value, str):
+                return tuple(v for v in value.split(os.pathsep) if v)
+            return tuple(str(v) for v in value)
+        return None if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name}: invalid value {value!r}", where) from None
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise ConfigError(f"invalid YAML: {e}", Location(str(path), line + 1 if line is not None else None)) from e
+    if not isinstance(data, dict):
+        raise ConfigError("must be a mapping of settings", Location(str(path)))
+    known = {f.name for f in fields(Settings)}
+    out = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}", Location(str(path)), f"known: {', '.join(sorted(known))}")
+        out[key] = _coerce(key, value, Location(str(path)))
+    return out
+
+
+def load(overrides: dict[str, Any] | None = None, cwd: Path | None = None) -> Settings:
+    """Settings from every layer; ``overrides`` are command-line flags (None values are ignored)."""
+    values: dict[str, Any] = {}
+    values.update(_from_file(_xdg("XDG_CONFIG_HOME", ".config") / "driftctl" / "config.yaml"))
+    values.update(_from_file((cwd or Path.cwd()) / "driftctl.yaml"))
+    for f in fields(Settings):
+        env = os.environ.get(f"DRIFTCTL_{f.name.upper()}")
+        if env is not None:
+            values[f.name] = _coerce(f.name, env, Location(f"DRIFTCTL_{f.name.upper()}"))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(key, value, Location(f"--{key.replace('_', '-')}"))
+    return replace(Settings(), **values)

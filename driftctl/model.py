@@ -1,0 +1,162 @@
+"""The data that flows between driftctl's modules.
+
+inventory -> [Host];  manifest -> Catalog (per host);  engine -> HostResult -> RunResult.
+Everything here is plain data (dataclasses); behaviour lives in the modules that produce it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from driftctl.errors import ExitCode, Location
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """How to reach a host. Built by the inventory from driftctl's own variables or ansible_* aliases.
+
+    ``transport`` picks the implementation in driftctl/transport/ by name: "ssh", "local", "podman".
+    Secrets (``password``, ``become_password``) are never shown in repr.
+    """
+
+    address: str
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+    password: str | None = field(default=None, repr=False)
+    become: bool = False
+    become_user: str = "root"
+    become_password: str | None = field(default=None, repr=False)
+    python: str = "python3"
+    proxy_jump: str | None = None
+    transport: str = "ssh"
+    connect_timeout: float = 10.0
+    command_timeout: float = 300.0
+
+
+@dataclass
+class Host:
+    """One inventory host with its merged variables (all < parent group < child group < host)."""
+
+    name: str
+    vars: dict[str, Any]
+    groups: tuple[str, ...]
+    connection: ConnectionSpec
+    source: Location | None = None
+
+
+@dataclass
+class Resource:
+    """One desired resource after rendering and validation.
+
+    ``params`` are the normalised parameters of the type (see driftctl/resources/), ``require`` etc.
+    are resource ids (``type:name``). ``sensitive`` hides values in every output (hashes only).
+    """
+
+    type: str
+    name: str
+    params: dict[str, Any]
+    source: Location
+    require: list[str] = field(default_factory=list)
+    before: list[str] = field(default_factory=list)
+    notify: list[str] = field(default_factory=list)
+    subscribe: list[str] = field(default_factory=list)
+    sensitive: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.type}:{self.name}"
+
+
+@dataclass
+class Catalog:
+    """Everything one host should be: resources in a valid apply order, plus drift watch paths.
+
+    ``secrets`` holds the rendered values of variables marked secret; every renderer redacts them.
+    ``digest`` is a sha256 over the rendered catalog (changes when the manifest or variables move).
+    """
+
+    host: str
+    resources: list[Resource]
+    watch: list[str] = field(default_factory=list)
+    secrets: frozenset[str] = frozenset()
+    digest: str = ""
+
+    def by_id(self) -> dict[str, Resource]:
+        return {r.id: r for r in self.resources}
+
+
+@dataclass
+class Change:
+    """One attribute that differs: ``field`` goes from ``before`` to ``after``.
+
+    ``diff`` is a unified diff for contents (None when not text or sensitive).
+    """
+
+    field: str
+    before: Any
+    after: Any
+    diff: str | None = None
+
+
+ResourceStatus = Literal["ok", "changed", "failed", "skipped"]
+HostStatus = Literal["ok", "changed", "failed", "unreachable"]
+
+
+@dataclass
+class ResourceResult:
+    """What happened (or would happen, in plan/check) to one resource on one host.
+
+    ``ok`` comes with a ``reason`` ("in sync"); ``changed`` with ``changes``; ``failed`` with ``error``;
+    ``skipped`` with the reason (a dependency failed).
+    """
+
+    id: str
+    status: ResourceStatus
+    changes: list[Change] = field(default_factory=list)
+    reason: str = ""
+    error: str | None = None
+    source: Location | None = None
+    fingerprint: str | None = None
+
+
+@dataclass
+class HostResult:
+    host: str
+    status: HostStatus
+    resources: list[ResourceResult] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    round_trips: int = 0
+    duration: float = 0.0
+    fingerprint: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        code = ExitCode.OK
+        if self.status == "unreachable":
+            return ExitCode.UNREACHABLE
+        if any(r.status == "changed" for r in self.resources):
+            code |= ExitCode.CHANGES
+        if self.status == "failed" or any(r.status == "failed" for r in self.resources):
+            code |= ExitCode.FAILED
+        return code
+
+
+@dataclass
+class RunResult:
+    """One command over a fleet: ``command`` is plan, check, apply, drift or facts."""
+
+    command: str
+    hosts: list[HostResult] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    @property
+    def exit_code(self) -> int:
+        code = ExitCode.OK
+        for h in self.hosts:
+            code |= h.exit_code
+        return code

@@ -1,0 +1,248 @@
+"""The resource type model: a schema, a pure diff, and how a change is shown.
+
+A type lives in ``driftctl/resources/<name>.py`` (controller side) and ``driftctl/agent/<name>.py``
+(host side: observe/apply). The controller side never touches a host: it validates parameters,
+states the desired attributes, and diffs them against what the agent observed.
+
+Subclass ``ResourceType``, set ``name``, ``namevar`` and ``params``, and decorate with ``@register``.
+The class docstring is the reference documentation (docs/resources.md is generated from it):
+a summary, then the parameters, then a YAML example.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from driftctl.errors import Location, ManifestError
+from driftctl.model import Change, Resource
+
+_TYPES: dict[str, type[ResourceType]] = {}
+
+# Parameters every resource accepts; the manifest module consumes them, types never see them.
+META_PARAMS = ("require", "before", "notify", "subscribe", "sensitive", "when", "loop", "loop_var", "tags")
+
+MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a resource type.
+
+    ``kind`` is a Python type or a tuple of them (bool is never accepted for int).
+    ``check`` validates and normalises the value; it returns the value or raises ValueError(message).
+    """
+
+    kind: type | tuple[type, ...]
+    doc: str
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] = ()
+    check: Callable[[Any], Any] | None = None
+
+
+def check_mode(value: Any) -> str:
+    """Modes are strings of octal digits ("0644"), never YAML ints (0644 would read as 420)."""
+    if not isinstance(value, str) or not MODE_RE.match(value):
+        raise ValueError(f"mode must be a quoted octal string like \"0644\", not {value!r}")
+    return value.rjust(4, "0")
+
+
+def check_abs_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"must be an absolute path, not {value!r}")
+    if "\0" in value or "/../" in value + "/":
+        raise ValueError(f"must be a plain absolute path, not {value!r}")
+    return value.rstrip("/") or "/"
+
+
+def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str | None:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def sha256(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+class ResourceType:
+    """Base of every resource type."""
+
+    name: ClassVar[str]
+    namevar: ClassVar[str]  # the parameter that receives the title: ``- file: /etc/motd``
+    params: ClassVar[dict[str, Param]]
+    # fields whose values are secret by nature (a password hash): always shown as hashes
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    # ---- validation (before any connection)
+    @classmethod
+    def validate(
+        cls, raw: Mapping[str, Any], location: Location, key_locations: Mapping[str, Location] | None = None
+    ) -> dict[str, Any]:
+        """Check ``raw`` against the schema; return normalised params with defaults filled in.
+
+        Raises ManifestError at the line of the offending key (``key_locations``) or of the resource.
+        """
+        key_locations = key_locations or {}
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            loc = key_locations.get(key, location)
+            spec = cls.params.get(key)
+            if spec is None:
+                raise ManifestError(
+                    f"{cls.name}: unknown parameter {key!r}",
+                    loc,
+                    did_you_mean(key, [*cls.params, *META_PARAMS])
+                    or f"{cls.name} takes: {', '.join(sorted(cls.params))}",
+                )
+            out[key] = cls._check_value(key, spec, value, loc)
+        for key, spec in cls.params.items():
+            if key not in out:
+                if spec.required:
+                    raise ManifestError(f"{cls.name}: parameter {key!r} is required", location)
+                out[key] = spec.default
+        out = cls.normalize(out, location)
+        return out
+
+    @classmethod
+    def _check_value(cls, key: str, spec: Param, value: Any, loc: Location) -> Any:
+        if value is None:
+            return spec.default
+        kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ManifestError(
+                f"{cls.name}: {key} must be {names}, not {type(value).__name__} ({value!r})", loc
+            )
+        if spec.choices and value not in spec.choices:
+            raise ManifestError(
+                f"{cls.name}: {key} must be one of {', '.join(map(str, spec.choices))}, not {value!r}",
+                loc,
+                did_you_mean(str(value), [str(c) for c in spec.choices]),
+            )
+        if spec.check is not None:
+            try:
+                value = spec.check(value)
+            except ValueError as e:
+                raise ManifestError(f"{cls.name}: {key} {e}", loc) from None
+        return value
+
+    @classmethod
+    def normalize(cls, params: dict[str, Any], location: Location) -> dict[str, Any]:
+        """Type-specific checks across parameters (``content`` and ``source`` together, ...)."""
+        return params
+
+    # ---- identity and relations
+    @classmethod
+    def title(cls, params: Mapping[str, Any]) -> str:
+        return str(params[cls.namevar])
+
+    @classmethod
+    def claims(cls, params: Mapping[str, Any]) -> list[str]:
+        """What this resource owns on a host; two resources claiming the same thing is an error."""
+        return [f"{cls.name}:{cls.title(params)}"]
+
+    @classmethod
+    def autorequire(cls, params: Mapping[str, Any]) -> list[str]:
+        """Ids this resource depends on if they are in the catalog (a file's parent directory, its owner)."""
+        return []
+
+    # ---- desired state and diff (pure)
+    @classmethod
+    def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The managed attributes, keyed as the agent's observe() reports them. None = unmanaged."""
+        raise NotImplementedError
+
+    @classmethod
+    def agent_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What the agent needs to observe and apply (contents replaced by their sha256)."""
+        return dict(params)
+
+    @classmethod
+    def blobs(cls, params: Mapping[str, Any]) -> dict[str, bytes]:
+        """Contents the agent needs for apply, by sha256."""
+        return {}
+
+    @classmethod
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+        """The fields whose observed value differs from the desired one, in the schema's order.
+
+        The default compares each managed field; types override it for ensure=absent and contents.
+        """
+        changes = []
+        for key, want in desired.items():
+            if want is None:
+                continue
+            have = observed.get(key)
+            if have != want:
+                changes.append(Change(key, have, want))
+        return changes
+
+    @classmethod
+    def describe(cls, change: Change) -> str:
+        """One change line as people read it: ``mode 0644 -> 0600``."""
+        if change.before is None:
+            return f"{change.field} -> {change.after}"
+        return f"{change.field} {change.before} -> {change.after}"
+
+
+def content_change(
+    field_name: str, desired_sha: str, observed: Mapping[str, Any], new_text: str | None, path: str, sensitive: bool
+) -> Change:
+    """A content change between the observed file and new text, with a unified diff when both are text."""
+    before = observed.get("content_sha256")
+    diff = None
+    old_text = observed.get("content")
+    if not sensitive and new_text is not None and (old_text is not None or before is None):
+        diff = "".join(
+            difflib.unified_diff(
+                (old_text or "").splitlines(keepends=True),
+                new_text.splitlines(keepends=True),
+                fromfile=f"{path} (host)" if before else "/dev/null",
+                tofile=f"{path} (manifest)",
+            )
+        )
+    return Change(field_name, f"sha256:{before[:12]}" if before else None, f"sha256:{desired_sha[:12]}", diff)
+
+
+def register(cls: type[ResourceType]) -> type[ResourceType]:
+    _TYPES[cls.name] = cls
+    return cls
+
+
+def get_type(name: str) -> type[ResourceType] | None:
+    _load_all()
+    return _TYPES.get(name)
+
+
+def all_types() -> dict[str, type[ResourceType]]:
+    _load_all()
+    return dict(sorted(_TYPES.items()))
+
+
+TYPE_MODULES = (
+    "file", "directory", "symlink", "line", "block", "cron", "sysctl",
+    "user", "group", "authorized_key", "package", "service", "exec",
+)
+
+
+def _load_all() -> None:
+    import importlib
+    import importlib.util
+
+    for mod in TYPE_MODULES:
+        full = f"driftctl.resources.{mod}"
+        if importlib.util.find_spec(full) is not None:
+            importlib.import_module(full)
+
+
+def resource_types_for(resources: list[Resource]) -> dict[str, type[ResourceType]]:
+    types = all_types()
+    return {r.type: types[r.type] for r in resources}
