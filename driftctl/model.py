@@ -31,6 +31,7 @@ class ConnectionSpec:
     become_password: str | None = field(default=None, repr=False)
     python: str = "python3"
     proxy_jump: str | None = None
+    known_hosts: str | None = None  # an extra known_hosts file for this host (driftctl_known_hosts)
     transport: str = "ssh"
     connect_timeout: float = 10.0
     command_timeout: float = 300.0

@@ -1,0 +1,116 @@
+"""Safe YAML loading that remembers where every key and item came from.
+
+``load_file(path, error=ManifestError)`` returns plain Python data where mappings are ``YamlMap``
+(a dict with ``location`` and ``key_locations``) and sequences are ``YamlSeq`` (a list with
+``location`` and ``item_locations``), so later stages can point at the exact line of a mistake.
+Duplicate keys, non-string keys where names are expected, anchors to unsafe tags and YAML syntax
+errors raise ``error`` with file:line. ``!secret value`` makes a driftctl.secret.Secret.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from driftctl.errors import InputError, Location
+from driftctl.secret import Secret
+
+
+class YamlMap(dict):  # type: ignore[type-arg]
+    location: Location
+    key_locations: dict[Any, Location]
+
+    def loc(self, key: Any) -> Location:
+        return self.key_locations.get(key, self.location)
+
+
+class YamlSeq(list):  # type: ignore[type-arg]
+    location: Location
+    item_locations: list[Location]
+
+    def loc(self, index: int) -> Location:
+        try:
+            return self.item_locations[index]
+        except IndexError:
+            return self.location
+
+
+def location_of(value: Any, default: Location) -> Location:
+    return getattr(value, "location", default)
+
+
+class _Loader(yaml.SafeLoader):
+    filename: str = "<string>"
+    error_class: type[InputError] = InputError
+
+    def _loc(self, node: yaml.Node) -> Location:
+        return Location(self.filename, node.start_mark.line + 1)
+
+    def construct_yaml_map(self, node: yaml.MappingNode):  # type: ignore[override]
+        data = YamlMap()
+        data.location = self._loc(node)
+        data.key_locations = {}
+        yield data
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise self.error_class("a mapping key must be a plain value", self._loc(key_node)) from None
+            if key in data.key_locations:
+                first = data.key_locations[key]
+                raise self.error_class(
+                    f"duplicate key {key!r} (first defined at line {first.line})", self._loc(key_node)
+                )
+            data.key_locations[key] = self._loc(key_node)
+            data[key] = self.construct_object(value_node, deep=True)
+
+    def construct_yaml_seq(self, node: yaml.SequenceNode):  # type: ignore[override]
+        data = YamlSeq()
+        data.location = self._loc(node)
+        data.item_locations = [self._loc(n) for n in node.value]
+        yield data
+        data.extend(self.construct_sequence(node, deep=True))
+
+    def construct_secret(self, node: yaml.Node) -> Secret:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error_class("!secret takes a plain string value", self._loc(node))
+        return Secret(self.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)
+_Loader.add_constructor("!secret", _Loader.construct_secret)
+
+
+def load_text(text: str, filename: str, error: type[InputError] = InputError) -> Any:
+    """Parse one YAML document from ``text``; ``filename`` is what errors name."""
+    loader_cls = type("Loader", (_Loader,), {"filename": filename, "error_class": error})
+    loader = loader_cls(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = e.problem or e.context or "invalid YAML"
+        raise error(f"invalid YAML: {problem}", Location(filename, line)) from None
+    except yaml.YAMLError as e:
+        raise error(f"invalid YAML: {e}", Location(filename)) from None
+    finally:
+        loader.dispose()
+
+
+def load_file(path: str | Path, error: type[InputError] = InputError) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error("file not found", Location(str(path))) from None
+    except UnicodeDecodeError as e:
+        raise error(f"not UTF-8 text ({e.reason} at byte {e.start})", Location(str(path))) from None
+    except OSError as e:
+        raise error(f"cannot read: {e.strerror}", Location(str(path))) from None
+    return load_text(text, str(path), error)
