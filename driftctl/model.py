@@ -84,6 +84,7 @@ class Catalog:
     watch: list[str] = field(default_factory=list)
     secrets: frozenset[str] = frozenset()
     digest: str = ""
+    uses_facts: bool = False  # some value depends on the host's facts: render again once they are known
 
     def by_id(self) -> dict[str, Resource]:
         return {r.id: r for r in self.resources}
