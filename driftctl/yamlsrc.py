@@ -18,7 +18,7 @@ from driftctl.errors import InputError, Location
 from driftctl.secret import Secret
 
 
-class YamlMap(dict):  # type: ignore[type-arg]
+class YamlMap(dict):
     location: Location
     key_locations: dict[Any, Location]
 
@@ -26,7 +26,7 @@ class YamlMap(dict):  # type: ignore[type-arg]
         return self.key_locations.get(key, self.location)
 
 
-class YamlSeq(list):  # type: ignore[type-arg]
+class YamlSeq(list):
     location: Location
     item_locations: list[Location]
 
@@ -48,7 +48,7 @@ class _Loader(yaml.SafeLoader):
     def _loc(self, node: yaml.Node) -> Location:
         return Location(self.filename, node.start_mark.line + 1)
 
-    def construct_yaml_map(self, node: yaml.MappingNode):  # type: ignore[override]
+    def construct_yaml_map(self, node: yaml.MappingNode):
         data = YamlMap()
         data.location = self._loc(node)
         data.key_locations = {}
@@ -68,7 +68,7 @@ class _Loader(yaml.SafeLoader):
             data.key_locations[key] = self._loc(key_node)
             data[key] = self.construct_object(value_node, deep=True)
 
-    def construct_yaml_seq(self, node: yaml.SequenceNode):  # type: ignore[override]
+    def construct_yaml_seq(self, node: yaml.SequenceNode):
         data = YamlSeq()
         data.location = self._loc(node)
         data.item_locations = [self._loc(n) for n in node.value]

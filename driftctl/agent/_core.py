@@ -3,6 +3,7 @@
 Runs on the host (python >= 3.8, stdlib only). Shipped first; every later module sees these names.
 """
 
+import contextlib
 import grp
 import hashlib
 import os
@@ -52,7 +53,7 @@ class Ctx(object):
         try:
             return self.blobs[sha]
         except KeyError:
-            raise Failure("content %s was not sent by the controller" % sha[:12])
+            raise Failure("content %s was not sent by the controller" % sha[:12]) from None
 
 
 def run(argv, stdin=None, env=None, timeout=None, check=False):
@@ -68,10 +69,10 @@ def run(argv, stdin=None, env=None, timeout=None, check=False):
         )
     except FileNotFoundError:
         if check:
-            raise Failure("command not found: %s" % argv[0])
+            raise Failure("command not found: %s" % argv[0]) from None
         return 127, "", "command not found: %s" % argv[0]
     except subprocess.TimeoutExpired:
-        raise Failure("command timed out after %ss: %s" % (timeout, " ".join(argv)))
+        raise Failure("command timed out after %ss: %s" % (timeout, " ".join(argv))) from None
     out = proc.stdout.decode("utf-8", "replace")
     err = proc.stderr.decode("utf-8", "replace")
     if check and proc.returncode != 0:
@@ -80,7 +81,8 @@ def run(argv, stdin=None, env=None, timeout=None, check=False):
 
 
 def which(name):
-    for d in os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(os.pathsep) + ["/usr/sbin", "/sbin"]:
+    path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(os.pathsep)
+    for d in [*path, "/usr/sbin", "/sbin"]:
         p = os.path.join(d, name)
         if os.path.isfile(p) and os.access(p, os.X_OK):
             return p
@@ -121,7 +123,7 @@ def resolve_uid(owner):
     try:
         return pwd.getpwnam(owner).pw_uid
     except KeyError:
-        raise Failure("no such user: %s" % owner)
+        raise Failure("no such user: %s" % owner) from None
 
 
 def resolve_gid(group):
@@ -132,7 +134,7 @@ def resolve_gid(group):
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise Failure("no such group: %s" % group)
+        raise Failure("no such group: %s" % group) from None
 
 
 FILE_TYPES = {
@@ -226,9 +228,7 @@ def atomic_write(path, data, mode=None, uid=-1, gid=-1):
         os.chmod(tmp, mode if mode is not None else 0o644)
         os.rename(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     fsync_dir(directory)

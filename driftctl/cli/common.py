@@ -1,0 +1,117 @@
+"""Options every fleet command shares, and the context they load before any host is contacted."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from driftctl import config
+from driftctl.config import Settings
+from driftctl.model import Host
+from driftctl.transport.base import TransportOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def inventory_argument(f: F) -> F:
+    return click.argument("inventory", type=click.Path(path_type=Path))(f)
+
+
+def fleet_options(f: F) -> F:
+    """--limit, --parallel, --json and the connection settings."""
+    options = [
+        click.option("-l", "--limit", metavar="PATTERN", help="Hosts to act on: names, groups, globs, !exclude, &and."),
+        click.option("-p", "--parallel", type=click.IntRange(1, 512), help="Hosts at once (default 10)."),
+        click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout."),
+        click.option("--accept-new-host-keys", is_flag=True, default=None,
+                     help="Trust unknown host keys on first use (recorded); changed keys are still refused."),
+        click.option("--known-hosts", multiple=True, type=click.Path(dir_okay=False),
+                     help="Extra known_hosts file (repeatable)."),
+        click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh config file (default ~/.ssh/config)."),
+        click.option("--connect-timeout", type=float, help="Seconds to connect and authenticate (default 10)."),
+        click.option("--timeout", "command_timeout", type=float, help="Seconds per remote command (default 300)."),
+        click.option("--state-dir", type=click.Path(file_okay=False), help="Where driftctl keeps its state."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@dataclass
+class Context:
+    settings: Settings
+    inventory: Any  # driftctl.inventory.Inventory
+    hosts: list[Host]
+    transport_options: TransportOptions
+    as_json: bool = False
+
+    @property
+    def parallel(self) -> int:
+        return self.settings.parallel
+
+
+def settings_from(**flags: Any) -> Settings:
+    overrides = {
+        "parallel": flags.get("parallel"),
+        "accept_new_host_keys": flags.get("accept_new_host_keys"),
+        "known_hosts": tuple(flags["known_hosts"]) if flags.get("known_hosts") else None,
+        "ssh_config": flags.get("ssh_config"),
+        "connect_timeout": flags.get("connect_timeout"),
+        "command_timeout": flags.get("command_timeout"),
+        "state_dir": flags.get("state_dir"),
+        "state": flags.get("state"),
+        "manifests": flags.get("manifests"),
+    }
+    return config.load(overrides)
+
+
+def transport_options(settings: Settings) -> TransportOptions:
+    return TransportOptions(
+        known_hosts=list(settings.known_hosts),
+        own_known_hosts=settings.own_known_hosts,
+        accept_new_host_keys=settings.accept_new_host_keys,
+        ssh_config=settings.ssh_config,
+    )
+
+
+def apply_timeouts(hosts: list[Host], settings: Settings, flags: dict[str, Any]) -> list[Host]:
+    """Command-line timeouts override the inventory's; otherwise the inventory's win over defaults."""
+    import dataclasses
+
+    out = []
+    for h in hosts:
+        conn = h.connection
+        if flags.get("connect_timeout") is not None:
+            conn = dataclasses.replace(conn, connect_timeout=settings.connect_timeout)
+        if flags.get("command_timeout") is not None:
+            conn = dataclasses.replace(conn, command_timeout=settings.command_timeout)
+        out.append(dataclasses.replace(h, connection=conn) if conn is not h.connection else h)
+    return out
+
+
+def load_context(inventory: Path, limit: str | None = None, as_json: bool = False, **flags: Any) -> Context:
+    """Settings, the inventory and the selected hosts. Raises input errors; contacts no host."""
+    from driftctl.inventory import load_inventory
+
+    settings = settings_from(**flags)
+    inv = load_inventory(inventory)
+    hosts = apply_timeouts(inv.select(limit), settings, flags)
+    return Context(settings, inv, hosts, transport_options(settings), as_json)
+
+
+def pass_flags(f: F) -> F:
+    """Collect the fleet options into one ``flags`` dict argument (keeps command signatures short)."""
+    names = ("accept_new_host_keys", "known_hosts", "ssh_config", "connect_timeout", "command_timeout",
+             "state_dir", "parallel")
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = {n: kwargs.pop(n, None) for n in names}
+        return f(*args, flags=flags, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
