@@ -121,7 +121,29 @@ class ResourceResult:
     reason: str = ""
     error: str | None = None
     source: Location | None = None
-    fingerprint: str | None = None
+    type: str = ""
+    # drift: corrective (host changed by hand), pending (manifest moved), both; None = in sync
+    drift: str | None = None
+    since: float | None = None  # when this drift was first seen (epoch seconds)
+    runs: int | None = None  # for how many drift runs it has lasted
+    ignored: str | None = None  # the reason of the ignore rule that covers it
+    desired_fingerprint: str | None = None
+    observed_fingerprint: str | None = None
+    converged_fingerprint: str | None = None
+    observed: dict[str, Any] | None = None  # managed attributes as observed (redacted, no contents)
+
+
+@dataclass
+class UnmanagedChange:
+    """A change under a ``watch:`` path that no resource manages, against the accepted baseline."""
+
+    path: str
+    change: Literal["added", "removed", "changed"]
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    since: float | None = None
+    runs: int | None = None
+    ignored: str | None = None
 
 
 @dataclass
@@ -134,13 +156,20 @@ class HostResult:
     round_trips: int = 0
     duration: float = 0.0
     fingerprint: str | None = None
+    catalog_digest: str | None = None
+    unmanaged: list[UnmanagedChange] = field(default_factory=list)
+    watch: dict[str, dict[str, Any]] = field(default_factory=dict)  # observed watch entries (drift)
+    secrets: frozenset[str] = frozenset()
+    locked: bool = False  # another driftctl was changing this host
 
     @property
     def exit_code(self) -> int:
         code = ExitCode.OK
         if self.status == "unreachable":
             return ExitCode.UNREACHABLE
-        if any(r.status == "changed" for r in self.resources):
+        if any(r.status == "changed" or (r.drift and not r.ignored) for r in self.resources):
+            code |= ExitCode.CHANGES
+        if any(not u.ignored for u in self.unmanaged):
             code |= ExitCode.CHANGES
         if self.status == "failed" or any(r.status == "failed" for r in self.resources):
             code |= ExitCode.FAILED
@@ -158,6 +187,9 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        """Bits of every host's code; 75 when a host was locked by another run (retry later)."""
+        if any(h.locked for h in self.hosts):
+            return ExitCode.LOCKED
         code = ExitCode.OK
         for h in self.hosts:
             code |= h.exit_code

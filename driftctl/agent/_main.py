@@ -12,7 +12,9 @@ notified items with a refresh handler are refreshed once, after every change, in
 """
 
 import base64
+import fcntl
 import json
+import os
 import sys
 import traceback
 
@@ -49,7 +51,29 @@ def op_probe(req):
     return answer
 
 
+LOCK_PATH = "/run/lock/driftctl.lock"
+
+
+def _host_lock(path):
+    """One apply at a time per host: an flock held until this process exits (so never left stale)."""
+    d = os.path.dirname(path)
+    if not os.path.isdir(d):
+        d = "/tmp"
+        path = os.path.join(d, "driftctl.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise Failure("LOCKED: host is being changed by %s" % holder) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, ("driftctl apply pid %d" % os.getpid()).encode())
+    return fd
+
+
 def op_apply(req):
+    _host_lock(req.get("lock_path") or LOCK_PATH)
     blobs = dict((k, base64.b64decode(v)) for k, v in req.get("blobs", {}).items())
     ctx = Ctx(facts=gather_facts(), blobs=blobs, backup_dir=req.get("backup_dir") or Ctx().backup_dir)
     results = {}

@@ -79,6 +79,8 @@ class ResourceType:
     params: ClassVar[dict[str, Param]]
     # fields whose values are secret by nature (a password hash): always shown as hashes
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    # the agent module registers a refresh() (service restart, refreshonly exec): notify means something
+    refreshable: ClassVar[bool] = False
 
     # ---- validation (before any connection)
     @classmethod

@@ -1,0 +1,108 @@
+"""driftctl plan / check / apply."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from driftctl import document
+from driftctl.cli import ui
+from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
+from driftctl.cli.render import Progress, final_line, host_section, summary_table
+from driftctl.engine import Engine
+from driftctl.model import RunResult
+
+
+def manifest_option(f: Any) -> Any:
+    return click.option(
+        "-m", "--manifests", type=click.Path(file_okay=False, path_type=Path),
+        help="The manifest tree (default: manifests/, or the 'manifests' setting).",
+    )(f)
+
+
+def diff_option(f: Any) -> Any:
+    return click.option("--diff/--no-diff", default=True, help="Show unified diffs of file contents.")(f)
+
+
+def verbose_option(f: Any) -> Any:
+    return click.option("-v", "--verbose", is_flag=True, help="List resources in sync too.")(f)
+
+
+def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, flags: dict[str, Any],
+            progress: Progress | None = None) -> tuple[Any, Engine]:
+    """Load everything and preflight every catalog: all input errors surface here, before any connection."""
+    from driftctl.manifest import load_site
+
+    ctx = load_context(inventory, limit, as_json, manifests=str(manifests) if manifests else None, **flags)
+    site = load_site(Path(ctx.settings.manifests))
+    engine = Engine(site, ctx.inventory, ctx.settings, ctx.transport_options, on_event=progress)
+    engine.preflight(ctx.hosts)
+    return ctx, engine
+
+
+def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool, verbose: bool) -> None:
+    if as_json:
+        doc = document.build(run, str(inventory), sys.argv[1:])
+        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+        return
+    for h in run.hosts:
+        host_section(ui.out, h, run.command, show_diff, verbose)
+    ui.out.print()
+    if len(run.hosts) > 1:
+        ui.out.print(summary_table(run))
+    ui.out.print(final_line(run), markup=False)
+
+
+def converge(command: str, inventory: Path, limit: str | None, as_json: bool, manifests: Path | None,
+             show_diff: bool, verbose: bool, flags: dict[str, Any]) -> int:
+    ctx, engine = prepare(inventory, limit, as_json, manifests, flags)
+    if not ctx.hosts:
+        ui.warn("no hosts selected")
+    with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
+        engine.on_event = progress
+        run = engine.run(command, ctx.hosts)  # type: ignore[arg-type]
+    if command == "apply":
+        _record(ctx, run, inventory)
+    show(run, inventory, as_json, show_diff, verbose)
+    return run.exit_code
+
+
+def _record(ctx: Any, run: RunResult, inventory: Path) -> None:
+    """Store the run (converged state for drift detection). A store problem never hides the result."""
+    try:
+        from driftctl.drift import record_run
+
+        record_run(ctx.settings, run, inventory)
+    except ImportError:
+        return
+    except Exception as e:  # the hosts are converged; say loudly that history was not written
+        ui.error(f"the run was not recorded in the state store: {e}")
+
+
+def register(group: click.Group) -> None:
+    for name, help_text in (
+        ("plan", "Show what apply would change, per host and resource, with diffs. Changes nothing."),
+        ("check", "Like plan, for automation: exit 0 in sync, 2 changes pending, 4 failed, 8 unreachable."),
+        ("apply", "Converge hosts to their manifests, in parallel, and record the converged state."),
+    ):
+        group.add_command(_make(name, help_text))
+
+
+def _make(name: str, help_text: str) -> click.Command:
+    @click.command(name=name, help=help_text)
+    @inventory_argument
+    @manifest_option
+    @fleet_options
+    @diff_option
+    @verbose_option
+    @pass_flags
+    def command(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, diff: bool,
+                verbose: bool, flags: dict[str, Any]) -> int:
+        return converge(name, inventory, limit, as_json, manifests, diff, verbose, flags)
+
+    return command

@@ -1,0 +1,211 @@
+"""Terminal views of runs: per-host sections with change lines and diffs, a summary table, progress.
+
+Everything drawn here comes from the engine's results (already redacted); nothing is computed twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from driftctl.engine import Event
+from driftctl.model import Change, HostResult, ResourceResult, RunResult
+from driftctl.resources.base import get_type
+
+STATUS_STYLE = {
+    "ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "magenta",
+    "unreachable": "bold red", "drifted": "yellow",
+}
+MARK = {"ok": " ", "changed": "~", "failed": "x", "skipped": "-"}
+
+
+def describe(r: ResourceResult, c: Change) -> str:
+    rtype = get_type(r.type or r.id.split(":", 1)[0])
+    if rtype is not None:
+        return rtype.describe(c)
+    if c.before is None:
+        return f"{c.field} -> {c.after}"
+    return f"{c.field} {c.before} -> {c.after}"
+
+
+def diff_text(diff: str) -> Text:
+    text = Text()
+    for line in diff.splitlines():
+        style = "green" if line.startswith("+") else "red" if line.startswith("-") else "cyan" if line.startswith(
+            "@@") else "dim"
+        text.append("        " + line + "\n", style=style)
+    return text
+
+
+def host_section(console: Console, h: HostResult, command: str, show_diff: bool, verbose: bool = False) -> None:
+    if h.status == "unreachable":
+        console.print(f"[bold]{escape(h.host)}[/]  [bold red]unreachable[/]: {escape(h.error or '')}")
+        return
+    counts = summary_counts(h)
+    verb = {"plan": "to change", "check": "to change", "apply": "changed", "drift": "drifted"}.get(command, "changed")
+    head = f"[bold]{escape(h.host)}[/]  "
+    if h.status == "failed" and not h.resources:
+        console.print(head + f"[bold red]failed[/]: {escape(h.error or '')}")
+        return
+    n_changed = counts["drifted"] if command == "drift" else counts["changed"]
+    parts = [f"[yellow]{n_changed} {verb}[/]" if n_changed else f"[green]0 {verb}[/]", f"{counts['ok']} in sync"]
+    if counts["failed"]:
+        parts.append(f"[bold red]{counts['failed']} failed[/]")
+    if counts["skipped"]:
+        parts.append(f"[magenta]{counts['skipped']} skipped[/]")
+    if h.unmanaged:
+        parts.append(f"[yellow]{len(h.unmanaged)} unmanaged change(s)[/]")
+    console.print(head + ", ".join(parts) + f"  [dim]({h.duration:.1f}s, {h.round_trips} round trips)[/]")
+    for r in h.resources:
+        interesting = r.status != "ok" or (command == "drift" and r.drift)
+        if not interesting and not verbose:
+            continue
+        resource_lines(console, r, show_diff)
+    for u in h.unmanaged:
+        mark = {"added": "+", "removed": "-", "changed": "~"}[u.change]
+        since = f" since {_ago(u.since)}" if u.since else ""
+        ign = f" [dim](ignored: {escape(u.ignored)})[/]" if u.ignored else ""
+        console.print(f"  [yellow]{mark} unmanaged {escape(u.path)}[/] {u.change}{since}{ign}")
+
+
+def resource_lines(console: Console, r: ResourceResult, show_diff: bool) -> None:
+    style = STATUS_STYLE.get(r.status, "")
+    mark = MARK.get(r.status, "?")
+    label: str = r.status
+    if r.drift:
+        label = f"{r.drift} drift"
+        style = "yellow"
+        mark = "!"
+    where = f" [dim]{escape(str(r.source))}[/]" if r.source else ""
+    extra = ""
+    if r.drift and r.since:
+        extra = f" [dim]since {_ago(r.since)}, {r.runs} run(s)[/]"
+    if r.ignored:
+        extra += f" [dim](ignored: {escape(r.ignored)})[/]"
+    console.print(f"  [{style}]{mark} {escape(r.id)}[/] [{style}]{label}[/]{extra}{where}")
+    if r.error:
+        console.print(f"      [red]{escape(r.error)}[/]")
+    for c in r.changes:
+        console.print(f"      {escape(describe(r, c))}")
+        if show_diff and c.diff:
+            console.print(diff_text(c.diff))
+
+
+def summary_counts(h: HostResult) -> dict[str, int]:
+    counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0, "drifted": 0}
+    for r in h.resources:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if r.drift and not r.ignored:
+            counts["drifted"] += 1
+    return counts
+
+
+def summary_table(run: RunResult) -> Table:
+    drift = run.command == "drift"
+    table = Table(title=None, show_edge=False, header_style="bold")
+    table.add_column("host")
+    table.add_column("status")
+    table.add_column("drifted" if drift else ("to change" if run.command in ("plan", "check") else "changed"),
+                     justify="right")
+    table.add_column("in sync", justify="right")
+    table.add_column("failed", justify="right")
+    if drift:
+        table.add_column("unmanaged", justify="right")
+    table.add_column("time", justify="right")
+    for h in run.hosts:
+        c = summary_counts(h)
+        status: str = h.status
+        if drift and (c["drifted"] or any(not u.ignored for u in h.unmanaged)) and status == "ok":
+            status = "drifted"
+        row = [h.host, f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
+               str(c["drifted"] if drift else c["changed"]), str(c["ok"]), str(c["failed"])]
+        if drift:
+            row.append(str(sum(not u.ignored for u in h.unmanaged)))
+        row.append(f"{h.duration:.1f}s")
+        table.add_row(*row)
+    return table
+
+
+def final_line(run: RunResult) -> str:
+    hosts = run.hosts
+    n = len(hosts)
+    unreachable = sum(h.status == "unreachable" for h in hosts)
+    failed = sum(h.status == "failed" for h in hosts)
+    resources = [r for h in hosts for r in h.resources]
+    changed = sum(r.status == "changed" for r in resources)
+    drifted = sum(bool(r.drift) and not r.ignored for r in resources)
+    elapsed = (run.finished or time.time()) - run.started
+    if run.command == "drift":
+        unmanaged = sum(not u.ignored for h in hosts for u in h.unmanaged)
+        what = f"{drifted} drifted resource(s), {unmanaged} unmanaged change(s)"
+    elif run.command == "apply":
+        what = f"{changed} resource(s) changed"
+    else:
+        what = f"{changed} resource(s) to change"
+    tail = []
+    if failed:
+        tail.append(f"{failed} host(s) failed")
+    if unreachable:
+        tail.append(f"{unreachable} unreachable")
+    extra = ("; " + ", ".join(tail)) if tail else ""
+    return f"{run.command}: {n} host(s), {what}{extra} in {elapsed:.1f}s (exit {run.exit_code})"
+
+
+def _ago(ts: float) -> str:
+    secs = max(0, int(time.time() - ts))
+    if secs < 120:
+        return f"{secs}s ago"
+    if secs < 7200:
+        return f"{secs // 60}m ago"
+    if secs < 172800:
+        return f"{secs // 3600}h ago"
+    return f"{secs // 86400}d ago"
+
+
+class Progress:
+    """Live per-host progress for a person at a terminal; one line per finished host otherwise."""
+
+    def __init__(self, console: Console, hosts: list[str], interactive: bool) -> None:
+        self.console = console
+        self.interactive = interactive
+        self.state: dict[str, str] = {h: "waiting" for h in hosts}
+        self.lock = threading.Lock()
+        self.live: Live | None = None
+
+    def __enter__(self) -> Progress:
+        if self.interactive:
+            self.live = Live(self._render(), console=self.console, transient=True, refresh_per_second=8)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def _render(self) -> Group:
+        done = sum(s.startswith("done") for s in self.state.values())
+        lines = [Text(f"{done}/{len(self.state)} hosts done", style="bold")]
+        for host, s in self.state.items():
+            if not s.startswith("done") and s != "waiting":
+                lines.append(Text(f"  {host}: {s}", style="cyan"))
+        return Group(*lines)
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            if event.kind == "done" and event.result is not None:
+                self.state[event.host] = "done"
+                if not self.interactive:
+                    r = event.result
+                    self.console.print(f"{r.host}: {r.status}" + (f" ({r.error})" if r.error else ""),
+                                       markup=False, highlight=False)
+            elif event.kind == "phase":
+                self.state[event.host] = event.phase
+            if self.live is not None:
+                self.live.update(self._render())

@@ -1,0 +1,128 @@
+"""The report document: a RunResult as versioned, JSON-ready data (schema ``driftctl.report/v1``).
+
+Every other rendering (terminal, JUnit, HTML, Prometheus) and the store start from this document, so
+people and machines always see the same facts. Values are already redacted by the engine.
+See docs/report-schema.md.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from driftctl import __version__
+from driftctl.model import Change, HostResult, ResourceResult, RunResult, UnmanagedChange
+
+SCHEMA = "driftctl.report/v1"
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def change_doc(c: Change) -> dict[str, Any]:
+    return {"field": c.field, "before": _plain(c.before), "after": _plain(c.after), "diff": c.diff}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return value
+
+
+def resource_doc(r: ResourceResult) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "type": r.type or r.id.split(":", 1)[0],
+        "status": r.status,
+        "drift": r.drift,
+        "since": iso(r.since),
+        "runs": r.runs,
+        "ignored": r.ignored,
+        "changes": [change_doc(c) for c in r.changes],
+        "reason": r.reason,
+        "error": r.error,
+        "source": str(r.source) if r.source else None,
+        "desired_fingerprint": r.desired_fingerprint,
+        "observed_fingerprint": r.observed_fingerprint,
+        "converged_fingerprint": r.converged_fingerprint,
+        "observed": r.observed,
+    }
+
+
+def unmanaged_doc(u: UnmanagedChange) -> dict[str, Any]:
+    return {
+        "path": u.path, "change": u.change, "before": u.before, "after": u.after,
+        "since": iso(u.since), "runs": u.runs, "ignored": u.ignored,
+    }
+
+
+def host_status(h: HostResult, command: str) -> str:
+    if h.status in ("unreachable", "failed"):
+        return h.status
+    if command == "drift" and (
+        any(r.drift and not r.ignored for r in h.resources) or any(not u.ignored for u in h.unmanaged)
+    ):
+        return "drifted"
+    return h.status
+
+
+def host_doc(h: HostResult, command: str) -> dict[str, Any]:
+    return {
+        "name": h.host,
+        "status": host_status(h, command),
+        "error": h.error,
+        "locked": h.locked,
+        "fingerprint": h.fingerprint,
+        "catalog_digest": h.catalog_digest,
+        "duration": round(h.duration, 3),
+        "round_trips": h.round_trips,
+        "facts": h.facts,
+        "resources": [resource_doc(r) for r in h.resources],
+        "unmanaged": [unmanaged_doc(u) for u in h.unmanaged],
+    }
+
+
+def build(run: RunResult, inventory: str, argv: list[str] | None = None) -> dict[str, Any]:
+    hosts = [host_doc(h, run.command) for h in run.hosts]
+    statuses = [h["status"] for h in hosts]
+    resources = [r for h in run.hosts for r in h.resources]
+    return {
+        "schema": SCHEMA,
+        "command": run.command,
+        "inventory": inventory,
+        "started": iso(run.started),
+        "finished": iso(run.finished),
+        "driftctl_version": __version__,
+        "controller": socket.gethostname(),
+        "user": _user(),
+        "argv": argv or [],
+        "exit_code": run.exit_code,
+        "summary": {
+            "hosts": len(hosts),
+            "ok": statuses.count("ok"),
+            "changed": statuses.count("changed"),
+            "drifted": statuses.count("drifted"),
+            "failed": statuses.count("failed"),
+            "unreachable": statuses.count("unreachable"),
+            "resources": len(resources),
+            "resources_changed": sum(r.status == "changed" for r in resources),
+            "resources_failed": sum(r.status == "failed" for r in resources),
+            "resources_drifted": sum(bool(r.drift) and not r.ignored for r in resources),
+            "unmanaged_changes": sum(not u.ignored for h in run.hosts for u in h.unmanaged),
+        },
+        "hosts": hosts,
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

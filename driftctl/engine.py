@@ -1,0 +1,434 @@
+"""The engine: per host, connect -> (facts) -> probe -> diff -> (apply -> verify) -> fingerprint.
+
+Round trips per host: plan/check/drift = 1 (probe, which also returns facts), or 2 when templates
+use facts (facts first, then render, then probe); apply = one more (the change list and the changed
+contents in one agent call, which also re-observes what it touched). Never one per resource.
+
+``plan``/``check`` go through ``plan_host()`` only, which sends nothing but the read-only "facts" and
+"probe" ops; the "apply" op is sent from ``apply_plan()`` alone.
+
+The engine never prints: it emits ``Event``s that the CLI renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from driftctl import agent, fingerprint
+from driftctl.config import Settings
+from driftctl.errors import (
+    AgentError,
+    CommandTimeout,
+    ConnectError,
+    DriftctlError,
+    HostError,
+    InputError,
+    ManifestError,
+)
+from driftctl.model import Catalog, Change, Host, HostResult, Resource, ResourceResult, RunResult
+from driftctl.parallel import run_hosts
+from driftctl.resources.base import ResourceType, get_type
+from driftctl.secret import REDACTED, redact, redact_data
+from driftctl.transport.base import Transport, TransportOptions, get_transport
+
+Command = Literal["plan", "check", "apply", "drift"]
+
+
+@dataclass
+class Event:
+    """Progress of one host: ``start``, ``phase`` (connect, facts, render, probe, apply), ``done``."""
+
+    kind: Literal["start", "phase", "done"]
+    host: str
+    phase: str = ""
+    result: HostResult | None = None
+
+
+EventFn = Callable[[Event], None]
+
+
+@dataclass
+class Planned:
+    """One resource after the probe: what it should be, what it is, and what differs."""
+
+    resource: Resource
+    rtype: type[ResourceType]
+    desired: dict[str, Any]
+    observed: dict[str, Any] | None = None
+    error: str | None = None
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.resource.id
+
+    @property
+    def desired_fingerprint(self) -> str:
+        return fingerprint.of(fingerprint.desired_state(self.desired))
+
+    @property
+    def observed_fingerprint(self) -> str | None:
+        if self.observed is None:
+            return None
+        return fingerprint.of(fingerprint.managed_state(self.desired, self.observed))
+
+
+@dataclass
+class HostPlan:
+    host: Host
+    catalog: Catalog
+    facts: dict[str, Any]
+    items: list[Planned]
+    watch: dict[str, dict[str, Any]] = field(default_factory=dict)
+    round_trips: int = 0
+
+    def changed(self) -> list[Planned]:
+        return [p for p in self.items if p.changes and p.error is None]
+
+
+class Engine:
+    """Plans and converges hosts from a manifest site and an inventory."""
+
+    def __init__(
+        self,
+        site: Any,
+        inventory: Any,
+        settings: Settings,
+        transport_options: TransportOptions,
+        on_event: EventFn | None = None,
+        transport_factory: Callable[[Host, TransportOptions], Transport] = get_transport,
+    ) -> None:
+        self.site = site
+        self.inventory = inventory
+        self.settings = settings
+        self.transport_options = transport_options
+        self.on_event = on_event or (lambda event: None)
+        self.transport_factory = transport_factory
+        self.catalogs: dict[str, Catalog] = {}
+
+    # ---- before any connection
+    def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
+        """Render and validate every host's catalog. Raises the user's input errors; contacts no host."""
+        from driftctl.manifest import preflight
+
+        self.catalogs = dict(preflight(self.site, self.inventory, list(hosts)))
+        return self.catalogs
+
+    # ---- whole runs
+    def run(self, command: Command, hosts: Sequence[Host]) -> RunResult:
+        """plan, check or apply on every host in parallel. Call preflight() first."""
+        if not self.catalogs:
+            self.preflight(hosts)
+        run = RunResult(command=command)
+
+        def one(host: Host) -> HostResult:
+            return self.each_host(host, lambda t: self._plan_or_apply(host, t, command))
+
+        run.hosts = [o.value for o in run_hosts(hosts, one, self.settings.parallel) if o.value is not None]
+        run.finished = time.time()
+        return run
+
+    def each_host(self, host: Host, work: Callable[[Transport], HostResult]) -> HostResult:
+        """Connect, run ``work``, close; any failure becomes this host's result, never an exception."""
+        started = time.monotonic()
+        self.on_event(Event("start", host.name))
+        try:
+            self.on_event(Event("phase", host.name, "connect"))
+            with self.transport_factory(host, self.transport_options) as transport:
+                result = work(transport)
+        except ConnectError as e:
+            result = HostResult(host.name, "unreachable", error=e.message)
+        except (AgentError, CommandTimeout, HostError) as e:
+            result = HostResult(host.name, "failed", error=e.message, locked="LOCKED:" in e.message)
+        except InputError as e:
+            result = HostResult(host.name, "failed", error=str(e))
+        except DriftctlError as e:
+            result = HostResult(host.name, "failed", error=str(e))
+        except Exception as e:  # a bug must not take the fleet down with it
+            result = HostResult(host.name, "failed", error=f"internal error: {type(e).__name__}: {e}")
+        result.duration = time.monotonic() - started
+        if result.error:
+            secrets = self.catalogs[host.name].secrets if host.name in self.catalogs else frozenset()
+            result.error = redact(result.error, secrets)
+        self.on_event(Event("done", host.name, result=result))
+        return result
+
+    def _plan_or_apply(self, host: Host, transport: Transport, command: Command) -> HostResult:
+        plan = self.plan_host(host, transport)
+        if command == "apply":
+            results = self.apply_plan(plan, transport)
+        else:
+            results = plan_results(plan)
+        return self.host_result(plan, results)
+
+    # ---- one host: the read-only half
+    def plan_host(self, host: Host, transport: Transport) -> HostPlan:
+        """Facts (only when templates need them), render, one probe round trip, and the diff."""
+        catalog = self.catalogs.get(host.name)
+        if catalog is None:
+            catalog = self.preflight_one(host)
+        round_trips = 0
+        facts: dict[str, Any] = {}
+        if catalog.uses_facts:
+            self.on_event(Event("phase", host.name, "facts"))
+            facts = agent.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3)["facts"]
+            round_trips += 1
+            self.on_event(Event("phase", host.name, "render"))
+            from driftctl.manifest import compile_catalog
+
+            catalog = compile_catalog(self.site, self.inventory, host, facts)
+            self.catalogs[host.name] = catalog
+        items = [self._planned(r) for r in catalog.resources]
+        self.on_event(Event("phase", host.name, "probe"))
+        request: dict[str, Any] = {
+            "op": "probe",
+            "facts": not facts,
+            "resources": [self._agent_item(p, catalog) for p in items],
+        }
+        if catalog.watch:
+            request["watch"] = watch_request(catalog)
+        answer = agent.call(transport, request)
+        round_trips += 1
+        facts = facts or answer.get("facts", {})
+        observed = answer.get("resources", {})
+        for p in items:
+            got = observed.get(p.id)
+            if got is None:
+                p.error = "the agent did not report this resource"
+            elif "error" in got:
+                p.error = got["error"]
+            else:
+                p.observed = got["observed"]
+                p.changes = self._diff(p, p.observed)
+        return HostPlan(host, catalog, facts, items, answer.get("watch", {}), round_trips)
+
+    def preflight_one(self, host: Host) -> Catalog:
+        from driftctl.manifest import compile_catalog
+
+        catalog: Catalog = compile_catalog(self.site, self.inventory, host, None)
+        self.catalogs[host.name] = catalog
+        return catalog
+
+    def _planned(self, resource: Resource) -> Planned:
+        rtype = get_type(resource.type)
+        if rtype is None:  # validated in preflight; only a broken install gets here
+            raise ManifestError(f"unknown resource type {resource.type!r}", resource.source)
+        return Planned(resource, rtype, rtype.desired(resource.params))
+
+    def _diff(self, p: Planned, observed: dict[str, Any]) -> list[Change]:
+        changes = p.rtype.diff(p.desired, observed, sensitive=p.resource.sensitive)
+        return [mask_change(c, p) for c in changes]
+
+    def _agent_item(self, p: Planned, catalog: Catalog) -> dict[str, Any]:
+        params = dict(p.rtype.agent_params(p.resource.params))
+        params["_want_content"] = not p.resource.sensitive
+        if p.resource.type == "directory":
+            params["_managed"] = managed_below(str(p.resource.params.get("path", "")), catalog.resources)
+        return {"id": p.id, "type": p.resource.type, "params": params}
+
+    # ---- one host: the write half
+    def apply_plan(
+        self, plan: HostPlan, transport: Transport, only: Iterable[str] | None = None
+    ) -> list[ResourceResult]:
+        """Ship the changes of ``plan`` (all, or the ids in ``only``) in one agent call; verify them."""
+        wanted = set(only) if only is not None else None
+        to_change = {p.id for p in plan.changed() if wanted is None or p.id in wanted}
+        if not to_change:
+            return [planned_result(p, applying=True) for p in plan.items]
+        self.on_event(Event("phase", plan.host.name, "apply"))
+        depends, notify = edges(plan.catalog.resources)
+        blobs: dict[str, str] = {}
+        items = []
+        for p in plan.items:
+            item = self._agent_item(p, plan.catalog)
+            item["changes"] = [c.field for c in p.changes] if p.id in to_change else []
+            item["depends"] = depends.get(p.id, [])
+            item["notify"] = notify.get(p.id, [])
+            items.append(item)
+            if p.id in to_change:
+                for sha, data in p.rtype.blobs(p.resource.params).items():
+                    blobs[sha] = base64.b64encode(data).decode("ascii")
+        answer = agent.call(
+            transport,
+            {"op": "apply", "resources": items, "blobs": blobs, "backup_dir": self.settings.backup_dir},
+        )
+        plan.round_trips += 1
+        got = answer.get("results", {})
+        results = []
+        for p in plan.items:
+            r = got.get(p.id, {"status": "failed", "error": "the agent did not report this resource"})
+            results.append(self._applied_result(p, r, p.id in to_change, notifiers(p.id, notify, to_change)))
+        return results
+
+    def _applied_result(self, p: Planned, r: dict[str, Any], was_changed: bool, by: list[str]) -> ResourceResult:
+        status = r.get("status", "failed")
+        if status in ("failed", "skipped"):
+            return ResourceResult(
+                p.id, status, changes=p.changes if was_changed else [], error=r.get("error"),
+                reason=r.get("error", ""), source=p.resource.source, type=p.resource.type,
+                desired_fingerprint=p.desired_fingerprint, observed_fingerprint=p.observed_fingerprint,
+                observed=observed_view(p),
+            )
+        if not was_changed:
+            result = planned_result(p, applying=True)
+            if r.get("refreshed"):
+                result.status = "changed"
+                result.changes = [refresh_change(by)]
+            return result
+        after = r.get("observed")
+        if after is None:
+            return ResourceResult(
+                p.id, "failed", changes=p.changes, error=r.get("error") or "not observed after the change",
+                source=p.resource.source, type=p.resource.type,
+            )
+        remaining = self._diff(p, after)
+        p.observed = after
+        if remaining:
+            fields = ", ".join(p.rtype.describe(c) for c in remaining)
+            return ResourceResult(
+                p.id, "failed", changes=p.changes, error=f"did not converge: {fields}",
+                source=p.resource.source, type=p.resource.type,
+                desired_fingerprint=p.desired_fingerprint, observed_fingerprint=p.observed_fingerprint,
+                observed=observed_view(p),
+            )
+        return ResourceResult(
+            p.id, "changed", changes=p.changes, reason="refreshed" if r.get("refreshed") else "",
+            source=p.resource.source, type=p.resource.type,
+            desired_fingerprint=p.desired_fingerprint, observed_fingerprint=p.observed_fingerprint,
+            observed=observed_view(p),
+        )
+
+    # ---- results
+    def host_result(self, plan: HostPlan, results: list[ResourceResult]) -> HostResult:
+        secrets = plan.catalog.secrets
+        results = [redact_result(r, secrets) for r in results]
+        failed = any(r.status == "failed" for r in results)
+        changed = any(r.status == "changed" for r in results)
+        fps = {r.id: r.observed_fingerprint for r in results if r.observed_fingerprint}
+        return HostResult(
+            plan.host.name,
+            "failed" if failed else "changed" if changed else "ok",
+            resources=results,
+            facts=plan.facts,
+            round_trips=plan.round_trips,
+            fingerprint=fingerprint.host_root(fps) if fps else None,
+            catalog_digest=plan.catalog.digest,
+            watch=plan.watch,
+            secrets=secrets,
+        )
+
+
+def notifiers(rid: str, notify: dict[str, list[str]], changed: set[str]) -> list[str]:
+    return [src for src, targets in notify.items() if rid in targets and src in changed]
+
+
+def refresh_change(by: list[str]) -> Change:
+    return Change("refresh", None, "notified by " + ", ".join(by))
+
+
+def plan_results(plan: HostPlan) -> list[ResourceResult]:
+    """What apply would do: the changes, and the refreshes those changes would trigger."""
+    results = [planned_result(p) for p in plan.items]
+    _, notify = edges(plan.catalog.resources)
+    changed = {p.id for p in plan.changed()}
+    for p, r in zip(plan.items, results, strict=True):
+        by = notifiers(p.id, notify, changed)
+        if by and r.status == "ok" and p.rtype.refreshable:
+            r.status = "changed"
+            r.reason = ""
+            r.changes = [refresh_change(by)]
+    return results
+
+
+def planned_result(p: Planned, applying: bool = False) -> ResourceResult:
+    """The result of a probed resource before (plan) or without (in sync) any change."""
+    common: dict[str, Any] = {
+        "source": p.resource.source,
+        "type": p.resource.type,
+        "desired_fingerprint": p.desired_fingerprint,
+        "observed_fingerprint": p.observed_fingerprint,
+        "observed": observed_view(p),
+    }
+    if p.error is not None:
+        return ResourceResult(p.id, "failed", error=p.error, reason=p.error, **common)
+    if p.changes:
+        return ResourceResult(p.id, "changed", changes=p.changes, **common)
+    return ResourceResult(p.id, "ok", reason="in sync", **common)
+
+
+def observed_view(p: Planned) -> dict[str, Any] | None:
+    """What is kept of an observation in results and the store: managed attributes, no contents."""
+    if p.observed is None:
+        return None
+    state = fingerprint.managed_state(p.desired, p.observed)
+    for key in p.rtype.secret_fields:
+        if state.get(key) is not None:
+            state[key] = "sha256:" + fingerprint.of({"v": state[key]})[:12]
+    return state
+
+
+def mask_change(change: Change, p: Planned) -> Change:
+    """Secret fields (a password hash) and sensitive resources never show values, only hashes."""
+    if change.field in p.rtype.secret_fields or (p.resource.sensitive and change.field != "ensure"):
+        def h(v: Any) -> Any:
+            if v is None or (isinstance(v, str) and v.startswith("sha256:")):
+                return v
+            return "sha256:" + fingerprint.of({"v": v})[:12]
+
+        return Change(change.field, h(change.before), h(change.after), None)
+    return change
+
+
+def redact_result(r: ResourceResult, secrets: frozenset[str]) -> ResourceResult:
+    if not secrets:
+        return r
+    changes = [
+        Change(c.field, redact_data(c.before, secrets), redact_data(c.after, secrets),
+               redact(c.diff, secrets) if c.diff else c.diff)
+        for c in r.changes
+    ]
+    return replace(
+        r,
+        changes=changes,
+        error=redact(r.error, secrets) if r.error else r.error,
+        reason=redact(r.reason, secrets),
+        observed=redact_data(r.observed, secrets),
+    )
+
+
+def edges(resources: Sequence[Resource]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(depends, notify) per resource id: what must converge first, and whom a change refreshes."""
+    ids = {r.id for r in resources}
+    depends: dict[str, list[str]] = {r.id: [d for d in r.require + r.subscribe if d in ids] for r in resources}
+    notify: dict[str, list[str]] = {r.id: [n for n in r.notify if n in ids] for r in resources}
+    for r in resources:
+        for target in r.before + r.notify:
+            if target in depends and r.id not in depends[target]:
+                depends[target].append(r.id)
+        for source in r.subscribe:
+            if source in notify and r.id not in notify[source]:
+                notify[source].append(r.id)
+    return depends, notify
+
+
+def managed_below(directory: str, resources: Sequence[Resource]) -> list[str]:
+    """Paths under ``directory`` that some resource of the catalog manages (kept by purge)."""
+    prefix = directory.rstrip("/") + "/"
+    out = set()
+    for r in resources:
+        path = r.params.get("path")
+        if isinstance(path, str) and path.startswith(prefix):
+            out.add(path)
+    return sorted(out)
+
+
+def watch_request(catalog: Catalog) -> list[dict[str, Any]]:
+    """Watched paths with the managed paths under them excluded (those are reported per resource)."""
+    return [{"path": w, "exclude": managed_below(w, catalog.resources)} for w in catalog.watch]
+
+
+__all__ = ["REDACTED", "Engine", "Event", "HostPlan", "Planned", "edges", "planned_result"]
