@@ -114,7 +114,10 @@ def op_apply(req):
             results[rid].update(status="failed", error="refresh failed: %s" % e)
         except Exception as e:
             results[rid].update(status="failed", error="refresh failed: %s: %s" % (type(e).__name__, e))
-    return {"results": results}
+    answer = {"results": results}
+    if req.get("watch") and "scan_watch" in globals():
+        answer["watch"] = globals()["scan_watch"](req["watch"], ctx)
+    return answer
 
 
 OPS = {"facts": lambda req: {"facts": gather_facts()}, "probe": op_probe, "apply": op_apply}

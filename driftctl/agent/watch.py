@@ -1,0 +1,67 @@
+"""Unmanaged-drift baselines: what is under the ``watch:`` paths (type, hash, mode, owner, size).
+
+Paths that a resource manages are excluded (the controller sends them); they are reported per
+resource instead. Symlinks are never followed. Directory sizes and all mtimes are left out: they
+change without anything a person would call a change.
+"""
+
+import os
+
+from driftctl.agent._core import sha256_file, stat_path
+
+WATCH_LIMIT = 20000  # entries per watched root; past it the answer says it was truncated
+HASH_LIMIT = 64 * 1024 * 1024
+
+
+def _entry(path):
+    st = stat_path(path)
+    if st is None:
+        return None
+    entry = {"type": st["type"], "mode": st["mode"], "owner": st["owner"], "group": st["group"]}
+    if st["type"] == "file":
+        entry["size"] = st["size"]
+        if st["size"] <= HASH_LIMIT:
+            try:
+                entry["sha256"] = sha256_file(path)
+            except OSError as e:
+                entry["sha256"] = "unreadable: %s" % e.strerror
+    elif st["type"] == "link":
+        try:
+            entry["target"] = os.readlink(path)
+        except OSError:
+            entry["target"] = None
+    return entry
+
+
+def scan_watch(watch, ctx):
+    """{"entries": {path: entry}, "truncated": [roots cut at WATCH_LIMIT], "missing": [roots]}."""
+    entries = {}
+    truncated = []
+    missing = []
+    for spec in watch:
+        root = spec["path"]
+        exclude = set(spec.get("exclude", []))
+        top = _entry(root)
+        if top is None:
+            missing.append(root)
+            continue
+        if root not in exclude:
+            entries[root] = top
+        if top["type"] != "directory":
+            continue
+        count = 0
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            for name in sorted(dirnames) + sorted(filenames):
+                path = os.path.join(dirpath, name)
+                if path in exclude:
+                    continue
+                entry = _entry(path)
+                if entry is None:
+                    continue
+                entries[path] = entry
+                count += 1
+            if count >= WATCH_LIMIT:
+                truncated.append(root)
+                break
+    return {"entries": entries, "truncated": truncated, "missing": missing}
