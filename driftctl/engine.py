@@ -83,7 +83,8 @@ class HostPlan:
     catalog: Catalog
     facts: dict[str, Any]
     items: list[Planned]
-    watch: dict[str, dict[str, Any]] = field(default_factory=dict)
+    watch: dict[str, Any] = field(default_factory=dict)
+    watch_after: dict[str, Any] | None = None
     round_trips: int = 0
 
     def changed(self) -> list[Planned]:
@@ -204,7 +205,7 @@ class Engine:
             else:
                 p.observed = got["observed"]
                 p.changes = self._diff(p, p.observed)
-        return HostPlan(host, catalog, facts, items, answer.get("watch", {}), round_trips)
+        return HostPlan(host, catalog, facts, items, answer.get("watch", {}), round_trips=round_trips)
 
     def preflight_one(self, host: Host) -> Catalog:
         from driftctl.manifest import compile_catalog
@@ -252,11 +253,14 @@ class Engine:
             if p.id in to_change:
                 for sha, data in p.rtype.blobs(p.resource.params).items():
                     blobs[sha] = base64.b64encode(data).decode("ascii")
-        answer = agent.call(
-            transport,
-            {"op": "apply", "resources": items, "blobs": blobs, "backup_dir": self.settings.backup_dir},
-        )
+        request: dict[str, Any] = {
+            "op": "apply", "resources": items, "blobs": blobs, "backup_dir": self.settings.backup_dir,
+        }
+        if plan.catalog.watch:
+            request["watch"] = watch_request(plan.catalog)
+        answer = agent.call(transport, request)
         plan.round_trips += 1
+        plan.watch_after = answer.get("watch")
         got = answer.get("results", {})
         results = []
         for p in plan.items:
@@ -318,6 +322,7 @@ class Engine:
             fingerprint=fingerprint.host_root(fps) if fps else None,
             catalog_digest=plan.catalog.digest,
             watch=plan.watch,
+            watch_after=plan.watch_after,
             secrets=secrets,
         )
 

@@ -158,7 +158,8 @@ class HostResult:
     fingerprint: str | None = None
     catalog_digest: str | None = None
     unmanaged: list[UnmanagedChange] = field(default_factory=list)
-    watch: dict[str, dict[str, Any]] = field(default_factory=dict)  # observed watch entries (drift)
+    watch: dict[str, Any] = field(default_factory=dict)  # the probe's watch scan (agent/watch.py)
+    watch_after: dict[str, Any] | None = None  # the scan right after an apply, for re-baselining
     secrets: frozenset[str] = frozenset()
     locked: bool = False  # another driftctl was changing this host
 

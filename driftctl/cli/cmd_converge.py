@@ -14,6 +14,7 @@ from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
 from driftctl.cli.render import Progress, final_line, host_section, summary_table
 from driftctl.engine import Engine
+from driftctl.errors import DriftctlError
 from driftctl.model import RunResult
 
 
@@ -65,23 +66,29 @@ def converge(command: str, inventory: Path, limit: str | None, as_json: bool, ma
         ui.warn("no hosts selected")
     with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress
-        run = engine.run(command, ctx.hosts)  # type: ignore[arg-type]
-    if command == "apply":
-        _record(ctx, run, inventory)
+        if command == "apply":
+            run = _apply(ctx, engine, inventory, flags.get("wait_lock"))
+        else:
+            run = engine.run(command, ctx.hosts)  # type: ignore[arg-type]
     show(run, inventory, as_json, show_diff, verbose)
     return run.exit_code
 
 
-def _record(ctx: Any, run: RunResult, inventory: Path) -> None:
-    """Store the run (converged state for drift detection). A store problem never hides the result."""
-    try:
-        from driftctl.drift import record_run
+def _apply(ctx: Any, engine: Engine, inventory: Path, wait_lock: float | None) -> RunResult:
+    """Apply under the inventory's lock, and record the converged state for drift detection."""
+    from driftctl.drift import inventory_key, open_store, record_run, run_lock
 
-        record_run(ctx.settings, run, inventory)
-    except ImportError:
-        return
-    except Exception as e:  # the hosts are converged; say loudly that history was not written
-        ui.error(f"the run was not recorded in the state store: {e}")
+    store = open_store(ctx.settings)
+    try:
+        with run_lock(ctx.settings, store, inventory_key(inventory), "apply", wait_lock):
+            run = engine.run("apply", ctx.hosts)
+            try:
+                record_run(ctx.settings, run, inventory, store=store, argv=sys.argv[1:])
+            except DriftctlError as e:  # the hosts are converged; say loudly that history was not written
+                ui.error(f"the run was not recorded in the state store: {e}")
+    finally:
+        store.close()
+    return run
 
 
 def register(group: click.Group) -> None:
@@ -102,7 +109,13 @@ def _make(name: str, help_text: str) -> click.Command:
     @verbose_option
     @pass_flags
     def command(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, diff: bool,
-                verbose: bool, flags: dict[str, Any]) -> int:
-        return converge(name, inventory, limit, as_json, manifests, diff, verbose, flags)
+                verbose: bool, flags: dict[str, Any], state: str | None = None,
+                wait_lock: float | None = None) -> int:
+        return converge(name, inventory, limit, as_json, manifests, diff, verbose,
+                        dict(flags, state=state, wait_lock=wait_lock))
 
+    if name == "apply":
+        command = click.option("--state", metavar="URL", help="State store (SQLite path or postgresql://...).")(command)
+        command = click.option("--wait-lock", type=float, metavar="SECONDS",
+                               help="Wait this long for another run's lock (default: exit 75 at once).")(command)
     return command

@@ -1,0 +1,209 @@
+"""driftctl drift / accept / ignore."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from driftctl.cli import ui
+from driftctl.cli.cmd_converge import manifest_option, prepare, show, verbose_option
+from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, settings_from
+from driftctl.cli.render import Progress
+from driftctl.drift import (
+    DriftRun,
+    _user,
+    accept,
+    image_reference,
+    inventory_key,
+    open_store,
+    record_run,
+    run_lock,
+    store_reference,
+)
+from driftctl.errors import ConfigError, ExitCode
+from driftctl.model import RunResult
+
+
+def state_option(f: Any) -> Any:
+    return click.option("--state", metavar="URL",
+                        help="State store: a SQLite path or postgresql://... (default <state-dir>/driftctl.sqlite).")(f)
+
+
+def wait_option(f: Any) -> Any:
+    return click.option("--wait-lock", type=float, default=None, metavar="SECONDS",
+                        help="Wait this long for another run's lock (default: exit 75 at once).")(f)
+
+
+@click.command("drift")
+@inventory_argument
+@manifest_option
+@fleet_options
+@state_option
+@wait_option
+@click.option("--remediate", is_flag=True, help="Re-apply corrective drift (changes made by hand).")
+@click.option("--against", "image", type=click.Path(exists=True, path_type=Path),
+              help="Compare with the state baked into this image (OCI layout or archive) instead of the last apply.")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the report as json, junit, markdown, html and prometheus files here (atomically).")
+@click.option("--notify-command", metavar="CMD",
+              help="Run CMD with the JSON report on stdin when drift is found (argv split like a shell, no shell).")
+@click.option("--diff/--no-diff", default=True, help="Show unified diffs of file contents.")
+@verbose_option
+@pass_flags
+def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, state: str | None,
+              wait_lock: float | None, remediate: bool, image: Path | None, report_dir: Path | None,
+              notify_command: str | None, diff: bool, verbose: bool, flags: dict[str, Any]) -> int:
+    """Probe hosts (read-only) and report what drifted, how, and since when.
+
+    Per resource: corrective (changed by hand since the last apply), pending (the manifest moved),
+    both; and unmanaged changes under the manifests' watch: paths. Exit 0 no drift, 2 drift,
+    4 a probe failed, 8 a host unreachable (never reported as "no drift"), 75 locked.
+    """
+    notify_argv = shlex.split(notify_command) if notify_command else None
+    if notify_argv == []:
+        raise ConfigError("--notify-command is empty")
+    ctx, engine = prepare(inventory, limit, as_json, manifests, dict(flags, state=state))
+    key = inventory_key(inventory)
+    store = open_store(ctx.settings)
+    try:
+        with run_lock(ctx.settings, store, key, "drift", wait_lock):
+            reference = image_reference(image) if image else store_reference(store, key)
+            runner = DriftRun(engine, store, key, reference, remediate=remediate, use_baselines=image is None)
+            with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
+                engine.on_event = progress
+                run = runner.run(ctx.hosts)
+            doc = record_run(ctx.settings, run, inventory, store=store, argv=sys.argv[1:])
+    finally:
+        store.close()
+    show(run, inventory, as_json, diff, verbose)
+    if report_dir is not None:
+        _write_reports(doc, report_dir)
+    if notify_argv and run.exit_code & ExitCode.CHANGES:
+        _notify(notify_argv, doc)
+    return run.exit_code
+
+
+def _write_reports(doc: dict[str, Any], report_dir: Path) -> None:
+    from driftctl.report import write_reports
+
+    for path in write_reports(doc, report_dir):
+        ui.err.print(f"wrote {path}", markup=False, highlight=False)
+
+
+def _notify(argv: list[str], doc: dict[str, Any]) -> None:
+    try:
+        proc = subprocess.run(argv, input=json.dumps(doc).encode(), capture_output=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        ui.error(f"--notify-command failed: {e}")
+        return
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-300:]
+        ui.error(f"--notify-command exited {proc.returncode}: {tail}")
+
+
+@click.command("accept")
+@inventory_argument
+@manifest_option
+@fleet_options
+@state_option
+@click.option("--path", "paths", multiple=True, metavar="PATH", help="Accept only this watched path and below.")
+@pass_flags
+def accept_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, state: str | None,
+               paths: tuple[str, ...], flags: dict[str, Any]) -> int:
+    """Take what is under the watch: paths now as the new baseline (unmanaged drift accepted)."""
+    ctx, engine = prepare(inventory, limit, as_json, manifests, dict(flags, state=state))
+    key = inventory_key(inventory)
+    store = open_store(ctx.settings)
+    code = ExitCode.OK
+    try:
+        with run_lock(ctx.settings, store, key, "accept", None):
+            runner = DriftRun(engine, None, key, store_reference(store, key), use_baselines=False)
+            run: RunResult = runner.run(ctx.hosts)
+            for h in run.hosts:
+                if h.status in ("unreachable", "failed") and not h.watch:
+                    ui.error(f"{h.host}: not accepted: {h.error}")
+                    code |= h.exit_code
+                    continue
+                n = accept(store, key, h, list(paths) or None, by=_user())
+                ui.out.print(f"{h.host}: baseline accepted ({n} entries)", markup=False)
+    finally:
+        store.close()
+    return code
+
+
+@click.group("ignore")
+def ignore_group() -> None:
+    """Leave known drift out of reports for a while, with a reason (rules expire)."""
+
+
+@ignore_group.command("add")
+@inventory_argument
+@click.option("--host", "host_pattern", default="*", show_default=True, help="Host glob.")
+@click.option("--target", required=True, help="Resource id glob (file:/etc/motd, package:*) or path glob.")
+@click.option("--reason", required=True, help="Why this drift is accepted for now.")
+@click.option("--expires", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day it applies (YYYY-MM-DD).")
+@state_option
+def ignore_add(inventory: Path, host_pattern: str, target: str, reason: str, expires: datetime,
+               state: str | None) -> int:
+    if expires.date() < date.today():
+        raise ConfigError(f"--expires {expires.date()} is in the past")
+    if not reason.strip():
+        raise ConfigError("--reason must say why")
+    settings = settings_from(state=state)
+    store = open_store(settings)
+    try:
+        rule = store.add_ignore(inventory_key(inventory), host_pattern, target, reason, expires.date(), _user())
+    finally:
+        store.close()
+    ui.out.print(f"ignore rule {rule.id} added: {host_pattern} {target} until {expires.date()}", markup=False)
+    return 0
+
+
+@ignore_group.command("list")
+@inventory_argument
+@state_option
+@click.option("--json", "as_json", is_flag=True)
+def ignore_list(inventory: Path, state: str | None, as_json: bool) -> int:
+    store = open_store(settings_from(state=state))
+    try:
+        rules = store.ignores(inventory_key(inventory), None)
+    finally:
+        store.close()
+    now = datetime.now(UTC)
+    if as_json:
+        json.dump([{"id": r.id, "host": r.host_pattern, "target": r.target, "reason": r.reason,
+                    "expires": r.expires.isoformat(), "active": r.active(now), "created_by": r.created_by}
+                   for r in rules], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    for r in rules:
+        state_text = "active" if r.active(now) else "expired"
+        ui.out.print(f"{r.id}  {r.host_pattern}  {r.target}  until {r.expires}  ({state_text})  {r.reason}",
+                     markup=False)
+    return 0
+
+
+@ignore_group.command("remove")
+@inventory_argument
+@click.argument("rule_id", type=int)
+@state_option
+def ignore_remove(inventory: Path, rule_id: int, state: str | None) -> int:
+    store = open_store(settings_from(state=state))
+    try:
+        store.remove_ignore(rule_id)
+    finally:
+        store.close()
+    return 0
+
+
+def register(group: click.Group) -> None:
+    group.add_command(drift_cmd)
+    group.add_command(accept_cmd)
+    group.add_command(ignore_group)

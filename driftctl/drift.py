@@ -1,0 +1,228 @@
+"""Drift runs: probe every host (read-only), classify each resource against its converged state, report
+unmanaged changes under watched paths, and keep the history in the store.
+
+``--remediate`` re-applies corrective drift only (the state the last apply converged, Puppet's
+behaviour); pending changes are intentional and wait for ``driftctl apply``. ``--against IMAGE``
+takes the state baked into an image as the converged state instead of the last apply.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from driftctl import document, fingerprint
+from driftctl.config import Settings
+from driftctl.driftlogic import classify, rebaseline, unmanaged_changes
+from driftctl.engine import Engine, HostPlan, planned_result
+from driftctl.model import Host, HostResult, ResourceResult, RunResult, UnmanagedChange
+from driftctl.parallel import run_hosts
+from driftctl.transport.base import Transport
+
+
+def inventory_key(inventory: str | os.PathLike[str]) -> str:
+    from driftctl.store.report import inventory_key as key
+
+    return key(inventory)
+
+
+def open_store(settings: Settings) -> Any:
+    from driftctl.store import open_store as _open
+
+    return _open(settings.store_url)
+
+
+def run_lock(
+    settings: Settings, store: Any, inventory: str, command: str, wait: float | None
+) -> AbstractContextManager[Any]:
+    """The controller-side lock of one inventory: one apply or drift run at a time."""
+    try:
+        from driftctl.lock import lock
+    except ImportError:  # pragma: no cover - the store engineer's module is part of the package
+        return nullcontext()
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "started": time.time(),
+              "user": _user()}
+    return lock(store, f"inventory:{inventory}", holder, wait)  # type: ignore[no-any-return]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass
+class Reference:
+    """Where the converged state of a host comes from: the store (last apply) or an image."""
+
+    converged: Callable[[Host, HostPlan], dict[str, str]]  # resource id -> converged fingerprint
+    label: str = "last apply"
+
+
+def store_reference(store: Any, inventory: str) -> Reference:
+    def converged(host: Host, plan: HostPlan) -> dict[str, str]:
+        states = store.converged(inventory, host.name)
+        return {rid: s.fingerprint for rid, s in states.items() if s.fingerprint}
+
+    return Reference(converged)
+
+
+def image_reference(image: str | Path) -> Reference:
+    """The state baked into an image (read from its layers, no container) as the converged state."""
+    from driftctl.bake import image_observe
+
+    def converged(host: Host, plan: HostPlan) -> dict[str, str]:
+        observed = image_observe(image, plan.catalog)
+        out = {}
+        for p in plan.items:
+            state = observed.get(p.id)
+            if state is not None:
+                out[p.id] = fingerprint.of(fingerprint.managed_state(p.desired, state))
+        return out
+
+    return Reference(converged, label=f"image {image}")
+
+
+class DriftRun:
+    """One drift run over many hosts. Writes to hosts only with ``remediate``."""
+
+    def __init__(self, engine: Engine, store: Any, inventory: str, reference: Reference,
+                 remediate: bool = False, use_baselines: bool = True) -> None:
+        self.engine = engine
+        self.store = store
+        self.inventory = inventory
+        self.reference = reference
+        self.remediate = remediate
+        self.use_baselines = use_baselines
+        self.now = datetime.now(UTC)
+        self.ignores = [r for r in store.ignores(inventory, self.now)] if store is not None else []
+
+    def run(self, hosts: Sequence[Host]) -> RunResult:
+        run = RunResult(command="drift")
+
+        def one(host: Host) -> HostResult:
+            return self.engine.each_host(host, lambda t: self.host(host, t))
+
+        run.hosts = [o.value for o in run_hosts(hosts, one, self.engine.settings.parallel) if o.value is not None]
+        run.finished = time.time()
+        return run
+
+    def host(self, host: Host, transport: Transport) -> HostResult:
+        plan = self.engine.plan_host(host, transport)
+        converged = self.reference.converged(host, plan)
+        episodes = self._open_episodes(host.name)
+        results = [planned_result(p) for p in plan.items]
+        corrective = []
+        for p, r in zip(plan.items, results, strict=True):
+            r.converged_fingerprint = converged.get(p.id)
+            if r.status == "failed":
+                continue
+            r.drift = classify(p.desired_fingerprint, p.observed_fingerprint, r.converged_fingerprint)
+            r.status = "ok"
+            if r.drift is None:
+                r.reason = "in sync"
+                r.changes = []
+                continue
+            r.reason = f"{r.drift} drift"
+            self._since(r, episodes.get(p.id))
+            r.ignored = self._ignored(host.name, p.id)
+            if r.drift == "corrective" and not r.ignored:
+                corrective.append(p.id)
+        if self.remediate and corrective:
+            applied = {r.id: r for r in self.engine.apply_plan(plan, transport, only=corrective)}
+            for r in results:
+                if r.id in applied and r.id in corrective:
+                    new = applied[r.id]
+                    r.status, r.error = new.status, new.error
+                    r.reason = "remediated" if new.status == "changed" else new.reason
+                    r.observed_fingerprint = new.observed_fingerprint
+        result = self.engine.host_result(plan, results)
+        result.status = "failed" if any(r.status == "failed" for r in results) else \
+            "changed" if any(r.status == "changed" for r in results) else "ok"
+        result.unmanaged = self._unmanaged(host.name, plan, episodes)
+        return result
+
+    # ---- helpers
+    def _open_episodes(self, host: str) -> dict[str, Any]:
+        if self.store is None:
+            return {}
+        return {e.subject: e for e in self.store.open_drift(self.inventory, host)}
+
+    def _since(self, r: ResourceResult | UnmanagedChange, episode: Any) -> None:
+        if episode is not None:
+            r.since = episode.first_seen.timestamp()
+            r.runs = episode.runs + 1
+        else:
+            r.since = self.now.timestamp()
+            r.runs = 1
+
+    def _ignored(self, host: str, subject: str) -> str | None:
+        for rule in self.ignores:
+            if rule.matches(host, subject):
+                return f"{rule.reason} (until {rule.expires.isoformat()})"
+        return None
+
+    def _unmanaged(self, host: str, plan: HostPlan, episodes: Mapping[str, Any]) -> list[UnmanagedChange]:
+        if not plan.catalog.watch or self.store is None or not self.use_baselines:
+            return []
+        entries = plan.watch.get("entries", {})
+        baseline = self.store.baseline(self.inventory, host)
+        if not baseline:
+            # first look at this host: what is there now is the baseline (AIDE's --init)
+            self.store.set_baseline(self.inventory, host, entries, by=f"{_user()} (first drift run)")
+            return []
+        changes = unmanaged_changes(baseline, entries, roots=list(plan.catalog.watch))
+        for u in changes:
+            self._since(u, episodes.get(u.path))
+            u.ignored = self._ignored(host, u.path)
+        return changes
+
+
+def record_run(settings: Settings, run: RunResult, inventory: str | os.PathLike[str],
+               store: Any | None = None, argv: list[str] | None = None) -> dict[str, Any]:
+    """Save a run's report document in the store; after an apply, move the watch baselines forward."""
+    doc = document.build(run, str(inventory), argv)
+    own = store is None
+    store = store or open_store(settings)
+    try:
+        key = inventory_key(inventory)
+        doc["inventory"] = key
+        store.save_run(doc)
+        if run.command == "apply":
+            for h in run.hosts:
+                if h.watch_after is None or h.status in ("unreachable",):
+                    continue
+                old = store.baseline(key, h.host) or None
+                pre = h.watch.get("entries", {})
+                post = h.watch_after.get("entries", {})
+                store.set_baseline(key, h.host, rebaseline(old, pre, post), by=f"{_user()} (apply)")
+    finally:
+        if own:
+            store.close()
+    return doc
+
+
+def accept(store: Any, inventory: str, result: HostResult, paths: Sequence[str] | None, by: str) -> int:
+    """Take the observed state under watched paths as the new baseline (all, or ``paths`` and below)."""
+    entries = result.watch.get("entries", {})
+    if paths:
+        current = dict(store.baseline(inventory, result.host))
+
+        def selected(p: str) -> bool:
+            return any(p == x or p.startswith(x.rstrip("/") + "/") for x in paths)
+
+        for p in [p for p in current if selected(p)]:
+            current.pop(p)
+        current.update({p: e for p, e in entries.items() if selected(p)})
+        entries = current
+    store.set_baseline(inventory, result.host, entries, by=by)
+    return len(entries)
