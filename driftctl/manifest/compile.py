@@ -1,0 +1,468 @@
+"""Compiling a host's catalog: render, validate, check claims, resolve relations, order, digest.
+
+``compile_catalog(site, inventory, host, facts)`` is the whole of step 2 of the data flow for one
+host. With ``facts=None`` it is a *preflight*: facts are placeholders (see render.FactsPlaceholder),
+values that depend on them skip the checks that need the real value, and ``Catalog.uses_facts``
+tells the engine to compile again once the facts are known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftctl import graph
+from driftctl.errors import InventoryError, Location, ManifestError
+from driftctl.manifest.render import FactsPlaceholder, FactsUse, Renderer, TrackedFacts, contains_placeholder
+from driftctl.manifest.site import ASSET_PARAMS, ManifestFile, ResourceDecl, Site, resolve_inside
+from driftctl.model import Catalog, Host, Resource
+from driftctl.resources.base import ResourceType, all_types, check_abs_path, did_you_mean
+from driftctl.secret import Secret, collect
+
+RELATIONS = ("require", "before", "notify", "subscribe")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class _Item:
+    """A rendered resource plus what preflight could not know about it."""
+
+    resource: Resource
+    cls: type[ResourceType]
+    decl: ResourceDecl
+    uncertain: set[str] = field(default_factory=set)  # keys whose value depends on unknown facts
+    maybe: bool = False  # its existence (when/loop) depends on unknown facts
+    relation_locations: dict[str, Location] = field(default_factory=dict)
+
+    @property
+    def certain(self) -> bool:
+        return not self.uncertain and not self.maybe
+
+
+def _renderer(site: Site) -> Renderer:
+    renderer = getattr(site, "_renderer", None)
+    if renderer is None:
+        renderer = Renderer(site.tree, lambda p: site.display(p))
+        site._renderer = renderer  # type: ignore[attr-defined]  # one per site: caches compiled templates
+    return renderer
+
+
+def host_matches(inventory: Any, pattern: str, host: Host, location: Location) -> bool:
+    """Whether ``host`` is selected by a site entry's pattern (the --limit language).
+
+    A site file serves several inventories, so a pattern naming a group this inventory lacks simply
+    selects nobody here rather than failing.
+    """
+    try:
+        return any(h.name == host.name for h in inventory.select(pattern))
+    except InventoryError as e:
+        if "match" in str(e).lower():
+            return False
+        raise ManifestError(f"hosts: {e.message}", location) from None
+
+
+def applicable_files(site: Site, inventory: Any, host: Host) -> list[ManifestFile]:
+    """The manifest files for ``host``, in site order, each once (a role in two entries applies once)."""
+    out: list[ManifestFile] = []
+    seen: set[Path] = set()
+    for entry in site.entries:
+        if host_matches(inventory, entry.hosts, host, entry.location):
+            for mf in entry.files:
+                if mf.path not in seen:
+                    seen.add(mf.path)
+                    out.append(mf)
+    return out
+
+
+def magic_variables(inventory: Any, host: Host, facts: Any) -> dict[str, Any]:
+    groups: dict[str, list[str]] = {}
+    for h in inventory.hosts.values():
+        for g in h.groups:
+            groups.setdefault(g, []).append(h.name)
+    groups.setdefault("all", [h.name for h in inventory.hosts.values()])
+    return {
+        "inventory_hostname": host.name,
+        "group_names": sorted(g for g in host.groups if g != "all"),
+        "groups": groups,
+        "facts": facts,
+    }
+
+
+def _secret_strings(value: Any, out: set[str]) -> None:
+    """Every scalar inside a variable named in ``secrets:``, as the text it renders to."""
+    if isinstance(value, Mapping):
+        for v in value.values():
+            _secret_strings(v, out)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _secret_strings(v, out)
+    elif value is not None and not isinstance(value, (bool, FactsPlaceholder)) and str(value):
+        out.add(str(value))
+
+
+class _Compiler:
+    def __init__(self, site: Site, inventory: Any, host: Host, facts: Mapping[str, Any] | None,
+                 types: Mapping[str, type[ResourceType]]) -> None:
+        self.site = site
+        self.host = host
+        self.types = types
+        self.renderer = _renderer(site)
+        self.use = FactsUse()
+        self.preflight = facts is None
+        facts_value: Any = FactsPlaceholder("facts", self.use) if facts is None else TrackedFacts(facts, self.use)
+        self.magic = magic_variables(inventory, host, facts_value)
+        self.files = applicable_files(site, inventory, host)
+        self.secrets: set[str] = set()
+        self.items: list[_Item] = []
+        self.watch: list[str] = []
+
+    # ---- rendering
+    def _render(self, value: Any, variables: Mapping[str, Any], location: Location, what: str) -> tuple[Any, bool]:
+        """Render ``value``; the flag says it depends on unknown facts (preflight only).
+
+        In preflight an error raised after facts were used is not reported: the value may be fine
+        for the real facts, and the engine renders again with them (then errors are the host's).
+        """
+        self.use.reset()
+        try:
+            out = self.renderer.value(value, variables, location, what)
+        except ManifestError:
+            if self.preflight and self.use.touched:
+                return None, True
+            raise
+        touched = self.use.reset()
+        return out, self.preflight and (touched or contains_placeholder(out))
+
+    def run(self) -> Catalog:
+        for mf in self.files:
+            variables = {**mf.defaults, **mf.vars, **self.host.vars, **self.magic}
+            collect({k: v for k, v in variables.items() if k not in self.magic}, self.secrets)
+            for name in mf.secrets:
+                if name in variables:
+                    _secret_strings(variables[name], self.secrets)
+            for w, loc in zip(mf.watch, mf.watch_locations, strict=True):
+                path, unknown = self._render(w, variables, loc, "watch")
+                if unknown:
+                    continue
+                try:
+                    path = check_abs_path(path)
+                except ValueError as e:
+                    raise ManifestError(f"watch: {e}", loc) from None
+                if path not in self.watch:
+                    self.watch.append(path)
+            for decl in mf.resources:
+                collect(decl.body, self.secrets)
+                self.expand(decl, variables)
+        self.check_claims()
+        self.resolve_relations()
+        self.autorequire()
+        resources = self.order()
+        for r in resources:
+            if not r.sensitive and self.secrets and _mentions(r.params, self.secrets):
+                r.sensitive = True  # a secret in a value: never show its diff, whatever the manifest says
+        catalog = Catalog(host=self.host.name, resources=resources, watch=self.watch,
+                          secrets=frozenset(self.secrets), uses_facts=self.use.ever)
+        catalog.digest = digest(catalog)
+        return catalog
+
+    def expand(self, decl: ResourceDecl, variables: Mapping[str, Any]) -> None:
+        """One resource declaration -> zero or more items (``loop:``, ``when:``)."""
+        body = decl.body
+        loop_var = body.get("loop_var", "item")
+        if not isinstance(loop_var, str) or not _IDENT.match(loop_var):
+            raise ManifestError(f"loop_var must be a variable name, not {loop_var!r}", body.loc("loop_var"))
+        if "loop_var" in body and "loop" not in body:
+            raise ManifestError("loop_var without loop", body.loc("loop_var"))
+        maybe = False
+        elements: list[Any] = [None]
+        if "loop" in body:
+            loop, maybe = self._render(body["loop"], variables, body.loc("loop"), "loop")
+            if maybe:
+                elements = [FactsPlaceholder(f"{loop_var}", self.use)]
+            elif not isinstance(loop, list):
+                raise ManifestError(f"loop must be a list, not {type(loop).__name__} ({loop!r})", body.loc("loop"))
+            else:
+                elements = loop
+        for element in elements:
+            scope = dict(variables)
+            if "loop" in body:
+                scope[loop_var] = element
+            self.item(decl, scope, maybe)
+
+    def item(self, decl: ResourceDecl, scope: Mapping[str, Any], maybe: bool) -> None:
+        body, cls = decl.body, self.types[decl.type]
+        if "when" in body:
+            when = body["when"]
+            self.use.reset()
+            if isinstance(when, str):
+                try:
+                    result = self.renderer.expression(when, scope, body.loc("when"), "when")
+                except ManifestError:
+                    if not (self.preflight and self.use.touched):
+                        raise
+                    result = True
+            elif isinstance(when, bool):
+                result = when
+            else:
+                raise ManifestError(f"when must be an expression or true/false, not {when!r}", body.loc("when"))
+            if self.preflight and self.use.reset():
+                maybe = True
+            elif not result:
+                return
+        raw: dict[str, Any] = {}
+        key_locations: dict[str, Location] = {}
+        uncertain: set[str] = set()
+        relations: dict[str, list[str]] = {k: [] for k in RELATIONS}
+        relation_locations: dict[str, Location] = {}
+        sensitive = False
+        for key, value in body.items():
+            loc = body.loc(key)
+            if key in ("when", "loop", "loop_var"):
+                continue
+            name = cls.namevar if key == decl.type else key
+            rendered, unknown = self._render(value, scope, loc, name)
+            if key in RELATIONS:
+                relation_locations[key] = loc
+                if not unknown:
+                    relations[key] = self._ids(rendered, key, loc)
+            elif key == "sensitive":
+                if unknown:
+                    sensitive = True
+                elif not isinstance(rendered, bool):
+                    raise ManifestError(f"sensitive must be true or false, not {rendered!r}", loc)
+                else:
+                    sensitive = rendered
+            elif key == "tags":
+                if not unknown and not (isinstance(rendered, list) and all(isinstance(t, str) for t in rendered)):
+                    raise ManifestError("tags must be a list of strings", loc)
+            else:
+                if unknown:
+                    uncertain.add(name)
+                raw[name] = None if unknown else rendered
+                key_locations[name] = loc
+        params = self._validate(cls, raw, decl.location, key_locations, uncertain)
+        if params is None:
+            return
+        self._assets(decl, cls, params, scope, key_locations, uncertain)
+        name = cls.title(params) if cls.namevar not in uncertain else f"<unknown {cls.namevar}>"
+        resource = Resource(decl.type, name, params, decl.location, sensitive=sensitive, **relations)
+        self.items.append(_Item(resource, cls, decl, uncertain, maybe, relation_locations))
+
+    def _validate(self, cls: type[ResourceType], raw: dict[str, Any], location: Location,
+                  key_locations: dict[str, Location], uncertain: set[str]) -> dict[str, Any] | None:
+        try:
+            return cls.validate(raw, location, key_locations)
+        except ManifestError as e:
+            # a check across parameters may have tripped on a placeholder (None) of an unknown value
+            if uncertain and (e.location == location or e.location in {key_locations[k] for k in uncertain}):
+                return None
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError):
+            if uncertain:
+                return None  # the type's normalize() choked on a placeholder: the real render checks it
+            raise
+
+    def _assets(self, decl: ResourceDecl, cls: type[ResourceType], params: dict[str, Any],
+                scope: Mapping[str, Any], key_locations: dict[str, Location], uncertain: set[str]) -> None:
+        """``template:`` is rendered and ``source:`` read into ``content`` (str / bytes)."""
+        mf = decl.file
+        for key in ASSET_PARAMS:
+            rel = params.get(key)
+            if key not in cls.params or not rel or key in uncertain:
+                continue
+            if not isinstance(rel, str):
+                raise ManifestError(f"{key} must be a path in the manifest tree, not {rel!r}", key_locations[key])
+            base = mf.templates if key == "template" else mf.files
+            path = resolve_inside(self.site, base, rel, key_locations[key], key)
+            if key == "source":
+                params["content"] = path.read_bytes()
+                continue
+            self.use.reset()
+            try:
+                text = self.renderer.template_file(str(path.relative_to(base.resolve())), (base.resolve(),), scope)
+            except ManifestError as e:
+                if self.preflight and self.use.touched:
+                    uncertain.add("content")
+                    params["content"] = None
+                    continue
+                e.hint = e.hint or f"rendering {key} {rel!r} for {decl.type} at {decl.location}"
+                raise
+            if self.preflight and self.use.reset():
+                uncertain.add("content")
+            params["content"] = text
+
+    @staticmethod
+    def _ids(value: Any, key: str, location: Location) -> list[str]:
+        ids = [value] if isinstance(value, str) else value
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ManifestError(f"{key} must be a resource id or a list of them ('type:title')", location)
+        for rid in ids:
+            if ":" not in rid:
+                raise ManifestError(f"{key}: {rid!r} is not a resource id ('type:title', e.g. 'package:nginx')",
+                                    location)
+        return list(dict.fromkeys(ids))
+
+    # ---- catalog-wide checks
+    def check_claims(self) -> None:
+        ids: dict[str, _Item] = {}
+        claims: dict[str, _Item] = {}
+        for it in self.items:
+            r = it.resource
+            if not it.certain:
+                continue  # may not exist, or its identity is not known yet
+            first = ids.get(r.id)
+            if first is not None:
+                raise ManifestError(f"duplicate resource {r.id}: also declared at {first.resource.source}", r.source)
+            ids[r.id] = it
+            for claim in it.cls.claims(r.params):
+                first = claims.get(claim)
+                if first is not None:
+                    raise ManifestError(
+                        f"{r.id} and {first.resource.id} (at {first.resource.source}) both manage {claim}",
+                        r.source, "a thing on a host can have one resource only")
+                claims[claim] = it
+
+    def resolve_relations(self) -> None:
+        known = {it.resource.id for it in self.items}
+        unknown_types = {it.resource.type for it in self.items if it.cls.namevar in it.uncertain}
+        for it in self.items:
+            r = it.resource
+            for key in RELATIONS:
+                kept = []
+                for rid in getattr(r, key):
+                    if rid in known:
+                        kept.append(rid)
+                        continue
+                    if self.preflight and rid.partition(":")[0] in unknown_types:
+                        continue  # may name a resource whose title depends on facts
+                    raise ManifestError(f"{key}: no resource {rid!r} for host {self.host.name}",
+                                        it.relation_locations.get(key, r.source),
+                                        did_you_mean(rid, sorted(known)))
+                setattr(r, key, kept)
+
+    def autorequire(self) -> None:
+        """Add a type's implied dependencies (a file's parent directory, ...) that are in the catalog,
+        unless the manifest already orders them the other way (autorequire never makes a cycle)."""
+        resources = [it.resource for it in self.items]
+        known = {r.id for r in resources}
+        after = graph.edges(resources)
+
+        def reaches(start: str, goal: str) -> bool:
+            stack, seen = [start], {start}
+            while stack:
+                rid = stack.pop()
+                if rid == goal:
+                    return True
+                for t in after[rid]:
+                    if t not in seen:
+                        seen.add(t)
+                        stack.append(t)
+            return False
+
+        for it in self.items:
+            if it.uncertain:
+                continue
+            r = it.resource
+            for dep in it.cls.autorequire(r.params):
+                if dep in known and dep != r.id and dep not in r.require and not reaches(r.id, dep):
+                    r.require.append(dep)
+                    if r.id not in after[dep]:
+                        after[dep].append(r.id)
+
+    def order(self) -> list[Resource]:
+        resources = [it.resource for it in self.items]
+        try:
+            return graph.order(resources)
+        except graph.CycleError as e:
+            by_id = {it.resource.id: it for it in self.items}
+            if self.preflight and not all(by_id[r.id].certain for r in e.cycle if r.id in by_id):
+                return resources  # the cycle involves resources that may not exist with the real facts
+            raise
+
+
+def _mentions(value: Any, secrets: Iterable[str]) -> bool:
+    if isinstance(value, str):
+        return any(s in value for s in secrets)
+    if isinstance(value, bytes):
+        return any(s.encode("utf-8") in value for s in secrets)
+    if isinstance(value, Mapping):
+        return any(_mentions(v, secrets) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_mentions(v, secrets) for v in value)
+    return False
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"bytes_sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_canonical(v) for v in value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return str(value) if isinstance(value, Secret) else value
+    return repr(value)
+
+
+def digest(catalog: Catalog) -> str:
+    """sha256 of the rendered catalog as canonical JSON (sorted keys, no spaces).
+
+    Covers what the host should be (resources in order with params and relations, watch paths),
+    not where it was written: moving a resource to another line does not change it.
+    """
+    doc = {
+        "host": catalog.host,
+        "resources": [
+            {"id": r.id, "params": _canonical(r.params), "require": r.require, "before": r.before,
+             "notify": r.notify, "subscribe": r.subscribe, "sensitive": r.sensitive}
+            for r in catalog.resources
+        ],
+        "watch": catalog.watch,
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def compile_catalog(site: Site, inventory: Any, host: Host, facts: Mapping[str, Any] | None = None,
+                    types: Mapping[str, type[ResourceType]] | None = None) -> Catalog:
+    """The validated, ordered catalog of ``host``.
+
+    ``facts=None`` is a preflight (no connection needed): values that depend on facts are not checked
+    and ``Catalog.uses_facts`` is set; compile again with the host's facts before using the catalog.
+    Raises ManifestError/TemplateError with file:line.
+    """
+    return _Compiler(site, inventory, host, facts, types if types is not None else all_types()).run()
+
+
+def preflight(site: Site, inventory: Any, hosts: Sequence[Host],
+              types: Mapping[str, type[ResourceType]] | None = None) -> dict[str, Catalog]:
+    """Compile every host without facts, before any connection.
+
+    Returns ``host name -> Catalog``. Errors are collected over all hosts: one error is raised as is;
+    several become one ManifestError listing each (the same mistake for many hosts is listed once,
+    with the hosts it hits).
+    """
+    types = types if types is not None else all_types()
+    catalogs: dict[str, Catalog] = {}
+    errors: dict[str, tuple[ManifestError, list[str]]] = {}
+    for host in hosts:
+        try:
+            catalogs[host.name] = compile_catalog(site, inventory, host, None, types)
+        except ManifestError as e:
+            errors.setdefault(str(e), (e, []))[1].append(host.name)
+    if not errors:
+        return catalogs
+    if len(errors) == 1:
+        raise next(iter(errors.values()))[0]
+    lines = [f"{len(errors)} errors in the manifests:"]
+    for text, (_, names) in errors.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        lines.append(f"  {text} [hosts: {shown}]")
+    raise ManifestError("\n".join(lines))
