@@ -1,0 +1,138 @@
+"""Ansible's INI inventory format.
+
+```ini
+bastion ansible_host=203.0.113.5          # before any section: the group 'ungrouped'
+[web]
+web[01:03] http_port=8080                  # a range and inline host variables
+[web:vars]
+ntp_server=ntp.example.com
+[prod:children]
+web
+```
+
+Values are parsed as Ansible does: a Python literal if it is one (``8080`` is an int, ``True`` a
+bool, ``"x"`` the string x, ``[1, 2]`` a list), otherwise the text as written (``yes`` stays the
+string "yes"). Host lines are split like a shell line (quotes, ``#`` comments); ``[x:vars]`` lines
+are ``key=value`` with everything after the first ``=`` as the value. ``[x:vars]`` and
+``[x:children]`` may only name groups that the file defines (with ``[x]`` or ``[x:children]``),
+before or after; anything else is an error at the line that names it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from driftctl.errors import InventoryError, Location
+from driftctl.inventory import hostpattern
+from driftctl.inventory.builder import ALL, UNGROUPED, Builder
+
+_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
+_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:[#;].*)?$")
+_COMMENT = ("#", ";")
+
+
+def parse_value(text: str) -> Any:
+    """A value from an INI file, the way Ansible reads it (``ast.literal_eval``, else the text)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+@dataclass
+class _Pending:
+    """A group named by [x:vars] or [x:children] that the file has not defined (yet)."""
+
+    section: str  # the [..] header or the parent section that names it
+    kind: str  # "vars" or "children"
+    where: Location
+
+
+def load(path: Path, builder: Builder, text: str) -> None:
+    """Read one INI inventory file (already read as ``text``) into ``builder``."""
+    file = str(path)
+    defined: set[str] = {g for g in builder.groups if builder.groups[g].location is not None} | {ALL, UNGROUPED}
+    pending: dict[str, _Pending] = {}
+    group, state = UNGROUPED, "hosts"
+    for number, raw in enumerate(text.splitlines(), start=1):
+        where = Location(file, number)
+        line = raw.strip()
+        if not line or line.startswith(_COMMENT):
+            continue
+        m = _SECTION.match(line)
+        if m:
+            group, state = m.group(1), m.group(2) or "hosts"
+            if state not in ("hosts", "children", "vars"):
+                raise InventoryError(
+                    f"section [{group}:{state}] has an unknown type {state!r}",
+                    where,
+                    "use [group], [group:vars] or [group:children]",
+                )
+            if state == "vars":
+                if group not in defined and group not in pending:
+                    pending[group] = _Pending(f"[{group}:vars]", "vars", where)
+            else:
+                builder.group(group, where)
+                defined.add(group)
+                pending.pop(group, None)
+            continue
+        if line.startswith("["):
+            raise InventoryError(
+                f"invalid section header {line!r}",
+                where,
+                "a header is [name], [name:vars] or [name:children], with no spaces",
+            )
+        if state == "hosts":
+            _host_line(builder, group, line, where)
+        elif state == "vars":
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise InventoryError(f"expected key=value in [{group}:vars], got {line!r}", where)
+            builder.set_group_var(group, key.strip(), parse_value(value.strip()), where)
+        else:
+            cm = _GROUP_NAME.match(line)
+            if not cm:
+                raise InventoryError(f"expected a group name in [{group}:children], got {line!r}", where)
+            child = cm.group(1)
+            if child not in defined and child not in pending:
+                pending[child] = _Pending(f"[{group}:children]", "children", where)
+            builder.add_child(group, child, where)
+    for name, p in pending.items():
+        if p.kind == "vars":
+            raise InventoryError(f"section {p.section} is for group {name!r}, which is not defined", p.where,
+                                 f"define it with a [{name}] or [{name}:children] section")
+        raise InventoryError(f"section {p.section} names group {name!r}, which is not defined", p.where,
+                             f"define it with a [{name}] or [{name}:children] section")
+
+
+def _host_line(builder: Builder, group: str, line: str, where: Location) -> None:
+    try:
+        tokens = shlex.split(line, comments=True)
+    except ValueError as e:
+        raise InventoryError(f"cannot parse host line {line!r}: {e}", where) from None
+    if not tokens:
+        return
+    definition = hostpattern.expand(tokens[0], where)
+    variables: dict[str, Any] = {}
+    for token in tokens[1:]:
+        key, sep, value = token.partition("=")
+        if not sep or not key:
+            raise InventoryError(f"expected key=value after host {tokens[0]!r}, got {token!r}", where)
+        variables[key] = parse_value(value)
+    for host in definition.names:
+        builder.add_host(group, host, where)
+        if definition.port is not None:
+            builder.set_host_var(host, "ansible_port", definition.port, where)
+        for key, value in variables.items():
+            builder.set_host_var(host, key, value, where)

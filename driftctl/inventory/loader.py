@@ -1,0 +1,176 @@
+"""``load_inventory(path)``: read an inventory directory or file, merge variables, build the hosts.
+
+Variable precedence is Ansible's (``hash_behaviour = replace``: a later value replaces the whole
+earlier one), lowest first:
+
+1. the inventory files' ``all`` vars, then every other group's vars from the inventory files,
+   ordered by (depth, ``ansible_group_priority``, name): parents before children;
+2. ``group_vars/all``, then ``group_vars/<group>`` in the same group order;
+3. the host's own vars from the inventory files (a later line wins over an earlier one);
+4. ``host_vars/<host>``.
+
+So a ``group_vars/`` file wins over the hosts file's vars for any group, as in Ansible.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from driftctl.errors import InventoryError, Location
+from driftctl.inventory import connection, ini_format, varfiles, yaml_format
+from driftctl.inventory.builder import ALL, Builder, HostEntry
+from driftctl.inventory.model import Group, Inventory, VarSet
+from driftctl.model import Host
+
+HOSTS_FILES = ("hosts.yaml", "hosts.yml", "hosts", "hosts.ini")
+_YAML_EXT = {".yaml", ".yml", ".json"}
+_IGNORED_EXT = {".md", ".txt", ".rst", ".orig", ".cfg", ".retry", ".bak", ".swp", ".pyc", ".pyo", ".rpm", ".j2"}
+
+
+def _inventory_files(directory: Path, warnings: list[str]) -> list[Path]:
+    """The inventory sources of a directory: files only (group_vars/ and host_vars/ are not sources)."""
+    found: list[Path] = []
+    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith(".") or entry.name.endswith("~") or not entry.is_file():
+            continue
+        if entry.suffix in _YAML_EXT or entry.suffix == ".ini" or not entry.suffix:
+            found.append(entry)
+        elif entry.suffix not in _IGNORED_EXT:
+            warnings.append(f"{entry}: ignored (not an inventory file: expected .yaml, .yml, .ini or no extension)")
+    if not found:
+        raise InventoryError(
+            "no inventory file in this directory", Location(str(directory)),
+            f"expected one of {', '.join(HOSTS_FILES)} or other *.yaml files",
+        )
+    return found
+
+
+def _read(path: Path, builder: Builder) -> None:
+    """Read one source, choosing the format by extension, or by its first line when it has none."""
+    if path.suffix in _YAML_EXT:
+        yaml_format.load(path, builder)
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InventoryError(f"not UTF-8 text ({e.reason} at byte {e.start})", Location(str(path))) from None
+    except OSError as e:
+        raise InventoryError(f"cannot read: {e.strerror}", Location(str(path))) from None
+    if text.startswith("#!"):
+        raise InventoryError(
+            "this is a dynamic inventory script; driftctl reads static inventories only", Location(str(path), 1),
+            "save its output ('./script --list') as hosts.yaml",
+        )
+    if path.suffix == ".ini" or _looks_like_ini(text):
+        ini_format.load(path, builder, text)
+    else:
+        yaml_format.load(path, builder)
+
+
+def _looks_like_ini(text: str) -> bool:
+    """A file called ``hosts`` may be either: INI starts with a [section] or a bare host line."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("---") or line.startswith("{"):
+            return False
+        if line.startswith("["):
+            return True
+        # YAML's first line is a mapping key ("all:"); an INI host line is "name" or "name k=v".
+        return not (line.endswith(":") or ": " in line)
+    return True
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Load an Ansible-compatible inventory: a directory (``inventory/prod/``) or one hosts file.
+
+    Raises InventoryError, with the file and line, for any mistake; contacts no host.
+    """
+    path = Path(path)
+    warnings: list[str] = []
+    if path.is_dir():
+        sources, base = _inventory_files(path, warnings), path
+    elif path.is_file():
+        sources, base = [path], path.parent
+    else:
+        raise InventoryError("inventory not found", Location(str(path)), "give a directory such as inventory/prod")
+
+    builder = Builder()
+    for source in sources:
+        _read(source, builder)
+    builder.reconcile()
+
+    group_files = varfiles.load(base / "group_vars", builder.groups, "group_vars")
+    host_files = varfiles.load(base / "host_vars", builder.hosts, "host_vars")
+    warnings += group_files.warnings + host_files.warnings
+    for name, vs in group_files.by_name.items():
+        builder.groups[name].file_vars = vs
+        builder.groups[name].var_files = group_files.files[name]
+    for name, vs in host_files.by_name.items():
+        builder.hosts[name].file_vars = vs
+        builder.hosts[name].var_files = host_files.files[name]
+
+    _priorities(builder, warnings)
+    for g in builder.groups.values():
+        merged = VarSet()
+        merged.update(g.inventory_vars)
+        merged.update(g.file_vars)
+        g.vars = merged.values
+
+    inv = Inventory(path=path, groups=builder.groups, warnings=warnings,
+                    files=[str(s) for s in sources])
+    inv.files += [f for fs in group_files.files.values() for f in fs]
+    inv.files += [f for fs in host_files.files.values() for f in fs]
+    for name, entry in builder.hosts.items():
+        inv.hosts[name], inv.var_sources[name] = _host(builder, entry, warnings)
+    if not inv.hosts:
+        warnings.append(f"{path}: the inventory has no hosts")
+    # Several hosts often share a group's bad ssh args: say it once.
+    inv.warnings = list(dict.fromkeys(warnings))
+    return inv
+
+
+def _priorities(builder: Builder, warnings: list[str]) -> None:
+    """``ansible_group_priority`` counts only in the inventory files, as in Ansible."""
+    key = "ansible_group_priority"
+    for g in builder.groups.values():
+        if key in g.file_vars.values:
+            warnings.append(f"{g.file_vars.sources[key]}: {key} has no effect in group_vars (as in Ansible); "
+                            "set it in the inventory file")
+        if key not in g.inventory_vars.values:
+            continue
+        value = g.inventory_vars.values[key]
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InventoryError(f"{key} of group {g.name!r} must be an integer, not {value!r}",
+                                 g.inventory_vars.sources[key])
+        g.priority = value
+
+
+def _host(builder: Builder, entry: HostEntry, warnings: list[str]) -> tuple[Host, dict[str, Location]]:
+    member_of = builder.ancestors(entry.groups)
+    ordered: list[Group] = sorted(
+        (builder.groups[g] for g in member_of if g != ALL), key=lambda g: g.precedence_key
+    )
+    root = builder.groups[ALL]
+    merged = VarSet()
+    for layer in (
+        [root.inventory_vars], [g.inventory_vars for g in ordered],
+        [root.file_vars], [g.file_vars for g in ordered],
+        [entry.inventory_vars, entry.file_vars],
+    ):
+        for vs in layer:
+            merged.update(vs)
+    groups = (ALL, *(g.name for g in ordered))
+    spec = connection.build(
+        connection.HostVars(entry.name, merged.values, merged.sources, groups, entry.location), warnings.append
+    )
+    return Host(entry.name, merged.values, groups, spec, entry.location), merged.sources
+
+
+def suggest(name: str, candidates: list[str]) -> str | None:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f"did you mean {close[0]!r}?" if close else None

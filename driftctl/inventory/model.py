@@ -1,0 +1,109 @@
+"""The loaded inventory: groups, hosts with merged variables, and where every variable came from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftctl import patterns
+from driftctl.errors import Location
+from driftctl.model import Host
+
+
+@dataclass
+class VarSet:
+    """Variables together with the place (file:line) each one was set."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Location] = field(default_factory=dict)
+
+    def set(self, key: str, value: Any, where: Location) -> None:
+        self.values[key] = value
+        self.sources[key] = where
+
+    def update(self, other: VarSet) -> None:
+        """Later wins, key by key: Ansible's default ``hash_behaviour = replace``."""
+        self.values.update(other.values)
+        self.sources.update(other.sources)
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+
+@dataclass
+class Group:
+    """One inventory group.
+
+    ``hosts`` are the hosts listed directly in the group (inventory order); ``children`` and
+    ``parents`` are direct group names. ``vars`` is the group's effective variables: the inventory
+    file's, then ``group_vars/<name>`` over them. ``depth`` is the longest path from ``all`` and,
+    with ``priority`` (``ansible_group_priority``) and the name, orders groups for precedence.
+    """
+
+    name: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    location: Location | None = None
+    priority: int = 1
+    depth: int = 0
+    inventory_vars: VarSet = field(default_factory=VarSet, repr=False)  # from the hosts file
+    file_vars: VarSet = field(default_factory=VarSet, repr=False)  # from group_vars/
+    var_files: list[str] = field(default_factory=list)
+
+    @property
+    def precedence_key(self) -> tuple[int, int, str]:
+        """Ansible's ``sort_groups``: shallow before deep, then low priority first, then by name."""
+        return (self.depth, self.priority, self.name)
+
+
+@dataclass
+class Inventory:
+    """An Ansible-compatible inventory, loaded and validated by ``load_inventory``.
+
+    ``hosts`` is in inventory order (the order hosts first appear in the files). Each Host's
+    ``groups`` lists every group it belongs to, ``all`` first, then in variable-precedence order.
+    ``var_sources[host][var]`` is where the winning value of each variable was written.
+    """
+
+    path: Path
+    hosts: dict[str, Host] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    var_sources: dict[str, dict[str, Location]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # every file read, in the order read
+
+    def members(self, group: str) -> list[str]:
+        """Every host in ``group`` or any of its descendants, in inventory order."""
+        return [name for name, host in self.hosts.items() if group in host.groups]
+
+    def membership(self) -> dict[str, list[str]]:
+        """Group name -> its hosts (descendants included): the input the pattern language needs."""
+        out: dict[str, list[str]] = {name: [] for name in self.groups}
+        for name, host in self.hosts.items():
+            for g in host.groups:
+                out.setdefault(g, []).append(name)
+        return out
+
+    def select(self, pattern: str | None, *, strict: bool = True, location: Location | None = None) -> list[Host]:
+        """The hosts a ``--limit`` pattern selects, in inventory order (all hosts for None).
+
+        Raises InventoryError when the pattern, or (with ``strict``) any part of it, matches no host;
+        ``strict=False`` suits a site file shared by several inventories. ``location`` is where the
+        pattern was written, for the error.
+        """
+        if pattern is None:
+            return list(self.hosts.values())
+        names = patterns.select(pattern, list(self.hosts), self.membership(), strict=strict, location=location)
+        return [self.hosts[n] for n in names]
+
+    def var_source(self, host: str, var: str) -> Location | None:
+        return self.var_sources.get(host, {}).get(var)
+
+    def names(self) -> Iterable[str]:
+        """Every host and group name (for did-you-mean hints)."""
+        yield from self.hosts
+        yield from self.groups
