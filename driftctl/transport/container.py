@@ -1,0 +1,85 @@
+"""Podman transport: commands in a running container (``driftctl_transport: podman``, address = its name).
+
+Each command is one ``podman exec -i``. ``become`` needs no sudo here: podman runs the command as the
+become user directly (``--user``). A timeout kills the local podman process and, because killing the
+client does not stop what it started in the container, every process of that command in the container
+too: each command carries a unique ``DRIFTCTL_RUN`` environment value that its children inherit.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+
+from driftctl.errors import CommandTimeout, ConnectError
+from driftctl.transport.base import CommandResult, Transport
+from driftctl.transport.local import MARK_VAR, kill_marked, new_mark, run_process
+
+PODMAN = "podman"
+INSPECT_TIMEOUT = 30.0
+
+
+class PodmanTransport(Transport):
+    """``podman exec -i`` into the container named by the host's address."""
+
+    name = "podman"
+
+    @property
+    def container(self) -> str:
+        return self.host.connection.address
+
+    def connect(self) -> None:
+        """Check that podman is there and the container runs (so an absent host is unreachable, rc 8)."""
+        if shutil.which(PODMAN) is None:
+            raise ConnectError(self.host.name, "podman is not installed on the controller")
+        r = run_process(
+            self.host.name,
+            [PODMAN, "container", "inspect", "--format", "{{.State.Running}}", self.container],
+            b"",
+            INSPECT_TIMEOUT,
+        )
+        if r.rc != 0:
+            reason = r.stderr_text.strip().splitlines()[-1:] or [f"exit {r.rc}"]
+            raise ConnectError(self.host.name, f"no container {self.container}: {reason[0]}")
+        if r.stdout_text.strip() != "true":
+            raise ConnectError(self.host.name, f"container {self.container} is not running")
+
+    def close(self) -> None:
+        """Nothing to close: every command is its own podman exec."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        timeout: float | None = None,
+        become: bool | None = None,
+    ) -> CommandResult:
+        conn = self.host.connection
+        timeout = conn.command_timeout if timeout is None else timeout
+        become = conn.become if become is None else become
+        user = conn.become_user if become else conn.user
+        token = new_mark()
+        cmd = [PODMAN, "exec", "-i", "--env", f"{MARK_VAR}={token}"]
+        if user:
+            cmd += ["--user", user]
+        cmd += [self.container, *[str(a) for a in argv]]
+        try:
+            result = run_process(self.host.name, cmd, stdin, timeout)
+        except CommandTimeout:
+            run_process(
+                self.host.name,
+                [PODMAN, "exec", "--user", "root", self.container, *kill_marked(token)],
+                b"",
+                INSPECT_TIMEOUT,
+            )
+            raise
+        result.argv = list(argv)
+        if result.rc in (125, 255) and _container_gone(result.stderr_text):
+            raise ConnectError(self.host.name, f"container {self.container}: {result.stderr_text.strip()[-300:]}")
+        return result
+
+
+def _container_gone(stderr: str) -> bool:
+    text = stderr.lower()
+    return "no such container" in text or "not running" in text or "container state improper" in text

@@ -1,0 +1,465 @@
+"""SSH transport (paramiko): one verified, authenticated connection per host, reused for every command.
+
+Connecting: TCP (or a ``direct-tcpip`` channel of the previous ProxyJump hop) -> key exchange -> host
+key check against known_hosts files -> authentication (key files, ssh-agent, default keys, password).
+Only the TCP/handshake steps are retried (refused, timed out, banner not received), with jittered
+backoff; an authentication or host key failure is final. Every library error leaves this module as a
+driftctl error naming the host.
+
+Host keys are looked up in ``~/.ssh/known_hosts``, ``/etc/ssh/ssh_known_hosts``, ssh_config's
+UserKnownHostsFile, ``TransportOptions.known_hosts``, the host's ``ConnectionSpec.known_hosts`` and
+driftctl's own file (``TransportOptions.own_known_hosts``). An unknown key is refused unless
+``accept_new_host_keys`` is set, in which case it is recorded in the own file; a changed key is always
+refused.
+
+Commands: each ``run()`` opens a channel, sends ``quote(argv)``, streams stdin while reading stdout and
+stderr (so multi-megabyte payloads in both directions cannot deadlock), and cuts the command at its
+timeout by sending it SIGKILL through the channel (RFC 4254 "signal") and closing the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
+
+from driftctl.errors import AuthError, CommandTimeout, ConnectError, DriftctlError, HostKeyError
+from driftctl.model import Host
+from driftctl.transport import knownhosts
+from driftctl.transport.base import CommandResult, Transport, TransportOptions, quote
+from driftctl.transport.become import Become
+from driftctl.transport.local import kill_marked, marked, new_mark
+from driftctl.transport.sshconfig import DEFAULT_KEYS, Endpoint, load_config, resolve
+
+log = logging.getLogger(__name__)
+
+SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
+RSA_ALGORITHMS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+CHUNK = 1 << 16
+KEEPALIVE = 30  # seconds; keeps NAT/firewall state alive during long runs
+REAP_TIMEOUT = 15.0
+EOF_GRACE = 2.0  # after the exit status, how long to wait for output a background child still holds
+
+
+class _Retry(Exception):
+    """A connect attempt failed in a way that may succeed when tried again."""
+
+    def __init__(self, error: ConnectError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+class SSHTransport(Transport):
+    """Run commands on one host over SSH. ``connects`` counts the SSH connections opened (normally 1)."""
+
+    name = "ssh"
+
+    def __init__(self, host: Host, options: TransportOptions | None = None) -> None:
+        super().__init__(host, options)
+        # Resolved now, so a broken ssh_config is an input error before any host is contacted.
+        self.endpoint: Endpoint = resolve(host.connection, load_config(self.options.ssh_config))
+        self.connects = 0
+        self.accepted_host_keys: list[str] = []  # "name fingerprint" recorded in the own known_hosts
+        self._client: paramiko.Transport | None = None
+        self._hops: list[paramiko.Transport] = []
+        self._become: Become | None = None
+        self._lock = threading.Lock()
+
+    # ---- connection
+
+    def connect(self) -> None:
+        with self._lock:
+            if self._client is not None and self._client.is_active():
+                return
+            self._close_all()
+            endpoint = self.endpoint
+            attempts = 1 + max(0, self.options.connect_retries)
+            for attempt in range(attempts):
+                try:
+                    self._client = self._open_chain(endpoint)
+                    break
+                except _Retry as r:
+                    self._close_all()
+                    if attempt == attempts - 1:
+                        raise r.error from r.__cause__
+                    delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
+                    log.debug("%s: %s; retrying in %.1fs", self.host.name, r.error.message, delay)
+                    time.sleep(delay)
+                except BaseException:
+                    self._close_all()
+                    raise
+            self.connects += 1
+            password = self.host.connection.become_password
+            self._become = Become(self.host.name, endpoint.user, str(password) if password else None, self._raw)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        for t in [self._client, *reversed(self._hops)]:
+            if t is not None:
+                t.close()
+        self._client = None
+        self._hops = []
+
+    def _open_chain(self, target: Endpoint) -> paramiko.Transport:
+        sock: paramiko.Channel | None = None
+        prev: Endpoint | None = None
+        for i, hop in enumerate(target.jumps):
+            t = self._open(hop, sock, via=prev, is_target=False)
+            self._hops.append(t)
+            nxt = target.jumps[i + 1] if i + 1 < len(target.jumps) else target
+            sock = self._tunnel(t, hop, nxt)
+            prev = hop
+        return self._open(target, sock, via=prev, is_target=True)
+
+    def _tunnel(self, t: paramiko.Transport, hop: Endpoint, nxt: Endpoint) -> paramiko.Channel:
+        """A channel from ``hop`` to the next server, used as the next connection's socket."""
+        try:
+            return t.open_channel(
+                "direct-tcpip",
+                dest_addr=(nxt.hostname, nxt.port),
+                src_addr=("127.0.0.1", 0),
+                timeout=self.host.connection.connect_timeout,
+            )
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise _Retry(self._err(f"jump host {hop} could not reach {nxt.hostname}:{nxt.port}: {e}")) from e
+
+    def _open(
+        self, ep: Endpoint, sock: paramiko.Channel | None, via: Endpoint | None, is_target: bool
+    ) -> paramiko.Transport:
+        timeout = self.host.connection.connect_timeout
+        where = f"{ep}" + (f" via {via}" if via else "")
+        channel_or_socket: socket.socket | paramiko.Channel = sock if sock is not None else self._dial(ep, timeout)
+        try:
+            t = paramiko.Transport(channel_or_socket)
+        except (paramiko.SSHException, OSError) as e:
+            channel_or_socket.close()
+            raise _Retry(self._err(f"cannot start SSH with {where}: {e}")) from e
+        t.banner_timeout = timeout
+        t.auth_timeout = timeout
+        t.handshake_timeout = timeout
+        files = self._known_hosts_files(ep)
+        entries = knownhosts.load(files)
+        self._prefer_known_key_types(t, knownhosts.recorded_types(entries, ep.key_names))
+        try:
+            t.start_client(timeout=timeout)
+        except paramiko.ssh_exception.IncompatiblePeer as e:
+            t.close()
+            raise self._err(f"no common algorithms with {where}: {e}") from e
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            t.close()
+            raise _Retry(self._err(f"SSH handshake with {where} failed: {e or type(e).__name__}")) from e
+        try:
+            self._verify_host_key(t, ep, entries, files)
+            self._authenticate(t, ep, is_target)
+        except BaseException:
+            t.close()
+            raise
+        t.set_keepalive(KEEPALIVE)
+        return t
+
+    def _dial(self, ep: Endpoint, timeout: float) -> socket.socket:
+        try:
+            return socket.create_connection((ep.hostname, ep.port), timeout=timeout)
+        except socket.gaierror as e:
+            raise self._err(f"cannot resolve {ep.hostname}: {e.strerror}") from e
+        except ConnectionRefusedError as e:
+            raise _Retry(self._err(f"connection refused by {ep.hostname}:{ep.port}")) from e
+        except TimeoutError as e:
+            raise _Retry(self._err(f"timed out after {timeout:g}s connecting to {ep.hostname}:{ep.port}")) from e
+        except OSError as e:
+            raise _Retry(self._err(f"cannot connect to {ep.hostname}:{ep.port}: {e.strerror or e}")) from e
+
+    def _err(self, message: str) -> ConnectError:
+        return ConnectError(self.host.name, message)
+
+    # ---- host keys
+
+    def _known_hosts_files(self, ep: Endpoint) -> list[str]:
+        files = [*SYSTEM_KNOWN_HOSTS, *ep.known_hosts, *self.options.known_hosts]
+        if self.host.connection.known_hosts:
+            files.append(self.host.connection.known_hosts)
+        if self.options.own_known_hosts:
+            files.append(self.options.own_known_hosts)
+        return [os.path.expanduser(f) for f in dict.fromkeys(files)]
+
+    @staticmethod
+    def _prefer_known_key_types(t: paramiko.Transport, known: list[str]) -> None:
+        """Ask for a host key type we have on record first, so a known host is not "unknown" by type."""
+        if not known:
+            return
+        wanted: list[str] = []
+        for k in known:
+            wanted.extend(RSA_ALGORITHMS if k == "ssh-rsa" else [k])
+        opts = t.get_security_options()
+        available = list(opts.key_types)
+        first = [k for k in dict.fromkeys(wanted) if k in available]
+        opts.key_types = tuple(first + [k for k in available if k not in first])
+
+    def _verify_host_key(
+        self, t: paramiko.Transport, ep: Endpoint, entries: list[knownhosts.Entry], files: list[str]
+    ) -> None:
+        key = t.get_remote_server_key()
+        blob, ktype = key.asbytes(), key.get_name()
+        found = knownhosts.check(entries, ep.key_names, ktype, blob)
+        name = ep.key_names[0]
+        fp = found.offered_fingerprint
+        if found.verdict == "known":
+            return
+        if found.verdict == "revoked":
+            raise HostKeyError(
+                self.host.name, f"host key {ktype} {fp} of {name} is REVOKED ({found.recorded[0].where})", fp
+            )
+        if found.verdict == "changed":
+            raise HostKeyError(
+                self.host.name,
+                f"HOST KEY CHANGED for {name}: it now offers {ktype} {fp}, but the recorded key is "
+                f"{'; '.join(found.recorded_fingerprints)}. Someone may be intercepting the connection "
+                "(man-in-the-middle), or the host was reinstalled. Refusing to connect (also with "
+                f"--accept-new-host-keys). If the change is expected, check the new fingerprint on the host, "
+                f"then remove the old entry: ssh-keygen -R '{name}' -f <file>",
+                fp,
+            )
+        own = self.options.own_known_hosts
+        if self.options.accept_new_host_keys and own:
+            try:
+                knownhosts.add(own, name, ktype, blob)
+            except OSError as e:
+                raise HostKeyError(self.host.name, f"cannot record the new host key of {name} in {own}: {e}", fp) from e
+            self.accepted_host_keys.append(f"{name} {ktype} {fp}")
+            log.info("%s: trusted new host key %s %s (recorded in %s)", self.host.name, ktype, fp, own)
+            return
+        hint = (
+            f"re-run with --accept-new-host-keys to trust it on first use (recorded in {own})"
+            if own
+            else "add it to a known_hosts file"
+        )
+        raise HostKeyError(
+            self.host.name,
+            f"unknown host key for {name}: {ktype} {fp} (not in {', '.join(files)}). Verify this "
+            f"fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then {hint}, or add it "
+            f"yourself: ssh-keyscan -p {ep.port} {ep.hostname} >> ~/.ssh/known_hosts",
+            fp,
+        )
+
+    # ---- authentication
+
+    def _authenticate(self, t: paramiko.Transport, ep: Endpoint, is_target: bool) -> None:
+        tried: list[str] = []
+        allowed: list[str] = []
+        seen: set[bytes] = set()
+
+        def offer(key: paramiko.PKey, label: str) -> bool:
+            if key.asbytes() in seen:
+                return False
+            seen.add(key.asbytes())
+            return self._try(t, ep, lambda: t.auth_publickey(ep.user, key), label, tried, allowed)
+
+        for path in ep.identity_files:
+            key = self._load_key(path, tried, explicit=True)
+            if key is not None and offer(key, f"key {path}"):
+                return
+        if self.options.use_agent and not ep.identities_only:
+            agent = paramiko.Agent()
+            try:
+                for key in agent.get_keys():
+                    if offer(key, f"agent key {key.fingerprint}"):
+                        return
+            finally:
+                agent.close()
+        if not ep.identities_only:
+            for path in DEFAULT_KEYS:
+                key = self._load_key(os.path.expanduser(path), tried, explicit=False)
+                if key is not None and offer(key, f"key {path}"):
+                    return
+        password = self.host.connection.password
+        if (
+            is_target
+            and password
+            and self._try(t, ep, lambda: t.auth_password(ep.user, str(password)), "password", tried, allowed)
+        ):
+            return
+        accepts = f"; the server accepts: {', '.join(allowed)}" if allowed else ""
+        raise AuthError(
+            self.host.name,
+            f"authentication as {ep} failed; tried {', '.join(tried) or 'nothing (no key, no agent, no password)'}"
+            + accepts,
+        )
+
+    def _try(
+        self,
+        t: paramiko.Transport,
+        ep: Endpoint,
+        attempt: Callable[[], object],
+        label: str,
+        tried: list[str],
+        allowed: list[str],
+    ) -> bool:
+        try:
+            attempt()
+        except paramiko.BadAuthenticationType as e:
+            allowed[:] = list(e.allowed_types)
+            tried.append(f"{label} (method not allowed)")
+            return False
+        except paramiko.AuthenticationException as e:
+            if "timeout" in str(e).lower():
+                raise AuthError(self.host.name, f"authentication as {ep} timed out") from e
+            tried.append(f"{label} (rejected)")
+            return False
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            tried.append(label)
+            raise AuthError(
+                self.host.name,
+                f"{ep} closed the connection during authentication after {', '.join(tried)} "
+                f"(too many keys offered? MaxAuthTries): {e or type(e).__name__}",
+            ) from e
+        return t.is_authenticated()
+
+    @staticmethod
+    def _load_key(path: str, tried: list[str], explicit: bool) -> paramiko.PKey | None:
+        if not os.path.exists(path):
+            if explicit:
+                tried.append(f"key {path} (file not found)")
+            return None
+        try:
+            return paramiko.PKey.from_path(path)
+        except paramiko.PasswordRequiredException:
+            tried.append(f"key {path} (encrypted: load it into ssh-agent)")
+        except (paramiko.SSHException, OSError, ValueError) as e:
+            tried.append(f"key {path} (unreadable: {e})")
+        return None
+
+    # ---- commands
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes = b"",
+        timeout: float | None = None,
+        become: bool | None = None,
+    ) -> CommandResult:
+        self.connect()
+        conn = self.host.connection
+        timeout = conn.command_timeout if timeout is None else timeout
+        become = conn.become if become is None else become
+        assert self._become is not None
+        sudo = become and self._become.needed(conn.become_user)
+        # The mark lets a timeout kill the whole remote process tree: OpenSSH (before 10) refuses the
+        # "signal" request for root sessions, and closing the channel alone leaves the command running.
+        token = new_mark()
+        wrapped = self._become.wrap(marked(argv, token), stdin, conn.become_user) if sudo else None
+        try:
+            if wrapped is None:
+                result = self._raw(marked(argv, token), stdin, timeout)
+            else:
+                result = self._become.finish(
+                    wrapped, self._raw(wrapped.argv, wrapped.stdin, timeout), conn.become_user
+                )
+        except CommandTimeout:
+            self._reap(token, sudo)
+            raise CommandTimeout(
+                self.host.name, f"command timed out after {timeout:g}s and was killed: {quote(argv)[:200]}"
+            ) from None
+        result.argv = list(argv)
+        return result
+
+    def _reap(self, token: str, sudo: bool) -> None:
+        """Kill what is left of a timed-out command (best effort: the host may be the problem)."""
+        argv = kill_marked(token)
+        try:
+            if sudo and self._become is not None:
+                w = self._become.wrap(argv, b"", self.host.connection.become_user)
+                self._raw(w.argv, w.stdin, REAP_TIMEOUT)
+            else:
+                self._raw(argv, b"", REAP_TIMEOUT)
+        except DriftctlError as e:
+            log.warning("%s: could not kill a timed-out command: %s", self.host.name, e)
+
+    def _raw(self, argv: list[str], stdin: bytes, timeout: float) -> CommandResult:
+        """Run argv as the login user: one channel, stdin streamed, both outputs read concurrently."""
+        client = self._client
+        if client is None or not client.is_active():
+            raise self._err("the SSH connection is closed")
+        started = time.monotonic()
+        deadline = started + timeout
+        try:
+            chan = client.open_session(timeout=self.host.connection.connect_timeout)
+            chan.exec_command(quote(argv))
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise self._err(f"cannot start a command: {e or type(e).__name__}") from e
+        writer = threading.Thread(target=_feed, args=(chan, stdin), name=f"ssh-stdin-{self.host.name}", daemon=True)
+        writer.start()
+        out: list[bytes] = []
+        err: list[bytes] = []
+        exited_at: float | None = None
+        try:
+            while True:
+                _drain(chan, out, err)
+                now = time.monotonic()
+                if chan.exit_status_ready():  # also set when the channel closed
+                    exited_at = exited_at or now
+                    # A background child may keep stdout open after the command exited: don't wait forever.
+                    if chan.eof_received or chan.closed or now - exited_at > EOF_GRACE:
+                        break
+                remaining = deadline - now
+                if remaining <= 0:
+                    self._kill(chan)
+                    raise CommandTimeout(self.host.name, f"command timed out after {timeout:g}s: {quote(argv)[:200]}")
+                if chan.eof_received:  # output done; the exit status is on its way (select would spin)
+                    chan.status_event.wait(min(remaining, 0.1))
+                else:
+                    select.select([chan], [], [], min(remaining, 0.2 if exited_at else 1.0))
+            _drain(chan, out, err)
+            rc = chan.recv_exit_status()
+        except DriftctlError:
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise self._err(f"connection lost while running {argv[0]}: {e or type(e).__name__}") from e
+        finally:
+            chan.close()
+            writer.join(timeout=1)
+        return CommandResult(list(argv), rc, b"".join(out), b"".join(err), time.monotonic() - started)
+
+    @staticmethod
+    def _kill(chan: paramiko.Channel) -> None:
+        """SIGKILL the remote command (RFC 4254 signal request), then close the channel."""
+        try:
+            msg = paramiko.Message()
+            msg.add_byte(cMSG_CHANNEL_REQUEST)
+            msg.add_int(chan.remote_chanid)
+            msg.add_string("signal")
+            msg.add_boolean(False)
+            msg.add_string("KILL")
+            chan.transport._send_user_message(msg)  # type: ignore[union-attr]
+        except (paramiko.SSHException, OSError, EOFError, AttributeError):
+            pass
+        chan.close()
+
+
+def _drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> None:
+    while chan.recv_ready():
+        out.append(chan.recv(CHUNK))
+    while chan.recv_stderr_ready():
+        err.append(chan.recv_stderr(CHUNK))
+
+
+def _feed(chan: paramiko.Channel, data: bytes) -> None:
+    """Write stdin in chunks, then EOF. The remote may exit without reading it all: that is not an error."""
+    try:
+        view = memoryview(data)
+        for i in range(0, len(view), CHUNK):
+            chan.sendall(bytes(view[i : i + CHUNK]))
+        chan.shutdown_write()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
