@@ -1,0 +1,151 @@
+"""Host side of ``exec``: run a command when its guards say so.
+
+observe -> {"state": "done"|"pending", "why": "..."}. Observing runs the guard commands (``unless``,
+``onlyif``): they run during plan and check too, which is why they must only read.
+The command and the guards are argv lists (the controller split them, or wrapped them in
+``/bin/sh -c`` when the manifest asked for a shell), run as ``user`` in ``cwd`` with ``environment``
+added to the agent's own.
+"""
+
+import contextlib
+import os
+import pwd
+import signal
+import subprocess
+
+from driftctl.agent._core import Failure, register
+
+EXEC_TAIL_LINES = 20
+EXEC_TAIL_CHARS = 2000
+# params objects (one per resource in this request) whose command ran in this agent run: a
+# notified exec that already ran during apply is not run a second time by its refresh
+EXEC_RAN = set()
+
+
+class ExecResult(object):
+    def __init__(self, rc, output):
+        self.rc = rc
+        self.output = output
+
+
+def exec_tail(output):
+    lines = output.rstrip().splitlines()[-EXEC_TAIL_LINES:]
+    return "\n".join(lines)[-EXEC_TAIL_CHARS:]
+
+
+def _exec_env(params, pw):
+    env = dict(os.environ)
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if pw is not None:
+        env.update(HOME=pw.pw_dir, USER=pw.pw_name, LOGNAME=pw.pw_name)
+    for key, value in (params.get("environment") or {}).items():
+        env[str(key)] = str(value)
+    return env
+
+
+def _exec_user(params):
+    user = params.get("user")
+    if user is None:
+        return None
+    try:
+        return pwd.getpwuid(int(user)) if str(user).isdigit() else pwd.getpwnam(user)
+    except KeyError:
+        raise Failure("no such user: %s" % user) from None
+
+
+def exec_run(argv, params, timeout=None):
+    """Run argv with the resource's user, cwd and environment; stdout and stderr merged."""
+    pw = _exec_user(params)
+    cwd = params.get("cwd")
+    if cwd is not None and not os.path.isdir(cwd):
+        raise Failure("cwd %s is not a directory" % cwd)
+
+    def demote():
+        if pw is not None and os.getuid() != pw.pw_uid:
+            os.setgid(pw.pw_gid)
+            os.initgroups(pw.pw_name, pw.pw_gid)
+            os.setuid(pw.pw_uid)
+
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=_exec_env(params, pw),
+            preexec_fn=demote if pw is not None else None,
+            start_new_session=True,  # so a timeout kills the whole process group
+        )
+    except FileNotFoundError:
+        raise Failure("command not found: %s" % argv[0]) from None
+    except PermissionError:
+        raise Failure("command not executable: %s" % argv[0]) from None
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise Failure(
+            "%s timed out after %ss%s"
+            % (" ".join(argv)[:200], timeout, (": " + exec_tail(out.decode("utf-8", "replace"))) if out else "")
+        ) from None
+    return ExecResult(proc.returncode, out.decode("utf-8", "replace"))
+
+
+def exec_guards(params, use_refreshonly=True):
+    """(state, why): whether the guards require a run. Runs the guard commands (read-only ones)."""
+    if use_refreshonly and params.get("refreshonly"):
+        return "done", "refreshonly: runs only when notified"
+    creates = params.get("creates")
+    if creates and os.path.lexists(creates):
+        return "done", "%s exists" % creates
+    if params.get("unless"):
+        res = exec_run(params["unless"], params, params.get("timeout"))
+        if res.rc == 0:
+            return "done", "unless succeeded"
+    if params.get("onlyif"):
+        res = exec_run(params["onlyif"], params, params.get("timeout"))
+        if res.rc != 0:
+            return "done", "onlyif exited %d" % res.rc
+    reasons = []
+    if creates:
+        reasons.append("%s does not exist" % creates)
+    if params.get("unless"):
+        reasons.append("unless failed")
+    if params.get("onlyif"):
+        reasons.append("onlyif succeeded")
+    return "pending", ", ".join(reasons) or "no guard: runs every time"
+
+
+def _exec_command(params):
+    EXEC_RAN.add(id(params))
+    res = exec_run(params["command"], params, params.get("timeout"))
+    allowed = params.get("returns") or [0]
+    if res.rc not in allowed:
+        tail = exec_tail(res.output)
+        raise Failure("command exited %d (expected %s)%s" % (
+            res.rc, ", ".join(str(r) for r in allowed), (":\n" + tail) if tail else ""))
+
+
+def exec_observe(params, ctx):
+    state, why = exec_guards(params)
+    return {"state": state, "why": why}
+
+
+def exec_apply(params, changes, ctx):
+    if "state" in changes:
+        _exec_command(params)
+
+
+def exec_refresh(params, ctx):
+    """When notified: run again, unless a guard (creates, unless, onlyif) says it is not needed."""
+    if id(params) in EXEC_RAN:
+        return
+    state, _why = exec_guards(params, use_refreshonly=False)
+    if state == "pending":
+        _exec_command(params)
+
+
+register("exec", exec_observe, exec_apply, exec_refresh)

@@ -1,0 +1,238 @@
+"""Host side of ``service``: systemd or sysv (init.d scripts), chosen by ``supports(facts)``.
+
+observe -> {"enabled": bool, "running": bool} for the fields the resource manages.
+A unit or init script that does not exist is a Failure, never "stopped".
+"""
+
+import os
+import re
+
+from driftctl.agent._core import Failure, register, run, which
+
+# ---- parsers (pure)
+
+# UnitFileState values that mean "starts at boot" (static units have no [Install] and cannot be
+# enabled or disabled: they start when something needs them, which is what enabled asks for)
+SYSTEMD_ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "generated", "indirect")
+SYSTEMD_RUNNING_STATES = ("active", "reloading", "refreshing")
+
+
+def parse_systemctl_show(text):
+    """Output of ``systemctl show -p Prop1,Prop2 UNIT`` (``Key=value`` lines) -> dict."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def systemd_state(props):
+    """The properties of one unit -> {"enabled", "running", "masked", "loaded"} (raw states kept)."""
+    unit_file = props.get("UnitFileState", "")
+    return {
+        "loaded": props.get("LoadState") not in ("not-found", ""),
+        "masked": props.get("LoadState") == "masked" or unit_file.startswith("masked"),
+        "enabled": unit_file in SYSTEMD_ENABLED_STATES,
+        "running": props.get("ActiveState") in SYSTEMD_RUNNING_STATES,
+        "unit_file_state": unit_file,
+        "active_state": props.get("ActiveState", ""),
+    }
+
+
+RC_LINK = re.compile(r"^S(\d\d)(.+)$")
+
+
+def sysv_enabled(rc_listing, name, runlevels=("2", "3", "4", "5")):
+    """Whether a sysv service starts at boot: an ``S??name`` link in any of the runlevel directories.
+
+    ``rc_listing`` maps a runlevel ("2") to the entries of /etc/rc2.d (what ``ls /etc/rc2.d`` shows).
+    """
+    for level in runlevels:
+        for entry in rc_listing.get(level, []):
+            m = RC_LINK.match(entry)
+            if m and m.group(2) == name:
+                return True
+    return False
+
+
+# ---- providers
+
+
+class ServiceProvider(object):
+    name = ""
+
+    @classmethod
+    def supports(cls, facts):
+        raise NotImplementedError
+
+    def state(self, name):
+        """{"enabled": bool, "running": bool}; raises Failure when the service does not exist."""
+        raise NotImplementedError
+
+    def set_enabled(self, name, enabled):
+        raise NotImplementedError
+
+    def set_running(self, name, running):
+        raise NotImplementedError
+
+    def refresh(self, name, how):
+        raise NotImplementedError
+
+
+class SystemdService(ServiceProvider):
+    name = "systemd"
+    PROPS = "LoadState,ActiveState,SubState,UnitFileState,MainPID"
+
+    @classmethod
+    def supports(cls, facts):
+        return facts.get("init") == "systemd"
+
+    def _show(self, name):
+        rc, out, err = run(["systemctl", "show", "--no-pager", "-p", self.PROPS, "--", name])
+        if rc != 0:
+            raise Failure("systemctl show %s exited %d: %s" % (name, rc, (err or out).strip()))
+        return parse_systemctl_show(out)
+
+    def state(self, name):
+        st = systemd_state(self._show(name))
+        if not st["loaded"]:
+            raise Failure("no such service: %s (systemd has no unit file for it)" % name)
+        return st
+
+    def _ctl(self, *args):
+        run(["systemctl", *list(args)], check=True)
+
+    def set_enabled(self, name, enabled):
+        st = self.state(name)
+        if enabled:
+            if st["masked"]:
+                self._ctl("unmask", "--", name)
+            if st["unit_file_state"] == "static":
+                return
+            self._ctl("enable", "--", name)
+        else:
+            if st["unit_file_state"] == "static":
+                raise Failure("%s is a static unit (no [Install] section): it cannot be disabled, mask it" % name)
+            self._ctl("disable", "--", name)
+
+    def set_running(self, name, running):
+        self._ctl("start" if running else "stop", "--", name)
+        if running:
+            st = self.state(name)
+            if not st["running"]:
+                raise Failure("%s did not stay running (ActiveState=%s)" % (name, st["active_state"]))
+
+    def refresh(self, name, how):
+        self._ctl(how, "--", name)
+
+
+class SysvService(ServiceProvider):
+    """init.d scripts: ``service`` to start/stop/query, ``update-rc.d`` (Debian) for boot links."""
+
+    name = "sysv"
+
+    @classmethod
+    def supports(cls, facts):
+        return facts.get("init") != "systemd"
+
+    def _script(self, name):
+        path = os.path.join("/etc/init.d", name)
+        if "/" in name or not os.path.isfile(path):
+            raise Failure("no such service: %s (no /etc/init.d/%s)" % (name, name))
+        return path
+
+    def _service(self, name, action):
+        if which("service"):
+            return run(["service", name, action])
+        return run([self._script(name), action])
+
+    def state(self, name):
+        self._script(name)
+        listing = {}
+        for level in ("2", "3", "4", "5"):
+            try:
+                listing[level] = os.listdir("/etc/rc%s.d" % level)
+            except OSError:
+                listing[level] = []
+        rc, _out, _err = self._service(name, "status")
+        # LSB: 0 running, 1-3 not running (dead with pid file, dead with lock, stopped), 4 unknown
+        return {"enabled": sysv_enabled(listing, name), "running": rc == 0}
+
+    def set_enabled(self, name, enabled):
+        self._script(name)
+        if which("update-rc.d"):
+            if enabled:
+                run(["update-rc.d", name, "defaults"], check=True)
+            run(["update-rc.d", name, "enable" if enabled else "disable"], check=True)
+        elif which("chkconfig"):
+            run(["chkconfig", name, "on" if enabled else "off"], check=True)
+        else:
+            raise Failure("neither update-rc.d nor chkconfig is on this host: cannot change boot links")
+
+    def set_running(self, name, running):
+        action = "start" if running else "stop"
+        rc, out, err = self._service(name, action)
+        if rc != 0:
+            raise Failure("service %s %s exited %d: %s" % (name, action, rc, (err or out).strip()[-500:]))
+
+    def refresh(self, name, how):
+        if how == "reload-or-restart":
+            rc, out, err = self._service(name, "reload")
+            if rc == 0:
+                return
+            how = "restart"
+        rc, out, err = self._service(name, how)
+        if rc != 0:
+            raise Failure("service %s %s exited %d: %s" % (name, how, rc, (err or out).strip()[-500:]))
+
+
+SERVICE_PROVIDERS = [SystemdService, SysvService]
+
+
+def choose_service_provider(params, facts):
+    """The provider class named by ``provider:``, else the first whose ``supports(facts)`` is true."""
+    wanted = params.get("provider")
+    for cls in SERVICE_PROVIDERS:
+        if (wanted and cls.name == wanted) or (not wanted and cls.supports(facts)):
+            return cls
+    raise Failure("no service provider %s for this host (init: %s)" % (wanted or "", facts.get("init")))
+
+
+def service_provider(params, facts):
+    return choose_service_provider(params, facts)()
+
+
+# ---- handlers
+
+
+def service_observe(params, ctx):
+    st = service_provider(params, ctx.facts).state(params["name"])
+    out = {}
+    for key in ("enabled", "running"):
+        if params.get(key) is not None:
+            out[key] = st[key]
+    return out
+
+
+def service_apply(params, changes, ctx):
+    provider = service_provider(params, ctx.facts)
+    name = params["name"]
+    # boot state first: enabling never starts anything, and a unit just unmasked can then start
+    if "enabled" in changes and params.get("enabled") is not None:
+        provider.set_enabled(name, params["enabled"])
+    if "running" in changes and params.get("running") is not None:
+        provider.set_running(name, params["running"])
+
+
+def service_refresh(params, ctx):
+    """Restart or reload when notified; a service that is (and should stay) stopped is left alone."""
+    if params.get("running") is False:
+        return
+    provider = service_provider(params, ctx.facts)
+    if params.get("running") is None and not provider.state(params["name"])["running"]:
+        return
+    provider.refresh(params["name"], params.get("refresh") or "restart")
+
+
+register("service", service_observe, service_apply, service_refresh)

@@ -1,0 +1,135 @@
+"""package: validation, the pure diff and change lines, and the apt/dnf/apk parsers from captured output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from driftctl.agent import package as agent_package
+from driftctl.errors import Location, ManifestError
+from driftctl.model import Change
+from driftctl.resources.base import get_type
+
+DATA = Path(__file__).parent / "data" / "package"
+CASES = sorted(DATA.glob("*.json"))
+LOC = Location("manifests/site.yaml", 7)
+Package = get_type("package")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_parser_from_captured_output(case: Path) -> None:
+    spec = json.loads(case.read_text())
+    text = "".join(line + "\n" for line in spec["output"])
+    assert getattr(agent_package, spec["parser"])(text) == spec["expected"]
+
+
+def test_every_parser_has_fixtures() -> None:
+    used = {json.loads(c.read_text())["parser"] for c in CASES}
+    assert used == {"parse_dpkg_query", "parse_apt_cache_policy", "parse_rpm_query", "parse_apk_list"}
+
+
+def validate(**raw: object) -> dict:
+    assert Package is not None
+    return Package.validate({"name": "nginx", **raw}, LOC)
+
+
+def test_defaults_and_installed_alias() -> None:
+    assert validate()["ensure"] == "present"
+    assert validate(ensure="installed")["ensure"] == "present"
+    assert validate(ensure="1:2.10-3+deb12u1")["ensure"] == "1:2.10-3+deb12u1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"ensure": "newest"}, "must be present, absent, latest or a version"),
+        ({"provider": "yum"}, "provider must be one of apt, dnf, apk"),
+        ({"name": "ngi nx"}, "must be a package name"),
+        ({"name": "-rf"}, "must be a package name"),
+        ({"version": "1.0"}, "unknown parameter 'version'"),
+        ({"ensure": 2}, "ensure must be str"),
+    ],
+)
+def test_validation_errors_carry_location(raw: dict, message: str) -> None:
+    with pytest.raises(ManifestError) as e:
+        validate(**raw)
+    assert message in str(e.value)
+    assert e.value.location == LOC
+
+
+@pytest.mark.parametrize(
+    ("ensure", "observed", "changes"),
+    [
+        ("present", {"ensure": "present", "version": "2.10-3"}, []),
+        ("present", {"ensure": "absent", "version": None, "candidate": "2.10-3"},
+         [Change("ensure", "absent", "2.10-3")]),
+        ("present", {"ensure": "absent", "version": None, "candidate": None}, [Change("ensure", "absent", "present")]),
+        ("absent", {"ensure": "absent", "version": None}, []),
+        ("absent", {"ensure": "2.10-3", "version": "2.10-3"}, [Change("ensure", "2.10-3", "absent")]),
+        ("latest", {"ensure": "latest", "version": "2.10-3", "candidate": "2.10-3"}, []),
+        ("latest", {"ensure": "2.10-2", "version": "2.10-2", "candidate": "2.10-3"},
+         [Change("ensure", "2.10-2", "2.10-3")]),
+        ("2.10-3", {"ensure": "2.10-3", "version": "2.10-3"}, []),
+        ("2.10-3", {"ensure": "2.10-2", "version": "2.10-2"}, [Change("ensure", "2.10-2", "2.10-3")]),
+    ],
+)
+def test_diff(ensure: str, observed: dict, changes: list[Change]) -> None:
+    assert Package is not None
+    assert Package.diff(Package.desired(validate(ensure=ensure)), observed) == changes
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        (Change("ensure", "absent", "1.24.0-1"), "installed 1.24.0-1"),
+        (Change("ensure", "absent", "present"), "installed"),
+        (Change("ensure", "1.24.0-1", "absent"), "removed 1.24.0-1"),
+        (Change("ensure", "1.22.1-9", "1.24.0-1"), "version 1.22.1-9 -> 1.24.0-1"),
+    ],
+)
+def test_change_lines(change: Change, line: str) -> None:
+    assert Package is not None
+    assert Package.describe(change) == line
+
+
+@pytest.mark.parametrize(
+    ("ensure", "installed", "candidate", "state"),
+    [
+        ("present", None, "2.10-3", "absent"),
+        ("present", "2.10-2", None, "present"),
+        ("latest", "2.10-3", "2.10-3", "latest"),
+        ("latest", "2.10-2", "2.10-3", "2.10-2"),
+        ("latest", "2.10-2", None, "latest"),  # the lists do not know it: nothing newer to go to
+        ("2.10-3", "2.10-3", None, "2.10-3"),
+        ("absent", "2.10-3", None, "2.10-3"),
+    ],
+)
+def test_observed_state_is_in_the_manifests_terms(ensure: str, installed: str | None, candidate: str | None,
+                                                  state: str) -> None:
+    # in sync <=> observed ensure == desired ensure: drift classification compares the two fingerprints
+    assert agent_package.package_state(ensure, installed, candidate) == state
+    assert (state == ensure) == (Package is not None and Package.diff({"ensure": ensure}, {
+        "ensure": state, "version": installed, "candidate": candidate}) == [])
+
+
+@pytest.mark.parametrize(
+    ("facts", "provider", "expected"),
+    [
+        ({"package_manager": "apt"}, None, "apt"),
+        ({"package_manager": "dnf"}, None, "dnf"),
+        ({"package_manager": "yum"}, None, "dnf"),
+        ({"package_manager": "apk"}, None, "apk"),
+        ({"package_manager": "apk"}, "apt", "apt"),
+        ({"package_manager": None}, "dnf", "dnf"),
+    ],
+)
+def test_provider_chosen_by_supports_or_named(facts: dict, provider: str | None, expected: str) -> None:
+    params = {"name": "x", "provider": provider}
+    assert agent_package.choose_package_provider(params, facts).name == expected
+
+
+def test_no_provider_is_a_clear_failure() -> None:
+    with pytest.raises(agent_package.Failure, match="no package provider for this host"):
+        agent_package.choose_package_provider({"name": "x"}, {"package_manager": "pacman"})
