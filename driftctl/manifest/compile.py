@@ -243,6 +243,10 @@ class _Compiler:
             else:
                 if unknown:
                     uncertain.add(name)
+                spec = cls.params.get(name)
+                if spec is not None and spec.kind is str and isinstance(rendered, (int, float)) \
+                        and not isinstance(rendered, bool):
+                    rendered = str(rendered)  # "{{ port }}" for a text parameter: its text, as people expect
                 raw[name] = None if unknown else rendered
                 key_locations[name] = loc
         params = self._validate(cls, raw, decl.location, key_locations, uncertain)

@@ -209,7 +209,7 @@ def _template_line(exc: BaseException, filename: str) -> int | None:
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, jinja2.UndefinedError):
-        return f"undefined: {exc.message}"
+        return str(exc.message)
     if isinstance(exc, jinja2.exceptions.SecurityError):
         return f"not allowed in a template: {exc}"
     if isinstance(exc, jinja2.TemplateSyntaxError):

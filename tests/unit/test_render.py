@@ -68,15 +68,23 @@ def test_mixed_text_is_a_string(tmp_path: Path) -> None:
     assert cat.resources[1].name == "u8080" and cat.resources[1].params["shell"] == " 8080"
 
 
-def test_a_string_typed_param_given_an_int_is_a_schema_error_at_its_line(tmp_path: Path) -> None:
+def test_a_number_for_a_text_parameter_becomes_text_but_a_list_is_an_error(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - user: deploy
+            shell: "{{ port }}"
+          - user: other
+            shell: "{{ [port] }}"
+    """)
+    with pytest.raises(ManifestError) as info:
+        compile_one(site)
+    assert str(info.value.location) == f"{tmp_path}/m/{RES}:5" and "shell must be str" in info.value.message
     site = site_with(tmp_path, """
         resources:
           - user: deploy
             shell: "{{ port }}"
     """)
-    with pytest.raises(ManifestError) as info:
-        compile_one(site)
-    assert str(info.value.location) == f"{tmp_path}/m/{RES}:3" and "shell must be str" in info.value.message
+    assert compile_one(site).resources[0].params["shell"] == "8080"
 
 
 def test_values_from_variables_are_never_rendered_again(tmp_path: Path) -> None:

@@ -1,0 +1,436 @@
+"""compile_catalog / preflight: variables, when/loop, claims, relations, secrets, digest, facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_manifest_support import TYPES, FakeInventory, inventory, write_tree
+
+from driftctl.errors import ManifestError, TemplateError
+from driftctl.manifest import compile_catalog, load_site, preflight
+from driftctl.model import Catalog
+from driftctl.secret import Secret
+
+FACTS = {"distribution": "debian", "cpus": 4, "init": "systemd"}
+RES = "roles/r/resources.yaml"
+
+
+def site_with(tmp_path: Path, resources: str, site: str = "- hosts: all\n  roles: [r]\n", **files: str) -> Any:
+    root = write_tree(tmp_path / "m", {"site.yaml": site, RES: resources, **files})
+    return load_site(root, types=TYPES)
+
+
+def compile_one(site: Any, host: str = "web1", facts: dict[str, Any] | None = FACTS,
+                inv: FakeInventory | None = None, **inv_vars: Any) -> Catalog:
+    inv = inv or inventory(**inv_vars)
+    return compile_catalog(site, inv, inv.hosts[host], facts, types=TYPES)
+
+
+def fails(site: Any, **kw: Any) -> ManifestError:
+    with pytest.raises(ManifestError) as info:
+        compile_one(site, **kw)
+    return info.value
+
+
+# ---- variables
+
+
+def test_precedence_defaults_vars_inventory_magic(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        vars:
+          from_vars: vars
+          shadowed_by_inventory: vars
+          inventory_hostname: not-the-host
+        resources:
+          - file: /etc/v
+            content: "{{ only_default }} {{ from_vars }} {{ shadowed_by_inventory }} {{ inventory_hostname }}"
+    """, **{"roles/r/defaults.yaml": """
+        only_default: default
+        from_vars: default
+        shadowed_by_inventory: default
+    """})
+    inv = FakeInventory({"h1": (["web"], {"shadowed_by_inventory": "host"})})
+    cat = compile_catalog(site, inv, inv.hosts["h1"], FACTS, types=TYPES)
+    assert cat.resources[0].params["content"] == "default vars host h1"
+
+
+def test_magic_variables(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - file: /etc/v
+            content: "{{ group_names | join(',') }} {{ groups.web | join(',') }} {{ groups['all'] | length }}"
+    """)
+    assert compile_one(site).resources[0].params["content"] == "web web1,web2 3"
+
+
+def test_file_vars_are_scoped_to_their_file(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        vars:
+          mine: r
+        resources:
+          - file: /etc/r
+            content: "{{ mine }}"
+    """, site="- hosts: all\n  roles: [r]\n  manifests: [other.yaml]\n", **{"other.yaml": """
+        resources:
+          - file: /etc/other
+            content: "{{ mine }}"
+    """})
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/m/other.yaml:3" and "'mine' is undefined" in e.message
+
+
+# ---- site selection
+
+
+def test_site_entries_select_hosts_and_a_role_applies_once(tmp_path: Path) -> None:
+    site = site_with(tmp_path, "resources:\n  - package: curl\n",
+                     site="- hosts: all\n  roles: [r]\n- hosts: web\n  roles: [w, r]\n- hosts: lb\n  roles: [w]\n",
+                     **{"roles/w/resources.yaml": "resources:\n  - package: nginx\n"})
+    assert [r.id for r in compile_one(site, "web1").resources] == ["package:curl", "package:nginx"]
+    assert [r.id for r in compile_one(site, "db1").resources] == ["package:curl"]  # no lb group: no match
+
+
+def test_pattern_with_exclusion(tmp_path: Path) -> None:
+    site = site_with(tmp_path, "resources:\n  - package: curl\n", site="- hosts: all:!web2\n  roles: [r]\n")
+    assert compile_one(site, "web1").resources and not compile_one(site, "web2").resources
+
+
+# ---- when / loop
+
+
+def test_loop_and_when_per_item(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - user: "{{ item.name }}"
+            loop: "{{ admins }}"
+            when: item.active
+            shell: "{{ item.shell | default('/bin/bash') }}"
+          - package: "{{ pkg }}"
+            loop: [vim-tiny, curl]
+            loop_var: pkg
+          - package: never
+            when: false
+          - package: only-web
+            when: "'web' in group_names"
+    """)
+    admins = [{"name": "ann", "active": True}, {"name": "bob", "active": False},
+              {"name": "cy", "active": True, "shell": "/bin/zsh"}]
+    cat = compile_one(site, admins=admins)
+    assert [r.id for r in cat.resources] == ["user:ann", "user:cy", "package:vim-tiny", "package:curl",
+                                             "package:only-web"]
+    assert cat.resources[1].params["shell"] == "/bin/zsh"
+    assert "package:only-web" not in [r.id for r in compile_one(site, "db1", admins=admins).resources]
+
+
+def test_loop_must_be_a_list(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: "{{ item }}"
+            loop: "{{ pkgs }}"
+    """)
+    e = fails(site, pkgs="curl")
+    assert str(e.location) == f"{tmp_path}/m/{RES}:3" and "loop must be a list" in e.message
+
+
+def test_when_with_braces_is_explained(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: curl
+            when: "{{ x }}"
+    """)
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/m/{RES}:3" and "without {{ }}" in e.message
+
+
+def test_when_undefined_variable(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: curl
+          - package: vim
+            when: install_vim
+    """)
+    e = fails(site)
+    assert isinstance(e, TemplateError)
+    assert str(e.location) == f"{tmp_path}/m/{RES}:4" and "'install_vim' is undefined" in e.message
+
+
+def test_loop_var_must_be_a_name(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: x
+            loop: [a]
+            loop_var: "not a name"
+    """)
+    assert str(fails(site).location) == f"{tmp_path}/m/{RES}:4"
+
+
+# ---- validation, claims, relations
+
+
+def test_validation_error_at_the_parameter_line(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: nginx
+            ensure: "{{ state }}"
+    """)
+    e = fails(site, state="installed")
+    assert str(e.location) == f"{tmp_path}/m/{RES}:3" and "ensure must be one of" in e.message
+
+
+def test_duplicate_resource_names_both_places(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: nginx
+          - package: curl
+          - package: "{{ 'nginx' }}"
+    """)
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/m/{RES}:4"
+    assert f"also declared at {tmp_path}/m/{RES}:2" in e.message
+
+
+def test_two_resources_claiming_the_same_thing(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - line: a
+            path: /etc/ssh/sshd_config
+            text: PermitRootLogin no
+            match: ^PermitRootLogin
+          - line: b
+            path: /etc/ssh/sshd_config
+            text: PermitRootLogin yes
+            match: ^PermitRootLogin
+    """)
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/m/{RES}:6"
+    assert f"line:b and line:a (at {tmp_path}/m/{RES}:2) both manage line:/etc/ssh/sshd_config:^PermitRootLogin" \
+        == e.message
+
+
+def test_unknown_relation_did_you_mean(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: nginx
+          - service: nginx
+            require:
+              - package:ngnix
+    """)
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/m/{RES}:4"
+    assert "no resource 'package:ngnix'" in e.message and "did you mean 'package:nginx'" in str(e)
+
+
+def test_relation_must_be_an_id(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: nginx
+          - service: nginx
+            notify: nginx
+    """)
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/m/{RES}:4" and "not a resource id" in e.message
+
+
+def test_relations_order_and_autorequire(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - service: nginx
+            subscribe: [file:/etc/nginx/nginx.conf]
+          - file: /etc/nginx/nginx.conf
+            content: x
+            owner: www
+            require: package:nginx
+          - user: www
+          - directory: /etc/nginx
+          - package: nginx
+    """)
+    cat = compile_one(site)
+    assert [r.id for r in cat.resources] == [
+        "user:www", "directory:/etc/nginx", "package:nginx", "file:/etc/nginx/nginx.conf", "service:nginx"]
+    conf = cat.by_id()["file:/etc/nginx/nginx.conf"]
+    assert conf.require == ["package:nginx", "directory:/etc/nginx", "user:www"]
+
+
+def test_autorequire_never_makes_a_cycle(tmp_path: Path) -> None:
+    # the manifest orders the file before its directory on purpose: autorequire gives way
+    site = site_with(tmp_path, """
+        resources:
+          - directory: /srv/app
+            require: [file:/srv/app/marker]
+          - file: /srv/app/marker
+            content: x
+    """)
+    cat = compile_one(site)
+    assert [r.id for r in cat.resources] == ["file:/srv/app/marker", "directory:/srv/app"]
+    assert cat.by_id()["file:/srv/app/marker"].require == []
+
+
+def test_cycle_in_a_manifest(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: a
+            require: [package:b]
+          - package: b
+            require: [package:a]
+    """)
+    e = fails(site)
+    assert e.message == (f"dependency cycle: package:a ({tmp_path}/m/{RES}:2) -> package:b ({tmp_path}/m/{RES}:4)"
+                         f" -> package:a ({tmp_path}/m/{RES}:2)")
+
+
+def test_watch_paths_rendered_and_checked(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        watch:
+          - /etc/ssh
+          - "/etc/{{ app }}"
+          - /etc/ssh/
+        resources: []
+    """)
+    assert compile_one(site, app="nginx").watch == ["/etc/ssh", "/etc/nginx"]
+    e = fails(site, app="../x")
+    assert str(e.location) == f"{tmp_path}/m/{RES}:3" and "watch" in e.message
+
+
+# ---- secrets
+
+
+def test_secrets_collected_from_variables_and_secrets_list(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        secrets: [api_token, nested]
+        resources:
+          - file: /etc/app.env
+            content: "DB={{ db_password }} TOKEN={{ api_token }}"
+          - file: /etc/public
+            content: "hello"
+          - user: app
+            password: !secret "$6$literal"
+    """)
+    cat = compile_one(site, db_password=Secret("hunter2"), api_token="tok-123",
+                      nested={"a": ["x1", 5]}, unused=Secret("unused-secret"))
+    assert {"hunter2", "tok-123", "x1", "5", "unused-secret", "$6$literal"} <= cat.secrets
+    by_id = cat.by_id()
+    assert by_id["file:/etc/app.env"].sensitive  # a secret value inside: never shown
+    assert by_id["user:app"].sensitive and not by_id["file:/etc/public"].sensitive
+    assert isinstance(by_id["user:app"].params["password"], Secret)
+
+
+def test_single_expression_keeps_the_secret_type(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - user: app
+            password: "{{ pw }}"
+    """)
+    assert isinstance(compile_one(site, pw=Secret("s3cret")).resources[0].params["password"], Secret)
+
+
+# ---- digest
+
+
+def test_digest_is_stable_and_follows_the_input(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - file: /etc/motd
+            content: "{{ banner }}"
+          - package: curl
+    """)
+    first = compile_one(site, banner="hi").digest
+    assert len(first) == 64
+    assert compile_one(site, banner="hi").digest == first
+    again = load_site(tmp_path / "m", types=TYPES)  # reloaded from disk: same digest
+    assert compile_one(again, banner="hi").digest == first
+    assert compile_one(site, banner="hello").digest != first
+    assert compile_one(site, "web2", banner="hi").digest != first  # another host
+
+
+def test_digest_ignores_where_a_resource_is_written(tmp_path: Path) -> None:
+    a = site_with(tmp_path / "a", "resources:\n  - package: curl\n")
+    b = site_with(tmp_path / "b", "\n\n# a comment\nresources:\n\n  - package: curl\n")
+    assert compile_one(a).digest == compile_one(b).digest
+
+
+# ---- facts and preflight
+
+
+FACT_SITE = """
+    resources:
+      - package: "{{ 'apache2' if facts.distribution == 'debian' else 'httpd' }}"
+      - file: /etc/os-banner
+        content: "{{ facts.distribution_pretty }}"
+        mode: "{{ mode }}"
+      - service: ssh
+        require: [package:openssh-server]
+      - package: openssh-server
+      - package: rh-only
+        when: facts.distribution == 'rhel'
+      - file: "{{ facts.home }}/x"
+        content: x
+      - file: /etc/template.conf
+        template: t.j2
+"""
+
+
+def fact_site(tmp_path: Path) -> Any:
+    template = "{% if facts.init == 'systemd' %}{{ nope }}{% endif %}\n"
+    return site_with(tmp_path, FACT_SITE, **{"roles/r/templates/t.j2": template})
+
+
+def test_preflight_uses_placeholders_and_flags_the_catalog(tmp_path: Path) -> None:
+    site = fact_site(tmp_path)
+    cat = compile_one(site, facts=None, mode="0644")
+    assert cat.uses_facts
+    ids = [r.id for r in cat.resources]
+    assert "package:openssh-server" in ids and "package:rh-only" in ids  # kept: may exist
+
+
+def test_preflight_still_checks_what_does_not_depend_on_facts(tmp_path: Path) -> None:
+    site = fact_site(tmp_path)
+    e = fails(site, facts=None, mode="644x")
+    assert str(e.location) == f"{tmp_path}/m/{RES}:5" and "mode" in e.message
+
+
+def test_real_facts_render_and_report_the_hosts_errors(tmp_path: Path) -> None:
+    site = fact_site(tmp_path)
+    e = fails(site, facts={**FACTS, "distribution_pretty": "Debian 12", "home": "/root"}, mode="0644")
+    assert str(e.location) == f"{tmp_path}/m/roles/r/templates/t.j2:1" and "'nope' is undefined" in e.message
+    cat = compile_one(site, facts={**FACTS, "init": "sysv", "distribution_pretty": "Debian 12", "home": "/root"},
+                      mode="0644")
+    ids = [r.id for r in cat.resources]
+    assert ids[:2] == ["package:apache2", "file:/etc/os-banner"] and "package:rh-only" not in ids
+    assert "file:/root/x" in ids and cat.uses_facts
+    assert cat.by_id()["file:/etc/os-banner"].params["content"] == "Debian 12"
+
+
+def test_catalog_without_facts_does_not_use_them(tmp_path: Path) -> None:
+    site = site_with(tmp_path, "resources:\n  - package: curl\n")
+    assert not compile_one(site, facts=None).uses_facts
+    assert not compile_one(site).uses_facts
+
+
+def test_preflight_collects_errors_over_hosts(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: "{{ pkg }}"
+          - file: /etc/port
+            content: "{{ port }}"
+    """)
+    inv = FakeInventory({"a": (["web"], {"pkg": "x", "port": 1}), "b": (["web"], {"pkg": "y"}),
+                         "c": (["web"], {"pkg": "z"}), "d": (["db"], {"port": 2})})
+    with pytest.raises(ManifestError) as info:
+        preflight(site, inv, list(inv.hosts.values()), types=TYPES)
+    text = str(info.value)
+    assert text.startswith("2 errors in the manifests:")
+    assert f"{tmp_path}/m/{RES}:4: content: 'port' is undefined [hosts: b, c]" in text
+    assert f"{tmp_path}/m/{RES}:2: name: 'pkg' is undefined [hosts: d]" in text
+    good = FakeInventory({"a": (["web"], {"pkg": "x", "port": 1})})
+    catalogs = preflight(site, good, list(good.hosts.values()), types=TYPES)
+    assert list(catalogs) == ["a"] and [r.id for r in catalogs["a"].resources] == ["package:x", "file:/etc/port"]
+
+
+def test_preflight_single_error_is_raised_as_is(tmp_path: Path) -> None:
+    site = site_with(tmp_path, "resources:\n  - package: \"{{ pkg }}\"\n")
+    inv = FakeInventory({"a": (["web"], {}), "b": (["web"], {})})
+    with pytest.raises(TemplateError) as info:
+        preflight(site, inv, list(inv.hosts.values()), types=TYPES)
+    assert str(info.value.location) == f"{tmp_path}/m/{RES}:2"
