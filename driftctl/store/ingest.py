@@ -1,0 +1,203 @@
+"""Derive the store's rows from one report document, inside the caller's transaction.
+
+Rules (docs/store.md explains them for users):
+- every run: a ``runs`` row, one ``host_results`` row per host, a ``resource_results`` row per resource
+  that has something to say (not ``ok`` + in sync + unchanged), every unmanaged entry, and the whole
+  document (compressed).
+- apply: each resource that ended ``ok`` or ``changed`` without error replaces its converged state and
+  closes its open drift episode ("applied"). Failed and skipped resources keep the old converged state.
+- drift: per reachable host, each drifted resource opens or extends an episode; a resource observed in
+  sync closes it; a resource failed or skipped leaves it as it is; a resource no longer in the host's
+  catalog closes it (unless the document is ``partial`` or the host ``failed``). Watched paths work the
+  same when the host's ``unmanaged`` list is present. ``since``/``runs`` are written into the document.
+- check and plan never touch converged state or episodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from typing import Any
+
+from driftctl.store.db import Cursor
+from driftctl.store.report import inventory_key, parse_time
+from driftctl.store.types import iso
+
+DOCUMENT_ENCODING = "json+zlib"
+_FILE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size", "target")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def encode_document(report: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(report, separators=(",", ":")).encode("utf-8"), 6)
+
+
+def decode_document(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
+    if encoding != DOCUMENT_ENCODING:
+        raise ValueError(f"unknown document encoding {encoding}")
+    doc: dict[str, Any] = json.loads(zlib.decompress(bytes(body)).decode("utf-8"))
+    return doc
+
+
+def advisory_key(text: str) -> int:
+    """A signed 64-bit key for PostgreSQL advisory locks, stable across processes."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def _notable(r: dict[str, Any]) -> bool:
+    return r.get("status") != "ok" or r.get("drift") is not None or bool(r.get("changes"))
+
+
+def _changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+    before, after = before or {}, after or {}
+    return [f for f in _FILE_FIELDS if before.get(f) != after.get(f)]
+
+
+def save(cur: Cursor, report: dict[str, Any]) -> int:
+    """Insert one run (the document has passed ``report.check``); returns the run id."""
+    inventory = inventory_key(report["inventory"])
+    command = report["command"]
+    started = parse_time(report["started"], "started")
+    finished = parse_time(report["finished"], "finished") if report.get("finished") is not None else None
+    run_id = int(cur.scalar(
+        "INSERT INTO runs (command, inventory, started, finished, exit_code, username, controller, version,"
+        " argv, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (command, inventory, started, finished, report.get("exit_code"), report.get("user"),
+         report.get("controller"), report.get("driftctl_version"), dumps(report.get("argv") or []),
+         dumps(report.get("summary") or {})),
+    ))
+    for host in report["hosts"]:
+        _save_host(cur, run_id, host)
+        if host["status"] == "unreachable":
+            continue  # nothing was observed: converged state and episodes stay as they were
+        if command == "apply":
+            _apply_converged(cur, inventory, run_id, started, host)
+        elif command == "drift":
+            _drift_episodes(cur, inventory, run_id, started, host, partial=bool(report.get("partial")))
+    cur.execute(
+        "INSERT INTO run_documents (run_id, encoding, body) VALUES (?, ?, ?)",
+        (run_id, DOCUMENT_ENCODING, encode_document(report)),
+    )
+    return run_id
+
+
+def _save_host(cur: Cursor, run_id: int, host: dict[str, Any]) -> None:
+    name = host["name"]
+    cur.execute(
+        "INSERT INTO host_results (run_id, host, status, error, fingerprint, duration, round_trips)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (run_id, name, host["status"], host.get("error"), host.get("fingerprint"), host.get("duration"),
+         host.get("round_trips")),
+    )
+    cur.executemany(
+        "INSERT INTO resource_results (run_id, host, resource, type, status, drift, changes, reason, error,"
+        " source, desired_fingerprint, observed_fingerprint, converged_fingerprint)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (run_id, name, r["id"], r.get("type") or r["id"].split(":", 1)[0], r["status"], r.get("drift"),
+             dumps(r.get("changes") or []), r.get("reason"), r.get("error"), r.get("source"),
+             r.get("desired_fingerprint"), r.get("observed_fingerprint"), r.get("converged_fingerprint"))
+            for r in host.get("resources") or []
+            if _notable(r)
+        ],
+    )
+    cur.executemany(
+        "INSERT INTO unmanaged_results (run_id, host, path, change, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (run_id, name, u["path"], u["change"],
+             None if u.get("before") is None else dumps(u["before"]),
+             None if u.get("after") is None else dumps(u["after"]))
+            for u in host.get("unmanaged") or []
+        ],
+    )
+
+
+def _apply_converged(cur: Cursor, inventory: str, run_id: int, when: float, host: dict[str, Any]) -> None:
+    name = host["name"]
+    done = [r for r in host.get("resources") or [] if r["status"] in ("ok", "changed") and not r.get("error")]
+    cur.executemany(
+        "INSERT INTO converged (inventory, host, resource, type, fingerprint, desired_fingerprint, observed,"
+        " run_id, converged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (inventory, host, resource) DO UPDATE SET type = excluded.type,"
+        " fingerprint = excluded.fingerprint, desired_fingerprint = excluded.desired_fingerprint,"
+        " observed = excluded.observed, run_id = excluded.run_id, converged_at = excluded.converged_at",
+        [
+            # The host as the apply left it (re-observed); a resource the engine did not re-observe was
+            # already in sync, so its desired fingerprint is what is on the host.
+            (inventory, name, r["id"], r.get("type") or r["id"].split(":", 1)[0],
+             r.get("observed_fingerprint") or r.get("desired_fingerprint"), r.get("desired_fingerprint"),
+             dumps(r.get("observed") or {}), run_id, when)
+            for r in done
+        ],
+    )
+    cur.executemany(
+        "UPDATE drift_episodes SET closed = ?, closed_run = ?, close_reason = 'applied'"
+        " WHERE inventory = ? AND host = ? AND kind = 'resource' AND subject = ? AND closed IS NULL",
+        [(when, run_id, inventory, name, r["id"]) for r in done],
+    )
+
+
+def _drift_episodes(
+    cur: Cursor, inventory: str, run_id: int, when: float, host: dict[str, Any], partial: bool
+) -> None:
+    name = host["name"]
+    open_rows = cur.all(
+        "SELECT id, kind, subject, first_seen, runs FROM drift_episodes"
+        " WHERE inventory = ? AND host = ? AND closed IS NULL",
+        (inventory, name),
+    )
+    open_eps = {(row["kind"], row["subject"]): row for row in open_rows}
+    complete = not partial and host["status"] != "failed"
+
+    observed: list[tuple[str, str, str | None, list[str], dict[str, Any]]] = []
+    for r in host.get("resources") or []:
+        if r["status"] in ("failed", "skipped"):
+            open_eps.pop(("resource", r["id"]), None)  # unknown now: neither extended nor closed
+            continue
+        fields = [str(c.get("field")) for c in r.get("changes") or [] if isinstance(c, dict)]
+        observed.append(("resource", r["id"], r.get("drift"), fields, r))
+    unmanaged = host.get("unmanaged")
+    if unmanaged is not None:
+        for u in unmanaged:
+            fields = [u["change"], *_changed_fields(u.get("before"), u.get("after"))]
+            observed.append(("path", u["path"], "unmanaged", fields, u))
+
+    for kind, subject, drift, fields, entry in observed:
+        ep = open_eps.pop((kind, subject), None)
+        if drift is None:
+            if ep is not None:
+                _close(cur, ep["id"], when, run_id, "in sync")
+            continue
+        if ep is None:
+            cur.execute(
+                "INSERT INTO drift_episodes (inventory, host, kind, subject, drift_class, fields, first_seen,"
+                " last_seen, runs, first_run, last_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (inventory, name, kind, subject, drift, dumps(fields), when, when, run_id, run_id),
+            )
+            first_seen, runs = when, 1
+        else:
+            cur.execute(
+                "UPDATE drift_episodes SET drift_class = ?, fields = ?, last_seen = ?, runs = runs + 1,"
+                " last_run = ? WHERE id = ?",
+                (drift, dumps(fields), when, run_id, ep["id"]),
+            )
+            first_seen, runs = float(ep["first_seen"]), int(ep["runs"]) + 1
+        entry["since"], entry["runs"] = iso(first_seen), runs
+
+    # What is left open was not seen at all in this run.
+    for (kind, _subject), ep in open_eps.items():
+        if kind == "resource" and complete:
+            _close(cur, ep["id"], when, run_id, "no longer in the catalog")
+        elif kind == "path" and unmanaged is not None:
+            _close(cur, ep["id"], when, run_id, "back to the baseline")
+
+
+def _close(cur: Cursor, episode_id: int, when: float, run_id: int, reason: str) -> None:
+    cur.execute(
+        "UPDATE drift_episodes SET closed = ?, closed_run = ?, close_reason = ? WHERE id = ?",
+        (when, run_id, reason, episode_id),
+    )

@@ -1,0 +1,484 @@
+"""The Store: one object per open store, the same API on SQLite and PostgreSQL (see driftctl.store)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from driftctl.errors import InputError, StoreError
+from driftctl.store import ingest, migrations
+from driftctl.store.db import Cursor, Database, Dialect, Row
+from driftctl.store.report import check, inventory_key
+from driftctl.store.types import (
+    ConvergedState,
+    DriftEpisode,
+    EventKind,
+    HistoryEvent,
+    IgnoreRule,
+    RunInfo,
+    SeriesPoint,
+    to_dt,
+)
+
+_BASELINE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size")
+
+
+def _epoch(value: datetime | date | float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Run history, converged state, drift episodes, baselines and ignore rules of every inventory.
+
+    Open with ``driftctl.store.open_store(url)``; use as a context manager or call ``close()``.
+    Inventories are keyed by ``report.inventory_key()`` of their name; hosts by (inventory, host).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.schema_version = migrations.migrate(db)
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._db.dialect
+
+    @property
+    def url(self) -> str:
+        """Where the store lives, without any password (safe to show)."""
+        return self._db.url.display
+
+    @property
+    def database(self) -> Database:
+        """The underlying connection (for driftctl.lock)."""
+        return self._db
+
+    @property
+    def state_dir(self) -> Path | None:
+        """The directory of a SQLite store (where lock files go); None for PostgreSQL."""
+        return Path(self._db.url.target).parent if self.dialect == "sqlite" else None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs ---------------------------------------------------------------------------------------
+
+    def save_run(self, report: dict[str, Any]) -> int:
+        """Store one report document and everything derived from it, in one transaction.
+
+        On a drift run this fills ``since`` and ``runs`` of every drifted resource and unmanaged entry
+        **in the given document** (and in the stored copy). Returns the run id.
+        Raises StoreError for a document that breaks the schema's essentials.
+        """
+        check(report)
+        inventory = inventory_key(report["inventory"])
+        with self._db.transaction() as cur:
+            if self.dialect == "postgresql":
+                # One saver per inventory at a time: episodes are read then written. (SQLite's
+                # BEGIN IMMEDIATE already serializes all writers.)
+                cur.execute("SELECT pg_advisory_xact_lock(?)", (ingest.advisory_key("save:" + inventory),))
+            return ingest.save(cur, report)
+
+    def runs(self, inventory: str, limit: int = 20, command: str | None = None) -> list[RunInfo]:
+        """The latest runs of an inventory, newest first."""
+        sql = "SELECT * FROM runs WHERE inventory = ?"
+        params: list[Any] = [inventory_key(inventory)]
+        if command:
+            sql += " AND command = ?"
+            params.append(command)
+        sql += " ORDER BY started DESC, id DESC LIMIT ?"
+        params.append(int(limit))
+        with self._db.read() as cur:
+            return [self._run_info(row) for row in cur.all(sql, params)]
+
+    def run_document(self, run_id: int) -> dict[str, Any] | None:
+        """The report document of a run as it was stored (with ``since``/``runs`` filled)."""
+        with self._db.read() as cur:
+            row = cur.one("SELECT encoding, body FROM run_documents WHERE run_id = ?", (int(run_id),))
+        if row is None:
+            return None
+        try:
+            return ingest.decode_document(row["encoding"], row["body"])
+        except (ValueError, zlib.error) as e:
+            raise StoreError(f"run {run_id}: the stored report cannot be read ({type(e).__name__})") from e
+
+    def latest_run(self, inventory: str, command: str | None = None) -> dict[str, Any] | None:
+        """The report document of the inventory's latest run (of ``command``, if given), or None."""
+        latest = self.runs(inventory, limit=1, command=command)
+        return self.run_document(latest[0].id) if latest else None
+
+    @staticmethod
+    def _run_info(row: Row) -> RunInfo:
+        return RunInfo(
+            id=int(row["id"]), command=row["command"], inventory=row["inventory"], started=to_dt(row["started"]),
+            finished=to_dt(row["finished"]) if row["finished"] is not None else None, exit_code=row["exit_code"],
+            user=row["username"], controller=row["controller"], driftctl_version=row["version"],
+            argv=json.loads(row["argv"]), summary=json.loads(row["summary"]),
+        )
+
+    # -- converged state ------------------------------------------------------------------------
+
+    def converged(self, inventory: str, host: str) -> dict[str, ConvergedState]:
+        """resource id -> the state its last successful apply left on the host."""
+        with self._db.read() as cur:
+            rows = cur.all(
+                "SELECT * FROM converged WHERE inventory = ? AND host = ? ORDER BY resource",
+                (inventory_key(inventory), host),
+            )
+        return {
+            r["resource"]: ConvergedState(
+                resource=r["resource"], type=r["type"], fingerprint=r["fingerprint"],
+                desired_fingerprint=r["desired_fingerprint"], observed=json.loads(r["observed"]),
+                run_id=r["run_id"], converged_at=to_dt(r["converged_at"]),
+            )
+            for r in rows
+        }
+
+    # -- drift ----------------------------------------------------------------------------------
+
+    def episodes(
+        self,
+        inventory: str,
+        host: str | None = None,
+        subject: str | None = None,
+        open_only: bool = False,
+        since: datetime | date | None = None,
+    ) -> list[DriftEpisode]:
+        """Drift episodes, oldest first; ``since`` keeps those still open or closed after it."""
+        sql = "SELECT * FROM drift_episodes WHERE inventory = ?"
+        params: list[Any] = [inventory_key(inventory)]
+        if host is not None:
+            sql += " AND host = ?"
+            params.append(host)
+        if subject is not None:
+            sql += " AND subject = ?"
+            params.append(subject)
+        if open_only:
+            sql += " AND closed IS NULL"
+        if since is not None:
+            sql += " AND (closed IS NULL OR closed >= ?)"
+            params.append(_epoch(since))
+        sql += " ORDER BY first_seen, host, subject, id"
+        with self._db.read() as cur:
+            return [self._episode(r) for r in cur.all(sql, params)]
+
+    def open_drift(self, inventory: str, host: str | None = None) -> list[DriftEpisode]:
+        """The drift that is open now (as of the latest drift run of each host)."""
+        return self.episodes(inventory, host, open_only=True)
+
+    def drift_since(self, inventory: str, host: str) -> dict[str, DriftEpisode]:
+        """subject (resource id or watched path) -> its open episode: "since when, for how many runs".
+
+        For showing drift before a run is saved; ``save_run`` fills the document's ``since``/``runs``.
+        """
+        return {e.subject: e for e in self.open_drift(inventory, host)}
+
+    @staticmethod
+    def _episode(r: Row) -> DriftEpisode:
+        return DriftEpisode(
+            id=int(r["id"]), inventory=r["inventory"], host=r["host"], kind=r["kind"], subject=r["subject"],
+            drift_class=r["drift_class"], fields=json.loads(r["fields"]), first_seen=to_dt(r["first_seen"]),
+            last_seen=to_dt(r["last_seen"]), runs=int(r["runs"]), first_run=r["first_run"], last_run=r["last_run"],
+            closed=to_dt(r["closed"]) if r["closed"] is not None else None, closed_run=r["closed_run"],
+            close_reason=r["close_reason"],
+        )
+
+    def drift_series(self, inventory: str, since: datetime | date | None = None) -> list[SeriesPoint]:
+        """Per drift run and host, how many subjects of each class drifted (a host with none is absent)."""
+        where = "r.inventory = ? AND r.command = 'drift' AND r.started >= ?"
+        params = [inventory_key(inventory), _epoch(since) or 0.0]
+        sql = (
+            "SELECT r.id AS run_id, r.started AS started, x.host AS host, x.drift AS drift, COUNT(*) AS n"  # noqa: S608
+            f" FROM resource_results x JOIN runs r ON r.id = x.run_id WHERE {where} AND x.drift IS NOT NULL"
+            " GROUP BY r.id, r.started, x.host, x.drift"
+            " UNION ALL"
+            " SELECT r.id AS run_id, r.started AS started, u.host AS host, 'unmanaged' AS drift, COUNT(*) AS n"
+            f" FROM unmanaged_results u JOIN runs r ON r.id = u.run_id WHERE {where}"
+            " GROUP BY r.id, r.started, u.host"
+            " ORDER BY started, run_id, host, drift"
+        )
+        with self._db.read() as cur:
+            rows = cur.all(sql, params + params)
+        return [
+            SeriesPoint(time=to_dt(r["started"]), run_id=int(r["run_id"]), host=r["host"],
+                        drift_class=r["drift"], count=int(r["n"]))
+            for r in rows
+        ]
+
+    # -- history --------------------------------------------------------------------------------
+
+    def history(
+        self,
+        inventory: str,
+        host: str | None = None,
+        resource: str | None = None,
+        since: datetime | date | None = None,
+        limit: int = 100,
+    ) -> list[HistoryEvent]:
+        """The latest ``limit`` events (applies, failures, drift found and resolved), oldest first.
+
+        ``resource`` is a resource id or a watched path; with it, whole-host events are left out.
+        """
+        inv = inventory_key(inventory)
+        start = _epoch(since) or 0.0
+        limit = max(1, int(limit))
+        events: list[tuple[float, int, HistoryEvent]] = []
+        with self._db.read() as cur:
+            events += self._resource_events(cur, inv, host, resource, start, limit)
+            if resource is None:
+                events += self._host_events(cur, inv, host, start, limit)
+            events += self._episode_events(cur, inv, host, resource, start, limit)
+        events.sort(key=lambda e: (e[0], e[1], e[2].host, e[2].subject or ""))
+        return [e[2] for e in events[-limit:]]
+
+    # Query text is only ever built from these fixed fragments; every value is a bound parameter
+    # (hence the S608 exemptions below).
+    @staticmethod
+    def _filters(alias: str, host: str | None, subject_col: str | None, subject: str | None) -> tuple[str, list[Any]]:
+        sql, params = "", []
+        if host is not None:
+            sql += f" AND {alias}.host = ?"
+            params.append(host)
+        if subject is not None and subject_col is not None:
+            sql += f" AND {alias}.{subject_col} = ?"
+            params.append(subject)
+        return sql, params
+
+    def _resource_events(
+        self, cur: Cursor, inv: str, host: str | None, resource: str | None, start: float, limit: int
+    ) -> list[tuple[float, int, HistoryEvent]]:
+        extra, params = self._filters("x", host, "resource", resource)
+        rows = cur.all(
+            "SELECT r.id AS run_id, r.command AS command, r.started AS started, x.host AS host,"  # noqa: S608
+            " x.resource AS resource, x.status AS status, x.changes AS changes, x.error AS error"
+            " FROM resource_results x JOIN runs r ON r.id = x.run_id"
+            " WHERE r.inventory = ? AND r.started >= ?"
+            " AND ((r.command = 'apply' AND x.status = 'changed') OR x.status = 'failed')"
+            f"{extra} ORDER BY r.started DESC LIMIT ?",
+            [inv, start, *params, limit],
+        )
+        out = []
+        for r in rows:
+            kind: EventKind
+            if r["status"] == "changed":
+                fields = [str(c.get("field")) for c in json.loads(r["changes"])]
+                detail = "applied: " + (", ".join(fields) if fields else "changed")
+                kind = "applied"
+            else:
+                fields, kind = [], "failed"
+                detail = f"{r['command']} failed: {r['error'] or 'no error recorded'}"
+            out.append((float(r["started"]), 1, HistoryEvent(
+                time=to_dt(r["started"]), kind=kind, inventory=inv, host=r["host"], subject=r["resource"],
+                run_id=int(r["run_id"]), command=r["command"], detail=detail, fields=fields,
+            )))
+        return out
+
+    def _host_events(
+        self, cur: Cursor, inv: str, host: str | None, start: float, limit: int
+    ) -> list[tuple[float, int, HistoryEvent]]:
+        extra, params = self._filters("h", host, None, None)
+        rows = cur.all(
+            "SELECT r.id AS run_id, r.command AS command, r.started AS started, h.host AS host,"  # noqa: S608
+            " h.status AS status, h.error AS error FROM host_results h JOIN runs r ON r.id = h.run_id"
+            " WHERE r.inventory = ? AND r.started >= ? AND h.status IN ('failed', 'unreachable')"
+            f"{extra} ORDER BY r.started DESC LIMIT ?",
+            [inv, start, *params, limit],
+        )
+        return [
+            (float(r["started"]), 0, HistoryEvent(
+                time=to_dt(r["started"]), kind="unreachable" if r["status"] == "unreachable" else "host-failed",
+                inventory=inv, host=r["host"], subject=None, run_id=int(r["run_id"]), command=r["command"],
+                detail=f"{r['command']}: {r['status']}" + (f": {r['error']}" if r["error"] else ""),
+            ))
+            for r in rows
+        ]
+
+    def _episode_events(
+        self, cur: Cursor, inv: str, host: str | None, subject: str | None, start: float, limit: int
+    ) -> list[tuple[float, int, HistoryEvent]]:
+        extra, params = self._filters("e", host, "subject", subject)
+        out = []
+        found = cur.all(
+            f"SELECT * FROM drift_episodes e WHERE e.inventory = ? AND e.first_seen >= ?{extra}"  # noqa: S608
+            " ORDER BY e.first_seen DESC LIMIT ?",
+            [inv, start, *params, limit],
+        )
+        for row in found:
+            ep = self._episode(row)
+            what = "unmanaged change" if ep.kind == "path" else f"{ep.drift_class} drift"
+            detail = what + (": " + ", ".join(ep.fields) if ep.fields else "")
+            out.append((float(row["first_seen"]), 2, HistoryEvent(
+                time=ep.first_seen, kind="drift-found", inventory=inv, host=ep.host, subject=ep.subject,
+                run_id=ep.first_run, command="drift", detail=detail, drift_class=ep.drift_class, fields=ep.fields,
+            )))
+        resolved = cur.all(
+            f"SELECT * FROM drift_episodes e WHERE e.inventory = ? AND e.closed >= ?{extra}"  # noqa: S608
+            " ORDER BY e.closed DESC LIMIT ?",
+            [inv, start, *params, limit],
+        )
+        for row in resolved:
+            ep = self._episode(row)
+            assert ep.closed is not None
+            runs = f"{ep.runs} drift run{'s' if ep.runs != 1 else ''}"
+            out.append((float(row["closed"]), 3, HistoryEvent(
+                time=ep.closed, kind="drift-resolved", inventory=inv, host=ep.host, subject=ep.subject,
+                run_id=ep.closed_run, command=None, detail=f"resolved ({ep.close_reason}) after {runs}",
+                drift_class=ep.drift_class, fields=ep.fields,
+            )))
+        return out
+
+    # -- watch baseline -------------------------------------------------------------------------
+
+    def baseline(self, inventory: str, host: str) -> dict[str, dict[str, Any]]:
+        """path -> {type, sha256, mode, owner, group, size, accepted_at, accepted_by}."""
+        with self._db.read() as cur:
+            rows = cur.all(
+                "SELECT * FROM baseline WHERE inventory = ? AND host = ? ORDER BY path",
+                (inventory_key(inventory), host),
+            )
+        return {
+            r["path"]: {
+                "type": r["type"], "sha256": r["sha256"], "mode": r["mode"], "owner": r["owner"],
+                "group": r["grp"], "size": r["size"], "accepted_at": to_dt(r["accepted_at"]),
+                "accepted_by": r["accepted_by"],
+            }
+            for r in rows
+        }
+
+    def set_baseline(
+        self,
+        inventory: str,
+        host: str,
+        entries: dict[str, dict[str, Any] | None],
+        by: str,
+        replace: bool = True,
+        now: datetime | None = None,
+    ) -> None:
+        """Accept ``entries`` (path -> file state) as the host's baseline.
+
+        ``replace=True``: they become the whole baseline. ``replace=False``: they are merged in, and a
+        path mapped to None is dropped (an accepted removal).
+        """
+        if not by:
+            raise InputError("a baseline must say who accepted it")
+        inv, when = inventory_key(inventory), _epoch(now or _now())
+        for path in entries:
+            if not path.startswith("/"):
+                raise InputError(f"baseline path must be absolute: {path}")
+        with self._db.transaction() as cur:
+            if replace:
+                cur.execute("DELETE FROM baseline WHERE inventory = ? AND host = ?", (inv, host))
+            else:
+                cur.executemany(
+                    "DELETE FROM baseline WHERE inventory = ? AND host = ? AND path = ?",
+                    [(inv, host, p) for p, e in entries.items() if e is None],
+                )
+            cur.executemany(
+                "INSERT INTO baseline (inventory, host, path, type, sha256, mode, owner, grp, size, accepted_at,"
+                " accepted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (inventory, host, path) DO UPDATE SET type = excluded.type,"
+                " sha256 = excluded.sha256, mode = excluded.mode, owner = excluded.owner, grp = excluded.grp,"
+                " size = excluded.size, accepted_at = excluded.accepted_at, accepted_by = excluded.accepted_by",
+                [
+                    (inv, host, p, *(e.get(f) for f in _BASELINE_FIELDS), when, by)
+                    for p, e in sorted(entries.items())
+                    if e is not None
+                ],
+            )
+
+    # -- ignore rules ---------------------------------------------------------------------------
+
+    def add_ignore(
+        self,
+        inventory: str,
+        host_pattern: str,
+        target: str,
+        reason: str,
+        expires: date | str,
+        by: str,
+        now: datetime | None = None,
+    ) -> IgnoreRule:
+        """Ignore drift of ``target`` (resource id or path glob) on hosts matching ``host_pattern``
+        until ``expires`` (a date, inclusive). A reason and an expiry are required: an ignore rule is a
+        decision someone must be able to read and revisit."""
+        if not reason or not reason.strip():
+            raise InputError("an ignore rule needs a reason")
+        if isinstance(expires, str):
+            try:
+                expires = date.fromisoformat(expires)
+            except ValueError:
+                raise InputError(f"expires must be a date (YYYY-MM-DD), not {expires!r}") from None
+        if isinstance(expires, datetime):
+            expires = expires.date()
+        created = now or _now()
+        if expires < created.astimezone(UTC).date():
+            raise InputError(f"expires {expires.isoformat()} is in the past")
+        if not host_pattern or not target:
+            raise InputError("an ignore rule needs a host pattern and a target")
+        with self._db.transaction() as cur:
+            rule_id = int(cur.scalar(
+                "INSERT INTO ignores (inventory, host_pattern, target, reason, expires, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (inventory_key(inventory), host_pattern, target, reason.strip(), expires.isoformat(), by,
+                 _epoch(created)),
+            ))
+        return IgnoreRule(rule_id, inventory_key(inventory), host_pattern, target, reason.strip(), expires, by,
+                          created.astimezone(UTC))
+
+    def ignores(self, inventory: str, now: datetime | None = None, include_expired: bool = False) -> list[IgnoreRule]:
+        """The rules in force at ``now`` (default: now), or all of them."""
+        sql = "SELECT * FROM ignores WHERE inventory = ?"
+        params: list[Any] = [inventory_key(inventory)]
+        if not include_expired:
+            sql += " AND expires >= ?"  # ISO dates compare as text
+            params.append((now or _now()).astimezone(UTC).date().isoformat())
+        with self._db.read() as cur:
+            rows = cur.all(sql + " ORDER BY id", params)
+        return [
+            IgnoreRule(int(r["id"]), r["inventory"], r["host_pattern"], r["target"], r["reason"],
+                       date.fromisoformat(r["expires"]), r["created_by"], to_dt(r["created_at"]))
+            for r in rows
+        ]
+
+    def remove_ignore(self, rule_id: int) -> bool:
+        """Delete a rule; False if there was none with that id."""
+        with self._db.transaction() as cur:
+            gone = cur.one("DELETE FROM ignores WHERE id = ? RETURNING id", (int(rule_id),))
+        return gone is not None
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    def prune(self, inventory: str, before: datetime | date) -> int:
+        """Delete runs started before ``before`` (their results and documents go with them).
+
+        Converged state, baselines and drift episodes stay: they are the current truth, and an episode
+        keeps its first_seen even when the run that found it is gone. Returns the number of runs deleted.
+        """
+        with self._db.transaction() as cur:
+            gone = cur.all(
+                "DELETE FROM runs WHERE inventory = ? AND started < ? RETURNING id",
+                (inventory_key(inventory), _epoch(before)),
+            )
+        return len(gone)
