@@ -1,0 +1,274 @@
+"""``bake()``: a host's catalog + a base image -> a reproducible OCI image.
+
+The base is read (pinned by its manifest digest), flattened into an ImageFS, every resource's
+desired state is written into an upper level in a canonical order, and the upper level becomes one
+layer. Same catalog + same base + same epoch -> the same bytes, whatever the order resources were
+listed in, the umask, the working directory or the machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from driftctl.bake import oci
+from driftctl.bake.accounts import Accounts, bake_authorized_key, bake_group, bake_user
+from driftctl.bake.fs import ImageFS
+from driftctl.bake.layer import write_layer
+from driftctl.bake.observe import wanted_paths
+from driftctl.bake.provenance import L_CREATED, catalog_digest, git_revision, git_source, labels, resolve_epoch
+from driftctl.bake.units import bake_service, dpkg_installed
+from driftctl.bake.writers import (
+    Baker,
+    bake_block,
+    bake_cron,
+    bake_directory,
+    bake_file,
+    bake_line,
+    bake_symlink,
+    bake_sysctl,
+)
+from driftctl.errors import BakeError
+from driftctl.model import Catalog, Resource, ResourceResult
+
+# Apply order inside an image: accounts before what they own, directories before their files,
+# content before edits of it, services last. Inside a phase resources are sorted by what they
+# touch, so the input order never changes the image; edits of one file keep the catalog's order
+# (that order is the meaning of two edits of the same file).
+_PHASES: dict[str, int] = {
+    "package": 0, "exec": 0, "group": 1, "user": 2, "directory": 3, "file": 4, "symlink": 4,
+    "line": 5, "block": 5, "cron": 5, "sysctl": 5, "authorized_key": 6, "service": 7,
+}
+
+
+def _sort_key(index: int, r: Resource) -> tuple[int, list[str], int]:
+    phase = _PHASES.get(r.type, 8)
+    p = r.params
+    if phase == 0:
+        target = [f"{index:08d}"]  # packages and execs keep the catalog's (graph) order
+    elif r.type in ("user", "group", "service"):
+        target = [str(p.get("name", r.name))]
+    elif r.type == "cron":
+        target = [str(p.get("file") or f"user:{p.get('user') or 'root'}")]
+    elif r.type == "authorized_key":
+        target = [str(p.get("path") or f"user:{p.get('user')}")]
+    else:
+        target = str(p.get("file") or p.get("path") or r.name).split("/")
+    return phase, target, index if phase == 5 or r.type == "authorized_key" else 0
+
+
+def canonical_order(resources: list[Resource]) -> list[Resource]:
+    indexed = sorted(enumerate(resources), key=lambda ir: (_sort_key(*ir), ir[1].id))
+    return [r for _i, r in indexed]
+
+
+@dataclass
+class BakeResult:
+    """What bake made: where, its digest (the manifest's), its base, and what each resource did."""
+
+    out: Path
+    format: str
+    digest: str
+    config_digest: str
+    base_name: str
+    base_digest: str
+    layer_digest: str | None  # the layer bake added (None: the base already was the catalog)
+    diff_id: str | None
+    size: int  # bytes written at ``out``
+    created: str
+    epoch: int
+    catalog_digest: str
+    labels: dict[str, str]
+    tag: str | None
+    resources: list[ResourceResult] = field(default_factory=list)
+    duration: float = 0.0
+
+
+def bake(
+    catalog: Catalog,
+    base: str,
+    out: str | Path,
+    format: str = "oci-dir",
+    *,
+    tag: str | None = None,
+    epoch: int | None = None,
+    repo: str | Path | None = None,
+    workdir: str | None = None,
+) -> BakeResult:
+    """Bake ``catalog`` onto the image ``base`` (see driftctl.bake.oci for reference forms).
+
+    ``out`` is a directory (oci-dir) or a file (oci-archive, docker-archive). ``repo`` is the manifest
+    tree: its git commit becomes the revision label and its last commit time the epoch when
+    SOURCE_DATE_EPOCH is not set. ``tag`` names the image in the layout's index (and the archive).
+    Raises BakeError (naming the resource) when a resource cannot be baked.
+    """
+    if format not in oci.FORMATS:
+        raise BakeError(f"unknown format {format!r} (one of {', '.join(oci.FORMATS)})")
+    started = time.monotonic()
+    out = Path(out)
+    repo_path = Path(repo) if repo is not None else None
+    when = resolve_epoch(repo_path, epoch)
+    with oci.open_image(base, workdir) as image:
+        fs = ImageFS.load(image, wanted_paths(catalog))
+        results = converge(fs, catalog, when)
+        with tempfile.TemporaryDirectory(prefix="driftctl-bake-", dir=workdir) as tmp:
+            layer = write_layer(fs, Path(tmp))
+            new_layers = [layer] if layer is not None else []
+            image_labels = labels(catalog, when, _base_name(image, base), image.digest, git_revision(repo_path),
+                                  git_source(repo_path))
+            config = _config(image, new_layers, image_labels, when, len(catalog.resources))
+            config_raw, manifest_raw, _layers = oci.compose(image, new_layers, config, image_labels)
+            _write(out, format, image, new_layers, config_raw, manifest_raw, tag, when, Path(tmp))
+    return BakeResult(
+        out=out,
+        format=format,
+        digest=oci.sha256_digest(manifest_raw),
+        config_digest=oci.sha256_digest(config_raw),
+        base_name=base,
+        base_digest=image.digest,
+        layer_digest=layer.digest if layer else None,
+        diff_id=layer.diff_id if layer else None,
+        size=_size(out),
+        created=image_labels[L_CREATED],
+        epoch=when,
+        catalog_digest=catalog_digest(catalog),
+        labels=image_labels,
+        tag=tag,
+        resources=results,
+        duration=time.monotonic() - started,
+    )
+
+
+def _base_name(image: oci.Image, ref: str) -> str | None:
+    """A name for the base that does not depend on where its files were: never a local path."""
+    transport, where, _tag, _pinned = oci.split_ref(ref)
+    if transport == "containers-storage":
+        return where
+    tags = [d.get("annotations", {}).get(oci.REF_NAME) for d in _index_manifests(image.layout)]
+    return tags[0] if len(tags) == 1 and tags[0] else None
+
+
+def _index_manifests(layout: Path) -> list[dict[str, Any]]:
+    import json
+
+    try:
+        return list(json.loads((layout / "index.json").read_bytes()).get("manifests") or [])
+    except (OSError, ValueError):
+        return []
+
+
+def converge(fs: ImageFS, catalog: Catalog, epoch: int) -> list[ResourceResult]:
+    """Write every resource's desired state into ``fs``'s upper level; one result per resource."""
+    accounts = Accounts.load(fs)
+    b = Baker(fs, epoch, accounts, {r.params["path"] for r in catalog.resources
+                                     if isinstance(r.params.get("path"), str)})
+    writers: dict[str, Callable[[Baker, Resource], None]] = {
+        "file": bake_file, "directory": bake_directory, "symlink": bake_symlink, "line": bake_line,
+        "block": bake_block, "cron": bake_cron, "sysctl": bake_sysctl, "group": bake_group,
+        "user": bake_user, "authorized_key": bake_authorized_key,
+        "service": lambda b, r: bake_service(b.fs, r, b.epoch),
+    }
+    results: dict[str, ResourceResult] = {}
+    for r in canonical_order(catalog.resources):
+        before = _state(fs, accounts)
+        if r.type in ("package", "exec"):
+            results[r.id] = _check_in_base(fs, r)
+            continue
+        writer = writers.get(r.type)
+        if writer is None:
+            raise BakeError(f"{r.id} ({r.source}): bake does not know the resource type {r.type!r}")
+        writer(b, r)
+        if r.type in ("user", "group"):
+            accounts.save(epoch)  # later resources (owners, home dirs) look the names up in the image
+        changed = _state(fs, accounts) != before
+        results[r.id] = ResourceResult(r.id, "changed" if changed else "ok",
+                                       reason="baked" if changed else "in sync in the base", source=r.source)
+    accounts.save(epoch)
+    return [results[r.id] for r in catalog.resources]
+
+
+def _state(fs: ImageFS, accounts: Accounts) -> tuple[int, int]:
+    return fs.version, sum(t.version for t in (accounts.passwd, accounts.group, accounts.shadow, accounts.gshadow))
+
+
+def _check_in_base(fs: ImageFS, r: Resource) -> ResourceResult:
+    """Packages and commands need a running system: bake accepts them only when the base already
+    has them (docs/bake.md explains the choice)."""
+    p = r.params
+    if r.type == "package":
+        if fs.get("/var/lib/dpkg/status") is None:
+            raise BakeError(f"{r.id} ({r.source}): the base has no dpkg database, so bake cannot tell "
+                            "whether the package is installed")
+        installed = dpkg_installed(fs).get(p["name"])
+        ensure = p.get("ensure") or "present"
+        ok = (installed is None) if ensure == "absent" else (
+            installed is not None and ensure in ("present", installed))
+        if ok:
+            return ResourceResult(r.id, "ok", reason="in sync in the base", source=r.source)
+        raise BakeError(
+            f"{r.id} ({r.source}): the base image has {p['name']} {installed or 'not installed'}, "
+            f"the catalog wants {ensure}. Bake never runs a package manager (it would not be reproducible): "
+            "install packages into the base image (see docs/bake.md)")
+    if p.get("refreshonly"):
+        return ResourceResult(r.id, "skipped", reason="refresh-only: nothing is notified in an image",
+                              source=r.source)
+    creates = p.get("creates")
+    if creates and fs.get(fs.resolve(creates, follow_last=True)) is not None:
+        return ResourceResult(r.id, "ok", reason=f"{creates} exists in the base", source=r.source)
+    raise BakeError(
+        f"{r.id} ({r.source}): bake does not run commands (the result would not be reproducible); "
+        "run it when building the base image, or give it a `creates:` path the base already has "
+        "(see docs/bake.md)")
+
+
+def _config(image: oci.Image, layers: list[oci.NewLayer], image_labels: dict[str, str], epoch: int,
+            count: int) -> dict[str, Any]:
+    config = copy.deepcopy(image.config)
+    config.setdefault("architecture", oci.host_arch())
+    config.setdefault("os", "linux")
+    config["created"] = image_labels[L_CREATED]
+    inner = config.setdefault("config", {}) or {}
+    config["config"] = inner
+    inner["Labels"] = {**(inner.get("Labels") or {}), **image_labels}
+    rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+    rootfs["diff_ids"] = list(rootfs.get("diff_ids") or []) + [nl.diff_id for nl in layers]
+    history = list(config.get("history") or [])
+    entry: dict[str, Any] = {"created": image_labels[L_CREATED], "created_by": f"driftctl bake ({count} resources)"}
+    if not layers:
+        entry["empty_layer"] = True
+    history.append(entry)
+    config["history"] = history
+    return config
+
+
+def _write(out: Path, format: str, image: oci.Image, layers: list[oci.NewLayer], config_raw: bytes,
+           manifest_raw: bytes, tag: str | None, epoch: int, tmp: Path) -> None:
+    if format == "oci-dir":
+        oci.write_oci_dir(out, image, layers, config_raw, manifest_raw, tag)
+        _normalise_modes(out)
+    elif format == "oci-archive":
+        layout = tmp / "layout"
+        oci.write_oci_dir(layout, image, layers, config_raw, manifest_raw, tag)
+        oci.write_oci_archive(out, layout, epoch)
+    else:
+        oci.write_docker_archive(out, image, layers, config_raw, tag, epoch)
+
+
+def _normalise_modes(root: Path) -> None:
+    """Directories 0755, files 0644: the layout must not depend on the umask it was written under."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)  # noqa: S103 - an image layout is public by nature
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

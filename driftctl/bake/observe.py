@@ -1,0 +1,213 @@
+"""Observe and verify an image against a catalog, with the agent's own observe() code.
+
+``image_observe`` answers exactly what the agent's ``probe`` answers for a live host
+(``{id: {"observed": {...}} | {"error": "..."}}``) so the engine can put an image where a host
+would be (``driftctl drift INVENTORY --against IMAGE``), and ``verify`` decides in sync / changed with
+each type's ``desired()`` and ``diff()``: the very functions check and drift use.
+
+What only a running system knows is answered from the files that decide it at boot: a service is
+enabled (and so will run) when its install links exist, a sysctl's value is what the image's sysctl.d
+files set, a package is installed when dpkg's database says so, a user crontab is its spool file.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from typing import Any
+
+from driftctl.bake.fs import ImageFS
+from driftctl.bake.imageos import agent_namespace
+from driftctl.bake.oci import Image, open_image
+from driftctl.bake.units import dpkg_installed, unit_enabled
+from driftctl.bake.writers import CRONTABS, crontab_text, sysctl_boot_values
+from driftctl.errors import BakeError
+from driftctl.model import Catalog, Change, Resource, ResourceResult
+from driftctl.resources.base import get_type
+
+# system files every observer may read (accounts, unit files, dpkg): their contents are loaded eagerly
+_SYSTEM_PREFIXES = ("/etc/", "/usr/lib/systemd/system/", "/lib/systemd/system/", "/usr/local/lib/systemd/",
+                    "/var/spool/cron/", "/usr/lib/sysctl.d/", "/lib/sysctl.d/")
+_SYSTEM_FILES = ("/var/lib/dpkg/status",)
+
+
+def wanted_paths(catalog: Catalog | None) -> Callable[[str], bool]:
+    """Which file contents to keep while reading an image's layers: system files and catalog paths."""
+    exact = set(_SYSTEM_FILES)
+    if catalog is not None:
+        for r in catalog.resources:
+            for key in ("path", "file"):
+                value = r.params.get(key)
+                if isinstance(value, str) and value.startswith("/"):
+                    exact.add(value)
+
+    def want(path: str) -> bool:
+        return path in exact or path.startswith(_SYSTEM_PREFIXES)
+
+    return want
+
+
+def image_facts(fs: ImageFS) -> dict[str, Any]:
+    """The facts an observer may consult, as far as an image can tell them."""
+    release: dict[str, str] = {}
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        text = fs.read_text(fs.resolve(path, follow_last=True))
+        if text:
+            for line in text.splitlines():
+                key, sep, value = line.partition("=")
+                if sep and not line.startswith("#"):
+                    release[key.strip()] = value.strip().strip('"').strip("'")
+            break
+    systemd = fs.get(fs.resolve("/lib/systemd/systemd", follow_last=True)) is not None
+    apt = fs.get(fs.resolve("/usr/bin/apt-get", follow_last=True)) is not None
+    return {
+        "os": "linux",
+        "distribution": release.get("ID", "unknown"),
+        "distribution_like": release.get("ID_LIKE", "").split(),
+        "distribution_version": release.get("VERSION_ID", ""),
+        "distribution_codename": release.get("VERSION_CODENAME", ""),
+        "init": "systemd" if systemd else "unknown",
+        "package_manager": "apt" if apt else None,
+        "container": "oci-image",
+    }
+
+
+class _ImageServices:
+    def __init__(self, fs: ImageFS, failure: type[Exception]) -> None:
+        self.fs, self.failure = fs, failure
+
+    def state(self, name: str) -> dict[str, Any]:
+        enabled = unit_enabled(self.fs, name)
+        if enabled is None:
+            raise self.failure(f"no such service: {name} (the image has no unit file for it)")
+        # an image runs nothing: what is enabled is what runs once the container boots
+        return {"enabled": enabled, "running": enabled, "loaded": True, "masked": False}
+
+
+class _ImagePackages:
+    def __init__(self, fs: ImageFS, failure: type[Exception]) -> None:
+        if fs.get("/var/lib/dpkg/status") is None:
+            raise failure("the image has no dpkg database: packages cannot be observed in it")
+        self.db = dpkg_installed(fs)
+
+    def installed(self, name: str) -> str | None:
+        return self.db.get(name) or None
+
+    def candidate(self, name: str) -> str | None:
+        return None  # what a mirror would install cannot be known from an image
+
+
+def _point_at_image(ns: dict[str, Any], fs: ImageFS) -> None:
+    """Swap the agent functions that ask a running system for ones that read the image's files."""
+    failure = ns["Failure"]
+    ns["service_provider"] = lambda params, facts: _ImageServices(fs, failure)
+    ns["package_provider"] = lambda params, facts: _ImagePackages(fs, failure)
+    boot: dict[str, str] | None = None
+
+    def sysctl_live(key: str) -> str | None:
+        nonlocal boot
+        if boot is None:
+            boot = sysctl_boot_values(fs)
+        return boot.get(ns["sysctl_relpath"](key))
+
+    agent_cron_read = ns.get("cron_read")
+
+    def cron_read(params: dict[str, Any]) -> str | None:
+        if params.get("file") and agent_cron_read is not None:
+            return agent_cron_read(params)
+        user = params.get("user") or "root"
+        try:
+            ns["pwd"].getpwnam(user)
+        except KeyError:
+            return None
+        return crontab_text(fs.read_text(fs.resolve(posixpath.join(CRONTABS, user))))
+
+    ns["sysctl_live"] = sysctl_live
+    ns["cron_read"] = cron_read
+
+
+def agent_item(r: Resource, managed: list[str]) -> dict[str, Any]:
+    """The params the agent gets for ``r``, as the engine would send them."""
+    rtype = get_type(r.type)
+    params = rtype.agent_params(r.params) if rtype is not None else dict(r.params)
+    if r.type == "directory":
+        params["_managed"] = managed
+    return params
+
+
+def managed_paths(catalog: Catalog) -> list[str]:
+    return sorted({r.params["path"] for r in catalog.resources if isinstance(r.params.get("path"), str)})
+
+
+def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, dict[str, Any]]:
+    """Observe every resource of ``catalog`` in ``image`` (an Image, an ImageFS or an image ref).
+
+    Returns the agent's probe shape: ``{resource id: {"observed": {...}}}``, or ``{"error": "..."}``
+    for a resource that cannot be observed in an image (an exec's ``unless`` command, ...).
+    """
+    fs, close = _as_fs(image, catalog)
+    try:
+        ns = agent_namespace(fs)
+        _point_at_image(ns, fs)
+        ctx = ns["Ctx"](facts=image_facts(fs), want_content=True)
+        managed = managed_paths(catalog)
+        out: dict[str, dict[str, Any]] = {}
+        for r in catalog.resources:
+            handler = ns["TYPES"].get(r.type)
+            if handler is None:
+                out[r.id] = {"error": f"the agent has no resource type {r.type!r}"}
+                continue
+            try:
+                out[r.id] = {"observed": handler.observe(agent_item(r, managed), ctx)}
+            except (ns["Failure"], BakeError) as e:
+                out[r.id] = {"error": str(e)}
+            except Exception as e:  # an observer met something the image view lacks: this resource only
+                out[r.id] = {"error": f"{type(e).__name__}: {e}"}
+        return out
+    finally:
+        close()
+
+
+def _as_fs(image: Image | ImageFS | str, catalog: Catalog | None) -> tuple[ImageFS, Callable[[], None]]:
+    if isinstance(image, ImageFS):
+        return image, lambda: None
+    if isinstance(image, Image):
+        return ImageFS.load(image, wanted_paths(catalog)), lambda: None
+    opened = open_image(image)
+    try:
+        return ImageFS.load(opened, wanted_paths(catalog)), opened.close
+    except BaseException:
+        opened.close()
+        raise
+
+
+def verify(image: Image | ImageFS | str, catalog: Catalog) -> list[ResourceResult]:
+    """Per resource: ``ok`` ("in sync") or ``changed`` (what the image lacks) or ``failed``.
+
+    The same ``ResourceType.desired``/``diff`` as check and drift decide; nothing runs, nothing is
+    written. ``changed`` here means: applying the catalog to a container of this image would change it.
+    """
+    observed = image_observe(image, catalog)
+    results = []
+    for r in catalog.resources:
+        rtype = get_type(r.type)
+        got = observed.get(r.id, {})
+        if rtype is None:
+            results.append(ResourceResult(r.id, "failed", error=f"unknown resource type {r.type!r}",
+                                          source=r.source, type=r.type))
+            continue
+        if "error" in got:
+            results.append(ResourceResult(r.id, "failed", error=got["error"], source=r.source, type=r.type))
+            continue
+        changes: list[Change] = rtype.diff(rtype.desired(r.params), got["observed"], r.sensitive)
+        if changes:
+            results.append(ResourceResult(r.id, "changed", changes=changes, source=r.source, type=r.type,
+                                          observed=_redacted(got["observed"])))
+        else:
+            results.append(ResourceResult(r.id, "ok", reason="in sync", source=r.source, type=r.type,
+                                          observed=_redacted(got["observed"])))
+    return results
+
+
+def _redacted(observed: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in observed.items() if k != "content"}
