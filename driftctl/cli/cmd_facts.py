@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,6 +19,7 @@ from driftctl.cli.common import fleet_options, inventory_argument, load_context,
 from driftctl.facts import gather
 from driftctl.model import HostResult, RunResult
 
+PIPE_WIDTH = 400
 STATUS_STYLE = {"ok": "green", "unreachable": "bold red", "failed": "bold red"}
 
 
@@ -54,7 +56,11 @@ def facts_table(hosts: list[HostResult]) -> Table:
 
 def show(run: RunResult) -> None:
     if run.hosts:
-        ui.out.print(facts_table(run.hosts))
+        # Piped or under cron there is no terminal width to respect: keep one host per line for grep.
+        console = ui.out
+        if not console.is_terminal:
+            console = Console(file=ui.out.file, width=PIPE_WIDTH, no_color=ui.out.no_color, highlight=False)
+        console.print(facts_table(run.hosts))
     problems = [h for h in run.hosts if h.status != "ok"]
     for h in problems:
         ui.out.print(f"[bold]{escape(h.host)}[/]: [bold red]{h.status}[/]: {escape(h.error or '')}")
