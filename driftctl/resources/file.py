@@ -1,0 +1,275 @@
+"""The ``file`` resource type (controller side), plus parameter checks the file-like types share."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from driftctl.errors import Location, ManifestError
+from driftctl.model import Change
+from driftctl.resources.base import Param, ResourceType, check_abs_path, check_mode, content_change, register, sha256
+
+# The agent sends a file's text only up to this size (driftctl/agent/_core.py CONTENT_LIMIT).
+CONTENT_LIMIT = 256 * 1024
+
+_NAME_RE = re.compile(r"^[^\s:]+$")
+
+
+def agent_module(name: str) -> Any:
+    """An agent module, for the pure text functions the controller shares with the host.
+
+    Imported dynamically on purpose: agent modules are python-3.8 stdlib code that mypy does not check
+    (pyproject excludes driftctl/agent/), and a static import would make mypy follow into them.
+    """
+    return importlib.import_module(f"driftctl.agent.{name}")
+
+
+def check_owner(value: Any) -> str:
+    """An owner or group: a name or a numeric id (YAML ``owner: 0`` arrives as an int)."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must be a name or an id >= 0, not {value}")
+        return str(value)
+    if not _NAME_RE.match(value):
+        raise ValueError(f"must be a user or group name or a numeric id, not {value!r}")
+    return value
+
+
+def check_file_mode(value: Any) -> str:
+    """A mode string, normalised to four digits ("644" and "00644" both become "0644")."""
+    return f"{int(check_mode(value), 8):04o}"
+
+
+def check_one_line(value: Any) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"must be one line, not {value!r}")
+    return str(value)
+
+
+def check_regex(value: Any) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"is not a valid regular expression ({e}): {value!r}") from None
+    return str(value)
+
+
+def owner_params(what: str) -> dict[str, Param]:
+    """owner, group and mode, documented for ``what`` ("the file")."""
+    return {
+        "owner": Param((str, int), f"User owning {what} (name or uid). Unmanaged when not given.", check=check_owner),
+        "group": Param((str, int), f"Group owning {what} (name or gid). Unmanaged when not given.", check=check_owner),
+        "mode": Param(
+            (str, int),
+            f'Permissions of {what} as a quoted octal string ("0644"). Unmanaged when not given.',
+            check=check_file_mode,
+        ),
+    }
+
+
+def require_given(cls: type[ResourceType], params: Mapping[str, Any], location: Location) -> None:
+    """A required parameter written as ``key:`` (YAML null) arrives as None: name it like a missing one."""
+    for key, spec in cls.params.items():
+        if spec.required and params.get(key) is None:
+            raise ManifestError(f"{cls.name}: parameter {key!r} is required", location)
+
+
+def forbid_when_absent(cls: type[ResourceType], params: Mapping[str, Any], names: tuple[str, ...],
+                       location: Location) -> None:
+    """``ensure: absent`` with parameters that only make sense for something present is a mistake."""
+    given = [n for n in names if params.get(n) not in (None, False)]
+    if params.get("ensure") == "absent" and given:
+        raise ManifestError(f"{cls.name}: ensure: absent takes no {', '.join(given)}", location)
+
+
+def parent_directory(path: str) -> str | None:
+    parent = path.rsplit("/", 1)[0]
+    return parent or None if path != "/" else None
+
+
+def describe_ensure(change: Change) -> str:
+    if change.before in (None, "absent"):
+        return "created"
+    if change.after == "absent":
+        return f"removed (was {change.before})" if change.before not in ("file", "present") else "removed"
+    return f"ensure {change.before} -> {change.after}"
+
+
+class _TextCache:
+    """The text of contents by sha256, filled by ``File.desired()`` so ``diff()`` can show a unified diff.
+
+    desired() is the only place that sees the content, and the contract keeps the text out of the
+    desired state (it is fingerprinted and stored); a content-addressed cache bridges the two without
+    changing either. Bounded, so a huge catalog cannot hold every file in memory.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[str, str] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def put(self, sha: str, text: str) -> None:
+        with self._lock:
+            if sha in self._data:
+                self._data.move_to_end(sha)
+                return
+            self._data[sha] = text
+            self._size += len(text)
+            while self._size > self.max_bytes and self._data:
+                _, old = self._data.popitem(last=False)
+                self._size -= len(old)
+
+    def get(self, sha: str) -> str | None:
+        with self._lock:
+            return self._data.get(sha)
+
+
+TEXTS = _TextCache()
+
+
+def content_bytes(content: str | bytes) -> bytes:
+    return content.encode("utf-8") if isinstance(content, str) else content
+
+
+def content_text(content: str | bytes) -> str | None:
+    """The content as text when the agent would also send it as text (small, UTF-8), else None."""
+    data = content_bytes(content)
+    if len(data) > CONTENT_LIMIT:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+@register
+class File(ResourceType):
+    """A regular file: its content, owner, group and mode.
+
+    The content comes from ``content`` (text in the manifest), ``template`` (a Jinja2 file of the
+    role's ``templates/``, rendered per host) or ``source`` (a file of ``files/``, copied byte for
+    byte); without any of them only the file's existence and metadata are managed (a missing file is
+    created empty). Files are replaced atomically: a private temporary file in the same directory,
+    fsync, rename; the replaced file is kept by checksum under the backup directory
+    (``/var/lib/driftctl/backup`` by default) unless ``backup: false``.
+
+    driftctl never follows or replaces a symlink or a directory at the path (declare a ``symlink``
+    resource, or remove it), and never creates a missing parent directory: declare a ``directory``
+    resource for it (a file requires its parent directory's resource automatically).
+
+    Example::
+
+        - file: /etc/motd
+          content: "managed by driftctl on {{ inventory_hostname }}\\n"
+          owner: root
+          group: root
+          mode: "0644"
+        - file: /etc/nginx/nginx.conf
+          template: nginx.conf.j2
+          notify: [service:nginx]
+        - file: /usr/local/share/logo.png
+          source: logo.png
+        - file: /etc/cron.allow
+          ensure: absent
+    """
+
+    name = "file"
+    namevar = "path"
+    params = {
+        "path": Param(str, "Absolute path of the file (the title).", required=True, check=check_abs_path),
+        "ensure": Param(str, "present (a regular file) or absent.", default="present", choices=("present", "absent")),
+        "content": Param((str, bytes), "The file's content, as text."),
+        "template": Param(str, "A Jinja2 template file (under templates/) rendered into the content."),
+        "source": Param(str, "A file (under files/) copied as the content, byte for byte."),
+        **owner_params("the file"),
+        "backup": Param(bool, "Keep the replaced or removed file by checksum in the backup directory.", default=True),
+    }
+
+    @classmethod
+    def normalize(cls, params: dict[str, Any], location: Location) -> dict[str, Any]:
+        require_given(cls, params, location)
+        given = [k for k in ("content", "template", "source") if params.get(k) is not None]
+        if len(given) > 1:
+            raise ManifestError(f"file: give one of content, template and source, not {' and '.join(given)}",
+                                location)
+        forbid_when_absent(cls, params, ("content", "template", "source", "owner", "group", "mode"), location)
+        return params
+
+    @classmethod
+    def autorequire(cls, params: Mapping[str, Any]) -> list[str]:
+        out = []
+        parent = parent_directory(params["path"])
+        if parent:
+            out.append(f"directory:{parent}")
+        for key, rtype in (("owner", "user"), ("group", "group")):
+            if params.get(key) is not None and not str(params[key]).isdigit():
+                out.append(f"{rtype}:{params[key]}")
+        return out
+
+    @classmethod
+    def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        if params.get("ensure") == "absent":
+            return {"ensure": "absent", "content_sha256": None, "owner": None, "group": None, "mode": None}
+        sha = None
+        content = params.get("content")
+        if content is not None:
+            sha = sha256(content_bytes(content))
+            text = content_text(content)
+            if text is not None:
+                TEXTS.put(sha, text)
+        return {
+            "ensure": "file",
+            "content_sha256": sha,
+            "owner": params.get("owner"),
+            "group": params.get("group"),
+            "mode": params.get("mode"),
+        }
+
+    @classmethod
+    def agent_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: params.get(k) for k in ("path", "ensure", "owner", "group", "mode", "backup")}
+        content = params.get("content")
+        out["content_sha256"] = sha256(content_bytes(content)) if content is not None else None
+        out.update({k: v for k, v in params.items() if k.startswith("_")})
+        return out
+
+    @classmethod
+    def blobs(cls, params: Mapping[str, Any]) -> dict[str, bytes]:
+        content = params.get("content")
+        if content is None or params.get("ensure") == "absent":
+            return {}
+        data = content_bytes(content)
+        return {sha256(data): data}
+
+    @classmethod
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+        have = observed.get("ensure") or "absent"
+        if desired["ensure"] == "absent":
+            return [Change("ensure", have, "absent")] if have != "absent" else []
+        changes = []
+        if have != "file":
+            changes.append(Change("ensure", have, "file"))
+            if have != "absent":
+                return changes  # a link or a directory is in the way: apply refuses, nothing more to say
+        sha = desired.get("content_sha256")
+        if sha is not None and observed.get("content_sha256") != sha:
+            text = None if sensitive else TEXTS.get(sha)
+            changes.append(content_change("content", sha, observed, text, "content", sensitive))
+        for key in ("owner", "group", "mode"):
+            want = desired.get(key)
+            if want is not None and observed.get(key) != want:
+                changes.append(Change(key, observed.get(key), want))
+        return changes
+
+    @classmethod
+    def describe(cls, change: Change) -> str:
+        if change.field == "ensure":
+            return describe_ensure(change)
+        if change.field == "content":
+            return f"content {change.before} -> {change.after}" if change.before else f"content {change.after}"
+        return super().describe(change)
