@@ -118,7 +118,7 @@ class _AsUser(object):
     def __init__(self, pw, active):
         self.pw = pw
         self.active = active and os.geteuid() == 0 and pw.pw_uid != 0
-        self.saved = None
+        self.saved: tuple = (0, [])
 
     def __enter__(self):
         if self.active:

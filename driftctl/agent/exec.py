@@ -19,7 +19,7 @@ EXEC_TAIL_LINES = 20
 EXEC_TAIL_CHARS = 2000
 # params objects (one per resource in this request) whose command ran in this agent run: a
 # notified exec that already ran during apply is not run a second time by its refresh
-EXEC_RAN = set()
+EXEC_RAN: set = set()
 
 
 class ExecResult(object):

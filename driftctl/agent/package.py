@@ -39,7 +39,7 @@ def parse_dpkg_query(text):
     ``binary:Package`` carries ":arch" only for foreign or multi-arch-same packages; both the
     qualified and the bare name are keyed.
     """
-    out = {}
+    out: dict = {}
     for line in text.splitlines():
         parts = line.split("\t")
         if len(parts) != 3:
@@ -58,7 +58,7 @@ def parse_apt_cache_policy(text):
 
     A package apt does not know is simply absent from the output (apt says so on stderr).
     """
-    out = {}
+    out: dict = {}
     current = None
     for line in text.splitlines():
         if not line.startswith(" ") and line.endswith(":"):
@@ -87,7 +87,7 @@ def parse_rpm_query(text):
     "(none)" or "0" is left out, as rpm and dnf show versions. With several versions or arches
     installed (kernels, multilib) the last line wins: rpm lists them oldest first.
     """
-    out = {}
+    out: dict = {}
     for line in text.splitlines():
         parts = line.split("\t")
         if len(parts) != 4:
@@ -109,7 +109,7 @@ def parse_apk_list(text):
     ``curl-8.6.0-r0 x86_64 {curl} (curl) [upgradable from: curl-8.5.0-r0]``. apk lists the best
     available version of each package, so a listed version is the candidate.
     """
-    out = {}
+    out: dict = {}
     for line in text.splitlines():
         m = APK_LINE.match(line.strip())
         if not m:

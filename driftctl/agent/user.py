@@ -18,7 +18,7 @@ from driftctl.agent._core import Failure, register, run
 
 def parse_passwd(text):
     """/etc/passwd text -> {name: {"uid", "gid", "comment", "home", "shell"}}; NIS "+" lines skipped."""
-    out = {}
+    out: dict = {}
     for line in text.splitlines():
         if not line or line.startswith(("#", "+", "-")):
             continue
@@ -32,7 +32,7 @@ def parse_passwd(text):
 
 def parse_group(text):
     """/etc/group text -> {name: {"gid": int, "members": [names]}}."""
-    out = {}
+    out: dict = {}
     for line in text.splitlines():
         if not line or line.startswith(("#", "+", "-")):
             continue
@@ -46,7 +46,7 @@ def parse_group(text):
 
 def parse_shadow(text):
     """/etc/shadow text -> {name: password field} (a crypt hash, "!"/"*" for locked, "" for none)."""
-    out = {}
+    out: dict = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -84,7 +84,7 @@ def user_observe(params, ctx):
     entry = users.get(name)
     if entry is None:
         return {"ensure": "absent"}
-    out = {"ensure": "present"}
+    out: dict = {"ensure": "present"}
     if params.get("ensure") == "absent":
         return out
     groups = parse_group(user_read("/etc/group"))

@@ -1,0 +1,110 @@
+"""service: validation, desired/diff (pure), change lines, provider choice, and the systemctl/sysv
+parsers from captured output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from driftctl.agent import service as agent_service
+from driftctl.errors import Location, ManifestError
+from driftctl.model import Change
+from driftctl.resources.base import get_type
+
+DATA = Path(__file__).parent / "data" / "service"
+CASES = sorted(DATA.glob("*.json"))
+LOC = Location("manifests/web.yaml", 9)
+Service = get_type("service")
+assert Service is not None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_parser_from_captured_output(case: Path) -> None:
+    spec = json.loads(case.read_text())
+    if spec["parser"] == "sysv_enabled":
+        assert agent_service.sysv_enabled(spec["listing"], spec["name"]) is spec["expected"]
+        return
+    props = agent_service.parse_systemctl_show("".join(line + "\n" for line in spec["output"]))
+    assert props == spec["expected"]
+    assert agent_service.systemd_state(props) == spec["state"]
+
+
+def test_every_parser_has_fixtures() -> None:
+    assert {json.loads(c.read_text())["parser"] for c in CASES} == {"parse_systemctl_show", "sysv_enabled"}
+
+
+def validate(**raw: object) -> dict:
+    assert Service is not None
+    return Service.validate({"name": "cron", **raw}, LOC)
+
+
+def test_defaults_manage_nothing_but_refresh() -> None:
+    p = validate()
+    assert p["refresh"] == "restart"
+    assert Service is not None
+    assert Service.desired(p) == {"enabled": None, "running": None}
+    assert Service.diff(Service.desired(p), {}) == []
+    assert Service.refreshable
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"running": "yes"}, "running must be bool"),
+        ({"enabled": 1}, "enabled must be bool"),
+        ({"refresh": "bounce"}, "refresh must be one of restart, reload, reload-or-restart"),
+        ({"provider": "upstart"}, "provider must be one of systemd, sysv"),
+        ({"name": "../../bin/sh"}, "must be a service or unit name"),
+        ({"name": "-cron"}, "must be a service or unit name"),
+        ({"ensure": "running"}, "unknown parameter 'ensure'"),
+    ],
+)
+def test_validation_errors_carry_location(raw: dict, message: str) -> None:
+    with pytest.raises(ManifestError) as e:
+        validate(**raw)
+    assert message in str(e.value)
+    assert e.value.location == LOC
+
+
+def test_diff_only_managed_fields() -> None:
+    assert Service is not None
+    desired = Service.desired(validate(running=True))
+    assert Service.diff(desired, {"running": False}) == [Change("running", False, True)]
+    assert Service.diff(desired, {"running": True}) == []
+    both = Service.desired(validate(running=False, enabled=False))
+    assert Service.diff(both, {"running": True, "enabled": True}) == [
+        Change("enabled", True, False), Change("running", True, False)]
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        (Change("running", False, True), "started"),
+        (Change("running", True, False), "stopped"),
+        (Change("enabled", False, True), "enabled"),
+        (Change("enabled", True, False), "disabled"),
+    ],
+)
+def test_change_lines(change: Change, line: str) -> None:
+    assert Service is not None
+    assert Service.describe(change) == line
+
+
+@pytest.mark.parametrize(
+    ("facts", "provider", "expected"),
+    [
+        ({"init": "systemd"}, None, "systemd"),
+        ({"init": "sysv"}, None, "sysv"),
+        ({"init": "openrc-init"}, None, "sysv"),
+        ({"init": "systemd"}, "sysv", "sysv"),
+    ],
+)
+def test_provider_chosen_by_supports_or_named(facts: dict, provider: str | None, expected: str) -> None:
+    assert agent_service.choose_service_provider({"provider": provider}, facts).name == expected
+
+
+def test_autorequires_the_package_of_the_same_name() -> None:
+    assert Service is not None
+    assert Service.autorequire(validate()) == ["package:cron"]
