@@ -55,15 +55,13 @@ def _renderer(site: Site) -> Renderer:
 def host_matches(inventory: Any, pattern: str, host: Host, location: Location) -> bool:
     """Whether ``host`` is selected by a site entry's pattern (the --limit language).
 
-    A site file serves several inventories, so a pattern naming a group this inventory lacks simply
-    selects nobody here rather than failing.
+    A site file serves several inventories, so a part naming a group this inventory lacks selects
+    nobody here (``strict=False``) rather than failing; a malformed pattern is an error at its line.
     """
     try:
-        return any(h.name == host.name for h in inventory.select(pattern))
+        return any(h.name == host.name for h in inventory.select(pattern, strict=False, location=location))
     except InventoryError as e:
-        if "match" in str(e).lower():
-            return False
-        raise ManifestError(f"hosts: {e.message}", location) from None
+        raise ManifestError(f"hosts: {e.message}", e.location or location, e.hint) from None
 
 
 def applicable_files(site: Site, inventory: Any, host: Host) -> list[ManifestFile]:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_manifest_support import TYPES, FakeInventory, inventory, write_tree
+from test_manifest_support import TYPES, inventory, make_inventory, write_tree
 
 from driftctl.errors import ManifestError, TemplateError
+from driftctl.inventory import Inventory
 from driftctl.manifest import compile_catalog, load_site, preflight
 from driftctl.model import Catalog
 from driftctl.secret import Secret
@@ -23,7 +24,7 @@ def site_with(tmp_path: Path, resources: str, site: str = "- hosts: all\n  roles
 
 
 def compile_one(site: Any, host: str = "web1", facts: dict[str, Any] | None = FACTS,
-                inv: FakeInventory | None = None, **inv_vars: Any) -> Catalog:
+                inv: Inventory | None = None, **inv_vars: Any) -> Catalog:
     inv = inv or inventory(**inv_vars)
     return compile_catalog(site, inv, inv.hosts[host], facts, types=TYPES)
 
@@ -51,7 +52,7 @@ def test_precedence_defaults_vars_inventory_magic(tmp_path: Path) -> None:
         from_vars: default
         shadowed_by_inventory: default
     """})
-    inv = FakeInventory({"h1": (["web"], {"shadowed_by_inventory": "host"})})
+    inv = make_inventory({"h1": (["web"], {"shadowed_by_inventory": "host"})})
     cat = compile_catalog(site, inv, inv.hosts["h1"], FACTS, types=TYPES)
     assert cat.resources[0].params["content"] == "default vars host h1"
 
@@ -415,7 +416,7 @@ def test_preflight_collects_errors_over_hosts(tmp_path: Path) -> None:
           - file: /etc/port
             content: "{{ port }}"
     """)
-    inv = FakeInventory({"a": (["web"], {"pkg": "x", "port": 1}), "b": (["web"], {"pkg": "y"}),
+    inv = make_inventory({"a": (["web"], {"pkg": "x", "port": 1}), "b": (["web"], {"pkg": "y"}),
                          "c": (["web"], {"pkg": "z"}), "d": (["db"], {"port": 2})})
     with pytest.raises(ManifestError) as info:
         preflight(site, inv, list(inv.hosts.values()), types=TYPES)
@@ -423,14 +424,25 @@ def test_preflight_collects_errors_over_hosts(tmp_path: Path) -> None:
     assert text.startswith("2 errors in the manifests:")
     assert f"{tmp_path}/m/{RES}:4: content: 'port' is undefined [hosts: b, c]" in text
     assert f"{tmp_path}/m/{RES}:2: name: 'pkg' is undefined [hosts: d]" in text
-    good = FakeInventory({"a": (["web"], {"pkg": "x", "port": 1})})
+    good = make_inventory({"a": (["web"], {"pkg": "x", "port": 1})})
     catalogs = preflight(site, good, list(good.hosts.values()), types=TYPES)
     assert list(catalogs) == ["a"] and [r.id for r in catalogs["a"].resources] == ["package:x", "file:/etc/port"]
 
 
 def test_preflight_single_error_is_raised_as_is(tmp_path: Path) -> None:
     site = site_with(tmp_path, "resources:\n  - package: \"{{ pkg }}\"\n")
-    inv = FakeInventory({"a": (["web"], {}), "b": (["web"], {})})
+    inv = make_inventory({"a": (["web"], {}), "b": (["web"], {})})
     with pytest.raises(TemplateError) as info:
         preflight(site, inv, list(inv.hosts.values()), types=TYPES)
     assert str(info.value.location) == f"{tmp_path}/m/{RES}:2"
+
+
+def test_bad_site_pattern_is_an_error_at_its_line(tmp_path: Path) -> None:
+    site = site_with(tmp_path, "resources: []\n", site="- hosts: all\n  roles: [r]\n- hosts: \"~web(\"\n  roles: [r]\n")
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/m/site.yaml:3" and "regular expression" in e.message
+
+
+def test_exclusion_of_a_group_this_inventory_lacks(tmp_path: Path) -> None:
+    site = site_with(tmp_path, "resources:\n  - package: curl\n", site="- hosts: all:!bastion\n  roles: [r]\n")
+    assert [r.id for r in compile_one(site, "db1").resources] == ["package:curl"]

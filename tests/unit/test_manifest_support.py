@@ -1,4 +1,4 @@
-"""Shared helpers for the manifest/render/graph tests: small resource types, a hand-built inventory,
+"""Shared helpers for the manifest/render/graph tests: small resource types, a hand-built Inventory,
 and manifest trees written from text. (No tests here; the name keeps it among the manifest tests.)
 
 The types are private to these tests (passed as ``types=``), never registered: the real types
@@ -7,13 +7,13 @@ live in driftctl/resources/ and are tested against the example site in test_mani
 
 from __future__ import annotations
 
-import fnmatch
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from driftctl.errors import InventoryError, Location, ManifestError
+from driftctl.errors import Location, ManifestError
+from driftctl.inventory import Inventory
 from driftctl.model import ConnectionSpec, Host
 from driftctl.resources.base import Param, ResourceType, check_abs_path, check_mode
 
@@ -114,39 +114,17 @@ TYPES: dict[str, type[ResourceType]] = {
 }
 
 
-class FakeInventory:
-    """Hosts and groups built by hand; ``select`` understands names, groups, globs, ``a:b``, ``!x``,
-    ``&x`` and raises InventoryError for a part that matches nothing (like the real one)."""
-
-    def __init__(self, hosts: dict[str, tuple[list[str], dict[str, Any]]]) -> None:
-        self.hosts = {
-            name: Host(name, dict(variables), ("all", *groups), ConnectionSpec(address=name))
-            for name, (groups, variables) in hosts.items()
-        }
-
-    def _part(self, part: str) -> list[str]:
-        names = [h.name for h in self.hosts.values() if part in h.groups or fnmatch.fnmatch(h.name, part)]
-        if not names:
-            raise InventoryError(f"pattern {part!r} matches no host")
-        return names
-
-    def select(self, pattern: str | None) -> list[Host]:
-        chosen: list[str] = []
-        for part in (pattern or "all").replace(",", ":").split(":"):
-            if part.startswith("!"):
-                gone = set(self._part(part[1:]))
-                chosen = [n for n in chosen if n not in gone]
-            elif part.startswith("&"):
-                keep = set(self._part(part[1:]))
-                chosen = [n for n in chosen if n in keep]
-            else:
-                chosen += [n for n in self._part(part) if n not in chosen]
-        return [self.hosts[n] for n in self.hosts if n in chosen]
+def make_inventory(hosts: dict[str, tuple[list[str], dict[str, Any]]]) -> Inventory:
+    """A real Inventory built by hand: ``name -> (groups, vars)``, in that order."""
+    return Inventory(Path("test-inventory"), hosts={
+        name: Host(name, dict(variables), ("all", *groups), ConnectionSpec(address=name))
+        for name, (groups, variables) in hosts.items()
+    })
 
 
-def inventory(**extra_vars: Any) -> FakeInventory:
+def inventory(**extra_vars: Any) -> Inventory:
     """web1, web2 (group web) and db1 (group db); ``extra_vars`` go to every host."""
-    return FakeInventory({
+    return make_inventory({
         "web1": (["web"], {"port": 8080, **extra_vars}),
         "web2": (["web"], {**extra_vars}),
         "db1": (["db"], {**extra_vars}),
