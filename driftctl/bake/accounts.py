@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from driftctl.bake.fs import Entry, ImageFS
 from driftctl.errors import BakeError
@@ -19,6 +19,16 @@ from driftctl.model import Resource
 
 if TYPE_CHECKING:
     from driftctl.bake.writers import Baker
+
+
+def agent_params(r: Resource) -> dict[str, Any]:
+    """The params the agent's apply would get for ``r`` (its type's ``agent_params``): bake mirrors
+    that apply, so it reads the same normalised values (a key split from its comment, ...)."""
+    from driftctl.resources.base import get_type
+
+    rtype = get_type(r.type)
+    return dict(rtype.agent_params(r.params)) if rtype is not None else dict(r.params)
+
 
 PASSWD = "/etc/passwd"  # noqa: S105 - a path, not a password
 GROUP = "/etc/group"
@@ -227,7 +237,7 @@ def _useradd_default(fs: ImageFS, key: str, default: str) -> str:
 
 
 def bake_group(b: Baker, r: Resource) -> None:
-    acc, p = b.accounts, r.params
+    acc, p = b.accounts, agent_params(r)
     name = p["name"]
     row = acc.group.find(name)
     if p.get("ensure", "present") == "absent":
@@ -248,7 +258,7 @@ def bake_group(b: Baker, r: Resource) -> None:
 
 
 def bake_user(b: Baker, r: Resource) -> None:
-    acc, p, fs = b.accounts, r.params, b.fs
+    acc, p, fs = b.accounts, agent_params(r), b.fs
     name = p["name"]
     row = acc.passwd.find(name)
     if p.get("ensure", "present") == "absent":
@@ -355,7 +365,7 @@ def bake_authorized_key(b: Baker, r: Resource) -> None:
 
     ak = agent_module("authorized_key")
     format_key_line, parse_authorized_keys = ak.format_key_line, ak.parse_authorized_keys
-    acc, p, fs = b.accounts, r.params, b.fs
+    acc, p, fs = b.accounts, agent_params(r), b.fs
     row = acc.passwd.find(p["user"])
     if row is None or len(row) < 6:
         raise b.fail(r, f"no user {p['user']!r} in the image (declare it with a user resource)")

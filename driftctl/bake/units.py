@@ -169,7 +169,9 @@ def set_enabled(fs: ImageFS, r: Resource, name: str, enabled: bool, epoch: int, 
 
 
 def bake_service(fs: ImageFS, r: Resource, epoch: int) -> None:
-    p = r.params
+    from driftctl.bake.accounts import agent_params
+
+    p = agent_params(r)
     enabled = p.get("enabled")
     if enabled is None:
         enabled = p.get("running")  # in an image, running means started at boot

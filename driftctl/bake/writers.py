@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftctl.bake.accounts import Accounts
+from driftctl.bake.accounts import Accounts, agent_params
 from driftctl.bake.fs import Entry, ImageFS
 from driftctl.errors import BakeError
 from driftctl.model import Resource
@@ -147,7 +147,7 @@ def bake_file(b: Baker, r: Resource) -> None:
 
 def bake_directory(b: Baker, r: Resource) -> None:
     directory_child_mode = agent_module("directory").directory_child_mode
-    p = r.params
+    p = agent_params(r)
     path = b.path(p["path"])
     cur = b.fs.get(path)
     if p.get("ensure", "present") == "absent":
@@ -197,7 +197,7 @@ def bake_directory(b: Baker, r: Resource) -> None:
 
 
 def bake_symlink(b: Baker, r: Resource) -> None:
-    p = r.params
+    p = agent_params(r)
     path = b.path(p["path"])
     cur = b.fs.get(path)
     if p.get("ensure", "present") == "absent":
@@ -227,7 +227,7 @@ def bake_symlink(b: Baker, r: Resource) -> None:
 
 def bake_line(b: Baker, r: Resource) -> None:
     edit_line = agent_module("line").edit_line
-    p = r.params
+    p = agent_params(r)
     path = b.path(p["path"])
     text = b.read_for_edit(r, path)
     if text is None:
@@ -246,7 +246,7 @@ def bake_line(b: Baker, r: Resource) -> None:
 def bake_block(b: Baker, r: Resource) -> None:
     block = agent_module("block")
     block_markers, edit_block = block.block_markers, block.edit_block
-    p = r.params
+    p = agent_params(r)
     path = b.path(p["path"])
     text = b.read_for_edit(r, path)
     if text is None:
@@ -285,7 +285,7 @@ def crontab_text(spool: str | None) -> str:
 def bake_cron(b: Baker, r: Resource) -> None:
     cron = agent_module("cron")
     cron_entry_lines, edit_cron = cron.cron_entry_lines, cron.edit_cron
-    p = r.params
+    p = agent_params(r)
     ensure = p.get("ensure", "present")
     entry = cron_entry_lines(p) if ensure == "present" else []
     if p.get("file"):
@@ -323,7 +323,7 @@ def bake_cron(b: Baker, r: Resource) -> None:
 def bake_sysctl(b: Baker, r: Resource) -> None:
     sysctl = agent_module("sysctl")
     edit_sysctl, sysctl_value = sysctl.edit_sysctl, sysctl.sysctl_value
-    p = r.params
+    p = agent_params(r)
     if not p.get("persist", True) or not p.get("file"):
         raise b.fail(r, "an image has no running kernel: a sysctl is baked only when persisted "
                         "(persist: true and a file)")
