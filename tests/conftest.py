@@ -53,6 +53,14 @@ _SESSION_ID = fleetlib.new_session_id("t")
 _SESSION_DIR = fleetlib.STATE_DIR / "sessions" / _SESSION_ID
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "fresh_host(net_sysctls=False): options of the fresh_host fixture; net_sysctls=True makes the "
+        "container's network sysctls writable (NET_ADMIN; kernel/vm/fs tables hidden, host degraded)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that uses the fleet fixtures ``fleet`` (so ``-m 'not fleet'`` deselects them)."""
     for item in items:
@@ -115,9 +123,18 @@ _fresh_counter = 0
 
 
 @pytest.fixture
-def fresh_host(_fleet_session: None) -> Iterator[Any]:
-    """A brand-new host (its own container, keys and known_hosts), removed after the test."""
+def fresh_host(request: pytest.FixtureRequest, _fleet_session: None) -> Iterator[Any]:
+    """A brand-new host (its own container, keys and known_hosts), removed after the test.
+
+    ``@pytest.mark.fresh_host(net_sysctls=True)`` gives a host where ``sysctl -w net.*`` works (inside
+    its own network namespace only); see fleet.NET_SYSCTL_ARGS for what it costs.
+    """
     global _fresh_counter
+    marker = request.node.get_closest_marker("fresh_host")
+    options = dict(marker.kwargs) if marker else {}
+    extra = fleetlib.NET_SYSCTL_ARGS if options.pop("net_sysctls", False) else []
+    if options:
+        pytest.fail(f"unknown fresh_host options: {sorted(options)}")
     _fresh_counter += 1
     fleet_id = f"{_SESSION_ID}-x{_fresh_counter}"
     state = _SESSION_DIR / f"fresh{_fresh_counter}"
@@ -128,6 +145,7 @@ def fresh_host(_fleet_session: None) -> Iterator[Any]:
             inventory_dir=state / "inventory",
             known_hosts=state / "known_hosts",
             owner=fleetlib.current_owner(),
+            extra_args=extra,
             host_prefix="fresh",
         )
     except FleetError as e:

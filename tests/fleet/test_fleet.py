@@ -176,3 +176,22 @@ def test_apt_installs_a_package_from_the_mirror(fresh_host: Any) -> None:
     assert result.ok, result.stderr_text
     assert t.package("hello").is_installed
     assert t.run("hello").stdout.strip() == "Hello, world!"
+
+
+@pytest.mark.fresh_host(net_sysctls=True)
+def test_net_sysctls_are_writable_on_request_and_stay_in_the_container(fresh_host: Any) -> None:
+    host_ttl = Path("/proc/sys/net/ipv4/ip_default_ttl").read_text().strip()
+    wanted = "99" if host_ttl != "99" else "98"
+    result = fresh_host.exec(["sysctl", "-w", f"net.ipv4.ip_default_ttl={wanted}"])
+    assert result.ok, result.stderr_text
+    assert fresh_host.testinfra().sysctl("net.ipv4.ip_default_ttl") == int(wanted)
+    assert Path("/proc/sys/net/ipv4/ip_default_ttl").read_text().strip() == host_ttl
+    # the machine-wide tables are out of reach
+    assert not fresh_host.exec(["sysctl", "-w", "vm.swappiness=60"]).ok
+    assert not fresh_host.exec(["sysctl", "-w", "kernel.panic=0"]).ok
+
+
+def test_net_sysctls_are_read_only_by_default(fleet: Any) -> None:
+    result = fleet.hosts[0].exec(["sysctl", "-w", "net.ipv4.ip_default_ttl=64"])
+    assert not result.ok
+    assert "read-only" in result.stderr_text or "denied" in result.stderr_text
