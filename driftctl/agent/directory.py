@@ -80,8 +80,8 @@ def directory_scan(params):
                     wrong = wrong or stat.S_IMODE(st.st_mode) != directory_child_mode(want_mode, is_dir)
                 if wrong:
                     mismatch.append(child)
-            # purge without recurse looks at the top level only, except to reach managed paths
-            if is_dir and (recurse or holds_managed):
+            # without recurse only the directory's own entries count (Puppet's purge does the same)
+            if is_dir and recurse:
                 stack.append(child)
     return sorted(unmanaged), sorted(mismatch)
 
@@ -105,7 +105,8 @@ def directory_observe(params, ctx):
         group=fs_group_view(lst.st_gid, params.get("group")),
         mode=st["mode"] if st["type"] != "link" else None,
     )
-    if st["type"] == "directory" and params.get("ensure", "present") != "absent":
+    wanted = params.get("purge") or params.get("recurse")
+    if wanted and st["type"] == "directory" and params.get("ensure", "present") != "absent":
         unmanaged, mismatch = directory_scan(params)
         if params.get("purge"):
             observed["unmanaged"] = _directory_limited(unmanaged)
