@@ -146,7 +146,7 @@ def _drift_episodes(
 ) -> None:
     name = host["name"]
     open_rows = cur.all(
-        "SELECT id, kind, subject, first_seen, runs FROM drift_episodes"
+        "SELECT id, kind, subject, first_seen, runs, fields FROM drift_episodes"
         " WHERE inventory = ? AND host = ? AND closed IS NULL",
         (inventory, name),
     )
@@ -163,7 +163,9 @@ def _drift_episodes(
     unmanaged = host.get("unmanaged")
     if unmanaged is not None:
         for u in unmanaged:
-            fields = [u["change"], *_changed_fields(u.get("before"), u.get("after"))]
+            fields = [u["change"]]
+            if u["change"] == "changed":
+                fields += _changed_fields(u.get("before"), u.get("after"))
             observed.append(("path", u["path"], "unmanaged", fields, u))
 
     for kind, subject, drift, fields, entry in observed:
@@ -180,10 +182,13 @@ def _drift_episodes(
             )
             first_seen, runs = when, 1
         else:
+            # Every field seen drifting during the episode, in the order first seen.
+            seen = json.loads(ep["fields"])
+            seen += [f for f in fields if f not in seen]
             cur.execute(
                 "UPDATE drift_episodes SET drift_class = ?, fields = ?, last_seen = ?, runs = runs + 1,"
                 " last_run = ? WHERE id = ?",
-                (drift, dumps(fields), when, run_id, ep["id"]),
+                (drift, dumps(seen), when, run_id, ep["id"]),
             )
             first_seen, runs = float(ep["first_seen"]), int(ep["runs"]) + 1
         entry["since"], entry["runs"] = iso(first_seen), runs

@@ -302,7 +302,10 @@ class Store:
         rows = cur.all(
             "SELECT r.id AS run_id, r.command AS command, r.started AS started, h.host AS host,"  # noqa: S608
             " h.status AS status, h.error AS error FROM host_results h JOIN runs r ON r.id = h.run_id"
-            " WHERE r.inventory = ? AND r.started >= ? AND h.status IN ('failed', 'unreachable')"
+            " WHERE r.inventory = ? AND r.started >= ?"
+            # A host "failed" because some resources failed has those as events already: only a
+            # failure of the host as a whole (it carries an error) is an event of its own.
+            " AND (h.status = 'unreachable' OR (h.status = 'failed' AND h.error IS NOT NULL))"
             f"{extra} ORDER BY r.started DESC LIMIT ?",
             [inv, start, *params, limit],
         )

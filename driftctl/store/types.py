@@ -43,7 +43,8 @@ class DriftEpisode:
 
     ``subject`` is the resource id (``file:/etc/motd``) or the path (``/etc/ssh/sshd_config``); the two
     never collide because a resource id always contains ``type:`` and a path always starts with ``/``.
-    ``drift_class`` and ``fields`` are those of the latest run that saw it; ``runs`` counts the drift
+    ``drift_class`` is that of the latest run that saw it; ``fields`` every field (for a path: the
+    change, then the attributes) seen drifting during the episode; ``runs`` counts the drift
     runs it has lasted (1 on the run that found it). ``closed`` is None while it is open.
     """
 
