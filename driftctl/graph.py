@@ -34,7 +34,11 @@ def edges(resources: Sequence[Resource]) -> dict[str, list[str]]:
     An id that is not in ``resources`` is a ManifestError at the resource that names it (the manifest
     stage resolves ids with did-you-mean before; this guards other callers).
     """
-    ids = {r.id: r for r in resources}
+    ids: dict[str, Resource] = {}
+    for r in resources:
+        if r.id in ids:
+            raise ManifestError(f"duplicate resource {r.id}: also declared at {ids[r.id].source}", r.source)
+        ids[r.id] = r
     after: dict[str, list[str]] = {r.id: [] for r in resources}
 
     def add(first: str, then: str, named_by: Resource, key: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from driftctl import graph
 from driftctl.errors import InventoryError, Location, ManifestError
-from driftctl.manifest.render import FactsPlaceholder, FactsUse, Renderer, TrackedFacts, contains_placeholder
+from driftctl.manifest.render import FactsPlaceholder, FactsUse, TrackedFacts, contains_placeholder
 from driftctl.manifest.site import ASSET_PARAMS, ManifestFile, ResourceDecl, Site, resolve_inside
 from driftctl.model import Catalog, Host, Resource
 from driftctl.resources.base import ResourceType, all_types, check_abs_path, did_you_mean
@@ -42,14 +42,6 @@ class _Item:
     @property
     def certain(self) -> bool:
         return not self.uncertain and not self.maybe
-
-
-def _renderer(site: Site) -> Renderer:
-    renderer = getattr(site, "_renderer", None)
-    if renderer is None:
-        renderer = Renderer(site.tree, lambda p: site.display(p))
-        site._renderer = renderer  # type: ignore[attr-defined]  # one per site: caches compiled templates
-    return renderer
 
 
 def host_matches(inventory: Any, pattern: str, host: Host, location: Location) -> bool:
@@ -109,7 +101,7 @@ class _Compiler:
         self.site = site
         self.host = host
         self.types = types
-        self.renderer = _renderer(site)
+        self.renderer = site.renderer
         self.use = FactsUse()
         self.preflight = facts is None
         facts_value: Any = FactsPlaceholder("facts", self.use) if facts is None else TrackedFacts(facts, self.use)
@@ -118,6 +110,7 @@ class _Compiler:
         self.secrets: set[str] = set()
         self.items: list[_Item] = []
         self.watch: list[str] = []
+        self.unknown_titles = 0
 
     # ---- rendering
     def _render(self, value: Any, variables: Mapping[str, Any], location: Location, what: str) -> tuple[Any, bool]:
@@ -251,7 +244,11 @@ class _Compiler:
         if params is None:
             return
         self._assets(decl, cls, params, scope, key_locations, uncertain)
-        name = cls.title(params) if cls.namevar not in uncertain else f"<unknown {cls.namevar}>"
+        if cls.namevar in uncertain:
+            self.unknown_titles += 1  # unique, so the preflight graph has one node per resource
+            name = f"<{cls.namevar} from facts #{self.unknown_titles}>"
+        else:
+            name = cls.title(params)
         resource = Resource(decl.type, name, params, decl.location, sensitive=sensitive, **relations)
         self.items.append(_Item(resource, cls, decl, uncertain, maybe, relation_locations))
 
@@ -313,6 +310,16 @@ class _Compiler:
     def check_claims(self) -> None:
         ids: dict[str, _Item] = {}
         claims: dict[str, _Item] = {}
+        if self.preflight:
+            # resources whose existence depends on facts may share an id (one per distribution):
+            # the preflight catalog keeps the first; the real facts keep at most one of them
+            seen: set[str] = {it.resource.id for it in self.items if it.certain}
+            kept = []
+            for it in self.items:
+                if it.certain or it.resource.id not in seen:
+                    seen.add(it.resource.id)
+                    kept.append(it)
+            self.items = kept
         for it in self.items:
             r = it.resource
             if not it.certain:

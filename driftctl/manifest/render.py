@@ -312,8 +312,11 @@ class Renderer:
             raise TemplateError(f"{what} is a bare expression: write it without {{{{ }}}}", location,
                                 f"e.g. {what}: {expr.replace('{{', '').replace('}}', '').strip()}")
         try:
-            value = self.env().compile_expression(expr, undefined_to_none=False)(variables)
-            return plain(value, what, location)
+            compiled = self._compiled.get("\0expr:" + expr)  # a key no manifest string can have
+            if compiled is None:
+                compiled = self._compiled["\0expr:" + expr] = self.env().compile_expression(
+                    expr, undefined_to_none=False)
+            return plain(compiled(variables), what, location)
         except ManifestError:
             raise
         except Exception as e:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.errors import Location, ManifestError
+from driftctl.manifest.render import Renderer
 from driftctl.resources.base import META_PARAMS, ResourceType, all_types, did_you_mean
 from driftctl.yamlsrc import YamlMap, YamlSeq, load_file
 
@@ -93,6 +94,14 @@ class Site:
     entries: list[SiteEntry]
     roles: dict[str, Role] = field(default_factory=dict)
     files: dict[Path, ManifestFile] = field(default_factory=dict)
+    _renderer: Renderer | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def renderer(self) -> Renderer:
+        """The site's renderer: one per site, so compiled templates are shared by every host."""
+        if self._renderer is None:
+            self._renderer = Renderer(self.tree, self.display)
+        return self._renderer
 
     def display(self, path: Path) -> str:
         """How a resolved path inside the tree is named in messages: under ``root`` as given."""

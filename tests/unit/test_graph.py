@@ -128,3 +128,9 @@ def test_notify_targets_merge_notify_and_subscribe_in_catalog_order() -> None:
         "file:/conf": ["service:a", "service:b", "exec:x"],
         "package:p": ["exec:x"],
     }
+
+
+def test_duplicate_ids_are_refused() -> None:
+    with pytest.raises(ManifestError) as info:
+        order([res("file:/a", 3), res("file:/a", 8)])
+    assert str(info.value.location) == "site.yaml:8" and "also declared at site.yaml:3" in info.value.message

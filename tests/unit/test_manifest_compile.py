@@ -446,3 +446,56 @@ def test_bad_site_pattern_is_an_error_at_its_line(tmp_path: Path) -> None:
 def test_exclusion_of_a_group_this_inventory_lacks(tmp_path: Path) -> None:
     site = site_with(tmp_path, "resources:\n  - package: curl\n", site="- hosts: all:!bastion\n  roles: [r]\n")
     assert [r.id for r in compile_one(site, "db1").resources] == ["package:curl"]
+
+
+def test_preflight_accepts_one_resource_per_distribution(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: web-server
+            when: facts.distribution == 'debian'
+          - package: web-server
+            when: facts.distribution == 'fedora'
+            ensure: latest
+          - service: web
+            require: [package:web-server]
+    """)
+    assert [r.id for r in compile_one(site, facts=None).resources] == ["package:web-server", "service:web"]
+    debian = compile_one(site)
+    assert [r.id for r in debian.resources] == ["package:web-server", "service:web"]
+    assert debian.resources[0].params["ensure"] == "present"
+    fedora = compile_one(site, facts={"distribution": "fedora"})
+    assert fedora.resources[0].params["ensure"] == "latest"
+
+
+def test_preflight_with_a_loop_over_facts(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - directory: "/srv/{{ item }}"
+            loop: "{{ facts.mounts }}"
+          - directory: "/data/{{ item }}"
+            loop: "{{ facts.mounts }}"
+            mode: "0750"
+          - file: /etc/mounts.txt
+            content: "{{ facts.mounts | join(' ') }}"
+            require: [directory:/srv/a]
+    """)
+    cat = compile_one(site, facts=None)
+    assert cat.uses_facts and len(cat.resources) == 3
+    real = compile_one(site, facts={"mounts": ["a", "b"]})
+    assert [r.id for r in real.resources] == ["directory:/srv/a", "directory:/srv/b", "directory:/data/a",
+                                              "directory:/data/b", "file:/etc/mounts.txt"]
+    e = fails(site, facts={"mounts": ["b"]})
+    assert "no resource 'directory:/srv/a'" in e.message
+
+
+def test_duplicates_under_real_facts_are_errors(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - package: web-server
+            when: facts.distribution == 'debian'
+          - package: web-server
+            when: facts.init == 'systemd'
+    """)
+    compile_one(site, facts=None)
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/m/{RES}:4" and "duplicate resource package:web-server" in e.message
