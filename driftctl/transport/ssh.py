@@ -159,6 +159,9 @@ class SSHTransport(Transport):
         except (paramiko.SSHException, OSError, EOFError) as e:
             t.close()
             raise _Retry(self._err(f"SSH handshake with {where} failed: {e or type(e).__name__}")) from e
+        if not t.initial_kex_done:  # start_client returns quietly when its own timeout passes
+            t.close()
+            raise _Retry(self._err(f"SSH handshake with {where} failed: no answer within {timeout:g}s"))
         try:
             self._verify_host_key(t, ep, entries, files)
             self._authenticate(t, ep, is_target)
