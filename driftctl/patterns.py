@@ -173,10 +173,10 @@ def select(
         if not matched and strict and not (term.op == "!" and known):
             if known:
                 raise InventoryError(f"host pattern {term.text!r} matches no host: the group is empty", location)
-            raise InventoryError(
-                f"host pattern {term.text!r} matches no host or group", location,
-                _hint(expr, [*hosts, *groups]),
-            )
+            hint = _hint(expr, [*hosts, *groups])
+            if ":" in expr and "," in pattern:
+                hint = f"a pattern with ',' is split on ',' only: write {expr.replace(':', ',')!r}"
+            raise InventoryError(f"host pattern {term.text!r} matches no host or group", location, hint)
         if term.op == "":
             seen = set(selected)
             selected.extend(h for h in matched if h not in seen)

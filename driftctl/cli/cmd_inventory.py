@@ -147,7 +147,7 @@ def _graph_tree(doc: dict[str, Any], tree: Tree | None = None) -> Tree:
 def _table(inv: Inventory, hosts: list[Host]) -> Table:
     table = Table(title=f"{inv.path}: {len(hosts)} of {len(inv.hosts)} hosts", title_justify="left")
     for column in ("host", "address", "user", "become", "transport", "groups"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for h in hosts:
         c = h.connection
         become = c.become_user if c.become else "-"
@@ -185,7 +185,7 @@ def _host_view(inv: Inventory, host: Host, secrets: set[str], as_json: bool) -> 
     ui.out.print(Text(f"  groups:  {', '.join(host.groups)}"))
     table = Table(title="variables (winning value, and where it was set)", title_justify="left")
     for column in ("variable", "value", "from"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for key in sorted(shown):
         table.add_row(Text(key), Text(_value_text(shown[key])), Text(_relative(sources.get(key), base)))
     ui.out.print(table)

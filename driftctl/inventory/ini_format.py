@@ -87,7 +87,7 @@ def load(path: Path, builder: Builder, text: str) -> None:
                 defined.add(group)
                 pending.pop(group, None)
             continue
-        if line.startswith("["):
+        if line.startswith("[") and line.endswith("]"):
             raise InventoryError(
                 f"invalid section header {line!r}",
                 where,
@@ -131,8 +131,9 @@ def _host_line(builder: Builder, group: str, line: str, where: Location) -> None
             raise InventoryError(f"expected key=value after host {tokens[0]!r}, got {token!r}", where)
         variables[key] = parse_value(value)
     for host in definition.names:
+        new = host not in builder.hosts
         builder.add_host(group, host, where)
-        if definition.port is not None:
+        if definition.port is not None and new:  # Ansible sets the port of NAME:PORT only where the host first appears
             builder.set_host_var(host, "ansible_port", definition.port, where)
         for key, value in variables.items():
             builder.set_host_var(host, key, value, where)

@@ -148,6 +148,9 @@ def _priorities(builder: Builder, warnings: list[str]) -> None:
             raise InventoryError(f"{key} of group {g.name!r} must be an integer, not {value!r}",
                                  g.inventory_vars.sources[key])
         g.priority = value
+        # Ansible keeps the priority on the group, not among its variables.
+        del g.inventory_vars.values[key]
+        del g.inventory_vars.sources[key]
 
 
 def _host(builder: Builder, entry: HostEntry, warnings: list[str]) -> tuple[Host, dict[str, Location]]:

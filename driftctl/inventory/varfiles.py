@@ -69,7 +69,7 @@ def read_vars_file(path: Path) -> VarSet:
     if data is None:
         return out
     if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else type(data).__name__
+        kind = "a list" if isinstance(data, list) else "a string" if isinstance(data, str) else type(data).__name__
         raise InventoryError(
             f"a variables file must be a mapping of names to values, not {kind}",
             yamlsrc.location_of(data, Location(str(path), 1)),

@@ -128,8 +128,10 @@ def _group(builder: Builder, name: Any, value: Any, where: Location) -> None:
                 )
             definition = hostpattern.expand(pattern, host_where)
             for host in definition.names:
+                new = host not in builder.hosts
                 builder.add_host(name, host, host_where)
-                if definition.port is not None:
+                # Ansible sets the port of NAME:PORT only where the host first appears
+                if definition.port is not None and new:
                     builder.set_host_var(host, "ansible_port", definition.port, host_where)
                 for var, v in (host_vars or {}).items():
                     builder.set_host_var(host, var, v, _loc(host_vars, var, host_where))
