@@ -44,24 +44,49 @@ class _Item:
         return not self.uncertain and not self.maybe
 
 
-def host_matches(inventory: Any, pattern: str, host: Host, location: Location) -> bool:
-    """Whether ``host`` is selected by a site entry's pattern (the --limit language).
+@dataclass
+class _InventoryView:
+    """What every host of one inventory shares: each site entry's selection and the ``groups``
+    variable. Computed once per (site, inventory), not once per host (that would be quadratic)."""
 
-    A site file serves several inventories, so a part naming a group this inventory lacks selects
-    nobody here (``strict=False``) rather than failing; a malformed pattern is an error at its line.
-    """
-    try:
-        return any(h.name == host.name for h in inventory.select(pattern, strict=False, location=location))
-    except InventoryError as e:
-        raise ManifestError(f"hosts: {e.message}", e.location or location, e.hint) from None
+    inventory: Any  # held, so the id() it is cached under cannot be reused while cached
+    selected: dict[int, frozenset[str]]  # site entry index -> host names
+    groups: dict[str, list[str]]
+
+
+def _view(site: Site, inventory: Any) -> _InventoryView:
+    cache = site._inventory_views
+    view = cache.get(id(inventory))
+    if view is None or view.inventory is not inventory:
+        selected = {}
+        for i, entry in enumerate(site.entries):
+            try:
+                # A site file serves several inventories: a part naming a group this inventory
+                # lacks selects nobody here (strict=False); a malformed pattern is an error.
+                hosts = inventory.select(entry.hosts, strict=False, location=entry.location)
+            except InventoryError as e:
+                raise ManifestError(f"hosts: {e.message}", e.location or entry.location, e.hint) from None
+            selected[i] = frozenset(h.name for h in hosts)
+        groups: dict[str, list[str]] = {"all": []}
+        for h in inventory.hosts.values():
+            groups["all"].append(h.name)
+            for g in h.groups:
+                if g != "all":
+                    groups.setdefault(g, []).append(h.name)
+        view = _InventoryView(inventory, selected, groups)
+        if len(cache) > 8:
+            cache.clear()
+        cache[id(inventory)] = view
+    return view
 
 
 def applicable_files(site: Site, inventory: Any, host: Host) -> list[ManifestFile]:
     """The manifest files for ``host``, in site order, each once (a role in two entries applies once)."""
+    view = _view(site, inventory)
     out: list[ManifestFile] = []
     seen: set[Path] = set()
-    for entry in site.entries:
-        if host_matches(inventory, entry.hosts, host, entry.location):
+    for i, entry in enumerate(site.entries):
+        if host.name in view.selected[i]:
             for mf in entry.files:
                 if mf.path not in seen:
                     seen.add(mf.path)
@@ -69,16 +94,11 @@ def applicable_files(site: Site, inventory: Any, host: Host) -> list[ManifestFil
     return out
 
 
-def magic_variables(inventory: Any, host: Host, facts: Any) -> dict[str, Any]:
-    groups: dict[str, list[str]] = {}
-    for h in inventory.hosts.values():
-        for g in h.groups:
-            groups.setdefault(g, []).append(h.name)
-    groups.setdefault("all", [h.name for h in inventory.hosts.values()])
+def magic_variables(site: Site, inventory: Any, host: Host, facts: Any) -> dict[str, Any]:
     return {
         "inventory_hostname": host.name,
         "group_names": sorted(g for g in host.groups if g != "all"),
-        "groups": groups,
+        "groups": _view(site, inventory).groups,
         "facts": facts,
     }
 
@@ -105,7 +125,7 @@ class _Compiler:
         self.use = FactsUse()
         self.preflight = facts is None
         facts_value: Any = FactsPlaceholder("facts", self.use) if facts is None else TrackedFacts(facts, self.use)
-        self.magic = magic_variables(inventory, host, facts_value)
+        self.magic = magic_variables(site, inventory, host, facts_value)
         self.files = applicable_files(site, inventory, host)
         self.secrets: set[str] = set()
         self.items: list[_Item] = []

@@ -95,6 +95,8 @@ class Site:
     roles: dict[str, Role] = field(default_factory=dict)
     files: dict[Path, ManifestFile] = field(default_factory=dict)
     _renderer: Renderer | None = field(default=None, repr=False, compare=False)
+    # per inventory: each entry's selection and the groups variable (see compile._view)
+    _inventory_views: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def renderer(self) -> Renderer:
