@@ -303,7 +303,7 @@ class _Compiler:
                 continue
             self.use.reset()
             try:
-                text = self.renderer.template_file(str(path.relative_to(base.resolve())), (base.resolve(),), scope)
+                text = self.renderer.template_file(rel, (base,), scope)
             except ManifestError as e:
                 if self.preflight and self.use.touched:
                     uncertain.add("content")

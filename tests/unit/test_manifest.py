@@ -292,6 +292,13 @@ def test_a_symlink_inside_the_tree_is_fine(tmp_path: Path) -> None:
     (root / "roles/web/resources.yaml").write_text("resources:\n  - file: /etc/x\n    template: shared.j2\n")
     site = load_site(root, types=TYPES)
     assert site.roles["web"].manifest.resources[0].body["template"] == "shared.j2"
+    from test_manifest_support import inventory
+
+    from driftctl.manifest import compile_catalog
+
+    inv = inventory(motd="hi")
+    assert compile_catalog(site, inv, inv.hosts["web1"], {}, types=TYPES).by_id()["file:/etc/x"].params["content"] \
+        == "hi\n"
 
 
 def test_missing_source_did_you_mean(tmp_path: Path) -> None:
