@@ -309,7 +309,8 @@ class _Compiler:
                     uncertain.add("content")
                     params["content"] = None
                     continue
-                e.hint = e.hint or f"rendering {key} {rel!r} for {decl.type} at {decl.location}"
+                rid = decl.type if cls.namevar in uncertain else f"{decl.type}:{cls.title(params)}"
+                e.hint = e.hint or f"rendering {key} {rel!r} for {rid} at {decl.location}"
                 raise
             if self.preflight and self.use.reset():
                 uncertain.add("content")
@@ -369,7 +370,7 @@ class _Compiler:
                         continue
                     if self.preflight and rid.partition(":")[0] in unknown_types:
                         continue  # may name a resource whose title depends on facts
-                    raise ManifestError(f"{key}: no resource {rid!r} for host {self.host.name}",
+                    raise ManifestError(f"{key}: no resource {rid!r} in the catalog",
                                         it.relation_locations.get(key, r.source),
                                         did_you_mean(rid, sorted(known)))
                 setattr(r, key, kept)
