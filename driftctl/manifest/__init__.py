@@ -8,7 +8,8 @@ The format is described in docs/manifests.md.
 
 from __future__ import annotations
 
-from driftctl.manifest.compile import applicable_files, compile_catalog, digest, preflight
+from driftctl.manifest.canonical import digest
+from driftctl.manifest.compile import applicable_files, compile_catalog, preflight
 from driftctl.manifest.render import FactsPlaceholder
 from driftctl.manifest.site import ManifestFile, ResourceDecl, Role, Site, SiteEntry, load_site
 

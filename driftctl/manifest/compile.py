@@ -8,21 +8,20 @@ tells the engine to compile again once the facts are known.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from driftctl import graph
 from driftctl.errors import InventoryError, Location, ManifestError
+from driftctl.manifest.canonical import digest, mentions_secret, secret_strings
 from driftctl.manifest.render import FactsPlaceholder, FactsUse, TrackedFacts, contains_placeholder
 from driftctl.manifest.site import ASSET_PARAMS, ManifestFile, ResourceDecl, Site, resolve_inside
 from driftctl.model import Catalog, Host, Resource
 from driftctl.resources.base import ResourceType, all_types, check_abs_path, did_you_mean
-from driftctl.secret import Secret, collect
+from driftctl.secret import collect
 
 RELATIONS = ("require", "before", "notify", "subscribe")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -103,18 +102,6 @@ def magic_variables(site: Site, inventory: Any, host: Host, facts: Any) -> dict[
     }
 
 
-def _secret_strings(value: Any, out: set[str]) -> None:
-    """Every scalar inside a variable named in ``secrets:``, as the text it renders to."""
-    if isinstance(value, Mapping):
-        for v in value.values():
-            _secret_strings(v, out)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            _secret_strings(v, out)
-    elif value is not None and not isinstance(value, (bool, FactsPlaceholder)) and str(value):
-        out.add(str(value))
-
-
 class _Compiler:
     def __init__(self, site: Site, inventory: Any, host: Host, facts: Mapping[str, Any] | None,
                  types: Mapping[str, type[ResourceType]]) -> None:
@@ -155,7 +142,7 @@ class _Compiler:
             collect({k: v for k, v in variables.items() if k not in self.magic}, self.secrets)
             for name in mf.secrets:
                 if name in variables:
-                    _secret_strings(variables[name], self.secrets)
+                    secret_strings(variables[name], self.secrets)
             for w, loc in zip(mf.watch, mf.watch_locations, strict=True):
                 path, unknown = self._render(w, variables, loc, "watch")
                 if unknown:
@@ -174,7 +161,7 @@ class _Compiler:
         self.autorequire()
         resources = self.order()
         for r in resources:
-            if not r.sensitive and self.secrets and _mentions(r.params, self.secrets):
+            if not r.sensitive and self.secrets and mentions_secret(r.params, self.secrets):
                 r.sensitive = True  # a secret in a value: never show its diff, whatever the manifest says
         catalog = Catalog(host=self.host.name, resources=resources, watch=self.watch,
                           secrets=frozenset(self.secrets), uses_facts=self.use.ever)
@@ -262,7 +249,9 @@ class _Compiler:
                 key_locations[name] = loc
         params = self._validate(cls, raw, decl.location, key_locations, uncertain)
         if params is None:
-            return
+            # preflight only: the type's checks tripped on a value that depends on facts. Keep the
+            # resource as written so relations to it resolve; the real render validates it.
+            params, maybe = dict(raw), True
         self._assets(decl, cls, params, scope, key_locations, uncertain)
         if cls.namevar in uncertain:
             self.unknown_titles += 1  # unique, so the preflight graph has one node per resource
@@ -413,51 +402,6 @@ class _Compiler:
             if self.preflight and not all(by_id[r.id].certain for r in e.cycle if r.id in by_id):
                 return resources  # the cycle involves resources that may not exist with the real facts
             raise
-
-
-def _mentions(value: Any, secrets: Iterable[str]) -> bool:
-    if isinstance(value, str):
-        return any(s in value for s in secrets)
-    if isinstance(value, bytes):
-        return any(s.encode("utf-8") in value for s in secrets)
-    if isinstance(value, Mapping):
-        return any(_mentions(v, secrets) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_mentions(v, secrets) for v in value)
-    return False
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"bytes_sha256": hashlib.sha256(value).hexdigest()}
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(_canonical(v) for v in value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return str(value) if isinstance(value, Secret) else value
-    return repr(value)
-
-
-def digest(catalog: Catalog) -> str:
-    """sha256 of the rendered catalog as canonical JSON (sorted keys, no spaces).
-
-    Covers what the host should be (resources in order with params and relations, watch paths),
-    not where it was written: moving a resource to another line does not change it.
-    """
-    doc = {
-        "host": catalog.host,
-        "resources": [
-            {"id": r.id, "params": _canonical(r.params), "require": r.require, "before": r.before,
-             "notify": r.notify, "subscribe": r.subscribe, "sensitive": r.sensitive}
-            for r in catalog.resources
-        ],
-        "watch": catalog.watch,
-    }
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def compile_catalog(site: Site, inventory: Any, host: Host, facts: Mapping[str, Any] | None = None,

@@ -499,3 +499,38 @@ def test_duplicates_under_real_facts_are_errors(tmp_path: Path) -> None:
     compile_one(site, facts=None)
     e = fails(site)
     assert str(e.location) == f"{tmp_path}/m/{RES}:4" and "duplicate resource package:web-server" in e.message
+
+
+def test_preflight_keeps_a_resource_whose_checks_need_facts(tmp_path: Path) -> None:
+    from typing import ClassVar
+
+    from driftctl.errors import Location
+    from driftctl.resources.base import Param, ResourceType
+
+    class Listen(ResourceType):
+        name = "listen"
+        namevar = "name"
+        params: ClassVar[dict[str, Param]] = {"name": Param(str, "name"), "port": Param(int, "port")}
+
+        @classmethod
+        def normalize(cls, params: dict[str, Any], location: Location) -> dict[str, Any]:
+            if params["port"] < 1024:  # a TypeError on the preflight's None
+                raise ManifestError("listen: port must be 1024 or more", location)
+            return params
+
+    types = {**TYPES, "listen": Listen}
+    root = write_tree(tmp_path / "m", {"site.yaml": "- hosts: all\n  roles: [r]\n", RES: """
+        resources:
+          - listen: app
+            port: "{{ facts.cpus * 1000 }}"
+          - service: app
+            require: [listen:app]
+    """})
+    site = load_site(root, types=types)
+    inv = inventory()
+    pre = compile_catalog(site, inv, inv.hosts["web1"], None, types=types)
+    assert [r.id for r in pre.resources] == ["listen:app", "service:app"]
+    assert compile_catalog(site, inv, inv.hosts["web1"], {"cpus": 4}, types=types).resources[0].params["port"] == 4000
+    with pytest.raises(ManifestError) as info:
+        compile_catalog(site, inv, inv.hosts["web1"], {"cpus": 1}, types=types)
+    assert str(info.value.location) == f"{tmp_path}/m/{RES}:2" and "1024" in info.value.message
