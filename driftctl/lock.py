@@ -88,8 +88,11 @@ def describe(holder: dict[str, Any] | None) -> str:
     user = holder.get("user")
     if what or user:
         who += f" ({user + ': ' if user else ''}{what or 'unknown command'})"
-    if holder.get("started"):
-        who += f" since {holder['started']}"
+    started = holder.get("started")
+    if isinstance(started, (int, float)) and not isinstance(started, bool):
+        started = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if started:
+        who += f" since {started}"
     return who
 
 

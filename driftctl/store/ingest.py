@@ -10,6 +10,9 @@ Rules (docs/store.md explains them for users):
   sync closes it; a resource failed or skipped leaves it as it is; a resource no longer in the host's
   catalog closes it (unless the document is ``partial`` or the host ``failed``). Watched paths work the
   same when the host's ``unmanaged`` list is present. ``since``/``runs`` are written into the document.
+  A resource ``changed`` by a drift run (``--remediate``) is converged like an apply's and its episode,
+  counted for this run, closes ("remediated"). Ignored drift has episodes like any other: when the rule
+  expires, "since when" is still true.
 - check and plan never touch converged state or episodes.
 """
 
@@ -75,9 +78,11 @@ def save(cur: Cursor, report: dict[str, Any]) -> int:
         if host["status"] == "unreachable":
             continue  # nothing was observed: converged state and episodes stay as they were
         if command == "apply":
-            _apply_converged(cur, inventory, run_id, started, host)
+            _converge(cur, inventory, run_id, started, host, _applied(host, command), "applied")
         elif command == "drift":
             _drift_episodes(cur, inventory, run_id, started, host, partial=bool(report.get("partial")))
+            # Remediation is an apply of those resources: the drift was seen (above) and is now gone.
+            _converge(cur, inventory, run_id, started, host, _applied(host, command), "remediated")
     cur.execute(
         "INSERT INTO run_documents (run_id, encoding, body) VALUES (?, ?, ?)",
         (run_id, DOCUMENT_ENCODING, encode_document(report)),
@@ -95,30 +100,41 @@ def _save_host(cur: Cursor, run_id: int, host: dict[str, Any]) -> None:
     )
     cur.executemany(
         "INSERT INTO resource_results (run_id, host, resource, type, status, drift, changes, reason, error,"
-        " source, desired_fingerprint, observed_fingerprint, converged_fingerprint)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " source, desired_fingerprint, observed_fingerprint, converged_fingerprint, ignored)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (run_id, name, r["id"], r.get("type") or r["id"].split(":", 1)[0], r["status"], r.get("drift"),
              dumps(r.get("changes") or []), r.get("reason"), r.get("error"), r.get("source"),
-             r.get("desired_fingerprint"), r.get("observed_fingerprint"), r.get("converged_fingerprint"))
+             r.get("desired_fingerprint"), r.get("observed_fingerprint"), r.get("converged_fingerprint"),
+             r.get("ignored"))
             for r in host.get("resources") or []
             if _notable(r)
         ],
     )
     cur.executemany(
-        "INSERT INTO unmanaged_results (run_id, host, path, change, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO unmanaged_results (run_id, host, path, change, before, after, ignored)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             (run_id, name, u["path"], u["change"],
              None if u.get("before") is None else dumps(u["before"]),
-             None if u.get("after") is None else dumps(u["after"]))
+             None if u.get("after") is None else dumps(u["after"]), u.get("ignored"))
             for u in host.get("unmanaged") or []
         ],
     )
 
 
-def _apply_converged(cur: Cursor, inventory: str, run_id: int, when: float, host: dict[str, Any]) -> None:
+def _applied(host: dict[str, Any], command: str) -> list[dict[str, Any]]:
+    """The resources this run converged: all that ended ok or changed in an apply; in a drift run with
+    remediation, those it changed back."""
+    wanted = ("ok", "changed") if command == "apply" else ("changed",)
+    return [r for r in host.get("resources") or [] if r["status"] in wanted and not r.get("error")]
+
+
+def _converge(
+    cur: Cursor, inventory: str, run_id: int, when: float, host: dict[str, Any], done: list[dict[str, Any]],
+    reason: str,
+) -> None:
     name = host["name"]
-    done = [r for r in host.get("resources") or [] if r["status"] in ("ok", "changed") and not r.get("error")]
     cur.executemany(
         "INSERT INTO converged (inventory, host, resource, type, fingerprint, desired_fingerprint, observed,"
         " run_id, converged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -135,9 +151,9 @@ def _apply_converged(cur: Cursor, inventory: str, run_id: int, when: float, host
         ],
     )
     cur.executemany(
-        "UPDATE drift_episodes SET closed = ?, closed_run = ?, close_reason = 'applied'"
+        "UPDATE drift_episodes SET closed = ?, closed_run = ?, close_reason = ?"
         " WHERE inventory = ? AND host = ? AND kind = 'resource' AND subject = ? AND closed IS NULL",
-        [(when, run_id, inventory, name, r["id"]) for r in done],
+        [(when, run_id, reason, inventory, name, r["id"]) for r in done],
     )
 
 

@@ -171,6 +171,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             acquired {real} NOT NULL
         )""",
     )),
+    Migration(2, "a symlink's target in baselines; which results an ignore rule covered", (
+        "ALTER TABLE baseline ADD COLUMN target TEXT",  # the agent's watch scan reports it; it is watched
+        "ALTER TABLE resource_results ADD COLUMN ignored TEXT",  # the rule's reason, or NULL
+        "ALTER TABLE unmanaged_results ADD COLUMN ignored TEXT",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

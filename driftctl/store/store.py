@@ -23,7 +23,7 @@ from driftctl.store.types import (
     to_dt,
 )
 
-_BASELINE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size")
+_BASELINE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size", "target")
 
 
 def _epoch(value: datetime | date | float | None) -> float | None:
@@ -206,16 +206,18 @@ class Store:
         )
 
     def drift_series(self, inventory: str, since: datetime | date | None = None) -> list[SeriesPoint]:
-        """Per drift run and host, how many subjects of each class drifted (a host with none is absent)."""
+        """Per drift run and host, how many subjects of each class drifted, leaving out what an ignore
+        rule covered (a host with none is absent: read it as 0)."""
         where = "r.inventory = ? AND r.command = 'drift' AND r.started >= ?"
         params = [inventory_key(inventory), _epoch(since) or 0.0]
         sql = (
             "SELECT r.id AS run_id, r.started AS started, x.host AS host, x.drift AS drift, COUNT(*) AS n"  # noqa: S608
             f" FROM resource_results x JOIN runs r ON r.id = x.run_id WHERE {where} AND x.drift IS NOT NULL"
+            " AND x.ignored IS NULL"
             " GROUP BY r.id, r.started, x.host, x.drift"
             " UNION ALL"
             " SELECT r.id AS run_id, r.started AS started, u.host AS host, 'unmanaged' AS drift, COUNT(*) AS n"
-            f" FROM unmanaged_results u JOIN runs r ON r.id = u.run_id WHERE {where}"
+            f" FROM unmanaged_results u JOIN runs r ON r.id = u.run_id WHERE {where} AND u.ignored IS NULL"
             " GROUP BY r.id, r.started, u.host"
             " ORDER BY started, run_id, host, drift"
         )
@@ -355,7 +357,10 @@ class Store:
     # -- watch baseline -------------------------------------------------------------------------
 
     def baseline(self, inventory: str, host: str) -> dict[str, dict[str, Any]]:
-        """path -> {type, sha256, mode, owner, group, size, accepted_at, accepted_by}."""
+        """path -> {type, sha256, mode, owner, group, size, target, accepted_at, accepted_by}.
+
+        The file-state keys are those of the agent's watch scan; one it did not report is None.
+        """
         with self._db.read() as cur:
             rows = cur.all(
                 "SELECT * FROM baseline WHERE inventory = ? AND host = ? ORDER BY path",
@@ -364,7 +369,7 @@ class Store:
         return {
             r["path"]: {
                 "type": r["type"], "sha256": r["sha256"], "mode": r["mode"], "owner": r["owner"],
-                "group": r["grp"], "size": r["size"], "accepted_at": to_dt(r["accepted_at"]),
+                "group": r["grp"], "size": r["size"], "target": r["target"], "accepted_at": to_dt(r["accepted_at"]),
                 "accepted_by": r["accepted_by"],
             }
             for r in rows
@@ -399,11 +404,12 @@ class Store:
                     [(inv, host, p) for p, e in entries.items() if e is None],
                 )
             cur.executemany(
-                "INSERT INTO baseline (inventory, host, path, type, sha256, mode, owner, grp, size, accepted_at,"
-                " accepted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO baseline (inventory, host, path, type, sha256, mode, owner, grp, size, target,"
+                " accepted_at, accepted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (inventory, host, path) DO UPDATE SET type = excluded.type,"
                 " sha256 = excluded.sha256, mode = excluded.mode, owner = excluded.owner, grp = excluded.grp,"
-                " size = excluded.size, accepted_at = excluded.accepted_at, accepted_by = excluded.accepted_by",
+                " size = excluded.size, target = excluded.target, accepted_at = excluded.accepted_at,"
+                " accepted_by = excluded.accepted_by",
                 [
                     (inv, host, p, *(e.get(f) for f in _BASELINE_FIELDS), when, by)
                     for p, e in sorted(entries.items())

@@ -204,3 +204,10 @@ def test_names_are_independent_and_release_clears_the_holder(tmp_path: Path) -> 
         assert json.loads(Path(a.where).read_text())["command"] == "apply a"
     assert Path(a.where).read_text() == ""
     assert oct(Path(a.where).stat().st_mode & 0o777) == "0o600"
+
+
+def test_holders_are_described_for_people() -> None:
+    holder = {"pid": 42, "hostname": "ctl1", "user": "alice", "command": "drift inventory/prod",
+              "started": 1764313200.5}  # epoch seconds are shown as ISO 8601
+    assert describe(holder) == "pid 42 on ctl1 (alice: drift inventory/prod) since 2025-11-28T07:00:00Z"
+    assert describe(None) == "an unknown holder"

@@ -364,3 +364,63 @@ def test_prune_drops_old_runs_but_keeps_the_current_truth(store: Store) -> None:
     assert [r.id for r in store.runs(INV)] == [keep]
     assert store.converged(INV, "web1")[motd].run_id is None  # the run is gone, the state stays
     assert drift_of(store) == {motd: ("corrective", at(1), 2)}
+
+
+def test_remediation_converges_and_closes_what_it_fixed(store: Store) -> None:
+    motd, nginx = "file:/etc/motd", "package:nginx"
+    store.save_run(report("apply", 0, [host("web1", [res(motd, "changed"), res(nginx, "changed")])]))
+    drift_run(store, 1, [res(motd, drift="corrective", observed="hand"), res(nginx, drift="corrective", observed="x")])
+    # drift --remediate: motd changed back (observed again after the fix), nginx could not be.
+    doc = drift_run(store, 2, [
+        res(motd, "changed", drift="corrective", desired="v1", observed="v1"),
+        res(nginx, "failed", drift="corrective", observed="x", error="dpkg lock"),
+    ])
+    assert doc["hosts"][0]["resources"][0]["runs"] == 2  # it was seen in this run too
+    [fixed] = store.episodes(INV, "web1", motd)
+    assert (fixed.runs, fixed.closed, fixed.close_reason) == (2, at(2), "remediated")
+    assert store.converged(INV, "web1")[motd].converged_at == at(2)
+    assert store.converged(INV, "web1")[nginx].converged_at == at(0)
+    assert drift_of(store) == {nginx: ("corrective", at(1), 1)}
+
+
+def test_ignored_drift_keeps_its_episode_but_leaves_the_charts(store: Store) -> None:
+    motd = "file:/etc/motd"
+    ignored = res(motd, drift="corrective", observed="x")
+    ignored["ignored"] = "motd owned by the login team (until 2026-12-01)"
+    cron = unmanaged("/etc/cron.d/agent")
+    cron["ignored"] = "vendor agent (until 2026-12-01)"
+    drift_run(store, 0, [ignored, res("file:/etc/issue", drift="pending", observed="y")], unmanaged=[cron])
+    assert set(drift_of(store)) == {motd, "file:/etc/issue", "/etc/cron.d/agent"}
+    assert [(p.drift_class, p.count) for p in store.drift_series(INV)] == [("pending", 1)]
+
+
+def test_the_engines_document_validates_and_round_trips(store: Store) -> None:
+    """The contract between driftctl.document (the producer) and the schema and store."""
+    from driftctl.document import build
+    from driftctl.errors import Location
+    from driftctl.model import Change, HostResult, ResourceResult, RunResult, UnmanagedChange
+
+    motd = ResourceResult(
+        "file:/etc/motd", "ok", changes=[Change("content", "a\n", "b\n", "--- a\n+++ b\n")], reason="corrective drift",
+        source=Location("manifests/site.yaml", 4), type="file", drift="corrective", desired_fingerprint=fp("a"),
+        observed_fingerprint=fp("b"), converged_fingerprint=fp("a"), observed={"mode": "0644", "owner": "root"},
+    )
+    nginx = ResourceResult("package:nginx", "ok", reason="in sync", type="package", desired_fingerprint=fp("n"),
+                           observed_fingerprint=fp("n"), converged_fingerprint=fp("n"), observed={"version": "1.22"})
+    added = UnmanagedChange("/etc/sudoers.d/x", "added", None,
+                            {"type": "file", "mode": "0440", "owner": "root", "group": "root", "size": 20,
+                             "sha256": fp("x")})
+    run = RunResult("drift", [
+        HostResult("web1", "ok", [motd, nginx], facts={"os": "debian"}, round_trips=1, duration=0.52,
+                   fingerprint=fp("web1"), catalog_digest=fp("cat"), unmanaged=[added]),
+        HostResult("db1", "unreachable", error="connection refused"),
+    ], started=at(0).timestamp(), finished=at(0.01).timestamp())
+    doc = build(run, INV, ["driftctl", "drift", INV])
+    VALIDATOR.validate(doc)
+    store.save_run(doc)
+    VALIDATOR.validate(doc)
+    assert store.latest_run(INV) == doc
+    web1 = doc["hosts"][0]
+    assert (web1["resources"][0]["since"], web1["resources"][0]["runs"]) == (stamp(0), 1)
+    assert (web1["unmanaged"][0]["since"], web1["unmanaged"][0]["runs"]) == (stamp(0), 1)
+    assert {e.subject for e in store.open_drift(INV)} == {"file:/etc/motd", "/etc/sudoers.d/x"}

@@ -21,7 +21,8 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 def entry(sha: str, mode: str = "0644", kind: str = "file", size: int = 12) -> dict[str, object]:
-    return {"type": kind, "sha256": sha, "mode": mode, "owner": "root", "group": "root", "size": size}
+    return {"type": kind, "sha256": sha, "mode": mode, "owner": "root", "group": "root", "size": size,
+            "target": None}
 
 
 def test_baseline_is_accepted_replaced_and_merged(store: Store) -> None:
@@ -45,6 +46,23 @@ def test_baseline_is_accepted_replaced_and_merged(store: Store) -> None:
     # Replace: the new set is the whole baseline.
     store.set_baseline(INV, "web1", {"/etc/sudoers.d/ops": entry("c" * 64, "0440")}, by="carol", now=later)
     assert list(store.baseline(INV, "web1")) == ["/etc/sudoers.d/ops"]
+
+
+def test_baseline_keeps_every_attribute_of_the_watch_scan(store: Store) -> None:
+    # What the agent's scan gives per type (driftctl/agent/watch.py): a file has size and sha256, a
+    # symlink its target, a directory neither. The baseline must compare equal to a fresh scan.
+    scan = {
+        "/etc/ssh/sshd_config": {"type": "file", "mode": "0644", "owner": "root", "group": "root", "size": 3,
+                                 "sha256": "d" * 64},
+        "/etc/alternatives/editor": {"type": "link", "mode": "0777", "owner": "root", "group": "root",
+                                     "target": "/usr/bin/vim.basic"},
+        "/etc/ssh": {"type": "directory", "mode": "0755", "owner": "root", "group": "root"},
+    }
+    store.set_baseline(INV, "web1", scan, by="alice", now=NOW)
+    got = store.baseline(INV, "web1")
+    for path, attrs in scan.items():
+        kept = {k: v for k, v in got[path].items() if v is not None and k not in ("accepted_at", "accepted_by")}
+        assert kept == attrs
 
 
 def test_baseline_needs_absolute_paths_and_an_acceptor(store: Store) -> None:
