@@ -174,6 +174,8 @@ class _Compiler:
         loop_var = body.get("loop_var", "item")
         if not isinstance(loop_var, str) or not _IDENT.match(loop_var):
             raise ManifestError(f"loop_var must be a variable name, not {loop_var!r}", body.loc("loop_var"))
+        if loop_var in self.magic:
+            raise ManifestError(f"loop_var {loop_var!r} would hide the variable of the same name", body.loc("loop_var"))
         if "loop_var" in body and "loop" not in body:
             raise ManifestError("loop_var without loop", body.loc("loop_var"))
         maybe = False

@@ -165,6 +165,14 @@ def test_loop_var_must_be_a_name(tmp_path: Path) -> None:
             loop_var: "not a name"
     """)
     assert str(fails(site).location) == f"{tmp_path}/m/{RES}:4"
+    site = site_with(tmp_path / "b", """
+        resources:
+          - package: x
+            loop: [a]
+            loop_var: facts
+    """)
+    e = fails(site)
+    assert str(e.location) == f"{tmp_path}/b/m/{RES}:4" and "hide" in e.message
 
 
 # ---- validation, claims, relations
