@@ -21,7 +21,7 @@ from driftctl.bake import oci
 from driftctl.bake.accounts import Accounts, bake_authorized_key, bake_group, bake_user
 from driftctl.bake.fs import ImageFS
 from driftctl.bake.layer import write_layer
-from driftctl.bake.observe import wanted_paths
+from driftctl.bake.observe import image_facts, wanted_paths
 from driftctl.bake.provenance import L_CREATED, catalog_digest, git_revision, git_source, labels, resolve_epoch
 from driftctl.bake.units import bake_service, dpkg_installed
 from driftctl.bake.writers import (
@@ -100,12 +100,15 @@ def bake(
     epoch: int | None = None,
     repo: str | Path | None = None,
     workdir: str | None = None,
+    render: Callable[[dict[str, Any]], Catalog] | None = None,
 ) -> BakeResult:
     """Bake ``catalog`` onto the image ``base`` (see driftctl.bake.oci for reference forms).
 
     ``out`` is a directory (oci-dir) or a file (oci-archive, docker-archive). ``repo`` is the manifest
     tree: its git commit becomes the revision label and its last commit time the epoch when
     SOURCE_DATE_EPOCH is not set. ``tag`` names the image in the layout's index (and the archive).
+    ``render(facts)`` renders the catalog again with the base image's facts, when the catalog says
+    its templates use facts (``Catalog.uses_facts``): an image's facts are its own, not a host's.
     Raises BakeError (naming the resource) when a resource cannot be baked.
     """
     if format not in oci.FORMATS:
@@ -116,6 +119,8 @@ def bake(
     when = resolve_epoch(repo_path, epoch)
     with oci.open_image(base, workdir) as image:
         fs = ImageFS.load(image, wanted_paths(catalog))
+        if catalog.uses_facts and render is not None:
+            catalog = render(image_facts(fs))  # contents it now needs are read from the layers on demand
         results = converge(fs, catalog, when)
         with tempfile.TemporaryDirectory(prefix="driftctl-bake-", dir=workdir) as tmp:
             layer = write_layer(fs, Path(tmp))

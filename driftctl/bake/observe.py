@@ -126,17 +126,16 @@ def _point_at_image(ns: dict[str, Any], fs: ImageFS) -> None:
     ns["cron_read"] = cron_read
 
 
-def agent_item(r: Resource, managed: list[str]) -> dict[str, Any]:
-    """The params the agent gets for ``r``, as the engine would send them."""
+def agent_item(r: Resource, catalog: Catalog) -> dict[str, Any]:
+    """The params the agent gets for ``r``, exactly as the engine sends them in a probe."""
+    from driftctl.engine import managed_below
+
     rtype = get_type(r.type)
-    params = rtype.agent_params(r.params) if rtype is not None else dict(r.params)
+    params = dict(rtype.agent_params(r.params)) if rtype is not None else dict(r.params)
+    params["_want_content"] = not r.sensitive
     if r.type == "directory":
-        params["_managed"] = managed
+        params["_managed"] = managed_below(str(r.params.get("path", "")), catalog.resources)
     return params
-
-
-def managed_paths(catalog: Catalog) -> list[str]:
-    return sorted({r.params["path"] for r in catalog.resources if isinstance(r.params.get("path"), str)})
 
 
 def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, dict[str, Any]]:
@@ -150,7 +149,6 @@ def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, d
         ns = agent_namespace(fs)
         _point_at_image(ns, fs)
         ctx = ns["Ctx"](facts=image_facts(fs), want_content=True)
-        managed = managed_paths(catalog)
         out: dict[str, dict[str, Any]] = {}
         for r in catalog.resources:
             handler = ns["TYPES"].get(r.type)
@@ -158,7 +156,7 @@ def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, d
                 out[r.id] = {"error": f"the agent has no resource type {r.type!r}"}
                 continue
             try:
-                out[r.id] = {"observed": handler.observe(agent_item(r, managed), ctx)}
+                out[r.id] = {"observed": handler.observe(agent_item(r, catalog), ctx)}
             except (ns["Failure"], BakeError) as e:
                 out[r.id] = {"error": str(e)}
             except Exception as e:  # an observer met something the image view lacks: this resource only
