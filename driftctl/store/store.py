@@ -290,7 +290,7 @@ class Store:
                 kind = "applied"
             else:
                 fields, kind = [], "failed"
-                detail = f"{r['command']} failed: {r['error'] or 'no error recorded'}"
+                detail = f"failed during {r['command']}: {r['error'] or 'no error recorded'}"
             out.append((float(r["started"]), 1, HistoryEvent(
                 time=to_dt(r["started"]), kind=kind, inventory=inv, host=r["host"], subject=r["resource"],
                 run_id=int(r["run_id"]), command=r["command"], detail=detail, fields=fields,
@@ -315,7 +315,7 @@ class Store:
             (float(r["started"]), 0, HistoryEvent(
                 time=to_dt(r["started"]), kind="unreachable" if r["status"] == "unreachable" else "host-failed",
                 inventory=inv, host=r["host"], subject=None, run_id=int(r["run_id"]), command=r["command"],
-                detail=f"{r['command']}: {r['status']}" + (f": {r['error']}" if r["error"] else ""),
+                detail=f"{r['status']} during {r['command']}" + (f": {r['error']}" if r["error"] else ""),
             ))
             for r in rows
         ]
