@@ -50,7 +50,7 @@ def run_lock(
         return nullcontext()
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "started": time.time(),
               "user": _user()}
-    return lock(store, f"inventory:{inventory}", holder, wait)  # type: ignore[no-any-return]
+    return lock(store, f"inventory:{inventory}", holder, wait)
 
 
 def _user() -> str:
@@ -81,10 +81,10 @@ def image_reference(image: str | Path) -> Reference:
     from driftctl.bake import image_observe
 
     def converged(host: Host, plan: HostPlan) -> dict[str, str]:
-        observed = image_observe(image, plan.catalog)
+        observed = image_observe(str(image), plan.catalog)
         out = {}
         for p in plan.items:
-            state = observed.get(p.id)
+            state = observed.get(p.id, {}).get("observed")
             if state is not None:
                 out[p.id] = fingerprint.of(fingerprint.managed_state(p.desired, state))
         return out
@@ -199,11 +199,12 @@ def record_run(settings: Settings, run: RunResult, inventory: str | os.PathLike[
         store.save_run(doc)
         if run.command == "apply":
             for h in run.hosts:
-                if h.watch_after is None or h.status in ("unreachable",):
+                if not h.watch or h.status in ("unreachable", "failed"):
                     continue
                 old = store.baseline(key, h.host) or None
                 pre = h.watch.get("entries", {})
-                post = h.watch_after.get("entries", {})
+                # no apply call (nothing to change): the probe's scan is the state after the apply
+                post = (h.watch_after if h.watch_after is not None else h.watch).get("entries", {})
                 store.set_baseline(key, h.host, rebaseline(old, pre, post), by=f"{_user()} (apply)")
     finally:
         if own:

@@ -27,6 +27,9 @@ MARK = {"ok": " ", "changed": "~", "failed": "x", "skipped": "-"}
 
 
 def describe(r: ResourceResult, c: Change) -> str:
+    if r.drift:
+        # drift reads from the converged/desired value to what the host has now
+        c = Change(c.field, c.after, c.before, c.diff)
     rtype = get_type(r.type or r.id.split(":", 1)[0])
     if rtype is not None:
         return rtype.describe(c)

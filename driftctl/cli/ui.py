@@ -10,8 +10,12 @@ from rich.markup import escape
 
 
 def _console(stream: object) -> Console:
-    no_color = bool(os.environ.get("NO_COLOR")) or not getattr(stream, "isatty", lambda: False)()
-    return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=False)  # type: ignore[arg-type]
+    tty = getattr(stream, "isatty", lambda: False)()
+    no_color = bool(os.environ.get("NO_COLOR")) or not tty
+    # Without a terminal (cron, pipes, CI logs) lines are never folded at an imagined 80 columns,
+    # and tables get room enough to stay on one line per row.
+    return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=not tty,  # type: ignore[arg-type]
+                   width=None if tty else 160)
 
 
 out = _console(sys.stdout)
