@@ -19,10 +19,11 @@ worse than stopping. Excluding an existing but empty group is fine.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -126,10 +127,37 @@ def _slice(names: list[str], sub: Subscript | None, term: Term, location: Locati
     return out
 
 
+class Nearest:
+    """Did-you-mean over many names: the closest candidate to a word, or None if none is close.
+
+    difflib is slow per comparison and host names are all alike, so only the names next to the
+    word in prefix order and in suffix order are compared (a typo sits at one end or the other).
+    """
+
+    WINDOW = 10
+
+    def __init__(self, candidates: Iterable[str]) -> None:
+        self.by_prefix = sorted(set(candidates))
+        self.by_suffix = sorted(c[::-1] for c in self.by_prefix)
+
+    def find(self, word: str) -> str | None:
+        pool: list[str] = []
+        for names, key, flip in ((self.by_prefix, word, False), (self.by_suffix, word[::-1], True)):
+            i = bisect.bisect_left(names, key)
+            near = names[max(0, i - self.WINDOW) : i + self.WINDOW]
+            pool += [n[::-1] for n in near] if flip else near
+        close = difflib.get_close_matches(word, list(dict.fromkeys(pool)), n=1, cutoff=0.5)
+        return close[0] if close else None
+
+
+def nearest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``word``, or None (see Nearest)."""
+    return Nearest(candidates).find(word)
+
+
 def _hint(expr: str, names: Sequence[str]) -> str | None:
-    word = expr.lstrip("~")
-    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.5)
-    return f"did you mean {close[0]!r}?" if close else None
+    close = nearest(expr.lstrip("~"), names)
+    return f"did you mean {close!r}?" if close else None
 
 
 def select(

@@ -14,7 +14,7 @@ So a ``group_vars/`` file wins over the hosts file's vars for any group, as in A
 
 from __future__ import annotations
 
-import difflib
+import re
 from pathlib import Path
 
 from driftctl.errors import InventoryError, Location
@@ -22,6 +22,7 @@ from driftctl.inventory import connection, ini_format, varfiles, yaml_format
 from driftctl.inventory.builder import ALL, Builder, HostEntry
 from driftctl.inventory.model import Group, Inventory, VarSet
 from driftctl.model import Host
+from driftctl.patterns import nearest
 
 HOSTS_FILES = ("hosts.yaml", "hosts.yml", "hosts", "hosts.ini")
 _YAML_EXT = {".yaml", ".yml", ".json"}
@@ -68,18 +69,17 @@ def _read(path: Path, builder: Builder) -> None:
         yaml_format.load(path, builder)
 
 
+_YAML_FIRST_LINE = re.compile(r"^(---|%|\{|[^\s=\[#;:]+:(\s|$))")
+
+
 def _looks_like_ini(text: str) -> bool:
-    """A file called ``hosts`` may be either: INI starts with a [section] or a bare host line."""
+    """A file called ``hosts`` may be either. YAML starts with a mapping key (``all:``); INI with a
+    ``[section]`` or a host line (``web1``, ``web1:2222``, ``web1 ansible_host=10.0.0.1``)."""
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
-        if line.startswith("---") or line.startswith("{"):
-            return False
-        if line.startswith("["):
-            return True
-        # YAML's first line is a mapping key ("all:"); an INI host line is "name" or "name k=v".
-        return not (line.endswith(":") or ": " in line)
+        return not _YAML_FIRST_LINE.match(line)
     return True
 
 
@@ -175,5 +175,5 @@ def _host(builder: Builder, entry: HostEntry, warnings: list[str]) -> tuple[Host
 
 
 def suggest(name: str, candidates: list[str]) -> str | None:
-    close = difflib.get_close_matches(name, candidates, n=1)
-    return f"did you mean {close[0]!r}?" if close else None
+    close = nearest(name, candidates)
+    return f"did you mean {close!r}?" if close else None

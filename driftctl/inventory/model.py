@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl import patterns
-from driftctl.errors import Location
+from driftctl.errors import InventoryError, Location
 from driftctl.model import Host
 
 
@@ -76,29 +76,48 @@ class Inventory:
     var_sources: dict[str, dict[str, Location]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)  # every file read, in the order read
 
+    _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def members(self, group: str) -> list[str]:
         """Every host in ``group`` or any of its descendants, in inventory order."""
-        return [name for name, host in self.hosts.items() if group in host.groups]
+        return list(self.membership().get(group, []))
 
     def membership(self) -> dict[str, list[str]]:
-        """Group name -> its hosts (descendants included): the input the pattern language needs."""
-        out: dict[str, list[str]] = {name: [] for name in self.groups}
-        for name, host in self.hosts.items():
-            for g in host.groups:
-                out.setdefault(g, []).append(name)
-        return out
+        """Group name -> its hosts (descendants included): the input the pattern language needs.
+
+        Computed once: an Inventory is not meant to change after ``load_inventory``.
+        """
+        if "membership" not in self._cache:
+            out: dict[str, list[str]] = {name: [] for name in self.groups}
+            for name, host in self.hosts.items():
+                for g in host.groups:
+                    out.setdefault(g, []).append(name)
+            self._cache["membership"] = out
+        return {g: list(names) for g, names in self._cache["membership"].items()}
 
     def select(self, pattern: str | None, *, strict: bool = True, location: Location | None = None) -> list[Host]:
         """The hosts a ``--limit`` pattern selects, in inventory order (all hosts for None).
 
         Raises InventoryError when the pattern, or (with ``strict``) any part of it, matches no host;
         ``strict=False`` suits a site file shared by several inventories. ``location`` is where the
-        pattern was written, for the error.
+        pattern was written, for the error. Results are cached per pattern (site files ask often).
         """
         if pattern is None:
             return list(self.hosts.values())
-        names = patterns.select(pattern, list(self.hosts), self.membership(), strict=strict, location=location)
-        return [self.hosts[n] for n in names]
+        key = ("select", pattern, strict)
+        if key not in self._cache:
+            if "membership" not in self._cache:
+                self.membership()
+            try:
+                self._cache[key] = patterns.select(
+                    pattern, list(self.hosts), self._cache["membership"], strict=strict, location=location
+                )
+            except InventoryError as e:
+                self._cache[key] = e
+        found = self._cache[key]
+        if isinstance(found, InventoryError):  # a fresh error each time, at this caller's location
+            raise InventoryError(found.message, location or found.location, found.hint)
+        return [self.hosts[n] for n in found]
 
     def var_source(self, host: str, var: str) -> Location | None:
         return self.var_sources.get(host, {}).get(var)

@@ -8,7 +8,6 @@ so refusing them would break existing inventories; a warning still catches ``gro
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from driftctl import yamlsrc
 from driftctl.errors import InventoryError, Location
 from driftctl.inventory.model import VarSet
+from driftctl.patterns import Nearest
 
 EXTENSIONS = (".yml", ".yaml", ".json")
 
@@ -105,6 +105,7 @@ def load(directory: Path, names: Iterable[str], kind: str) -> VarFiles:
             merged.update(read_vars_file(f))
         result.by_name[name] = merged
         result.files[name] = [str(f) for f in found.files]
+    hints = Nearest(known)
     for entry in sorted(directory.iterdir(), key=lambda p: p.name):
         if _skipped(entry.name) or entry.name in claimed:
             continue
@@ -113,7 +114,7 @@ def load(directory: Path, names: Iterable[str], kind: str) -> VarFiles:
             if entry.is_file() and stem.endswith(ext):
                 stem = stem[: -len(ext)]
                 break
-        close = difflib.get_close_matches(stem, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = hints.find(stem)
+        hint = f"; did you mean {close!r}?" if close else ""
         result.warnings.append(f"{entry}: there is no {what} named {stem!r}, so it is ignored{hint}")
     return result

@@ -148,3 +148,13 @@ def test_parse_orders_plain_then_intersections_then_exclusions():
     assert [t.text for t in terms] == ["c", "f", "&b", "&e", "!a", "!d"]
     assert [t.op for t in terms] == ["", "", "&", "&", "!", "!"]
     assert patterns.parse("web[1:]")[0].subscript == patterns.Subscript(1, -1)
+
+
+def test_cached_errors_carry_each_callers_location():
+    inv = load_inventory(DATA / "patterns.yaml")
+    for line in (3, 9):
+        with pytest.raises(InventoryError) as e:
+            inv.select("wbe", location=Location("site.yaml", line))
+        assert str(e.value) == f"site.yaml:{line}: host pattern 'wbe' matches no host or group (did you mean 'web'?)"
+    assert [h.name for h in inv.select("web[0]")] == ["web1"]
+    assert [h.name for h in inv.select("web[0]")] == ["web1"]  # from the cache, same answer
