@@ -22,7 +22,15 @@ from driftctl.bake.accounts import Accounts, bake_authorized_key, bake_group, ba
 from driftctl.bake.fs import ImageFS
 from driftctl.bake.layer import write_layer
 from driftctl.bake.observe import image_facts, wanted_paths
-from driftctl.bake.provenance import L_CREATED, catalog_digest, git_revision, git_source, labels, resolve_epoch
+from driftctl.bake.provenance import (
+    L_CREATED,
+    L_NOT_REPRODUCIBLE,
+    catalog_digest,
+    git_revision,
+    git_source,
+    labels,
+    resolve_epoch,
+)
 from driftctl.bake.units import bake_service, dpkg_installed
 from driftctl.bake.writers import (
     Baker,
@@ -101,6 +109,7 @@ def bake(
     repo: str | Path | None = None,
     workdir: str | None = None,
     render: Callable[[dict[str, Any]], Catalog] | None = None,
+    engine: bool | None = None,
 ) -> BakeResult:
     """Bake ``catalog`` onto the image ``base`` (see driftctl.bake.oci for reference forms).
 
@@ -109,6 +118,8 @@ def bake(
     SOURCE_DATE_EPOCH is not set. ``tag`` names the image in the layout's index (and the archive).
     ``render(facts)`` renders the catalog again with the base image's facts, when the catalog says
     its templates use facts (``Catalog.uses_facts``): an image's facts are its own, not a host's.
+    ``engine``: packages and execs the base lacks run in a podman build container (None: when podman
+    is installed; False: never, refuse them). Such an image is marked converged-not-bit-reproducible.
     Raises BakeError (naming the resource) when a resource cannot be baked.
     """
     if format not in oci.FORMATS:
@@ -121,12 +132,14 @@ def bake(
         fs = ImageFS.load(image, wanted_paths(catalog))
         if catalog.uses_facts and render is not None:
             catalog = render(image_facts(fs))  # contents it now needs are read from the layers on demand
-        results = converge(fs, catalog, when)
+        early = _packages_and_execs(fs, catalog, image, base, when, engine)
+        results = converge(fs, catalog, when, early.results)
         with tempfile.TemporaryDirectory(prefix="driftctl-bake-", dir=workdir) as tmp:
             layer = write_layer(fs, Path(tmp))
             new_layers = [layer] if layer is not None else []
+            extra = {L_NOT_REPRODUCIBLE: ",".join(early.ran)} if early.ran else None
             image_labels = labels(catalog, when, _base_name(image, base), image.digest, git_revision(repo_path),
-                                  git_source(repo_path))
+                                  git_source(repo_path), extra)
             config = _config(image, new_layers, image_labels, when, len(catalog.resources))
             config_raw, manifest_raw, _layers = oci.compose(image, new_layers, config, image_labels)
             _write(out, format, image, new_layers, config_raw, manifest_raw, tag, when, Path(tmp))
@@ -168,8 +181,12 @@ def _index_manifests(layout: Path) -> list[dict[str, Any]]:
         return []
 
 
-def converge(fs: ImageFS, catalog: Catalog, epoch: int) -> list[ResourceResult]:
-    """Write every resource's desired state into ``fs``'s upper level; one result per resource."""
+def converge(fs: ImageFS, catalog: Catalog, epoch: int,
+             done: dict[str, ResourceResult] | None = None) -> list[ResourceResult]:
+    """Write every resource's desired state into ``fs``'s upper level; one result per resource.
+
+    ``done`` holds the results of resources already handled (packages and execs).
+    """
     accounts = Accounts.load(fs)
     b = Baker(fs, epoch, accounts, {r.params["path"] for r in catalog.resources
                                      if isinstance(r.params.get("path"), str)})
@@ -179,11 +196,15 @@ def converge(fs: ImageFS, catalog: Catalog, epoch: int) -> list[ResourceResult]:
         "user": bake_user, "authorized_key": bake_authorized_key,
         "service": lambda b, r: bake_service(b.fs, r, b.epoch),
     }
-    results: dict[str, ResourceResult] = {}
+    results: dict[str, ResourceResult] = dict(done or {})
     for r in canonical_order(catalog.resources):
         before = _state(fs, accounts)
+        if r.id in results:
+            continue
         if r.type in ("package", "exec"):
-            results[r.id] = _check_in_base(fs, r)
+            checked = _check_in_base(fs, r, refuse=True)
+            assert checked is not None  # refuse=True raises instead of answering None
+            results[r.id] = checked
             continue
         writer = writers.get(r.type)
         if writer is None:
@@ -202,10 +223,51 @@ def _state(fs: ImageFS, accounts: Accounts) -> tuple[int, int]:
     return fs.version, sum(t.version for t in (accounts.passwd, accounts.group, accounts.shadow, accounts.gshadow))
 
 
-def _check_in_base(fs: ImageFS, r: Resource) -> ResourceResult:
-    """Packages and commands need a running system: bake accepts them only when the base already
-    has them (docs/bake.md explains the choice)."""
+@dataclass
+class _Early:
+    results: dict[str, ResourceResult]
+    ran: list[str]
+
+
+def _packages_and_execs(fs: ImageFS, catalog: Catalog, image: oci.Image, ref: str, epoch: int,
+                        engine: bool | None) -> _Early:
+    """Packages and execs first (later resources edit what packages install): what the base already
+    has is in sync; the rest runs in a build container when one may be used, else bake refuses."""
+    from driftctl.bake.buildctr import engine_available, run_in_container
+
+    results: dict[str, ResourceResult] = {}
+    pending = []
+    for r in catalog.resources:
+        if r.type not in ("package", "exec"):
+            continue
+        found = _check_in_base(fs, r, refuse=False)
+        if found is None:
+            pending.append(r)
+        else:
+            results[r.id] = found
+    if not pending:
+        return _Early(results, [])
+    use = engine if engine is not None else engine_available()
+    if not use:
+        for r in pending:
+            _check_in_base(fs, r, refuse=True)  # raises the reason, naming the resource
+    step = run_in_container(fs, catalog, pending, image, ref, epoch)
+    for r in pending:
+        ran = r.id in step.ran
+        results[r.id] = ResourceResult(r.id, "changed" if ran else "ok", source=r.source,
+                                       reason="converged in a build container" if ran else "in sync in the base")
+    return _Early(results, step.ran)
+
+
+def _check_in_base(fs: ImageFS, r: Resource, refuse: bool) -> ResourceResult | None:
+    """Packages and commands need a running system: in sync when the base already has them; else
+    None, or (``refuse``) a BakeError saying why (docs/bake.md explains the choice)."""
     p = r.params
+    if not refuse:
+        try:
+            return _check_in_base(fs, r, refuse=True)
+        except BakeError:
+            return None
     if r.type == "package":
         if fs.get("/var/lib/dpkg/status") is None:
             raise BakeError(f"{r.id} ({r.source}): the base has no dpkg database, so bake cannot tell "
@@ -218,8 +280,8 @@ def _check_in_base(fs: ImageFS, r: Resource) -> ResourceResult:
             return ResourceResult(r.id, "ok", reason="in sync in the base", source=r.source)
         raise BakeError(
             f"{r.id} ({r.source}): the base image has {p['name']} {installed or 'not installed'}, "
-            f"the catalog wants {ensure}. Bake never runs a package manager (it would not be reproducible): "
-            "install packages into the base image (see docs/bake.md)")
+            f"the catalog wants {ensure}. Without a build container (podman) bake cannot run a package "
+            "manager: install packages into the base image, or install podman (see docs/bake.md)")
     if p.get("refreshonly"):
         return ResourceResult(r.id, "skipped", reason="refresh-only: nothing is notified in an image",
                               source=r.source)
@@ -227,9 +289,8 @@ def _check_in_base(fs: ImageFS, r: Resource) -> ResourceResult:
     if creates and fs.get(fs.resolve(creates, follow_last=True)) is not None:
         return ResourceResult(r.id, "ok", reason=f"{creates} exists in the base", source=r.source)
     raise BakeError(
-        f"{r.id} ({r.source}): bake does not run commands (the result would not be reproducible); "
-        "run it when building the base image, or give it a `creates:` path the base already has "
-        "(see docs/bake.md)")
+        f"{r.id} ({r.source}): without a build container (podman) bake cannot run commands; run it "
+        "when building the base image, or give it a `creates:` path the base already has (see docs/bake.md)")
 
 
 def _config(image: oci.Image, layers: list[oci.NewLayer], image_labels: dict[str, str], epoch: int,

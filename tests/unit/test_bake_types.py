@@ -197,7 +197,9 @@ def test_packages_and_execs_only_when_the_base_has_them(base: Path, tmp_path: Pa
     assert [r.status for r in ok.resources] == ["ok", "ok", "ok", "skipped"]
     assert _statuses(tmp_path / "out", res("package", "base-files"), res("package", "gone", ensure="absent")) == {
         "package:base-files": "ok", "package:gone": "ok"}
-    with pytest.raises(BakeError, match="never runs a package manager"):
-        bake(Catalog("h", [res("package", "nginx")]), str(base), tmp_path / "o2", epoch=EPOCH)
-    with pytest.raises(BakeError, match="does not run commands"):
-        bake(Catalog("h", [res("exec", "make", command="make")]), str(base), tmp_path / "o3", epoch=EPOCH)
+    # without a build container (engine=False: as on a machine without podman) bake says why it cannot
+    with pytest.raises(BakeError, match=r"package:nginx .*cannot run a package manager"):
+        bake(Catalog("h", [res("package", "nginx")]), str(base), tmp_path / "o2", epoch=EPOCH, engine=False)
+    with pytest.raises(BakeError, match=r"exec:make .*cannot run commands"):
+        bake(Catalog("h", [res("exec", "make", command="make")]), str(base), tmp_path / "o3", epoch=EPOCH,
+             engine=False)
