@@ -33,7 +33,13 @@ def _inventory_files(directory: Path, warnings: list[str]) -> list[Path]:
     """The inventory sources of a directory: files only (group_vars/ and host_vars/ are not sources)."""
     found: list[Path] = []
     for entry in sorted(directory.iterdir(), key=lambda p: p.name):
-        if entry.name.startswith(".") or entry.name.endswith("~") or not entry.is_file():
+        if entry.name.startswith(".") or entry.name.endswith("~"):
+            continue
+        if entry.is_dir():
+            if entry.name not in ("group_vars", "host_vars"):
+                warnings.append(f"{entry}: ignored (driftctl does not read inventories in subdirectories)")
+            continue
+        if not entry.is_file():
             continue
         if entry.suffix in _YAML_EXT or entry.suffix == ".ini" or not entry.suffix:
             found.append(entry)

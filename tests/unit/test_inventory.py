@@ -219,10 +219,12 @@ def test_directory_reads_every_inventory_file(tmp_path):
     (tmp_path / "10-web.yaml").write_text("web:\n  hosts:\n    w1:\n")
     (tmp_path / "hosts.ini").write_text("[db]\nd1\n[prod:children]\ndb\n")
     (tmp_path / "README.md").write_text("not an inventory\n")
+    (tmp_path / "hosts.yaml~").write_text("an editor's backup\n")
+    (tmp_path / "staging").mkdir()
     inv = load_inventory(tmp_path)
     assert list(inv.hosts) == ["w1", "d1"]
     assert inv.hosts["d1"].groups == ("all", "prod", "db")
-    assert inv.warnings == []
+    assert inv.warnings == [f"{tmp_path / 'staging'}: ignored (driftctl does not read inventories in subdirectories)"]
 
 
 def test_single_file_reads_group_vars_next_to_it():
