@@ -140,7 +140,8 @@ def user_apply(params, changes, ctx):
     name = params["name"]
     if "ensure" in changes:
         if params.get("ensure") == "absent":
-            run(["userdel"] + (["-r"] if params.get("manage_home") else []) + ["--", name], check=True)
+            # the home stays: removing an account must not destroy its data (remove it with a file resource)
+            run(["userdel", "--", name], check=True)
         else:
             _user_create(params)
         return
