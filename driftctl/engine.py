@@ -61,6 +61,9 @@ class Planned:
     observed: dict[str, Any] | None = None
     error: str | None = None
     changes: list[Change] = field(default_factory=list)
+    # not observable yet because a resource it depends on is about to change (its user, its package):
+    # observed and converged inside the apply call, after those dependencies
+    deferred_by: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -88,7 +91,7 @@ class HostPlan:
     round_trips: int = 0
 
     def changed(self) -> list[Planned]:
-        return [p for p in self.items if p.changes and p.error is None]
+        return [p for p in self.items if (p.changes and p.error is None) or p.deferred_by]
 
 
 class Engine:
@@ -205,6 +208,7 @@ class Engine:
             else:
                 p.observed = got["observed"]
                 p.changes = self._diff(p, p.observed)
+        defer(items, catalog.resources)
         return HostPlan(host, catalog, facts, items, answer.get("watch", {}), round_trips=round_trips)
 
     def preflight_one(self, host: Host) -> Catalog:
@@ -247,6 +251,8 @@ class Engine:
         for p in plan.items:
             item = self._agent_item(p, plan.catalog)
             item["changes"] = [c.field for c in p.changes] if p.id in to_change else []
+            if p.deferred_by and p.id in to_change:
+                item["deferred"] = {"desired": fingerprint.desired_state(p.desired)}
             item["depends"] = depends.get(p.id, [])
             item["notify"] = notify.get(p.id, [])
             items.append(item)
@@ -270,6 +276,13 @@ class Engine:
 
     def _applied_result(self, p: Planned, r: dict[str, Any], was_changed: bool, by: list[str]) -> ResourceResult:
         status = r.get("status", "failed")
+        if p.deferred_by and "before" in r:
+            # observed only now, after its dependencies: this is what it was, and what changed
+            p.error = None
+            p.observed = r["before"]
+            p.changes = self._diff(p, p.observed)
+            if status == "ok":
+                return planned_result(p)
         if status in ("failed", "skipped"):
             return ResourceResult(
                 p.id, status, changes=p.changes if was_changed else [], error=r.get("error"),
@@ -327,6 +340,17 @@ class Engine:
         )
 
 
+def defer(items: Sequence[Planned], resources: Sequence[Resource]) -> None:
+    """Mark items whose probe failed while something they depend on (transitively) will change."""
+    depends, _ = edges(resources)
+    moving: set[str] = set()
+    for p in items:  # catalog order is a topological order: dependencies come first
+        if p.error is not None:
+            p.deferred_by = [d for d in depends.get(p.id, []) if d in moving]
+        if p.changes or p.deferred_by:
+            moving.add(p.id)
+
+
 def notifiers(rid: str, notify: dict[str, list[str]], changed: set[str]) -> list[str]:
     return [src for src, targets in notify.items() if rid in targets and src in changed]
 
@@ -358,6 +382,11 @@ def planned_result(p: Planned, applying: bool = False) -> ResourceResult:
         "observed_fingerprint": p.observed_fingerprint,
         "observed": observed_view(p),
     }
+    if p.deferred_by:
+        return ResourceResult(
+            p.id, "changed", reason=f"known after {', '.join(p.deferred_by)} converge(s)",
+            changes=[Change("pending", None, "known after " + ", ".join(p.deferred_by))], **common,
+        )
     if p.error is not None:
         return ResourceResult(p.id, "failed", error=p.error, reason=p.error, **common)
     if p.changes:
@@ -406,18 +435,18 @@ def redact_result(r: ResourceResult, secrets: frozenset[str]) -> ResourceResult:
 
 
 def edges(resources: Sequence[Resource]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """(depends, notify) per resource id: what must converge first, and whom a change refreshes."""
-    ids = {r.id for r in resources}
-    depends: dict[str, list[str]] = {r.id: [d for d in r.require + r.subscribe if d in ids] for r in resources}
-    notify: dict[str, list[str]] = {r.id: [n for n in r.notify if n in ids] for r in resources}
-    for r in resources:
-        for target in r.before + r.notify:
-            if target in depends and r.id not in depends[target]:
-                depends[target].append(r.id)
-        for source in r.subscribe:
-            if source in notify and r.id not in notify[source]:
-                notify[source].append(r.id)
-    return depends, notify
+    """(depends, notify) per resource id: what must converge first, and whom a change refreshes.
+
+    The ordering rules live in driftctl/graph.py; this only turns them around for the agent.
+    """
+    from driftctl import graph
+
+    depends: dict[str, list[str]] = {r.id: [] for r in resources}
+    for first, thens in graph.edges(resources).items():
+        for then in thens:
+            depends[then].append(first)
+    notify = graph.notify_targets(resources)
+    return depends, {r.id: notify.get(r.id, []) for r in resources}
 
 
 def managed_below(directory: str, resources: Sequence[Resource]) -> list[str]:

@@ -84,11 +84,26 @@ def op_apply(req):
         if bad:
             results[rid] = {"status": "skipped", "error": "dependency %s did not converge" % ", ".join(bad)}
             continue
-        if not item.get("changes"):
+        changes = item.get("changes")
+        before = None
+        if item.get("deferred"):
+            # not observable at plan time (its user or package did not exist yet): observe it now,
+            # after its dependencies, and converge what differs from the desired state sent along
+            seen = _observe(item, ctx)
+            if "error" in seen:
+                results[rid] = {"status": "failed", "error": seen["error"]}
+                continue
+            before = seen["observed"]
+            desired = item["deferred"]["desired"]
+            changes = [k for k, v in sorted(desired.items()) if before.get(k) != v]
+            if not changes:
+                results[rid] = {"status": "ok", "before": before, "observed": before}
+                continue
+        if not changes:
             results[rid] = {"status": "ok"}
             continue
         try:
-            _handler(item).apply(item["params"], item["changes"], ctx)
+            _handler(item).apply(item["params"], changes, ctx)
             results[rid] = {"status": "changed"}
         except Failure as e:
             results[rid] = {"status": "failed", "error": str(e)}
@@ -97,6 +112,8 @@ def op_apply(req):
             results[rid] = {"status": "failed", "error": "%s: %s" % (type(e).__name__, e)}
             continue
         results[rid].update(_observe(item, ctx))
+        if before is not None:
+            results[rid]["before"] = before
         for target in item.get("notify", []):
             if target not in notified:
                 notified.append(target)

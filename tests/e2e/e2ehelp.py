@@ -1,0 +1,92 @@
+"""Helpers for end-to-end tests: run the CLI as a user types it, write inventories for fleet hosts,
+and snapshot a host's filesystem independently of driftctl's code (through podman exec)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@dataclass
+class CLIResult:
+    rc: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def driftctl(*args: str | os.PathLike[str], state_dir: Path, cwd: Path = REPO, timeout: float = 900,
+             env: dict[str, str] | None = None) -> CLIResult:
+    """``driftctl ARGS`` in a subprocess: no TTY, no colour, its own state directory."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
+    full_env.update({"DRIFTCTL_STATE_DIR": str(state_dir), "NO_COLOR": "1", **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "driftctl", *map(str, args)],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    return CLIResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def write_inventory(directory: Path, hosts: Sequence[Any], host_vars: dict[str, str] | None = None,
+                    all_vars: str = "") -> Path:
+    """An Ansible-style inventory for fleet hosts; ``host_vars``/``all_vars`` are YAML texts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["all:", "  hosts:"]
+    for h in hosts:
+        lines += [
+            f"    {h.name}:",
+            f"      ansible_host: {h.address}",
+            f"      ansible_port: {h.port}",
+            "      ansible_user: root",
+            f"      ansible_ssh_private_key_file: {h.key_file}",
+            f"      driftctl_known_hosts: {h.known_hosts}",
+        ]
+    (directory / "hosts.yaml").write_text("\n".join(lines) + "\n")
+    if all_vars:
+        (directory / "group_vars").mkdir(exist_ok=True)
+        (directory / "group_vars" / "all.yaml").write_text(all_vars)
+    for name, text in (host_vars or {}).items():
+        (directory / "host_vars").mkdir(exist_ok=True)
+        (directory / "host_vars" / f"{name}.yaml").write_text(text)
+    return directory
+
+
+SNAPSHOT_ROOTS = ("/etc", "/root", "/home", "/var/spool/cron", "/var/lib/driftctl", "/var/tmp", "/usr/local",
+                  "/run/lock")
+
+
+def snapshot(host: Any, roots: Sequence[str] = SNAPSHOT_ROOTS) -> str:
+    """Every path under ``roots`` with type, mode, owner, size, mtime and content hash, via podman exec."""
+    script = (
+        "for r in " + " ".join(roots) + "; do [ -e \"$r\" ] || continue; "
+        "find \"$r\" -xdev -printf '%p %y %m %u %g %s %T@ %l\\n'; "
+        "find \"$r\" -xdev -type f -exec sha256sum {} + ; done 2>/dev/null | sort"
+    )
+    result = host.sh(script)
+    assert result.stdout, f"empty snapshot of {host.name}: {result.stderr_text}"
+    return result.stdout_text
+
+
+def changes_of(doc: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """(host, resource id) -> sorted changed fields, for every resource that changed."""
+    out = {}
+    for h in doc["hosts"]:
+        for r in h["resources"]:
+            if r["status"] == "changed":
+                out[(h["name"], r["id"])] = sorted(c["field"] for c in r["changes"])
+    return out
