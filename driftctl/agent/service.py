@@ -59,6 +59,10 @@ def sysv_enabled(rc_listing, name, runlevels=("2", "3", "4", "5")):
 # ---- providers
 
 
+class ServiceMissing(Failure):
+    """The service (unit, init script) does not exist on this host."""
+
+
 class ServiceProvider(object):
     name = ""
 
@@ -97,7 +101,7 @@ class SystemdService(ServiceProvider):
     def state(self, name):
         st = systemd_state(self._show(name))
         if not st["loaded"]:
-            raise Failure("no such service: %s (systemd has no unit file for it)" % name)
+            raise ServiceMissing("no such service: %s (systemd has no unit file for it)" % name)
         return st
 
     def _ctl(self, *args):
@@ -117,6 +121,7 @@ class SystemdService(ServiceProvider):
             self._ctl("disable", "--", name)
 
     def set_running(self, name, running):
+        self.state(name)  # a missing unit fails here with a clear message
         self._ctl("start" if running else "stop", "--", name)
         if running:
             st = self.state(name)
@@ -139,7 +144,7 @@ class SysvService(ServiceProvider):
     def _script(self, name):
         path = os.path.join("/etc/init.d", name)
         if "/" in name or not os.path.isfile(path):
-            raise Failure("no such service: %s (no /etc/init.d/%s)" % (name, name))
+            raise ServiceMissing("no such service: %s (no /etc/init.d/%s)" % (name, name))
         return path
 
     def _service(self, name, action):
@@ -171,6 +176,7 @@ class SysvService(ServiceProvider):
             raise Failure("neither update-rc.d nor chkconfig is on this host: cannot change boot links")
 
     def set_running(self, name, running):
+        self._script(name)
         action = "start" if running else "stop"
         rc, out, err = self._service(name, action)
         if rc != 0:
@@ -206,8 +212,20 @@ def service_provider(params, facts):
 # ---- handlers
 
 
+SERVICE_MISSING = "missing"
+
+
 def service_observe(params, ctx):
-    st = service_provider(params, ctx.facts).state(params["name"])
+    """The managed fields; for a service that does not exist, ``"missing"`` in each of them.
+
+    Not a failure at probe time, because the package that brings the unit may be installed earlier
+    in the same run; applying to a service that is still missing fails with "no such service".
+    """
+    provider = service_provider(params, ctx.facts)
+    try:
+        st = provider.state(params["name"])
+    except ServiceMissing:
+        st = {"enabled": SERVICE_MISSING, "running": SERVICE_MISSING}
     out = {}
     for key in ("enabled", "running"):
         if params.get(key) is not None:
