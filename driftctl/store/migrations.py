@@ -59,7 +59,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             summary TEXT NOT NULL DEFAULT '{{}}'
         )""",
         "CREATE INDEX runs_by_inventory ON runs (inventory, started)",
-        # The whole report document, zlib-compressed JSON: latest_run() returns it as it was saved.
+        # The whole report document, compressed JSON (encoding names how): latest_run() returns it.
         """CREATE TABLE run_documents (
             run_id {bigint} PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
             encoding TEXT NOT NULL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import lzma
 import zlib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -121,7 +122,7 @@ class Store:
             return None
         try:
             return ingest.decode_document(row["encoding"], row["body"])
-        except (ValueError, zlib.error) as e:
+        except (ValueError, zlib.error, lzma.LZMAError) as e:
             raise StoreError(f"run {run_id}: the stored report cannot be read ({type(e).__name__})") from e
 
     def latest_run(self, inventory: str, command: str | None = None) -> dict[str, Any] | None:
