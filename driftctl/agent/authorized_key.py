@@ -152,11 +152,7 @@ def _ak_read(path):
 
 
 def authorized_key_observe(params, ctx):
-    try:
-        _pw, home, path, inside = _ak_target(params)
-    except Failure:
-        # the user may be created earlier in this same run: its key is simply not there yet
-        return {"ensure": "absent"}
+    _pw, home, path, inside = _ak_target(params)
     if inside:
         _ak_check_components(home, path)
     text = _ak_read(path)

@@ -101,15 +101,6 @@ def exec_guards(params, use_refreshonly=True):
     creates = params.get("creates")
     if creates and os.path.lexists(creates):
         return "done", "%s exists" % creates
-    # the user or the directory may come from a resource applied before this one in the same run:
-    # not there yet means "will run" at plan time (and a clear failure at apply if still missing)
-    if params.get("user") is not None:
-        try:
-            _exec_user(params)
-        except Failure:
-            return "pending", "user %s does not exist yet" % params["user"]
-    if params.get("cwd") is not None and not os.path.isdir(params["cwd"]):
-        return "pending", "cwd %s does not exist yet" % params["cwd"]
     if params.get("unless"):
         res = exec_run(params["unless"], params, params.get("timeout"))
         if res.rc == 0:

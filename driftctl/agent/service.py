@@ -59,10 +59,6 @@ def sysv_enabled(rc_listing, name, runlevels=("2", "3", "4", "5")):
 # ---- providers
 
 
-class ServiceMissing(Failure):
-    """The service (unit, init script) does not exist on this host."""
-
-
 class ServiceProvider(object):
     name = ""
 
@@ -101,7 +97,7 @@ class SystemdService(ServiceProvider):
     def state(self, name):
         st = systemd_state(self._show(name))
         if not st["loaded"]:
-            raise ServiceMissing("no such service: %s (systemd has no unit file for it)" % name)
+            raise Failure("no such service: %s (systemd has no unit file for it)" % name)
         return st
 
     def _ctl(self, *args):
@@ -121,7 +117,6 @@ class SystemdService(ServiceProvider):
             self._ctl("disable", "--", name)
 
     def set_running(self, name, running):
-        self.state(name)  # a missing unit fails here with a clear message
         self._ctl("start" if running else "stop", "--", name)
         if running:
             st = self.state(name)
@@ -144,7 +139,7 @@ class SysvService(ServiceProvider):
     def _script(self, name):
         path = os.path.join("/etc/init.d", name)
         if "/" in name or not os.path.isfile(path):
-            raise ServiceMissing("no such service: %s (no /etc/init.d/%s)" % (name, name))
+            raise Failure("no such service: %s (no /etc/init.d/%s)" % (name, name))
         return path
 
     def _service(self, name, action):
@@ -176,7 +171,6 @@ class SysvService(ServiceProvider):
             raise Failure("neither update-rc.d nor chkconfig is on this host: cannot change boot links")
 
     def set_running(self, name, running):
-        self._script(name)
         action = "start" if running else "stop"
         rc, out, err = self._service(name, action)
         if rc != 0:
@@ -212,20 +206,8 @@ def service_provider(params, facts):
 # ---- handlers
 
 
-SERVICE_MISSING = "missing"
-
-
 def service_observe(params, ctx):
-    """The managed fields; for a service that does not exist, ``"missing"`` in each of them.
-
-    Not a failure at probe time, because the package that brings the unit may be installed earlier
-    in the same run; applying to a service that is still missing fails with "no such service".
-    """
-    provider = service_provider(params, ctx.facts)
-    try:
-        st = provider.state(params["name"])
-    except ServiceMissing:
-        st = {"enabled": SERVICE_MISSING, "running": SERVICE_MISSING}
+    st = service_provider(params, ctx.facts).state(params["name"])
     out = {}
     for key in ("enabled", "running"):
         if params.get(key) is not None:

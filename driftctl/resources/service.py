@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, register
 
-MISSING = "missing"  # what the agent observes for a service that does not exist
 SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:\\-]*$")
 
 
@@ -29,9 +28,7 @@ class Service(ResourceType):
     When notified it is restarted (``refresh: restart``, the default), reloaded (``reload``) or
     reloaded when the service supports it and restarted otherwise (``reload-or-restart``); a
     service that should be stopped (``running: false``), or is stopped and has no ``running``, is
-    left stopped. A service that does not exist is never taken for "stopped": the plan shows its
-    changes as "(no such service yet)", since a package earlier in the same run may bring it, and
-    applying fails with "no such service" if it still does not exist then.
+    left stopped. A service that does not exist on the host is a failure, not "stopped".
 
     Parameters:
       name: the service, or systemd unit, name (the title)
@@ -74,11 +71,7 @@ class Service(ResourceType):
     @classmethod
     def describe(cls, change: Change) -> str:
         if change.field == "running":
-            line = "started" if change.after else "stopped"
-        elif change.field == "enabled":
-            line = "enabled" if change.after else "disabled"
-        else:
-            return super().describe(change)
-        # the agent reports "missing" for a service that does not exist (yet: a package applied
-        # earlier in the same run may bring it); applying fails if it still does not exist then
-        return f"{line} (no such service yet)" if change.before == MISSING else line
+            return "started" if change.after else "stopped"
+        if change.field == "enabled":
+            return "enabled" if change.after else "disabled"
+        return super().describe(change)

@@ -206,11 +206,3 @@ def test_no_symlink_below_home_is_followed(tmp_path: Path) -> None:
         agent_ak._ak_check_components(str(home), str(home / "file" / "authorized_keys"))
     # a missing .ssh is fine: it will be created
     agent_ak._ak_check_components(str(home), str(home / "nothing" / "authorized_keys"))
-
-
-def test_key_of_a_user_not_created_yet_is_absent() -> None:
-    params = {"user": "driftctl-no-such-user", "key": ED, "comment": None, "options": "", "ensure": "present",
-              "path": None}
-    assert agent_ak.authorized_key_observe(params, Ctx()) == {"ensure": "absent"}
-    with pytest.raises(Failure, match="no such user: driftctl-no-such-user"):
-        agent_ak.authorized_key_apply(params, ["ensure"], Ctx())

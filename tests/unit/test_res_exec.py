@@ -169,14 +169,3 @@ def test_cwd_environment_and_timeout(tmp_path: Path) -> None:
 def test_missing_command_is_a_clear_failure(tmp_path: Path) -> None:
     with pytest.raises(Failure, match="command not found: /nonexistent/tool"):
         agent_exec.exec_apply(params(tmp_path, command="/nonexistent/tool --x"), ["state"], Ctx())
-
-
-def test_user_or_cwd_not_there_yet_means_pending_not_an_error(tmp_path: Path) -> None:
-    # both may come from resources applied earlier in the same run
-    p = params(tmp_path, user="driftctl-no-such-user", unless=["true"])
-    assert agent_exec.exec_observe(p, Ctx()) == {
-        "state": "pending", "why": "user driftctl-no-such-user does not exist yet"}
-    p = params(tmp_path, cwd=str(tmp_path / "later"), onlyif=["false"])
-    assert agent_exec.exec_observe(p, Ctx()) == {"state": "pending", "why": f"cwd {tmp_path}/later does not exist yet"}
-    with pytest.raises(Failure, match="is not a directory"):
-        agent_exec.exec_apply(p, ["state"], Ctx())

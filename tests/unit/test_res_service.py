@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from driftctl.agent import service as agent_service
-from driftctl.agent._core import Ctx
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import get_type
@@ -86,8 +85,6 @@ def test_diff_only_managed_fields() -> None:
         (Change("running", True, False), "stopped"),
         (Change("enabled", False, True), "enabled"),
         (Change("enabled", True, False), "disabled"),
-        (Change("running", "missing", True), "started (no such service yet)"),
-        (Change("enabled", "missing", False), "disabled (no such service yet)"),
     ],
 )
 def test_change_lines(change: Change, line: str) -> None:
@@ -111,15 +108,3 @@ def test_provider_chosen_by_supports_or_named(facts: dict, provider: str | None,
 def test_autorequires_the_package_of_the_same_name() -> None:
     assert Service is not None
     assert Service.autorequire(validate()) == ["package:cron"]
-
-
-def test_missing_service_observed_as_missing_not_stopped() -> None:
-    # the sysv provider on this machine: no /etc/init.d/driftctl-no-such-service
-    params = validate(name="driftctl-no-such-service", provider="sysv", running=False, enabled=False)
-    observed = agent_service.service_observe(params, Ctx())
-    assert observed == {"enabled": "missing", "running": "missing"}
-    assert Service is not None
-    changes = Service.diff(Service.desired(params), observed)
-    assert [Service.describe(c) for c in changes] == ["disabled (no such service yet)", "stopped (no such service yet)"]
-    with pytest.raises(agent_service.Failure, match="no such service: driftctl-no-such-service"):
-        agent_service.service_apply(params, ["enabled", "running"], Ctx())
