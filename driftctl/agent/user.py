@@ -161,6 +161,8 @@ def user_apply(params, changes, ctx):
     for key, flag in (("shell", "-s"), ("home", "-d"), ("comment", "-c")):
         if key in changes:
             argv += [flag, params[key]]
+    if "home" in changes and params.get("manage_home"):
+        argv.append("-m")  # move the old home's contents to the new one
     if len(argv) > 1:
         run([*argv, "--", name], check=True)
     if "password" in changes:

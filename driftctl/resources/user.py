@@ -74,7 +74,8 @@ class User(ResourceType):
     only adds the user to the groups listed; ``inclusive`` also removes them from every other
     supplementary group. ``password`` takes a crypt hash, never a plain password; it is compared
     and shown as the sha256 of the hash only, and set through ``chpasswd -e`` on stdin.
-    ``system`` and ``manage_home`` act when the user is created; removing a user keeps its home.
+    ``system`` acts when the user is created, ``manage_home`` when it is created (the home is made
+    from /etc/skel) and when ``home`` changes (the contents move); removing a user keeps its home.
 
     Parameters:
       name: the login name (the title)
@@ -85,7 +86,7 @@ class User(ResourceType):
       membership: minimum (default) or inclusive, for groups
       shell: the login shell, an absolute path
       home: the home directory, an absolute path
-      manage_home: create the home directory when the user is created (default true)
+      manage_home: create the home on creation, move it when home changes (default true)
       comment: the GECOS field (full name)
       password: a crypt hash (secret)
       system: create a system account (a uid below 1000, no aging); default false
