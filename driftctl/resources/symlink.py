@@ -91,5 +91,5 @@ class Symlink(ResourceType):
                 return f"created -> {change.after}"
             return f"target {change.before} -> {change.after}"
         if change.field == "ensure" and change.after == "link":
-            return f"replace {change.before} with a symlink (needs force: true)"
+            return f"replace {change.before} with a symlink"  # apply says so when force is missing
         return describe_ensure(change)

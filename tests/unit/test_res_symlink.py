@@ -52,7 +52,7 @@ def test_desired_diff_autorequire() -> None:
     [moved] = Symlink.diff(want, {"ensure": "link", "target": "/old"})
     assert Symlink.describe(moved) == "target /old -> /etc/nginx/sites-available/app"
     [blocked] = Symlink.diff(want, {"ensure": "file", "target": None})
-    assert Symlink.describe(blocked) == "replace file with a symlink (needs force: true)"
+    assert Symlink.describe(blocked) == "replace file with a symlink"
     gone = Symlink.desired(validate(ensure="absent"))
     [rm] = Symlink.diff(gone, {"ensure": "link", "target": "/x"})
     assert Symlink.describe(rm) == "removed (was link)"
