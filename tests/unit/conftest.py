@@ -24,11 +24,14 @@ PG_PORT = 54329  # only names the socket file: the cluster listens on no TCP por
 
 
 def _pg_bindir() -> Path | None:
+    """DRIFTCTL_PG_BINDIR if set (and only it), else the newest /usr/lib/postgresql/*/bin, else PATH."""
     explicit = os.environ.get("DRIFTCTL_PG_BINDIR")
     candidates = [explicit] if explicit else sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
     for c in candidates:
-        if c and (Path(c) / "initdb").is_file() and (Path(c) / "pg_ctl").is_file():
+        if (Path(c) / "initdb").is_file() and (Path(c) / "pg_ctl").is_file():
             return Path(c)
+    if explicit:
+        return None
     found = shutil.which("pg_ctl")
     return Path(found).parent if found and (Path(found).parent / "initdb").is_file() else None
 
