@@ -207,7 +207,8 @@ def live_plan(p: Prepared) -> tuple[Any, HostResult]:
         box["plan"] = plan
         return engine.host_result(plan, plan_results(plan))
 
-    return box.get("plan"), engine.each_host(p.host, work)
+    result = engine.each_host(p.host, work)
+    return box.get("plan"), result
 
 
 def _show(value: Any) -> str:
@@ -284,7 +285,9 @@ def compare_command(inventory: Path, host_name: str, image: str, manifests: Path
         else:
             rows = compare_rows(plan, image_observe(fs, plan.catalog))
     created = labels.get(L_CREATED)
-    age = time.time() - calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) if created else None
+    # epoch 0 means the bake had no SOURCE_DATE_EPOCH and no git history: its time is unknown
+    stamp = calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ")) if created else 0
+    age = time.time() - stamp if stamp else None
     moved = plan is not None and labels.get(L_CATALOG) not in (None, _digest(plan.catalog))
     failed = any(r.host.startswith("error") or r.image.startswith("error") for r in rows)
     code = ExitCode.UNREACHABLE if live.status == "unreachable" else (
@@ -299,9 +302,11 @@ def compare_command(inventory: Path, host_name: str, image: str, manifests: Path
         return code
     o = ui.out
     o.print(f"[bold]{escape(p.host.name)}[/] vs [bold]{escape(image)}[/]  {digest[:19]}")
-    if created:
-        o.print(f"  baked {created} ({_ago(age or 0)} ago)"
-                + (f", revision {labels[L_REVISION][:12]}" if L_REVISION in labels else ""))
+    revision = f", revision {labels[L_REVISION][:12]}" if L_REVISION in labels else ""
+    if age is not None:
+        o.print(f"  baked {created} ({_ago(age)} ago){revision}")
+    else:
+        o.print(f"  baked at an unknown time (no SOURCE_DATE_EPOCH, no git history){revision}")
     if moved:
         o.print("  [yellow]the manifests changed since this image was baked[/] (catalog digest differs)")
     if live.status == "unreachable" or plan is None:
