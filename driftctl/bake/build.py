@@ -131,7 +131,7 @@ def bake(
     with oci.open_image(base, workdir) as image:
         fs = ImageFS.load(image, wanted_paths(catalog))
         if catalog.uses_facts and render is not None:
-            catalog = render(image_facts(fs))  # contents it now needs are read from the layers on demand
+            catalog = render(image_facts(fs, catalog.host))  # contents it now needs are read from the layers on demand
         early = _packages_and_execs(fs, catalog, image, base, when, engine)
         results = converge(fs, catalog, when, early.results)
         with tempfile.TemporaryDirectory(prefix="driftctl-bake-", dir=workdir) as tmp:

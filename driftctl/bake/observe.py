@@ -47,8 +47,12 @@ def wanted_paths(catalog: Catalog | None) -> Callable[[str], bool]:
     return want
 
 
-def image_facts(fs: ImageFS) -> dict[str, Any]:
-    """The facts an observer may consult, as far as an image can tell them."""
+def image_facts(fs: ImageFS, hostname: str = "") -> dict[str, Any]:
+    """The agent's facts (driftctl/agent/facts.py keys) as far as an image can tell them.
+
+    What belongs to the machine an image will run on rather than to the image (kernel, cpus) gets a
+    neutral value: an empty kernel, one cpu. ``hostname`` is the host the image is baked for.
+    """
     release: dict[str, str] = {}
     for path in ("/etc/os-release", "/usr/lib/os-release"):
         text = fs.read_text(fs.resolve(path, follow_last=True))
@@ -58,16 +62,34 @@ def image_facts(fs: ImageFS) -> dict[str, Any]:
                 if sep and not line.startswith("#"):
                     release[key.strip()] = value.strip().strip('"').strip("'")
             break
-    systemd = fs.get(fs.resolve("/lib/systemd/systemd", follow_last=True)) is not None
-    apt = fs.get(fs.resolve("/usr/bin/apt-get", follow_last=True)) is not None
+
+    def exists(path: str) -> bool:
+        return fs.get(fs.resolve(path, follow_last=True)) is not None
+
+    python = ""
+    if fs.get("/var/lib/dpkg/status") is not None:
+        version = dpkg_installed(fs).get("python3", "")
+        python = version.split(":")[-1].split("-")[0]
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(str((fs.image.config if fs.image else {}).get(
+        "architecture", "")), "")
     return {
         "os": "linux",
         "distribution": release.get("ID", "unknown"),
         "distribution_like": release.get("ID_LIKE", "").split(),
         "distribution_version": release.get("VERSION_ID", ""),
         "distribution_codename": release.get("VERSION_CODENAME", ""),
-        "init": "systemd" if systemd else "unknown",
-        "package_manager": "apt" if apt else None,
+        "distribution_pretty": release.get("PRETTY_NAME", ""),
+        "kernel": "",
+        "architecture": arch,
+        "hostname": hostname.split(".")[0],
+        "fqdn": hostname,
+        "python": python,
+        "python_executable": "/usr/bin/python3" if exists("/usr/bin/python3") else "",
+        "init": "systemd" if exists("/lib/systemd/systemd") else "unknown",
+        "package_manager": "apt" if exists("/usr/bin/apt-get") else "dnf" if exists("/usr/bin/dnf") else (
+            "apk" if exists("/sbin/apk") else None),
+        "cpus": 1,
+        "uid": 0,
         "container": "oci-image",
     }
 

@@ -45,15 +45,18 @@ def resolve_epoch(repo: Path | None, explicit: int | None = None) -> int:
             raise BakeError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {env!r}")
         return int(env)
     if repo is not None:
-        commit_time = _git(repo, "log", "-1", "--format=%ct")
+        # the last commit that touched the manifest tree: commits elsewhere in the repository must
+        # not change the image
+        commit_time = _git(repo, "log", "-1", "--format=%ct", "--", ".")
         if commit_time and commit_time.isdigit():
             return int(commit_time)
     return 0
 
 
 def git_revision(repo: Path | None) -> str | None:
-    """The commit of the manifest repository, if the manifests live in one."""
-    return _git(repo, "rev-parse", "HEAD") if repo is not None else None
+    """The last commit of the manifest tree, if the manifests live in git (uncommitted changes are
+    not in it: bake from a clean tree to make the label mean what it says)."""
+    return _git(repo, "log", "-1", "--format=%H", "--", ".") if repo is not None else None
 
 
 def git_source(repo: Path | None) -> str | None:

@@ -158,7 +158,7 @@ def verify_command(image: str, inventory: Path, host_name: str, manifests: Path 
     started = time.monotonic()
     with open_image(image) as img:
         fs = ImageFS.load(img, wanted_paths(p.catalog))
-        catalog = p.render(image_facts(fs)) if p.catalog.uses_facts else p.catalog
+        catalog = p.render(image_facts(fs, p.host.name)) if p.catalog.uses_facts else p.catalog
         results = verify(fs, catalog)
     status = "failed" if any(r.status == "failed" for r in results) else (
         "changed" if any(r.status == "changed" for r in results) else "ok")

@@ -157,19 +157,26 @@ def test_labels_and_annotations(base: Path, tmp_path: Path) -> None:
 
 def test_revision_and_epoch_from_the_manifest_repository(base: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "manifests"
-    repo.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_DATE": "@1650000000 +0000", "GIT_COMMITTER_DATE": "@1650000000 +0000"}
-    for argv in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
-                                  "--allow-empty", "-m", "m"]):
-        subprocess.run(["git", "-C", str(repo), *argv], check=True, env=env)
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    root = tmp_path / "repo"
+    repo = root / "manifests"
+    repo.mkdir(parents=True)
+
+    def commit(path: Path, when: int) -> str:
+        path.write_text(str(when))
+        env = {**os.environ, "GIT_AUTHOR_DATE": f"@{when} +0000", "GIT_COMMITTER_DATE": f"@{when} +0000"}
+        git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run([*git, "add", "."], check=True, env=env)
+        subprocess.run([*git, "commit", "-q", "-m", "m"], check=True, env=env)
+        return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+    subprocess.run(["git", "-C", str(root), "init", "-q"], check=True)
+    manifests_commit = commit(repo / "site.yaml", 1_650_000_000)
+    commit(root / "README", 1_660_000_000)  # elsewhere in the repository: must not change the image
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     assert resolve_epoch(repo) == 1_650_000_000
     assert resolve_epoch(None) == 0
     result = bake(tiny_catalog(), str(base), tmp_path / "out", repo=repo)
-    assert result.labels["org.opencontainers.image.revision"] == head
+    assert result.labels["org.opencontainers.image.revision"] == manifests_commit
     assert result.created == "2022-04-15T05:20:00Z"
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
     assert resolve_epoch(repo) == 86400
