@@ -191,10 +191,22 @@ def _current(cur: Cursor) -> int:
     return int(cur.scalar("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version") or 0)
 
 
+def _too_new(db: Database, current: int, latest: int) -> StoreError:
+    return StoreError(
+        f"store {db.url.display} has schema version {current}, newer than this driftctl knows "
+        f"({latest}): upgrade driftctl (the store is left as it is)"
+    )
+
+
 def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
     """Bring the schema to the last of ``migrations``; returns the version. Idempotent."""
     _check_numbering(migrations)
     latest = migrations[-1].version if migrations else 0
+    current = version(db)
+    if current == latest:
+        return latest  # the usual case: no write lock taken just to open a store
+    if current > latest:
+        raise _too_new(db, current, latest)
     with db.transaction() as cur:
         if db.dialect == "postgresql":
             cur.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
@@ -202,12 +214,9 @@ def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> int
             "CREATE TABLE IF NOT EXISTS schema_version ("
             f"version INTEGER PRIMARY KEY, applied {_MARKERS[db.dialect]['real']} NOT NULL, description TEXT NOT NULL)"
         )
-        current = _current(cur)
+        current = _current(cur)  # again, under the lock: another process may have migrated meanwhile
         if current > latest:
-            raise StoreError(
-                f"store {db.url.display} has schema version {current}, newer than this driftctl knows "
-                f"({latest}): upgrade driftctl (the store is left as it is)"
-            )
+            raise _too_new(db, current, latest)
         for m in migrations[current:]:
             for statement in m.sql(db.dialect):
                 cur.execute(statement)

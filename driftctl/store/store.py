@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.errors import InputError, StoreError
+from driftctl.store import history as timeline
 from driftctl.store import ingest, migrations
-from driftctl.store.db import Cursor, Database, Dialect, Row
+from driftctl.store.db import Database, Dialect, Row
 from driftctl.store.report import check, inventory_key
 from driftctl.store.types import (
     ConvergedState,
     DriftEpisode,
-    EventKind,
     HistoryEvent,
     IgnoreRule,
     RunInfo,
@@ -183,7 +183,7 @@ class Store:
             params.append(_epoch(since))
         sql += " ORDER BY first_seen, host, subject, id"
         with self._db.read() as cur:
-            return [self._episode(r) for r in cur.all(sql, params)]
+            return [timeline.episode_from_row(r) for r in cur.all(sql, params)]
 
     def open_drift(self, inventory: str, host: str | None = None) -> list[DriftEpisode]:
         """The drift that is open now (as of the latest drift run of each host)."""
@@ -195,16 +195,6 @@ class Store:
         For showing drift before a run is saved; ``save_run`` fills the document's ``since``/``runs``.
         """
         return {e.subject: e for e in self.open_drift(inventory, host)}
-
-    @staticmethod
-    def _episode(r: Row) -> DriftEpisode:
-        return DriftEpisode(
-            id=int(r["id"]), inventory=r["inventory"], host=r["host"], kind=r["kind"], subject=r["subject"],
-            drift_class=r["drift_class"], fields=json.loads(r["fields"]), first_seen=to_dt(r["first_seen"]),
-            last_seen=to_dt(r["last_seen"]), runs=int(r["runs"]), first_run=r["first_run"], last_run=r["last_run"],
-            closed=to_dt(r["closed"]) if r["closed"] is not None else None, closed_run=r["closed_run"],
-            close_reason=r["close_reason"],
-        )
 
     def drift_series(self, inventory: str, since: datetime | date | None = None) -> list[SeriesPoint]:
         """Per drift run and host, how many subjects of each class drifted, leaving out what an ignore
@@ -244,116 +234,8 @@ class Store:
 
         ``resource`` is a resource id or a watched path; with it, whole-host events are left out.
         """
-        inv = inventory_key(inventory)
-        start = _epoch(since) or 0.0
-        limit = max(1, int(limit))
-        events: list[tuple[float, int, HistoryEvent]] = []
         with self._db.read() as cur:
-            events += self._resource_events(cur, inv, host, resource, start, limit)
-            if resource is None:
-                events += self._host_events(cur, inv, host, start, limit)
-            events += self._episode_events(cur, inv, host, resource, start, limit)
-        events.sort(key=lambda e: (e[0], e[1], e[2].host, e[2].subject or ""))
-        return [e[2] for e in events[-limit:]]
-
-    # Query text is only ever built from these fixed fragments; every value is a bound parameter
-    # (hence the S608 exemptions below).
-    @staticmethod
-    def _filters(alias: str, host: str | None, subject_col: str | None, subject: str | None) -> tuple[str, list[Any]]:
-        sql, params = "", []
-        if host is not None:
-            sql += f" AND {alias}.host = ?"
-            params.append(host)
-        if subject is not None and subject_col is not None:
-            sql += f" AND {alias}.{subject_col} = ?"
-            params.append(subject)
-        return sql, params
-
-    def _resource_events(
-        self, cur: Cursor, inv: str, host: str | None, resource: str | None, start: float, limit: int
-    ) -> list[tuple[float, int, HistoryEvent]]:
-        extra, params = self._filters("x", host, "resource", resource)
-        rows = cur.all(
-            "SELECT r.id AS run_id, r.command AS command, r.started AS started, x.host AS host,"  # noqa: S608
-            " x.resource AS resource, x.status AS status, x.changes AS changes, x.error AS error"
-            " FROM resource_results x JOIN runs r ON r.id = x.run_id"
-            " WHERE r.inventory = ? AND r.started >= ?"
-            " AND ((r.command = 'apply' AND x.status = 'changed') OR x.status = 'failed')"
-            f"{extra} ORDER BY r.started DESC LIMIT ?",
-            [inv, start, *params, limit],
-        )
-        out = []
-        for r in rows:
-            kind: EventKind
-            if r["status"] == "changed":
-                fields = [str(c.get("field")) for c in json.loads(r["changes"])]
-                detail = "applied: " + (", ".join(fields) if fields else "changed")
-                kind = "applied"
-            else:
-                fields, kind = [], "failed"
-                detail = f"failed during {r['command']}: {r['error'] or 'no error recorded'}"
-            out.append((float(r["started"]), 1, HistoryEvent(
-                time=to_dt(r["started"]), kind=kind, inventory=inv, host=r["host"], subject=r["resource"],
-                run_id=int(r["run_id"]), command=r["command"], detail=detail, fields=fields,
-            )))
-        return out
-
-    def _host_events(
-        self, cur: Cursor, inv: str, host: str | None, start: float, limit: int
-    ) -> list[tuple[float, int, HistoryEvent]]:
-        extra, params = self._filters("h", host, None, None)
-        rows = cur.all(
-            "SELECT r.id AS run_id, r.command AS command, r.started AS started, h.host AS host,"  # noqa: S608
-            " h.status AS status, h.error AS error FROM host_results h JOIN runs r ON r.id = h.run_id"
-            " WHERE r.inventory = ? AND r.started >= ?"
-            # A host "failed" because some resources failed has those as events already: only a
-            # failure of the host as a whole (it carries an error) is an event of its own.
-            " AND (h.status = 'unreachable' OR (h.status = 'failed' AND h.error IS NOT NULL))"
-            f"{extra} ORDER BY r.started DESC LIMIT ?",
-            [inv, start, *params, limit],
-        )
-        return [
-            (float(r["started"]), 0, HistoryEvent(
-                time=to_dt(r["started"]), kind="unreachable" if r["status"] == "unreachable" else "host-failed",
-                inventory=inv, host=r["host"], subject=None, run_id=int(r["run_id"]), command=r["command"],
-                detail=f"{r['status']} during {r['command']}" + (f": {r['error']}" if r["error"] else ""),
-            ))
-            for r in rows
-        ]
-
-    def _episode_events(
-        self, cur: Cursor, inv: str, host: str | None, subject: str | None, start: float, limit: int
-    ) -> list[tuple[float, int, HistoryEvent]]:
-        extra, params = self._filters("e", host, "subject", subject)
-        out = []
-        found = cur.all(
-            f"SELECT * FROM drift_episodes e WHERE e.inventory = ? AND e.first_seen >= ?{extra}"  # noqa: S608
-            " ORDER BY e.first_seen DESC LIMIT ?",
-            [inv, start, *params, limit],
-        )
-        for row in found:
-            ep = self._episode(row)
-            what = "unmanaged change" if ep.kind == "path" else f"{ep.drift_class} drift"
-            detail = what + (": " + ", ".join(ep.fields) if ep.fields else "")
-            out.append((float(row["first_seen"]), 2, HistoryEvent(
-                time=ep.first_seen, kind="drift-found", inventory=inv, host=ep.host, subject=ep.subject,
-                run_id=ep.first_run, command="drift", detail=detail, drift_class=ep.drift_class, fields=ep.fields,
-            )))
-        resolved = cur.all(
-            f"SELECT * FROM drift_episodes e WHERE e.inventory = ? AND e.closed >= ?{extra}"  # noqa: S608
-            " ORDER BY e.closed DESC LIMIT ?",
-            [inv, start, *params, limit],
-        )
-        for row in resolved:
-            ep = self._episode(row)
-            assert ep.closed is not None
-            runs = f"{ep.runs} drift run{'s' if ep.runs != 1 else ''}"
-            out.append((float(row["closed"]), 3, HistoryEvent(
-                time=ep.closed, kind="drift-resolved", inventory=inv, host=ep.host, subject=ep.subject,
-                run_id=ep.closed_run, command=None, detail=f"resolved ({ep.close_reason}) after {runs}",
-                drift_class=ep.drift_class, fields=ep.fields,
-            )))
-        return out
+            return timeline.events(cur, inventory_key(inventory), host, resource, _epoch(since) or 0.0, limit)
 
     # -- watch baseline -------------------------------------------------------------------------
 

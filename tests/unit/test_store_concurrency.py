@@ -113,3 +113,31 @@ def test_concurrent_writers_and_readers_keep_the_store_whole(store_url: str, tmp
     if not store_url.startswith("postgresql://"):
         with sqlite3.connect(store_url) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_one_store_shared_by_threads(store_url: str) -> None:
+    # The engine's host workers may share the controller's Store: calls are serialized, never mixed.
+    import json as jsonlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    template = {
+        "schema": "driftctl.report/v1", "command": "check", "inventory": INV, "finished": None,
+        "driftctl_version": "0.1.0", "exit_code": 0,
+        "summary": {"hosts": 1, "ok": 1, "changed": 0, "drifted": 0, "failed": 0, "unreachable": 0,
+                    "resources_changed": 0, "resources_drifted": 0},
+        "hosts": [{"name": "web1", "status": "ok", "error": None, "fingerprint": None, "duration": 0.1,
+                   "round_trips": 1, "resources": []}],
+    }
+    with open_store(store_url) as store:
+        def work(n: int) -> int:
+            for k in range(5):
+                doc = jsonlib.loads(jsonlib.dumps(template))
+                doc["started"] = f"2026-11-01T{n:02d}:{k:02d}:00Z"
+                store.save_run(doc)
+                store.history(INV)
+                store.runs(INV, limit=3)
+            return n
+
+        with ThreadPoolExecutor(6) as pool:
+            assert sorted(pool.map(work, range(6))) == list(range(6))
+        assert len(store.runs(INV, limit=100)) == 30
