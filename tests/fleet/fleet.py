@@ -255,6 +255,37 @@ def groups_for(index: int, count: int) -> tuple[str, ...]:
     return ("web",) if index < (count + 1) // 2 else ("db",)
 
 
+INOTIFY_PER_HOST = 8  # measured: systemd, journald, dbus and friends take about 6.5 instances per host
+
+
+def _inotify_instances_in_use() -> int:
+    count = 0
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            count += sum(1 for fd in fd_dir.iterdir() if os.readlink(fd) == "anon_inode:inotify")
+        except OSError:  # the process ended, or is not ours to look at
+            continue
+    return count
+
+
+def check_capacity(count: int) -> None:
+    """Fail early and clearly when the machine cannot boot ``count`` more systemd hosts.
+
+    Every container's systemd needs inotify instances, and rootful containers all count against
+    root's fs.inotify.max_user_instances (128 by default): past it, units fail and boots hang.
+    """
+    limit_file = Path("/proc/sys/fs/inotify/max_user_instances")
+    if count == 0 or not limit_file.exists():
+        return
+    limit = int(limit_file.read_text())
+    needed = _inotify_instances_in_use() + INOTIFY_PER_HOST * count
+    if needed > limit:
+        raise FleetError(
+            f"{count} more hosts need about {needed} inotify instances, fs.inotify.max_user_instances is "
+            f"{limit}: run scripts/setup (or sysctl -w fs.inotify.max_user_instances=8192)"
+        )
+
+
 def _run_container(fleet_id: str, name: str, key: KeyPair, owner: str | None, extra: Sequence[str]) -> str:
     container = f"{PREFIX}-{fleet_id}-{name}"
     args = [
@@ -282,7 +313,11 @@ def _run_container(fleet_id: str, name: str, key: KeyPair, owner: str | None, ex
     return container
 
 
-_READY_SCRIPT = "systemctl is-system-running --wait 2>/dev/null; cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null"
+# Bounded inside the container too: a boot that hangs shows up as a retry with its state, not a hung exec.
+_READY_SCRIPT = (
+    "timeout 10 systemctl is-system-running --wait 2>/dev/null || systemctl is-system-running 2>/dev/null;"
+    " cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null"
+)
 
 
 def _ssh_banner(port: int) -> bool:
@@ -298,7 +333,11 @@ def _wait_ready(host: FleetHost, timeout: float = BOOT_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        r = podman(["exec", host.container, "sh", "-c", _READY_SCRIPT], check=False, timeout=timeout)
+        try:
+            r = podman(["exec", host.container, "sh", "-c", _READY_SCRIPT], check=False, timeout=60)
+        except FleetError as e:  # podman itself stuck (many containers starting at once): try again
+            last = str(e)
+            continue
         lines = r.text.splitlines()
         state = lines[0].strip() if lines else ""
         keys = [" ".join(ln.split()[:2]) for ln in lines[1:] if ln.startswith(("ssh-", "ecdsa-"))]
@@ -395,6 +434,7 @@ def start_fleet(
     }
     remove_containers([container_name(c) for c in existing if (c.get("Labels") or {}).get(LABEL_HOST) not in keep])
     missing = [n for n in wanted if n not in keep]
+    check_capacity(len(missing))
     _parallel(lambda n: _run_container(fleet_id, n, key, owner, extra_args), missing)
     hosts = _hosts_from_podman(fleet_id, key, known_hosts)
     if [h.name for h in hosts] != wanted:
