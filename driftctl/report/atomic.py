@@ -1,0 +1,65 @@
+"""Atomic file writes for reports: readers (a web server, node_exporter, CI) see the old file or the new
+one, never a partial one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from driftctl.errors import DriftctlError
+
+
+class ReportWriteError(DriftctlError):
+    """A report file could not be written (the directory is not writable, the disk is full...)."""
+
+
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path``: a temp file in the same directory, fsync, chmod, rename, fsync dir.
+
+    The temp name starts with a dot and ends in ``.tmp``, so globbing readers such as node_exporter's
+    textfile collector (``*.prom``) never pick it up. Creates missing parent directories.
+    """
+    path = Path(path)
+    body = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise ReportWriteError(f"cannot write {path}: {e.strerror or e}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; reports are meant to be read by others (web server, exporter)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise ReportWriteError(f"cannot write {path}: {e.strerror or e}") from e
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # the rename is durable only once the directory entry is on disk
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
