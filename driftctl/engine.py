@@ -405,9 +405,14 @@ def observed_view(p: Planned) -> dict[str, Any] | None:
     return state
 
 
+# Metadata a sensitive resource still shows: what it is and who may read it, never what it holds.
+SENSITIVE_SAFE_FIELDS = frozenset({"ensure", "mode", "owner", "group", "enabled", "running", "refresh", "pending"})
+
+
 def mask_change(change: Change, p: Planned) -> Change:
-    """Secret fields (a password hash) and sensitive resources never show values, only hashes."""
-    if change.field in p.rtype.secret_fields or (p.resource.sensitive and change.field != "ensure"):
+    """Secret fields (a password hash) and the values of sensitive resources show only hashes."""
+    sensitive_value = p.resource.sensitive and change.field not in SENSITIVE_SAFE_FIELDS
+    if change.field in p.rtype.secret_fields or sensitive_value:
         def h(v: Any) -> Any:
             if v is None or (isinstance(v, str) and v.startswith("sha256:")):
                 return v

@@ -80,16 +80,23 @@ def transport_options(settings: Settings) -> TransportOptions:
 
 
 def apply_timeouts(hosts: list[Host], settings: Settings, flags: dict[str, Any]) -> list[Host]:
-    """Command-line timeouts override the inventory's; otherwise the inventory's win over defaults."""
+    """Timeouts: a command-line flag wins, then the inventory's own value, then settings, then defaults.
+
+    A host whose inventory left a timeout at the built-in default takes the configured one
+    (driftctl.yaml, DRIFTCTL_CONNECT_TIMEOUT, ...).
+    """
     import dataclasses
 
+    from driftctl.model import ConnectionSpec
+
+    defaults = ConnectionSpec(address="")
     out = []
     for h in hosts:
         conn = h.connection
-        if flags.get("connect_timeout") is not None:
-            conn = dataclasses.replace(conn, connect_timeout=settings.connect_timeout)
-        if flags.get("command_timeout") is not None:
-            conn = dataclasses.replace(conn, command_timeout=settings.command_timeout)
+        for name in ("connect_timeout", "command_timeout"):
+            configured = getattr(settings, name)
+            if flags.get(name) is not None or getattr(conn, name) == getattr(defaults, name):
+                conn = dataclasses.replace(conn, **{name: configured})
         out.append(dataclasses.replace(h, connection=conn) if conn is not h.connection else h)
     return out
 

@@ -34,7 +34,9 @@ def driftctl(*args: str | os.PathLike[str], state_dir: Path, cwd: Path = REPO, t
              env: dict[str, str] | None = None) -> CLIResult:
     """``driftctl ARGS`` in a subprocess: no TTY, no colour, its own state directory."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
-    full_env.update({"DRIFTCTL_STATE_DIR": str(state_dir), "NO_COLOR": "1", **(env or {})})
+    # a loaded test machine can take more than the default 10 s to finish an SSH handshake
+    full_env.update({"DRIFTCTL_STATE_DIR": str(state_dir), "NO_COLOR": "1", "DRIFTCTL_CONNECT_TIMEOUT": "60",
+                     **(env or {})})
     proc = subprocess.run(
         [sys.executable, "-m", "driftctl", *map(str, args)],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,

@@ -122,6 +122,7 @@ def test_purge_backup_and_a_hand_edit_are_converged(fresh_host, tmp_path: Path) 
     hand = "edited by hand\n"
     fresh_host.sh(f"printf '{hand}' > /etc/driftctl-test/app.conf; touch /etc/driftctl-test/stray")
     plan = driftctl("plan", *args, "--json", state_dir=state)
+    assert plan.rc in (2, 6), plan.output
     changes = changes_of(plan.json())
     assert changes[(fresh_host.name, "file:/etc/driftctl-test/app.conf")] == ["content"]
     assert (fresh_host.name, "directory:/etc/driftctl-test") in changes  # the stray file is purged
@@ -139,7 +140,9 @@ def test_bad_manifest_exits_1_before_any_connection(tmp_path: Path) -> None:
     a connection attempt would make it exit 8)."""
     inv = tmp_path / "inv"
     inv.mkdir()
-    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ghost:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n")
+    (inv / "hosts.yaml").write_text(
+        "all:\n  hosts:\n    ghost:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n"
+    )
     site = tmp_path / "manifests"
     (site / "roles" / "r").mkdir(parents=True)
     (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
