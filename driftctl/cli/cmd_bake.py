@@ -90,20 +90,24 @@ def _size(n: int) -> str:
               show_default=True)
 @click.option("--tag", metavar="NAME", help="Image name (default localhost/driftctl-HOST:latest).")
 @click.option("--load", is_flag=True, help="Also put the image into podman (or docker) as --tag.")
+@click.option("--build-container/--no-build-container", "engine", default=None,
+              help="Run packages and execs the base lacks in a podman build container (default: when podman "
+                   "is installed); --no-build-container refuses them, keeping the image bit-reproducible.")
 @_manifests
 @_json
 def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: str, tag: str | None, load: bool,
-                 manifests: Path | None, as_json: bool) -> int:
+                 engine: bool | None, manifests: Path | None, as_json: bool) -> int:
     """Bake HOST's converged state onto a base image, as a reproducible OCI image. No daemon needed.
 
     Same manifests + same base -> the same image digest (timestamps from SOURCE_DATE_EPOCH, else the
-    manifest repository's last commit). Packages and commands must already be in the base.
+    manifest tree's last commit). Packages and commands the base lacks run in a podman build
+    container, and the image is then marked converged-not-bit-reproducible (docs/bake.md).
     """
     from driftctl.bake import bake, load_image
 
     p = prepare(inventory, host_name, manifests)
     name = tag or f"localhost/driftctl-{p.host.name}:latest"
-    result = bake(p.catalog, base, output, fmt, tag=name, repo=_repo(p.manifests), render=p.render)
+    result = bake(p.catalog, base, output, fmt, tag=name, repo=_repo(p.manifests), render=p.render, engine=engine)
     loaded = load_image(output, fmt, name) if load else None
     if as_json:
         doc = {k: v for k, v in asdict(result).items() if k != "resources"}
@@ -123,6 +127,9 @@ def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: 
     revision = result.labels.get("org.opencontainers.image.revision")
     o.print(f"  created  {result.created}" + (f"  revision {revision[:12]}" if revision else ""))
     o.print(f"  size     {_size(result.size)}  in {result.duration:.1f}s")
+    ran = result.labels.get("io.driftctl.converged-not-bit-reproducible")
+    if ran:
+        o.print(f"  [yellow]built in a container (not bit-reproducible): {escape(ran)}[/]")
     for r in result.resources:
         if r.status == "skipped":
             o.print(f"  [magenta]-[/] {escape(r.id)}: {escape(r.reason)}")
