@@ -9,7 +9,8 @@ Rules (docs/store.md explains them for users):
 - drift: per reachable host, each drifted resource opens or extends an episode; a resource observed in
   sync closes it; a resource failed or skipped leaves it as it is; a resource no longer in the host's
   catalog closes it (unless the document is ``partial`` or the host ``failed``). Watched paths work the
-  same when the host's ``unmanaged`` list is present. ``since``/``runs`` are written into the document.
+  same when the host's ``unmanaged`` list is present (null: the watch was not examined).
+  ``since``/``runs`` are written into the document.
   A resource ``changed`` by a drift run (``--remediate``) is converged like an apply's and its episode,
   counted for this run, closes ("remediated"). Ignored drift has episodes like any other: when the rule
   expires, "since when" is still true.
@@ -221,7 +222,7 @@ def _drift_episodes(
     for (kind, _subject), ep in open_eps.items():
         if kind == "resource" and complete:
             _close(cur, ep["id"], when, run_id, "no longer in the catalog")
-        elif kind == "path" and unmanaged is not None:
+        elif kind == "path" and unmanaged is not None and host["status"] != "failed":
             _close(cur, ep["id"], when, run_id, "back to the baseline")
 
 

@@ -284,6 +284,7 @@ def test_unmanaged_paths_have_episodes_too(store: Store) -> None:
     assert eps[key].fields == ["changed", "mode"]
     drift_run(store, 1, [res("file:/etc/motd")], unmanaged=[unmanaged(sudo)])
     drift_run(store, 2, [res("file:/etc/motd")])  # watch paths not examined this time
+    drift_run(store, 2.5, [], status="failed", error="agent crashed", unmanaged=[])  # nothing known
     assert drift_of(store) == {sudo: ("unmanaged", at(0), 2)}
     assert store.drift_since(INV, "web1")[sudo].runs == 2
     drift_run(store, 3, [res("file:/etc/motd")], unmanaged=[])
