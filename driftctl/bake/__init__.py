@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from driftctl.bake.build import BakeResult, bake, canonical_order
 from driftctl.bake.load import load_image
-from driftctl.bake.observe import image_observe, verify
+from driftctl.bake.observe import image_observe, image_watch, verify
 from driftctl.bake.oci import FORMATS, Image, open_image
 
-__all__ = ["FORMATS", "BakeResult", "Image", "bake", "canonical_order", "image_observe", "load_image",
+__all__ = ["FORMATS", "BakeResult", "Image", "bake", "canonical_order", "image_observe", "image_watch", "load_image",
            "open_image", "verify"]

@@ -137,6 +137,26 @@ class ImageOS:
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
         return self._fs.listdir(real)
 
+    def walk(self, top: str, topdown: bool = True, onerror: Any = None,
+             followlinks: bool = False) -> Any:
+        """os.walk over the image, top-down, never following links (what the agent's watch uses)."""
+        stack = [str(top)]
+        while stack:
+            current = stack.pop()
+            try:
+                names = self.listdir(current)
+            except OSError as e:
+                if onerror is not None:
+                    onerror(e)
+                continue
+            dirs: list[str] = []
+            files: list[str] = []
+            for name in names:
+                entry = self._fs.get(self._fs.resolve(posixpath.join(current, name)))
+                (dirs if entry is not None and entry.kind == "dir" else files).append(name)
+            yield current, dirs, files  # the caller may prune dirs in place, as with os.walk
+            stack.extend(posixpath.join(current, d) for d in reversed(dirs))
+
     def access(self, path: str, mode: int) -> bool:
         try:
             _real, entry = self._entry(path, True)

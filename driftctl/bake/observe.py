@@ -188,6 +188,22 @@ def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, d
         close()
 
 
+def image_watch(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, Any]:
+    """The agent's ``watch`` answer (unmanaged-drift baseline of ``catalog.watch``) for the image:
+    ``{"entries": {path: entry}, "truncated": [...], "missing": [...]}``, as a probe returns it."""
+    from driftctl.engine import watch_request
+
+    fs, close = _as_fs(image, catalog)
+    try:
+        ns = agent_namespace(fs)
+        _point_at_image(ns, fs)
+        ctx = ns["Ctx"](facts=image_facts(fs, catalog.host), want_content=False)
+        answer: dict[str, Any] = ns["scan_watch"](watch_request(catalog), ctx)
+        return answer
+    finally:
+        close()
+
+
 def _as_fs(image: Image | ImageFS | str, catalog: Catalog | None) -> tuple[ImageFS, Callable[[], None]]:
     if isinstance(image, ImageFS):
         return image, lambda: None

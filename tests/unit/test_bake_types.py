@@ -4,12 +4,13 @@ observe code run against the image, the types' own diff). Refusals match the age
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 
 import pytest
 from test_bake_support import make_tiny_base, res, tiny_catalog
 
-from driftctl.bake import bake, image_observe, open_image, verify
+from driftctl.bake import bake, image_observe, image_watch, open_image, verify
 from driftctl.bake.fs import ImageFS
 from driftctl.errors import BakeError
 from driftctl.model import Catalog
@@ -203,3 +204,17 @@ def test_packages_and_execs_only_when_the_base_has_them(base: Path, tmp_path: Pa
     with pytest.raises(BakeError, match=r"exec:make .*cannot run commands"):
         bake(Catalog("h", [res("exec", "make", command="make")]), str(base), tmp_path / "o3", epoch=EPOCH,
              engine=False)
+
+
+def test_image_watch_is_the_agents_watch_answer(base: Path, tmp_path: Path) -> None:
+    catalog = Catalog("h", [res("file", "/etc/ssh/ssh_config", content="Host *\n")], watch=["/etc/ssh", "/nope"])
+    bake(catalog, str(base), tmp_path / "out", epoch=EPOCH)
+    answer = image_watch(str(tmp_path / "out"), catalog)
+    entries = answer["entries"]
+    # the managed file is left out (reported per resource); the unmanaged one is baselined
+    assert set(entries) == {"/etc/ssh", "/etc/ssh/sshd_config"}
+    assert entries["/etc/ssh/sshd_config"] == {
+        "type": "file", "mode": "0644", "owner": "root", "group": "root", "size": 28,
+        "sha256": hashlib.sha256(b"Port 22\nPermitRootLogin yes\n").hexdigest()}
+    assert entries["/etc/ssh"]["type"] == "directory"
+    assert answer["missing"] == ["/nope"]
