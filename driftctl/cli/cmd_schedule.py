@@ -1,0 +1,132 @@
+"""``driftctl schedule install|list|remove``: drift runs from cron (default) or systemd timers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from driftctl import schedule
+from driftctl.cli import ui
+from driftctl.cli.common import inventory_argument, settings_from
+from driftctl.errors import ConfigError
+
+
+def _check_user(user: str | None, systemd: bool) -> None:
+    if user is None:
+        return
+    if systemd:
+        raise ConfigError("--user is for crontabs; systemd units go to the system or your own user manager")
+    if os.geteuid() != 0:
+        raise ConfigError("--user needs root (crontab -u)")
+
+
+@click.group("schedule")
+def schedule_group() -> None:
+    """Run drift on a schedule: crontab entries (default) or systemd timers (--systemd).
+
+    Scheduled runs are plain text, non-interactive, and append to <state-dir>/logs/NAME.log (cron).
+    """
+
+
+@schedule_group.command("install")
+@inventory_argument
+@click.option("--every", required=True, metavar="INTERVAL",
+              help="15m, 30m, 1h, 6h, 1d, 1w... (cron runs only intervals that divide an hour or a day evenly).")
+@click.option("--remediate", is_flag=True, help="Re-apply corrective drift on each run (drift --remediate).")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write json, junit, markdown, html and prometheus reports here on each run.")
+@click.option("--name", help="Name of the schedule (default: drift-<inventory directory name>).")
+@click.option("--systemd", is_flag=True, help="A systemd service and timer instead of a crontab entry.")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the units here instead of systemd's directory (they are then not enabled).")
+@click.option("-m", "--manifests", type=click.Path(file_okay=False), help="The manifest tree (default: manifests/).")
+@click.option("--state", metavar="URL", help="State store: a SQLite path or postgresql://...")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Where driftctl keeps its state (and logs/).")
+@click.option("--user", metavar="USER", help="(root) Install in USER's crontab.")
+def install_cmd(inventory: Path, every: str, remediate: bool, report_dir: Path | None, name: str | None,
+                systemd: bool, unit_dir: Path | None, manifests: str | None, state: str | None,
+                state_dir: str | None, user: str | None) -> int:
+    """Install (or replace) a scheduled drift run of INVENTORY.
+
+    The command is fixed at install time with absolute paths and the settings in force now;
+    re-installing the same NAME replaces it.
+    """
+    _check_user(user, systemd)
+    settings = settings_from(manifests=manifests, state=state, state_dir=state_dir)
+    job = schedule.make_job(inventory, every, settings, name=name, remediate=remediate, report_dir=report_dir)
+    if systemd:
+        result = schedule.install_systemd(job, unit_dir)
+        for path in result.units:
+            ui.out.print(f"wrote {path}", markup=False, highlight=False)
+        if not result.verified:
+            ui.warn("systemd-analyze is not installed: the units were not verified")
+        note = result.note
+        if not result.enabled:
+            ui.warn(note)
+        else:
+            ui.out.print(note, markup=False, highlight=False)
+        when = schedule.calendar_spec(job.every, job.name) or f"every {job.every.text} after the last start"
+        ui.out.print(f"schedule {job.name}: {when}", markup=False, highlight=False)
+        return 0
+    replaced = schedule.install_cron(job, user)
+    where = f"the crontab of {user}" if user else "your crontab"
+    ui.out.print(f"{'replaced' if replaced else 'installed'} schedule {job.name} in {where}: "
+                 f"{schedule.cron_schedule(job.every, job.name)} (every {job.every.text})", markup=False,
+                 highlight=False)
+    ui.out.print(f"log: {job.log_file}", markup=False, highlight=False)
+    return 0
+
+
+@schedule_group.command("list")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), help="Where to look for systemd units.")
+@click.option("--user", metavar="USER", help="(root) List USER's crontab.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def list_cmd(unit_dir: Path | None, user: str | None, as_json: bool) -> int:
+    """The installed schedules: crontab entries and systemd timers."""
+    _check_user(user, False)
+    found = schedule.list_cron(user) if _has_crontab() else []
+    found += schedule.list_systemd(unit_dir)
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(s) for s in found], indent=2) + "\n")
+        return 0
+    if not found:
+        ui.out.print("no driftctl schedules", markup=False)
+    for s in found:
+        state = "" if s.enabled is None else (" (enabled)" if s.enabled else " (not enabled)")
+        ui.out.print(f"{s.name}  {s.kind}  every {s.every or '?'}  [{s.when}]{state}  {s.where}\n    {s.command}",
+                     markup=False, highlight=False)
+    return 0
+
+
+def _has_crontab() -> bool:
+    import shutil
+
+    return shutil.which("crontab") is not None
+
+
+@schedule_group.command("remove")
+@click.argument("name")
+@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the systemd units are.")
+@click.option("--user", metavar="USER", help="(root) Remove from USER's crontab.")
+def remove_cmd(name: str, unit_dir: Path | None, user: str | None) -> int:
+    """Remove the schedule NAME (its crontab entry and/or systemd units). Exit 1 if there is none."""
+    _check_user(user, False)
+    schedule.validate_name(name)
+    removed = []
+    if _has_crontab() and schedule.remove_cron(name, user):
+        removed.append(f"crontab entry of {user}" if user else "crontab entry")
+    removed += [str(p) for p in schedule.remove_systemd(name, unit_dir)]
+    if not removed:
+        raise ConfigError(f"no schedule named {name}", None, "see driftctl schedule list")
+    for what in removed:
+        ui.out.print(f"removed {what}", markup=False, highlight=False)
+    return 0
+
+
+def register(group: click.Group) -> None:
+    group.add_command(schedule_group)
