@@ -236,7 +236,10 @@ def _file_lock(state_dir: Path, name: str, holder: dict[str, Any], wait: float |
     deadline = None if wait is None else time.monotonic() + max(0.0, wait)
     recovered: dict[str, Any] | None = None
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise StoreError(f"cannot open lock file {path}: {e.strerror or e}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

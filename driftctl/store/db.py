@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from driftctl.errors import StoreError
 
@@ -137,7 +137,7 @@ class Database(ABC):
             try:
                 self._begin()
             except Exception as e:
-                raise self._translate(e) or e from e
+                self._reraise(e)
             try:
                 yield Cursor(self._cursor(), self.dialect)
             except BaseException as e:
@@ -151,7 +151,13 @@ class Database(ABC):
             try:
                 self._commit()
             except Exception as e:
-                raise self._translate(e) or e from e
+                self._reraise(e)
+
+    def _reraise(self, e: Exception) -> NoReturn:
+        err = self._translate(e)
+        if err is None:
+            raise e
+        raise err from e
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
@@ -170,7 +176,7 @@ class Database(ABC):
                 finally:
                     self._cursor().execute("COMMIT")
             except sqlite3.Error as e:
-                raise self._translate(e) or e from e
+                self._reraise(e)
 
 
 class SQLiteDatabase(Database):
@@ -257,10 +263,6 @@ class PostgresDatabase(Database):
         if tx is not None:
             tx.__exit__(StoreError, StoreError("rollback"), None)
 
-    def connection(self) -> Any:
-        """The psycopg connection (for the lock module's advisory locks)."""
-        return self._conn
-
     def close(self) -> None:
         with self._mutex:
             self._conn.close()
@@ -283,7 +285,10 @@ def _pg_message(e: Any) -> str:
     # Only the primary message: DETAIL lines quote the values of the failing row.
     diag = getattr(e, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return str(primary or str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if primary:
+        return str(primary)
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def connect(url: str | os.PathLike[str]) -> Database:
