@@ -221,8 +221,10 @@ def render(doc: Mapping[str, Any], chart: Sequence[ChartRun] | None = None) -> s
         name = f"<code>{e(c.name)}</code>"
         if _has_details(doc, h):
             name = f'<a href="#host-{i}">{name}</a>'
-        rows.append(f"<tr><td>{name}</td><td>{_status(c.status)}</td><td class=\"n\">{c.drifted}</td>"
-                    f'<td class="n">{c.unmanaged}</td><td class="n">{c.failed}</td><td>{e(last_run)}</td></tr>')
+        # an unreachable host's drift is unknown, not zero
+        drifted, unmanaged_n, failed = (c.drifted, c.unmanaged, c.failed) if c.reached else ("—", "—", "—")
+        rows.append(f"<tr><td>{name}</td><td>{_status(c.status)}</td><td class=\"n\">{drifted}</td>"
+                    f'<td class="n">{unmanaged_n}</td><td class="n">{failed}</td><td>{e(last_run)}</td></tr>')
     details = [d for d in (_host_details(doc, i, h) for i, h in enumerate(all_hosts)) if d]
     hosts_text = e(s.get("hosts", len(all_hosts))) + " host(s)"
     counts = ", ".join(f"{s.get(k, 0)} {k}" for k in ("ok", "changed", "drifted", "failed", "unreachable") if s.get(k))

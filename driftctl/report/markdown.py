@@ -24,7 +24,8 @@ from driftctl.report.common import (
     unmanaged_line,
 )
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+# Only what can start markup in the middle of a line (text() is never placed at a line start).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def text(value: Any) -> str:
@@ -73,8 +74,10 @@ def _summary(doc: Mapping[str, Any]) -> list[str]:
     ]
     for h in hosts(doc):
         c = host_counts(h)
-        lines.append(f"| {code(c.name, in_table=True)} | {text(c.status)} | {c.drifted} | {c.unmanaged} | {c.failed} | "
-                     f"{c.changed} | {c.resources} |")
+        # an unreachable host's drift is unknown, not zero
+        n = (lambda v: str(v)) if c.reached else (lambda v: "—")
+        lines.append(f"| {code(c.name, in_table=True)} | {text(c.status)} | {n(c.drifted)} | {n(c.unmanaged)} | "
+                     f"{n(c.failed)} | {n(c.changed)} | {n(c.resources)} |")
     return lines
 
 

@@ -280,7 +280,7 @@ def test_markdown_summary_table_and_sections(doc: dict[str, Any]) -> None:
     assert table[0] == ["host", "status", "drifted", "unmanaged", "failed", "changed", "resources"]
     assert table[1:] == [
         ["web1", "failed", "3", "2", "1", "0", "7"],
-        ["web2", "unreachable", "0", "0", "0", "0", "0"],
+        ["web2", "unreachable", "—", "—", "—", "—", "—"],  # unknown, not zero
         ["db1", "failed", "0", "0", "0", "0", "0"],
         ["db2", "ok", "0", "0", "0", "0", "2"],
     ]
@@ -319,7 +319,7 @@ def test_html_is_self_contained_and_escaped(doc: dict[str, Any]) -> None:
     hosts = [r for r in page.rows if r and r[0] in ("web1", "web2", "db1", "db2")]
     assert hosts[:4] == [
         ["web1", "failed", "3", "2", "1", "2026-09-21T14:13:32Z"],
-        ["web2", "unreachable", "0", "0", "0", "2026-09-21T14:13:32Z"],
+        ["web2", "unreachable", "—", "—", "—", "2026-09-21T14:13:32Z"],
         ["db1", "failed", "0", "0", "0", "2026-09-21T14:13:32Z"],
         ["db2", "ok", "0", "0", "0", "2026-09-21T14:13:32Z"],
     ]
