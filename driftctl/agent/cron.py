@@ -22,9 +22,21 @@ CRON_MARK = "# driftctl: "
 CRON_ENV_RE = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 
+def cron_env_value(value):
+    """A value as an environment line holds it: quoted when empty or padded, which cron would lose.
+
+    Debian's crontab refuses ``MAILTO=`` ("bad minute": without a value the line is not an
+    assignment); ``MAILTO=""`` is the empty value. cron strips one pair of matching quotes.
+    """
+    value = str(value)
+    if value == "" or value != value.strip():
+        return "'%s'" % value if '"' in value else '"%s"' % value
+    return value
+
+
 def cron_entry_lines(params):
     """The lines under an entry's marker comment: its environment, then the job line."""
-    lines = ["%s=%s" % (k, v) for k, v in (params.get("environment") or {}).items()]
+    lines = ["%s=%s" % (k, cron_env_value(v)) for k, v in (params.get("environment") or {}).items()]
     if params.get("special"):
         when = params["special"]
     else:

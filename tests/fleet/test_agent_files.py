@@ -206,11 +206,17 @@ def test_interrupted_write_leaves_the_old_file_intact(fleet: Any, workdir: str) 
     r = res("file", conf, content=blob)
     item = r.item()
     item["changes"] = ["content"]
-    request = {"v": agentlib.PROTOCOL_VERSION, "op": "apply", "resources": [item], "backup_dir": BACKUP_DIR,
-               "blobs": {sha(blob): base64.b64encode(blob).decode()}}
+    request = {
+        "v": agentlib.PROTOCOL_VERSION,
+        "op": "apply",
+        "resources": [item],
+        "backup_dir": BACKUP_DIR,
+        "blobs": {sha(blob): base64.b64encode(blob).decode()},
+    }
     launcher = "exec " + shlex.join(agentlib.command())
-    result = host.exec(["sh", "-c", f"ulimit -f 128; {launcher}"],
-                       stdin=agentlib.program_bytes() + json.dumps(request).encode())
+    result = host.exec(
+        ["sh", "-c", f"ulimit -f 128; {launcher}"], stdin=agentlib.program_bytes() + json.dumps(request).encode()
+    )
     answer = json.loads(result.stdout)
     assert answer["ok"], answer
     assert answer["results"][r.id]["status"] == "failed"
@@ -224,8 +230,11 @@ def test_interrupted_write_leaves_the_old_file_intact(fleet: Any, workdir: str) 
 
 def test_directory_purge_and_recurse(fleet: Any, workdir: str) -> None:
     host = fleet.hosts[0]
-    sh(host, f"mkdir -p {workdir}/sub/deep && touch {workdir}/keep.conf {workdir}/junk.conf {workdir}/sub/deep/x"
-             f" && ln -s /etc/passwd {workdir}/passwd-link && chmod 0600 {workdir}/keep.conf")
+    sh(
+        host,
+        f"mkdir -p {workdir}/sub/deep && touch {workdir}/keep.conf {workdir}/junk.conf {workdir}/sub/deep/x"
+        f" && ln -s /etc/passwd {workdir}/passwd-link && chmod 0600 {workdir}/keep.conf",
+    )
     managed = [f"{workdir}/keep.conf"]
     keep = res("file", f"{workdir}/keep.conf")
     d = res("directory", workdir, owner="nobody", mode="0644", recurse=True, purge=True)
@@ -269,29 +278,34 @@ def test_line_and_block_edit_a_copy_of_sshd_config(fleet: Any, workdir: str) -> 
     cfg = f"{workdir}/sshd_config"
     sh(host, f"mkdir -p {workdir} && cp /etc/ssh/sshd_config {cfg} && chmod 0600 {cfg}")
     original = sh(host, f"cat {cfg}")
-    assert "#PermitRootLogin" in original
+    assert "\nPermitRootLogin prohibit-password\n" in original  # as the fleet image ships it
     permit = res("line", "no-root", path=cfg, match="^#?PermitRootLogin ", text="PermitRootLogin no")
     banner = res("line", "banner", path=cfg, text="Banner /etc/issue.net", after="^#?PermitRootLogin ")
     sftp = res("block", "sftp", path=cfg, content="Match Group sftp\n  ChrootDirectory /srv/sftp\n")
     lines = converge(host, permit, banner, sftp)
-    assert lines[permit.id][0].startswith("line replaced: #PermitRootLogin ")
+    assert lines[permit.id] == ["line replaced: PermitRootLogin prohibit-password -> PermitRootLogin no"]
     assert lines[banner.id] == ["line added: Banner /etc/issue.net"]
     assert lines[sftp.id] == ["block added (2 lines)"]
     text = sh(host, f"cat {cfg}")
     assert "PermitRootLogin no\nBanner /etc/issue.net\n" in text
-    assert text.endswith("# BEGIN DRIFTCTL MANAGED BLOCK sftp\nMatch Group sftp\n  ChrootDirectory /srv/sftp\n"
-                         "# END DRIFTCTL MANAGED BLOCK sftp\n")
+    assert text.endswith(
+        "# BEGIN DRIFTCTL MANAGED BLOCK sftp\nMatch Group sftp\n  ChrootDirectory /srv/sftp\n"
+        "# END DRIFTCTL MANAGED BLOCK sftp\n"
+    )
     assert host.testinfra().file(cfg).mode == 0o600
     # sshd itself accepts the edited file
     assert host.exec(["sshd", "-t", "-f", cfg]).rc == 0
     # hand drift inside the block, then back; then removal of both
     sh(host, f"sed -i 's|/srv/sftp|/tmp|' {cfg}")
     assert converge(host, sftp)[sftp.id] == ["block content changed"]
-    gone = [res("line", "banner", path=cfg, text="Banner /etc/issue.net", ensure="absent"),
-            res("block", "sftp", path=cfg, ensure="absent")]
+    gone = [
+        res("line", "banner", path=cfg, text="Banner /etc/issue.net", ensure="absent"),
+        res("block", "sftp", path=cfg, ensure="absent"),
+    ]
     converge(host, *gone)
     text = sh(host, f"cat {cfg}")
-    assert "Banner" not in text and "DRIFTCTL" not in text and "PermitRootLogin no\n" in text
+    # everything else is byte for byte what it was
+    assert text == original.replace("\nPermitRootLogin prohibit-password\n", "\nPermitRootLogin no\n")
 
 
 # ---- cron: a non-root user's crontab, and /etc/cron.d
@@ -300,8 +314,14 @@ def test_line_and_block_edit_a_copy_of_sshd_config(fleet: Any, workdir: str) -> 
 def test_cron_for_a_non_root_user_runs(fresh_host: Any) -> None:
     host = fresh_host
     sh(host, "useradd -m alice")
-    job = res("cron", "touch-stamp", user="alice", minute="*", command="id -un >> /home/alice/stamp",
-              environment={"SHELL": "/bin/sh"})
+    job = res(
+        "cron",
+        "touch-stamp",
+        user="alice",
+        minute="*",
+        command="id -un >> /home/alice/stamp",
+        environment={"SHELL": "/bin/sh"},
+    )
     assert converge(host, job)[job.id] == ["entry added: SHELL=/bin/sh | * * * * * id -un >> /home/alice/stamp"]
     listing = sh(host, "crontab -l -u alice")
     assert "# driftctl: touch-stamp\nSHELL=/bin/sh\n* * * * * id -un >> /home/alice/stamp\n" in listing
@@ -309,8 +329,14 @@ def test_cron_for_a_non_root_user_runs(fresh_host: Any) -> None:
     assert spool.user == "alice"
     # a hand-made entry of the user's own survives our edits
     sh(host, "(crontab -l -u alice; echo '0 5 * * * /bin/true # mine') | crontab -u alice -")
-    job2 = res("cron", "touch-stamp", user="alice", minute="*", command="id -un >> /home/alice/stamp",
-               environment={"SHELL": "/bin/sh", "MAILTO": ""})
+    job2 = res(
+        "cron",
+        "touch-stamp",
+        user="alice",
+        minute="*",
+        command="id -un >> /home/alice/stamp",
+        environment={"SHELL": "/bin/sh", "MAILTO": ""},
+    )
     assert converge(host, job2)[job2.id][0].startswith("entry changed: ")
     assert "0 5 * * * /bin/true # mine" in sh(host, "crontab -l -u alice")
     # cron runs it, as alice (waits for the next minute: cron reads crontabs once a minute)
@@ -332,10 +358,14 @@ def test_cron_d_file(fresh_host: Any) -> None:
     converge(host, a, b)
     f = host.testinfra().file("/etc/cron.d/driftctl-test")
     assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
-    assert f.content_string == ("# driftctl: nightly\n@daily root /usr/bin/true\n"
-                                "# driftctl: often\n*/5 * * * * nobody /usr/bin/true\n")
-    converge(host, res("cron", "nightly", file="driftctl-test", ensure="absent"),
-             res("cron", "often", file="driftctl-test", ensure="absent"))
+    assert f.content_string == (
+        "# driftctl: nightly\n@daily root /usr/bin/true\n# driftctl: often\n*/5 * * * * nobody /usr/bin/true\n"
+    )
+    converge(
+        host,
+        res("cron", "nightly", file="driftctl-test", ensure="absent"),
+        res("cron", "often", file="driftctl-test", ensure="absent"),
+    )
     assert not host.testinfra().file("/etc/cron.d/driftctl-test").exists
 
 
@@ -350,8 +380,10 @@ def test_sysctl_live_and_persisted(fresh_host: Any) -> None:
     sh(host, "sysctl -w net.ipv4.ip_forward=0 net.ipv4.tcp_rmem='4096 131072 6291456'")
     lines = converge(host, forward, rmem)
     assert lines[forward.id] == ["value 0 -> 1", "persisted (not set) -> 1"]
-    assert lines[rmem.id] == ["value 4096 131072 6291456 -> 4096 87380 6291456",
-                              "persisted (not set) -> 4096 87380 6291456"]
+    assert lines[rmem.id] == [
+        "value 4096 131072 6291456 -> 4096 87380 6291456",
+        "persisted (not set) -> 4096 87380 6291456",
+    ]
     assert sh(host, "sysctl -n net.ipv4.ip_forward net.ipv4.tcp_rmem") == "1\n4096\t87380\t6291456\n"
     assert host.testinfra().file("/etc/sysctl.d/60-driftctl-test.conf").content_string == (
         "net.ipv4.ip_forward = 1\nnet.ipv4.tcp_rmem = 4096 87380 6291456\n"

@@ -72,6 +72,11 @@ def test_validation_errors(raw: dict, message: str, line: int) -> None:
     assert info.value.location is not None and info.value.location.line == line
 
 
+def test_empty_and_padded_environment_values_are_quoted() -> None:
+    p = validate(command="/x", environment={"MAILTO": "", "PAD": " a ", "Q": ' "q" ', "PLAIN": "a b"})
+    assert cron_entry_lines(p) == ['MAILTO=""', 'PAD=" a "', "Q=' \"q\" '", "PLAIN=a b", "* * * * * /x"]
+
+
 def test_diff_and_describe() -> None:
     want = Cron.desired(validate(hour=3, minute=0, command="/x"))
     assert want == {"ensure": "present", "entry": "0 3 * * * /x"}
