@@ -109,7 +109,9 @@ def _matcher(expr: str) -> re.Pattern[str]:
     return re.compile(expr[1:]) if expr.startswith("~") else re.compile(fnmatch.translate(expr))
 
 
-def _slice(names: list[str], sub: Subscript | None, term: Term, location: Location | None) -> list[str]:
+def _slice(
+    names: list[str], sub: Subscript | None, term: Term, location: Location | None, strict: bool
+) -> list[str]:
     if sub is None:
         return names
     try:
@@ -119,7 +121,7 @@ def _slice(names: list[str], sub: Subscript | None, term: Term, location: Locati
         out = names[sub.start : end + 1]
     except IndexError:
         out = []
-    if not out:
+    if not out and strict:
         raise InventoryError(
             f"host pattern {term.text!r}: the subscript is out of range ({term.expr!r} has {len(names)} hosts)",
             location,
@@ -197,7 +199,7 @@ def select(
             if not group_hits or term.is_regex or (_SPECIAL & set(expr)):
                 found.update(h for h in hosts if rx.match(h))
             matched = sorted((h for h in found if h in order), key=order.__getitem__)
-        matched = _slice(matched, term.subscript, term, location)
+        matched = _slice(matched, term.subscript, term, location, strict)
         if not matched and strict and not (term.op == "!" and known):
             if known:
                 raise InventoryError(f"host pattern {term.text!r} matches no host: the group is empty", location)

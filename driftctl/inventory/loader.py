@@ -64,6 +64,7 @@ def _read(path: Path, builder: Builder) -> None:
         raise InventoryError(f"not UTF-8 text ({e.reason} at byte {e.start})", Location(str(path))) from None
     except OSError as e:
         raise InventoryError(f"cannot read: {e.strerror}", Location(str(path))) from None
+    text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
     if text.startswith("#!"):
         raise InventoryError(
             "this is a dynamic inventory script; driftctl reads static inventories only", Location(str(path), 1),

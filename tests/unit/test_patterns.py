@@ -120,6 +120,7 @@ def test_error_carries_the_location_it_is_given():
 def test_not_strict_lets_unknown_parts_select_nothing():
     assert patterns.select("web:nosuchgroup", HOSTS, GROUPS, strict=False) == ["web1", "web2", "web10"]
     assert patterns.select("nosuchgroup", HOSTS, GROUPS, strict=False) == []
+    assert patterns.select("web:!empty[0]", HOSTS, GROUPS, strict=False) == ["web1", "web2", "web10"]
     assert [h.name for h in load_inventory(DATA / "patterns.yaml").select("nope", strict=False)] == []
     with pytest.raises(InventoryError, match="invalid regular expression"):  # syntax is still checked
         patterns.select("~(", HOSTS, GROUPS, strict=False)
