@@ -85,7 +85,9 @@ def host_doc(h: HostResult, command: str) -> dict[str, Any]:
         "round_trips": h.round_trips,
         "facts": h.facts,
         "resources": [resource_doc(r) for r in h.resources],
-        "unmanaged": [unmanaged_doc(u) for u in h.unmanaged],
+        # null: the watch paths were not examined (not a drift run, host not probed, --against IMAGE);
+        # []: examined, nothing changed
+        "unmanaged": [unmanaged_doc(u) for u in h.unmanaged] if h.unmanaged_examined else None,
     }
 
 

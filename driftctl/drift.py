@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -48,9 +47,9 @@ def run_lock(
         from driftctl.lock import lock
     except ImportError:  # pragma: no cover - the store engineer's module is part of the package
         return nullcontext()
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "started": time.time(),
-              "user": _user()}
-    return lock(store, f"inventory:{inventory}", holder, wait)
+    from driftctl.lock import holder_info
+
+    return lock(store, f"inventory:{inventory}", holder_info(command), wait)
 
 
 def _user() -> str:
@@ -149,6 +148,7 @@ class DriftRun:
         result.status = "failed" if any(r.status == "failed" for r in results) else \
             "changed" if any(r.status == "changed" for r in results) else "ok"
         result.unmanaged = self._unmanaged(host.name, plan, episodes)
+        result.unmanaged_examined = self.store is not None and self.use_baselines
         return result
 
     # ---- helpers

@@ -162,6 +162,7 @@ class HostResult:
     watch_after: dict[str, Any] | None = None  # the scan right after an apply, for re-baselining
     secrets: frozenset[str] = frozenset()
     locked: bool = False  # another driftctl was changing this host
+    unmanaged_examined: bool = False  # the watch paths were compared with a baseline in this run
 
     @property
     def exit_code(self) -> int:
