@@ -6,10 +6,12 @@ is involved except the agent fixture's own check.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import paramiko
 import pytest
 import yaml
 
-pytestmark = pytest.mark.fleet
+# Tests that use the fleet fixtures are marked `fleet` by tests/conftest.py.
 
 
 def _podman_keys(container: str) -> set[str]:
@@ -195,3 +197,60 @@ def test_net_sysctls_are_read_only_by_default(fleet: Any) -> None:
     result = fleet.hosts[0].exec(["sysctl", "-w", "net.ipv4.ip_default_ttl=64"])
     assert not result.ok
     assert "read-only" in result.stderr_text or "denied" in result.stderr_text
+
+
+# Captured from `vagrant ssh-config` on this fleet's Vagrantfile (docker provider, podman API).
+VAGRANT_SSH_CONFIG = """\
+Host fleet1
+  HostName 127.0.0.1
+  User root
+  Port 2201
+  UserKnownHostsFile /dev/null
+  StrictHostKeyChecking no
+  PasswordAuthentication no
+  IdentityFile /work/main/.fleet/id_ed25519
+  IdentitiesOnly yes
+  LogLevel FATAL
+
+Host fleet2
+  HostName 127.0.0.1
+  User root
+  Port 2222
+  IdentityFile "/work/main/.fleet/id_ed25519"
+
+Host fleet3
+  HostName=127.0.0.1
+  User vagrant
+  Port 22
+"""
+
+
+def _vagrant_inventory() -> Any:
+    path = Path(__file__).resolve().parents[2] / "tools" / "vagrant_inventory.py"
+    spec = importlib.util.spec_from_file_location("vagrant_inventory", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["vagrant_inventory"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vagrant_ssh_config_becomes_an_inventory(tmp_path: Path) -> None:
+    vi = _vagrant_inventory()
+    hosts = vi.parse_ssh_config(VAGRANT_SSH_CONFIG)
+    assert [(h.name, h.hostname, h.port, h.user) for h in hosts] == [
+        ("fleet1", "127.0.0.1", 2201, "root"),
+        ("fleet2", "127.0.0.1", 2222, "root"),
+        ("fleet3", "127.0.0.1", 22, "vagrant"),
+    ]
+    assert hosts[1].identity_files == ["/work/main/.fleet/id_ed25519"]
+    hosts[0].host_keys = ["ssh-ed25519 AAAAfirst"]
+    hosts[2].host_keys = ["ssh-ed25519 AAAAthird"]
+    assert vi.known_hosts_text(hosts) == "[127.0.0.1]:2201 ssh-ed25519 AAAAfirst\n127.0.0.1 ssh-ed25519 AAAAthird\n"
+    inventory, common = vi.inventory_documents(hosts, tmp_path / "kh")
+    groups = inventory["all"]["children"]
+    assert list(groups["web"]["hosts"]) == ["fleet1", "fleet2"] and list(groups["db"]["hosts"]) == ["fleet3"]
+    assert groups["web"]["hosts"]["fleet1"]["ansible_port"] == 2201
+    assert groups["db"]["hosts"]["fleet3"]["ansible_become"] is True
+    assert "ansible_become" not in groups["web"]["hosts"]["fleet2"]
+    assert common == {"driftctl_known_hosts": str((tmp_path / "kh").resolve())}
