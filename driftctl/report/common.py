@@ -72,6 +72,7 @@ class HostCounts:
     skipped: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     by_class: dict[str, int] = field(default_factory=dict)
+    unmanaged_examined: bool = True  # False: the watch paths were not compared in this run (unknown)
 
     @property
     def reached(self) -> bool:
@@ -82,6 +83,7 @@ def host_counts(host: Mapping[str, Any]) -> HostCounts:
     counts = HostCounts(
         name=str(host.get("name", "?")), status=str(host.get("status", "?")), error=host.get("error"),
         by_status=dict.fromkeys(RESOURCE_STATUSES, 0), by_class=dict.fromkeys(DRIFT_CLASSES, 0),
+        unmanaged_examined=host.get("unmanaged") is not None,
     )
     for r in resources(host):
         counts.resources += 1

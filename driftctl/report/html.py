@@ -223,6 +223,8 @@ def render(doc: Mapping[str, Any], chart: Sequence[ChartRun] | None = None) -> s
             name = f'<a href="#host-{i}">{name}</a>'
         # an unreachable host's drift is unknown, not zero
         drifted, unmanaged_n, failed = (c.drifted, c.unmanaged, c.failed) if c.reached else ("—", "—", "—")
+        if not c.unmanaged_examined:
+            unmanaged_n = "—"
         rows.append(f"<tr><td>{name}</td><td>{_status(c.status)}</td><td class=\"n\">{drifted}</td>"
                     f'<td class="n">{unmanaged_n}</td><td class="n">{failed}</td><td>{e(last_run)}</td></tr>')
     details = [d for d in (_host_details(doc, i, h) for i, h in enumerate(all_hosts)) if d]

@@ -25,6 +25,7 @@ from driftctl.report.common import (
 )
 
 # Only what can start markup in the middle of a line (text() is never placed at a line start).
+UNKNOWN = "\u2014"  # an em dash: not known in this run (not zero)
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
@@ -74,10 +75,12 @@ def _summary(doc: Mapping[str, Any]) -> list[str]:
     ]
     for h in hosts(doc):
         c = host_counts(h)
-        # an unreachable host's drift is unknown, not zero
-        n = (lambda v: str(v)) if c.reached else (lambda v: "—")
-        lines.append(f"| {code(c.name, in_table=True)} | {text(c.status)} | {n(c.drifted)} | {n(c.unmanaged)} | "
-                     f"{n(c.failed)} | {n(c.changed)} | {n(c.resources)} |")
+        # an unreachable host's drift is unknown, not zero; so are unmanaged changes not examined
+        cells = [c.drifted, c.unmanaged, c.failed, c.changed, c.resources]
+        shown = [str(v) if c.reached else UNKNOWN for v in cells]
+        if not c.unmanaged_examined:
+            shown[1] = UNKNOWN
+        lines.append(f"| {code(c.name, in_table=True)} | {text(c.status)} | " + " | ".join(shown) + " |")
     return lines
 
 

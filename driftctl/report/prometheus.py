@@ -4,7 +4,8 @@ Metrics (all gauges, labelled by ``inventory``):
 
 - ``driftctl_drifted_resources{inventory,host,class}``: drifted resources not ignored, per class
   (corrective, pending, both); absent for an unreachable host (unknown is not "no drift");
-- ``driftctl_unmanaged_changes{inventory,host}``: unmanaged changes not ignored (absent when unreachable);
+- ``driftctl_unmanaged_changes{inventory,host}``: unmanaged changes not ignored (absent when unreachable
+  or when the watch paths were not examined);
 - ``driftctl_host_up{inventory,host}``: 0 when the host was unreachable, else 1;
 - ``driftctl_resources{inventory,host,status}``: resources examined by status (ok, changed, failed, skipped);
 - ``driftctl_last_run_timestamp_seconds{inventory,command}``, ``driftctl_last_run_exit_code{inventory,command}``,
@@ -73,7 +74,8 @@ def render(doc: Mapping[str, Any]) -> str:
         if command == "drift":
             for cls in DRIFT_CLASSES:
                 drifted.add({"inventory": inventory, "host": c.name, "class": cls}, c.by_class.get(cls, 0))
-            unmanaged.add({"inventory": inventory, "host": c.name}, c.unmanaged)
+            if c.unmanaged_examined:
+                unmanaged.add({"inventory": inventory, "host": c.name}, c.unmanaged)
     run = {"inventory": inventory, "command": command}
     when = parse_time(doc.get("finished")) or parse_time(doc.get("started"))
     if when is not None:

@@ -58,7 +58,7 @@ def drifted_host(secrets: frozenset[str]) -> HostResult:
                         ignored="docker rewrites it (until 2026-12-31)"),
     ]
     return HostResult("web1", "failed", [redact_result(r, secrets) for r in resources], duration=1.25,
-                      round_trips=1, unmanaged=unmanaged)
+                      round_trips=1, unmanaged=unmanaged, unmanaged_examined=True)
 
 
 def build_run() -> RunResult:
@@ -69,7 +69,7 @@ def build_run() -> RunResult:
         HostResult("db1", "failed", error="agent: python3 not found on the host", duration=0.25, round_trips=1),
         HostResult("db2", "ok", [ResourceResult("file:/etc/motd", "ok", reason="in sync", type="file"),
                                  ResourceResult("package:postgresql", "ok", reason="in sync", type="package")],
-                   duration=0.75, round_trips=1),
+                   duration=0.75, round_trips=1, unmanaged_examined=True),
     ]
     return RunResult("drift", hosts, started=T0, finished=T0 + 12.5)
 
@@ -206,6 +206,8 @@ def test_prometheus_values(doc: dict[str, Any]) -> None:
         assert got[_key("driftctl_drifted_resources", **inv, host="db2", **{"class": cls})] == 0
     assert got[_key("driftctl_unmanaged_changes", **inv, host="web1")] == 2
     assert got[_key("driftctl_unmanaged_changes", **inv, host="db2")] == 0
+    # db1 failed before its watch paths were compared: unknown, so no sample (not a false 0)
+    assert _key("driftctl_unmanaged_changes", **inv, host="db1") not in got
     assert {h: got[_key("driftctl_host_up", **inv, host=h)] for h in ("web1", "web2", "db1", "db2")} == {
         "web1": 1, "web2": 0, "db1": 1, "db2": 1}
     # nothing is known about an unreachable host's drift: no sample rather than a false 0
@@ -281,7 +283,7 @@ def test_markdown_summary_table_and_sections(doc: dict[str, Any]) -> None:
     assert table[1:] == [
         ["web1", "failed", "3", "2", "1", "0", "7"],
         ["web2", "unreachable", "—", "—", "—", "—", "—"],  # unknown, not zero
-        ["db1", "failed", "0", "0", "0", "0", "0"],
+        ["db1", "failed", "0", "—", "0", "0", "0"],  # its watch paths were not examined
         ["db2", "ok", "0", "0", "0", "0", "2"],
     ]
     body = "".join(page.text)
@@ -320,7 +322,7 @@ def test_html_is_self_contained_and_escaped(doc: dict[str, Any]) -> None:
     assert hosts[:4] == [
         ["web1", "failed", "3", "2", "1", "2026-09-21T14:13:32Z"],
         ["web2", "unreachable", "—", "—", "—", "2026-09-21T14:13:32Z"],
-        ["db1", "failed", "0", "0", "0", "2026-09-21T14:13:32Z"],
+        ["db1", "failed", "0", "—", "0", "2026-09-21T14:13:32Z"],
         ["db2", "ok", "0", "0", "0", "2026-09-21T14:13:32Z"],
     ]
     motd = next(r for r in page.rows if r and r[0].startswith("file:/etc/motd"))

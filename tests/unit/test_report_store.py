@@ -30,7 +30,7 @@ def drift_run(started: float, corrective: int, pending: int = 0, unmanaged: int 
                                  drift="pending") for i in range(pending)]
     resources.append(ResourceResult("user:alice", "ok", reason="in sync", type="user"))
     changes = [UnmanagedChange(f"/etc/cron.d/u{i}", "added", None, {"type": "file"}) for i in range(unmanaged)]
-    hosts = [HostResult("web1", "ok", resources, unmanaged=changes),
+    hosts = [HostResult("web1", "ok", resources, unmanaged=changes, unmanaged_examined=True),
              HostResult("web2", "ok", [ResourceResult("user:alice", "ok", reason="in sync", type="user")])]
     return document.build(RunResult("drift", hosts, started=started, finished=started + 5), INV)
 
