@@ -24,7 +24,7 @@ from driftctl.inventory import Inventory, load_inventory
 from driftctl.inventory.connection import SECRET_VARS
 from driftctl.inventory.loader import suggest
 from driftctl.model import Host
-from driftctl.secret import REDACTED, Secret, collect, redact_data
+from driftctl.secret import REDACTED, Secret, collect, redact, redact_data
 
 HIDDEN_GROUPS = ("all", "ungrouped")
 
@@ -64,8 +64,9 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot show {type(value).__name__} as JSON")
 
 
-def _print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=_jsonable) + "\n")
+def _print_json(doc: Any, secrets: set[str]) -> None:
+    """Redacted by value as well: a secret may be an address, a user or part of another value."""
+    sys.stdout.write(json.dumps(redact_data(doc, secrets), indent=2, default=_jsonable) + "\n")
 
 
 def _connection(host: Host) -> dict[str, Any]:
@@ -144,17 +145,16 @@ def _graph_tree(doc: dict[str, Any], tree: Tree | None = None) -> Tree:
     return node
 
 
-def _table(inv: Inventory, hosts: list[Host]) -> Table:
+def _table(inv: Inventory, hosts: list[Host], secrets: set[str]) -> Table:
     table = Table(title=f"{inv.path}: {len(hosts)} of {len(inv.hosts)} hosts", title_justify="left")
     for column in ("host", "address", "user", "become", "transport", "groups"):
         table.add_column(column, overflow="fold")
     for h in hosts:
         c = h.connection
         become = c.become_user if c.become else "-"
-        table.add_row(
-            Text(h.name), Text(f"{c.address}:{c.port}"), Text(c.user or "-"), Text(become),
-            Text(c.transport), Text(", ".join(_visible_groups(h)) or "ungrouped"),
-        )
+        cells = [h.name, f"{c.address}:{c.port}", c.user or "-", become, c.transport,
+                 ", ".join(_visible_groups(h)) or "ungrouped"]
+        table.add_row(*(Text(redact(cell, secrets)) for cell in cells))
     return table
 
 
@@ -174,14 +174,14 @@ def _host_view(inv: Inventory, host: Host, secrets: set[str], as_json: bool) -> 
             "vars": shown,
             "sources": {k: str(loc) for k, loc in sources.items()},
         }
-        _print_json(doc)
+        _print_json(doc, secrets)
         return
     base = inv.path if inv.path.is_dir() else inv.path.parent
     c = host.connection
     ui.out.print(Text(f"{host.name}  ({_relative(host.source, base)})", style="bold"))
-    ui.out.print(Text(f"  connect: {c.transport} {c.user + '@' if c.user else ''}{c.address}:{c.port}"
-                      f"{' via ' + c.proxy_jump if c.proxy_jump else ''}"
-                      f"{', become ' + c.become_user if c.become else ''}"))
+    connect = (f"  connect: {c.transport} {c.user + '@' if c.user else ''}{c.address}:{c.port}"
+               f"{' via ' + c.proxy_jump if c.proxy_jump else ''}{', become ' + c.become_user if c.become else ''}")
+    ui.out.print(Text(redact(connect, secrets)))
     ui.out.print(Text(f"  groups:  {', '.join(host.groups)}"))
     table = Table(title="variables (winning value, and where it was set)", title_justify="left")
     for column in ("variable", "value", "from"):
@@ -219,14 +219,14 @@ def inventory_command(inventory: Path, limit: str | None, host_name: str | None,
     if graph:
         doc = _graph_doc(inv, "all", {h.name for h in hosts}) or {"name": "all", "hosts": [], "children": []}
         if as_json:
-            _print_json({"inventory": str(inv.path), "graph": doc})
+            _print_json({"inventory": str(inv.path), "graph": doc}, secrets)
         else:
             ui.out.print(_graph_tree(doc))
         return
     if as_json:
-        _print_json(_list_doc(inv, hosts, secrets))
+        _print_json(_list_doc(inv, hosts, secrets), secrets)
     else:
-        ui.out.print(_table(inv, hosts))
+        ui.out.print(_table(inv, hosts, secrets))
 
 
 def register(group: click.Group) -> None:

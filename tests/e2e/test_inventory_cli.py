@@ -171,3 +171,19 @@ def test_host_and_limit_together_is_a_usage_error():
     r = driftctl("inventory", PROD, "--host", "x", "--limit", "web")
     assert r.returncode == 1
     assert "--host cannot be combined with --graph or --limit" in r.stderr
+
+
+def test_secret_connection_values_are_redacted_in_every_view(tmp_path):
+    (tmp_path / "hosts.yaml").write_text(
+        "all:\n  hosts:\n    h1:\n      ansible_host: !secret 198.51.100.77\n"
+        "      ansible_user: !secret svc-hidden-user\n      ansible_ssh_pass: plain-but-a-password\n"
+    )
+    hidden = ("198.51.100.77", "svc-hidden-user", "plain-but-a-password")
+    for args in ([], ["--json"], ["--graph"], ["--host", "h1"], ["--host", "h1", "--json"]):
+        r = driftctl("inventory", str(tmp_path), *args)
+        assert r.returncode == 0, r.stderr
+        for value in hidden:
+            assert value not in r.stdout, (args, value)
+    doc = json.loads(driftctl("inventory", str(tmp_path), "--json").stdout)
+    assert doc["hosts"]["h1"]["address"] == "********"
+    assert doc["hosts"]["h1"]["connection"]["password"] == "********"
