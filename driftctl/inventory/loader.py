@@ -24,6 +24,7 @@ from driftctl.inventory.model import Group, Inventory, VarSet
 from driftctl.model import Host
 from driftctl.patterns import nearest
 
+_PATTERN_CHARS = ":,!&~[]*?"
 HOSTS_FILES = ("hosts.yaml", "hosts.yml", "hosts", "hosts.ini")
 _YAML_EXT = {".yaml", ".yml", ".json"}
 _IGNORED_EXT = {".md", ".txt", ".rst", ".orig", ".cfg", ".retry", ".bak", ".swp", ".pyc", ".pyo", ".rpm", ".j2"}
@@ -120,6 +121,10 @@ def load_inventory(path: str | Path) -> Inventory:
         builder.hosts[name].var_files = host_files.files[name]
 
     _priorities(builder, warnings)
+    for g in builder.groups.values():
+        if any(c in g.name for c in _PATTERN_CHARS):
+            warnings.append(f"{g.location}: group name {g.name!r} contains one of {_PATTERN_CHARS!r}, "
+                            "so --limit and site files cannot name it")
     for g in builder.groups.values():
         merged = VarSet()
         merged.update(g.inventory_vars)

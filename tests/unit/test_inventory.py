@@ -340,3 +340,13 @@ def test_example_prod_inventory_loads_cleanly():
     )
     assert bastion.connection.become is False
     assert bastion.connection.proxy_jump is None
+
+
+def test_a_group_name_patterns_cannot_name_is_a_warning(tmp_path):
+    f = tmp_path / "hosts.yaml"
+    f.write_text("all:\n  children:\n    'web,eu':\n      hosts:\n        w1:\n")
+    inv = load_inventory(f)
+    assert inv.hosts["w1"].groups == ("all", "web,eu")
+    assert inv.warnings == [
+        f"{f}:3: group name 'web,eu' contains one of ':,!&~[]*?', so --limit and site files cannot name it"
+    ]
