@@ -396,11 +396,7 @@ class SSHTransport(Transport):
             raise self._err("the SSH connection is closed")
         started = time.monotonic()
         deadline = started + timeout
-        try:
-            chan = client.open_session(timeout=self.host.connection.connect_timeout)
-            chan.exec_command(quote(argv))
-        except (paramiko.SSHException, OSError, EOFError) as e:
-            raise self._err(f"cannot start a command: {e or type(e).__name__}") from e
+        chan = self._start(client, argv, deadline, timeout)
         writer = threading.Thread(target=_feed, args=(chan, stdin), name=f"ssh-stdin-{self.host.name}", daemon=True)
         writer.start()
         out: list[bytes] = []
@@ -433,6 +429,34 @@ class SSHTransport(Transport):
             chan.close()
             writer.join(timeout=1)
         return CommandResult(list(argv), rc, b"".join(out), b"".join(err), time.monotonic() - started)
+
+    def _start(self, client: paramiko.Transport, argv: list[str], deadline: float, timeout: float) -> paramiko.Channel:
+        """Open a session channel and exec ``argv``, both within the command's deadline.
+
+        Bounded by the command timeout, not the connect timeout: sshd sets the session up (PAM,
+        systemd-logind) only now, which can take many seconds on a busy host that is otherwise fine.
+        """
+        chan: paramiko.Channel | None = None
+        watchdog: threading.Timer | None = None
+        try:
+            chan = client.open_session(timeout=max(0.1, deadline - time.monotonic()))
+            # paramiko waits for the exec reply without a timeout: closing the channel ends that wait
+            watchdog = threading.Timer(max(0.1, deadline - time.monotonic()), chan.close)
+            watchdog.daemon = True
+            watchdog.start()
+            chan.exec_command(quote(argv))
+            return chan
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            if chan is not None:
+                chan.close()
+            if time.monotonic() >= deadline - 0.05 or "Timeout opening channel" in str(e):
+                raise CommandTimeout(
+                    self.host.name, f"the host did not start the command within {timeout:g}s: {quote(argv)[:200]}"
+                ) from e
+            raise self._err(f"cannot start a command: {e or type(e).__name__}") from e
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
 
     @staticmethod
     def _kill(chan: paramiko.Channel) -> None:

@@ -26,8 +26,12 @@ def four_hosts() -> Iterator[Any]:
     state = fleetlib.STATE_DIR / "sessions" / fleet_id
     try:
         yield fleetlib.start_fleet(
-            fleet_id, 4, inventory_dir=state / "inventory", known_hosts=state / "known_hosts",
-            owner=fleetlib.current_owner(), host_prefix="node",
+            fleet_id,
+            4,
+            inventory_dir=state / "inventory",
+            known_hosts=state / "known_hosts",
+            owner=fleetlib.current_owner(),
+            host_prefix="node",
         )
     finally:
         fleetlib.down(fleet_id)
