@@ -67,6 +67,29 @@ class Reference:
     label: str = "last apply"
 
 
+def facts_cache(settings: Settings, inventory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The facts each host had in the inventory's latest stored run (empty when there is none).
+
+    Never creates a store: a plan on a new controller leaves no state behind. A store that cannot
+    be read costs the extra facts round trip, nothing else.
+    """
+    if settings.state is None and not Path(settings.store_url).exists():
+        return {}
+    try:
+        store = open_store(settings)
+    except Exception:
+        return {}
+    try:
+        doc = store.latest_run(inventory_key(inventory))
+    except Exception:
+        return {}
+    finally:
+        store.close()
+    if not doc:
+        return {}
+    return {h["name"]: h["facts"] for h in doc.get("hosts", []) if h.get("facts")}
+
+
 def store_reference(store: Any, inventory: str) -> Reference:
     def converged(host: Host, plan: HostPlan) -> dict[str, str]:
         states = store.converged(inventory, host.name)

@@ -113,6 +113,7 @@ class Engine:
         self.on_event = on_event or (lambda event: None)
         self.transport_factory = transport_factory
         self.catalogs: dict[str, Catalog] = {}
+        self.facts_cache: dict[str, dict[str, Any]] = {}  # host -> facts of the last stored run
 
     # ---- before any connection
     def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
@@ -171,33 +172,59 @@ class Engine:
 
     # ---- one host: the read-only half
     def plan_host(self, host: Host, transport: Transport) -> HostPlan:
-        """Facts (only when templates need them), render, one probe round trip, and the diff."""
+        """Render, one probe round trip, and the diff.
+
+        Templates that use facts are rendered with the facts of the last stored run when there are
+        some; the probe returns fresh facts, and only if they differ is the catalog rendered again
+        and probed once more. Without cached facts, a facts round trip comes first.
+        """
         catalog = self.catalogs.get(host.name)
         if catalog is None:
             catalog = self.preflight_one(host)
         round_trips = 0
         facts: dict[str, Any] = {}
         if catalog.uses_facts:
-            self.on_event(Event("phase", host.name, "facts"))
-            facts = agent.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3)["facts"]
-            round_trips += 1
-            self.on_event(Event("phase", host.name, "render"))
-            from driftctl.manifest import compile_catalog
+            cached = self.facts_cache.get(host.name)
+            if cached:
+                catalog = self._render(host, cached)
+                items, answer = self._probe(host, transport, catalog, want_facts=True)
+                round_trips += 1
+                facts = answer.get("facts", {})
+                if facts == cached:
+                    return self._plan(host, catalog, facts, items, answer, round_trips)
+            else:
+                self.on_event(Event("phase", host.name, "facts"))
+                facts = agent.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3)["facts"]
+                round_trips += 1
+            catalog = self._render(host, facts)
+        items, answer = self._probe(host, transport, catalog, want_facts=not facts)
+        round_trips += 1
+        return self._plan(host, catalog, facts or answer.get("facts", {}), items, answer, round_trips)
 
-            catalog = compile_catalog(self.site, self.inventory, host, facts)
-            self.catalogs[host.name] = catalog
+    def _render(self, host: Host, facts: dict[str, Any]) -> Catalog:
+        from driftctl.manifest import compile_catalog
+
+        self.on_event(Event("phase", host.name, "render"))
+        catalog: Catalog = compile_catalog(self.site, self.inventory, host, facts)
+        self.catalogs[host.name] = catalog
+        return catalog
+
+    def _probe(
+        self, host: Host, transport: Transport, catalog: Catalog, want_facts: bool
+    ) -> tuple[list[Planned], dict[str, Any]]:
         items = [self._planned(r) for r in catalog.resources]
         self.on_event(Event("phase", host.name, "probe"))
         request: dict[str, Any] = {
             "op": "probe",
-            "facts": not facts,
+            "facts": want_facts,
             "resources": [self._agent_item(p, catalog) for p in items],
         }
         if catalog.watch:
             request["watch"] = watch_request(catalog)
-        answer = agent.call(transport, request)
-        round_trips += 1
-        facts = facts or answer.get("facts", {})
+        return items, agent.call(transport, request)
+
+    def _plan(self, host: Host, catalog: Catalog, facts: dict[str, Any], items: list[Planned],
+              answer: dict[str, Any], round_trips: int) -> HostPlan:
         observed = answer.get("resources", {})
         for p in items:
             got = observed.get(p.id)

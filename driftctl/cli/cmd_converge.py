@@ -42,6 +42,10 @@ def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path |
     site = load_site(Path(ctx.settings.manifests))
     engine = Engine(site, ctx.inventory, ctx.settings, ctx.transport_options, on_event=progress)
     engine.preflight(ctx.hosts)
+    if any(c.uses_facts for c in engine.catalogs.values()):
+        from driftctl.drift import facts_cache
+
+        engine.facts_cache = facts_cache(ctx.settings, inventory)
     return ctx, engine
 
 

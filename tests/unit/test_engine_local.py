@@ -1,0 +1,105 @@
+"""The engine over the local transport: the real agent runs on this machine, touching only a temp dir.
+
+What these pin down: plan sends only read-only ops; round trips per host (facts cached or not);
+apply converges and a second plan is in sync; a stale facts cache is detected and re-rendered.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driftctl import config
+from driftctl.engine import Engine
+from driftctl.inventory import load_inventory
+from driftctl.manifest import load_site
+from driftctl.model import Host
+from driftctl.transport.base import TransportOptions
+from driftctl.transport.local import LocalTransport
+
+
+class RecordingTransport(LocalTransport):
+    """The local transport, remembering the op of every agent request it carried."""
+
+    ops: list[str] = []
+
+    def run(self, argv, *, stdin=b"", timeout=None, become=None):  # type: ignore[no-untyped-def]
+        if "driftctl-agent" in " ".join(map(str, argv)):
+            request = json.loads(stdin[int(argv[-1]):])
+            RecordingTransport.ops.append(request["op"])
+        return super().run(argv, stdin=stdin, timeout=timeout, become=become)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Any, Any, Path]:
+    target = tmp_path / "target"
+    target.mkdir()
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
+    site = tmp_path / "manifests"
+    (site / "roles" / "r").mkdir(parents=True)
+    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (site / "roles" / "r" / "resources.yaml").write_text(
+        "resources:\n"
+        f"  - file: {target}/facts.txt\n"
+        "    content: \"{{ facts.distribution }} {{ facts.architecture }}\\n\"\n"
+        "    mode: \"0640\"\n"
+        f"  - file: {target}/plain.txt\n"
+        "    content: \"no facts here\\n\"\n"
+    )
+    return load_inventory(inv), load_site(site), target
+
+
+def engine(inv: Any, site: Any, tmp_path: Path) -> Engine:
+    settings = config.load({"state_dir": str(tmp_path / "state")})
+    RecordingTransport.ops = []
+    return Engine(site, inv, settings, TransportOptions(),
+                  transport_factory=lambda h, o: RecordingTransport(h, o))
+
+
+def test_plan_is_read_only_and_apply_converges(setup: Any, tmp_path: Path) -> None:
+    inv, site, target = setup
+    hosts: list[Host] = inv.select(None)
+    e = engine(inv, site, tmp_path)
+    plan = e.run("plan", hosts)
+    assert plan.exit_code == 2
+    assert set(RecordingTransport.ops) <= {"facts", "probe"}
+    assert not any(target.iterdir())  # nothing written
+    assert plan.hosts[0].round_trips == 2  # facts first: nothing cached
+
+    applied = engine(inv, site, tmp_path).run("apply", hosts)
+    assert applied.exit_code == 2, applied.hosts[0].error
+    assert "apply" in RecordingTransport.ops
+    facts = applied.hosts[0].facts
+    assert (target / "facts.txt").read_text() == f"{facts['distribution']} {facts['architecture']}\n"
+    assert (target / "facts.txt").stat().st_mode & 0o777 == 0o640
+
+    again = engine(inv, site, tmp_path).run("plan", hosts)
+    assert again.exit_code == 0
+    assert {r.status for r in again.hosts[0].resources} == {"ok"}
+
+
+def test_cached_facts_save_a_round_trip_and_stale_ones_are_caught(setup: Any, tmp_path: Path) -> None:
+    inv, site, _target = setup
+    hosts = inv.select(None)
+    first = engine(inv, site, tmp_path).run("apply", hosts)
+    real = first.hosts[0].facts
+
+    cached = engine(inv, site, tmp_path)
+    cached.facts_cache = {"ctl": dict(real)}
+    result = cached.run("plan", hosts)
+    assert result.hosts[0].round_trips == 1
+    assert RecordingTransport.ops == ["probe"]
+    assert result.exit_code == 0
+
+    stale = engine(inv, site, tmp_path)
+    stale.facts_cache = {"ctl": dict(real, distribution="not-" + real["distribution"])}
+    result = stale.run("plan", hosts)
+    # rendered with the stale facts, the probe's fresh facts differ: rendered again, probed again
+    assert RecordingTransport.ops == ["probe", "probe"]
+    assert result.hosts[0].round_trips == 2
+    assert result.exit_code == 0  # the real facts match what was applied
