@@ -276,14 +276,16 @@ def test_symlink_converges_and_force(fleet: Any, workdir: str) -> None:
 def test_line_and_block_edit_a_copy_of_sshd_config(fleet: Any, workdir: str) -> None:
     host = fleet.hosts[0]
     cfg = f"{workdir}/sshd_config"
-    sh(host, f"mkdir -p {workdir} && cp /etc/ssh/sshd_config {cfg} && chmod 0600 {cfg}")
+    # the host's own file, with the PermitRootLogin line as Debian ships it (other tests may change it)
+    sh(host, f"mkdir -p {workdir} && sed -E 's/^#?PermitRootLogin .*/#PermitRootLogin prohibit-password/'"
+             f" /etc/ssh/sshd_config > {cfg} && chmod 0600 {cfg}")
     original = sh(host, f"cat {cfg}")
-    assert "\nPermitRootLogin prohibit-password\n" in original  # as the fleet image ships it
+    assert original.count("\n#PermitRootLogin prohibit-password\n") == 1
     permit = res("line", "no-root", path=cfg, match="^#?PermitRootLogin ", text="PermitRootLogin no")
     banner = res("line", "banner", path=cfg, text="Banner /etc/issue.net", after="^#?PermitRootLogin ")
     sftp = res("block", "sftp", path=cfg, content="Match Group sftp\n  ChrootDirectory /srv/sftp\n")
     lines = converge(host, permit, banner, sftp)
-    assert lines[permit.id] == ["line replaced: PermitRootLogin prohibit-password -> PermitRootLogin no"]
+    assert lines[permit.id] == ["line replaced: #PermitRootLogin prohibit-password -> PermitRootLogin no"]
     assert lines[banner.id] == ["line added: Banner /etc/issue.net"]
     assert lines[sftp.id] == ["block added (2 lines)"]
     text = sh(host, f"cat {cfg}")
@@ -305,7 +307,7 @@ def test_line_and_block_edit_a_copy_of_sshd_config(fleet: Any, workdir: str) -> 
     converge(host, *gone)
     text = sh(host, f"cat {cfg}")
     # everything else is byte for byte what it was
-    assert text == original.replace("\nPermitRootLogin prohibit-password\n", "\nPermitRootLogin no\n")
+    assert text == original.replace("\n#PermitRootLogin prohibit-password\n", "\nPermitRootLogin no\n")
 
 
 # ---- cron: a non-root user's crontab, and /etc/cron.d
