@@ -23,6 +23,7 @@ import io
 import json
 import os
 import platform
+import posixpath
 import shutil
 import subprocess
 import tarfile
@@ -340,10 +341,14 @@ def _pick_platform(store: BlobStore, desc: Descriptor, name: str) -> Descriptor:
 
 
 def _safe_members(tar: tarfile.TarFile, what: Path) -> list[tarfile.TarInfo]:
+    """The archive's entries, refusing anything that could point outside it. Symlinks inside the
+    archive are allowed (``podman save``'s docker-archive links ``<id>/layer.tar`` to ``<digest>.tar``)."""
     members = []
     for m in tar.getmembers():
         parts = Path(m.name).parts
-        if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(m.name), m.linkname))
+        link_ok = m.issym() and not m.linkname.startswith("/") and not resolved.startswith("..")
+        if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir() or link_ok):
             raise BakeError(f"{what}: unexpected archive entry {m.name!r}")
         members.append(m)
     return members
@@ -355,6 +360,8 @@ def _extract_layout(archive: Path, dest: Path) -> None:
         with tarfile.open(archive, "r:*") as tar:
             for m in _safe_members(tar, archive):
                 target = dest / m.name
+                if m.issym():
+                    continue  # an OCI layout needs none
                 if m.isdir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue

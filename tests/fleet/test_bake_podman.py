@@ -21,7 +21,7 @@ import pytest
 from driftctl.agent import command, program_bytes
 from driftctl.bake import bake, image_observe, load_image, open_image, verify
 from driftctl.bake.fs import ImageFS
-from driftctl.bake.observe import agent_item, managed_paths
+from driftctl.bake.observe import agent_item
 from driftctl.errors import Location
 from driftctl.model import Catalog, Resource
 from driftctl.resources.base import get_type
@@ -53,8 +53,13 @@ def debian_base() -> str:
     sources = b"\n".join(ln for ln in sources.splitlines() if not ln.startswith(b"#"))
     tar = Path("/var/tmp") / f"driftctl-bake-base-{os.getpid()}.tar"
     try:
-        subprocess.run(["mmdebstrap", "--variant=apt", f"--include={PACKAGES}", "bookworm", str(tar), "-"],
-                       input=sources, check=True, capture_output=True, timeout=900)
+        subprocess.run(
+            ["mmdebstrap", "--variant=apt", f"--include={PACKAGES}", "bookworm", str(tar), "-"],
+            input=sources,
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
         podman("import", str(tar), OWN_BASE)
     finally:
         tar.unlink(missing_ok=True)
@@ -69,27 +74,35 @@ def res(type_: str, name: str, **params: object) -> Resource:
 
 
 def catalog() -> Catalog:
-    return Catalog("web1", [
-        res("group", "app", gid=2100),
-        res("user", "app", uid=2100, group="app", shell="/bin/bash", groups=["adm"]),
-        res("directory", "/srv"),
-        res("directory", "/srv/app", owner="app", group="app", mode="0750"),
-        res("file", "/srv/app/app.conf", content="port = 8080\n", owner="app", group="app", mode="0640"),
-        res("file", "/bin/hello", content="#!/bin/sh\necho hello from the image\n", mode="0755"),
-        res("file", "/tmp/marker", content="m\n"),
-        res("file", "/root/.hushlogin", content=""),
-        res("file", "/etc/issue.net", ensure="absent"),
-        res("symlink", "/etc/app.conf", target="/srv/app/app.conf"),
-        res("line", "sshd-pubkey", path="/etc/ssh/sshd_config", text="PubkeyAuthentication yes",
-            match="^#?PubkeyAuthentication"),
-        res("block", "motd", path="/etc/motd", content="baked by driftctl"),
-        res("cron", "cleanup", user="app", minute="5", hour="4", command="/usr/bin/find /tmp -mtime +7 -delete"),
-        res("cron", "rotate", file="driftctl-rotate", special="@daily", command="/usr/bin/true"),
-        res("sysctl", "vm.swappiness", value="10"),
-        res("service", "ssh", enabled=True, running=True),
-        res("service", "cron", enabled=True, running=True),
-        res("package", "openssh-server"),
-    ])
+    return Catalog(
+        "web1",
+        [
+            res("group", "app", gid=2100),
+            res("user", "app", uid=2100, group="app", shell="/bin/bash", groups=["adm"]),
+            res("directory", "/srv"),
+            res("directory", "/srv/app", owner="app", group="app", mode="0750"),
+            res("file", "/srv/app/app.conf", content="port = 8080\n", owner="app", group="app", mode="0640"),
+            res("file", "/bin/hello", content="#!/bin/sh\necho hello from the image\n", mode="0755"),
+            res("file", "/tmp/marker", content="m\n"),
+            res("file", "/root/.hushlogin", content=""),
+            res("file", "/etc/issue.net", ensure="absent"),
+            res("symlink", "/etc/app.conf", target="/srv/app/app.conf"),
+            res(
+                "line",
+                "sshd-pubkey",
+                path="/etc/ssh/sshd_config",
+                text="PubkeyAuthentication yes",
+                match="^#?PubkeyAuthentication",
+            ),
+            res("block", "motd", path="/etc/motd", content="baked by driftctl"),
+            res("cron", "cleanup", user="app", minute="5", hour="4", command="/usr/bin/find /tmp -mtime +7 -delete"),
+            res("cron", "rotate", file="driftctl-rotate", special="@daily", command="/usr/bin/true"),
+            res("sysctl", "vm.swappiness", value="10"),
+            res("service", "ssh", enabled=True, running=True),
+            res("service", "cron", enabled=True, running=True),
+            res("package", "openssh-server"),
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +130,9 @@ def test_rebuild_with_the_real_base_is_byte_identical(debian_base: str, baked: P
     with open_image(str(baked)) as image:
         assert image.digest == again.digest
     files = sorted(p.relative_to(baked).as_posix() for p in baked.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(tmp_path / "again").as_posix()
-                           for p in (tmp_path / "again").rglob("*") if p.is_file())
+    assert files == sorted(
+        p.relative_to(tmp_path / "again").as_posix() for p in (tmp_path / "again").rglob("*") if p.is_file()
+    )
     for name in files:
         assert (baked / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
 
@@ -132,9 +146,23 @@ def container(baked: Path) -> Iterator[str]:
     name = f"driftctl-bake-test-{suffix}"
     assert load_image(baked, "oci-dir", image, tag="web1") == "podman"
     try:
-        podman("run", "-d", "--name", name, "--systemd=always", "--runtime", "runc",
-               "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", image,
-               "/bin/sh", "-c", "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; exec /sbin/init")
+        podman(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--systemd=always",
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=4096:4096",
+            "--ulimit",
+            "nproc=4096:4096",
+            image,
+            "/bin/sh",
+            "-c",
+            "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; exec /sbin/init",
+        )
         deadline = time.monotonic() + 90
         state = ""
         while time.monotonic() < deadline:
@@ -172,11 +200,13 @@ def test_the_image_runs_with_everything_in_place(container: str) -> None:
 
 
 def _agent_probe(container: str, cat: Catalog) -> dict[str, dict]:
-    managed = managed_paths(cat)
-    request = {"v": 1, "op": "probe", "facts": False,
-               "resources": [{"id": r.id, "type": r.type, "params": agent_item(r, managed)} for r in cat.resources]}
-    proc = podman("exec", "-i", container, *command("python3"),
-                  stdin=program_bytes() + json.dumps(request).encode())
+    request = {
+        "v": 1,
+        "op": "probe",
+        "facts": False,
+        "resources": [{"id": r.id, "type": r.type, "params": agent_item(r, cat)} for r in cat.resources],
+    }
+    proc = podman("exec", "-i", container, *command("python3"), stdin=program_bytes() + json.dumps(request).encode())
     answer = json.loads(proc.stdout)
     assert answer["ok"], answer
     return answer["resources"]
@@ -194,3 +224,25 @@ def test_the_agent_on_the_running_container_agrees_with_image_observe(container:
     assert image.pop("file:/tmp/marker")["observed"]["ensure"] == "file"
     assert image == live
     assert {r.status for r in verify(str(baked), cat)} == {"ok"}
+
+
+def test_the_base_reads_the_same_in_every_form(debian_base: str, tmp_path: Path) -> None:
+    """A podman image, its `podman save` docker-archive and oci-archive, and a skopeo OCI layout: one
+    filesystem, and a catalog bakes onto each and verifies."""
+    podman("save", "-q", "--format", "docker-archive", "-o", str(tmp_path / "docker.tar"), debian_base)
+    podman("save", "-q", "--format", "oci-archive", "-o", str(tmp_path / "oci.tar"), debian_base)
+    subprocess.run(["skopeo", "copy", "-q", f"containers-storage:{debian_base}", f"oci:{tmp_path / 'layout'}:b"],
+                   check=True, capture_output=True)
+    small = Catalog("web1", [res("file", "/etc/baked", content="x\n", mode="0600"),
+                             res("service", "ssh", enabled=True)])
+    views = []
+    for ref in (debian_base, f"docker-archive:{tmp_path / 'docker.tar'}", str(tmp_path / "oci.tar"),
+                f"oci:{tmp_path / 'layout'}:b"):
+        with open_image(ref) as image:
+            fs = ImageFS.load(image)
+            views.append({p: (e.kind, e.mode, e.uid, e.gid, e.target) for p, e in fs.base.items()})
+        out = tmp_path / f"out-{len(views)}"
+        bake(small, ref, out, epoch=EPOCH)
+        assert {r.status for r in verify(str(out), small)} == {"ok"}, ref
+    assert len(views[0]) > 5000
+    assert all(v == views[0] for v in views[1:])

@@ -126,3 +126,39 @@ def test_refuses_to_overwrite_what_is_not_a_layout(base: Path, tmp_path: Path) -
 
 def test_canonical_json() -> None:
     assert canonical_json({"b": 1, "a": [1, {"d": "é", "c": None}]}) == '{"a":[1,{"c":null,"d":"é"}],"b":1}'.encode()
+
+
+def _docker_archive(base: Path, out: Path, layer_link: str) -> None:
+    """The tiny base as `podman save` writes a docker-archive: <id>/layer.tar a symlink to the layer."""
+    import gzip
+    import io
+
+    index = json.loads((base / "index.json").read_bytes())
+    blobs = base / "blobs" / "sha256"
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].partition(":")[2]).read_bytes())
+    config = (blobs / manifest["config"]["digest"].partition(":")[2]).read_bytes()
+    layer = gzip.decompress((blobs / manifest["layers"][0]["digest"].partition(":")[2]).read_bytes())
+    with tarfile.open(out, "w") as tar:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        add("layer-data.tar", layer)
+        link = tarfile.TarInfo("abc/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, layer_link
+        tar.addfile(link)
+        add("config.json", config)
+        add("manifest.json", json.dumps([{"Config": "config.json", "RepoTags": ["tiny:1"],
+                                          "Layers": ["abc/layer.tar"]}]).encode())
+
+
+def test_docker_archive_with_layer_symlinks(base: Path, tmp_path: Path) -> None:
+    _docker_archive(base, tmp_path / "ok.tar", "../layer-data.tar")
+    with open_image(str(tmp_path / "ok.tar")) as image, open_image(str(base)) as oci:
+        assert image.diff_ids == oci.diff_ids
+        assert {p: e.mode for p, e in ImageFS.load(image).base.items()} == {
+            p: e.mode for p, e in ImageFS.load(oci).base.items()}
+    _docker_archive(base, tmp_path / "evil.tar", "../../etc/passwd")
+    with pytest.raises(BakeError, match="unexpected archive entry"):
+        open_image(str(tmp_path / "evil.tar"))

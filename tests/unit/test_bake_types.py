@@ -218,3 +218,31 @@ def test_image_watch_is_the_agents_watch_answer(base: Path, tmp_path: Path) -> N
         "sha256": hashlib.sha256(b"Port 22\nPermitRootLogin yes\n").hexdigest()}
     assert entries["/etc/ssh"]["type"] == "directory"
     assert answer["missing"] == ["/nope"]
+
+
+def test_the_image_view_is_read_only_and_runs_nothing(base: Path, tmp_path: Path) -> None:
+    import os as real_os
+
+    from driftctl.bake.imageos import agent_namespace
+
+    with open_image(str(base)) as image:
+        ns = agent_namespace(ImageFS.load(image))
+    failure = ns["Failure"]
+    view = ns["os"]
+    assert view.lstat("/bin").st_mode & 0o170000 == 0o120000  # a symlink, as lstat says on a host
+    assert view.path.isfile("/bin/sh")  # through /bin -> usr/bin, in the image
+    assert ns["open"]("/etc/motd").read() == "welcome\n"
+    with pytest.raises(FileNotFoundError):
+        ns["open"]("/etc/nothing")
+    with pytest.raises(failure):
+        view.open("/etc/motd", real_os.O_WRONLY)
+    with pytest.raises(failure):
+        ns["open"]("/etc/motd", "w")
+    with pytest.raises(failure):
+        view.rename("/etc/motd", "/etc/x")
+    with pytest.raises(failure):
+        ns["subprocess"].run(["touch", str(tmp_path / "ran")])
+    with pytest.raises(failure):
+        ns["run"](["touch", str(tmp_path / "ran")])
+    assert not (tmp_path / "ran").exists()
+    assert ns["pwd"].getpwnam("daemon").pw_uid == 1  # the image's accounts, not this machine's
