@@ -225,7 +225,9 @@ def _show(value: Any) -> str:
 
 
 def compare_rows(plan: Any, image_probe: dict[str, dict[str, Any]]) -> list[Row]:
+    """One row per resource of the live plan; values of secret variables never shown."""
     from driftctl.fingerprint import managed_state
+    from driftctl.secret import redact
 
     rows = []
     for item in plan.items:
@@ -234,7 +236,8 @@ def compare_rows(plan: Any, image_probe: dict[str, dict[str, Any]]) -> list[Row]
         host_text = f"error: {item.error}" if item.error else (
             f"{len(item.changes)} to change" if item.changes else "in sync")
         if "error" in got:
-            rows.append(Row(item.id, host_text, f"error: {got['error']}"))
+            rows.append(Row(item.id, redact(host_text, plan.catalog.secrets),
+                            redact(f"error: {got['error']}", plan.catalog.secrets)))
             continue
         img_obs = got.get("observed", {})
         img_changes = rtype.diff(desired, img_obs, resource.sensitive)
@@ -247,7 +250,9 @@ def compare_rows(plan: Any, image_probe: dict[str, dict[str, Any]]) -> list[Row]
                     secret = resource.sensitive or key in rtype.secret_fields
                     shown = ("(secret)", "(secret)") if secret else (_show(live_state[key]), _show(img_state.get(key)))
                     differs.append(f"{key}: host {shown[0]}, image {shown[1]}")
-        rows.append(Row(item.id, host_text, image_text, differs))
+        secrets = plan.catalog.secrets
+        rows.append(Row(item.id, redact(host_text, secrets), redact(image_text, secrets),
+                        [redact(d, secrets) for d in differs]))
     return rows
 
 
