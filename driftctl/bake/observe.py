@@ -220,28 +220,31 @@ def _as_fs(image: Image | ImageFS | str, catalog: Catalog | None) -> tuple[Image
 def verify(image: Image | ImageFS | str, catalog: Catalog) -> list[ResourceResult]:
     """Per resource: ``ok`` ("in sync") or ``changed`` (what the image lacks) or ``failed``.
 
-    The same ``ResourceType.desired``/``diff`` as check and drift decide; nothing runs, nothing is
-    written. ``changed`` here means: applying the catalog to a container of this image would change it.
+    The same ``ResourceType.desired``/``diff`` as check and drift decide, with the same masking of
+    secret fields and sensitive values and the same redaction of secret variables; nothing runs,
+    nothing is written. ``changed`` means: applying the catalog to a container of this image would
+    change it.
     """
+    from driftctl.engine import Planned, mask_change, redact_result
+
     observed = image_observe(image, catalog)
     results = []
     for r in catalog.resources:
         rtype = get_type(r.type)
         got = observed.get(r.id, {})
         if rtype is None:
-            results.append(ResourceResult(r.id, "failed", error=f"unknown resource type {r.type!r}",
-                                          source=r.source, type=r.type))
-            continue
-        if "error" in got:
-            results.append(ResourceResult(r.id, "failed", error=got["error"], source=r.source, type=r.type))
-            continue
-        changes: list[Change] = rtype.diff(rtype.desired(r.params), got["observed"], r.sensitive)
-        if changes:
-            results.append(ResourceResult(r.id, "changed", changes=changes, source=r.source, type=r.type,
-                                          observed=_redacted(got["observed"])))
+            result = ResourceResult(r.id, "failed", error=f"unknown resource type {r.type!r}", source=r.source)
+        elif "error" in got:
+            result = ResourceResult(r.id, "failed", error=got["error"], source=r.source)
         else:
-            results.append(ResourceResult(r.id, "ok", reason="in sync", source=r.source, type=r.type,
-                                          observed=_redacted(got["observed"])))
+            planned = Planned(r, rtype, rtype.desired(r.params))
+            changes: list[Change] = [mask_change(c, planned)
+                                     for c in rtype.diff(planned.desired, got["observed"], r.sensitive)]
+            result = ResourceResult(r.id, "changed" if changes else "ok", changes=changes,
+                                    reason="" if changes else "in sync", source=r.source)
+            result.observed = _redacted(got["observed"])
+        result.type = r.type
+        results.append(redact_result(result, catalog.secrets))
     return results
 
 

@@ -246,3 +246,15 @@ def test_the_image_view_is_read_only_and_runs_nothing(base: Path, tmp_path: Path
         ns["run"](["touch", str(tmp_path / "ran")])
     assert not (tmp_path / "ran").exists()
     assert ns["pwd"].getpwnam("daemon").pw_uid == 1  # the image's accounts, not this machine's
+
+
+def test_verify_never_shows_secrets(base: Path) -> None:
+    line = res("line", "db-password", path="/etc/ssh/sshd_config", text="# password hunter2")
+    secret_file = res("file", "/etc/motd", content="hunter2\n")
+    secret_file.sensitive = True
+    catalog = Catalog("h", [line, secret_file, res("user", "root", password="$6$salt$secrethash")],
+                      secrets=frozenset({"hunter2"}))
+    results = verify(str(base), catalog)
+    text = repr(results)
+    assert "hunter2" not in text and "secrethash" not in text
+    assert all(r.status == "changed" for r in results)
