@@ -280,8 +280,9 @@ def _check_in_base(fs: ImageFS, r: Resource, refuse: bool) -> ResourceResult | N
             return ResourceResult(r.id, "ok", reason="in sync in the base", source=r.source)
         raise BakeError(
             f"{r.id} ({r.source}): the base image has {p['name']} {installed or 'not installed'}, "
-            f"the catalog wants {ensure}. Without a build container (podman) bake cannot run a package "
-            "manager: install packages into the base image, or install podman (see docs/bake.md)")
+            f"the catalog wants {ensure}. Without a build container bake cannot run a package manager: "
+            "install the package into the base image, or let bake use a podman build container "
+            "(see docs/bake.md)")
     if p.get("refreshonly"):
         return ResourceResult(r.id, "skipped", reason="refresh-only: nothing is notified in an image",
                               source=r.source)
@@ -289,8 +290,9 @@ def _check_in_base(fs: ImageFS, r: Resource, refuse: bool) -> ResourceResult | N
     if creates and fs.get(fs.resolve(creates, follow_last=True)) is not None:
         return ResourceResult(r.id, "ok", reason=f"{creates} exists in the base", source=r.source)
     raise BakeError(
-        f"{r.id} ({r.source}): without a build container (podman) bake cannot run commands; run it "
-        "when building the base image, or give it a `creates:` path the base already has (see docs/bake.md)")
+        f"{r.id} ({r.source}): without a build container bake cannot run commands: run it when "
+        "building the base image, give it a `creates:` path the base already has, or let bake use a "
+        "podman build container (see docs/bake.md)")
 
 
 def _config(image: oci.Image, layers: list[oci.NewLayer], image_labels: dict[str, str], epoch: int,
