@@ -99,6 +99,8 @@ def fleet(_fleet_session: None) -> Iterator[Any]:
         if found is None:
             pytest.fail("DRIFTCTL_TEST_REUSE_FLEET=1 but no fleet is running (start one: tests/fleet/fleet.py up -n 4)")
         yield found
+        for h in found.hosts:
+            h.close()
         return
     size = int(os.environ.get("DRIFTCTL_TEST_FLEET_SIZE", "4"))
     fleet_id = _SESSION_ID
@@ -116,6 +118,8 @@ def fleet(_fleet_session: None) -> Iterator[Any]:
     try:
         yield started
     finally:
+        for h in started.hosts:
+            h.close()
         fleetlib.down(fleet_id)
 
 
@@ -154,5 +158,6 @@ def fresh_host(request: pytest.FixtureRequest, _fleet_session: None) -> Iterator
     try:
         yield started.hosts[0]
     finally:
+        started.hosts[0].close()
         fleetlib.down(fleet_id)
         shutil.rmtree(state, ignore_errors=True)

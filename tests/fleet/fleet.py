@@ -179,6 +179,14 @@ class FleetHost:
             self._testinfra = verified_host(self.address, self.port, "root", str(self.key_file), str(self.known_hosts))
         return self._testinfra
 
+    def close(self) -> None:
+        """Close the testinfra SSH connection, if one was opened."""
+        if self._testinfra is not None:
+            client = self._testinfra.backend.__dict__.get("client")  # cached_property: set once connected
+            if client is not None:
+                client.close()
+            self._testinfra = None
+
     def known_hosts_lines(self) -> list[str]:
         return [f"[{self.address}]:{self.port} {key}" for key in self.host_keys]
 
@@ -463,9 +471,9 @@ def discover(
         return None
     _parallel(_wait_ready, hosts)
     fleet = Fleet(id=fleet_id, hosts=hosts, inventory_dir=inventory_dir, known_hosts=known_hosts, key=key)
-    if not known_hosts.exists() or not (inventory_dir / "hosts.yaml").exists():
-        write_known_hosts(fleet)
-        write_inventory(fleet)
+    # keys and ports as they are now (the files may be from an earlier `up` of a since-recreated fleet)
+    write_known_hosts(fleet)
+    write_inventory(fleet)
     return fleet
 
 
