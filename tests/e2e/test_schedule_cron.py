@@ -15,8 +15,10 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import subprocess
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -274,3 +276,48 @@ def test_scheduled_drift_against_the_fleet(cron_user: str, fleet: object, tmp_pa
     finally:
         for h in hosts:
             h.exec(["rm", "-f", path])
+
+
+# -- the real cron daemon -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_real_cron_daemon_runs_the_installed_line(cron_user: str, tmp_path: Path) -> None:
+    """Debian's cron itself, in a mount namespace of its own where the only crontab is our entry (the
+    machine's /etc/crontab, /etc/cron.d and spool are hidden): it runs the line at the next minute.
+    This checks the emulation above against the real thing (%, quoting, environment). Up to ~2 min."""
+    cron = shutil.which("cron") or "/usr/sbin/cron"
+    assert Path(cron).exists() and shutil.which("unshare"), "needs cron and util-linux's unshare"
+    project = project_with(tmp_path, "all:\n  hosts:\n    lost1:\n      ansible_host: 127.0.0.1\n"
+                                     "      ansible_port: 9\n      ansible_user: root\n")
+    state, reports = tmp_path / "state", tmp_path / ODD
+    r = driftctl("schedule", "install", "inv", "--every", "1m", "--name", "real", "--report-dir", str(reports),
+                 "--user", cron_user, state_dir=state, cwd=project)
+    assert r.rc == 0, r.output
+    spool, empty = tmp_path / "spool", tmp_path / "empty"
+    spool.mkdir()
+    empty.mkdir()
+    (tmp_path / "no-crontab").write_text("")
+    # the user's table, run as root (this driftctl lives under /root, which the user cannot read)
+    (spool / "root").write_bytes(b'MAILTO=""\n' + table(cron_user))
+    (spool / "root").chmod(0o600)
+    script = (f"mount --bind {shlex.quote(str(empty))} /etc/cron.d && "
+              f"mount --bind {shlex.quote(str(tmp_path / 'no-crontab'))} /etc/crontab && "
+              f"mount --bind {shlex.quote(str(spool))} /var/spool/cron/crontabs && "
+              f"mount -t tmpfs tmpfs /run && exec {shlex.quote(cron)} -f")
+    daemon = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log = state / "logs" / "real.log"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and "=== exit" not in (log.read_text() if log.exists() else ""):
+            assert daemon.poll() is None, daemon.stdout.read() if daemon.stdout else b""
+            time.sleep(1)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    text = log.read_text()
+    assert re.search(r"^=== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ driftctl-schedule real$", text, re.MULTILINE), text
+    assert "=== exit 8" in text and "\x1b" not in text
+    junit = ET.parse(reports / "driftctl-report.xml").getroot()
+    assert (junit.get("tests"), junit.get("errors")) == ("1", "1")
