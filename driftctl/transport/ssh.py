@@ -40,6 +40,9 @@ from driftctl.transport.local import kill_marked, marked, new_mark
 from driftctl.transport.sshconfig import DEFAULT_KEYS, Endpoint, load_config, resolve
 
 log = logging.getLogger(__name__)
+# paramiko logs handshake failures with tracebacks; without a handler Python would print them on stderr
+# next to driftctl's own (translated) error. Applications that configure logging still receive them.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 SYSTEM_KNOWN_HOSTS = ("~/.ssh/known_hosts", "/etc/ssh/ssh_known_hosts")
 RSA_ALGORITHMS = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")

@@ -201,6 +201,17 @@ def test_accept_new_host_keys_records_the_key(fleet: Any, options: TransportOpti
         assert t.run(["true"]).ok
 
 
+@pytest.mark.parametrize("kind", ["ecdsa-sha2-nistp256", "ssh-rsa"])
+def test_host_known_by_one_key_type_only(fleet: Any, options: TransportOptions, tmp_path: Path, kind: str) -> None:
+    """Only the host's ECDSA (or RSA) key on record: key exchange must ask for that type, not fail as unknown."""
+    fh = fleet.hosts[2]
+    only = tmp_path / "only_one_type"
+    only.write_text("".join(ln + "\n" for ln in fh.known_hosts_lines() if ln.split()[1] == kind))
+    assert only.read_text().count("\n") == 1
+    with get_transport(on(fh, known_hosts=str(only)), options) as t:
+        assert t.run(["true"]).ok
+
+
 def test_changed_host_key_is_refused_even_when_accepting_new_keys(fresh_host: Any, tmp_path: Path) -> None:
     before = host_fingerprints(fresh_host)
     r = fresh_host.sh("rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null && systemctl restart ssh")
