@@ -67,14 +67,17 @@ class BuildStep:
 def _base_in_podman(image: Image, ref: str) -> Iterator[str]:
     """The base as a podman image name: itself when it came from podman's storage, else a temporary
     copy (removed afterwards)."""
-    transport, where, _tag, _pinned = split_ref(ref)
+    transport, where, tag, _pinned = split_ref(ref)
     if transport == "containers-storage":
         yield where
         return
     name = f"localhost/{PREFIX}-base-{image.digest.partition(':')[2][:12]}-{uuid.uuid4().hex[:6]}:latest"
+    source = f"oci:{image.layout}" + (f":{tag}" if transport == "oci" and tag else "")
     if shutil.which("skopeo"):
-        subprocess.run(["skopeo", "copy", "--quiet", f"oci:{image.layout}", f"containers-storage:{name}"],
-                       check=True, capture_output=True)
+        proc = subprocess.run(["skopeo", "copy", "--quiet", source, f"containers-storage:{name}"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BakeError(f"cannot hand the base to podman for the build container: {proc.stderr.strip()[-500:]}")
     else:
         raise BakeError("running packages/commands for bake needs skopeo to hand the base to podman")
     try:
