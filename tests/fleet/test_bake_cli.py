@@ -59,8 +59,14 @@ resources:
 
 
 def driftctl(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*DRIFTCTL, *argv], capture_output=True, text=True, cwd=cwd, timeout=600,
-                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(cwd), "NO_COLOR": "1"})
+    return subprocess.run(
+        [*DRIFTCTL, *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(cwd), "NO_COLOR": "1"},
+    )
 
 
 @pytest.fixture
@@ -72,8 +78,7 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "manifests" / "roles" / "app" / "resources.yaml").write_text(ROLE)
     (tmp_path / "inventory" / "host_vars").mkdir(parents=True)
     public = (tmp_path / "key.pub").read_text().strip()
-    (tmp_path / "inventory" / "host_vars" / "web1.yaml").write_text(
-        f"app_port: 8080\nci_key: {json.dumps(public)}\n")
+    (tmp_path / "inventory" / "host_vars" / "web1.yaml").write_text(f"app_port: 8080\nci_key: {json.dumps(public)}\n")
     (tmp_path / "inventory" / "hosts.yaml").write_text("all:\n  hosts:\n    web1:\n      ansible_host: 127.0.0.1\n")
     # the manifests live in git: the image's created time is the last commit's, its revision the commit
     git = ["git", "-C", str(tmp_path / "manifests"), "-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -88,14 +93,44 @@ def booted(project: Path, debian_base: str) -> Iterator[tuple[Path, str]]:  # no
     """Bake web1 with the CLI (--load), boot it with sshd, point the inventory at it."""
     suffix = uuid.uuid4().hex[:8]
     image, name = f"localhost/driftctl-bake-e2e-{suffix}:latest", f"driftctl-bake-e2e-{suffix}"
-    baked = driftctl("bake", "inventory", "--host", "web1", "--base", debian_base, "-o", "out", "-m", "manifests",
-                     "--tag", image, "--load", cwd=project)
+    baked = driftctl(
+        "bake",
+        "inventory",
+        "--host",
+        "web1",
+        "--base",
+        debian_base,
+        "-o",
+        "out",
+        "-m",
+        "manifests",
+        "--tag",
+        image,
+        "--load",
+        cwd=project,
+    )
     assert baked.returncode == 0, baked.stderr
     assert "baked into out (oci-dir)" in baked.stdout and f"loaded   into podman as {image}" in baked.stdout
     try:
-        podman("run", "-d", "--name", name, "--systemd=always", "--runtime", "runc", "--ulimit",
-               "nofile=4096:4096", "--ulimit", "nproc=4096:4096", "-p", "127.0.0.1::22", image,
-               "/bin/sh", "-c", "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; exec /sbin/init")
+        podman(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--systemd=always",
+            "--runtime",
+            "runc",
+            "--ulimit",
+            "nofile=4096:4096",
+            "--ulimit",
+            "nproc=4096:4096",
+            "-p",
+            "127.0.0.1::22",
+            image,
+            "/bin/sh",
+            "-c",
+            "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; exec /sbin/init",
+        )
         port = podman("port", name, "22").stdout.decode().strip().rpartition(":")[2]
         deadline = time.monotonic() + 90
         state = b""
@@ -108,16 +143,18 @@ def booted(project: Path, debian_base: str) -> Iterator[tuple[Path, str]]:  # no
         assert state == b"active", f"sshd did not start: {status}"
         host_key = podman("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.decode().split()
         (project / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
-        (project / "inventory" / "hosts.yaml").write_text(textwrap.dedent(f"""\
+        (project / "inventory" / "hosts.yaml").write_text(
+            textwrap.dedent(f"""\
             all:
               hosts:
                 web1:
                   ansible_host: 127.0.0.1
                   ansible_port: {port}
                   ansible_user: root
-                  ansible_ssh_private_key_file: {project / 'key'}
-                  driftctl_known_hosts: {project / 'known_hosts'}
-            """))
+                  ansible_ssh_private_key_file: {project / "key"}
+                  driftctl_known_hosts: {project / "known_hosts"}
+            """)
+        )
         yield project, name
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
@@ -139,8 +176,9 @@ def test_check_verify_and_compare_against_the_running_image(booted: tuple[Path, 
 
     # someone changes the host by hand: compare names the attribute, both sides; check sees it too
     podman("exec", container, "chmod", "0600", "/srv/app/app.conf")
-    drifted = driftctl("compare", "inventory", "--host", "web1", "--image", "out", "-m", "manifests", "--json",
-                       cwd=project)
+    drifted = driftctl(
+        "compare", "inventory", "--host", "web1", "--image", "out", "-m", "manifests", "--json", cwd=project
+    )
     assert drifted.returncode == 2, drifted.stdout + drifted.stderr
     doc = json.loads(drifted.stdout)
     row = next(r for r in doc["resources"] if r["id"] == "file:/srv/app/app.conf")
