@@ -32,11 +32,18 @@ def systemd_running() -> bool:
 _SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9_@+=:,./-]+$")
 
 
-def systemd_quote(arg: str) -> str:
-    """One ExecStart= argument: specifiers (%) and variables ($) doubled, quoted when needed."""
+def systemd_quote(arg: str, executable: bool = False) -> str:
+    """One ExecStart= word: specifiers (%) doubled, variables ($) doubled in arguments, quoted when needed.
+
+    systemd substitutes no variables in the executable's path (``$`` stays as written) and refuses an
+    executable path with quotes or backslashes at all.
+    """
     if "\n" in arg or "\r" in arg:
         raise ConfigError("a scheduled command cannot contain a newline (check the paths)")
-    text = arg.replace("%", "%%").replace("$", "$$")
+    if executable and any(c in arg for c in "\"'\\"):
+        raise ConfigError(f"systemd refuses an executable path with quotes or backslashes: {arg}", None,
+                          "install driftctl under a plainer path, or schedule with cron")
+    text = arg.replace("%", "%%") if executable else arg.replace("%", "%%").replace("$", "$$")
     if _SYSTEMD_SAFE.match(arg):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -56,7 +63,7 @@ def unit_files(job: Job, user_mode: bool) -> dict[str, str]:
         "[Service]\nType=oneshot\n"
         f"WorkingDirectory={_unit_path_value(job.project_dir)}\n"
         f"Environment=NO_COLOR=1 TERM=dumb LANG=C.UTF-8 PATH={PATH}\n"
-        f"ExecStart={' '.join(systemd_quote(a) for a in job.argv())}\n"
+        f"ExecStart={' '.join(systemd_quote(a, executable=i == 0) for i, a in enumerate(job.argv()))}\n"
         "# exit 2 means drift was found and reported: the run itself succeeded\n"
         "SuccessExitStatus=2\n"
     )

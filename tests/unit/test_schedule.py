@@ -233,3 +233,28 @@ def test_verify_rejects_a_unit_systemd_would_refuse(project: Path) -> None:
     with pytest.raises(schedule.ScheduleError, match="not executable"):
         schedule.install_systemd(broken, project / "units")
     assert not (project / "units").exists()  # nothing written when verification fails
+
+
+def test_systemd_quoting_reads_back_as_the_same_path(project: Path) -> None:
+    # verify checks that ExecStart's first word is an executable file: a path with a space, $ and % passes
+    # only if systemd parses our quoting back into exactly that path
+    odd_dir = project / "my bin $X 50%"
+    odd_dir.mkdir()
+    exe = odd_dir / "driftctl"
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    job = schedule.make_job(Path("inventory/prod"), "1h", Settings(state_dir=str(project / "st")),
+                            project_dir=project)
+    odd = schedule.Job(**{**job.__dict__, "executable": (str(exe),)})
+    assert schedule.install_systemd(odd, project / "units").verified
+    assert f'ExecStart="{project}/my bin $X 50%%/driftctl" drift' in (
+        project / "units" / "driftctl-drift-prod.service").read_text()
+    # the same quoting with a file that is not there is caught: verify reads the path we meant
+    gone = schedule.Job(**{**job.__dict__, "executable": (str(odd_dir / "gone"),)})
+    with pytest.raises(schedule.ScheduleError, match="not executable"):
+        schedule.install_systemd(gone, project / "units2")
+    # systemd refuses quotes in an executable's path: said before anything is written
+    quoted = schedule.Job(**{**job.__dict__, "executable": (str(odd_dir / "drift'ctl"),)})
+    with pytest.raises(ConfigError, match="systemd refuses an executable path with quotes"):
+        schedule.install_systemd(quoted, project / "units3")
+    assert not (project / "units3").exists()
