@@ -73,7 +73,7 @@ def install_cmd(inventory: Path, every: str, remediate: bool, report_dir: Path |
         when = schedule.calendar_spec(job.every, job.name) or f"every {job.every.text} after the last start"
         ui.out.print(f"schedule {job.name}: {when}", markup=False, highlight=False)
         return 0
-    replaced = schedule.install_cron(job, user)
+    replaced = schedule.install_cron(job, user, lock_dir=Path(settings.state_dir) / "locks")
     where = f"the crontab of {user}" if user else "your crontab"
     ui.out.print(f"{'replaced' if replaced else 'installed'} schedule {job.name} in {where}: "
                  f"{schedule.cron_schedule(job.every, job.name)} (every {job.every.text})", markup=False,
@@ -113,12 +113,14 @@ def _has_crontab() -> bool:
 @click.argument("name")
 @click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the systemd units are.")
 @click.option("--user", metavar="USER", help="(root) Remove from USER's crontab.")
-def remove_cmd(name: str, unit_dir: Path | None, user: str | None) -> int:
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Where driftctl keeps its state (and locks).")
+def remove_cmd(name: str, unit_dir: Path | None, user: str | None, state_dir: str | None) -> int:
     """Remove the schedule NAME (its crontab entry and/or systemd units). Exit 1 if there is none."""
     _check_user(user, False)
     schedule.validate_name(name)
     removed = []
-    if _has_crontab() and schedule.remove_cron(name, user):
+    lock_dir = Path(settings_from(state_dir=state_dir).state_dir) / "locks"
+    if _has_crontab() and schedule.remove_cron(name, user, lock_dir=lock_dir):
         removed.append(f"crontab entry of {user}" if user else "crontab entry")
     removed += [str(p) for p in schedule.remove_systemd(name, unit_dir)]
     if not removed:

@@ -7,10 +7,14 @@ Every other line of the crontab is kept byte for byte. The entry's command appen
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from driftctl.errors import ConfigError, Location
 from driftctl.schedule.job import MARKER, PATH, Job, Scheduled, ScheduleError, cron_schedule, marker_name, run
@@ -99,24 +103,47 @@ def without_entry(content: bytes, name: str) -> tuple[bytes, bool]:
     return (b"".join(line + b"\n" for line in out), found)
 
 
-def install_cron(job: Job, user: str | None = None) -> bool:
-    """Add or replace NAME's entry (idempotent). Returns True when an entry was replaced."""
+@contextmanager
+def editing(user: str | None, lock_dir: Path | None) -> Iterator[None]:
+    """Hold a lock over a read-modify-write of the crontab: two installs at once would otherwise
+    each write back the table they read, and one entry would be lost. (crontab itself does not lock.)"""
+    if lock_dir is None:
+        yield
+        return
+    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = lock_dir / f"crontab-{user or _login()}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def install_cron(job: Job, user: str | None = None, lock_dir: Path | None = None) -> bool:
+    """Add or replace NAME's entry (idempotent). Returns True when an entry was replaced.
+
+    ``lock_dir``: where to take the lock that serializes edits by driftctl (the CLI uses
+    ``<state-dir>/locks``).
+    """
     entry = cron_entry(job)
     job.log_file.parent.mkdir(parents=True, exist_ok=True)
-    current = read_crontab(user)
-    rest, replaced = without_entry(current, job.name)
-    write_crontab(rest + entry, user)
-    # crontab may rewrite what it is given; check the entry is there as written
-    if entry not in read_crontab(user):
-        raise ScheduleError("crontab accepted the table but the entry is not in it")
+    with editing(user, lock_dir):
+        current = read_crontab(user)
+        rest, replaced = without_entry(current, job.name)
+        write_crontab(rest + entry, user)
+        # crontab may rewrite what it is given; check the entry is there as written
+        if entry not in read_crontab(user):
+            raise ScheduleError("crontab accepted the table but the entry is not in it")
     return replaced
 
 
-def remove_cron(name: str, user: str | None = None) -> bool:
-    current = read_crontab(user)
-    rest, found = without_entry(current, name)
-    if found:
-        write_crontab(rest, user)
+def remove_cron(name: str, user: str | None = None, lock_dir: Path | None = None) -> bool:
+    with editing(user, lock_dir):
+        current = read_crontab(user)
+        rest, found = without_entry(current, name)
+        if found:
+            write_crontab(rest, user)
     return found
 
 

@@ -193,6 +193,37 @@ def test_install_into_an_empty_crontab_and_list_nothing(cron_user: str, tmp_path
     assert (state / "logs").is_dir()
 
 
+def test_concurrent_installs_lose_no_entry(cron_user: str, tmp_path: Path) -> None:
+    # crontab does not lock: 16 simultaneous read-modify-writes kept 2 entries without driftctl's lock
+    import threading
+
+    from driftctl import schedule
+    from driftctl.config import Settings
+
+    project = project_with(tmp_path, "all:\n  hosts: {}\n")
+    crontab("-u", cron_user, "-", stdin=SEED)
+    seed = table(cron_user)
+    jobs = [schedule.make_job(Path("inv"), "1h", Settings(state_dir=str(tmp_path / "state")), name=f"c{i}",
+                              project_dir=project) for i in range(16)]
+    errors: list[BaseException] = []
+
+    def install(job: schedule.Job) -> None:
+        try:
+            schedule.install_cron(job, cron_user, lock_dir=tmp_path / "state" / "locks")
+        except BaseException as e:  # collected: asserted empty below
+            errors.append(e)
+
+    threads = [threading.Thread(target=install, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    after = table(cron_user)
+    assert after.startswith(seed)
+    assert sorted(s.name for s in schedule.list_cron(cron_user)) == sorted(f"c{i}" for i in range(16))
+
+
 # -- the installed line, run as cron runs it ------------------------------------------------------
 
 
