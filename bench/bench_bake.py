@@ -6,6 +6,7 @@
 Cases:
 - site:     the example site (manifests/ + inventory/prod, host web01): its packages (nginx, curl,
             vim-tiny) run in a podman build container; needs the Debian mirror.
+- one file: a single file resource: the fixed cost of exporting, indexing and writing the base.
 - files100: 100 file resources of 1 MB each (100 MB of incompressible, seeded-random data) onto the
             Debian base, then the same catalog again (a byte-identical rebuild).
 - podman load: the files100 image copied into podman's storage (skopeo), oci-dir.
@@ -114,6 +115,11 @@ def main() -> int:
             print(f"site      {len(catalog.resources)} resources: bake {secs:.1f}s,"
                   f" image {du(work / 'site') / 1e6:.1f} MB,"
                   f" verify {vsecs:.1f}s ({out['site']['verify_in_sync']} in sync)")
+
+        one = Catalog("bench", [res("file", "/etc/motd", content="baked\n")])
+        secs, _ = timed(lambda: bake(one, args.base, work / "one", epoch=EPOCH), args.repeat)
+        out["one_file"] = {"bake_seconds": round(secs, 2), "image_bytes": du(work / "one")}
+        print(f"one file  the fixed cost (export the base, index it, write the layout): bake {secs:.1f}s")
 
         catalog = files_catalog(100, 1 << 20)
         secs, first = timed(lambda: bake(catalog, args.base, work / "files", epoch=EPOCH), args.repeat)
