@@ -65,7 +65,8 @@ def owner_params(what: str) -> dict[str, Param]:
         "group": Param((str, int), f"Group owning {what} (name or gid). Unmanaged when not given.", check=check_owner),
         "mode": Param(
             (str, int),
-            f'Permissions of {what} as a quoted octal string ("0644"). Unmanaged when not given.',
+            f'Permissions of {what} as a quoted octal string ("0644"); a YAML number is refused with a hint. '
+            "Unmanaged when not given.",
             check=check_file_mode,
         ),
     }
