@@ -277,8 +277,11 @@ def test_line_and_block_edit_a_copy_of_sshd_config(fleet: Any, workdir: str) -> 
     host = fleet.hosts[0]
     cfg = f"{workdir}/sshd_config"
     # the host's own file, with the PermitRootLogin line as Debian ships it (other tests may change it)
-    sh(host, f"mkdir -p {workdir} && sed -E 's/^#?PermitRootLogin .*/#PermitRootLogin prohibit-password/'"
-             f" /etc/ssh/sshd_config > {cfg} && chmod 0600 {cfg}")
+    sh(
+        host,
+        f"mkdir -p {workdir} && sed -E 's/^#?PermitRootLogin .*/#PermitRootLogin prohibit-password/'"
+        f" /etc/ssh/sshd_config > {cfg} && chmod 0600 {cfg}",
+    )
     original = sh(host, f"cat {cfg}")
     assert original.count("\n#PermitRootLogin prohibit-password\n") == 1
     permit = res("line", "no-root", path=cfg, match="^#?PermitRootLogin ", text="PermitRootLogin no")
