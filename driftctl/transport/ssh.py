@@ -289,12 +289,20 @@ class SSHTransport(Transport):
                 if key is not None and offer(key, f"key {path}"):
                     return
         password = self.host.connection.password
-        if (
-            is_target
-            and password
-            and self._try(t, ep, lambda: t.auth_password(ep.user, str(password)), "password", tried, allowed)
-        ):
-            return
+        if is_target and password:
+            secret = str(password)
+            if self._try(t, ep, lambda: t.auth_password(ep.user, secret), "password", tried, allowed):
+                return
+            # Servers that take passwords only through PAM's keyboard-interactive: answer every prompt with it.
+            if "keyboard-interactive" in allowed and self._try(
+                t,
+                ep,
+                lambda: t.auth_interactive(ep.user, lambda _title, _instr, prompts: [secret] * len(prompts)),
+                "password (keyboard-interactive)",
+                tried,
+                allowed,
+            ):
+                return
         accepts = f"; the server accepts: {', '.join(allowed)}" if allowed else ""
         raise AuthError(
             self.host.name,

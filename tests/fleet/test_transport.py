@@ -295,6 +295,23 @@ def test_password_authentication(sudo_host: Any, options: TransportOptions) -> N
         get_transport(on(sudo_host, **{**spec, "password": "nope"}), options).connect()
 
 
+def test_password_through_keyboard_interactive(sudo_host: Any, options: TransportOptions) -> None:
+    """A server that takes passwords only through PAM's keyboard-interactive method."""
+    conf = "/etc/ssh/sshd_config.d/00-driftctl-tr.conf"
+    r = sudo_host.sh(
+        f"printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication yes\\n' > {conf} && systemctl restart ssh"
+    )
+    assert r.ok, r.stderr_text
+    try:
+        spec = {"user": "deploy", "key_file": None, "password": SUDO_PASSWORD}
+        with get_transport(on(sudo_host, **spec), options) as t:
+            assert t.run(["id", "-un"]).stdout == b"deploy\n"
+        with pytest.raises(AuthError, match=r"keyboard-interactive\) \(rejected\)"):
+            get_transport(on(sudo_host, **{**spec, "password": "nope"}), options).connect()
+    finally:
+        sudo_host.sh(f"echo 'PasswordAuthentication yes' > {conf} && systemctl restart ssh")
+
+
 def test_proxy_jump_through_another_host(fleet: Any, options: TransportOptions, tmp_path: Path) -> None:
     jump, target = fleet.hosts[0], fleet.hosts[3]
     ip = {
