@@ -84,16 +84,16 @@ def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path
         store.close()
     show(run, inventory, as_json, diff, verbose)
     if report_dir is not None:
-        _write_reports(doc, report_dir)
+        _write_reports(doc, report_dir, ctx.settings.store_url)
     if notify_argv and run.exit_code & ExitCode.CHANGES:
         _notify(notify_argv, doc)
     return run.exit_code
 
 
-def _write_reports(doc: dict[str, Any], report_dir: Path) -> None:
+def _write_reports(doc: dict[str, Any], report_dir: Path, store_url: str) -> None:
     from driftctl.report import write_reports
 
-    for path in write_reports(doc, report_dir):
+    for path in write_reports(doc, report_dir, store=store_url):  # the store gives HTML its drift chart
         ui.err.print(f"wrote {path}", markup=False, highlight=False)
 
 
