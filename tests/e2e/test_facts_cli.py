@@ -111,10 +111,12 @@ def test_unknown_host_key_then_trust_on_first_use(fleet: Any, run: Any, tmp_path
     assert any(fp in refused.stdout for fp in fingerprints if fp.startswith("SHA256:"))
     accepted = run("facts", str(inv), "--accept-new-host-keys")
     assert accepted.returncode == 0, accepted.stdout
+    assert "trusted new host key" in accepted.stderr and f"[127.0.0.1]:{fh.port}" in accepted.stderr
     own = tmp_path / "state" / "driftctl" / "known_hosts"
     assert f"[127.0.0.1]:{fh.port} " in own.read_text()
     again = run("facts", str(inv))
     assert again.returncode == 0, again.stdout
+    assert "trusted new host key" not in again.stderr
 
 
 def test_missing_inventory_is_an_input_error(run: Any, tmp_path: Path) -> None:
