@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,24 @@ def show(run: RunResult) -> None:
     ui.out.print(line, markup=False)
 
 
+class _WarningsToUI(logging.Handler):
+    """Shows the transports' warnings (a host key trusted on first use) to the person running driftctl."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ui.warn(record.getMessage())
+
+
+@contextlib.contextmanager
+def transport_warnings() -> Iterator[None]:
+    logger = logging.getLogger("driftctl.transport")
+    handler = _WarningsToUI(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 @click.command("facts")
 @inventory_argument
 @fleet_options
@@ -95,7 +116,8 @@ def facts_command(inventory: Path, limit: str | None, as_json: bool, flags: dict
         if ui.interactive() and not as_json:
             ui.err.print(f"[dim]{len(finished)}/{total}[/] {escape(h.host)} {h.status}", highlight=False)
 
-    run.hosts = gather(ctx.hosts, ctx.transport_options, ctx.parallel, on_done=progress)
+    with transport_warnings():
+        run.hosts = gather(ctx.hosts, ctx.transport_options, ctx.parallel, on_done=progress)
     run.finished = time.time()
     if as_json:
         json.dump(document.build(run, str(inventory), sys.argv[1:]), sys.stdout, indent=2)

@@ -243,7 +243,7 @@ class SSHTransport(Transport):
             except OSError as e:
                 raise HostKeyError(self.host.name, f"cannot record the new host key of {name} in {own}: {e}", fp) from e
             self.accepted_host_keys.append(f"{name} {ktype} {fp}")
-            log.info("%s: trusted new host key %s %s (recorded in %s)", self.host.name, ktype, fp, own)
+            log.warning("%s: trusted new host key %s %s of %s (recorded in %s)", self.host.name, ktype, fp, name, own)
             return
         hint = (
             f"re-run with --accept-new-host-keys to trust it on first use (recorded in {own})"
