@@ -12,7 +12,7 @@ import stat
 import subprocess
 import tempfile
 
-TYPES = {}  # type name -> Handler
+TYPES: dict = {}  # type name -> Handler
 
 BACKUP_DIR = "/var/lib/driftctl/backup"
 CONTENT_LIMIT = 256 * 1024  # files up to this size are returned as text, so the controller can diff
