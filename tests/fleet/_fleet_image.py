@@ -27,7 +27,8 @@ from _fleet_podman import BASE_IMAGE, FLEET_IMAGE, LABEL_BUILT, LABEL_RECIPE, Fl
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_DIR = ROOT / "fleet"
-APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+# deb822 (Debian 12's default) or, on older installs, the one-line format: mmdebstrap reads either
+APT_SOURCES = [Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")]
 LOCK_FILE = Path("/run/lock/driftctl-fleet-image.lock")
 MAX_AGE = 7 * 24 * 3600  # apt lists older than this may name packages the mirror no longer has
 SUITE = "bookworm"
@@ -57,10 +58,13 @@ def _packages() -> list[str]:
 
 def _apt_sources() -> bytes:
     """The machine's deb822 sources without comments (mmdebstrap reads them on stdin)."""
-    if not APT_SOURCES.exists():
-        raise FleetError(f"{APT_SOURCES} is missing: the base image is built from this machine's apt sources")
-    text = APT_SOURCES.read_text(encoding="utf-8")
-    return "".join(ln + "\n" for ln in text.splitlines() if not ln.startswith("#")).encode()
+    for path in APT_SOURCES:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+        if any(ln.strip() for ln in lines):
+            return "".join(ln + "\n" for ln in lines).encode()
+    names = " or ".join(str(p) for p in APT_SOURCES)
+    raise FleetError(f"no apt sources in {names}: the base image is built from this machine's apt sources")
 
 
 def _mmdebstrap_argv(target: str) -> list[str]:
@@ -113,9 +117,12 @@ def _fresh(image: str, recipe: str, max_age: float | None) -> bool:
 def _build_base(recipe: str) -> None:
     with tempfile.TemporaryDirectory(prefix="driftctl-fleet-", dir="/var/tmp") as tmp:
         tar = str(Path(tmp) / "base.tar")
-        proc = subprocess.run(
-            _mmdebstrap_argv(tar), input=_apt_sources(), capture_output=True, timeout=1800, check=False
-        )
+        try:
+            proc = subprocess.run(
+                _mmdebstrap_argv(tar), input=_apt_sources(), capture_output=True, timeout=1800, check=False
+            )
+        except FileNotFoundError as e:
+            raise FleetError("mmdebstrap is not installed (run scripts/setup)") from e
         if proc.returncode != 0:
             tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-10:]
             raise FleetError("mmdebstrap failed (is it installed? run scripts/setup):\n" + "\n".join(tail))
