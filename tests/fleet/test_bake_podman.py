@@ -231,13 +231,21 @@ def test_the_base_reads_the_same_in_every_form(debian_base: str, tmp_path: Path)
     filesystem, and a catalog bakes onto each and verifies."""
     podman("save", "-q", "--format", "docker-archive", "-o", str(tmp_path / "docker.tar"), debian_base)
     podman("save", "-q", "--format", "oci-archive", "-o", str(tmp_path / "oci.tar"), debian_base)
-    subprocess.run(["skopeo", "copy", "-q", f"containers-storage:{debian_base}", f"oci:{tmp_path / 'layout'}:b"],
-                   check=True, capture_output=True)
-    small = Catalog("web1", [res("file", "/etc/baked", content="x\n", mode="0600"),
-                             res("service", "ssh", enabled=True)])
+    subprocess.run(
+        ["skopeo", "copy", "-q", f"containers-storage:{debian_base}", f"oci:{tmp_path / 'layout'}:b"],
+        check=True,
+        capture_output=True,
+    )
+    small = Catalog(
+        "web1", [res("file", "/etc/baked", content="x\n", mode="0600"), res("service", "ssh", enabled=True)]
+    )
     views = []
-    for ref in (debian_base, f"docker-archive:{tmp_path / 'docker.tar'}", str(tmp_path / "oci.tar"),
-                f"oci:{tmp_path / 'layout'}:b"):
+    for ref in (
+        debian_base,
+        f"docker-archive:{tmp_path / 'docker.tar'}",
+        str(tmp_path / "oci.tar"),
+        f"oci:{tmp_path / 'layout'}:b",
+    ):
         with open_image(ref) as image:
             fs = ImageFS.load(image)
             views.append({p: (e.kind, e.mode, e.uid, e.gid, e.target) for p, e in fs.base.items()})
