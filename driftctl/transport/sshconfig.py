@@ -2,7 +2,7 @@
 
 The inventory's ``address`` is looked up in ssh_config like the name typed after ``ssh``: ``HostName``,
 ``Port``, ``User``, ``IdentityFile``, ``IdentitiesOnly``, ``ProxyJump``, ``HostKeyAlias`` and
-``UserKnownHostsFile`` are honoured. Values set in the inventory win over ssh_config. A ProxyJump chain
+``UserKnownHostsFile`` are honoured, and ``Include``. Values set in the inventory win over ssh_config. A ProxyJump chain
 (``[user@]host[:port]``, comma-separated, or ``ssh://`` URLs) names hosts that are looked up the same
 way. ``StrictHostKeyChecking`` is deliberately ignored: driftctl never turns host key checks off.
 """
@@ -10,7 +10,10 @@ way. ``StrictHostKeyChecking`` is deliberately ignored: driftctl never turns hos
 from __future__ import annotations
 
 import getpass
+import glob
 import os
+import re
+import shlex
 from dataclasses import dataclass, field
 
 import paramiko
@@ -20,6 +23,7 @@ from driftctl.model import ConnectionSpec
 from driftctl.transport.knownhosts import host_name
 
 DEFAULT_CONFIG = "~/.ssh/config"
+MAX_INCLUDE_DEPTH = 16
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 
 
@@ -60,9 +64,39 @@ def load_config(path: str | None) -> paramiko.SSHConfig | None:
             raise ConfigError(f"ssh config file not found: {full}", Location("--ssh-config"))
         return None
     try:
-        return paramiko.SSHConfig.from_path(full)
+        return paramiko.SSHConfig.from_text(_expand_includes(full, 0))
     except (paramiko.SSHException, OSError, ValueError) as e:
         raise ConfigError(f"cannot read ssh config: {e}", Location(full)) from e
+
+
+_INCLUDE = re.compile(r"^\s*include(?:\s*=\s*|\s+)(.+)$", re.IGNORECASE)
+
+
+def _expand_includes(path: str, depth: int) -> str:
+    """The file's text with ``Include`` lines replaced by the files they name (paramiko has no Include).
+
+    Relative names are under ~/.ssh, as for a user's config; globs are expanded in sorted order. The
+    included text is inserted in place, so an Include inside a Host block applies to that block, as in
+    OpenSSH (a Host line inside an included file stays active after it, unlike OpenSSH: keep them last).
+    """
+    if depth > MAX_INCLUDE_DEPTH:
+        raise ConfigError(f"ssh config: Include nested deeper than {MAX_INCLUDE_DEPTH} (a loop?)", Location(path))
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    out = []
+    for line in lines:
+        m = _INCLUDE.match(line)
+        if not m:
+            out.append(line)
+            continue
+        for pattern in shlex.split(m.group(1)):
+            pattern = os.path.expanduser(pattern)
+            if not os.path.isabs(pattern):
+                pattern = os.path.join(os.path.expanduser("~/.ssh"), pattern)
+            for included in sorted(glob.glob(pattern)):
+                if os.path.isfile(included):
+                    out.append(_expand_includes(included, depth + 1))
+    return "\n".join(out) + "\n"
 
 
 def _lookup(config: paramiko.SSHConfig | None, alias: str) -> dict[str, object]:

@@ -112,3 +112,20 @@ def test_parse_jump(text: str, hops: list[Hop]) -> None:
 def test_parse_jump_rejects_nonsense(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_jump(text)
+
+
+def test_include_relative_to_home_ssh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ssh = tmp_path / ".ssh"
+    (ssh / "config.d").mkdir(parents=True)
+    (ssh / "config.d" / "10-web.conf").write_text("Host web9\n  HostName 10.9.0.9\n  Port 2209\n")
+    (ssh / "config").write_text("Include config.d/*.conf\n\nHost *\n  User fallback\n")
+    ep = resolve(ConnectionSpec(address="web9"), load_config(None))
+    assert (ep.hostname, ep.port, ep.user) == ("10.9.0.9", 2209, "fallback")
+
+
+def test_include_loop_is_an_input_error(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.write_text(f"Include {loop}\n")
+    with pytest.raises(ConfigError, match="Include"):
+        load_config(str(loop))
