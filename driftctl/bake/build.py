@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from driftctl.bake import oci
+from driftctl.bake import oci, ociwrite
 from driftctl.bake.accounts import Accounts, bake_authorized_key, bake_group, bake_user
 from driftctl.bake.fs import ImageFS
 from driftctl.bake.layer import write_layer
@@ -141,7 +141,7 @@ def bake(
             image_labels = labels(catalog, when, _base_name(image, base), image.digest, git_revision(repo_path),
                                   git_source(repo_path), extra)
             config = _config(image, new_layers, image_labels, when, len(catalog.resources))
-            config_raw, manifest_raw, _layers = oci.compose(image, new_layers, config, image_labels)
+            config_raw, manifest_raw, _layers = ociwrite.compose(image, new_layers, config, image_labels)
             _write(out, format, image, new_layers, config_raw, manifest_raw, tag, when, Path(tmp))
     return BakeResult(
         out=out,
@@ -295,7 +295,7 @@ def _check_in_base(fs: ImageFS, r: Resource, refuse: bool) -> ResourceResult | N
         "podman build container (see docs/bake.md)")
 
 
-def _config(image: oci.Image, layers: list[oci.NewLayer], image_labels: dict[str, str], epoch: int,
+def _config(image: oci.Image, layers: list[ociwrite.NewLayer], image_labels: dict[str, str], epoch: int,
             count: int) -> dict[str, Any]:
     config = copy.deepcopy(image.config)
     config.setdefault("architecture", oci.host_arch())
@@ -315,17 +315,17 @@ def _config(image: oci.Image, layers: list[oci.NewLayer], image_labels: dict[str
     return config
 
 
-def _write(out: Path, format: str, image: oci.Image, layers: list[oci.NewLayer], config_raw: bytes,
+def _write(out: Path, format: str, image: oci.Image, layers: list[ociwrite.NewLayer], config_raw: bytes,
            manifest_raw: bytes, tag: str | None, epoch: int, tmp: Path) -> None:
     if format == "oci-dir":
-        oci.write_oci_dir(out, image, layers, config_raw, manifest_raw, tag)
+        ociwrite.write_oci_dir(out, image, layers, config_raw, manifest_raw, tag)
         _normalise_modes(out)
     elif format == "oci-archive":
         layout = tmp / "layout"
-        oci.write_oci_dir(layout, image, layers, config_raw, manifest_raw, tag)
-        oci.write_oci_archive(out, layout, epoch)
+        ociwrite.write_oci_dir(layout, image, layers, config_raw, manifest_raw, tag)
+        ociwrite.write_oci_archive(out, layout, epoch)
     else:
-        oci.write_docker_archive(out, image, layers, config_raw, tag, epoch)
+        ociwrite.write_docker_archive(out, image, layers, config_raw, tag, epoch)
 
 
 def _normalise_modes(root: Path) -> None:

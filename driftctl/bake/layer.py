@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from driftctl.bake.fs import WHITEOUT_PREFIX, Entry, ImageFS, ancestors
-from driftctl.bake.oci import NewLayer
+from driftctl.bake.ociwrite import NewLayer
 from driftctl.errors import BakeError
 
 GZIP_LEVEL = 6
