@@ -167,6 +167,15 @@ def test_hanging_command_is_cut_and_killed(fleet: Any, options: TransportOptions
     assert no_process(fh, "sleep 61[34]"), "the timed-out command is still running on the host"
 
 
+def test_background_child_holding_stdout_does_not_hang_the_run(fleet: Any, options: TransportOptions) -> None:
+    """The command exits but leaves a child with its stdout open: no EOF ever comes until that child ends."""
+    fh = fleet.hosts[1]
+    with get_transport(fh.host(), options) as t:
+        r = t.run(["sh", "-c", "sleep 631 & echo started"], timeout=20)  # a hang would be a CommandTimeout
+    assert (r.rc, r.stdout) == (0, b"started\n")
+    fh.exec(["pkill", "-f", "sleep 631"])
+
+
 # ---- host keys
 
 
