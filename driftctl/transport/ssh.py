@@ -276,13 +276,17 @@ class SSHTransport(Transport):
             if key is not None and offer(key, f"key {path}"):
                 return
         if self.options.use_agent and not ep.identities_only:
-            agent = paramiko.Agent()
             try:
-                for key in agent.get_keys():
-                    if offer(key, f"agent key {key.fingerprint}"):
-                        return
-            finally:
-                agent.close()
+                agent = paramiko.Agent()
+            except (paramiko.SSHException, OSError) as e:  # SSH_AUTH_SOCK points at something broken
+                tried.append(f"ssh-agent (unusable: {e})")
+            else:
+                try:
+                    for key in agent.get_keys():
+                        if offer(key, f"agent key {key.fingerprint}"):
+                            return
+                finally:
+                    agent.close()
         if not ep.identities_only:
             for path in DEFAULT_KEYS:
                 key = self._load_key(os.path.expanduser(path), tried, explicit=False)
