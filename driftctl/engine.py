@@ -162,6 +162,19 @@ class Engine:
         self.on_event(Event("done", host.name, result=result))
         return result
 
+    def probe_host(self, host: Host) -> tuple[HostPlan | None, HostResult]:
+        """The read-only half of check for one host: (its plan, or None when it failed; its result)."""
+        if host.name not in self.catalogs:
+            self.preflight([host])
+        box: dict[str, HostPlan] = {}
+
+        def work(transport: Transport) -> HostResult:
+            plan = box["plan"] = self.plan_host(host, transport)
+            return self.host_result(plan, plan_results(plan))
+
+        result = self.each_host(host, work)
+        return box.get("plan"), result
+
     def _plan_or_apply(self, host: Host, transport: Transport, command: Command) -> HostResult:
         plan = self.plan_host(host, transport)
         if command == "apply":

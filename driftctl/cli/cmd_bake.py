@@ -198,24 +198,12 @@ class Row:
 
 
 def live_plan(p: Prepared) -> tuple[Any, HostResult]:
-    """Probe the live host through the engine (read-only: the plan half of check).
-
-    Returns (HostPlan or None, HostResult). To be replaced by driftctl.engine.probe_host when it lands.
-    """
-    from driftctl.engine import Engine, plan_results
+    """Probe the live host through the engine (read-only: the plan half of check)."""
+    from driftctl.engine import Engine
 
     ctx = p.context
     engine = Engine(p.site, p.inventory, ctx.settings, ctx.transport_options)
-    engine.preflight([p.host])
-    box: dict[str, Any] = {}
-
-    def work(transport: Any) -> HostResult:
-        plan = engine.plan_host(p.host, transport)
-        box["plan"] = plan
-        return engine.host_result(plan, plan_results(plan))
-
-    result = engine.each_host(p.host, work)
-    return box.get("plan"), result
+    return engine.probe_host(p.host)
 
 
 def _show(value: Any) -> str:
