@@ -14,7 +14,8 @@ refused.
 
 Commands: each ``run()`` opens a channel, sends ``quote(argv)``, streams stdin while reading stdout and
 stderr (so multi-megabyte payloads in both directions cannot deadlock), and cuts the command at its
-timeout by sending it SIGKILL through the channel (RFC 4254 "signal") and closing the channel.
+timeout: SIGKILL through the channel (RFC 4254 "signal", refused by OpenSSH < 10 for root sessions),
+then every remote process carrying the command's ``DRIFTCTL_RUN`` mark is killed from a second channel.
 """
 
 from __future__ import annotations
