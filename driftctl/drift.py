@@ -21,7 +21,8 @@ from typing import Any
 from driftctl import document, fingerprint
 from driftctl.config import Settings
 from driftctl.driftlogic import classify, rebaseline, unmanaged_changes
-from driftctl.engine import Engine, HostPlan, planned_result
+from driftctl.engine import Engine, HostPlan, collect, planned_result
+from driftctl.errors import AgentError
 from driftctl.model import Host, HostResult, ResourceResult, RunResult, UnmanagedChange
 from driftctl.parallel import run_hosts
 from driftctl.transport.base import Transport
@@ -134,7 +135,7 @@ class DriftRun:
         def one(host: Host) -> HostResult:
             return self.engine.each_host(host, lambda t: self.host(host, t))
 
-        run.hosts = [o.value for o in run_hosts(hosts, one, self.engine.settings.parallel) if o.value is not None]
+        run.hosts = collect(run_hosts(hosts, one, self.engine.settings.parallel))
         run.finished = time.time()
         return run
 
@@ -197,6 +198,9 @@ class DriftRun:
     def _unmanaged(self, host: str, plan: HostPlan, episodes: Mapping[str, Any]) -> list[UnmanagedChange]:
         if not plan.catalog.watch or self.store is None or not self.use_baselines:
             return []
+        if plan.watch.get("error"):
+            # an empty scan is not "everything was removed": say the watch could not be examined
+            raise AgentError(host, f"the watch scan failed: {plan.watch['error']}")
         entries = plan.watch.get("entries", {})
         baseline = self.store.baseline(self.inventory, host)
         if not baseline:
@@ -222,7 +226,8 @@ def record_run(settings: Settings, run: RunResult, inventory: str | os.PathLike[
         store.save_run(doc)
         if run.command == "apply":
             for h in run.hosts:
-                if not h.watch or h.status in ("unreachable", "failed"):
+                if not h.watch or h.status in ("unreachable", "failed") or h.watch.get("error") or (
+                        h.watch_after or {}).get("error"):
                     continue
                 old = store.baseline(key, h.host) or None
                 pre = h.watch.get("entries", {})

@@ -26,6 +26,7 @@ from driftctl.errors import (
     ConnectError,
     DriftctlError,
     HostError,
+    HostLockedError,
     InputError,
     ManifestError,
 )
@@ -133,7 +134,7 @@ class Engine:
         def one(host: Host) -> HostResult:
             return self.each_host(host, lambda t: self._plan_or_apply(host, t, command))
 
-        run.hosts = [o.value for o in run_hosts(hosts, one, self.settings.parallel) if o.value is not None]
+        run.hosts = collect(run_hosts(hosts, one, self.settings.parallel))
         run.finished = time.time()
         return run
 
@@ -148,7 +149,7 @@ class Engine:
         except ConnectError as e:
             result = HostResult(host.name, "unreachable", error=e.message)
         except (AgentError, CommandTimeout, HostError) as e:
-            result = HostResult(host.name, "failed", error=e.message, locked="LOCKED:" in e.message)
+            result = HostResult(host.name, "failed", error=e.message, locked=isinstance(e, HostLockedError))
         except InputError as e:
             result = HostResult(host.name, "failed", error=str(e))
         except DriftctlError as e:
@@ -391,6 +392,18 @@ def defer(items: Sequence[Planned], resources: Sequence[Resource]) -> None:
             moving.add(p.id)
 
 
+def collect(outcomes: Sequence[Any]) -> list[HostResult]:
+    """Every host's result, in order; a worker that raised anyway (a renderer's bug) is that host failing."""
+    results = []
+    for o in outcomes:
+        if o.value is not None:
+            results.append(o.value)
+        else:
+            error = f"internal error: {type(o.error).__name__}: {o.error}"
+            results.append(HostResult(o.host.name, "failed", error=error))
+    return results
+
+
 def notifiers(rid: str, notify: dict[str, list[str]], changed: set[str]) -> list[str]:
     return [src for src, targets in notify.items() if rid in targets and src in changed]
 
@@ -439,9 +452,10 @@ def observed_view(p: Planned) -> dict[str, Any] | None:
     if p.observed is None:
         return None
     state = fingerprint.managed_state(p.desired, p.observed)
-    for key in p.rtype.secret_fields:
-        if state.get(key) is not None:
-            state[key] = "sha256:" + fingerprint.of({"v": state[key]})[:12]
+    for key, value in state.items():
+        secret = key in p.rtype.secret_fields or (p.resource.sensitive and key not in SENSITIVE_SAFE_FIELDS)
+        if secret and value is not None and not (isinstance(value, str) and value.startswith("sha256:")):
+            state[key] = "sha256:" + fingerprint.of({"v": value})[:12]
     return state
 
 
@@ -497,11 +511,11 @@ def edges(resources: Sequence[Resource]) -> tuple[dict[str, list[str]], dict[str
 def managed_below(directory: str, resources: Sequence[Resource]) -> list[str]:
     """Paths under ``directory`` that some resource of the catalog manages (kept by purge)."""
     prefix = directory.rstrip("/") + "/"
-    out = set()
+    out: set[str] = set()
     for r in resources:
-        path = r.params.get("path")
-        if isinstance(path, str) and path.startswith(prefix):
-            out.add(path)
+        rtype = get_type(r.type)
+        paths = rtype.managed_paths(r.params) if rtype is not None else []
+        out.update(p for p in paths if p.startswith(prefix))
     return sorted(out)
 
 

@@ -111,6 +111,10 @@ class AgentError(HostError):
     exit_code = ExitCode.FAILED
 
 
+class HostLockedError(AgentError):
+    """Another driftctl apply holds the host's own lock (the agent answered ``"locked": true``)."""
+
+
 class LockedError(DriftctlError):
     """Another run holds the lock. Names the holder."""
 

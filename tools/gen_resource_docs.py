@@ -27,8 +27,15 @@ from driftctl.resources.base import META_PARAMS, TYPE_MODULES, Param, ResourceTy
 
 OUTPUT = REPO / "docs" / "resources.md"
 
-_KIND_NAMES = {str: "string", int: "integer", bool: "boolean", float: "number", list: "list",
-               dict: "mapping", bytes: "bytes"}
+_KIND_NAMES = {
+    str: "string",
+    int: "integer",
+    bool: "boolean",
+    float: "number",
+    list: "list",
+    dict: "mapping",
+    bytes: "bytes",
+}
 _SECTION = re.compile(r"^(Parameters|Examples?)::?\s*$")
 
 HEADER = """\

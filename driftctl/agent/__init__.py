@@ -24,7 +24,7 @@ import zlib
 from importlib import resources
 from typing import Any
 
-from driftctl.errors import AgentError
+from driftctl.errors import AgentError, HostLockedError
 from driftctl.transport.base import Transport
 
 PROTOCOL_VERSION = 1
@@ -56,6 +56,8 @@ LAUNCHER = (
 )
 
 _LOCAL_IMPORT = re.compile(r"^(from (driftctl\.agent|\.)\S* import .*|from __future__ import .*)$")
+# the same imports written over several lines: ``from driftctl.agent._core import (\n a,\n b,\n)``
+_LOCAL_IMPORT_BLOCK = re.compile(r"^from (driftctl\.agent|\.)\S* import \([^)]*\)[ \t]*$", re.MULTILINE)
 
 
 @functools.cache
@@ -67,7 +69,7 @@ def program_source() -> str:
         path = pkg / f"{name}.py"
         if not path.is_file():
             continue
-        text = path.read_text(encoding="utf-8")
+        text = _LOCAL_IMPORT_BLOCK.sub("", path.read_text(encoding="utf-8"))
         lines = [ln for ln in text.splitlines() if not _LOCAL_IMPORT.match(ln)]
         parts.append(f"# ---- {name}.py\n" + "\n".join(lines) + "\n")
     return "\n".join(parts)
@@ -100,5 +102,7 @@ def call(transport: Transport, request: dict[str, Any], timeout: float | None = 
     if not isinstance(answer, dict) or answer.get("v") != PROTOCOL_VERSION:
         raise AgentError(host, "agent answered in an unknown protocol")
     if not answer.get("ok"):
+        if answer.get("locked"):
+            raise HostLockedError(host, f"locked: {answer.get('error', 'another apply is running')}")
         raise AgentError(host, f"agent failed: {answer.get('error', 'no reason given')}")
     return answer

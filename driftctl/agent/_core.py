@@ -207,8 +207,8 @@ def backup_file(path, ctx):
 def atomic_write(path, data, mode=None, uid=-1, gid=-1):
     """Replace ``path`` with ``data`` atomically: private temp file in the same directory, fsync, rename.
 
-    The temp file is created 0600 (never readable by others while it is written); owner and mode are
-    set before the rename, so the final file never exists with the wrong ones. Refuses to replace a
+    The temp file is created 0600, so nobody else can read it while it is written; owner and final
+    mode are set on it just before the rename, so the final path never has the wrong ones. Refuses to replace a
     symlink or a directory (the manifest did not declare that).
     """
     directory = os.path.dirname(path) or "."
@@ -222,10 +222,11 @@ def atomic_write(path, data, mode=None, uid=-1, gid=-1):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            # on the descriptor, never by name: the name could be swapped for a symlink meanwhile
+            if uid != -1 or gid != -1:
+                os.fchown(f.fileno(), uid, gid)
+            os.fchmod(f.fileno(), mode if mode is not None else 0o644)
             os.fsync(f.fileno())
-        if uid != -1 or gid != -1:
-            os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode if mode is not None else 0o644)
         os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -15,6 +15,7 @@ import base64
 import fcntl
 import json
 import os
+import stat
 import sys
 import traceback
 
@@ -46,34 +47,60 @@ def op_probe(req):
         answer["facts"] = facts
     for item in req.get("resources", []):
         answer["resources"][item["id"]] = _observe(item, ctx)
-    if req.get("watch") and "scan_watch" in globals():
-        answer["watch"] = globals()["scan_watch"](req["watch"], ctx)
+    _watch(req, ctx, answer)
     return answer
 
 
-LOCK_PATH = "/run/lock/driftctl.lock"
+def _watch(req, ctx, answer):
+    """The watch scan, if asked; its failure is reported in the answer, never fatal to the probe."""
+    if not req.get("watch") or "scan_watch" not in globals():
+        return
+    try:
+        answer["watch"] = globals()["scan_watch"](req["watch"], ctx)
+    except Exception as e:
+        answer["watch"] = {"entries": {}, "truncated": [], "missing": [], "error": "%s: %s" % (type(e).__name__, e)}
 
 
-def _host_lock(path):
-    """One apply at a time per host: an flock held until this process exits (so never left stale)."""
-    d = os.path.dirname(path)
-    if not os.path.isdir(d):
-        d = "/tmp"
-        path = os.path.join(d, "driftctl.lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+LOCK_DIR = "/run/driftctl"
+
+
+class Locked(Failure):
+    """Another driftctl apply holds this host's lock (answered as ``"locked": true``)."""
+
+
+def _host_lock(directory):
+    """One apply at a time per host: an flock held until this process exits (so never left stale).
+
+    The lock lives in a directory only root can write (never /tmp or /run/lock, where anyone could
+    plant a symlink for root to follow and truncate), opened without following links.
+    """
+    try:
+        if not os.path.lexists(directory):
+            os.mkdir(directory, 0o700)
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise Failure("refusing the lock directory %s: not a directory owned by us and closed to others"
+                          % directory)
+        fd = os.open(os.path.join(directory, "apply.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as e:
+        raise Failure("cannot take the host lock in %s: %s" % (directory, e.strerror)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Failure("refusing the host lock: %s/apply.lock is not a regular file" % directory)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
         os.close(fd)
-        raise Failure("LOCKED: host is being changed by %s" % holder) from None
+        raise Locked("host is being changed by %s" % holder) from None
     os.ftruncate(fd, 0)
     os.write(fd, ("driftctl apply pid %d" % os.getpid()).encode())
     return fd
 
 
 def op_apply(req):
-    _host_lock(req.get("lock_path") or LOCK_PATH)
+    _host_lock(req.get("lock_dir") or LOCK_DIR)
     blobs = dict((k, base64.b64decode(v)) for k, v in req.get("blobs", {}).items())
     ctx = Ctx(facts=gather_facts(), blobs=blobs, backup_dir=req.get("backup_dir") or Ctx().backup_dir)
     results = {}
@@ -121,10 +148,10 @@ def op_apply(req):
         rid = item["id"]
         if rid not in notified or results[rid]["status"] in ("failed", "skipped"):
             continue
-        handler = _handler(item)
-        if handler.refresh is None:
-            continue
         try:
+            handler = _handler(item)
+            if handler.refresh is None:
+                continue
             handler.refresh(item["params"], ctx)
             results[rid]["refreshed"] = True
         except Failure as e:
@@ -132,8 +159,7 @@ def op_apply(req):
         except Exception as e:
             results[rid].update(status="failed", error="refresh failed: %s: %s" % (type(e).__name__, e))
     answer = {"results": results}
-    if req.get("watch") and "scan_watch" in globals():
-        answer["watch"] = globals()["scan_watch"](req["watch"], ctx)
+    _watch(req, ctx, answer)
     return answer
 
 
@@ -150,6 +176,8 @@ def main():
             raise Failure("unknown op %r" % req.get("op"))
         answer = op(req)
         answer.update(v=1, ok=True)
+    except Locked as e:
+        answer = {"v": 1, "ok": False, "locked": True, "error": str(e)}
     except Failure as e:
         answer = {"v": 1, "ok": False, "error": str(e)}
     except Exception:

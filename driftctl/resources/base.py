@@ -115,6 +115,8 @@ class ResourceType:
     @classmethod
     def _check_value(cls, key: str, spec: Param, value: Any, loc: Location) -> Any:
         if value is None:
+            if spec.required:  # `key:` with nothing after it is YAML null, not a value
+                raise ManifestError(f"{cls.name}: parameter {key!r} is required and has no value", loc)
             return spec.default
         kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
@@ -150,6 +152,12 @@ class ResourceType:
     def claims(cls, params: Mapping[str, Any]) -> list[str]:
         """What this resource owns on a host; two resources claiming the same thing is an error."""
         return [f"{cls.name}:{cls.title(params)}"]
+
+    @classmethod
+    def managed_paths(cls, params: Mapping[str, Any]) -> list[str]:
+        """Paths this resource writes on the host: a directory's purge keeps them, watch scans skip them."""
+        path = params.get("path")
+        return [path] if isinstance(path, str) else []
 
     @classmethod
     def autorequire(cls, params: Mapping[str, Any]) -> list[str]:

@@ -115,6 +115,13 @@ class Cron(ResourceType):
         return [f"cron:{where}:{params['name']}"]
 
     @classmethod
+    def managed_paths(cls, params: Mapping[str, Any]) -> list[str]:
+        file = params.get("file")
+        if file:
+            return [file if str(file).startswith("/") else f"/etc/cron.d/{file}"]
+        return [f"/var/spool/cron/crontabs/{params.get('user') or 'root'}"]
+
+    @classmethod
     def autorequire(cls, params: Mapping[str, Any]) -> list[str]:
         user = str(params.get("user") or "root")
         return [] if user.isdigit() else [f"user:{user}"]

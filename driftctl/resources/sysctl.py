@@ -79,6 +79,10 @@ class Sysctl(ResourceType):
         return params
 
     @classmethod
+    def managed_paths(cls, params: Mapping[str, Any]) -> list[str]:
+        return [params["file"]] if params.get("persist", True) and params.get("file") else []
+
+    @classmethod
     def claims(cls, params: Mapping[str, Any]) -> list[str]:
         return [f"sysctl:{agent_module('sysctl').sysctl_relpath(params['key'])}"]
 

@@ -71,7 +71,7 @@ def test_values_normalised_and_desired() -> None:
     ("key", "raw", "message", "line"),
     [
         ("net.ipv4.ip_forward", {}, "parameter 'value' is required", 9),
-        ("net.ipv4.ip_forward", {"value": None}, "parameter 'value' is required", 9),
+        ("net.ipv4.ip_forward", {"value": None}, "parameter 'value' is required", 40),  # at the empty key
         ("net..ipv4", {"value": "1"}, "must be a kernel parameter", 9),
         ("net.ipv4 ip_forward", {"value": "1"}, "must be a kernel parameter", 9),
         ("net.ipv4.ip_forward", {"value": 1.5}, "value must be str or int, not float", 40),
