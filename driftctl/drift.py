@@ -149,6 +149,13 @@ class DriftRun:
             r.converged_fingerprint = converged.get(p.id)
             if r.status == "failed":
                 continue
+            if p.observed is None:  # deferred: what it depends on has drifted; it cannot be seen now
+                r.status, r.changes = "failed", []
+                r.error = r.reason = f"not observable: {p.error or 'no observation'}"
+                continue
+            if not p.rtype.stateful(p.resource.params):
+                r.status, r.changes, r.reason = "ok", [], "no state to compare (runs on apply)"
+                continue
             r.drift = classify(p.desired_fingerprint, p.observed_fingerprint, r.converged_fingerprint)
             r.status = "ok"
             if r.drift is None:

@@ -294,6 +294,8 @@ class Engine:
             item["changes"] = [c.field for c in p.changes] if p.id in to_change else []
             if p.deferred_by and p.id in to_change:
                 item["deferred"] = {"desired": fingerprint.desired_state(p.desired)}
+            elif p.error is not None:
+                item["failed"] = p.error  # its dependents must be skipped, as if its apply had failed
             item["depends"] = depends.get(p.id, [])
             item["notify"] = notify.get(p.id, [])
             items.append(item)
@@ -343,7 +345,7 @@ class Engine:
                 p.id, "failed", changes=p.changes, error=r.get("error") or "not observed after the change",
                 source=p.resource.source, type=p.resource.type,
             )
-        remaining = self._diff(p, after)
+        remaining = self._diff(p, after) if p.rtype.verify_after_apply else []
         p.observed = after
         if remaining:
             fields = ", ".join(p.rtype.describe(c) for c in remaining)

@@ -15,7 +15,9 @@ from typing import Any
 
 def canonical(value: Any) -> bytes:
     """Canonical JSON: sorted keys, no whitespace, UTF-8; bytes as their sha256."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default).encode()
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+    # undecodable bytes of a host file arrive as surrogates: hashed as they are, never an error
+    return text.encode("utf-8", "surrogatepass")
 
 
 def _default(value: Any) -> Any:

@@ -111,6 +111,9 @@ def op_apply(req):
         if bad:
             results[rid] = {"status": "skipped", "error": "dependency %s did not converge" % ", ".join(bad)}
             continue
+        if item.get("failed"):  # could not even be observed: nothing after it may run
+            results[rid] = {"status": "failed", "error": item["failed"]}
+            continue
         changes = item.get("changes")
         before = None
         if item.get("deferred"):

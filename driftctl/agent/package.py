@@ -170,7 +170,9 @@ class AptPackage(PackageProvider):
         return parse_dpkg_query(out).get(name)
 
     def candidate(self, name):
-        _rc, out, _err = run(["apt-cache", "policy", name], env=pkg_env())
+        # no binary cache rebuild: a probe writes nothing, not even /var/cache/apt/*.bin
+        _rc, out, _err = run(["apt-cache", "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=",
+                              "policy", name], env=pkg_env())
         return parse_apt_cache_policy(out).get(name, {}).get("candidate")
 
     def _lists_missing(self):
@@ -225,7 +227,9 @@ class DnfPackage(PackageProvider):
     def candidate(self, name):
         # dnf's --qf takes the same tags in lower case; the output format is RPM_QUERY_FORMAT's
         _rc, out, _err = run(
-            [self._dnf(), "-q", "repoquery", "--latest-limit=1", "--qf", DNF_QUERY_FORMAT, name], env=pkg_env()
+            # --cacheonly: a probe never refreshes repository metadata (a write, and network traffic)
+            [self._dnf(), "-q", "--cacheonly", "repoquery", "--latest-limit=1", "--qf", DNF_QUERY_FORMAT, name],
+            env=pkg_env(),
         )
         return parse_rpm_query(out).get(name)
 

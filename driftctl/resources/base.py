@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,7 +58,8 @@ def check_abs_path(value: Any) -> str:
         raise ValueError(f"must be an absolute path, not {value!r}")
     if "\0" in value or "/../" in value + "/":
         raise ValueError(f"must be a plain absolute path, not {value!r}")
-    return value.rstrip("/") or "/"
+    # "//etc/./motd" and "/etc/motd" are one file: one spelling, so claims and purge see them as one
+    return posixpath.normpath(value).replace("//", "/")
 
 
 def did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str | None:
@@ -81,6 +83,9 @@ class ResourceType:
     secret_fields: ClassVar[tuple[str, ...]] = ()
     # the agent module registers a refresh() (service restart, refreshonly exec): notify means something
     refreshable: ClassVar[bool] = False
+    # after apply, the engine observes again and requires no difference left; a type whose apply *is*
+    # the desired outcome (an exec without guards runs on every apply) turns this off
+    verify_after_apply: ClassVar[bool] = True
 
     # ---- validation (before any connection)
     @classmethod
@@ -152,6 +157,11 @@ class ResourceType:
     def claims(cls, params: Mapping[str, Any]) -> list[str]:
         """What this resource owns on a host; two resources claiming the same thing is an error."""
         return [f"{cls.name}:{cls.title(params)}"]
+
+    @classmethod
+    def stateful(cls, params: Mapping[str, Any]) -> bool:
+        """Whether the resource leaves a state on the host that drift can compare (an exec may not)."""
+        return True
 
     @classmethod
     def managed_paths(cls, params: Mapping[str, Any]) -> list[str]:

@@ -112,6 +112,7 @@ class Exec(ResourceType):
     name = "exec"
     namevar = "name"
     refreshable = True
+    verify_after_apply = False  # a command that ran is done for this apply, guards or not
     params: ClassVar[dict[str, Param]] = {
         "name": Param(str, "a free name; the command when command is not given", required=True),
         "command": Param((str, list), "argv list or string"),
@@ -148,6 +149,12 @@ class Exec(ResourceType):
         if params.get("cwd"):
             out.append(f"directory:{params['cwd']}")
         return out
+
+    @classmethod
+    def stateful(cls, params: Mapping[str, Any]) -> bool:
+        # only guards leave something to compare; refreshonly and unguarded commands are events
+        guarded = any(params.get(g) is not None for g in ("creates", "unless", "onlyif"))
+        return guarded and not params.get("refreshonly")
 
     @classmethod
     def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:

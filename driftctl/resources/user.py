@@ -53,7 +53,7 @@ def check_comment(value: Any) -> str:
 
 def check_crypt_hash(value: Any) -> str:
     # never echo the value: it is a secret
-    if not CRYPT_RE.match(value):
+    if not CRYPT_RE.fullmatch(value):
         raise ValueError(
             "must be a crypt hash such as \"$y$...\" or \"$6$...\" (make one with `mkpasswd -m yescrypt`), "
             "or \"!\" for a locked password; a plain-text password is refused"

@@ -103,3 +103,34 @@ def test_cached_facts_save_a_round_trip_and_stale_ones_are_caught(setup: Any, tm
     assert RecordingTransport.ops == ["probe", "probe"]
     assert result.hosts[0].round_trips == 2
     assert result.exit_code == 0  # the real facts match what was applied
+
+
+def test_a_resource_that_cannot_be_observed_stops_its_dependents(tmp_path: Path) -> None:
+    """An authorized_key for a user that does not exist (and that nothing creates) fails at probe;
+    the exec that requires it must be skipped, not run."""
+    target = tmp_path / "target"
+    target.mkdir()
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
+    site = tmp_path / "manifests"
+    (site / "roles" / "r").mkdir(parents=True)
+    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (site / "roles" / "r" / "resources.yaml").write_text(
+        "resources:\n"
+        "  - authorized_key: ghost-key\n"
+        "    user: driftctl-no-such-user\n"
+        "    key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ghost\n"
+        "  - exec: after-the-key\n"
+        f"    command: [touch, {target}/ran]\n"
+        f"    creates: {target}/ran\n"
+        "    require: [authorized_key:ghost-key]\n"
+    )
+    e = engine(load_inventory(inv), load_site(site), tmp_path)
+    result = e.run("apply", load_inventory(inv).select(None))
+    by_id = {r.id: r for r in result.hosts[0].resources}
+    assert by_id["authorized_key:ghost-key"].status == "failed"
+    assert "driftctl-no-such-user" in (by_id["authorized_key:ghost-key"].error or "")
+    assert by_id["exec:after-the-key"].status == "skipped"
+    assert not (target / "ran").exists()
+    assert result.exit_code & 4

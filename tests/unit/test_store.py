@@ -413,7 +413,7 @@ def test_the_engines_document_validates_and_round_trips(store: Store) -> None:
                              "sha256": fp("x")})
     run = RunResult("drift", [
         HostResult("web1", "ok", [motd, nginx], facts={"os": "debian"}, round_trips=1, duration=0.52,
-                   fingerprint=fp("web1"), catalog_digest=fp("cat"), unmanaged=[added]),
+                   fingerprint=fp("web1"), catalog_digest=fp("cat"), unmanaged=[added], unmanaged_examined=True),
         HostResult("db1", "unreachable", error="connection refused"),
     ], started=at(0).timestamp(), finished=at(0.01).timestamp())
     doc = build(run, INV, ["driftctl", "drift", INV])
