@@ -181,6 +181,46 @@ def read_text_if_small(path, size):
         return None
 
 
+READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_regular(path, want_text=False):
+    """(sha256, text or None) of the regular file at ``path``, read through one descriptor.
+
+    Opened without following a link and without blocking, then checked to be a regular file: a
+    link or a FIFO swapped in after an lstat can neither leak another file's content nor hang the
+    probe. The text comes back when asked, small and UTF-8 (for diffs).
+    """
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError as e:
+        raise Failure("cannot read %s: %s" % (path, e.strerror)) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise Failure("%s is no longer a regular file: not read" % path)
+    h = hashlib.sha256()
+    keep = want_text and st.st_size <= CONTENT_LIMIT
+    kept = []
+    with os.fdopen(fd, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            if keep:
+                kept.append(chunk)
+                keep = sum(len(c) for c in kept) <= CONTENT_LIMIT
+                if not keep:
+                    kept = []
+    text = None
+    if kept:
+        try:
+            text = b"".join(kept).decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    elif want_text and st.st_size == 0:
+        text = ""
+    return h.hexdigest(), text
+
+
 def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:

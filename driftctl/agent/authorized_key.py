@@ -139,11 +139,15 @@ class _AsUser(object):
 
 def _ak_read(path):
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # never blocks on a FIFO planted by the user, never follows a link
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return None
     except OSError as e:
         raise Failure("cannot read %s: %s" % (path, e.strerror)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Failure("%s is not a regular file: refusing to read or replace it" % path)
     with os.fdopen(fd, "rb") as f:
         return f.read().decode("utf-8", "replace")
 

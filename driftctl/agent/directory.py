@@ -9,7 +9,6 @@ Neither follows a symlink: links are chowned themselves (lchown), never their ta
 """
 
 import os
-import shutil
 import stat
 
 from driftctl.agent._core import Failure, fsync_dir, register, resolve_gid, resolve_uid, stat_path
@@ -43,47 +42,144 @@ def _directory_is_ancestor(path, managed):
     return any(m.startswith(prefix) for m in managed)
 
 
+class _DirectoryWalk(object):
+    """recurse/purge over the tree below a directory, entirely relative to directory descriptors.
+
+    Every directory is opened with O_NOFOLLOW relative to its parent's descriptor and checked to be
+    the very inode the walk saw, so swapping a path component for a symlink mid-walk cannot send a
+    chown, chmod or unlink anywhere else. With ``fix`` set, entries are converged as they are met;
+    without it, the walk only collects (observe).
+    """
+
+    def __init__(self, params, fix=False):
+        self.root = params["path"]
+        self.managed = _directory_managed(params)
+        self.recurse, self.purge = params.get("recurse"), params.get("purge")
+        owner, group, mode = params.get("owner"), params.get("group"), params.get("mode")
+        self.uid = resolve_uid(owner) if (self.recurse and owner is not None) else -1
+        self.gid = resolve_gid(group) if (self.recurse and group is not None) else -1
+        self.mode = int(mode, 8) if (self.recurse and mode) else None
+        self.fix = fix
+        self.unmanaged, self.mismatch = [], []
+
+    def wants_mode(self, st):
+        # links have no mode of their own; fifos, sockets and devices are never opened, and Linux
+        # cannot chmod them without a path: owner and group only
+        if self.mode is None or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return None
+        return directory_child_mode(self.mode, stat.S_ISDIR(st.st_mode))
+
+    def wrong(self, st):
+        if (self.uid != -1 and st.st_uid != self.uid) or (self.gid != -1 and st.st_gid != self.gid):
+            return True
+        want = self.wants_mode(st)
+        return want is not None and stat.S_IMODE(st.st_mode) != want
+
+    def run(self):
+        try:
+            top = os.open(self.root, os.O_RDONLY | DIRECTORY_OPEN_FLAGS)
+        except OSError as e:
+            raise Failure("cannot open %s: %s" % (self.root, e.strerror)) from None
+        stack = [(top, self.root)]
+        try:
+            while stack:
+                dfd, dpath = stack.pop()
+                try:
+                    self._one_directory(dfd, dpath, stack)
+                finally:
+                    os.close(dfd)
+        finally:
+            for dfd, _ in stack:
+                os.close(dfd)
+        self.unmanaged.sort()
+        self.mismatch.sort()
+        return self
+
+    def _one_directory(self, dfd, dpath, stack):
+        for name in sorted(os.listdir(dfd)):
+            child = os.path.join(dpath, name)
+            if child in self.managed:
+                continue
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # gone meanwhile: nothing to purge or fix
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if self.purge and not (is_dir and _directory_is_ancestor(child, self.managed)):
+                self.unmanaged.append(child)
+                if self.fix:
+                    _directory_remove_at(dfd, name, st)
+                continue  # all of it goes: no point checking its owner
+            if self.recurse and self.wrong(st):
+                self.mismatch.append(child)
+                if self.fix:
+                    self._converge_at(dfd, name, st)
+            # without recurse only the directory's own entries count (Puppet's purge does the same)
+            if is_dir and self.recurse:
+                stack.append((_directory_open_at(dfd, name, st), child))
+
+    def _converge_at(self, dfd, name, st):
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+            flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(name, flags, dir_fd=dfd)
+            try:
+                _directory_same(st, os.fstat(fd), name)
+                if self.uid != -1 or self.gid != -1:
+                    os.fchown(fd, self.uid, self.gid)
+                want = self.wants_mode(st)
+                if want is not None:
+                    os.fchmod(fd, want)
+            finally:
+                os.close(fd)
+        elif self.uid != -1 or self.gid != -1:
+            # links, fifos, sockets, devices: never opened (a device open can have effects)
+            os.chown(name, self.uid, self.gid, dir_fd=dfd, follow_symlinks=False)
+
+
+DIRECTORY_OPEN_FLAGS = getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _directory_same(seen, now, name):
+    if (seen.st_dev, seen.st_ino) != (now.st_dev, now.st_ino):
+        raise Failure("%s was replaced while driftctl was walking its directory: not touched" % name)
+
+
+def _directory_open_at(dfd, name, st):
+    fd = os.open(name, os.O_RDONLY | DIRECTORY_OPEN_FLAGS, dir_fd=dfd)
+    try:
+        _directory_same(st, os.fstat(fd), name)
+    except Failure:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _directory_remove_at(dfd, name, st):
+    """Remove ``name`` (a whole tree if it is a directory) relative to ``dfd``, never through a link."""
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dfd)
+        return
+    fd = _directory_open_at(dfd, name, st)
+    try:
+        for child in os.listdir(fd):
+            try:
+                cst = os.stat(child, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            _directory_remove_at(fd, child, cst)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dfd)
+
+
 def directory_scan(params):
-    """What recurse and purge would change: two sorted lists of paths.
+    """What recurse and purge would change: two sorted lists of paths (read-only).
 
     Walks without following symlinks. Managed paths are skipped (and not entered); a directory that
     only holds managed paths is kept and entered.
     """
-    root = params["path"]
-    managed = _directory_managed(params)
-    recurse, purge = params.get("recurse"), params.get("purge")
-    owner, group, mode = params.get("owner"), params.get("group"), params.get("mode")
-    uid = resolve_uid(owner) if (recurse and owner is not None) else -1
-    gid = resolve_gid(group) if (recurse and group is not None) else -1
-    want_mode = int(mode, 8) if (recurse and mode) else None
-    unmanaged, mismatch = [], []
-    stack = [root]
-    while stack:
-        current = stack.pop()
-        try:
-            names = sorted(os.listdir(current))
-        except OSError as e:
-            raise Failure("cannot list %s: %s" % (current, e.strerror)) from None
-        for name in names:
-            child = os.path.join(current, name)
-            if child in managed:
-                continue
-            st = os.lstat(child)
-            is_dir = stat.S_ISDIR(st.st_mode)
-            holds_managed = is_dir and _directory_is_ancestor(child, managed)
-            if purge and not holds_managed:
-                unmanaged.append(child)
-                continue  # all of it goes: no point checking its owner
-            if recurse:
-                wrong = (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid)
-                if want_mode is not None and not stat.S_ISLNK(st.st_mode):
-                    wrong = wrong or stat.S_IMODE(st.st_mode) != directory_child_mode(want_mode, is_dir)
-                if wrong:
-                    mismatch.append(child)
-            # without recurse only the directory's own entries count (Puppet's purge does the same)
-            if is_dir and recurse:
-                stack.append(child)
-    return sorted(unmanaged), sorted(mismatch)
+    walk = _DirectoryWalk(params).run()
+    return walk.unmanaged, walk.mismatch
 
 
 def _directory_limited(paths):
@@ -122,20 +218,6 @@ def _directory_refuse(path, kind):
     )
 
 
-def _directory_remove(path):
-    st = os.lstat(path)
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)  # rmtree removes links inside, never what they point to
-    else:
-        os.unlink(path)
-
-
-def _directory_lchown(path, uid, gid):
-    st = os.lstat(path)
-    if (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid):
-        os.lchown(path, uid, gid)
-
-
 def directory_apply(params, changes, ctx):
     path = params["path"]
     st = stat_path(path)
@@ -165,22 +247,7 @@ def directory_apply(params, changes, ctx):
         fs_set_meta(path, owner, group, mode, expect_dir=True)
     if not (params.get("purge") or params.get("recurse")):
         return
-    unmanaged, mismatch = directory_scan(params)
-    for victim in unmanaged:
-        _directory_remove(victim)
-    uid = resolve_uid(owner) if owner is not None else -1
-    gid = resolve_gid(group) if group is not None else -1
-    for entry in mismatch:
-        est = os.lstat(entry)
-        is_dir = stat.S_ISDIR(est.st_mode)
-        want = directory_child_mode(int(mode, 8), is_dir) if mode else None
-        if is_dir or stat.S_ISREG(est.st_mode):
-            fs_set_meta(entry, owner, group, "%04o" % want if want is not None else None, expect_dir=is_dir)
-        else:
-            # links, fifos, sockets, devices: never opened (a device open can have effects)
-            _directory_lchown(entry, uid, gid)
-            if want is not None and not stat.S_ISLNK(est.st_mode) and stat.S_IMODE(est.st_mode) != want:
-                os.chmod(entry, want)
+    _DirectoryWalk(params, fix=True).run()
 
 
 register("directory", directory_observe, directory_apply)

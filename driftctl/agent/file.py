@@ -14,7 +14,7 @@ missing parent directory (the manifest declares directories); write through ``at
 import os  # noqa: I001  (agent imports stay on one line: see the docstring)
 import stat
 
-from driftctl.agent._core import CONTENT_LIMIT, Failure, atomic_write, backup_file, fsync_dir, group_name, read_text_if_small, register, resolve_gid, resolve_uid, sha256_bytes, sha256_file, stat_path, user_name  # noqa: E501
+from driftctl.agent._core import CONTENT_LIMIT, Failure, atomic_write, backup_file, fsync_dir, group_name, read_regular, register, resolve_gid, resolve_uid, sha256_bytes, sha256_file, stat_path, user_name  # noqa: E501
 
 # ---- helpers shared by the file-like types
 
@@ -146,11 +146,10 @@ def file_observe(params, ctx):
         observed["target"] = os.readlink(path)
         observed["mode"] = None  # a link's own mode means nothing
     elif st["type"] == "file":
-        observed["content_sha256"] = sha256_file(path)
-        if params.get("_want_content", ctx.want_content):
-            text = read_text_if_small(path, st["size"])
-            if text is not None:
-                observed["content"] = text
+        sha, text = read_regular(path, want_text=bool(params.get("_want_content", ctx.want_content)))
+        observed["content_sha256"] = sha
+        if text is not None:
+            observed["content"] = text
     return observed
 
 

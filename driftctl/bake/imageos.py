@@ -120,10 +120,16 @@ class ImageOS:
     def lstat(self, path: str) -> _os.stat_result:
         return stat_result(self._entry(path, False)[1])
 
-    def stat(self, path: str | int, follow_symlinks: bool = True) -> _os.stat_result:
+    def _at(self, path: str, dir_fd: int | None) -> str:
+        """``path`` relative to a directory descriptor, as the agent's fd-based walks use it."""
+        if dir_fd is None or posixpath.isabs(path):
+            return path
+        return posixpath.join(self._fds[dir_fd], path)
+
+    def stat(self, path: str | int, *, dir_fd: int | None = None, follow_symlinks: bool = True) -> _os.stat_result:
         if isinstance(path, int):
             return self.fstat(path)
-        return stat_result(self._entry(path, follow_symlinks)[1])
+        return stat_result(self._entry(self._at(path, dir_fd), follow_symlinks)[1])
 
     def readlink(self, path: str) -> str:
         _real, entry = self._entry(path, False)
@@ -131,7 +137,9 @@ class ImageOS:
             raise OSError(errno.EINVAL, "Invalid argument", path)
         return entry.target
 
-    def listdir(self, path: str = ".") -> list[str]:
+    def listdir(self, path: str | int = ".") -> list[str]:
+        if isinstance(path, int):
+            path = self._fds[path]
         real, entry = self._entry(path, True)
         if entry.kind != "dir":
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory", path)
@@ -173,7 +181,7 @@ class ImageOS:
         if flags & ~_READ_FLAGS:
             raise self._failure(f"cannot write {path}: an image is observed read-only")
         follow = not flags & getattr(_os, "O_NOFOLLOW", 0)
-        real, entry = self._entry(path, follow)
+        real, entry = self._entry(self._at(path, dir_fd), follow)
         if entry.kind == "link":
             raise OSError(errno.ELOOP, "Too many levels of symbolic links", path)
         if flags & getattr(_os, "O_DIRECTORY", 0) and entry.kind != "dir":

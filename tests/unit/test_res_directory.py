@@ -184,3 +184,45 @@ def test_agent_absent_only_when_empty_and_never_through_a_link(tmp_path: Path) -
         with pytest.raises(Failure, match=r"is a symlink \(to .*full\): driftctl never follows"):
             directory_apply(params, ["ensure"], Ctx())
     assert oct(full.stat().st_mode & 0o777) != "0o700" and full.exists()
+
+
+def test_purge_and_recurse_never_act_through_links_or_swapped_directories(tmp_path) -> None:
+    """The walk works relative to directory descriptors: a link inside the tree is removed or
+    lchowned itself, and a directory swapped after it was seen is refused, never followed."""
+    import os
+
+    import pytest
+
+    from driftctl.agent import directory as agent_dir
+    from driftctl.agent._core import Failure
+
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "precious").write_text("x")
+    os.chmod(outside / "keep" / "precious", 0o600)
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "f").write_text("y")
+    os.symlink(outside / "keep", root / "sub" / "link")
+    os.symlink(outside, root / "gone")
+
+    params = {"path": str(root), "recurse": True, "purge": False, "mode": "0644", "owner": None, "group": None,
+              "_managed": []}
+    agent_dir._DirectoryWalk(params, fix=True).run()
+    assert os.stat(root / "sub" / "f").st_mode & 0o777 == 0o644
+    assert os.stat(outside / "keep" / "precious").st_mode & 0o777 == 0o600  # not reached through the link
+
+    purge = dict(params, recurse=False, purge=True, _managed=[str(root / "sub")])
+    agent_dir._DirectoryWalk(purge, fix=True).run()
+    assert not os.path.lexists(root / "gone")  # the link itself went
+    assert (outside / "keep" / "precious").read_text() == "x"  # not what it pointed to
+
+    seen = os.stat(root / "sub", follow_symlinks=False)
+    os.rename(root / "sub", root / "old")
+    os.symlink(outside, root / "sub")  # swapped for a link after the walk saw it
+    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises((Failure, OSError)):
+            agent_dir._directory_open_at(dfd, "sub", seen)
+    finally:
+        os.close(dfd)
