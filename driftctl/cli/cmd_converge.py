@@ -68,7 +68,8 @@ def converge(command: str, inventory: Path, limit: str | None, as_json: bool, ma
     ctx, engine = prepare(inventory, limit, as_json, manifests, flags)
     if not ctx.hosts:
         ui.warn("no hosts selected")
-    with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
+    with ui.transport_warnings(), \
+            Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress
         if command == "apply":
             run = _apply(ctx, engine, inventory, flags.get("wait_lock"))

@@ -76,7 +76,8 @@ def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path
         with run_lock(ctx.settings, store, key, "drift", wait_lock):
             reference = image_reference(image) if image else store_reference(store, key)
             runner = DriftRun(engine, store, key, reference, remediate=remediate, use_baselines=image is None)
-            with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
+            with ui.transport_warnings(), \
+                    Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
                 engine.on_event = progress
                 run = runner.run(ctx.hosts)
             doc = record_run(ctx.settings, run, inventory, store=store, argv=sys.argv[1:])

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from rich.table import Table
 from driftctl import document
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
+from driftctl.cli.ui import transport_warnings
 from driftctl.facts import gather
 from driftctl.model import HostResult, RunResult
 
@@ -74,24 +72,6 @@ def show(run: RunResult) -> None:
         if n:
             line += f", {n} {status}"
     ui.out.print(line, markup=False)
-
-
-class _WarningsToUI(logging.Handler):
-    """Shows the transports' warnings (a host key trusted on first use) to the person running driftctl."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        ui.warn(record.getMessage())
-
-
-@contextlib.contextmanager
-def transport_warnings() -> Iterator[None]:
-    logger = logging.getLogger("driftctl.transport")
-    handler = _WarningsToUI(logging.WARNING)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
 
 
 @click.command("facts")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,6 +31,25 @@ def error(message: str) -> None:
 
 def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
+
+
+class _WarningsToUI(logging.Handler):
+    """Shows the transports' warnings (a host key trusted on first use) to the person running driftctl."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
+
+
+@contextlib.contextmanager
+def transport_warnings() -> Iterator[None]:
+    """While a command talks to hosts, what the transports warn about reaches stderr."""
+    logger = logging.getLogger("driftctl.transport")
+    handler = _WarningsToUI(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def interactive() -> bool:
