@@ -41,7 +41,12 @@ def location_of(value: Any, default: Location) -> Location:
     return getattr(value, "location", default)
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (about 5x faster, same marks and line numbers);
+# the constructors below are the same either way
+_BASE: type = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+
+
+class _Loader(_BASE):
     filename: str = "<string>"
     error_class: type[InputError] = InputError
 
