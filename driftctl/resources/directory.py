@@ -8,7 +8,7 @@ from typing import Any
 from driftctl.errors import Location
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, check_abs_path, register
-from driftctl.resources.file import describe_ensure, forbid_when_absent, owner_params, parent_directory, require_given
+from driftctl.resources.file import describe_ensure, forbid_when_absent, owner_params, parent_and_owners, require_given
 
 
 def _count(paths: Any) -> int:
@@ -73,14 +73,7 @@ class Directory(ResourceType):
 
     @classmethod
     def autorequire(cls, params: Mapping[str, Any]) -> list[str]:
-        out = []
-        parent = parent_directory(params["path"])
-        if parent:
-            out.append(f"directory:{parent}")
-        for key, rtype in (("owner", "user"), ("group", "group")):
-            if params.get(key) is not None and not str(params[key]).isdigit():
-                out.append(f"{rtype}:{params[key]}")
-        return out
+        return parent_and_owners(params)
 
     @classmethod
     def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:

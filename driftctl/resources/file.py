@@ -148,6 +148,18 @@ def content_text(content: str | bytes) -> str | None:
         return None
 
 
+
+def parent_and_owners(params: Mapping[str, Any]) -> list[str]:
+    """What a path resource depends on when the catalog has it: its parent directory, its owner and group."""
+    out = []
+    parent = parent_directory(params["path"])
+    if parent:
+        out.append(f"directory:{parent}")
+    for key, rtype in (("owner", "user"), ("group", "group")):
+        if params.get(key) is not None and not str(params[key]).isdigit():
+            out.append(f"{rtype}:{params[key]}")
+    return out
+
 @register
 class File(ResourceType):
     """A regular file: its content, owner, group and mode.
@@ -203,14 +215,7 @@ class File(ResourceType):
 
     @classmethod
     def autorequire(cls, params: Mapping[str, Any]) -> list[str]:
-        out = []
-        parent = parent_directory(params["path"])
-        if parent:
-            out.append(f"directory:{parent}")
-        for key, rtype in (("owner", "user"), ("group", "group")):
-            if params.get(key) is not None and not str(params[key]).isdigit():
-                out.append(f"{rtype}:{params[key]}")
-        return out
+        return parent_and_owners(params)
 
     @classmethod
     def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:
