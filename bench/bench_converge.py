@@ -93,12 +93,15 @@ def run(args: list[str], state: Path) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
     return {"rc": proc.returncode, "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "stdout": chunks["out"].decode()[-400:], "stderr": chunks["err"].decode()[-400:]}
+            "stdout": chunks["out"].decode()[-400:], "stderr": chunks["err"].decode()[-400:],
+            "stdout_full": chunks["out"].decode()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="1,10,40")
+    parser.add_argument("--drift-runs", type=int, default=20,
+                        help="extra drift runs on the untouched fleet, counting false positives")
     ns = parser.parse_args()
     sizes = [int(x) for x in ns.hosts.split(",")]
     fleetlib = fleet_library()
@@ -124,18 +127,31 @@ def main() -> int:
                     row[label] = r
                     print(f"{n:>3} hosts  {label:<13} {r['wall_s']:>6.1f}s  rc={r['rc']}  "
                           f"peak {r['peak_rss_mb']} MB", flush=True)
+                false_positives = 0
+                for _ in range(ns.drift_runs):  # nothing touched the fleet: every drift found is false
+                    r = run(["drift", inv, "-m", str(manifests), "--parallel", "40", "--json"], state)
+                    doc = json.loads(r["stdout_full"])
+                    false_positives += doc["summary"]["resources_drifted"] + doc["summary"]["unmanaged_changes"]
+                row["drift_runs"] = ns.drift_runs
+                row["false_positives"] = false_positives
+                print(f"{n:>3} hosts  {ns.drift_runs} more drift runs: {false_positives} false positive(s)", flush=True)
+                db = state / "driftctl.sqlite"
+                row["store_bytes"] = sum(p.stat().st_size for p in state.glob("driftctl.sqlite*")) if db.exists() else 0
             finally:
                 fleetlib.down(fleet_id)
             results.append(row)
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"converge-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    for row in results:
+        for key in ("plan", "first_apply", "second_apply", "drift"):
+            row[key].pop("stdout_full", None)
     out.write_text(json.dumps(results, indent=2))
-    print(f"\n{'hosts':>5} {'plan':>7} {'apply1':>7} {'apply2':>7} {'drift':>7} {'peak MB':>8}")
+    print(f"\n{'hosts':>5} {'plan':>7} {'apply1':>7} {'apply2':>7} {'drift':>7} {'peak MB':>8} {'false+':>7}")
     for row in results:
         peak = max(row[k]["peak_rss_mb"] for k in ("plan", "first_apply", "second_apply", "drift"))
         print(f"{row['hosts']:>5} {row['plan']['wall_s']:>7} {row['first_apply']['wall_s']:>7} "
-              f"{row['second_apply']['wall_s']:>7} {row['drift']['wall_s']:>7} {peak:>8}")
+              f"{row['second_apply']['wall_s']:>7} {row['drift']['wall_s']:>7} {peak:>8} {row['false_positives']:>7}")
     print(f"wrote {out}")
     return 0
 
