@@ -254,3 +254,11 @@ def test_vagrant_ssh_config_becomes_an_inventory(tmp_path: Path) -> None:
     assert groups["db"]["hosts"]["fleet3"]["ansible_become"] is True
     assert "ansible_become" not in groups["web"]["hosts"]["fleet2"]
     assert common == {"driftctl_known_hosts": str((tmp_path / "kh").resolve())}
+
+
+def test_roots_user_manager_lingers(fleet: Any) -> None:
+    """A logout must not stop root's user manager: in a container that stop hangs for two minutes and
+    every login in the meantime waits for it (pam_systemd: "Failed to create session")."""
+    t = fleet.hosts[0].testinfra()
+    assert t.run("loginctl show-user root --property=Linger --value").stdout.strip() == "yes"
+    assert t.service("user@0").is_running
