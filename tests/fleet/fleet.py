@@ -46,6 +46,7 @@ from _fleet_podman import (
     LABEL_FLEET,
     LABEL_HOST,
     LABEL_OWNER,
+    LABEL_RECIPE,
     PREFIX,
     RUNTIME_ARGS,
     FleetError,
@@ -307,22 +308,23 @@ def start_fleet(
 ) -> Fleet:
     """Bring fleet ``fleet_id`` to exactly ``count`` running, ready hosts; write known_hosts and inventory.
 
-    Hosts already running are kept (their keys are read again), stopped or surplus ones are removed,
-    missing ones are started concurrently.
+    Hosts already running the current image are kept (their keys are read again); stopped, surplus or
+    outdated ones (made from an older recipe) are removed; missing ones are started concurrently.
     """
     key = ensure_key()
-    ensure_images()
+    recipe = ensure_images().fleet_recipe
     known_hosts.parent.mkdir(parents=True, exist_ok=True)
     # two `fleet.py up` of one fleet at once would remove each other's new containers
     with open(known_hosts.with_name(known_hosts.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _start_locked(fleet_id, count, key, inventory_dir, known_hosts, owner, extra_args, host_prefix)
+        return _start_locked(fleet_id, count, key, recipe, inventory_dir, known_hosts, owner, extra_args, host_prefix)
 
 
 def _start_locked(
     fleet_id: str,
     count: int,
     key: KeyPair,
+    recipe: str,
     inventory_dir: Path,
     known_hosts: Path,
     owner: str | None,
@@ -332,9 +334,12 @@ def _start_locked(
     wanted = [f"{host_prefix}{i}" for i in range(1, count + 1)]
     existing = list_containers(f"{LABEL_FLEET}={fleet_id}")
     keep = {
-        (c.get("Labels") or {}).get(LABEL_HOST)
+        labels.get(LABEL_HOST)
         for c in existing
-        if c.get("State") == "running" and (c.get("Labels") or {}).get(LABEL_HOST) in wanted
+        if (labels := c.get("Labels") or {})
+        and c.get("State") == "running"
+        and labels.get(LABEL_HOST) in wanted
+        and labels.get(LABEL_RECIPE) == recipe  # containers inherit the image's labels
     }
     remove_containers([container_name(c) for c in existing if (c.get("Labels") or {}).get(LABEL_HOST) not in keep])
     missing = [n for n in wanted if n not in keep]
