@@ -46,6 +46,11 @@ def _differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return any(a.get(k) != b.get(k) for k in WATCHED_FIELDS)
 
 
+def _watched(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of an entry that count (a stored baseline also carries when and by whom)."""
+    return {k: entry[k] for k in WATCHED_FIELDS if entry.get(k) is not None}
+
+
 def unmanaged_changes(baseline: Mapping[str, Mapping[str, Any]], observed: Mapping[str, Mapping[str, Any]],
                       roots: list[str] | None = None) -> list[UnmanagedChange]:
     """Entries added, removed or changed under the watched roots, sorted by path.
@@ -64,11 +69,11 @@ def unmanaged_changes(baseline: Mapping[str, Mapping[str, Any]], observed: Mappi
             continue
         before, after = baseline.get(path), observed.get(path)
         if before is None and after is not None:
-            out.append(UnmanagedChange(path, "added", None, dict(after)))
+            out.append(UnmanagedChange(path, "added", None, _watched(after)))
         elif after is None and before is not None:
-            out.append(UnmanagedChange(path, "removed", dict(before), None))
+            out.append(UnmanagedChange(path, "removed", _watched(before), None))
         elif before is not None and after is not None and _differs(before, after):
-            out.append(UnmanagedChange(path, "changed", dict(before), dict(after)))
+            out.append(UnmanagedChange(path, "changed", _watched(before), _watched(after)))
     return out
 
 

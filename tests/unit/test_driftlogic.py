@@ -53,3 +53,14 @@ def test_rebaseline_accepts_only_what_the_apply_changed():
     assert new["/etc/new"]["sha256"] == "n"
     assert new["/etc/hand"]["sha256"] == "1"  # still reported as drift
     assert rebaseline(None, pre, post) == post
+
+
+def test_unmanaged_changes_report_only_watched_fields() -> None:
+    """A stored baseline entry also says when and by whom it was accepted: never part of a change."""
+    from datetime import UTC, datetime
+
+    base = {"/etc/x": entry() | {"accepted_at": datetime.now(UTC), "accepted_by": "root"}}
+    (change,) = unmanaged_changes(base, {"/etc/x": entry(mode="0600")})
+    assert set(change.before or {}) <= {"type", "mode", "owner", "group", "size", "sha256", "target"}
+    (gone,) = unmanaged_changes(base, {})
+    assert "accepted_at" not in (gone.before or {})
