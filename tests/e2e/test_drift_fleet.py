@@ -9,6 +9,7 @@ restores corrective drift only.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,17 @@ def test_each_kind_of_drift_is_found_exactly(drift_fleet: Any, tmp_path: Path) -
     assert accepted.rc == 0, accepted.output
     final = driftctl("drift", *args, "-l", d4.name, "--json", state_dir=state).json()
     assert not final["hosts"][0]["unmanaged"]
+
+    # for automation: the JSON report goes to a command when drift is found, report files are written
+    notified, reports = tmp_path / "notified.json", tmp_path / "reports"
+    hooked = driftctl("drift", *args, "--notify-command", f"sh -c 'cat > {notified}'", "--report-dir", reports,
+                      state_dir=state)
+    assert hooked.rc == 2, hooked.output
+    told = json.loads(notified.read_text())
+    assert told["schema"] == "driftctl.report/v1" and told["summary"]["resources_drifted"] == 4  # the motds
+    assert {p.name for p in reports.iterdir()} >= {"driftctl-report.json", "driftctl.prom"}
+    prom = (reports / "driftctl.prom").read_text()
+    assert "driftctl_drifted_resources{" in prom and 'class="pending"' in prom
 
 
 def test_unreachable_host_is_never_no_drift(drift_fleet: Any, tmp_path: Path) -> None:

@@ -187,6 +187,14 @@ def test_check_verify_and_compare_against_the_running_image(booted: tuple[Path, 
     assert 0 <= doc["age_seconds"] < 3600 and doc["manifests_moved"] is False
     assert len(doc["revision"]) == 40
     assert driftctl("check", "inventory", "-m", "manifests", cwd=project).returncode == 2
+    # the mutable host against its immutable twin: drift --against reads the image's layers and names
+    # exactly that change, as corrective drift (the image is the converged state)
+    against = driftctl("drift", "inventory", "-m", "manifests", "--against", "out", "--json",
+                       "--state-dir", str(project / "state"), cwd=project)
+    assert against.returncode == 2, against.stdout + against.stderr
+    found = {(r["id"], r["drift"], tuple(c["field"] for c in r["changes"]))
+             for h in json.loads(against.stdout)["hosts"] for r in h["resources"] if r["drift"]}
+    assert found == {("file:/srv/app/app.conf", "corrective", ("mode",))}
 
     # the manifests move on: bake-verify says the image no longer matches (exit 2)
     role = project / "manifests" / "roles" / "app" / "resources.yaml"
