@@ -42,8 +42,39 @@ def fs_describe_type(path, kind):
     return "a %s" % kind
 
 
+def fs_check_transitions(path):
+    """Refuse a path whose ancestors cross a symlink that someone other than root could have planted.
+
+    systemd-tmpfiles' "unsafe path transition" rule: a symlink is followed only when it and the
+    directory holding it belong to root (or to the agent's own user) and nobody else can write that
+    directory (unless it is sticky, where others cannot replace root's link). /var/run -> /run
+    passes; a link in a user's home or in a group-writable tree does not.
+    """
+    me = os.geteuid()
+    current = "/"
+    for name in [p for p in path.split("/") if p][:-1]:
+        nxt = os.path.join(current, name)
+        try:
+            st = os.lstat(nxt)
+        except OSError:
+            return  # a missing parent is fs_require_parent's to report
+        if stat.S_ISLNK(st.st_mode):
+            holder = os.lstat(current)
+            others_write = holder.st_mode & 0o022 and not holder.st_mode & stat.S_ISVTX
+            if st.st_uid not in (0, me) or holder.st_uid not in (0, me) or others_write:
+                raise Failure(
+                    "%s is a symlink that a user other than root could have planted (link owner uid %d, "
+                    "in %s owned by uid %d, mode %04o): driftctl does not write through it"
+                    % (nxt, st.st_uid, current, holder.st_uid, stat.S_IMODE(holder.st_mode))
+                )
+            current = os.path.realpath(nxt)
+        else:
+            current = nxt
+
+
 def fs_require_parent(path):
     """Fail clearly when the parent directory is missing: driftctl never does an implicit mkdir -p."""
+    fs_check_transitions(path)
     parent = os.path.dirname(path) or "/"
     st = stat_path(parent)
     if st is None:

@@ -373,3 +373,41 @@ def test_shipped_program_probes_and_applies_every_file_type(tmp_path: Path) -> N
         assert rtype.diff(rtype.desired(params), again["resources"][item["id"]]["observed"]) == [], item["id"]
     assert (tmp_path / "etc" / "app.conf").read_text() == "a=1\n"
     assert os.readlink(tmp_path / "current") == str(tmp_path / "etc")
+
+
+def test_writes_never_cross_a_symlink_a_user_could_have_planted(tmp_path) -> None:
+    """A link in a directory someone else owns (or can write) is refused; root's own links are followed."""
+    import os
+
+    import pytest
+
+    from driftctl.agent._core import Failure
+    from driftctl.agent.file import fs_check_transitions, fs_require_parent
+
+    target = tmp_path / "target"
+    target.mkdir()
+    user_dir = tmp_path / "home"
+    user_dir.mkdir()
+    os.symlink(target, user_dir / "link")
+    os.chown(user_dir, 65534, 65534)  # a directory nobody (the user) owns: they can swap its entries
+    with pytest.raises(Failure, match="could have planted"):
+        fs_require_parent(str(user_dir / "link" / "file"))
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # writable by everyone, not sticky
+    os.symlink(target, shared / "link")
+    with pytest.raises(Failure, match="could have planted"):
+        fs_check_transitions(str(shared / "link" / "file"))
+
+    os.chmod(shared, 0o1777)  # sticky: others cannot replace root's link
+    fs_check_transitions(str(shared / "link" / "file"))
+
+    os.lchown(shared / "link", 65534, 65534)  # but a link the user owns is theirs to point anywhere
+    with pytest.raises(Failure, match="could have planted"):
+        fs_check_transitions(str(shared / "link" / "file"))
+
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    os.symlink(target, safe / "link")
+    fs_require_parent(str(safe / "link" / "file"))  # root's link in root's directory: /var/run -> /run
