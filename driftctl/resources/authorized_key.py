@@ -13,20 +13,11 @@ from typing import Any, ClassVar
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, check_abs_path, register
+from driftctl.resources.file import agent_module
 from driftctl.resources.user import check_account_name
 
-# The same list as driftctl/agent/authorized_key.py (the agent is shipped on its own; a unit test
-# checks that the two agree).
-KEY_TYPES = (
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ssh-dss",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-)
+# The key types sshd accepts: the agent's list, so the controller and the host can never disagree.
+KEY_TYPES: tuple[str, ...] = agent_module("authorized_key").AK_KEY_TYPES
 
 
 def options_end(text: str) -> int:

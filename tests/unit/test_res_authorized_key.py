@@ -40,10 +40,6 @@ def test_fixtures_exist() -> None:
     assert len(CASES) >= 3
 
 
-def test_controller_and_agent_agree_on_key_types() -> None:
-    assert res_ak.KEY_TYPES == agent_ak.AK_KEY_TYPES
-
-
 @pytest.mark.parametrize(
     "options",
     ['from="10.0.0.0/8"', 'command="echo \\"a b\\"",no-pty', "no-pty", 'x="a b c"'],
