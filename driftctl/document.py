@@ -103,7 +103,7 @@ def build(run: RunResult, inventory: str, argv: list[str] | None = None) -> dict
         "finished": iso(run.finished),
         "driftctl_version": __version__,
         "controller": socket.gethostname(),
-        "user": _user(),
+        "user": current_user(),
         "argv": argv or [],
         "exit_code": run.exit_code,
         "summary": {
@@ -123,7 +123,8 @@ def build(run: RunResult, inventory: str, argv: list[str] | None = None) -> dict
     }
 
 
-def _user() -> str:
+def current_user() -> str:
+    """Who runs driftctl, for reports and baselines (never fails: 'unknown' without a passwd entry)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -8,7 +8,6 @@ takes the state baked into an image as the converged state instead of the last a
 
 from __future__ import annotations
 
-import getpass
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 
 from driftctl import document, fingerprint
 from driftctl.config import Settings
+from driftctl.document import current_user
 from driftctl.driftlogic import classify, rebaseline, unmanaged_changes
 from driftctl.engine import Engine, HostPlan, collect, planned_result
 from driftctl.errors import AgentError
@@ -51,13 +51,6 @@ def run_lock(
     from driftctl.lock import holder_info
 
     return lock(store, f"inventory:{inventory}", holder_info(command), wait)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 @dataclass
@@ -212,7 +205,7 @@ class DriftRun:
         baseline = self.store.baseline(self.inventory, host)
         if not baseline:
             # first look at this host: what is there now is the baseline (AIDE's --init)
-            self.store.set_baseline(self.inventory, host, entries, by=f"{_user()} (first drift run)")
+            self.store.set_baseline(self.inventory, host, entries, by=f"{current_user()} (first drift run)")
             return []
         changes = unmanaged_changes(baseline, entries, roots=list(plan.catalog.watch))
         for u in changes:
@@ -240,7 +233,7 @@ def record_run(settings: Settings, run: RunResult, inventory: str | os.PathLike[
                 pre = h.watch.get("entries", {})
                 # no apply call (nothing to change): the probe's scan is the state after the apply
                 post = (h.watch_after if h.watch_after is not None else h.watch).get("entries", {})
-                store.set_baseline(key, h.host, rebaseline(old, pre, post), by=f"{_user()} (apply)")
+                store.set_baseline(key, h.host, rebaseline(old, pre, post), by=f"{current_user()} (apply)")
     finally:
         if own:
             store.close()

@@ -284,7 +284,7 @@ class Engine:
         wanted = set(only) if only is not None else None
         to_change = {p.id for p in plan.changed() if wanted is None or p.id in wanted}
         if not to_change:
-            return [planned_result(p, applying=True) for p in plan.items]
+            return [planned_result(p) for p in plan.items]
         self.on_event(Event("phase", plan.host.name, "apply"))
         depends, notify = edges(plan.catalog.resources)
         blobs: dict[str, str] = {}
@@ -334,7 +334,7 @@ class Engine:
                 observed=observed_view(p),
             )
         if not was_changed:
-            result = planned_result(p, applying=True)
+            result = planned_result(p)
             if r.get("refreshed"):
                 result.status = "changed"
                 result.changes = [refresh_change(by)]
@@ -428,7 +428,7 @@ def plan_results(plan: HostPlan) -> list[ResourceResult]:
     return results
 
 
-def planned_result(p: Planned, applying: bool = False) -> ResourceResult:
+def planned_result(p: Planned) -> ResourceResult:
     """The result of a probed resource before (plan) or without (in sync) any change."""
     common: dict[str, Any] = {
         "source": p.resource.source,

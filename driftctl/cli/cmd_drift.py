@@ -16,9 +16,9 @@ from driftctl.cli import ui
 from driftctl.cli.cmd_converge import manifest_option, prepare, show, verbose_option
 from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, settings_from
 from driftctl.cli.render import Progress
+from driftctl.document import current_user
 from driftctl.drift import (
     DriftRun,
-    _user,
     accept,
     image_reference,
     inventory_key,
@@ -132,7 +132,7 @@ def accept_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Pat
                     ui.error(f"{h.host}: not accepted: {h.error}")
                     code |= h.exit_code
                     continue
-                n = accept(store, key, h, list(paths) or None, by=_user())
+                n = accept(store, key, h, list(paths) or None, by=current_user())
                 ui.out.print(f"{h.host}: baseline accepted ({n} entries)", markup=False)
     finally:
         store.close()
@@ -160,7 +160,7 @@ def ignore_add(inventory: Path, host_pattern: str, target: str, reason: str, exp
     settings = settings_from(state=state)
     store = open_store(settings)
     try:
-        rule = store.add_ignore(inventory_key(inventory), host_pattern, target, reason, expires.date(), _user())
+        rule = store.add_ignore(inventory_key(inventory), host_pattern, target, reason, expires.date(), current_user())
     finally:
         store.close()
     ui.out.print(f"ignore rule {rule.id} added: {host_pattern} {target} until {expires.date()}", markup=False)
