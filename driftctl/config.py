@@ -33,6 +33,18 @@ class Settings:
     ssh_config: str | None = None
     state: str | None = None  # store URL: a path (sqlite) or postgresql://...
     backup_dir: str = "/var/lib/driftctl/backup"
+    # backups of replaced files on each host: per managed path keep at most this many, none older
+    backup_keep: int = 5
+    backup_max_age_days: float = 30.0
+    # the store: `driftctl prune` removes runs older than this (0 keeps every run)
+    store_keep_days: float = 90.0
+    # one resource's time limit on the host (a package install waiting for the dpkg lock, an exec)
+    resource_timeout: float = 600.0
+    # a rendered value or file larger than this is an error at its file:line
+    max_render_bytes: int = 64 * 1024 * 1024
+    # SSH algorithms allowed beyond the safe defaults, e.g. "ciphers=+aes128-cbc,macs=+hmac-sha1"
+    # (see docs/transport.md); every host that needs them is warned about on every run
+    ssh_algorithms: str | None = None
 
     @property
     def own_known_hosts(self) -> str:
@@ -43,8 +55,8 @@ class Settings:
         return self.state or str(Path(self.state_dir) / "driftctl.sqlite")
 
 
-_INT = {"parallel"}
-_FLOAT = {"connect_timeout", "command_timeout"}
+_INT = {"parallel", "backup_keep", "max_render_bytes"}
+_FLOAT = {"connect_timeout", "command_timeout", "backup_max_age_days", "store_keep_days", "resource_timeout"}
 _BOOL = {"accept_new_host_keys"}
 _TUPLE = {"known_hosts"}
 
