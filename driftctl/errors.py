@@ -17,7 +17,9 @@ class ExitCode:
     INPUT = 1  # bad input, no host contacted
     CHANGES = 2  # changes made, changes pending, or drift found
     FAILED = 4  # a resource failed
-    UNREACHABLE = 8  # a host unreachable or refused (auth, host key)
+    UNREACHABLE = 8  # a host unreachable or refused (auth, host key), or its connection lost mid-run
+    ABORTED = 16  # stopped by SIGINT/SIGTERM: what ran is reported, nothing new started
+    NOT_STORED = 32  # the store failed: the run's results were kept locally and go in with the next run
     LOCKED = 75  # EX_TEMPFAIL: another run holds the lock
 
 
