@@ -6,10 +6,13 @@ the value into a bigger string, so outputs are redacted by value with ``redact()
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "********"
+# the title of a resource whose title holds a secret: this prefix and 12 hex digits of a sha256
+SECRET_TITLE_PREFIX = "secret-"  # noqa: S105 (a label, not a password)
 
 
 class Secret(str):
@@ -17,6 +20,23 @@ class Secret(str):
 
     def __repr__(self) -> str:
         return f"Secret({REDACTED!r})"
+
+
+def secret_title(type_name: str, title: str) -> str:
+    """The title shown for a resource whose own title holds a secret: ``secret-3f9a1c2b7e4d``.
+
+    A sha256 of the type and the whole, unredacted title: the same resource gets the same id run
+    after run (drift history follows it) and on every host with the same value, and the id says
+    nothing about the secret unless the rest of the title is known and the secret is guessable.
+    The id changes when the secret does.
+    """
+    text = f"driftctl secret title\0{type_name}\0{title}".encode()
+    return SECRET_TITLE_PREFIX + hashlib.sha256(text).hexdigest()[:12]
+
+
+def mentions(text: str, secrets: Iterable[str]) -> bool:
+    """Whether any (non-empty) secret value occurs in ``text``."""
+    return isinstance(text, str) and any(s and s in text for s in secrets)
 
 
 def collect(value: Any, found: set[str] | None = None) -> set[str]:

@@ -21,9 +21,13 @@ from driftctl.manifest.render import FactsPlaceholder, FactsUse, TrackedFacts, c
 from driftctl.manifest.site import ASSET_PARAMS, ManifestFile, ResourceDecl, Site, resolve_inside
 from driftctl.model import Catalog, Host, Resource
 from driftctl.resources.base import ResourceType, all_types, check_abs_path, did_you_mean
-from driftctl.secret import collect
+from driftctl.secret import Secret, collect, mentions, redact, secret_title
 
 RELATIONS = ("require", "before", "notify", "subscribe")
+# types that are the whole thing at their path: another of them there is a claim conflict, not an edit
+_WHOLE_PATH_TYPES = ("file", "directory", "symlink")
+# what an editing resource's managed paths are computed from: unknown in preflight -> not checked
+_PATH_KEYS = frozenset({"path", "file", "persist", "user"})
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -137,12 +141,30 @@ class _Compiler:
         return out, self.preflight and (touched or contains_placeholder(out))
 
     def run(self) -> Catalog:
+        try:
+            return self._run()
+        except ManifestError as e:
+            # a message may quote a rendered value (a claim, a choice, a relation): never a secret
+            if self.secrets:
+                e.message = redact(e.message, self.secrets)
+                e.hint = redact(e.hint, self.secrets) if e.hint else e.hint
+                e.args = (str(e),)
+            raise
+
+    def _run(self) -> Catalog:
+        # every secret first: a title or relation is checked against all of them, whichever file
+        # declared them
+        scopes = []
         for mf in self.files:
             variables = {**mf.defaults, **mf.vars, **self.host.vars, **self.magic}
             collect({k: v for k, v in variables.items() if k not in self.magic}, self.secrets)
             for name in mf.secrets:
                 if name in variables:
                     secret_strings(variables[name], self.secrets)
+            for decl in mf.resources:
+                collect(decl.body, self.secrets)
+            scopes.append((mf, variables))
+        for mf, variables in scopes:
             for w, loc in zip(mf.watch, mf.watch_locations, strict=True):
                 path, unknown = self._render(w, variables, loc, "watch")
                 if unknown:
@@ -154,7 +176,6 @@ class _Compiler:
                 if path not in self.watch:
                     self.watch.append(path)
             for decl in mf.resources:
-                collect(decl.body, self.secrets)
                 self.expand(decl, variables)
         self.check_claims()
         self.resolve_relations()
@@ -230,6 +251,7 @@ class _Compiler:
                 relation_locations[key] = loc
                 if not unknown:
                     relations[key] = self._ids(rendered, key, loc)
+                    self._check_relation_secrets(relations[key], key, loc)
             elif key == "sensitive":
                 if unknown:
                     sensitive = True
@@ -259,7 +281,7 @@ class _Compiler:
             self.unknown_titles += 1  # unique, so the preflight graph has one node per resource
             name = f"<{cls.namevar} from facts #{self.unknown_titles}>"
         else:
-            name = cls.title(params)
+            name = self.shown_title(decl.type, cls.title(params), params.get(cls.namevar))
         resource = Resource(decl.type, name, params, decl.location, sensitive=sensitive, **relations)
         self.items.append(_Item(resource, cls, decl, uncertain, maybe, relation_locations))
 
@@ -300,12 +322,35 @@ class _Compiler:
                     uncertain.add("content")
                     params["content"] = None
                     continue
-                rid = decl.type if cls.namevar in uncertain else f"{decl.type}:{cls.title(params)}"
+                rid = decl.type if cls.namevar in uncertain else \
+                    f"{decl.type}:{self.shown_title(decl.type, cls.title(params), params.get(cls.namevar))}"
                 e.hint = e.hint or f"rendering {key} {rel!r} for {rid} at {decl.location}"
                 raise
             if self.preflight and self.use.reset():
                 uncertain.add("content")
             params["content"] = text
+
+    def shown_title(self, type_name: str, title: str, value: Any = None) -> str:
+        """``title``, or its hash when it holds a secret (an exec titled by its command, say): ids are
+        in every output, the store and the history, where redaction by value comes too late."""
+        if isinstance(value, Secret) or mentions(title, self.secrets):
+            return secret_title(type_name, title)
+        return title
+
+    def shown_id(self, rid: str) -> str:
+        type_name, _, title = rid.partition(":")
+        return f"{type_name}:{self.shown_title(type_name, title)}"
+
+    def _check_relation_secrets(self, ids: list[str], key: str, location: Location) -> None:
+        for rid in ids:
+            if mentions(rid, self.secrets):
+                type_name = rid.partition(":")[0]
+                raise ManifestError(
+                    f"{key}: {redact(rid, self.secrets)!r} names a resource by a title that holds a secret",
+                    location,
+                    f"such a resource shows as {type_name}:secret-<hash> everywhere; give it a name of its own "
+                    f"(an exec: `- exec: my-name` with the command in `command:`) and refer to "
+                    f"{type_name}:my-name")
 
     @staticmethod
     def _ids(value: Any, key: str, location: Location) -> list[str]:
@@ -347,6 +392,34 @@ class _Compiler:
                         f"{r.id} and {first.resource.id} (at {first.resource.source}) both manage {claim}",
                         r.source, "a thing on a host can have one resource only")
                 claims[claim] = it
+        self.check_content_owners()
+
+    def check_content_owners(self) -> None:
+        """A file with its whole content given, and a line/block/cron/... editing that same file,
+        undo each other on every apply: an error naming both."""
+        owners: dict[str, _Item] = {}
+        for it in self.items:
+            p = it.resource.params
+            if it.resource.type != "file" or it.maybe or "path" in it.uncertain or p.get("ensure") == "absent":
+                continue
+            if "content" in it.uncertain or any(p.get(k) is not None for k in ("content", *ASSET_PARAMS)):
+                owners.setdefault(p["path"], it)
+        if not owners:
+            return
+        for it in self.items:
+            r = it.resource
+            if r.type in _WHOLE_PATH_TYPES or it.maybe or it.uncertain & _PATH_KEYS:
+                continue
+            for path in it.cls.managed_paths(r.params):
+                owner = owners.get(path)
+                if owner is not None:
+                    o = owner.resource
+                    raise ManifestError(
+                        f"{o.id} at {o.source} manages the whole content of {path}, {r.id} at {r.source} "
+                        "edits it: they would undo each other on every apply",
+                        r.source,
+                        f"put what {r.id} adds into the content of {o.id}, or drop its content and "
+                        "keep only the edits")
 
     def resolve_relations(self) -> None:
         known = {it.resource.id for it in self.items}
@@ -389,7 +462,7 @@ class _Compiler:
             if it.uncertain:
                 continue
             r = it.resource
-            for dep in it.cls.autorequire(r.params):
+            for dep in map(self.shown_id, it.cls.autorequire(r.params)):
                 if dep in known and dep != r.id and dep not in r.require and not reaches(r.id, dep):
                     r.require.append(dep)
                     if r.id not in after[dep]:

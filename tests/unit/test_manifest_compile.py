@@ -542,3 +542,232 @@ def test_preflight_keeps_a_resource_whose_checks_need_facts(tmp_path: Path) -> N
     with pytest.raises(ManifestError) as info:
         compile_catalog(site, inv, inv.hosts["web1"], {"cpus": 1}, types=types)
     assert str(info.value.location) == f"{tmp_path}/m/{RES}:2" and "1024" in info.value.message
+
+
+# ---- ids that would carry a secret; resources that would undo each other (issue 8 §2, §6)
+
+
+def real_site(tmp_path: Path, resources: str, **files: str) -> Any:
+    """A site with the real resource types (exec, line, block, cron... are not among the test doubles)."""
+    from driftctl.resources.base import all_types
+
+    root = write_tree(tmp_path / "m", {"site.yaml": "- hosts: all\n  roles: [r]\n", RES: resources, **files})
+    return load_site(root, types=all_types())
+
+
+def compile_real(site: Any, facts: dict[str, Any] | None = FACTS, host: str = "web1", **inv_vars: Any) -> Catalog:
+    from driftctl.resources.base import all_types
+
+    inv = inventory(**inv_vars)
+    return compile_catalog(site, inv, inv.hosts[host], facts, types=all_types())
+
+
+def fails_real(site: Any, facts: dict[str, Any] | None = FACTS, **inv_vars: Any) -> ManifestError:
+    with pytest.raises(ManifestError) as info:
+        compile_real(site, facts, **inv_vars)
+    return info.value
+
+
+SECRET_EXEC = """
+    resources:
+      - exec: "/usr/bin/curl -H 'Authorization: {{ token }}' https://example.invalid/hook"
+        unless: "/usr/bin/test -e /var/tmp/{{ token }}"
+      - exec: notify-hook
+        command: "/usr/bin/curl -H 'Authorization: {{ token }}' https://example.invalid/hook"
+      - line: "token-{{ token }}"
+        path: /etc/app.env
+        text: "TOKEN={{ token }}"
+      - package: curl
+"""
+
+
+def test_a_title_holding_a_secret_becomes_a_hash(tmp_path: Path) -> None:
+    site = real_site(tmp_path, SECRET_EXEC)
+    cat = compile_real(site, token=Secret("tok-8f2e61d0"))
+    ids = [r.id for r in cat.resources]
+    hashed = [i for i in ids if ":secret-" in i]
+    assert len(hashed) == 2 and hashed[0].startswith("exec:secret-") and hashed[1].startswith("line:secret-")
+    assert all(len(i.partition(":secret-")[2]) == 12 for i in hashed)
+    # an explicit name wins: the command holds the secret, the id does not need to
+    assert "exec:notify-hook" in ids and "package:curl" in ids
+    assert not any("tok-8f2e61d0" in i for i in ids)
+    by_id = cat.by_id()
+    # the resource still does what was written: only its shown title changed
+    assert "Authorization: tok-8f2e61d0" in by_id[hashed[0]].params["command"]
+    assert by_id[hashed[0]].sensitive
+
+
+def test_secret_ids_are_stable_and_follow_the_secret(tmp_path: Path) -> None:
+    site = real_site(tmp_path, SECRET_EXEC)
+    first = [r.id for r in compile_real(site, token=Secret("tok-8f2e61d0")).resources]
+    again = load_site(tmp_path / "m", types=site_types())  # another run: the site read again
+    assert [r.id for r in compile_real(again, token=Secret("tok-8f2e61d0")).resources] == first
+    assert [r.id for r in compile_real(site, host="web2", token=Secret("tok-8f2e61d0")).resources] == first
+    other = [r.id for r in compile_real(site, token=Secret("tok-other-77")).resources]
+    assert [i for i in other if ":secret-" not in i] == [i for i in first if ":secret-" not in i]
+    assert {i for i in other if ":secret-" in i}.isdisjoint(i for i in first if ":secret-" in i)
+
+
+def test_a_secret_from_a_secrets_list_or_another_file_hides_the_title_too(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "m", {
+        "site.yaml": "- hosts: all\n  roles: [r]\n  manifests: [later.yaml]\n",
+        RES: """
+            resources:
+              - exec: "/usr/bin/env KEY={{ api_key }} /bin/true"
+              - exec: "/usr/bin/env X={{ later_literal }} /bin/true"
+        """,
+        "later.yaml": """
+            secrets: [api_key]
+            resources:
+              - file: /etc/later
+                content: !secret "lit-3c1d9e"
+        """})
+    from driftctl.resources.base import all_types
+
+    site = load_site(root, types=all_types())
+    ids = [r.id for r in compile_real(site, api_key="plain-but-listed-42", later_literal="lit-3c1d9e").resources]
+    # api_key is named in another file's secrets: list; the literal !secret is declared in another file
+    assert [i.partition(":")[2].startswith("secret-") for i in ids] == [True, True, False]
+
+
+def test_a_relation_by_a_secret_title_is_an_error_without_the_secret(tmp_path: Path) -> None:
+    site = real_site(tmp_path, """
+        resources:
+          - exec: "/usr/bin/touch /var/tmp/{{ token }}"
+          - service: cron
+            subscribe:
+              - "exec:/usr/bin/touch /var/tmp/{{ token }}"
+    """)
+    e = fails_real(site, token=Secret("tok-8f2e61d0"))
+    assert str(e.location) == f"{tmp_path}/m/{RES}:4"
+    assert "names a resource by a title that holds a secret" in e.message and "name of its own" in str(e)
+    assert "tok-8f2e61d0" not in str(e) and "tok-8f2e61d0" not in repr(e.args)
+
+
+def test_a_relation_to_an_explicitly_named_secret_exec_works(tmp_path: Path) -> None:
+    site = real_site(tmp_path, """
+        resources:
+          - service: cron
+            subscribe: [exec:touch-token]
+          - exec: touch-token
+            command: "/usr/bin/touch /var/tmp/{{ token }}"
+    """)
+    cat = compile_real(site, token=Secret("tok-8f2e61d0"))
+    assert [r.id for r in cat.resources] == ["exec:touch-token", "service:cron"]
+    assert cat.by_id()["service:cron"].subscribe == ["exec:touch-token"]
+
+
+def test_autorequire_follows_a_hashed_id(tmp_path: Path) -> None:
+    site = real_site(tmp_path, """
+        resources:
+          - file: /etc/x
+            content: x
+            owner: "{{ account }}"
+          - user: "{{ account }}"
+    """)
+    cat = compile_real(site, account=Secret("svc7f3a"))
+    user = cat.resources[0]
+    assert user.id.startswith("user:secret-") and cat.resources[1].require == [user.id]
+
+
+def test_errors_quoting_a_rendered_secret_are_redacted(tmp_path: Path) -> None:
+    claims = real_site(tmp_path / "a", """
+        resources:
+          - line: a
+            path: /etc/app.env
+            text: "TOKEN={{ token }}"
+          - line: b
+            path: /etc/app.env
+            text: "TOKEN={{ token }}"
+    """)
+    choice = real_site(tmp_path / "b", """
+        resources:
+          - package: curl
+            ensure: "{{ token }}x!"
+    """)
+    for site, what in ((claims, "both manage"), (choice, "ensure must be")):
+        e = fails_real(site, token=Secret("tok-8f2e61d0"))
+        assert what in e.message and "tok-8f2e61d0" not in str(e) and "********" in str(e)
+        assert "tok-8f2e61d0" not in repr(e.args)
+
+
+CONTENT_AND_EDIT = """
+    resources:
+      - file: /etc/x.conf
+        {how}
+      - {kind}: edit-x
+        path: /etc/x.conf
+        {edit}
+"""
+
+
+@pytest.mark.parametrize("how", ["content: \"a=1\\n\"", "template: x.j2", "source: x.txt"])
+@pytest.mark.parametrize("kind,edit", [("line", "text: b=2"), ("block", "content: b=2")])
+def test_whole_content_and_an_edit_of_one_file_conflict(tmp_path: Path, how: str, kind: str, edit: str) -> None:
+    site = real_site(tmp_path, CONTENT_AND_EDIT.format(how=how, kind=kind, edit=edit),
+                     **{"roles/r/templates/x.j2": "a=1\n", "roles/r/files/x.txt": "a=1\n"})
+    e = fails_real(site)
+    assert str(e.location) == f"{tmp_path}/m/{RES}:4"
+    assert e.message == (f"file:/etc/x.conf at {tmp_path}/m/{RES}:2 manages the whole content of /etc/x.conf, "
+                         f"{kind}:edit-x at {tmp_path}/m/{RES}:4 edits it: they would undo each other on every apply")
+    # found before any connection, whatever the facts
+    with pytest.raises(ManifestError, match="undo each other"):
+        preflight(site, inventory(), list(inventory().hosts.values()), types=site_types())
+
+
+def site_types() -> Any:
+    from driftctl.resources.base import all_types
+
+    return all_types()
+
+
+def test_a_cron_file_or_a_sysctl_file_with_content_conflicts_too(tmp_path: Path) -> None:
+    site = real_site(tmp_path, """
+        resources:
+          - sysctl: vm.swappiness
+            value: "10"
+            file: /etc/sysctl.d/90-app.conf
+          - file: /etc/sysctl.d/90-app.conf
+            content: "vm.swappiness = 10\\n"
+    """)
+    e = fails_real(site)
+    assert e.message.startswith(f"file:/etc/sysctl.d/90-app.conf at {tmp_path}/m/{RES}:5 manages the whole content")
+    assert "sysctl:vm.swappiness at" in e.message and str(e.location) == f"{tmp_path}/m/{RES}:2"
+
+
+def test_edits_that_do_not_conflict(tmp_path: Path) -> None:
+    site = real_site(tmp_path, """
+        resources:
+          - file: /etc/x.conf
+            owner: root
+            mode: "0644"
+          - line: one
+            path: /etc/x.conf
+            text: a=1
+          - line: two
+            path: /etc/x.conf
+            text: b=2
+          - block: three
+            path: /etc/x.conf
+            content: c=3
+          - file: /etc/other.conf
+            content: "whole\\n"
+    """)
+    ids = [r.id for r in compile_real(site).resources]
+    assert set(ids) == {"file:/etc/x.conf", "line:one", "line:two", "block:three", "file:/etc/other.conf"}
+
+
+def test_content_conflict_with_a_path_from_facts_waits_for_the_facts(tmp_path: Path) -> None:
+    site = real_site(tmp_path, """
+        resources:
+          - file: /etc/x.conf
+            content: "a=1\\n"
+          - line: edit-x
+            path: "{{ facts.conf }}"
+            text: b=2
+    """)
+    pre = compile_real(site, facts=None)
+    assert "line:edit-x" in [r.id for r in pre.resources]
+    assert compile_real(site, facts={**FACTS, "conf": "/etc/y.conf"})
+    e = fails_real(site, facts={**FACTS, "conf": "/etc/x.conf"})
+    assert "undo each other" in e.message
