@@ -21,9 +21,15 @@ from driftctl.secret import Secret
 class YamlMap(dict):
     location: Location
     key_locations: dict[Any, Location]
+    # the text as written of values YAML read as something else than a string (``1.10``, ``yes``)
+    value_texts: dict[Any, str]
 
     def loc(self, key: Any) -> Location:
         return self.key_locations.get(key, self.location)
+
+    def text(self, key: Any) -> str | None:
+        """How the value of ``key`` was written, when YAML read it as a number, boolean, date or null."""
+        return getattr(self, "value_texts", {}).get(key)
 
 
 class YamlSeq(list):
@@ -46,6 +52,9 @@ def location_of(value: Any, default: Location) -> Location:
 _BASE: type = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
 
 
+_NOT_TEXT = frozenset(f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "null", "timestamp"))
+
+
 class _Loader(_BASE):
     filename: str = "<string>"
     error_class: type[InputError] = InputError
@@ -57,6 +66,7 @@ class _Loader(_BASE):
         data = YamlMap()
         data.location = self._loc(node)
         data.key_locations = {}
+        data.value_texts = {}
         yield data
         self.flatten_mapping(node)
         for key_node, value_node in node.value:
@@ -71,6 +81,8 @@ class _Loader(_BASE):
                     f"duplicate key {key!r} (first defined at line {first.line})", self._loc(key_node)
                 )
             data.key_locations[key] = self._loc(key_node)
+            if isinstance(value_node, yaml.ScalarNode) and value_node.tag in _NOT_TEXT:
+                data.value_texts[key] = value_node.value
             data[key] = self.construct_object(value_node, deep=True)
 
     def construct_yaml_seq(self, node: yaml.SequenceNode):
@@ -108,14 +120,27 @@ def load_text(text: str, filename: str, error: type[InputError] = InputError) ->
         loader.dispose()
 
 
-def load_file(path: str | Path, error: type[InputError] = InputError) -> Any:
+def decode_utf8(data: bytes, filename: str, error: type[InputError] = InputError) -> str:
+    """``data`` as text; else ``error`` at the line of the first bad byte, naming the byte and its offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise error(f"not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})", Location(filename, line),
+                    "save the file as UTF-8") from None
+
+
+def read_text(path: str | Path, error: type[InputError] = InputError) -> str:
+    """A UTF-8 file's text; errors (missing, unreadable, not UTF-8) name the file (and line)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise error("file not found", Location(str(path))) from None
-    except UnicodeDecodeError as e:
-        raise error(f"not UTF-8 text ({e.reason} at byte {e.start})", Location(str(path))) from None
     except OSError as e:
         raise error(f"cannot read: {e.strerror}", Location(str(path))) from None
-    return load_text(text, str(path), error)
+    return decode_utf8(data, str(path), error)
+
+
+def load_file(path: str | Path, error: type[InputError] = InputError) -> Any:
+    return load_text(read_text(path, error), str(path), error)

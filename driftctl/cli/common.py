@@ -11,7 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from driftctl import config
+from driftctl.cli import ui
 from driftctl.config import Settings
+from driftctl.errors import InventoryError
 from driftctl.model import Host
 from driftctl.transport.base import TransportOptions
 
@@ -107,7 +109,17 @@ def load_context(inventory: Path, limit: str | None = None, as_json: bool = Fals
 
     settings = settings_from(**flags)
     inv = load_inventory(inventory)
-    hosts = apply_timeouts(inv.select(limit), settings, flags)
+    for warning in inv.warnings:  # as `driftctl inventory` shows them (two names for one host, ...)
+        ui.warn(warning)
+    try:
+        selected = inv.select(limit)
+    except InventoryError as e:
+        raise InventoryError(f"{inventory}: {e.message}", e.location, e.hint) from None
+    if not selected:
+        # a scheduled drift run on an empty inventory would say "no drift" forever: nothing is never success
+        raise InventoryError(f"{inventory} selects no hosts: it has none",
+                             hint="an empty run would report no drift forever; add hosts or fix the path")
+    hosts = apply_timeouts(selected, settings, flags)
     return Context(settings, inv, hosts, transport_options(settings), as_json)
 
 

@@ -15,6 +15,7 @@ So a ``group_vars/`` file wins over the hosts file's vars for any group, as in A
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from driftctl.errors import InventoryError, Location
@@ -23,6 +24,7 @@ from driftctl.inventory.builder import ALL, Builder, HostEntry
 from driftctl.inventory.model import Group, Inventory, VarSet
 from driftctl.model import Host
 from driftctl.patterns import nearest
+from driftctl.yamlsrc import read_text
 
 _PATTERN_CHARS = ":,!&~[]*?"
 HOSTS_FILES = ("hosts.yaml", "hosts.yml", "hosts", "hosts.ini")
@@ -59,12 +61,7 @@ def _read(path: Path, builder: Builder) -> None:
     if path.suffix in _YAML_EXT:
         yaml_format.load(path, builder)
         return
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InventoryError(f"not UTF-8 text ({e.reason} at byte {e.start})", Location(str(path))) from None
-    except OSError as e:
-        raise InventoryError(f"cannot read: {e.strerror}", Location(str(path))) from None
+    text = read_text(path, InventoryError)
     text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
     if text.startswith("#!"):
         raise InventoryError(
@@ -139,9 +136,28 @@ def load_inventory(path: str | Path) -> Inventory:
         inv.hosts[name], inv.var_sources[name] = _host(builder, entry, warnings)
     if not inv.hosts:
         warnings.append(f"{path}: the inventory has no hosts")
+    warnings += _same_address(inv.hosts.values())
     # Several hosts often share a group's bad ssh args: say it once.
     inv.warnings = list(dict.fromkeys(warnings))
     return inv
+
+
+def _same_address(hosts: Iterable[Host]) -> list[str]:
+    """Two names for one SSH endpoint: each name gets its own catalog, and both are applied to one
+    machine (resources fight, drift flaps). Hosts behind different jump hosts are different machines."""
+    by_endpoint: dict[tuple[str, int, str | None], list[Host]] = {}
+    for h in hosts:
+        c = h.connection
+        if c.transport == "ssh":
+            by_endpoint.setdefault((c.address.lower(), c.port, c.proxy_jump), []).append(h)
+    out = []
+    for (address, port, _), same in by_endpoint.items():
+        if len(same) > 1:
+            named = [f"{h.name} ({h.source})" if h.source else h.name for h in same]
+            both = "both" if len(same) == 2 else "all"
+            out.append(f"hosts {', '.join(named[:-1])} and {named[-1]} {both} connect to {address} port {port}: "
+                       "one machine under several names gets several catalogs applied to it")
+    return out
 
 
 def _priorities(builder: Builder, warnings: list[str]) -> None:

@@ -25,7 +25,7 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from driftctl.errors import Location, ManifestError, TemplateError
-from driftctl.yamlsrc import YamlMap, YamlSeq
+from driftctl.yamlsrc import YamlMap, YamlSeq, decode_utf8
 
 _EXPR_ONLY = re.compile(r"^\{\{[-+]?(?P<expr>.*?)[-+]?\}\}$", re.S)
 # names Jinja's sandbox and call machinery probe on objects; a placeholder must not pretend to have them
@@ -185,10 +185,12 @@ class _TreeLoader(jinja2.BaseLoader):
             if not path.is_relative_to(self.tree):
                 raise jinja2.TemplateNotFound(f"{template} (outside the manifest tree)")
             if path.is_file():
+                # a TemplateError passes through Jinja untouched: "templates/t.j2:3: not UTF-8 (byte 0xff ...)"
                 try:
-                    source = path.read_text(encoding="utf-8")
-                except UnicodeDecodeError as e:
-                    raise jinja2.TemplateNotFound(f"{template} (not UTF-8 text: {e.reason})") from None
+                    data = path.read_bytes()
+                except OSError as e:
+                    raise TemplateError(f"cannot read: {e.strerror}", Location(self.display(path))) from None
+                source = decode_utf8(data, self.display(path), TemplateError)
                 return source, self.display(path), _unchanged(path)
         raise jinja2.TemplateNotFound(template)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from driftctl.errors import Location, ManifestError
 from driftctl.manifest.render import Renderer
-from driftctl.resources.base import META_PARAMS, ResourceType, all_types, did_you_mean
+from driftctl.resources.base import META_PARAMS, ResourceType, all_types, did_you_mean, not_text, yaml_text_error
 from driftctl.yamlsrc import YamlMap, YamlSeq, load_file
 
 SITE_KEYS = ("hosts", "roles", "manifests")
@@ -270,6 +270,7 @@ class _SiteLoader:
                                 hint or f"types: {', '.join(self.types)}")
         if body[type_name] is None:
             raise ManifestError(f"{type_name}: the title is missing ('- {type_name}: {cls.namevar.upper()}')", type_loc)
+        self._check_literals(type_name, cls, body)
         for key, value in body.items():
             if key == type_name:
                 continue
@@ -284,6 +285,24 @@ class _SiteLoader:
                 base = mf.templates if key == "template" else mf.files
                 resolve_inside(self.site, base, value, body.loc(key), key)
         return ResourceDecl(type_name, body, location, mf)
+
+    @staticmethod
+    def _check_literals(type_name: str, cls: type[ResourceType], body: YamlMap) -> None:
+        """A YAML number, boolean or date written where a parameter takes text is an error here, with
+        the text as written: ``ensure: 1.10`` would otherwise become "1.1" (compile turns an
+        expression's number into its text, and the literal's spelling is lost by then)."""
+        title = body[type_name]
+        what = f"{type_name}:{title}" if isinstance(title, str) else type_name
+        for key, value in body.items():
+            name = cls.namevar if key == type_name else key
+            spec = cls.params.get(name) if isinstance(name, str) else None
+            if spec is None or value is None:
+                continue
+            kind = not_text(spec, value)
+            if kind is not None:
+                text = body.text(key) or str(value)
+                raise ManifestError(yaml_text_error(what if key != type_name else "", str(key), text, value, kind),
+                                    body.loc(key))
 
 
 def load_site(root: str | Path, types: Mapping[str, type[ResourceType]] | None = None) -> Site:

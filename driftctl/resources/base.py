@@ -11,6 +11,7 @@ a summary, then the parameters, then a YAML example.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import hashlib
 import posixpath
@@ -44,6 +45,38 @@ class Param:
     default: Any = None
     choices: tuple[Any, ...] = ()
     check: Callable[[Any], Any] | None = None
+
+
+def not_text(spec: Param, value: Any) -> str | None:
+    """What YAML read ``value`` as ("number", "boolean", "date") when ``spec`` wants text and not that.
+
+    ``ensure: 1.10`` is the float 1.1 and ``name: yes`` the boolean true: a parameter that takes a
+    string never turns them back into text, because the text they came from is already lost.
+    None when ``value`` is text, or a type the parameter takes (an ``int`` uid, a ``(str, int)`` owner).
+    """
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    if str not in kinds or isinstance(value, str):
+        return None
+    if isinstance(value, bool):
+        return None if bool in kinds else "boolean"
+    if isinstance(value, (int, float)):
+        return None if type(value) in kinds else "number"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return "date"
+    return None
+
+
+def shown_scalar(value: Any) -> str:
+    """A scalar as YAML would write it back: ``true``, ``1.1``, ``2024-01-02``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def yaml_text_error(what: str, key: str, text: str, value: Any, kind: str) -> str:
+    """``package:nginx ensure: 1.10 is a YAML number (read as 1.1): quote it: ensure: "1.10"``."""
+    prefix = f"{what} " if what else ""
+    return f'{prefix}{key}: {text} is a YAML {kind} (read as {shown_scalar(value)}): quote it: {key}: "{text}"'
 
 
 def check_mode(value: Any) -> str:
@@ -127,8 +160,13 @@ class ResourceType:
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if not ok:
             names = " or ".join(k.__name__ for k in kinds)
+            kind = not_text(spec, value)
+            # a YAML literal is caught with its text when the manifest is loaded (site.py); here the
+            # value came from an expression or a variable, so say where the quotes go
+            hint = (f"a {kind} where text is meant: quote the value where it is written "
+                    "(\"1.10\", not 1.10: YAML reads that as 1.1)") if kind else None
             raise ManifestError(
-                f"{cls.name}: {key} must be {names}, not {type(value).__name__} ({value!r})", loc
+                f"{cls.name}: {key} must be {names}, not {type(value).__name__} ({value!r})", loc, hint
             )
         if spec.choices and value not in spec.choices:
             raise ManifestError(
