@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -19,12 +20,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from driftctl.errors import StoreError
+from driftctl.errors import ExitCode, StoreError
 
 Dialect = Literal["sqlite", "postgresql"]
 Row = dict[str, Any]
 
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
+# Pauses before each new attempt when the server is gone (a restart, a failover): about 3.5 s in all,
+# then the caller gives up (a run keeps its results in the spool, see driftctl/store/spool.py).
+RETRY_DELAYS = (0.5, 1.0, 2.0)
+
+
+class StoreUnavailable(StoreError):
+    """The store's server could not be reached, or the connection to it was lost.
+
+    Unlike other store errors this one may pass: callers retry (``Store`` does, reconnecting) and a
+    run's results go to the local spool when it does not. Exit bit 32 (ExitCode.NOT_STORED).
+    """
+
+    exit_code = ExitCode.NOT_STORED
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,9 @@ class Database(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def reconnect(self) -> None:  # noqa: B027 - deliberately a no-op by default
+        """Replace a lost connection (PostgreSQL); a no-op where there is no server (SQLite)."""
+
     @abstractmethod
     def _translate(self, e: BaseException) -> StoreError | None:
         """The StoreError for a library error, or None if ``e`` is not the library's."""
@@ -158,6 +175,15 @@ class Database(ABC):
         if err is None:
             raise e
         raise err from e
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Cursor]:
+        """Statements outside any transaction (VACUUM cannot run inside one)."""
+        with self._mutex:
+            try:
+                yield Cursor(self._cursor(), self.dialect)
+            except Exception as e:
+                self._reraise(e)
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
@@ -234,18 +260,38 @@ class PostgresDatabase(Database):
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: StoreURL, connect_timeout: float = 10.0) -> None:
+    def __init__(self, url: StoreURL, connect_timeout: float = 10.0,
+                 retry_delays: Sequence[float] = RETRY_DELAYS) -> None:
         super().__init__(url)
         self._psycopg = _import_psycopg()
+        self._connect_timeout = max(1, int(connect_timeout))
+        self._tx: Any = None
+        self._conn = self._connect(retry_delays)
+
+    def _connect(self, retry_delays: Sequence[float]) -> Any:
+        """A new connection; a server that refuses (down, restarting) is tried again after each delay."""
         from psycopg.rows import dict_row
 
-        try:
-            self._conn = self._psycopg.connect(
-                url.target, autocommit=True, row_factory=dict_row, connect_timeout=max(1, int(connect_timeout))
-            )
-        except self._psycopg.Error as e:
-            raise StoreError(f"cannot connect to store {url.display}: {_pg_message(e)}") from e
-        self._tx: Any = None
+        for delay in (*retry_delays, None):
+            try:
+                return self._psycopg.connect(
+                    self.url.target, autocommit=True, row_factory=dict_row, connect_timeout=self._connect_timeout
+                )
+            except self._psycopg.Error as e:
+                message = f"cannot connect to store {self.url.display}: {_pg_message(e)}"
+                if not _connection_lost(e, self._psycopg, None):
+                    raise StoreError(message) from e  # refused on purpose: no such database, bad password
+                if delay is None:
+                    raise StoreUnavailable(message) from e
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def reconnect(self) -> None:
+        with self._mutex:
+            with suppress(Exception):
+                self._conn.close()
+            self._tx = None
+            self._conn = self._connect(())
 
     def _cursor(self) -> Any:
         return self._conn.cursor()
@@ -268,6 +314,9 @@ class PostgresDatabase(Database):
             self._conn.close()
 
     def _translate(self, e: BaseException) -> StoreError | None:
+        if isinstance(e, self._psycopg.Error) and _connection_lost(e, self._psycopg, self._conn):
+            # The server went away (stopped, restarted, the network): worth another connection.
+            return StoreUnavailable(f"store {self.url.display}: {_pg_message(e)}")
         if isinstance(e, self._psycopg.Error):
             return StoreError(f"store {self.url.display}: {_pg_message(e)}")
         return None
@@ -279,6 +328,21 @@ def _import_psycopg() -> Any:
     except ImportError as e:
         raise StoreError("a postgresql:// store needs psycopg 3: pip install 'driftctl[postgres]'") from e
     return psycopg
+
+
+# SQLSTATEs of a server that went away: class 08 (connection exception), admin and crash shutdown,
+# "cannot connect now" (starting up or shutting down).
+_GONE_STATES = ("57P01", "57P02", "57P03")
+
+
+def _connection_lost(e: Any, psycopg: Any, conn: Any) -> bool:
+    if isinstance(e, psycopg.InterfaceError) or getattr(conn, "closed", False):
+        return True
+    if not isinstance(e, psycopg.OperationalError):
+        return False
+    state = getattr(e, "sqlstate", None)
+    # No SQLSTATE: the client lost the socket (server killed, network cut) before any answer.
+    return state is None or state.startswith("08") or state in _GONE_STATES
 
 
 def _pg_message(e: Any) -> str:

@@ -69,18 +69,26 @@ def _changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None)
     return [f for f in _FILE_FIELDS if before.get(f) != after.get(f)]
 
 
-def save(cur: Cursor, report: dict[str, Any]) -> int:
-    """Insert one run (the document has passed ``report.check``); returns the run id."""
+def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int:
+    """Insert one run (the document has passed ``report.check``); returns the run id.
+
+    ``run_key`` names the run uniquely (a save retried, a spooled run ingested): with one already
+    stored, nothing is inserted and that run's id is returned.
+    """
+    if run_key is not None:
+        existing = cur.scalar("SELECT id FROM runs WHERE run_key = ?", (run_key,))
+        if existing is not None:
+            return int(existing)
     inventory = inventory_key(report["inventory"])
     command = report["command"]
     started = parse_time(report["started"], "started")
     finished = parse_time(report["finished"], "finished") if report.get("finished") is not None else None
     run_id = int(cur.scalar(
         "INSERT INTO runs (command, inventory, started, finished, exit_code, username, controller, version,"
-        " argv, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " argv, summary, run_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (command, inventory, started, finished, report.get("exit_code"), report.get("user"),
          report.get("controller"), report.get("driftctl_version"), dumps(report.get("argv") or []),
-         dumps(report.get("summary") or {})),
+         dumps(report.get("summary") or {}), run_key),
     ))
     for host in report["hosts"]:
         _save_host(cur, run_id, host)

@@ -176,6 +176,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE resource_results ADD COLUMN ignored TEXT",  # the rule's reason, or NULL
         "ALTER TABLE unmanaged_results ADD COLUMN ignored TEXT",
     )),
+    Migration(3, "a run's key: a save retried after a lost connection, or a spooled run, goes in once", (
+        "ALTER TABLE runs ADD COLUMN run_key TEXT",
+        "CREATE UNIQUE INDEX runs_by_key ON runs (run_key)",  # NULLs (runs saved before) never collide
+        # prune: the latest run of each host and closed episodes by age
+        "CREATE INDEX host_results_by_host ON host_results (host, run_id)",
+        "CREATE INDEX episodes_by_closed ON drift_episodes (inventory, closed)",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import json
 import lzma
+import time
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from driftctl.errors import InputError, StoreError
 from driftctl.store import history as timeline
 from driftctl.store import ingest, migrations
-from driftctl.store.db import Database, Dialect, Row
+from driftctl.store.db import RETRY_DELAYS, Cursor, Database, Dialect, Row, StoreUnavailable
 from driftctl.store.report import check, inventory_key
 from driftctl.store.types import (
+    BaselineWrite,
     ConvergedState,
     DriftEpisode,
     HistoryEvent,
     IgnoreRule,
+    PruneResult,
     RunInfo,
     SeriesPoint,
     to_dt,
 )
+
+T = TypeVar("T")
+_CHUNK = 500  # ids per IN (...) list
 
 _BASELINE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size", "target")
 
@@ -50,9 +57,31 @@ class Store:
     Inventories are keyed by ``report.inventory_key()`` of their name; hosts by (inventory, host).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, retry_delays: Sequence[float] = RETRY_DELAYS) -> None:
         self._db = db
-        self.schema_version = migrations.migrate(db)
+        self.retry_delays = tuple(retry_delays)
+        self.schema_version = self.retrying(lambda: migrations.migrate(db))
+
+    def retrying(self, work: Callable[[], T]) -> T:
+        """``work()``, again on a new connection while the server is away (a restart), for a few seconds.
+
+        ``work`` must be one whole transaction (or several, each safe to repeat): a transaction cut by
+        a lost connection was rolled back by the server, so doing it again is the same as doing it once.
+        The one ambiguous case, a connection lost during COMMIT, is why runs carry a ``run_key``.
+        Raises StoreUnavailable when the server is still away after the last delay.
+        """
+        for delay in (*self.retry_delays, None):
+            try:
+                return work()
+            except StoreUnavailable:
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            try:
+                self._db.reconnect()
+            except StoreUnavailable:
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -86,21 +115,38 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------------
 
-    def save_run(self, report: dict[str, Any]) -> int:
+    def save_run(self, report: dict[str, Any], run_key: str | None = None,
+                 baselines: Iterable[BaselineWrite] = ()) -> int:
         """Store one report document and everything derived from it, in one transaction.
 
         On a drift run this fills ``since`` and ``runs`` of every drifted resource and unmanaged entry
         **in the given document** (and in the stored copy). Returns the run id.
-        Raises StoreError for a document that breaks the schema's essentials.
+        ``run_key`` (any unique text, e.g. a uuid) makes the save idempotent: a run whose key is stored
+        already is not stored again (its id is returned). ``baselines`` are written in the same
+        transaction (a run's watch baselines move with the run, or not at all).
+        A lost connection is retried (``retrying``). Raises StoreError for a document that breaks the
+        schema's essentials, StoreUnavailable when the server stays away.
         """
         check(report)
         inventory = inventory_key(report["inventory"])
-        with self._db.transaction() as cur:
-            if self.dialect == "postgresql":
-                # One saver per inventory at a time: episodes are read then written. (SQLite's
-                # BEGIN IMMEDIATE already serializes all writers.)
-                cur.execute("SELECT pg_advisory_xact_lock(?)", (ingest.advisory_key("save:" + inventory),))
-            return ingest.save(cur, report)
+        writes = list(baselines)
+
+        def work() -> int:
+            with self._db.transaction() as cur:
+                if self.dialect == "postgresql":
+                    # One saver per inventory at a time: episodes are read then written. (SQLite's
+                    # BEGIN IMMEDIATE already serializes all writers.)
+                    cur.execute("SELECT pg_advisory_xact_lock(?)", (ingest.advisory_key("save:" + inventory),))
+                if run_key is not None:
+                    stored = cur.scalar("SELECT id FROM runs WHERE run_key = ?", (run_key,))
+                    if stored is not None:  # the commit of an earlier attempt did go through
+                        return int(stored)
+                run_id = ingest.save(cur, report, run_key)
+                for w in writes:
+                    self._write_baseline(cur, w)
+                return run_id
+
+        return self.retrying(work)
 
     def runs(self, inventory: str, limit: int = 20, command: str | None = None) -> list[RunInfo]:
         """The latest runs of an inventory, newest first."""
@@ -272,33 +318,39 @@ class Store:
         ``replace=True``: they become the whole baseline. ``replace=False``: they are merged in, and a
         path mapped to None is dropped (an accepted removal).
         """
-        if not by:
-            raise InputError("a baseline must say who accepted it")
-        inv, when = inventory_key(inventory), _epoch(now or _now())
-        for path in entries:
-            if not path.startswith("/"):
-                raise InputError(f"baseline path must be absolute: {path}")
-        with self._db.transaction() as cur:
-            if replace:
-                cur.execute("DELETE FROM baseline WHERE inventory = ? AND host = ?", (inv, host))
-            else:
-                cur.executemany(
-                    "DELETE FROM baseline WHERE inventory = ? AND host = ? AND path = ?",
-                    [(inv, host, p) for p, e in entries.items() if e is None],
-                )
+        write = BaselineWrite(inventory_key(inventory), host, entries, by, replace, _epoch(now or _now()) or 0.0)
+        write.check()
+
+        def work() -> None:
+            with self._db.transaction() as cur:
+                self._write_baseline(cur, write)
+
+        self.retrying(work)
+
+    @staticmethod
+    def _write_baseline(cur: Cursor, w: BaselineWrite) -> None:
+        w.check()
+        inv, host, entries, by, when = inventory_key(w.inventory), w.host, w.entries, w.by, w.at
+        if w.replace:
+            cur.execute("DELETE FROM baseline WHERE inventory = ? AND host = ?", (inv, host))
+        else:
             cur.executemany(
-                "INSERT INTO baseline (inventory, host, path, type, sha256, mode, owner, grp, size, target,"
-                " accepted_at, accepted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (inventory, host, path) DO UPDATE SET type = excluded.type,"
-                " sha256 = excluded.sha256, mode = excluded.mode, owner = excluded.owner, grp = excluded.grp,"
-                " size = excluded.size, target = excluded.target, accepted_at = excluded.accepted_at,"
-                " accepted_by = excluded.accepted_by",
-                [
-                    (inv, host, p, *(e.get(f) for f in _BASELINE_FIELDS), when, by)
-                    for p, e in sorted(entries.items())
-                    if e is not None
-                ],
+                "DELETE FROM baseline WHERE inventory = ? AND host = ? AND path = ?",
+                [(inv, host, p) for p, e in entries.items() if e is None],
             )
+        cur.executemany(
+            "INSERT INTO baseline (inventory, host, path, type, sha256, mode, owner, grp, size, target,"
+            " accepted_at, accepted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (inventory, host, path) DO UPDATE SET type = excluded.type,"
+            " sha256 = excluded.sha256, mode = excluded.mode, owner = excluded.owner, grp = excluded.grp,"
+            " size = excluded.size, target = excluded.target, accepted_at = excluded.accepted_at,"
+            " accepted_by = excluded.accepted_by",
+            [
+                (inv, host, p, *(e.get(f) for f in _BASELINE_FIELDS), when, by)
+                for p, e in sorted(entries.items())
+                if e is not None
+            ],
+        )
 
     # -- ignore rules ---------------------------------------------------------------------------
 
@@ -362,15 +414,76 @@ class Store:
 
     # -- housekeeping ---------------------------------------------------------------------------
 
-    def prune(self, inventory: str, before: datetime | date) -> int:
-        """Delete runs started before ``before`` (their results and documents go with them).
+    def prune(self, inventory: str, before: datetime | date, dry_run: bool = False) -> PruneResult:
+        """Delete runs started before ``before`` with their results and documents, and drift episodes
+        closed before it; in one transaction. ``dry_run`` counts without deleting.
 
-        Converged state, baselines and drift episodes stay: they are the current truth, and an episode
-        keeps its first_seen even when the run that found it is gone. Returns the number of runs deleted.
+        Kept whatever their age, so "since when" and the latest state never break: converged state,
+        baselines, ignore rules, open episodes, the latest run of each host, and the run where each open
+        episode began (history links to it).
         """
-        with self._db.transaction() as cur:
-            gone = cur.all(
-                "DELETE FROM runs WHERE inventory = ? AND started < ? RETURNING id",
-                (inventory_key(inventory), _epoch(before)),
-            )
-        return len(gone)
+        inv, cutoff = inventory_key(inventory), _epoch(before)
+        when = to_dt(cutoff or 0.0)
+
+        def work() -> PruneResult:
+            with self._db.transaction() as cur:
+                if self.dialect == "postgresql":  # not while a run of this inventory is being saved
+                    cur.execute("SELECT pg_advisory_xact_lock(?)", (ingest.advisory_key("save:" + inv),))
+                old = [int(r["id"]) for r in cur.all(
+                    "SELECT id FROM runs WHERE inventory = ? AND started < ? ORDER BY id", (inv, cutoff))]
+                keep = self._runs_to_keep(cur, inv)
+                gone = [i for i in old if i not in keep]
+                counts = dict.fromkeys(("host_results", "resource_results", "unmanaged_results", "documents"), 0)
+                size = 0
+                for chunk in _chunks(gone):
+                    marks = ", ".join("?" * len(chunk))
+                    for table, key in (("host_results", "host_results"), ("resource_results", "resource_results"),
+                                       ("unmanaged_results", "unmanaged_results"), ("run_documents", "documents")):
+                        counts[key] += int(cur.scalar(
+                            f"SELECT COUNT(*) AS n FROM {table} WHERE run_id IN ({marks})", chunk))  # noqa: S608
+                    size += int(cur.scalar(
+                        f"SELECT COALESCE(SUM(LENGTH(body)), 0) AS n FROM run_documents WHERE run_id IN ({marks})",  # noqa: S608
+                        chunk))
+                    if not dry_run:  # results and documents go with their run (ON DELETE CASCADE)
+                        cur.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)  # noqa: S608
+                closed_where = "inventory = ? AND closed IS NOT NULL AND closed < ?"
+                episodes = int(cur.scalar(
+                    f"SELECT COUNT(*) AS n FROM drift_episodes WHERE {closed_where}", (inv, cutoff)))  # noqa: S608
+                if not dry_run:
+                    cur.execute(f"DELETE FROM drift_episodes WHERE {closed_where}", (inv, cutoff))  # noqa: S608
+                return PruneResult(
+                    inventory=inv, cutoff=when, dry_run=dry_run, runs=len(gone), documents=counts["documents"],
+                    host_results=counts["host_results"], resource_results=counts["resource_results"],
+                    unmanaged_results=counts["unmanaged_results"], document_bytes=size, episodes=episodes,
+                    kept_runs=len(old) - len(gone),
+                )
+
+        return self.retrying(work)
+
+    @staticmethod
+    def _runs_to_keep(cur: Cursor, inv: str) -> set[int]:
+        rows = cur.all(
+            "SELECT DISTINCT r.id AS id FROM runs r JOIN host_results x ON x.run_id = r.id"
+            " JOIN (SELECT x2.host AS host, MAX(r2.started) AS started FROM host_results x2"
+            " JOIN runs r2 ON r2.id = x2.run_id WHERE r2.inventory = ? GROUP BY x2.host) m"
+            " ON m.host = x.host AND m.started = r.started"
+            " WHERE r.inventory = ?"
+            " UNION SELECT DISTINCT first_run AS id FROM drift_episodes WHERE inventory = ? AND closed IS NULL"
+            " AND first_run IS NOT NULL",
+            (inv, inv, inv),
+        )
+        return {int(r["id"]) for r in rows}
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back to the file system (SQLite ``VACUUM``; PostgreSQL plain
+        ``VACUUM``, which makes it reusable). Takes a while on a large store; needs no other writer."""
+        def work() -> None:
+            with self._db.autocommit() as cur:
+                cur.execute("VACUUM")
+
+        self.retrying(work)
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i:i + _CHUNK]

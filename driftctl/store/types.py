@@ -149,3 +149,63 @@ class SeriesPoint:
     host: str
     drift_class: DriftClass
     count: int
+
+
+@dataclass(frozen=True)
+class BaselineWrite:
+    """A watch baseline to store: ``entries`` (path -> file state, or None to drop the path) become the
+    host's whole baseline (``replace``) or are merged in; accepted ``at`` (epoch seconds) ``by`` whom."""
+
+    inventory: str
+    host: str
+    entries: dict[str, dict[str, Any] | None]
+    by: str
+    replace: bool = True
+    at: float = 0.0
+
+    def check(self) -> None:
+        from driftctl.errors import InputError
+
+        if not self.by:
+            raise InputError("a baseline must say who accepted it")
+        for path in self.entries:
+            if not path.startswith("/"):
+                raise InputError(f"baseline path must be absolute: {path}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inventory": self.inventory, "host": self.host, "entries": self.entries, "by": self.by,
+                "replace": self.replace, "at": self.at}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BaselineWrite:
+        return cls(str(data["inventory"]), str(data["host"]), dict(data["entries"]), str(data["by"]),
+                   bool(data["replace"]), float(data["at"]))
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``Store.prune`` removed (or, with ``dry_run``, would remove) from one inventory.
+
+    ``document_bytes``: the compressed report documents, the bulk of a store. ``kept_runs``: runs older
+    than the cutoff kept because they are a host's latest run or where an open drift episode began.
+    """
+
+    inventory: str
+    cutoff: datetime
+    dry_run: bool
+    runs: int = 0
+    host_results: int = 0
+    resource_results: int = 0
+    unmanaged_results: int = 0
+    documents: int = 0
+    document_bytes: int = 0
+    episodes: int = 0
+    kept_runs: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inventory": self.inventory, "cutoff": iso(self.cutoff), "dry_run": self.dry_run, "runs": self.runs,
+            "host_results": self.host_results, "resource_results": self.resource_results,
+            "unmanaged_results": self.unmanaged_results, "documents": self.documents,
+            "document_bytes": self.document_bytes, "episodes": self.episodes, "kept_runs": self.kept_runs,
+        }

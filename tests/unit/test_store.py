@@ -356,17 +356,6 @@ def test_drift_series_counts_per_run_host_and_class(store: Store) -> None:
     assert [(p.time, p.count) for p in store.drift_series(INV, since=at(1))] == [(at(2), 1)]
 
 
-def test_prune_drops_old_runs_but_keeps_the_current_truth(store: Store) -> None:
-    motd = "file:/etc/motd"
-    store.save_run(report("apply", 0, [host("web1", [res(motd, "changed")])]))
-    drift_run(store, 1, [res(motd, drift="corrective", observed="x")])
-    keep = store.save_run(report("drift", 5, [host("web1", [res(motd, drift="corrective", observed="x")])]))
-    assert store.prune(INV, at(3)) == 2
-    assert [r.id for r in store.runs(INV)] == [keep]
-    assert store.converged(INV, "web1")[motd].run_id is None  # the run is gone, the state stays
-    assert drift_of(store) == {motd: ("corrective", at(1), 2)}
-
-
 def test_remediation_converges_and_closes_what_it_fixed(store: Store) -> None:
     motd, nginx = "file:/etc/motd", "package:nginx"
     store.save_run(report("apply", 0, [host("web1", [res(motd, "changed"), res(nginx, "changed")])]))
