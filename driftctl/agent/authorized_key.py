@@ -3,19 +3,22 @@
 Identity is the key material (type + base64), never the comment: a key whose options or comment
 changed is updated in place, duplicates of it are removed.
 
-The user owns their home, so every path below it is user-controlled: no symlink there is followed
-(each component is checked with lstat), and the writes happen with the user's uid and gids, so a
-swapped-in link could only reach what the user can write anyway. ~/.ssh is created 0700, the file
-is written 0600 through atomic_write.
+The user owns their home, so every path below it is user-controlled: the path to the home is walked
+by descriptor with the usual rule (root's links only), and below it no symlink and no ``..`` is
+followed at all; the writes happen relative to those descriptors with the user's uid and gids, so
+even a race could only reach what the user can write anyway. ~/.ssh is created 0700, the file is
+written 0600 (temp file and rename inside ~/.ssh's descriptor). A path outside the home is walked
+like any other file's.
 
-observe -> {"ensure": "present"|"absent", "options"?: str, "comment"?: str}
+observe -> {"ensure": "present"|"absent", "options"?: str, "comment"?: str, "_cas" | "_refusal"}
 """
 
+import contextlib
 import os
 import pwd
-import stat
 
-from driftctl.agent._core import Failure, atomic_write, register
+from driftctl.agent._core import Failure, PathMissing, Target, UnsafePath, cas_verify, register, sha256_bytes, walk_dir
+from driftctl.agent.file import fs_edit_begin, fs_edit_precheck, fs_edit_read, fs_target
 
 AK_KEY_TYPES = (
     "ssh-ed25519",
@@ -96,20 +99,38 @@ def _ak_target(params):
     return pw, home, path, inside
 
 
-def _ak_check_components(home, path):
-    """Refuse a path below ``home`` that goes through a symlink (or a non-directory)."""
-    rel = os.path.relpath(path, home).split(os.sep)
-    current = home
-    for i, part in enumerate(rel):
-        current = os.path.join(current, part)
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
+class _AkPlace(object):
+    """The authorized_keys file's directory, open by descriptor: below the home strictly (no link at
+    all), elsewhere by the usual rule. ``create_ssh``: make a missing ~/.ssh (0700) first."""
+
+    def __init__(self, home, path, inside, create_ssh=False):
+        self.home_fd = None
+        if not inside:
+            self.target = fs_target(path, missing_ok=True)
             return
-        if stat.S_ISLNK(st.st_mode):
-            raise Failure("%s is a symlink: refusing to follow it" % current)
-        if i < len(rel) - 1 and not stat.S_ISDIR(st.st_mode):
-            raise Failure("%s is not a directory" % current)
+        self.home_fd, shown = walk_dir(home)
+        try:
+            rel = os.path.relpath(path, home)
+            if create_ssh:
+                parts = rel.split("/")
+                if len(parts) == 2:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(parts[0], 0o700, dir_fd=self.home_fd)
+            try:
+                self.target = Target(rel, base=(self.home_fd, shown), strict=True)
+            except PathMissing as e:
+                if e.kind is not None:  # a file where a directory should be
+                    raise Failure(str(e)) from None
+                self.target = None
+        except BaseException:
+            os.close(self.home_fd)
+            raise
+
+    def close(self):
+        if self.target is not None:
+            self.target.close()
+        if self.home_fd is not None:
+            os.close(self.home_fd)
 
 
 class _AsUser(object):
@@ -137,73 +158,85 @@ class _AsUser(object):
         return False
 
 
-def _ak_read(path):
-    try:
-        # never blocks on a FIFO planted by the user, never follows a link
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise Failure("cannot read %s: %s" % (path, e.strerror)) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise Failure("%s is not a regular file: refusing to read or replace it" % path)
-    with os.fdopen(fd, "rb") as f:
-        return f.read().decode("utf-8", "replace")
-
-
 # ---- handlers
 
 
 def authorized_key_observe(params, ctx):
     _pw, home, path, inside = _ak_target(params)
-    if inside:
-        _ak_check_components(home, path)
-    text = _ak_read(path)
+    try:
+        place = _AkPlace(home, path, inside)
+    except UnsafePath as e:
+        return {"ensure": "absent", "_refusal": str(e)}
+    except PathMissing:
+        return {"ensure": "absent", "_cas": None}
+    try:
+        text, cas, refusal = fs_edit_read(place.target)
+    finally:
+        place.close()
+    if refusal:
+        return {"ensure": "absent", "_refusal": refusal}
     want_type, want_key = params["key"].split()[:2]
     for entry in parse_authorized_keys(text or ""):
         if entry["type"] == want_type and entry["key"] == want_key:
-            out = {"ensure": "present"}
+            out = {"ensure": "present", "_cas": cas}
             if params.get("ensure") != "absent":
                 out["options"] = entry["options"]
                 if params.get("comment") is not None:
                     out["comment"] = entry["comment"]
             return out
-    return {"ensure": "absent"}
+    return {"ensure": "absent", "_cas": cas}
+
+
+def authorized_key_precheck(params, observed, ctx):
+    """A planted link on the way (any link below the home), or a key file that is not regular."""
+    return fs_edit_precheck(params, observed, ctx)
 
 
 def authorized_key_apply(params, changes, ctx):
     pw, home, path, inside = _ak_target(params)
     want_type, want_key = params["key"].split()[:2]
     with _AsUser(pw, inside):
-        if inside:
-            _ak_check_components(home, path)
-            ssh_dir = os.path.dirname(path)
-            if not os.path.lexists(ssh_dir):
-                if not os.path.isdir(home):
-                    raise Failure("home of %s (%s) does not exist" % (pw.pw_name, home))
-                os.mkdir(ssh_dir, 0o700)
-                os.chmod(ssh_dir, 0o700)
-        text = _ak_read(path)
-        lines = (text or "").splitlines()
-        found = [e for e in parse_authorized_keys(text or "") if e["type"] == want_type and e["key"] == want_key]
-        matches = [e["line"] for e in found]
-        comment = params.get("comment")
-        if comment is None:  # the manifest's key has no comment: keep the one on the host
-            comment = found[0]["comment"] if found else ""
-        new_line = format_key_line(params.get("options") or "", want_type, want_key, comment)
-        if params.get("ensure") == "absent":
-            lines = [ln for i, ln in enumerate(lines) if i not in matches]
-        elif matches:
-            first = matches[0]
-            lines = [new_line if i == first else ln for i, ln in enumerate(lines) if i == first or i not in matches]
-        else:
-            lines.append(new_line)
-        data = ("\n".join(lines) + "\n") if lines else ""
-        if inside and os.geteuid() != 0:
-            atomic_write(path, data.encode("utf-8"), mode=0o600)
-        else:
-            atomic_write(path, data.encode("utf-8"), mode=0o600, uid=pw.pw_uid, gid=pw.pw_gid)
+        try:
+            place = _AkPlace(home, path, inside, create_ssh=params.get("ensure") != "absent")
+        except PathMissing as e:
+            raise Failure("%s (home of %s is %s)" % (e, pw.pw_name, home)) from None
+        try:
+            target = place.target
+            if target is None:
+                if params.get("ensure") == "absent":
+                    return
+                raise Failure("the directory of %s does not exist" % path)
+            text = fs_edit_begin(target, authorized_key_precheck, params, ctx)
+            lines = (text or "").splitlines()
+            found = [e for e in parse_authorized_keys(text or "") if e["type"] == want_type and e["key"] == want_key]
+            matches = [e["line"] for e in found]
+            comment = params.get("comment")
+            if comment is None:  # the manifest's key has no comment: keep the one on the host
+                comment = found[0]["comment"] if found else ""
+            new_line = format_key_line(params.get("options") or "", want_type, want_key, comment)
+            if params.get("ensure") == "absent":
+                lines = [ln for i, ln in enumerate(lines) if i not in matches]
+            elif matches:
+                first = matches[0]
+                lines = [new_line if i == first else ln for i, ln in enumerate(lines) if i == first or i not in matches]
+            else:
+                lines.append(new_line)
+            data = (("\n".join(lines) + "\n") if lines else "").encode("utf-8")
+            as_user = inside and os.geteuid() != 0
+            uid, gid = (-1, -1) if as_user else (pw.pw_uid, pw.pw_gid)
+
+            data_sha = sha256_bytes(data)
+
+            def fill(fd):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                return len(data), data_sha
+
+            cas_verify(target, ctx)
+            target.replace(fill, 0o600, uid, gid, ctx=ctx, size=len(data))
+        finally:
+            place.close()
 
 
-register("authorized_key", authorized_key_observe, authorized_key_apply)
+register("authorized_key", authorized_key_observe, authorized_key_apply, precheck=authorized_key_precheck)

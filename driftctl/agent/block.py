@@ -7,7 +7,7 @@ of the block would be wherever we decided, and the lines after it might be someo
 """
 
 from driftctl.agent._core import Failure, register
-from driftctl.agent.file import fs_read_for_edit, fs_write_edited
+from driftctl.agent.file import fs_edit_begin, fs_edit_observe, fs_edit_precheck, fs_target, fs_write_edited
 from driftctl.agent.line import TextEdit, textedit_insert, textedit_join, textedit_newline, textedit_split
 
 
@@ -96,31 +96,43 @@ def _block_edit(params, text):
 
 
 def block_observe(params, ctx):
-    """{"ensure": "present"|"absent" (a block is there), "content": its content, "in_sync": bool}."""
-    text = fs_read_for_edit(params["path"])
+    """{"ensure": "present"|"absent" (a block is there), "content": its content, "in_sync": bool}.
+
+    Plus ``_cas`` (the file as seen) or ``_refusal`` (why apply would refuse).
+    """
+    text, extra = fs_edit_observe(params["path"])
     if text is None:
-        return {"ensure": "absent", "content": None, "in_sync": params.get("ensure") == "absent", "file": "missing"}
+        out = {"ensure": "absent", "content": None, "in_sync": params.get("ensure") == "absent"}
+        if "_refusal" not in extra:
+            out["file"] = "missing"
+        return dict(out, **extra)
     begin, end = block_markers(params["marker"])
     edit = _block_edit(params, text)
     try:
         current = block_current(text, begin, end)
     except ValueError as e:
         raise Failure("%s: %s" % (params["path"], e)) from None
-    return {"ensure": "absent" if current is None else "present", "content": current, "in_sync": not edit.changed}
+    out = {"ensure": "absent" if current is None else "present", "content": current, "in_sync": not edit.changed}
+    return dict(out, **extra)
 
 
 def block_apply(params, changes, ctx):
     path = params["path"]
-    text = fs_read_for_edit(path)
-    if text is None:
-        if params.get("ensure", "present") == "absent":
-            return
-        if not params.get("create"):
-            raise Failure("%s does not exist (set create: true to create it with the block)" % path)
-        text = ""
-    edit = _block_edit(params, text)
-    if edit.changed:
-        fs_write_edited(path, edit.text, ctx)
+    absent = params.get("ensure", "present") == "absent"
+    target = fs_target(path, missing_ok=absent)
+    if target is None:
+        return
+    with target:
+        text = fs_edit_begin(target, fs_edit_precheck, params, ctx)
+        if text is None:
+            if absent:
+                return
+            if not params.get("create"):
+                raise Failure("%s does not exist (set create: true to create it with the block)" % path)
+            text = ""
+        edit = _block_edit(params, text)
+        if edit.changed:
+            fs_write_edited(target, edit.text, ctx)
 
 
-register("block", block_observe, block_apply)
+register("block", block_observe, block_apply, precheck=fs_edit_precheck)

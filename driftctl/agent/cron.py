@@ -10,12 +10,12 @@ User crontabs are read with ``crontab -l -u USER`` and written with ``crontab -u
 may use it. ``edit_cron`` and ``cron_entry_lines`` are pure and importable on the controller.
 """
 
-import os
+import os  # noqa: I001  (agent imports stay on one line: see file.py)
 import pwd
 import re
 
-from driftctl.agent._core import Failure, backup_file, fsync_dir, register, run
-from driftctl.agent.file import fs_read_for_edit, fs_write_edited
+from driftctl.agent._core import Failure, register, run
+from driftctl.agent.file import fs_edit_begin, fs_edit_observe, fs_edit_precheck, fs_remove_edited, fs_target, fs_write_edited  # noqa: E501
 from driftctl.agent.line import TextEdit, textedit_insert, textedit_join, textedit_newline, textedit_split
 
 CRON_MARK = "# driftctl: "
@@ -124,11 +124,8 @@ def _cron_user_argv(user, *args):
     return argv + list(args)
 
 
-def cron_read(params):
-    """The crontab's text ("" when there is none), or None when its user does not exist."""
-    if params.get("file"):
-        text = fs_read_for_edit(params["file"])
-        return "" if text is None else text
+def cron_read_user(params):
+    """The user's crontab text ("" when there is none), or None when its user does not exist."""
     user = params.get("user") or "root"
     try:
         pwd.getpwnam(user)
@@ -145,39 +142,60 @@ def cron_read(params):
 
 
 def cron_observe(params, ctx):
-    text = cron_read(params)
-    if text is None:
-        return {"ensure": "absent", "entry": None, "user": "missing"}
+    """{"ensure", "entry"}; for an /etc/cron.d file also ``_cas`` (the file as seen) or ``_refusal``."""
+    extra = {}
+    if params.get("file"):
+        text, extra = fs_edit_observe(params["file"])
+        if "_refusal" in extra:
+            return dict({"ensure": "absent", "entry": None}, **extra)
+        text = text or ""
+    else:
+        text = cron_read_user(params)
+        if text is None:
+            return {"ensure": "absent", "entry": None, "user": "missing"}
     current = cron_current(text, params["name"])
     if current is None:
-        return {"ensure": "absent", "entry": None}
-    return {"ensure": "present", "entry": "\n".join(current)}
+        return dict({"ensure": "absent", "entry": None}, **extra)
+    return dict({"ensure": "present", "entry": "\n".join(current)}, **extra)
+
+
+def cron_precheck(params, observed, ctx):
+    return fs_edit_precheck(params, observed, ctx)
+
+
+def _cron_edit(params, text):
+    ensure = params.get("ensure", "present")
+    entry = cron_entry_lines(params) if ensure == "present" else []
+    return edit_cron(text, params["name"], entry, ensure)
 
 
 def cron_apply(params, changes, ctx):
-    ensure = params.get("ensure", "present")
-    text = cron_read(params)
-    if text is None:
-        if ensure == "absent":
-            return
-        raise Failure("no such user: %s" % (params.get("user") or "root"))
-    entry = cron_entry_lines(params) if ensure == "present" else []
-    edit = edit_cron(text, params["name"], entry, ensure)
-    if not edit.changed:
-        return
     path = params.get("file")
-    if path:
+    if not path:
+        text = cron_read_user(params)
+        if text is None:
+            if params.get("ensure", "present") == "absent":
+                return
+            raise Failure("no such user: %s" % (params.get("user") or "root"))
+        edit = _cron_edit(params, text)
+        if edit.changed:
+            run(_cron_user_argv(params.get("user") or "root", "-"), stdin=edit.text, check=True)
+        return
+    target = fs_target(path, missing_ok=params.get("ensure", "present") == "absent")
+    if target is None:
+        return
+    with target:
+        text = fs_edit_begin(target, cron_precheck, params, ctx)
+        edit = _cron_edit(params, text or "")
+        if not edit.changed:
+            return
         if not edit.text.strip():
             # the last entry is gone: an empty /etc/cron.d file is only clutter
-            backup_file(path, ctx)
-            os.unlink(path)
-            fsync_dir(os.path.dirname(path) or "/")
+            if text is not None:
+                fs_remove_edited(target, ctx)
             return
         # cron skips /etc/cron.d files that are not root's or that others can write: create them right
-        fs_write_edited(path, edit.text, ctx, create_mode=0o644, uid=0, gid=0)
-        return
-    user = params.get("user") or "root"
-    run(_cron_user_argv(user, "-"), stdin=edit.text, check=True)
+        fs_write_edited(target, edit.text, ctx, create_mode=0o644, uid=0, gid=0)
 
 
-register("cron", cron_observe, cron_apply)
+register("cron", cron_observe, cron_apply, precheck=cron_precheck)

@@ -11,8 +11,8 @@ Neither follows a symlink: links are chowned themselves (lchown), never their ta
 import os
 import stat
 
-from driftctl.agent._core import Failure, fsync_dir, register, resolve_gid, resolve_uid, stat_path
-from driftctl.agent.file import fs_describe_type, fs_group_view, fs_owner_view, fs_require_parent, fs_set_meta
+from driftctl.agent._core import Failure, file_kind, fsync_fd, register, resolve_gid, resolve_uid
+from driftctl.agent.file import fs_describe_type, fs_group_view, fs_owner_view, fs_probe_target, fs_set_meta, fs_target
 
 DIRECTORY_LIST_LIMIT = 200  # entries named in observe; more are counted, so a plan stays readable
 
@@ -76,10 +76,12 @@ class _DirectoryWalk(object):
         return want is not None and stat.S_IMODE(st.st_mode) != want
 
     def run(self):
-        try:
-            top = os.open(self.root, os.O_RDONLY | DIRECTORY_OPEN_FLAGS)
-        except OSError as e:
-            raise Failure("cannot open %s: %s" % (self.root, e.strerror)) from None
+        # the path TO the directory is walked by descriptor too (no planted link on the way)
+        with fs_target(self.root) as target:
+            try:
+                top = os.open(target.name, os.O_RDONLY | DIRECTORY_OPEN_FLAGS, dir_fd=target.dfd)
+            except OSError as e:
+                raise Failure("cannot open %s: %s" % (self.root, e.strerror)) from None
         stack = [(top, self.root)]
         try:
             while stack:
@@ -190,19 +192,27 @@ def _directory_limited(paths):
 
 def directory_observe(params, ctx):
     path = params["path"]
-    st = stat_path(path)
     observed = {"ensure": "absent", "owner": None, "group": None, "mode": None}
-    if st is None:
+    target, unsafe = fs_probe_target(path)
+    if unsafe:
+        return dict(observed, _refusal=unsafe)
+    if target is None:
         return observed
-    lst = os.lstat(path)
-    observed.update(
-        ensure=st["type"],
-        owner=fs_owner_view(lst.st_uid, params.get("owner")),
-        group=fs_group_view(lst.st_gid, params.get("group")),
-        mode=st["mode"] if st["type"] != "link" else None,
-    )
+    with target:
+        st = target.lstat()
+        if st is None:
+            return observed
+        kind = file_kind(st)
+        observed.update(
+            ensure=kind,
+            owner=fs_owner_view(st.st_uid, params.get("owner")),
+            group=fs_group_view(st.st_gid, params.get("group")),
+            mode="%04o" % stat.S_IMODE(st.st_mode) if kind != "link" else None,
+        )
+        if kind == "link":
+            observed["target"] = target.readlink()
     wanted = params.get("purge") or params.get("recurse")
-    if wanted and st["type"] == "directory" and params.get("ensure", "present") != "absent":
+    if wanted and kind == "directory" and params.get("ensure", "present") != "absent":
         unmanaged, mismatch = directory_scan(params)
         if params.get("purge"):
             observed["unmanaged"] = _directory_limited(unmanaged)
@@ -211,43 +221,56 @@ def directory_observe(params, ctx):
     return observed
 
 
-def _directory_refuse(path, kind):
-    raise Failure(
-        "%s is %s: driftctl never follows or replaces it for a directory resource"
-        % (path, fs_describe_type(path, kind))
-    )
+def directory_precheck(params, observed, ctx):
+    """Why apply would refuse: a planted link on the way, or something other than a directory there."""
+    if observed.get("_refusal"):
+        return observed["_refusal"]
+    kind = observed.get("ensure")
+    if kind in (None, "absent", "directory"):
+        return None
+    return "%s is %s: driftctl never follows or replaces it for a directory resource" % (
+        params["path"], fs_describe_type(kind, observed.get("target")))
 
 
 def directory_apply(params, changes, ctx):
     path = params["path"]
-    st = stat_path(path)
-    if params.get("ensure", "present") == "absent":
-        if st is None:
-            return
-        if st["type"] != "directory":
-            _directory_refuse(path, st["type"])
-        try:
-            os.rmdir(path)
-        except OSError as e:
-            raise Failure(
-                "cannot remove %s: %s (driftctl removes empty directories only)" % (path, e.strerror)
-            ) from None
-        fsync_dir(os.path.dirname(path) or "/")
+    absent = params.get("ensure", "present") == "absent"
+    target = fs_target(path, missing_ok=absent)
+    if target is None:
         return
     owner, group, mode = params.get("owner"), params.get("group"), params.get("mode")
-    if st is None:
-        fs_require_parent(path)
-        # created private, then given its owner and mode: never briefly open to others
-        os.mkdir(path, 0o700)
-        fsync_dir(os.path.dirname(path) or "/")
-        fs_set_meta(path, owner, group, mode or "0755", expect_dir=True)
-    elif st["type"] != "directory":
-        _directory_refuse(path, st["type"])
-    else:
-        fs_set_meta(path, owner, group, mode, expect_dir=True)
+    with target:
+        st = target.lstat()
+        seen = {"ensure": file_kind(st) if st is not None else "absent"}
+        if seen["ensure"] == "link":
+            seen["target"] = target.readlink()
+        reason = directory_precheck(params, seen, ctx)
+        if reason:
+            raise Failure(reason)
+        if absent:
+            if st is None:
+                return
+            try:
+                os.rmdir(target.name, dir_fd=target.dfd)
+            except OSError as e:
+                raise Failure(
+                    "cannot remove %s: %s (driftctl removes empty directories only)" % (path, e.strerror)
+                ) from None
+            fsync_fd(target.dfd)
+            return
+        if st is None:
+            # created private, then given its owner and mode: never briefly open to others
+            try:
+                os.mkdir(target.name, 0o700, dir_fd=target.dfd)
+            except OSError as e:
+                raise Failure("creating %s: %s" % (path, e.strerror)) from None
+            fsync_fd(target.dfd)
+            fs_set_meta(target, owner, group, mode or "0755", expect_dir=True)
+        else:
+            fs_set_meta(target, owner, group, mode, expect_dir=True)
     if not (params.get("purge") or params.get("recurse")):
         return
     _DirectoryWalk(params, fix=True).run()
 
 
-register("directory", directory_observe, directory_apply)
+register("directory", directory_observe, directory_apply, precheck=directory_precheck)

@@ -7,14 +7,24 @@ into one program, so two modules' ``_helper`` would silently replace each other.
 Imports of driftctl.agent modules stay on one line (hence the noqa): the shipper strips them line by
 line, and a parenthesised import would leave its continuation lines behind.
 
-Rules kept here: never follow or replace a symlink or a directory at a managed path; never create a
-missing parent directory (the manifest declares directories); write through ``atomic_write`` only.
+Rules kept here: never follow or replace a symlink or a directory at a managed path; never cross a
+symlink a user other than root could have planted on the way to it; never create a missing parent
+directory (the manifest declares directories); every read and write goes through ``Target`` (the
+parent directory open by descriptor, see _core.py).
+
+Modes: a new file without ``mode`` is created 0644, except the file of a sensitive resource
+(``params["_sensitive"]``), which is 0600 from its first byte to the end (the temp file is 0600 and
+the final fchmod keeps it so). An existing file keeps its mode unless ``mode`` is given. Content is
+written only through ``ctx.copy_blob(sha, fd)``, which returns (bytes, sha256 of what it wrote); the
+hash is checked before the rename. When the controller sends ``content_size``, a file system with
+less free space than that fails before anything is written.
 """
 
-import os  # noqa: I001  (agent imports stay on one line: see the docstring)
+import hashlib  # noqa: I001  (agent imports stay on one line: see the docstring)
+import os
 import stat
 
-from driftctl.agent._core import CONTENT_LIMIT, Failure, atomic_write, backup_file, fsync_dir, group_name, read_regular, register, resolve_gid, resolve_uid, sha256_bytes, sha256_file, stat_path, user_name  # noqa: E501
+from driftctl.agent._core import CONTENT_LIMIT, Failure, PathMissing, Target, UnsafePath, backup_save, cas_check_read, cas_dict, cas_verify, file_kind, group_name, register, resolve_gid, resolve_uid, sha256_bytes, user_name  # noqa: E501
 
 # ---- helpers shared by the file-like types
 
@@ -32,118 +42,44 @@ def fs_group_view(gid, wanted):
     return group_name(gid)
 
 
-def fs_describe_type(path, kind):
-    """``a symlink to /x`` / ``a directory``: how a refusal names what is in the way."""
+def fs_describe_type(kind, link_target=None):
+    """``a symlink (to /x)`` / ``a directory``: how a refusal names what is in the way."""
     if kind == "link":
-        try:
-            return "a symlink (to %s)" % os.readlink(path)
-        except OSError:
-            return "a symlink"
+        return "a symlink (to %s)" % link_target if link_target is not None else "a symlink"
     return "a %s" % kind
 
 
-def fs_check_transitions(path):
-    """Refuse a path whose ancestors cross a symlink that someone other than root could have planted.
-
-    systemd-tmpfiles' "unsafe path transition" rule: a symlink is followed only when it and the
-    directory holding it belong to root (or to the agent's own user) and nobody else can write that
-    directory (unless it is sticky, where others cannot replace root's link). /var/run -> /run
-    passes; a link in a user's home or in a group-writable tree does not.
-    """
-    me = os.geteuid()
-    current = "/"
-    for name in [p for p in path.split("/") if p][:-1]:
-        nxt = os.path.join(current, name)
-        try:
-            st = os.lstat(nxt)
-        except OSError:
-            return  # a missing parent is fs_require_parent's to report
-        if stat.S_ISLNK(st.st_mode):
-            holder = os.lstat(current)
-            others_write = holder.st_mode & 0o022 and not holder.st_mode & stat.S_ISVTX
-            if st.st_uid not in (0, me) or holder.st_uid not in (0, me) or others_write:
-                raise Failure(
-                    "%s is a symlink that a user other than root could have planted (link owner uid %d, "
-                    "in %s owned by uid %d, mode %04o): driftctl does not write through it"
-                    % (nxt, st.st_uid, current, holder.st_uid, stat.S_IMODE(holder.st_mode))
-                )
-            current = os.path.realpath(nxt)
-        else:
-            current = nxt
-
-
-def fs_require_parent(path):
-    """Fail clearly when the parent directory is missing: driftctl never does an implicit mkdir -p."""
-    fs_check_transitions(path)
-    parent = os.path.dirname(path) or "/"
-    st = stat_path(parent)
-    if st is None:
+def fs_target(path, missing_ok=False):
+    """Target(path) (its parent open by descriptor). A missing parent fails clearly, or gives None with
+    ``missing_ok``: driftctl never does an implicit mkdir -p."""
+    try:
+        return Target(path)
+    except PathMissing as e:
+        if missing_ok:
+            return None
+        parent = os.path.dirname(path.rstrip("/")) or "/"
+        if e.kind is not None and e.where == parent:
+            raise Failure("parent %s is a %s, not a directory" % (parent, e.kind)) from None
         raise Failure(
             "parent directory %s does not exist (declare it with a directory resource; "
             "driftctl does not create parents implicitly)" % parent
-        )
-    if st["type"] == "link":
-        # following a link in the parent is how /var/run -> /run works: only the target must be a dir
-        if not os.path.isdir(parent):
-            raise Failure("parent %s is a symlink to something that is not a directory" % parent)
-    elif st["type"] != "directory":
-        raise Failure("parent %s is %s, not a directory" % (parent, fs_describe_type(parent, st["type"])))
+        ) from None
 
 
-def fs_read_for_edit(path):
-    """Read a text file that a line/block/cron/sysctl edit works on.
-
-    Returns the text (undecodable bytes kept through surrogateescape, so an edit never loses them),
-    or None when the path does not exist. Refuses symlinks, directories and other non-files.
-    """
-    st = stat_path(path)
-    if st is None:
-        return None
-    if st["type"] != "file":
-        raise Failure(
-            "%s is %s: driftctl edits regular files only and never follows a symlink "
-            "(manage the real path instead)" % (path, fs_describe_type(path, st["type"]))
-        )
-    with open(path, "rb") as f:
-        data = f.read()
-    return data.decode("utf-8", "surrogateescape")
-
-
-def fs_write_edited(path, text, ctx, backup=True, create_mode=0o644, uid=-1, gid=-1):
-    """Write an edited text file atomically, keeping the old file's owner and mode.
-
-    A new file gets ``create_mode`` and ``uid``/``gid`` (-1: the agent's own). The old file is backed
-    up by checksum first when ``backup`` is set.
-    """
-    data = text.encode("utf-8", "surrogateescape")
+def fs_probe_target(path):
+    """For observe: (Target or None when the path cannot exist, the refusal for a planted link or None)."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    if st is None:
-        fs_require_parent(path)
-        atomic_write(path, data, mode=create_mode, uid=uid, gid=gid)
-        return
-    if not stat.S_ISREG(st.st_mode):
-        raise Failure("%s is not a regular file: refusing to replace it" % path)
-    if backup:
-        backup_file(path, ctx)
-    atomic_write(path, data, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
+        return fs_target(path, missing_ok=True), None
+    except UnsafePath as e:
+        return None, str(e)
 
 
-def fs_set_meta(path, owner, group, mode, expect_dir=False):
-    """chown/chmod an existing file or directory without following a symlink swapped in meanwhile.
+def fs_set_meta(target, owner, group, mode, expect_dir=False):
+    """chown/chmod an existing entry through an O_NOFOLLOW descriptor opened in its directory.
 
-    Opens the path with O_NOFOLLOW and works on the descriptor, so a link put there between observe
-    and apply makes this fail instead of changing the link's target.
+    A link put there between observe and apply makes this fail instead of changing the link's target.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    if expect_dir:
-        flags |= getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        raise Failure("cannot open %s to set owner/mode without following links: %s" % (path, e.strerror)) from None
+    fd = target.open_meta(expect_dir)
     try:
         st = os.fstat(fd)
         uid = resolve_uid(owner) if owner is not None else -1
@@ -152,8 +88,98 @@ def fs_set_meta(path, owner, group, mode, expect_dir=False):
             os.fchown(fd, uid, gid)
         if mode is not None and stat.S_IMODE(st.st_mode) != int(mode, 8):
             os.fchmod(fd, int(mode, 8))
+    except OSError as e:
+        raise Failure("setting owner/mode of %s: %s" % (target.path, e.strerror)) from None
     finally:
         os.close(fd)
+
+
+# ---- text files that line/block/cron/sysctl/authorized_key edit
+
+
+def fs_edit_refusal(path, kind, link_target=None):
+    return ("%s is %s: driftctl edits regular files only and never follows a symlink "
+            "(manage the real path instead)" % (path, fs_describe_type(kind, link_target)))
+
+
+def fs_edit_read(target):
+    """(text or None when missing, ``_cas`` of what was read or None, refusal or None) of a file to edit.
+
+    Undecodable bytes are kept through surrogateescape, so an edit never loses them.
+    """
+    if target is None:
+        return None, None, None
+    st = target.lstat()
+    if st is None:
+        return None, None, None
+    if not stat.S_ISREG(st.st_mode):
+        return None, None, fs_edit_refusal(target.path, file_kind(st), target.readlink())
+    sha, _text, data, fst = target.read(keep_all=True)
+    return data.decode("utf-8", "surrogateescape"), cas_dict(fst, sha), None
+
+
+def fs_edit_observe(path):
+    """For the observe of an edit type: (text or None, extra keys: ``_cas`` or ``_refusal``)."""
+    target, unsafe = fs_probe_target(path)
+    if unsafe:
+        return None, {"_refusal": unsafe}
+    try:
+        text, cas, refusal = fs_edit_read(target)
+    finally:
+        if target is not None:
+            target.close()
+    if refusal:
+        return None, {"_refusal": refusal}
+    return text, {"_cas": cas}
+
+
+def fs_edit_precheck(params, observed, ctx):
+    """The precheck of every edit type: a planted link on the way, or a file that is not regular."""
+    return observed.get("_refusal")
+
+
+def fs_edit_begin(target, precheck, params, ctx):
+    """Apply side of an edit: read the current file, refuse as precheck would, and refuse when the file
+    is no longer what the probe saw. Returns the text (None: missing)."""
+    text, cas, refusal = fs_edit_read(target)
+    reason = precheck(params, {"_refusal": refusal} if refusal else {}, ctx)
+    if reason:
+        raise Failure(reason)
+    cas_check_read(target.path, cas, ctx)
+    return text
+
+
+def fs_write_edited(target, text, ctx, backup=True, create_mode=0o644, uid=-1, gid=-1):
+    """Write an edited text file atomically, keeping the old file's owner and mode.
+
+    A new file gets ``create_mode`` and ``uid``/``gid`` (-1: the agent's own). The old file is backed
+    up first when ``backup`` is set. The file must still be what the probe saw at the rename.
+    """
+    data = text.encode("utf-8", "surrogateescape")
+    st = target.lstat()
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            raise Failure("%s is not a regular file: refusing to replace it" % target.path)
+        if backup:
+            backup_save(target, ctx)
+        create_mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+    data_sha = sha256_bytes(data)
+
+    def fill(fd):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        return len(data), data_sha
+
+    target.replace(fill, create_mode, uid, gid, ctx=ctx, size=len(data))
+
+
+def fs_remove_edited(target, ctx, backup=True):
+    """Remove an edited file (cron.d's last entry gone): backed up, compare-and-swap checked."""
+    if backup:
+        backup_save(target, ctx)
+    target.unlink(ctx)
 
 
 # ---- file
@@ -161,93 +187,149 @@ def fs_set_meta(path, owner, group, mode, expect_dir=False):
 
 def file_observe(params, ctx):
     path = params["path"]
-    st = stat_path(path)
-    if st is None:
-        return {"ensure": "absent", "content_sha256": None, "owner": None, "group": None, "mode": None}
-    lst = os.lstat(path)
-    observed = {
-        "ensure": st["type"],
-        "content_sha256": None,
-        "owner": fs_owner_view(lst.st_uid, params.get("owner")),
-        "group": fs_group_view(lst.st_gid, params.get("group")),
-        "mode": st["mode"],
-        "size": st["size"],
-    }
-    if st["type"] == "link":
-        observed["target"] = os.readlink(path)
-        observed["mode"] = None  # a link's own mode means nothing
-    elif st["type"] == "file":
-        sha, text = read_regular(path, want_text=bool(params.get("_want_content", ctx.want_content)))
-        observed["content_sha256"] = sha
-        if text is not None:
-            observed["content"] = text
+    absent = {"ensure": "absent", "content_sha256": None, "owner": None, "group": None, "mode": None}
+    target, unsafe = fs_probe_target(path)
+    if unsafe:
+        return dict(absent, _refusal=unsafe)
+    if target is None:
+        return dict(absent, _cas=None)
+    with target:
+        st = target.lstat()
+        if st is None:
+            return dict(absent, _cas=None)
+        kind = file_kind(st)
+        observed = {
+            "ensure": kind,
+            "content_sha256": None,
+            "owner": fs_owner_view(st.st_uid, params.get("owner")),
+            "group": fs_group_view(st.st_gid, params.get("group")),
+            "mode": "%04o" % stat.S_IMODE(st.st_mode),
+            "size": st.st_size,
+        }
+        if kind == "link":
+            observed["target"] = target.readlink()
+            observed["mode"] = None  # a link's own mode means nothing
+            observed["_cas"] = cas_dict(st, None)
+        elif kind == "file":
+            want = bool(params.get("_want_content", ctx.want_content))
+            sha, text, _data, fst = target.read(want_text=want)
+            if want and text is None and fst.st_size == 0:
+                text = ""
+            observed["content_sha256"] = sha
+            observed["_cas"] = cas_dict(fst, sha)
+            if text is not None:
+                observed["content"] = text
+        else:
+            observed["_cas"] = cas_dict(st, None)
     return observed
 
 
-def _file_refuse(path, kind):
-    raise Failure(
+def file_precheck(params, observed, ctx):
+    """Why apply would refuse: a planted link on the way, or something other than a file at the path."""
+    if observed.get("_refusal"):
+        return observed["_refusal"]
+    kind = observed.get("ensure")
+    if kind in (None, "absent", "file"):
+        return None
+    return (
         "%s is %s: driftctl never follows or replaces it for a file resource "
         "(remove it, or declare a %s resource for it)"
-        % (path, fs_describe_type(path, kind), "symlink" if kind == "link" else kind)
+        % (params["path"], fs_describe_type(kind, observed.get("target")), "symlink" if kind == "link" else kind)
     )
 
 
-def _file_content(params, ctx):
+def file_default_mode(params):
+    return 0o600 if params.get("_sensitive") else 0o644
+
+
+def _file_hash_written(fd):
+    """sha256 of the file behind the write-only descriptor ``fd`` (re-opened for reading via /proc)."""
+    os.fsync(fd)
+    try:
+        rfd = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise Failure("cannot verify the content written: %s" % e.strerror) from None
+    h = hashlib.sha256()
+    try:
+        for chunk in iter(lambda: os.read(rfd, 1 << 20), b""):
+            h.update(chunk)
+    finally:
+        os.close(rfd)
+    return h.hexdigest()
+
+
+def _file_writer(params, ctx):
+    """A ``fill`` that streams the content through ctx.copy_blob and checks its hash before the rename."""
     sha = params.get("content_sha256")
-    if sha is None:
-        return None
-    data = ctx.blob(sha)
-    if sha256_bytes(data) != sha:
-        raise Failure("content sent for %s does not match its checksum" % params["path"])
-    return data
+
+    def fill(fd):
+        if sha is None:
+            return 0, None
+        copied = ctx.copy_blob(sha, fd)
+        if isinstance(copied, tuple):  # (bytes, sha256 hashed while writing)
+            n, got = copied
+        else:  # a copy_blob that returns the byte count only: hash what landed in the temp file
+            n, got = copied, _file_hash_written(fd)
+        if got != sha:
+            raise Failure("content sent for %s does not match its checksum" % params["path"])
+        return n, got
+
+    return fill
 
 
 def file_apply(params, changes, ctx):
     path = params["path"]
-    st = stat_path(path)
-    if params.get("ensure", "present") == "absent":
-        if st is None:
+    absent = params.get("ensure", "present") == "absent"
+    target = fs_target(path, missing_ok=absent)
+    if target is None:
+        return
+    with target:
+        st = target.lstat()
+        seen = {"ensure": file_kind(st) if st is not None else "absent"}
+        if seen["ensure"] == "link":
+            seen["target"] = target.readlink()
+        reason = file_precheck(params, seen, ctx)
+        if reason:
+            raise Failure(reason)
+        if absent:
+            if st is None:
+                return
+            cas_verify(target, ctx)  # before the backup too: a refused change leaves no trace
+            if params.get("backup", True):
+                backup_save(target, ctx)
+            target.unlink(ctx)
             return
-        if st["type"] != "file":
-            _file_refuse(path, st["type"])
-        if params.get("backup", True):
-            backup_file(path, ctx)
-        os.unlink(path)
-        fsync_dir(os.path.dirname(path) or "/")
-        return
-    if st is not None and st["type"] != "file":
-        _file_refuse(path, st["type"])
-    owner, group, mode = params.get("owner"), params.get("group"), params.get("mode")
-    sha = params.get("content_sha256")
-    if st is None:
-        fs_require_parent(path)
-        data = _file_content(params, ctx)
-        atomic_write(
-            path,
-            data if data is not None else b"",
-            mode=int(mode, 8) if mode else 0o644,
-            uid=resolve_uid(owner),
-            gid=resolve_gid(group),
-        )
-        return
-    if sha is not None and sha256_file(path) != sha:
-        data = _file_content(params, ctx)
-        lst = os.lstat(path)
-        if params.get("backup", True):
-            backup_file(path, ctx)
-        # owner and mode the manifest does not manage are the old file's, not the agent's defaults
-        atomic_write(
-            path,
-            data,
-            mode=int(mode, 8) if mode else stat.S_IMODE(lst.st_mode),
-            uid=resolve_uid(owner) if owner is not None else lst.st_uid,
-            gid=resolve_gid(group) if group is not None else lst.st_gid,
-        )
-        return
-    fs_set_meta(path, owner, group, mode)
+        owner, group, mode = params.get("owner"), params.get("group"), params.get("mode")
+        sha = params.get("content_sha256")
+        size = params.get("content_size")
+        if st is None:
+            target.replace(
+                _file_writer(params, ctx),
+                int(mode, 8) if mode else file_default_mode(params),
+                resolve_uid(owner),
+                resolve_gid(group),
+                ctx=ctx,
+                size=size,
+            )
+            return
+        if sha is not None and target.read()[0] != sha:
+            cas_verify(target, ctx)
+            if params.get("backup", True):
+                backup_save(target, ctx)
+            # owner and mode the manifest does not manage are the old file's, not the agent's defaults
+            target.replace(
+                _file_writer(params, ctx),
+                int(mode, 8) if mode else stat.S_IMODE(st.st_mode),
+                resolve_uid(owner) if owner is not None else st.st_uid,
+                resolve_gid(group) if group is not None else st.st_gid,
+                ctx=ctx,
+                size=size,
+            )
+            return
+        fs_set_meta(target, owner, group, mode)
 
 
-register("file", file_observe, file_apply)
+register("file", file_observe, file_apply, precheck=file_precheck)
 
 # the limit above which observe sends no text: the controller uses the same number for its side
 FILE_CONTENT_LIMIT = CONTENT_LIMIT

@@ -9,7 +9,7 @@ file's convention (CRLF when the first line ends in CRLF) and the file ends with
 import re
 
 from driftctl.agent._core import Failure, register
-from driftctl.agent.file import fs_read_for_edit, fs_write_edited
+from driftctl.agent.file import fs_edit_begin, fs_edit_observe, fs_edit_precheck, fs_target, fs_write_edited
 
 
 class TextEdit(object):
@@ -122,30 +122,43 @@ def _line_edit(params, text):
 
 
 def line_observe(params, ctx):
-    """{"ensure": state, "line": the line now there}: ensure is "present" when the line is as wanted."""
-    text = fs_read_for_edit(params["path"])
+    """{"ensure": state, "line": the line now there}: ensure is "present" when the line is as wanted.
+
+    Plus ``_cas`` (the file as seen) or ``_refusal`` (why apply would refuse).
+    """
+    text, extra = fs_edit_observe(params["path"])
     want = params.get("ensure", "present")
     if text is None:
-        return {"ensure": "absent", "line": None, "file": "missing"}
+        out = {"ensure": "absent", "line": None}
+        if "_refusal" not in extra:
+            out["file"] = "missing"
+        return dict(out, **extra)
     edit = _line_edit(params, text)
     if want == "absent":
-        return {"ensure": "present" if edit.changed else "absent", "line": "\n".join(edit.old) or None}
-    if not edit.changed:
-        return {"ensure": "present", "line": params.get("text")}
-    return {"ensure": "absent", "line": edit.old[0] if edit.old else None}
+        out = {"ensure": "present" if edit.changed else "absent", "line": "\n".join(edit.old) or None}
+    elif not edit.changed:
+        out = {"ensure": "present", "line": params.get("text")}
+    else:
+        out = {"ensure": "absent", "line": edit.old[0] if edit.old else None}
+    return dict(out, **extra)
 
 
 def line_apply(params, changes, ctx):
     path = params["path"]
-    text = fs_read_for_edit(path)
-    if text is None:
-        if params.get("ensure", "present") == "absent":
-            return
-        raise Failure("%s does not exist: a line is added to an existing file (declare it with a file resource)"
-                      % path)
-    edit = _line_edit(params, text)
-    if edit.changed:
-        fs_write_edited(path, edit.text, ctx)
+    absent = params.get("ensure", "present") == "absent"
+    target = fs_target(path, missing_ok=absent)
+    if target is None:
+        return
+    with target:
+        text = fs_edit_begin(target, fs_edit_precheck, params, ctx)
+        if text is None:
+            if absent:
+                return
+            raise Failure("%s does not exist: a line is added to an existing file (declare it with a file resource)"
+                          % path)
+        edit = _line_edit(params, text)
+        if edit.changed:
+            fs_write_edited(target, edit.text, ctx)
 
 
-register("line", line_observe, line_apply)
+register("line", line_observe, line_apply, precheck=fs_edit_precheck)

@@ -1,74 +1,118 @@
 """Host side of ``symlink``: a link at ``path`` pointing at ``target`` (the target need not exist).
 
-A link is replaced atomically: a new link is made under a temporary name in the same directory and
-renamed over the old one, so the path never disappears. A file or an empty directory in the way is
-replaced only with ``force`` (a file is backed up first); a non-empty directory never is.
+A link is replaced atomically: a new link is made under a random name in the same directory (by
+descriptor) and renamed over the old one, so the path never disappears. A file or an empty directory
+in the way is replaced only with ``force`` (a file is backed up first); a non-empty directory never
+is. The path to the link is walked by descriptor: a symlink someone else could have planted on the
+way is never crossed.
 """
 
 import contextlib
 import os
-import tempfile
 
-from driftctl.agent._core import Failure, backup_file, fsync_dir, register, stat_path
-from driftctl.agent.file import fs_describe_type, fs_require_parent
+from driftctl.agent._core import DIR_FLAGS, Failure, backup_save, file_kind, fsync_fd, register
+from driftctl.agent.file import fs_describe_type, fs_probe_target, fs_target
+
+
+def _symlink_seen(target):
+    """What precheck needs of the entry at the path: its kind, link target, and whether a dir is empty."""
+    st = target.lstat()
+    if st is None:
+        return {"ensure": "absent", "target": None}
+    kind = file_kind(st)
+    if kind == "link":
+        return {"ensure": "link", "target": target.readlink()}
+    seen = {"ensure": kind, "target": None}
+    if kind == "directory":
+        try:
+            fd = os.open(target.name, DIR_FLAGS, dir_fd=target.dfd)
+            try:
+                seen["_nonempty"] = bool(os.listdir(fd))
+            finally:
+                os.close(fd)
+        except OSError:
+            seen["_nonempty"] = True
+    return seen
 
 
 def symlink_observe(params, ctx):
-    path = params["path"]
-    st = stat_path(path)
-    if st is None:
+    target, unsafe = fs_probe_target(params["path"])
+    if unsafe:
+        return {"ensure": "absent", "target": None, "_refusal": unsafe}
+    if target is None:
         return {"ensure": "absent", "target": None}
-    if st["type"] == "link":
-        return {"ensure": "link", "target": os.readlink(path)}
-    return {"ensure": st["type"], "target": None}
+    with target:
+        return _symlink_seen(target)
 
 
-def _symlink_replace(path, target):
-    directory = os.path.dirname(path) or "/"
-    # mkdtemp gives a private name nobody else can take between our symlink() and rename()
-    tmpdir = tempfile.mkdtemp(prefix=".driftctl-", dir=directory)
-    tmp = os.path.join(tmpdir, "link")
+def symlink_precheck(params, observed, ctx):
+    """Why apply would refuse for what is at the path (shared by plan and apply)."""
+    if observed.get("_refusal"):
+        return observed["_refusal"]
+    path = params["path"]
+    kind = observed.get("ensure") or "absent"
+    if params.get("ensure", "present") == "absent":
+        if kind in ("absent", "link"):
+            return None
+        return "%s is %s, not a symlink: not removing it" % (path, fs_describe_type(kind))
+    if kind in ("absent", "link"):
+        return None
+    if kind == "directory":
+        if not params.get("force"):
+            return "%s is a directory: set force: true to replace an empty one with a symlink" % path
+        if observed.get("_nonempty"):
+            return "%s is a non-empty directory: driftctl never replaces it with a symlink" % path
+        return None
+    if kind == "file":
+        if not params.get("force"):
+            return "%s is a file: set force: true to replace it with a symlink" % path
+        return None
+    return "%s is %s: not replacing it with a symlink" % (path, fs_describe_type(kind))
+
+
+def _symlink_replace(target, link_to):
+    tmp = ".driftctl-%s" % os.urandom(8).hex()
     try:
-        os.symlink(target, tmp)
-        os.rename(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)  # still there only when the rename failed
-        os.rmdir(tmpdir)
-    fsync_dir(directory)
+        os.symlink(link_to, tmp, dir_fd=target.dfd)  # fails on an existing name: nobody can pre-plant it
+        try:
+            os.rename(tmp, target.name, src_dir_fd=target.dfd, dst_dir_fd=target.dfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=target.dfd)
+            raise
+    except OSError as e:
+        raise Failure("linking %s: %s" % (target.path, e.strerror)) from None
+    fsync_fd(target.dfd)
 
 
 def symlink_apply(params, changes, ctx):
     path = params["path"]
-    st = stat_path(path)
-    kind = st["type"] if st else None
-    if params.get("ensure", "present") == "absent":
-        if kind is None:
-            return
-        if kind != "link":
-            raise Failure("%s is %s, not a symlink: not removing it" % (path, fs_describe_type(path, kind)))
-        os.unlink(path)
-        fsync_dir(os.path.dirname(path) or "/")
+    absent = params.get("ensure", "present") == "absent"
+    target = fs_target(path, missing_ok=absent)
+    if target is None:
         return
-    target = params["target"]
-    if kind is None:
-        fs_require_parent(path)
-    elif kind == "link":
-        if os.readlink(path) == target:
-            return
-    elif kind == "directory":
-        if not params.get("force"):
-            raise Failure("%s is a directory: set force: true to replace an empty one with a symlink" % path)
-        if os.listdir(path):
-            raise Failure("%s is a non-empty directory: driftctl never replaces it with a symlink" % path)
-        os.rmdir(path)
-    elif kind == "file":
-        if not params.get("force"):
-            raise Failure("%s is a file: set force: true to replace it with a symlink" % path)
-        backup_file(path, ctx)
-    else:
-        raise Failure("%s is %s: not replacing it with a symlink" % (path, fs_describe_type(path, kind)))
-    _symlink_replace(path, target)
+    with target:
+        seen = _symlink_seen(target)
+        reason = symlink_precheck(params, seen, ctx)
+        if reason:
+            raise Failure(reason)
+        kind = seen["ensure"]
+        try:
+            if absent:
+                if kind == "link":
+                    os.unlink(target.name, dir_fd=target.dfd)
+                    fsync_fd(target.dfd)
+                return
+            link_to = params["target"]
+            if kind == "link" and seen["target"] == link_to:
+                return
+            if kind == "directory":
+                os.rmdir(target.name, dir_fd=target.dfd)
+            elif kind == "file":
+                backup_save(target, ctx)
+        except OSError as e:
+            raise Failure("%s: %s" % (path, e.strerror)) from None
+        _symlink_replace(target, link_to)
 
 
-register("symlink", symlink_observe, symlink_apply)
+register("symlink", symlink_observe, symlink_apply, precheck=symlink_precheck)

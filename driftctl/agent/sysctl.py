@@ -9,7 +9,7 @@ separates the numbers of ``net.ipv4.tcp_rmem`` with tabs. ``edit_sysctl`` is pur
 import os
 
 from driftctl.agent._core import Failure, register
-from driftctl.agent.file import fs_read_for_edit, fs_write_edited
+from driftctl.agent.file import fs_edit_begin, fs_edit_observe, fs_edit_precheck, fs_target, fs_write_edited
 from driftctl.agent.line import TextEdit, textedit_insert, textedit_join, textedit_split
 
 SYSCTL_ROOT = "/proc/sys"
@@ -98,10 +98,18 @@ def sysctl_observe(params, ctx):
     observed = {"value": sysctl_live(key), "persisted": None}
     path = params.get("file")
     if path:
-        text = fs_read_for_edit(path)
+        text, extra = fs_edit_observe(path)
+        observed.update(extra)
         if text is not None:
             observed["persisted"] = sysctl_parse(text).get(sysctl_relpath(key))
     return observed
+
+
+def sysctl_precheck(params, observed, ctx):
+    """A planted link on the way to the sysctl.d file, or a file there that is not regular."""
+    if params.get("file") and params.get("persist", True):
+        return fs_edit_precheck(params, observed, ctx)
+    return None
 
 
 def sysctl_apply(params, changes, ctx):
@@ -109,11 +117,11 @@ def sysctl_apply(params, changes, ctx):
     errors = []
     # the file first: in a container /proc/sys is often read-only, and persisting still counts
     if "persisted" in changes and params.get("persist", True):
-        path = params["file"]
-        text = fs_read_for_edit(path)
-        edit = edit_sysctl(text or "", key, value)
-        if edit.changed:
-            fs_write_edited(path, edit.text, ctx, create_mode=0o644)
+        with fs_target(params["file"]) as target:
+            text = fs_edit_begin(target, sysctl_precheck, params, ctx)
+            edit = edit_sysctl(text or "", key, value)
+            if edit.changed:
+                fs_write_edited(target, edit.text, ctx, create_mode=0o644)
     if "value" in changes:
         path = _sysctl_proc(key)
         try:
@@ -134,4 +142,4 @@ def sysctl_apply(params, changes, ctx):
         raise Failure("; ".join(errors))
 
 
-register("sysctl", sysctl_observe, sysctl_apply)
+register("sysctl", sysctl_observe, sysctl_apply, precheck=sysctl_precheck)

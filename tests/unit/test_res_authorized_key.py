@@ -28,6 +28,11 @@ ED_FINGERPRINT = "SHA256:UulxsaKIh1xesPJtUU4vs6nGHeFxRn3uraKeFygTAEc"
 EC = ("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHn5MA4zU5W6N1ekvfkeYnxopOW84f"
       "+BbwA4MxnIibZvkwsG8edkxaySTwbGjMAEz1WmlEJVxQJMV4cYXWdI0u8=")
 
+def public(observed: dict) -> dict:
+    """The observed attributes without the agent's private keys (``_cas``, ``_refusal``)."""
+    return {k: v for k, v in observed.items() if not k.startswith("_")}
+
+
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_parser_from_captured_output(case: Path) -> None:
@@ -158,7 +163,7 @@ def agent_params(path: Path, **over: object) -> dict:
 def converge(params: dict) -> dict:
     observed = agent_ak.authorized_key_observe(params, Ctx())
     agent_ak.authorized_key_apply(params, ["ensure"], Ctx())
-    return observed
+    return public(observed)
 
 
 def test_agent_adds_updates_in_place_and_removes(tmp_path: Path) -> None:
@@ -167,12 +172,12 @@ def test_agent_adds_updates_in_place_and_removes(tmp_path: Path) -> None:
     params = agent_params(path, options="no-agent-forwarding")
     assert converge(params) == {"ensure": "present", "options": "", "comment": "old-comment"}
     assert path.read_text() == "# managed elsewhere\n" + EC + " ci\n" + "no-agent-forwarding " + ED + " alice@laptop\n"
-    assert agent_ak.authorized_key_observe(params, Ctx()) == {
+    assert public(agent_ak.authorized_key_observe(params, Ctx())) == {
         "ensure": "present", "options": "no-agent-forwarding", "comment": "alice@laptop"}
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     converge(agent_params(path, ensure="absent", options=""))
     assert path.read_text() == "# managed elsewhere\n" + EC + " ci\n"
-    assert agent_ak.authorized_key_observe(params, Ctx()) == {"ensure": "absent"}
+    assert public(agent_ak.authorized_key_observe(params, Ctx())) == {"ensure": "absent"}
 
 
 def test_agent_creates_missing_file_and_keeps_host_comment(tmp_path: Path) -> None:
@@ -195,10 +200,10 @@ def test_no_symlink_below_home_is_followed(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / "real").mkdir(parents=True)
     (home / ".ssh").symlink_to(home / "real")
-    with pytest.raises(Failure, match=r"\.ssh is a symlink"):
-        agent_ak._ak_check_components(str(home), str(home / ".ssh" / "authorized_keys"))
+    with pytest.raises(Failure, match=r"\.ssh is a symlink: driftctl follows no symlink below"):
+        agent_ak._AkPlace(str(home), str(home / ".ssh" / "authorized_keys"), True)
     (home / "file").write_text("")
-    with pytest.raises(Failure, match="is not a directory"):
-        agent_ak._ak_check_components(str(home), str(home / "file" / "authorized_keys"))
+    with pytest.raises(Failure, match="is a file, not a directory"):
+        agent_ak._AkPlace(str(home), str(home / "file" / "authorized_keys"), True)
     # a missing .ssh is fine: it will be created
-    agent_ak._ak_check_components(str(home), str(home / "nothing" / "authorized_keys"))
+    assert agent_ak._AkPlace(str(home), str(home / "nothing" / "authorized_keys"), True).target is None

@@ -18,6 +18,11 @@ LOC = Location("manifests/site.yaml", 3)
 Block = get_type("block")
 assert Block is not None
 
+def public(observed: dict) -> dict:
+    """The observed attributes without the agent's private keys (``_cas``, ``_refusal``)."""
+    return {k: v for k, v in observed.items() if not k.startswith("_")}
+
+
 
 def validate(**raw):
     locs = {k: Location("m.yaml", 10 + i) for i, k in enumerate(raw)}
@@ -96,12 +101,12 @@ def test_agent_converges_and_keeps_the_rest(tmp_path: Path) -> None:
     f.write_text("127.0.0.1 localhost\n")
     ctx = Ctx(backup_dir=str(tmp_path / "bk"))
     p = agent_params(f, content="10.0.0.1 a\n")
-    assert block_observe(p, ctx) == {"ensure": "absent", "content": None, "in_sync": False}
+    assert public(block_observe(p, ctx)) == {"ensure": "absent", "content": None, "in_sync": False}
     block_apply(p, ["block"], ctx)
     assert f.read_text() == (
         "127.0.0.1 localhost\n# BEGIN DRIFTCTL MANAGED BLOCK hosts\n10.0.0.1 a\n# END DRIFTCTL MANAGED BLOCK hosts\n"
     )
-    assert block_observe(p, ctx) == {"ensure": "present", "content": "10.0.0.1 a\n", "in_sync": True}
+    assert public(block_observe(p, ctx)) == {"ensure": "present", "content": "10.0.0.1 a\n", "in_sync": True}
     want = Block.desired(Block.validate({"name": "hosts", "path": str(f), "content": "10.0.0.1 a\n"}, LOC))
     assert Block.diff(want, block_observe(p, ctx)) == []
     gone = agent_params(f, ensure="absent")

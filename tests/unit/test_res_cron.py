@@ -18,6 +18,11 @@ LOC = Location("manifests/site.yaml", 4)
 Cron = get_type("cron")
 assert Cron is not None
 
+def public(observed: dict) -> dict:
+    """The observed attributes without the agent's private keys (``_cas``, ``_refusal``)."""
+    return {k: v for k, v in observed.items() if not k.startswith("_")}
+
+
 
 def validate(**raw):
     locs = {k: Location("m.yaml", 30 + i) for i, k in enumerate(raw)}
@@ -97,13 +102,13 @@ def test_agent_cron_d_file_lifecycle(tmp_path: Path) -> None:
     ctx = Ctx(backup_dir=str(tmp_path / "bk"))
     one = Cron.agent_params(validate(minute="*/5", command="/a", file=str(cron_d / "jobs")))
     two = Cron.agent_params({**validate(special="@hourly", command="/b", file=str(cron_d / "jobs")), "name": "other"})
-    assert cron_observe(one, ctx) == {"ensure": "absent", "entry": None}
+    assert public(cron_observe(one, ctx)) == {"ensure": "absent", "entry": None}
     cron_apply(one, ["entry"], ctx)
     cron_apply(two, ["entry"], ctx)
     f = cron_d / "jobs"
     assert f.read_text() == "# driftctl: backup\n*/5 * * * * root /a\n# driftctl: other\n@hourly root /b\n"
     assert oct(f.stat().st_mode & 0o777) == "0o644"
-    assert cron_observe(one, ctx) == {"ensure": "present", "entry": "*/5 * * * * root /a"}
+    assert public(cron_observe(one, ctx)) == {"ensure": "present", "entry": "*/5 * * * * root /a"}
     want = Cron.desired(validate(minute="*/5", command="/a", file=str(f)))
     assert Cron.diff(want, cron_observe(one, ctx)) == []
     # drift by hand, then converge back
@@ -119,4 +124,4 @@ def test_agent_cron_d_file_lifecycle(tmp_path: Path) -> None:
 
 def test_agent_missing_user_is_reported(tmp_path: Path) -> None:
     p = Cron.agent_params(validate(command="/x", user="no-such-user-here"))
-    assert cron_observe(p, Ctx()) == {"ensure": "absent", "entry": None, "user": "missing"}
+    assert public(cron_observe(p, Ctx())) == {"ensure": "absent", "entry": None, "user": "missing"}

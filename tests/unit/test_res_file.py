@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from driftctl import agent
-from driftctl.agent._core import Ctx, Failure
+from driftctl.agent._core import Ctx, Failure, backup_key
 from driftctl.agent.file import file_apply, file_observe
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
@@ -148,6 +148,15 @@ def test_diff_in_sync_binary_and_obstacles() -> None:
 # ---- the agent against real files
 
 
+def backups_of(bk: Path, path: Path) -> list[Path]:
+    """The backups of ``path`` under the backup directory ``bk``, oldest first."""
+    sub = bk / backup_key(str(path))
+    if not sub.exists():
+        return []
+    assert (sub / "path").read_text() == f"{path}\n"
+    return sorted(p for p in sub.iterdir() if p.name != "path")
+
+
 def agent_params(path: Path, **raw) -> dict:
     return File.agent_params(File.validate({"path": str(path), **raw}, LOC))
 
@@ -190,7 +199,8 @@ def test_agent_replaces_content_keeping_unmanaged_owner_and_mode_with_backup(tmp
     converge(f, tmp_path, content="new\n")
     st = f.stat()
     assert f.read_text() == "new\n" and st.st_uid == nobody.pw_uid and oct(st.st_mode & 0o777) == "0o640"
-    backup = tmp_path / "backup" / sha("old\n")
+    [backup] = backups_of(tmp_path / "backup", f)
+    assert backup.name.endswith("-" + sha("old\n")[:12])
     assert backup.read_text() == "old\n" and oct(backup.stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".driftctl-")] == []
 
@@ -241,7 +251,7 @@ def test_agent_absent_backs_up_and_removes(tmp_path: Path) -> None:
     f = tmp_path / "old"
     f.write_text("bye\n")
     converge(f, tmp_path, ensure="absent")
-    assert not f.exists() and (tmp_path / "backup" / sha("bye\n")).read_text() == "bye\n"
+    assert not f.exists() and [b.read_text() for b in backups_of(tmp_path / "backup", f)] == ["bye\n"]
 
 
 def test_agent_rejects_content_that_does_not_match_its_hash(tmp_path: Path) -> None:
@@ -282,10 +292,10 @@ else:
     # die the hard way between writing the temp file and renaming it over the file, as a killed agent
     # would (the backup's own rename goes through)
     real_rename = os.rename
-    def rename(src, dst):
-        if dst == params["path"]:
+    def rename(src, dst, **kw):
+        if dst == os.path.basename(params["path"]):
             os.kill(os.getpid(), signal.SIGKILL)
-        real_rename(src, dst)
+        real_rename(src, dst, **kw)
     os.rename = rename
 file_apply(params, ["content"], Ctx(blobs={params["content_sha256"]: blob}, backup_dir=sys.argv[4]))
 """
@@ -306,7 +316,7 @@ def test_interrupted_write_leaves_the_old_file_intact(tmp_path: Path, how: str) 
     )
     assert proc.returncode != 0
     assert f.read_text() == "old content\n"
-    assert (tmp_path / "bk" / sha("old content\n")).read_text() == "old content\n"
+    assert [b.read_text() for b in backups_of(tmp_path / "bk", f)] == ["old content\n"]
     leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".driftctl-")]
     if how == "fsize":
         assert "File too large" in proc.stderr and leftovers == []  # the failed temp file was removed
@@ -329,10 +339,16 @@ def test_agent_module_is_python38_syntax(module: str) -> None:
 
 def run_agent(request: dict) -> dict:
     proc = subprocess.run(
-        agent.command(sys.executable), input=agent.program_bytes() + json.dumps({"v": 1, **request}).encode(),
+        agent.command(sys.executable),
+        input=agent.program_bytes() + json.dumps({"v": agent.PROTOCOL_VERSION, **request}).encode() + b"\n",
         capture_output=True, check=True,
     )
-    return json.loads(proc.stdout)
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.strip()]
+    answer = lines[-1]
+    done = {r["done"]: r["result"] for r in lines[:-1] if "done" in r and not r.get("refresh")}
+    if done and "results" not in answer:  # protocol 2: results come as records before the answer
+        answer["results"] = done
+    return answer
 
 
 def test_shipped_program_probes_and_applies_every_file_type(tmp_path: Path) -> None:
@@ -367,7 +383,7 @@ def test_shipped_program_probes_and_applies_every_file_type(tmp_path: Path) -> N
     applied = run_agent({"op": "apply", "blobs": blobs, "backup_dir": str(tmp_path / "bk"), "lock_path": lock,
                          "resources": [{**i, "changes": changes[i["id"]]} for i in items]})
     assert applied["ok"], applied
-    assert {rid: r["status"] for rid, r in applied["results"].items()} == {i["id"]: "changed" for i in items}
+    assert {rid: r["status"] for rid, r in applied["results"].items()} == {i["id"]: "changed" for i in items}, applied
     again = run_agent({"op": "probe", "resources": items, "facts": False})
     for (rtype, params), item in zip(typed, items, strict=True):
         assert rtype.diff(rtype.desired(params), again["resources"][item["id"]]["observed"]) == [], item["id"]
@@ -377,12 +393,11 @@ def test_shipped_program_probes_and_applies_every_file_type(tmp_path: Path) -> N
 
 def test_writes_never_cross_a_symlink_a_user_could_have_planted(tmp_path) -> None:
     """A link in a directory someone else owns (or can write) is refused; root's own links are followed."""
-    import os
+    from driftctl.agent._core import Target, UnsafePath
 
-    import pytest
-
-    from driftctl.agent._core import Failure
-    from driftctl.agent.file import fs_check_transitions, fs_require_parent
+    def walk(path: Path) -> None:
+        with Target(str(path)):
+            pass
 
     target = tmp_path / "target"
     target.mkdir()
@@ -390,24 +405,24 @@ def test_writes_never_cross_a_symlink_a_user_could_have_planted(tmp_path) -> Non
     user_dir.mkdir()
     os.symlink(target, user_dir / "link")
     os.chown(user_dir, 65534, 65534)  # a directory nobody (the user) owns: they can swap its entries
-    with pytest.raises(Failure, match="could have planted"):
-        fs_require_parent(str(user_dir / "link" / "file"))
+    with pytest.raises(UnsafePath, match="could have planted"):
+        walk(user_dir / "link" / "file")
 
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o777)  # writable by everyone, not sticky
     os.symlink(target, shared / "link")
-    with pytest.raises(Failure, match="could have planted"):
-        fs_check_transitions(str(shared / "link" / "file"))
+    with pytest.raises(UnsafePath, match="could have planted"):
+        walk(shared / "link" / "file")
 
     os.chmod(shared, 0o1777)  # sticky: others cannot replace root's link
-    fs_check_transitions(str(shared / "link" / "file"))
+    walk(shared / "link" / "file")
 
     os.lchown(shared / "link", 65534, 65534)  # but a link the user owns is theirs to point anywhere
-    with pytest.raises(Failure, match="could have planted"):
-        fs_check_transitions(str(shared / "link" / "file"))
+    with pytest.raises(UnsafePath, match="could have planted"):
+        walk(shared / "link" / "file")
 
     safe = tmp_path / "safe"
     safe.mkdir()
     os.symlink(target, safe / "link")
-    fs_require_parent(str(safe / "link" / "file"))  # root's link in root's directory: /var/run -> /run
+    walk(safe / "link" / "file")  # root's link in root's directory: /var/run -> /run

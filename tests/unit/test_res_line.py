@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from driftctl.agent._core import Ctx, Failure
+from driftctl.agent._core import TYPES, Ctx, Failure
 from driftctl.agent.line import edit_line, line_apply, line_observe
 from driftctl.errors import Location, ManifestError
 from driftctl.resources import get_type
@@ -18,6 +18,11 @@ CASES = sorted(DATA.glob("*.json"))
 LOC = Location("manifests/site.yaml", 7)
 Line = get_type("line")
 assert Line is not None
+
+def public(observed: dict) -> dict:
+    """The observed attributes without the agent's private keys (``_cas``, ``_refusal``)."""
+    return {k: v for k, v in observed.items() if not k.startswith("_")}
+
 
 
 def validate(**raw):
@@ -121,11 +126,11 @@ def test_agent_replaces_then_is_in_sync(tmp_path: Path) -> None:
     os.chmod(f, 0o600)
     ctx = Ctx(backup_dir=str(tmp_path / "backup"))
     p = params_for(f, text="PermitRootLogin no", match="^#?PermitRootLogin ")
-    assert line_observe(p, ctx) == {"ensure": "absent", "line": "#PermitRootLogin yes"}
+    assert public(line_observe(p, ctx)) == {"ensure": "absent", "line": "#PermitRootLogin yes"}
     line_apply(p, ["line"], ctx)
     assert f.read_text() == "Port 22\nPermitRootLogin no\nX11Forwarding no\n"
     assert oct(f.stat().st_mode & 0o777) == "0o600"  # the file keeps its mode
-    assert line_observe(p, ctx) == {"ensure": "present", "line": "PermitRootLogin no"}
+    assert public(line_observe(p, ctx)) == {"ensure": "present", "line": "PermitRootLogin no"}
     assert len(list((tmp_path / "backup").iterdir())) == 1
     assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".driftctl")] == []
 
@@ -141,10 +146,10 @@ def test_agent_absent_and_missing_file(tmp_path: Path) -> None:
     f = tmp_path / "inetd.conf"
     f.write_text("telnet a\nssh b\n")
     p = params_for(f, match="^telnet", ensure="absent")
-    assert line_observe(p, ctx) == {"ensure": "present", "line": "telnet a"}
+    assert public(line_observe(p, ctx)) == {"ensure": "present", "line": "telnet a"}
     line_apply(p, ["line"], ctx)
     assert f.read_text() == "ssh b\n"
-    assert line_observe(p, ctx) == {"ensure": "absent", "line": None}
+    assert public(line_observe(p, ctx)) == {"ensure": "absent", "line": None}
 
 
 def test_agent_refuses_symlinks(tmp_path: Path) -> None:
@@ -152,8 +157,8 @@ def test_agent_refuses_symlinks(tmp_path: Path) -> None:
     real.write_text("a\n")
     link = tmp_path / "link"
     link.symlink_to(real)
-    with pytest.raises(Failure, match="never follows a symlink"):
-        line_observe(params_for(link, text="b"), Ctx())
+    observed = line_observe(params_for(link, text="b"), Ctx())
+    assert "never follows a symlink" in TYPES["line"].precheck(params_for(link, text="b"), observed, Ctx())
     with pytest.raises(Failure, match="never follows a symlink"):
         line_apply(params_for(link, text="b"), ["line"], Ctx())
     assert real.read_text() == "a\n"
