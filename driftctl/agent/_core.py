@@ -326,14 +326,16 @@ def walk_link_refusal(whole, link, st, holder, holder_path):
     )
 
 
-def walk_dir(path, base=None, strict=False, create=False):
+def walk_dir(path, base=None, strict=False, create=False, whole=None):
     """Open the directory ``path`` by descriptor, one component at a time; returns (fd, shown path).
 
     ``base``: (fd, path) to start from instead of ``/`` (``path`` is then relative to it). ``strict``:
     follow no symlink at all and no ``..`` (below a user's home). ``create``: make missing
     directories 0700 on the way. Raises UnsafePath for a link that is not followed, PathMissing for a
-    missing or non-directory component. The caller closes the fd.
+    missing or non-directory component; messages name ``whole`` (default ``path``). The caller closes
+    the fd.
     """
+    whole = whole or path
     if base is None:
         if not path.startswith("/"):
             raise Failure("%s is not an absolute path" % path)
@@ -347,7 +349,7 @@ def walk_dir(path, base=None, strict=False, create=False):
             name = todo.pop()
             here = os.path.normpath(os.path.join(shown, name))
             if strict and name == "..":
-                raise UnsafePath("%s: .. is not followed below %s" % (path, base[1] if base else "/"))
+                raise UnsafePath("%s: .. is not followed below %s" % (whole, base[1] if base else "/"))
             try:
                 fd = os.open(name, DIR_FLAGS, dir_fd=cur)
             except OSError as e:
@@ -365,13 +367,13 @@ def walk_dir(path, base=None, strict=False, create=False):
                                       file_kind(st)) from None
                 if strict:
                     raise UnsafePath("%s: %s is a symlink: driftctl follows no symlink below %s"
-                                     % (path, here, base[1] if base else "/")) from None
-                why = walk_link_refusal(path, here, st, os.fstat(cur), shown)
+                                     % (whole, here, base[1] if base else "/")) from None
+                why = walk_link_refusal(whole, here, st, os.fstat(cur), shown)
                 if why:
                     raise UnsafePath(why) from None
                 links += 1
                 if links > LINK_LIMIT:
-                    raise UnsafePath("%s: too many levels of symbolic links" % path) from None
+                    raise UnsafePath("%s: too many levels of symbolic links" % whole) from None
                 target = os.readlink(name, dir_fd=cur)
                 todo.extend(reversed(_walk_parts(target)))
                 if target.startswith("/"):
@@ -401,7 +403,7 @@ class Target(object):
         self.name = parts[-1]
         parent = "/".join(parts[:-1])
         self.dfd, self.dir = walk_dir(("/" if base is None else "") + parent, base=base, strict=strict,
-                                      create=create)
+                                      create=create, whole=self.path)
 
     def __enter__(self):
         return self
