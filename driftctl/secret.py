@@ -54,11 +54,56 @@ def collect(value: Any, found: set[str] | None = None) -> set[str]:
     return found
 
 
+# A text cut to a length (a command's output tail, an argv shortened for a message) may end in the
+# first characters of a secret, or start with its last ones: redaction by value misses such a piece.
+# A piece of at least CUT_PIECE characters of a secret of at least CUT_SECRET, standing at a cut
+# (a prefix followed by the end of the text, whitespace or "...", a suffix at the start of the
+# text or after whitespace) is redacted too. Shorter pieces are too often ordinary words.
+CUT_SECRET = 8
+CUT_PIECE = 5
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value in ``text``; longest first so a secret inside another goes too."""
-    for s in sorted(secrets, key=len, reverse=True):
-        if s:
-            text = text.replace(s, REDACTED)
+    """Replace every secret value in ``text``; longest first so a secret inside another goes too.
+    Then pieces of a secret left at a cut (see CUT_PIECE)."""
+    ordered = sorted((s for s in secrets if s), key=len, reverse=True)
+    for s in ordered:
+        text = text.replace(s, REDACTED)
+    for s in ordered:
+        if len(s) >= CUT_SECRET and (s[:CUT_PIECE] in text or s[-CUT_PIECE:] in text):
+            text = _redact_cut(text, s)
+    return text
+
+
+def _redact_cut(text: str, secret: str) -> str:
+    spans: list[tuple[int, int]] = []
+    head, tail = secret[:CUT_PIECE], secret[-CUT_PIECE:]
+    i = text.find(head)
+    while i >= 0:  # the secret's first characters, then the cut
+        k = CUT_PIECE
+        while i + k < len(text) and k < len(secret) and text[i + k] == secret[k]:
+            k += 1
+        end = i + k
+        if end == len(text) or text[end].isspace() or text.startswith("...", end) or text.startswith("\u2026", end):
+            spans.append((i, end))
+        i = text.find(head, i + 1)
+    j = text.find(tail)
+    while j >= 0:  # the cut, then the secret's last characters
+        start, k = j, CUT_PIECE
+        while start > 0 and k < len(secret) and text[start - 1] == secret[-k - 1]:
+            start -= 1
+            k += 1
+        if start == 0 or text[start - 1].isspace():
+            spans.append((start, j + CUT_PIECE))
+        j = text.find(tail, j + 1)
+    merged: list[list[int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    for a, b in reversed(merged):
+        text = text[:a] + REDACTED + text[b:]
     return text
 
 
