@@ -79,6 +79,7 @@ def host_doc(h: HostResult, command: str) -> dict[str, Any]:
         "status": host_status(h, command),
         "error": h.error,
         "locked": h.locked,
+        "interrupted": h.interrupted,
         "fingerprint": h.fingerprint,
         "catalog_digest": h.catalog_digest,
         "duration": round(h.duration, 3),

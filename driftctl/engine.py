@@ -12,7 +12,7 @@ The engine never prints: it emits ``Event``s that the CLI renders.
 
 from __future__ import annotations
 
-import base64
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 from driftctl import agent, fingerprint
 from driftctl.config import Settings
+from driftctl.content import Blob
 from driftctl.errors import (
     AgentError,
+    CommandAborted,
     CommandTimeout,
     ConnectError,
     DriftctlError,
@@ -65,6 +67,8 @@ class Planned:
     # not observable yet because a resource it depends on is about to change (its user, its package):
     # observed and converged inside the apply call, after those dependencies
     deferred_by: list[str] = field(default_factory=list)
+    # apply would refuse this (a directory where a file should be...): the agent's own reason, from the probe
+    refusal: str | None = None
 
     @property
     def id(self) -> str:
@@ -90,6 +94,7 @@ class HostPlan:
     watch: dict[str, Any] = field(default_factory=dict)
     watch_after: dict[str, Any] | None = None
     round_trips: int = 0
+    interrupted: Literal["connection lost", "aborted"] | None = None
 
     def changed(self) -> list[Planned]:
         return [p for p in self.items if (p.changes and p.error is None) or p.deferred_by]
@@ -115,6 +120,10 @@ class Engine:
         self.transport_factory = transport_factory
         self.catalogs: dict[str, Catalog] = {}
         self.facts_cache: dict[str, dict[str, Any]] = {}  # host -> facts of the last stored run
+        # set on SIGINT/SIGTERM: nothing new starts; in-flight agents stop at their next resource
+        self.abort = threading.Event()
+        self.kill = threading.Event()  # a second interrupt: in-flight commands are killed now
+        self.abort_grace = 30.0
 
     # ---- before any connection
     def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
@@ -132,10 +141,13 @@ class Engine:
         run = RunResult(command=command)
 
         def one(host: Host) -> HostResult:
+            if self.abort.is_set():
+                return not_started(host)
             return self.each_host(host, lambda t: self._plan_or_apply(host, t, command))
 
         run.hosts = collect(run_hosts(hosts, one, self.settings.parallel))
         run.finished = time.time()
+        run.aborted = self.abort.is_set()
         return run
 
     def each_host(self, host: Host, work: Callable[[Transport], HostResult]) -> HostResult:
@@ -148,6 +160,8 @@ class Engine:
                 result = work(transport)
         except ConnectError as e:
             result = HostResult(host.name, "unreachable", error=e.message)
+        except CommandAborted as e:
+            result = HostResult(host.name, "failed", error=e.message, interrupted="aborted")
         except (AgentError, CommandTimeout, HostError) as e:
             result = HostResult(host.name, "failed", error=e.message, locked=isinstance(e, HostLockedError))
         except InputError as e:
@@ -178,6 +192,12 @@ class Engine:
 
     def _plan_or_apply(self, host: Host, transport: Transport, command: Command) -> HostResult:
         plan = self.plan_host(host, transport)
+        if command == "apply" and self.abort.is_set():
+            results = [_not_started(r, "the run was aborted before this host's changes started")
+                       for r in plan_results(plan)]
+            result = self.host_result(plan, results)
+            result.interrupted = "aborted"
+            return result
         if command == "apply":
             results = self.apply_plan(plan, transport)
         else:
@@ -249,6 +269,8 @@ class Engine:
             else:
                 p.observed = got["observed"]
                 p.changes = self._diff(p, p.observed)
+                if p.changes and got.get("refuse"):
+                    p.refusal = str(got["refuse"])
         defer(items, catalog.resources)
         return HostPlan(host, catalog, facts, items, answer.get("watch", {}), round_trips=round_trips)
 
@@ -272,6 +294,7 @@ class Engine:
     def _agent_item(self, p: Planned, catalog: Catalog) -> dict[str, Any]:
         params = dict(p.rtype.agent_params(p.resource.params))
         params["_want_content"] = not p.resource.sensitive
+        params["_sensitive"] = p.resource.sensitive
         if p.resource.type == "directory":
             params["_managed"] = managed_below(str(p.resource.params.get("path", "")), catalog.resources)
         return {"id": p.id, "type": p.resource.type, "params": params}
@@ -284,10 +307,10 @@ class Engine:
         wanted = set(only) if only is not None else None
         to_change = {p.id for p in plan.changed() if wanted is None or p.id in wanted}
         if not to_change:
-            return [planned_result(p) for p in plan.items]
+            return plan_results(plan)
         self.on_event(Event("phase", plan.host.name, "apply"))
         depends, notify = edges(plan.catalog.resources)
-        blobs: dict[str, str] = {}
+        blobs: list[tuple[str, Blob]] = []
         items = []
         for p in plan.items:
             item = self._agent_item(p, plan.catalog)
@@ -296,24 +319,39 @@ class Engine:
                 item["deferred"] = {"desired": fingerprint.desired_state(p.desired)}
             elif p.error is not None:
                 item["failed"] = p.error  # its dependents must be skipped, as if its apply had failed
+            if p.observed is not None and "_cas" in p.observed:
+                item["expect"] = p.observed["_cas"]  # a write checks the target is still what was planned
             item["depends"] = depends.get(p.id, [])
             item["notify"] = notify.get(p.id, [])
             items.append(item)
             if p.id in to_change:
-                for sha, data in p.rtype.blobs(p.resource.params).items():
-                    blobs[sha] = base64.b64encode(data).decode("ascii")
+                blobs.extend((p.id, b) for b in p.rtype.contents(p.resource.params))
         request: dict[str, Any] = {
-            "op": "apply", "resources": items, "blobs": blobs, "backup_dir": self.settings.backup_dir,
+            "op": "apply", "resources": items, "backup_dir": self.settings.backup_dir,
+            "backup_keep": self.settings.backup_keep, "backup_max_age_days": self.settings.backup_max_age_days,
+            "resource_timeout": self.settings.resource_timeout,
         }
         if plan.catalog.watch:
             request["watch"] = watch_request(plan.catalog)
-        answer = agent.call(transport, request)
+        applied = agent.apply(transport, request, blobs, abort=self.abort, kill=self.kill, grace=self.abort_grace)
         plan.round_trips += 1
+        plan.interrupted = ("aborted" if applied.aborted else "connection lost") if applied.cut else None
+        answer = applied.answer or {}
         plan.watch_after = answer.get("watch")
-        got = answer.get("results", {})
         results = []
         for p in plan.items:
-            r = got.get(p.id, {"status": "failed", "error": "the agent did not report this resource"})
+            r = applied.done.get(p.id)
+            if r is None and applied.cut:
+                if p.id in applied.begun:
+                    r = {"status": "failed", "error": f"interrupted while it ran ({applied.cut}): its outcome is "
+                                                      "unknown until the next check"}
+                elif p.id in to_change:
+                    r = {"status": "skipped", "error": f"not started: {applied.cut}"}
+                else:
+                    results.append(planned_result(p))
+                    continue
+            if r is None:
+                r = {"status": "failed", "error": "the agent did not report this resource"}
             results.append(self._applied_result(p, r, p.id in to_change, notifiers(p.id, notify, to_change)))
         return results
 
@@ -380,6 +418,7 @@ class Engine:
             watch=plan.watch,
             watch_after=plan.watch_after,
             secrets=secrets,
+            interrupted=plan.interrupted,
         )
 
 
@@ -417,10 +456,18 @@ def refresh_change(by: list[str]) -> Change:
 def plan_results(plan: HostPlan) -> list[ResourceResult]:
     """What apply would do: the changes, and the refreshes those changes would trigger."""
     results = [planned_result(p) for p in plan.items]
-    _, notify = edges(plan.catalog.resources)
+    depends, notify = edges(plan.catalog.resources)
     changed = {p.id for p in plan.changed()}
+    broken: set[str] = set()  # what apply will fail or skip: its dependents are skipped, as apply does
     for p, r in zip(plan.items, results, strict=True):
-        by = notifiers(p.id, notify, changed)
+        bad = [d for d in depends.get(p.id, []) if d in broken]
+        if bad and r.status != "failed":
+            why = f"dependency {', '.join(bad)} will not converge"
+            results[results.index(r)] = r = replace(r, status="skipped", error=why, reason=why)
+        if r.status in ("failed", "skipped"):
+            broken.add(p.id)
+            continue
+        by = notifiers(p.id, notify, changed - broken)
         if by and r.status == "ok" and p.rtype.refreshable:
             r.status = "changed"
             r.reason = ""
@@ -444,9 +491,22 @@ def planned_result(p: Planned) -> ResourceResult:
         )
     if p.error is not None:
         return ResourceResult(p.id, "failed", error=p.error, reason=p.error, **common)
+    if p.changes and p.refusal:
+        return ResourceResult(p.id, "failed", changes=p.changes, error=p.refusal, reason=p.refusal, **common)
     if p.changes:
         return ResourceResult(p.id, "changed", changes=p.changes, **common)
     return ResourceResult(p.id, "ok", reason="in sync", **common)
+
+
+def not_started(host: Host) -> HostResult:
+    """A host the run never reached because it was aborted first."""
+    return HostResult(host.name, "failed", error="not started: the run was aborted", interrupted="aborted")
+
+
+def _not_started(r: ResourceResult, why: str) -> ResourceResult:
+    if r.status != "changed":
+        return r
+    return replace(r, status="skipped", error=f"not started: {why}", reason=f"not started: {why}")
 
 
 def observed_view(p: Planned) -> dict[str, Any] | None:

@@ -107,6 +107,16 @@ class CommandTimeout(HostError):
     exit_code = ExitCode.FAILED
 
 
+class CommandAborted(HostError):
+    """The run was aborted (SIGINT/SIGTERM) and the remote command was stopped."""
+
+    exit_code = ExitCode.ABORTED
+
+
+class ConnectionLost(ConnectError):
+    """The connection broke while a command ran: what it reported until then stands, the rest is unknown."""
+
+
 class AgentError(HostError):
     """The agent could not run on the host or answered something that is not its protocol."""
 

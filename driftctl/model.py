@@ -163,6 +163,8 @@ class HostResult:
     secrets: frozenset[str] = frozenset()
     locked: bool = False  # another driftctl was changing this host
     unmanaged_examined: bool = False  # the watch paths were compared with a baseline in this run
+    # the run on this host was cut short: "connection lost" (exit bit 8) or "aborted" (bit 16, SIGINT/SIGTERM)
+    interrupted: Literal["connection lost", "aborted"] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -175,6 +177,10 @@ class HostResult:
             code |= ExitCode.CHANGES
         if self.status == "failed" or any(r.status == "failed" for r in self.resources):
             code |= ExitCode.FAILED
+        if self.interrupted == "connection lost":
+            code |= ExitCode.UNREACHABLE
+        elif self.interrupted == "aborted":
+            code |= ExitCode.ABORTED
         return code
 
 
@@ -186,13 +192,15 @@ class RunResult:
     hosts: list[HostResult] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    aborted: bool = False  # SIGINT/SIGTERM arrived: exit bit 16 whatever the hosts did
+
 
     @property
     def exit_code(self) -> int:
         """Bits of every host's code; 75 when a host was locked by another run (retry later)."""
         if any(h.locked for h in self.hosts):
             return ExitCode.LOCKED
-        code = ExitCode.OK
+        code = ExitCode.ABORTED if self.aborted else ExitCode.OK
         for h in self.hosts:
             code |= h.exit_code
         return code

@@ -1,26 +1,288 @@
-"""Agent entry point: read one JSON request from stdin, answer one JSON document on stdout.
+"""Agent entry point: one JSON request line on stdin, JSON lines on stdout (protocol 2).
+
+stdin:  the compressed program (read by the launcher), then the request as one JSON line, then, for
+        "apply" only, frames: ``{"blob": sha, "size": n}\\n`` followed by n raw bytes (file contents, in
+        the order the resources need them), ``{"end": true}\\n`` when no content follows, and
+        ``{"cancel": reason}\\n`` when the controller asks the run to stop. The controller keeps stdin
+        open until the agent's last line: end of input means the controller is gone.
+stdout: for "apply", ``{"begin": id}`` before a resource starts changing anything and
+        ``{"done": id, "result": {...}}`` when it ended (again with ``"refresh": true`` for a refresh);
+        then, for every op, one final answer ``{"v": 2, "ok": true, ...}`` or ``{"v": 2, "ok": false,
+        "error": "..."}``.
 
 Ops:
   facts  -> {"facts": {...}}
-  probe  -> {"facts": {...}?, "resources": {id: {"observed": {...}} | {"error": "..."}}, "watch": {...}?}
-  apply  -> {"results": {id: {"status": "ok|changed|failed|skipped", "error"?, "observed"?,
-                               "refreshed"?: true}}}
+  probe  -> {"facts": {...}?, "resources": {id: {"observed": {...}, "refuse"?: "..."} | {"error": "..."}},
+             "watch": {...}?}
+  apply  -> records as above; final {"cancelled"?: reason, "watch": {...}?}
+  prune  -> {"prune": {"removed", "kept", "bytes_freed"}}
 
-Apply items come in graph order: {"id", "type", "params", "changes": [field, ...],
-"depends": [ids], "notify": [ids]}. An item whose dependency failed or was skipped is skipped;
-notified items with a refresh handler are refreshed once, after every change, in order.
+Apply items come in graph order: {"id", "type", "params", "changes": [field, ...], "depends": [ids],
+"notify": [ids], "expect"?: what the probe saw, "timeout"?: seconds}. An item whose dependency failed or
+was skipped is skipped; notified items with a refresh handler are refreshed once, after every change.
+
+A run stops at the next resource boundary once it is cancelled: by a cancel frame, end of input, SIGHUP,
+SIGINT or SIGTERM, its parent (sshd, sudo) going away, or its output being closed. A resource already
+running has its child processes terminated; nothing new starts after that.
 """
 
 import base64
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import select
+import signal
 import stat
-import sys
+import threading
+import time
 import traceback
 
 from driftctl.agent._core import TYPES, Ctx, Failure
 from driftctl.agent.facts import gather_facts
+
+PROTOCOL = 2
+LINE_LIMIT = 1 << 26  # a request line (the change list) larger than this is refused
+CHUNK = 1 << 20
+
+
+class _Input(object):
+    """fd 0 with a buffer of our own: the launcher read exactly the program from it, unbuffered."""
+
+    def __init__(self, fd=0):
+        self.fd = fd
+        self.buf = bytearray()
+        self.eof = False
+
+    def _fill(self):
+        if self.eof:
+            return False
+        data = os.read(self.fd, CHUNK)
+        if not data:
+            self.eof = True
+            return False
+        self.buf.extend(data)
+        return True
+
+    def readline(self, limit=LINE_LIMIT):
+        """One line without its newline, or None at end of input."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 1]
+                return line
+            if len(self.buf) > limit:
+                raise Failure("a request line longer than %d bytes" % limit)
+            if not self._fill():
+                if self.buf:  # a last line without its newline (protocol 1 callers)
+                    line = bytes(self.buf)
+                    del self.buf[:]
+                    return line
+                return None
+
+    def read_into(self, n, sink):
+        """Pass exactly n bytes to ``sink`` in chunks; False when the input ended first."""
+        while n > 0:
+            if not self.buf and not self._fill():
+                return False
+            take = bytes(self.buf[:n])
+            del self.buf[: len(take)]
+            n -= len(take)
+            sink(take)
+        return True
+
+
+class _Channel(object):
+    """The controller's end: the frames it sends, the records we send, and whether it is still there."""
+
+    def __init__(self, out_fd=1):
+        self.input = _Input()
+        self.out_fd = out_fd
+        self.cancelled = None  # the reason, once cancelled
+        self.ppid = os.getppid()
+        self.frames_done = False  # the "end" frame was read: stdin now belongs to the watcher thread
+        self.pending = None  # a blob frame header read but not yet consumed
+        self.records = True  # protocol 1 callers (bake, tests) want one answer document only
+        self._write_lock = threading.Lock()
+
+    # ---- cancellation
+    def cancel(self, why):
+        if self.cancelled is None:
+            self.cancelled = why
+            _kill_children(signal.SIGTERM)
+
+    def alive(self):
+        if self.cancelled is None and os.getppid() != self.ppid:
+            self.cancel("the controller's session ended (parent process gone)")
+        return self.cancelled is None
+
+    # ---- output
+    def record(self, record):
+        if self.records:
+            self.send(record)
+
+    def send(self, record):
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        with self._write_lock:
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(self.out_fd, view)
+                    view = view[n:]
+            except OSError:
+                self.cancel("the controller's connection is gone (output closed)")
+
+    # ---- frames
+    def next_frame(self):
+        """The next frame header (a dict), or None when input ended or the frames are over."""
+        if self.pending is not None:
+            frame, self.pending = self.pending, None
+            return frame
+        if self.frames_done:
+            return None
+        line = self.input.readline()
+        if line is None:
+            self.cancel("the controller's connection is gone (end of input)")
+            return None
+        try:
+            frame = json.loads(line.decode("utf-8"))
+        except ValueError:
+            raise Failure("bad frame from the controller") from None
+        if frame.get("cancel") is not None:
+            self.cancel(str(frame["cancel"]) or "cancelled by the controller")
+            return self.next_frame()
+        if frame.get("end"):
+            self.frames_done = True
+            self.start_watcher()
+            return None
+        return frame
+
+    def settle(self, passed):
+        """Read past the frames of resources already passed (skipped, failed, in sync), up to the next
+        frame still needed; at the end frame the watcher takes over stdin."""
+        while self.cancelled is None:
+            frame = self.next_frame()
+            if frame is None:
+                return
+            if frame.get("for") in passed:
+                self.skip_body(frame)
+                continue
+            self.pending = frame
+            return
+
+    def skip_body(self, frame):
+        if not self.input.read_into(int(frame["size"]), lambda chunk: None):
+            self.cancel("the controller's connection is gone (end of input)")
+
+    def start_watcher(self):
+        t = threading.Thread(target=self._watch, name="driftctl-watch")
+        t.daemon = True
+        t.start()
+
+    def _watch(self):
+        """After the last frame: notice a cancel frame, end of input or a vanished parent within a second."""
+        while self.cancelled is None:
+            if not self.alive():
+                return
+            if self.input.buf:
+                ready = True
+            else:
+                try:
+                    ready = bool(select.select([self.input.fd], [], [], 1.0)[0])
+                except (OSError, ValueError):
+                    ready = True
+            if not ready:
+                continue
+            try:
+                line = self.input.readline()
+            except (OSError, Failure):
+                line = None
+            if line is None:
+                self.cancel("the controller's connection is gone (end of input)")
+                return
+            try:
+                frame = json.loads(line.decode("utf-8"))
+            except ValueError:
+                continue
+            if isinstance(frame, dict) and frame.get("cancel") is not None:
+                self.cancel(str(frame["cancel"]) or "cancelled by the controller")
+
+
+def _kill_children(sig):
+    """Signal every child process of the agent (and the process group each leads): no orphan is left."""
+    me = os.getpid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[1]) == me:
+            pid = int(name)
+            try:
+                os.killpg(pid, sig)  # a child that leads its own group (run() starts them so)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+
+
+class StreamCtx(Ctx):
+    """A Ctx whose file contents arrive as frames on the channel, streamed into the destination."""
+
+    def __init__(self, channel, **kwargs):
+        Ctx.__init__(self, **kwargs)
+        self.channel = channel
+
+    def copy_blob(self, sha, fd):
+        if sha in self.blobs:  # sent inline (old controllers, tests)
+            return Ctx.copy_blob(self, sha, fd)
+        channel = self.channel
+        while True:
+            frame = channel.next_frame()
+            if frame is None:
+                raise Failure("content %s was not received from the controller%s" % (
+                    sha[:12], (" (%s)" % channel.cancelled) if channel.cancelled else ""))
+            if frame.get("blob") != sha:
+                channel.skip_body(frame)  # for a resource that was skipped or failed before needing it
+                continue
+            return _receive(channel, frame, fd)
+
+
+def _receive(channel, frame, fd):
+    """Write one blob frame's body to ``fd``, hashing on the way; the whole frame is always consumed."""
+    h = hashlib.sha256()
+    size = int(frame["size"])
+    failed = []
+
+    def sink(chunk):
+        if failed:
+            return  # the destination failed (ENOSPC...): read the rest of the frame past it
+        h.update(chunk)
+        view = memoryview(chunk)
+        try:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+        except OSError as e:
+            failed.append(e)
+
+    complete = channel.input.read_into(size, sink)
+    if failed:
+        raise failed[0]
+    if not complete:
+        channel.cancel("the controller's connection is gone (end of input)")
+        raise Failure("the connection ended while content %s was being received" % frame["blob"][:12])
+    if h.hexdigest() != frame["blob"]:
+        raise Failure("content received does not match its checksum %s" % frame["blob"][:12])
+    return size
 
 
 def _handler(item):
@@ -32,14 +294,22 @@ def _handler(item):
 
 def _observe(item, ctx):
     try:
-        return {"observed": _handler(item).observe(item["params"], ctx)}
+        handler = _handler(item)
+        observed = handler.observe(item["params"], ctx)
+        seen = {"observed": observed}
+        precheck = getattr(handler, "precheck", None)
+        if precheck is not None:
+            refusal = precheck(item["params"], observed, ctx)
+            if refusal:
+                seen["refuse"] = refusal
+        return seen
     except Failure as e:
         return {"error": str(e)}
     except Exception as e:  # a bug or an unexpected host state: report it on this resource only
         return {"error": "%s: %s" % (type(e).__name__, e)}
 
 
-def op_probe(req):
+def op_probe(req, channel):
     facts = gather_facts()
     ctx = Ctx(facts=facts, want_content=req.get("want_content", True))
     answer = {"resources": {}}
@@ -99,94 +369,168 @@ def _host_lock(directory):
     return fd
 
 
-def op_apply(req):
+def _set_deadline(seconds):
+    """The resource's time limit, honoured by every command it runs (see run() in _core)."""
+    setter = globals().get("run_set_deadline")
+    if setter is not None:
+        setter(time.monotonic() + seconds if seconds else None)
+
+
+def _expectation(item, before):
+    """What the target must still be just before a write (compare-and-swap), or 'no expectation'."""
+    unknown = globals().get("CAS_UNKNOWN")
+    if before is not None:
+        return before.get("_cas", unknown) if isinstance(before, dict) else unknown
+    if "expect" in item:
+        return item["expect"]
+    return unknown
+
+
+def _backup_settings(req, ctx):
+    ctx.backup_dir = req.get("backup_dir") or ctx.backup_dir
+    if req.get("backup_keep") is not None:
+        ctx.backup_keep = int(req["backup_keep"])
+    if req.get("backup_max_age_days") is not None:
+        ctx.backup_max_age = float(req["backup_max_age_days"]) * 86400
+
+
+def _apply_one(item, ctx, results, channel):
+    """Converge one item; its outcome goes into ``results`` (and to the controller)."""
+    rid = item["id"]
+    bad = [d for d in item.get("depends", []) if results.get(d, {}).get("status") in ("failed", "skipped")]
+    if bad:
+        return {"status": "skipped", "error": "dependency %s did not converge" % ", ".join(bad)}
+    if item.get("failed"):  # could not even be observed: nothing after it may run
+        return {"status": "failed", "error": item["failed"]}
+    changes = item.get("changes")
+    before = None
+    if item.get("deferred"):
+        # not observable at plan time (its user or package did not exist yet): observe it now,
+        # after its dependencies, and converge what differs from the desired state sent along
+        seen = _observe(item, ctx)
+        if "error" in seen:
+            return {"status": "failed", "error": seen["error"]}
+        before = seen["observed"]
+        desired = item["deferred"]["desired"]
+        changes = [k for k, v in sorted(desired.items()) if before.get(k) != v]
+        if not changes:
+            return {"status": "ok", "before": before, "observed": before}
+        if seen.get("refuse"):
+            return {"status": "failed", "error": seen["refuse"], "before": before}
+    if not changes:
+        return {"status": "ok"}
+    channel.record({"begin": rid})
+    ctx.expect = _expectation(item, before)
+    try:
+        _handler(item).apply(item["params"], changes, ctx)
+        result = {"status": "changed"}
+    except Failure as e:
+        result = {"status": "failed", "error": str(e)}
+    except Exception as e:
+        result = {"status": "failed", "error": "%s: %s" % (type(e).__name__, e)}
+    if channel.cancelled is not None and result["status"] == "failed":
+        result["error"] = "%s (stopped: %s)" % (result["error"], channel.cancelled)
+    if result["status"] == "changed":
+        result.update(_observe(item, ctx))
+    if before is not None:
+        result["before"] = before
+    return result
+
+
+def op_apply(req, channel):
     _host_lock(req.get("lock_dir") or LOCK_DIR)
-    blobs = dict((k, base64.b64decode(v)) for k, v in req.get("blobs", {}).items())
-    ctx = Ctx(facts=gather_facts(), blobs=blobs, backup_dir=req.get("backup_dir") or Ctx().backup_dir)
+    blobs = dict((k, base64.b64decode(v)) for k, v in req.get("blobs", {}).items())  # inline (protocol 1)
+    ctx = StreamCtx(channel, facts=gather_facts(), blobs=blobs)
+    _backup_settings(req, ctx)
+    limit = req.get("resource_timeout")
     results = {}
     notified = []
-    for item in req.get("resources", []):
+    items = req.get("resources", [])
+    framed = bool(req.get("frames"))
+    for item in items:
+        if framed:
+            channel.settle(results)
+        if not channel.alive():
+            break
+        _set_deadline(item.get("timeout") or limit)
+        result = results[item["id"]] = _apply_one(item, ctx, results, channel)
+        _set_deadline(None)
+        channel.record({"done": item["id"], "result": result})
+        if result["status"] == "changed":
+            for target in item.get("notify", []):
+                if target not in notified:
+                    notified.append(target)
+    for item in items:
         rid = item["id"]
-        bad = [d for d in item.get("depends", []) if results.get(d, {}).get("status") in ("failed", "skipped")]
-        if bad:
-            results[rid] = {"status": "skipped", "error": "dependency %s did not converge" % ", ".join(bad)}
+        if rid not in notified or rid not in results or results[rid]["status"] in ("failed", "skipped"):
             continue
-        if item.get("failed"):  # could not even be observed: nothing after it may run
-            results[rid] = {"status": "failed", "error": item["failed"]}
+        handler = _handler(item)
+        if handler.refresh is None or not channel.alive():
             continue
-        changes = item.get("changes")
-        before = None
-        if item.get("deferred"):
-            # not observable at plan time (its user or package did not exist yet): observe it now,
-            # after its dependencies, and converge what differs from the desired state sent along
-            seen = _observe(item, ctx)
-            if "error" in seen:
-                results[rid] = {"status": "failed", "error": seen["error"]}
-                continue
-            before = seen["observed"]
-            desired = item["deferred"]["desired"]
-            changes = [k for k, v in sorted(desired.items()) if before.get(k) != v]
-            if not changes:
-                results[rid] = {"status": "ok", "before": before, "observed": before}
-                continue
-        if not changes:
-            results[rid] = {"status": "ok"}
-            continue
+        channel.record({"begin": rid, "refresh": True})
+        _set_deadline(item.get("timeout") or limit)
         try:
-            _handler(item).apply(item["params"], changes, ctx)
-            results[rid] = {"status": "changed"}
-        except Failure as e:
-            results[rid] = {"status": "failed", "error": str(e)}
-            continue
-        except Exception as e:
-            results[rid] = {"status": "failed", "error": "%s: %s" % (type(e).__name__, e)}
-            continue
-        results[rid].update(_observe(item, ctx))
-        if before is not None:
-            results[rid]["before"] = before
-        for target in item.get("notify", []):
-            if target not in notified:
-                notified.append(target)
-    for item in req.get("resources", []):
-        rid = item["id"]
-        if rid not in notified or results[rid]["status"] in ("failed", "skipped"):
-            continue
-        try:
-            handler = _handler(item)
-            if handler.refresh is None:
-                continue
             handler.refresh(item["params"], ctx)
             results[rid]["refreshed"] = True
         except Failure as e:
             results[rid].update(status="failed", error="refresh failed: %s" % e)
         except Exception as e:
             results[rid].update(status="failed", error="refresh failed: %s: %s" % (type(e).__name__, e))
-    answer = {"results": results}
-    _watch(req, ctx, answer)
+        _set_deadline(None)
+        channel.record({"done": rid, "result": results[rid], "refresh": True})
+    if framed:
+        channel.settle(results)
+    answer = {} if channel.records else {"results": results}
+    if channel.cancelled is not None:
+        answer["cancelled"] = channel.cancelled
+    else:
+        _watch(req, ctx, answer)
     return answer
 
 
-OPS = {"facts": lambda req: {"facts": gather_facts()}, "probe": op_probe, "apply": op_apply}
+def op_prune(req, channel):
+    ctx = Ctx()
+    _backup_settings(req, ctx)
+    pruner = globals().get("prune_backups")
+    if pruner is None:
+        raise Failure("this agent cannot prune backups")
+    return {"prune": pruner(ctx)}
+
+
+OPS = {
+    "facts": lambda req, channel: {"facts": gather_facts()},
+    "probe": op_probe,
+    "apply": op_apply,
+    "prune": op_prune,
+}
 
 
 def main():
+    channel = _Channel()
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: channel.cancel("signal %d" % signum))
     try:
-        req = json.loads(sys.stdin.buffer.read().decode("utf-8"))
-        if req.get("v") != 1:
-            raise Failure("unsupported protocol version %r" % req.get("v"))
+        line = channel.input.readline()
+        if line is None:
+            raise Failure("no request received")
+        req = json.loads(line.decode("utf-8"))
+        version = req.get("v")
+        if version not in (1, PROTOCOL):
+            raise Failure("unsupported protocol version %r (this agent speaks %d)" % (version, PROTOCOL))
+        channel.records = version == PROTOCOL
         op = OPS.get(req.get("op"))
         if op is None:
             raise Failure("unknown op %r" % req.get("op"))
-        answer = op(req)
-        answer.update(v=1, ok=True)
+        answer = op(req, channel)
+        answer.update(ok=True)
     except Locked as e:
-        answer = {"v": 1, "ok": False, "locked": True, "error": str(e)}
+        answer = {"ok": False, "locked": True, "error": str(e)}
     except Failure as e:
-        answer = {"v": 1, "ok": False, "error": str(e)}
+        answer = {"ok": False, "error": str(e)}
     except Exception:
-        answer = {"v": 1, "ok": False, "error": traceback.format_exc(limit=5)}
-    sys.stdout.write(json.dumps(answer, separators=(",", ":")))
-    sys.stdout.flush()
+        answer = {"ok": False, "error": traceback.format_exc(limit=5)}
+    answer["v"] = PROTOCOL if channel.records else 1
+    channel.send(answer)
 
 
 if __name__ == "__main__":

@@ -87,9 +87,10 @@ def _base_in_podman(image: Image, ref: str) -> Iterator[str]:
 
 
 def _agent(container: str, request: dict[str, Any]) -> dict[str, Any]:
-    from driftctl.agent import PROTOCOL_VERSION, command, program_bytes
+    from driftctl.agent import command, program_bytes
 
-    payload = json.dumps({"v": PROTOCOL_VERSION, **request}, separators=(",", ":")).encode()
+    # protocol 1: one answer document, no frames (nothing streams into a build container)
+    payload = json.dumps({"v": 1, **request}, separators=(",", ":")).encode()
     proc = subprocess.run(["podman", "exec", "-i", container, *command("python3")],
                           input=program_bytes() + payload, capture_output=True, timeout=3600)
     try:

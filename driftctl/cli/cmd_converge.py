@@ -13,6 +13,7 @@ from driftctl import document
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
 from driftctl.cli.render import Progress, final_line, host_section, summary_table
+from driftctl.cli.signals import interruptible
 from driftctl.engine import Engine
 from driftctl.errors import DriftctlError
 from driftctl.model import RunResult
@@ -71,10 +72,11 @@ def converge(command: str, inventory: Path, limit: str | None, as_json: bool, ma
     with ui.transport_warnings(), \
             Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress
-        if command == "apply":
-            run = _apply(ctx, engine, inventory, flags.get("wait_lock"))
-        else:
-            run = engine.run(command, ctx.hosts)  # type: ignore[arg-type]
+        with interruptible(engine):
+            if command == "apply":
+                run = _apply(ctx, engine, inventory, flags.get("wait_lock"))
+            else:
+                run = engine.run(command, ctx.hosts)  # type: ignore[arg-type]
     show(run, inventory, as_json, show_diff, verbose)
     return run.exit_code
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl import graph
+from driftctl.content import read_source
 from driftctl.errors import InventoryError, Location, ManifestError
 from driftctl.manifest.canonical import digest, mentions_secret, secret_strings
 from driftctl.manifest.render import FactsPlaceholder, FactsUse, TrackedFacts, contains_placeholder
@@ -312,7 +313,7 @@ class _Compiler:
             base = mf.templates if key == "template" else mf.files
             path = resolve_inside(self.site, base, rel, key_locations[key], key)
             if key == "source":
-                params["content"] = path.read_bytes()
+                params["content"] = read_source(path)  # a large file is streamed at apply, never held
                 continue
             self.use.reset()
             try:

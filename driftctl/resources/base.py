@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from driftctl.content import Blob, blob_of
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change, Resource
 
@@ -227,6 +228,11 @@ class ResourceType:
     def blobs(cls, params: Mapping[str, Any]) -> dict[str, bytes]:
         """Contents the agent needs for apply, by sha256."""
         return {}
+
+    @classmethod
+    def contents(cls, params: Mapping[str, Any]) -> list[Blob]:
+        """The same contents as ``blobs()``, as the apply call streams them (large files never in memory)."""
+        return [blob_of(data) for data in cls.blobs(params).values()]
 
     @classmethod
     def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:

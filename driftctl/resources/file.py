@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from driftctl.content import Blob, FileContent, blob_of
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, check_abs_path, check_mode, content_change, register, sha256
@@ -133,12 +134,22 @@ class _TextCache:
 TEXTS = _TextCache()
 
 
-def content_bytes(content: str | bytes) -> bytes:
+def content_bytes(content: str | bytes | FileContent) -> bytes:
+    if isinstance(content, FileContent):  # only bake and tests want a large source in memory
+        return b"".join(content.chunks())
     return content.encode("utf-8") if isinstance(content, str) else content
 
 
-def content_text(content: str | bytes) -> str | None:
+def content_sha(content: str | bytes | FileContent) -> str:
+    if isinstance(content, FileContent):
+        return content.sha256
+    return sha256(content_bytes(content))
+
+
+def content_text(content: str | bytes | FileContent) -> str | None:
     """The content as text when the agent would also send it as text (small, UTF-8), else None."""
+    if isinstance(content, FileContent):
+        return None
     data = content_bytes(content)
     if len(data) > CONTENT_LIMIT:
         return None
@@ -224,7 +235,7 @@ class File(ResourceType):
         sha = None
         content = params.get("content")
         if content is not None:
-            sha = sha256(content_bytes(content))
+            sha = content_sha(content)
             text = content_text(content)
             if text is not None:
                 TEXTS.put(sha, text)
@@ -240,7 +251,9 @@ class File(ResourceType):
     def agent_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         out = {k: params.get(k) for k in ("path", "ensure", "owner", "group", "mode", "backup")}
         content = params.get("content")
-        out["content_sha256"] = sha256(content_bytes(content)) if content is not None else None
+        out["content_sha256"] = content_sha(content) if content is not None else None
+        out["content_size"] = content.size if isinstance(content, FileContent) else (
+            len(content_bytes(content)) if content is not None else None)
         out.update({k: v for k, v in params.items() if k.startswith("_")})
         return out
 
@@ -251,6 +264,13 @@ class File(ResourceType):
             return {}
         data = content_bytes(content)
         return {sha256(data): data}
+
+    @classmethod
+    def contents(cls, params: Mapping[str, Any]) -> list[Blob]:
+        content = params.get("content")
+        if content is None or params.get("ensure") == "absent":
+            return []
+        return [blob_of(content)]
 
     @classmethod
     def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:

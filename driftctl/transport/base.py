@@ -8,8 +8,9 @@ Implementations translate their library's errors into driftctl.errors at this bo
 from __future__ import annotations
 
 import shlex
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -46,7 +47,31 @@ class TransportOptions:
     accept_new_host_keys: bool = False  # trust on first use, only when asked
     ssh_config: str | None = None  # default ~/.ssh/config
     use_agent: bool = True
-    connect_retries: int = 2
+    connect_retries: int = 2  # retries of refused/reset connects, while the connect timeout lasts
+    # SSH algorithms allowed beyond the safe defaults, e.g. "ciphers=+aes128-cbc" (transport/sshpolicy.py)
+    ssh_algorithms: str | None = None
+
+
+@dataclass
+class Feed:
+    """stdin of a streaming command: ``chunks`` are written in order as the command reads them.
+
+    stdin stays open after the last chunk, until the command exits (``done`` is set then): for the
+    agent, end of input means "the controller is gone". A ``chunks`` generator may itself wait for
+    ``done`` or ``abort`` to say a last word. Once ``abort`` is set, the command has ``grace`` seconds
+    to end by itself before the transport kills it (and everything it started) and raises
+    CommandAborted.
+    """
+
+    chunks: Iterable[bytes]
+    done: threading.Event = field(default_factory=threading.Event)
+    abort: threading.Event | None = None
+    grace: float = 10.0
+    kill: threading.Event | None = None  # set: no more grace, kill now (a second interrupt)
+
+    def must_kill(self, aborted_for: float) -> bool:
+        """Whether an aborted command has had its grace (``aborted_for`` seconds since the abort)."""
+        return aborted_for > self.grace or (self.kill is not None and self.kill.is_set())
 
 
 def quote(argv: Sequence[str]) -> str:
@@ -80,6 +105,23 @@ class Transport(ABC):
 
         ``become`` (default: the host's setting) wraps it in sudo; a become password goes over stdin,
         never argv. Raises CommandTimeout when ``timeout`` (default: the host's command_timeout) passes.
+        """
+
+    @abstractmethod
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        feed: Feed,
+        on_output: Callable[[bytes], None],
+        timeout: float | None = None,
+        become: bool | None = None,
+    ) -> CommandResult:
+        """Run ``argv`` with stdin from ``feed``, passing stdout to ``on_output`` as it arrives.
+
+        The result carries stderr and the exit status (its stdout is empty). Raises ConnectError when
+        the connection is lost mid-command (what ``on_output`` got until then stands), CommandTimeout,
+        and CommandAborted when ``feed.abort`` was set and the command outlived its grace.
         """
 
     @abstractmethod

@@ -9,11 +9,11 @@ too: each command carries a unique ``DRIFTCTL_RUN`` environment value that its c
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from driftctl.errors import CommandTimeout, ConnectError
-from driftctl.transport.base import CommandResult, Transport
-from driftctl.transport.local import MARK_VAR, kill_marked, new_mark, run_process
+from driftctl.transport.base import CommandResult, Feed, Transport
+from driftctl.transport.local import MARK_VAR, kill_marked, new_mark, run_process, stream_process
 
 PODMAN = "podman"
 INSPECT_TIMEOUT = 30.0
@@ -47,6 +47,35 @@ class PodmanTransport(Transport):
     def close(self) -> None:
         """Nothing to close: every command is its own podman exec."""
 
+    def _command(self, argv: Sequence[str], become: bool | None, token: str) -> list[str]:
+        conn = self.host.connection
+        become = conn.become if become is None else become
+        user = conn.become_user if become else conn.user
+        cmd = [PODMAN, "exec", "-i", "--env", f"{MARK_VAR}={token}"]
+        if user:
+            cmd += ["--user", user]
+        return [*cmd, self.container, *[str(a) for a in argv]]
+
+    def _reap(self, token: str) -> None:
+        run_process(self.host.name, [PODMAN, "exec", "--user", "root", self.container, *kill_marked(token)], b"",
+                    INSPECT_TIMEOUT)
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        feed: Feed,
+        on_output: Callable[[bytes], None],
+        timeout: float | None = None,
+        become: bool | None = None,
+    ) -> CommandResult:
+        timeout = self.host.connection.command_timeout if timeout is None else timeout
+        token = new_mark()
+        result = stream_process(self.host.name, self._command(argv, become, token), feed, on_output, timeout,
+                                lambda: self._reap(token))
+        result.argv = list(argv)
+        return self._checked(result)
+
     def run(
         self,
         argv: Sequence[str],
@@ -55,26 +84,17 @@ class PodmanTransport(Transport):
         timeout: float | None = None,
         become: bool | None = None,
     ) -> CommandResult:
-        conn = self.host.connection
-        timeout = conn.command_timeout if timeout is None else timeout
-        become = conn.become if become is None else become
-        user = conn.become_user if become else conn.user
+        timeout = self.host.connection.command_timeout if timeout is None else timeout
         token = new_mark()
-        cmd = [PODMAN, "exec", "-i", "--env", f"{MARK_VAR}={token}"]
-        if user:
-            cmd += ["--user", user]
-        cmd += [self.container, *[str(a) for a in argv]]
         try:
-            result = run_process(self.host.name, cmd, stdin, timeout)
+            result = run_process(self.host.name, self._command(argv, become, token), stdin, timeout)
         except CommandTimeout:
-            run_process(
-                self.host.name,
-                [PODMAN, "exec", "--user", "root", self.container, *kill_marked(token)],
-                b"",
-                INSPECT_TIMEOUT,
-            )
+            self._reap(token)
             raise
         result.argv = list(argv)
+        return self._checked(result)
+
+    def _checked(self, result: CommandResult) -> CommandResult:
         if result.rc in (125, 255) and _container_gone(result.stderr_text):
             raise ConnectError(self.host.name, f"container {self.container}: {result.stderr_text.strip()[-300:]}")
         return result

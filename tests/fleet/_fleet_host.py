@@ -78,7 +78,8 @@ class FleetHost:
         The answer is returned as parsed, ``"ok": false`` included; output that is not JSON raises
         AssertionError with the agent's stderr.
         """
-        payload = json.dumps({"v": agentlib.PROTOCOL_VERSION, **request}, separators=(",", ":")).encode()
+        # protocol 1: one answer document (protocol 2 streams a record per resource; see agent/_main.py)
+        payload = json.dumps({"v": 1, **request}, separators=(",", ":")).encode()
         result = self.exec(agentlib.command(), stdin=agentlib.program_bytes() + payload, timeout=timeout)
         try:
             answer = json.loads(result.stdout)

@@ -6,6 +6,7 @@ apply converges and a second plan is in sync; a stale facts cache is detected an
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ class RecordingTransport(LocalTransport):
             request = json.loads(stdin[int(argv[-1]):])
             RecordingTransport.ops.append(request["op"])
         return super().run(argv, stdin=stdin, timeout=timeout, become=become)
+
+    def stream(self, argv, *, feed, on_output, timeout=None, become=None):  # type: ignore[no-untyped-def]
+        chunks = iter(feed.chunks)
+        first = next(chunks)  # the program and the request line
+        request = json.loads(first[int(argv[-1]):].split(b"\n", 1)[0])
+        RecordingTransport.ops.append(request["op"])
+        feed.chunks = itertools.chain([first], chunks)
+        return super().stream(argv, feed=feed, on_output=on_output, timeout=timeout, become=become)
 
 
 @pytest.fixture

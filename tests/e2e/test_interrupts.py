@@ -1,0 +1,194 @@
+"""A run that is cut short tells the truth and leaves nothing running (issue 8 §3, §4).
+
+Made to happen on a real host: the SSH connection cut by a TCP proxy of ours in the middle of an
+apply, the controller killed with SIGKILL, SIGINT and SIGTERM sent to it, twice. After each:
+- the report names exactly what was applied before the cut, what was interrupted and what never
+  started (and the store has the same);
+- nothing is still running on the host, and nothing more is written there after the cut;
+- the exit code carries 8 (connection lost) or 16 (aborted) and 4 for what failed;
+- the locks are released: the next apply runs.
+
+The manifest: ten execs, each taking a second and leaving a marker file /root/steps/N, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2ehelp import REPO, driftctl, write_inventory
+from netfault import TcpProxy, through_proxy
+
+pytestmark = pytest.mark.slow
+
+STEPS = 10
+
+
+def steps_site(directory: Path, seconds: float = 1.0) -> Path:
+    site = directory / "manifests"
+    (site / "roles" / "s").mkdir(parents=True)
+    (site / "site.yaml").write_text("- hosts: all\n  roles: [s]\n")
+    lines = ["resources:", "  - directory: /root/steps"]
+    for i in range(1, STEPS + 1):
+        lines += [
+            f"  - exec: step{i:02d}",
+            f"    command: sleep {seconds}; touch /root/steps/{i:02d}",
+            "    shell: true",
+            f"    creates: /root/steps/{i:02d}",
+            "    require: directory:/root/steps" if i == 1 else f"    require: exec:step{i - 1:02d}",
+        ]
+    (site / "roles" / "s" / "resources.yaml").write_text("\n".join(lines) + "\n")
+    return site
+
+
+def markers(host: Any) -> list[str]:
+    r = host.sh("ls /root/steps 2>/dev/null")
+    return sorted(r.stdout_text.split())
+
+
+def wait_for_markers(host: Any, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(markers(host)) < count:
+        assert time.monotonic() < deadline, f"the apply never reached step {count}"
+        time.sleep(0.1)
+
+
+def agent_processes(host: Any) -> str:
+    """Processes on the host that belong to a driftctl run (the agent, or the commands it started)."""
+    r = host.sh("ps -eo pid,args | grep -E 'driftctl-agent|zlib.decompress|sleep [0-9]|/root/steps' "
+                "| grep -v grep || true")
+    return r.stdout_text.strip()
+
+
+def assert_nothing_left(host: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := agent_processes(host)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert not left, f"still running on {host.name}:\n{left}"
+
+
+def statuses(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {r["id"]: (r["status"], r.get("error") or "") for r in doc["hosts"][0]["resources"]}
+
+
+def start(args: list[str], state: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
+    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1", DRIFTCTL_CONNECT_TIMEOUT="60")
+    return subprocess.Popen([sys.executable, "-m", "driftctl", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def check_report_matches_host(doc: dict[str, Any], host: Any) -> None:
+    """Every step the report calls changed is on the host, every step it calls not started is not."""
+    got = statuses(doc)
+    on_host = set(markers(host))
+    for i in range(1, STEPS + 1):
+        status, error = got[f"exec:step{i:02d}"]
+        name = f"{i:02d}"
+        if status == "changed":
+            assert name in on_host, f"step {i} reported changed but not on the host"
+        elif status == "skipped":
+            assert name not in on_host, f"step {i} reported not started but it ran: {error}"
+
+
+def test_cut_connection_reports_exactly_what_was_applied(fresh_host: Any, tmp_path: Path) -> None:
+    proxy = TcpProxy(fresh_host.port)
+    try:
+        inv = write_inventory(tmp_path / "inv", [through_proxy(fresh_host, proxy, tmp_path / "kh")])
+        site = steps_site(tmp_path)
+        proc = start(["apply", str(inv), "-m", str(site), "--json"], tmp_path / "state")
+        wait_for_markers(fresh_host, 5)
+        proxy.cut()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proxy.close()
+    # 2 (the steps before the cut changed the host) | 4 (the interrupted one failed) | 8 (connection lost)
+    assert proc.returncode == 14, f"exit {proc.returncode}\n{err}"
+    doc = json.loads(out)
+    host_doc = doc["hosts"][0]
+    assert host_doc["interrupted"] == "connection lost"
+    got = statuses(doc)
+    changed = [rid for rid, (s, _) in got.items() if s == "changed" and rid.startswith("exec:")]
+    assert len(changed) >= 4, got  # what the agent reported before the cut
+    not_started = [rid for rid, (s, e) in got.items() if s == "skipped" and "not started" in e]
+    assert not_started, got
+    assert all(s in ("changed", "failed", "skipped") for s, _ in got.values())
+    # the agent stopped at its next resource boundary: nothing started after the cut, nothing is left
+    assert_nothing_left(fresh_host)
+    time.sleep(3)
+    check_report_matches_host(doc, fresh_host)
+    assert len(markers(fresh_host)) <= len(changed) + 1  # at most the one that was running at the cut
+    # the store has the same story, and the next apply finishes the job
+    history = driftctl("history", inv, "--json", state_dir=tmp_path / "state")
+    assert history.rc == 0, history.output
+    assert "connection lost" in history.stdout or '"failed"' in history.stdout
+    again = driftctl("apply", inv, "-m", site, "--json", state_dir=tmp_path / "state")
+    assert again.rc in (0, 8), again.output  # the proxy is gone: unreachable, not locked (75)
+
+
+def test_controller_killed_leaves_no_agent_running(fresh_host: Any, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path / "inv", [fresh_host])
+    site = steps_site(tmp_path)
+    proc = start(["apply", str(inv), "-m", str(site)], tmp_path / "state")
+    wait_for_markers(fresh_host, 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert_nothing_left(fresh_host)
+    written = markers(fresh_host)
+    time.sleep(3)
+    assert markers(fresh_host) == written  # nothing more is written
+    assert len(written) < STEPS
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_reports_stores_and_unlocks(fresh_host: Any, tmp_path: Path, sig: signal.Signals) -> None:
+    inv = write_inventory(tmp_path / "inv", [fresh_host])
+    site = steps_site(tmp_path)
+    state = tmp_path / "state"
+    proc = start(["apply", str(inv), "-m", str(site), "--json"], state)
+    wait_for_markers(fresh_host, 3)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode & 16, f"exit {proc.returncode}\n{err}"
+    assert proc.returncode != 75
+    doc = json.loads(out)  # a partial report is printed
+    assert doc["hosts"][0]["interrupted"] == "aborted"
+    got = statuses(doc)
+    assert any(s == "skipped" and "not started" in e for s, e in got.values()), got
+    assert_nothing_left(fresh_host)
+    check_report_matches_host(doc, fresh_host)
+    # stored, and the locks (the store's and the host's) are released: the next apply converges
+    history = driftctl("history", inv, "--json", state_dir=state)
+    assert history.rc == 0 and "aborted" in history.stdout, history.output
+    again = driftctl("apply", inv, "-m", site, "--json", state_dir=state)
+    assert again.rc == 2, again.output
+    assert markers(fresh_host) == [f"{i:02d}" for i in range(1, STEPS + 1)]
+
+
+def test_second_sigint_kills_at_once_and_still_unlocks(fresh_host: Any, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path / "inv", [fresh_host])
+    site = steps_site(tmp_path, seconds=60)  # a step that would outlive any grace
+    state = tmp_path / "state"
+    proc = start(["apply", str(inv), "-m", str(site), "--json"], state)
+    deadline = time.monotonic() + 120
+    while "sleep 60" not in agent_processes(fresh_host):
+        assert time.monotonic() < deadline, "the first step never started"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode & 16, f"exit {proc.returncode}\n{err}"
+    assert "again" in err
+    assert_nothing_left(fresh_host)
+    assert markers(fresh_host) == []
+    quick = steps_site(tmp_path / "quick", seconds=0)
+    again = driftctl("apply", inv, "-m", quick, state_dir=state)
+    assert again.rc == 2, again.output  # not 75: the locks were released
