@@ -291,62 +291,104 @@ def _split_key(key: int) -> tuple[int, int]:
     return unsigned >> 32, unsigned & 0xFFFFFFFF
 
 
-@contextmanager
-def _pg_lock(store: Store, name: str, holder: dict[str, Any], wait: float | None) -> Iterator[Held]:
+def _pg_connect(store: Store, psycopg: Any) -> Any:
+    """The lock's own connection; a server that is away is tried again for a few seconds."""
     from psycopg.rows import dict_row
 
-    from driftctl.store.db import _import_psycopg, _pg_message
+    from driftctl.store.db import RETRY_DELAYS, StoreUnavailable, _pg_message, _server_away
+
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return psycopg.connect(store.database.url.target, autocommit=True, row_factory=dict_row)
+        except psycopg.Error as e:
+            message = f"cannot connect to store {store.url} to lock: {_pg_message(e)}"
+            if not _server_away(e, psycopg):
+                raise StoreError(message) from e
+            if delay is None:
+                raise StoreUnavailable(message) from e
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pg_release(store: Store, psycopg: Any, conn: Any, name: str, key: int, holder: dict[str, Any]) -> None:
+    """Release, never raising: a lock must not turn a finished run into an error.
+
+    If the server went away during the run (stopped, restarted), the session and with it the advisory
+    lock are gone already; only the holder row may be left. It is removed through a new connection when
+    the server is back, and only if it is still ours; if the server is still away, the next run finds
+    the row without a lock behind it and takes over (a warning names this run as the stale holder).
+    """
+    mine = json.dumps(holder, sort_keys=True)
+    try:
+        conn.execute("DELETE FROM locks WHERE name = %s AND holder = %s", (name, mine))
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        return
+    except psycopg.Error:
+        pass
+    with suppress(psycopg.Error), \
+            psycopg.connect(store.database.url.target, autocommit=True, connect_timeout=2) as again:
+        again.execute("DELETE FROM locks WHERE name = %s AND holder = %s", (name, mine))
+
+
+@contextmanager
+def _pg_lock(store: Store, name: str, holder: dict[str, Any], wait: float | None) -> Iterator[Held]:
+    from driftctl.store.db import StoreUnavailable, _connection_lost, _import_psycopg, _pg_message
     from driftctl.store.ingest import advisory_key
 
     psycopg = _import_psycopg()
     key = advisory_key("lock:" + name)
     classid, objid = _split_key(key)
+    # A connection of its own: the lock lives exactly as long as this session.
+    conn = _pg_connect(store, psycopg)
     try:
-        # A connection of its own: the lock lives exactly as long as this session.
-        conn = psycopg.connect(store.database.url.target, autocommit=True, row_factory=dict_row)
-    except psycopg.Error as e:
-        raise StoreError(f"cannot connect to store {store.url} to lock: {_pg_message(e)}") from e
-    try:
-        deadline = None if wait is None else time.monotonic() + max(0.0, wait)
-        recovered: dict[str, Any] | None = None
-        while True:
-            if conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()["got"]:
-                break
-            row = conn.execute("SELECT holder FROM locks WHERE name = %s", (name,)).fetchone()
-            current = json.loads(row["holder"]) if row else None
-            backend = current.get("backend_pid") if current else None
-            if backend and _dead_here(current):
-                # Its client is gone but the session lingers: end the session that holds our key.
-                ended = conn.execute(
-                    "SELECT pg_terminate_backend(pid) AS ended FROM pg_locks WHERE locktype = 'advisory'"
-                    " AND granted AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1"
-                    " AND pid = %s AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                    (classid, objid, backend),
-                ).fetchall()
-                if any(r["ended"] for r in ended):
-                    recovered = current
-                    time.sleep(0.05)
-                    continue
-            if deadline is None or time.monotonic() >= deadline:
-                raise _locked(name, current)
-            time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
-        row = conn.execute("SELECT holder FROM locks WHERE name = %s", (name,)).fetchone()
-        if row is not None and recovered is None:
-            recovered = json.loads(row["holder"])  # its holder died without releasing
-        holder["backend_pid"] = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
-        conn.execute(
-            "INSERT INTO locks (name, holder, acquired) VALUES (%s, %s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired = excluded.acquired",
-            (name, json.dumps(holder, sort_keys=True), time.time()),
-        )
-        if recovered is not None:
-            _recovered(name, recovered)
         try:
-            yield Held(name, holder, f"postgresql advisory lock {key}", recovered)
+            held = _pg_acquire(conn, name, key, classid, objid, holder, wait)
+        except psycopg.Error as e:
+            kind = StoreUnavailable if _connection_lost(e, psycopg, conn) else StoreError
+            raise kind(f"lock {name!r} on {store.url}: {_pg_message(e)}") from e
+        try:
+            yield held
         finally:
-            conn.execute("DELETE FROM locks WHERE name = %s", (name,))
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-    except psycopg.Error as e:
-        raise StoreError(f"lock {name!r} on {store.url}: {_pg_message(e)}") from e
+            _pg_release(store, psycopg, conn, name, key, holder)
     finally:
-        conn.close()
+        with suppress(Exception):
+            conn.close()
+
+
+def _pg_acquire(conn: Any, name: str, key: int, classid: int, objid: int, holder: dict[str, Any],
+                wait: float | None) -> Held:
+    deadline = None if wait is None else time.monotonic() + max(0.0, wait)
+    recovered: dict[str, Any] | None = None
+    while True:
+        if conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()["got"]:
+            break
+        row = conn.execute("SELECT holder FROM locks WHERE name = %s", (name,)).fetchone()
+        current = json.loads(row["holder"]) if row else None
+        backend = current.get("backend_pid") if current else None
+        if backend and _dead_here(current):
+            # Its client is gone but the session lingers: end the session that holds our key.
+            ended = conn.execute(
+                "SELECT pg_terminate_backend(pid) AS ended FROM pg_locks WHERE locktype = 'advisory'"
+                " AND granted AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1"
+                " AND pid = %s AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                (classid, objid, backend),
+            ).fetchall()
+            if any(r["ended"] for r in ended):
+                recovered = current
+                time.sleep(0.05)
+                continue
+        if deadline is None or time.monotonic() >= deadline:
+            raise _locked(name, current)
+        time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+    row = conn.execute("SELECT holder FROM locks WHERE name = %s", (name,)).fetchone()
+    if row is not None and recovered is None:
+        recovered = json.loads(row["holder"])  # its holder died (or lost the server) without releasing
+    holder["backend_pid"] = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+    conn.execute(
+        "INSERT INTO locks (name, holder, acquired) VALUES (%s, %s, %s)"
+        " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired = excluded.acquired",
+        (name, json.dumps(holder, sort_keys=True), time.time()),
+    )
+    if recovered is not None:
+        _recovered(name, recovered)
+    return Held(name, holder, f"postgresql advisory lock {key}", recovered)

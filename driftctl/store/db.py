@@ -279,7 +279,7 @@ class PostgresDatabase(Database):
                 )
             except self._psycopg.Error as e:
                 message = f"cannot connect to store {self.url.display}: {_pg_message(e)}"
-                if not _connection_lost(e, self._psycopg, None):
+                if not _server_away(e, self._psycopg):
                     raise StoreError(message) from e  # refused on purpose: no such database, bad password
                 if delay is None:
                     raise StoreUnavailable(message) from e
@@ -343,6 +343,24 @@ def _connection_lost(e: Any, psycopg: Any, conn: Any) -> bool:
     state = getattr(e, "sqlstate", None)
     # No SQLSTATE: the client lost the socket (server killed, network cut) before any answer.
     return state is None or state.startswith("08") or state in _GONE_STATES
+
+
+# A server that answers FATAL at connect refuses on purpose (no such database, authentication), unless
+# it says it is in the middle of starting or stopping.
+_PASSING = ("starting up", "shutting down", "in recovery mode", "too many clients", "not yet accepting")
+
+
+def _server_away(e: Any, psycopg: Any) -> bool:
+    """A failed connect worth trying again: no server answered, or it is starting or stopping.
+
+    libpq gives no SQLSTATE for a failed connect, only its message."""
+    if not isinstance(e, psycopg.OperationalError):
+        return False
+    state = getattr(e, "sqlstate", None)
+    if state is not None:
+        return state.startswith("08") or state in _GONE_STATES or state == "53300"
+    text = str(e)
+    return "FATAL:" not in text or any(p in text for p in _PASSING)
 
 
 def _pg_message(e: Any) -> str:

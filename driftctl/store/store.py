@@ -62,6 +62,14 @@ class Store:
         self.retry_delays = tuple(retry_delays)
         self.schema_version = self.retrying(lambda: migrations.migrate(db))
 
+    def _reading(self, fn: Callable[[Cursor], T]) -> T:
+        """``fn(cur)`` in one read snapshot, retried like a write (reads are always safe to repeat)."""
+        def work() -> T:
+            with self._db.read() as cur:
+                return fn(cur)
+
+        return self.retrying(work)
+
     def retrying(self, work: Callable[[], T]) -> T:
         """``work()``, again on a new connection while the server is away (a restart), for a few seconds.
 
@@ -157,13 +165,12 @@ class Store:
             params.append(command)
         sql += " ORDER BY started DESC, id DESC LIMIT ?"
         params.append(int(limit))
-        with self._db.read() as cur:
-            return [self._run_info(row) for row in cur.all(sql, params)]
+        return self._reading(lambda cur: [self._run_info(row) for row in cur.all(sql, params)])
 
     def run_document(self, run_id: int) -> dict[str, Any] | None:
         """The report document of a run as it was stored (with ``since``/``runs`` filled)."""
-        with self._db.read() as cur:
-            row = cur.one("SELECT encoding, body FROM run_documents WHERE run_id = ?", (int(run_id),))
+        row = self._reading(
+            lambda cur: cur.one("SELECT encoding, body FROM run_documents WHERE run_id = ?", (int(run_id),)))
         if row is None:
             return None
         try:
@@ -189,11 +196,10 @@ class Store:
 
     def converged(self, inventory: str, host: str) -> dict[str, ConvergedState]:
         """resource id -> the state its last successful apply left on the host."""
-        with self._db.read() as cur:
-            rows = cur.all(
-                "SELECT * FROM converged WHERE inventory = ? AND host = ? ORDER BY resource",
-                (inventory_key(inventory), host),
-            )
+        rows = self._reading(lambda cur: cur.all(
+            "SELECT * FROM converged WHERE inventory = ? AND host = ? ORDER BY resource",
+            (inventory_key(inventory), host),
+        ))
         return {
             r["resource"]: ConvergedState(
                 resource=r["resource"], type=r["type"], fingerprint=r["fingerprint"],
@@ -228,8 +234,7 @@ class Store:
             sql += " AND (closed IS NULL OR closed >= ?)"
             params.append(_epoch(since))
         sql += " ORDER BY first_seen, host, subject, id"
-        with self._db.read() as cur:
-            return [timeline.episode_from_row(r) for r in cur.all(sql, params)]
+        return self._reading(lambda cur: [timeline.episode_from_row(r) for r in cur.all(sql, params)])
 
     def open_drift(self, inventory: str, host: str | None = None) -> list[DriftEpisode]:
         """The drift that is open now (as of the latest drift run of each host)."""
@@ -258,8 +263,7 @@ class Store:
             " GROUP BY r.id, r.started, u.host"
             " ORDER BY started, run_id, host, drift"
         )
-        with self._db.read() as cur:
-            rows = cur.all(sql, params + params)
+        rows = self._reading(lambda cur: cur.all(sql, params + params))
         return [
             SeriesPoint(time=to_dt(r["started"]), run_id=int(r["run_id"]), host=r["host"],
                         drift_class=r["drift"], count=int(r["n"]))
@@ -280,8 +284,8 @@ class Store:
 
         ``resource`` is a resource id or a watched path; with it, whole-host events are left out.
         """
-        with self._db.read() as cur:
-            return timeline.events(cur, inventory_key(inventory), host, resource, _epoch(since) or 0.0, limit)
+        inv, start = inventory_key(inventory), _epoch(since) or 0.0
+        return self._reading(lambda cur: timeline.events(cur, inv, host, resource, start, limit))
 
     # -- watch baseline -------------------------------------------------------------------------
 
@@ -290,11 +294,10 @@ class Store:
 
         The file-state keys are those of the agent's watch scan; one it did not report is None.
         """
-        with self._db.read() as cur:
-            rows = cur.all(
-                "SELECT * FROM baseline WHERE inventory = ? AND host = ? ORDER BY path",
-                (inventory_key(inventory), host),
-            )
+        rows = self._reading(lambda cur: cur.all(
+            "SELECT * FROM baseline WHERE inventory = ? AND host = ? ORDER BY path",
+            (inventory_key(inventory), host),
+        ))
         return {
             r["path"]: {
                 "type": r["type"], "sha256": r["sha256"], "mode": r["mode"], "owner": r["owner"],
@@ -398,8 +401,7 @@ class Store:
         if not include_expired:
             sql += " AND expires >= ?"  # ISO dates compare as text
             params.append((now or _now()).astimezone(UTC).date().isoformat())
-        with self._db.read() as cur:
-            rows = cur.all(sql + " ORDER BY id", params)
+        rows = self._reading(lambda cur: cur.all(sql + " ORDER BY id", params))
         return [
             IgnoreRule(int(r["id"]), r["inventory"], r["host_pattern"], r["target"], r["reason"],
                        date.fromisoformat(r["expires"]), r["created_by"], to_dt(r["created_at"]))
@@ -408,9 +410,11 @@ class Store:
 
     def remove_ignore(self, rule_id: int) -> bool:
         """Delete a rule; False if there was none with that id."""
-        with self._db.transaction() as cur:
-            gone = cur.one("DELETE FROM ignores WHERE id = ? RETURNING id", (int(rule_id),))
-        return gone is not None
+        def work() -> Row | None:
+            with self._db.transaction() as cur:
+                return cur.one("DELETE FROM ignores WHERE id = ? RETURNING id", (int(rule_id),))
+
+        return self.retrying(work) is not None
 
     # -- housekeeping ---------------------------------------------------------------------------
 

@@ -1,0 +1,175 @@
+"""A run's view of the store: read once before any host is contacted, written once at the end.
+
+A drift or apply run needs the converged state, open drift episodes, watch baselines and ignore rules
+of its inventory, and ends by storing its report (and moving baselines). ``RunState`` reads all of it
+in ONE transaction when the run starts, serves the run from memory, and buffers the run's writes; so a
+store that goes away in the middle of the run costs nothing while hosts are being worked on.
+``finish()`` then stores the report and the baselines in one transaction (retried on a new
+connection for a few seconds), or, when the store stays away, keeps them in the local spool
+(driftctl/store/spool.py) and says where: the run's exit code gets bit 32 (ExitCode.NOT_STORED).
+
+    store = open_store(settings.store_url)          # StoreUnavailable (exit 32): nothing has run
+    with lock(store, ...):                         # the lock lives in the store too (driftctl/lock.py)
+        state = RunState.begin(store, settings.state_dir, inventory_key(inventory))
+        # state.ingested: spooled runs of earlier runs, stored first (oldest first)
+        run = DriftRun(engine, state, ...).run(hosts)       # state has the Store's read methods
+        record_run(settings, run, inventory, store=state)   # buffers the document and baselines
+        saved = state.finish()                     # saved.run_id, or saved.spooled and saved.error
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from driftctl.errors import ExitCode, StoreError
+from driftctl.store import spool
+from driftctl.store.db import StoreUnavailable
+from driftctl.store.history import episode_from_row
+from driftctl.store.report import inventory_key
+from driftctl.store.store import Store
+from driftctl.store.types import BaselineWrite, ConvergedState, DriftEpisode, IgnoreRule, to_dt
+
+
+@dataclass
+class Saved:
+    """How a run's results were kept: in the store (``run_id``), or in the spool (``spooled``)."""
+
+    run_id: int | None = None
+    spooled: Path | None = None
+    error: StoreError | None = None  # why the store did not take them
+
+    @property
+    def exit_bits(self) -> int:
+        return ExitCode.NOT_STORED if self.spooled is not None else 0
+
+    def message(self, store_url: str) -> str | None:
+        """What to tell the user when the run was not stored (None when it was)."""
+        if self.spooled is None:
+            return None
+        return (f"the run was not stored: {self.error or f'store {store_url} unavailable'}; its results were kept"
+                f" in {self.spooled} and go into the store with the next run that reaches it")
+
+
+@dataclass
+class RunState:
+    """The store as one run sees it (see the module docstring). Has the read methods of ``Store`` a
+    run uses (``converged``, ``open_drift``, ``drift_since``, ``baseline``, ``ignores``) and buffers
+    ``set_baseline`` and ``save_run`` until ``finish()``."""
+
+    store: Store
+    state_dir: Path
+    inventory: str
+    ingested: spool.Ingested = field(default_factory=spool.Ingested)
+    _converged: dict[str, dict[str, ConvergedState]] = field(default_factory=dict)
+    _open: dict[str, list[DriftEpisode]] = field(default_factory=dict)
+    _baselines: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    _ignores: list[IgnoreRule] = field(default_factory=list)
+    _writes: list[BaselineWrite] = field(default_factory=list)
+    _report: dict[str, Any] | None = None
+
+    @classmethod
+    def begin(cls, store: Store, state_dir: str | os.PathLike[str], inventory: str) -> RunState:
+        """Ingest the spool, then read what the run needs. Raises StoreUnavailable if the store is away
+        (nothing has run yet: the caller stops, as Terraform does without its backend)."""
+        state = cls(store, Path(state_dir), inventory_key(inventory))
+        state.ingested = spool.ingest(store, state_dir)
+        if state.ingested.error is not None:
+            raise state.ingested.error
+        store.retrying(state._load)
+        return state
+
+    def _load(self) -> None:
+        inv = self.inventory
+        with self.store.database.read() as cur:
+            converged = cur.all("SELECT * FROM converged WHERE inventory = ? ORDER BY host, resource", (inv,))
+            episodes = cur.all(
+                "SELECT * FROM drift_episodes WHERE inventory = ? AND closed IS NULL"
+                " ORDER BY first_seen, host, subject, id", (inv,))
+            baselines = cur.all("SELECT * FROM baseline WHERE inventory = ? ORDER BY host, path", (inv,))
+        self._converged, self._open, self._baselines = {}, {}, {}
+        for r in converged:
+            self._converged.setdefault(r["host"], {})[r["resource"]] = ConvergedState(
+                resource=r["resource"], type=r["type"], fingerprint=r["fingerprint"],
+                desired_fingerprint=r["desired_fingerprint"], observed=json.loads(r["observed"]),
+                run_id=r["run_id"], converged_at=to_dt(r["converged_at"]),
+            )
+        for r in episodes:
+            self._open.setdefault(r["host"], []).append(episode_from_row(r))
+        for r in baselines:
+            self._baselines.setdefault(r["host"], {})[r["path"]] = {
+                "type": r["type"], "sha256": r["sha256"], "mode": r["mode"], "owner": r["owner"],
+                "group": r["grp"], "size": r["size"], "target": r["target"],
+                "accepted_at": to_dt(r["accepted_at"]), "accepted_by": r["accepted_by"],
+            }
+        self._ignores = self.store.ignores(inv, include_expired=True)
+
+    # -- what a run reads ---------------------------------------------------------------------------
+
+    def _mine(self, inventory: str) -> None:
+        if inventory_key(inventory) != self.inventory:
+            raise StoreError(f"this run's store view is of {self.inventory}, not of {inventory_key(inventory)}")
+
+    def converged(self, inventory: str, host: str) -> dict[str, ConvergedState]:
+        self._mine(inventory)
+        return dict(self._converged.get(host, {}))
+
+    def open_drift(self, inventory: str, host: str | None = None) -> list[DriftEpisode]:
+        self._mine(inventory)
+        if host is not None:
+            return list(self._open.get(host, []))
+        return sorted((e for eps in self._open.values() for e in eps), key=lambda e: (e.first_seen, e.host, e.id))
+
+    def drift_since(self, inventory: str, host: str) -> dict[str, DriftEpisode]:
+        return {e.subject: e for e in self.open_drift(inventory, host)}
+
+    def baseline(self, inventory: str, host: str) -> dict[str, dict[str, Any]]:
+        self._mine(inventory)
+        return {p: dict(e) for p, e in self._baselines.get(host, {}).items()}
+
+    def ignores(self, inventory: str, now: datetime | None = None, include_expired: bool = False) -> list[IgnoreRule]:
+        self._mine(inventory)
+        return [r for r in self._ignores if include_expired or r.active(now)]
+
+    # -- what a run writes --------------------------------------------------------------------------
+
+    def set_baseline(self, inventory: str, host: str, entries: dict[str, dict[str, Any] | None], by: str,
+                     replace: bool = True, now: datetime | None = None) -> None:
+        """Buffered: stored by ``finish()`` with the run (and seen by ``baseline()`` meanwhile)."""
+        self._mine(inventory)
+        when = now or datetime.now(UTC)
+        write = BaselineWrite(self.inventory, host, dict(entries), by, replace, when.timestamp())
+        write.check()
+        self._writes.append(write)
+        current = {} if replace else self._baselines.get(host, {})
+        for path, entry in entries.items():
+            if entry is None:
+                current.pop(path, None)
+            else:
+                current[path] = {**entry, "accepted_at": when.astimezone(UTC), "accepted_by": by}
+        self._baselines[host] = current
+
+    def save_run(self, report: dict[str, Any]) -> int:
+        """Buffered: ``finish()`` stores it. Returns 0 (the run id is ``finish().run_id``)."""
+        self._report = report
+        return 0
+
+    def finish(self) -> Saved:
+        """Store the run's report and baselines in one transaction, or spool them (see module doc).
+
+        Raises StoreError only for what no retry can fix (a document the store refuses), or when the
+        spool cannot be written either.
+        """
+        if self._report is None:
+            if not self._writes:
+                return Saved()
+            raise StoreError("a run wrote baselines but no report: nothing to store them with")
+        pending = spool.Pending(self._report, baselines=tuple(self._writes))
+        try:
+            return Saved(run_id=pending.save(self.store))
+        except StoreUnavailable as e:
+            return Saved(spooled=spool.write(self.state_dir, pending), error=e)

@@ -1,0 +1,206 @@
+"""A run's results survive the store going away: retries on a new connection, the local spool, and
+ingesting it first on the next run (driftctl/store/spool.py, runstate.py, Store.retrying).
+
+PostgreSQL connections are cut for real with pg_terminate_backend (what a server restart does to a
+client); a server that stays away is a URL whose socket directory has no server. Stopping and starting
+a whole cluster mid-run is in tests/e2e/test_store_faults.py.
+"""
+
+from __future__ import annotations
+
+import lzma
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_store import INV, at, host, report, res
+
+from driftctl.errors import ExitCode, StoreError
+from driftctl.store import open_store, spool
+from driftctl.store.db import StoreUnavailable
+from driftctl.store.runstate import RunState
+from driftctl.store.store import Store
+
+MOTD = "file:/etc/motd"
+
+
+def terminate_store_sessions(url: str) -> int:
+    """End every other session on the store's database, as a server restart would."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+def away_url(tmp_path: Path) -> str:
+    """A PostgreSQL URL with no server behind it (an empty socket directory)."""
+    empty = tmp_path / "nosock"
+    empty.mkdir(exist_ok=True)
+    return f"postgresql://postgres@/driftctl?host={empty}&port=5999"
+
+
+def drift_doc(hours: float, drifted: bool = True) -> dict[str, Any]:
+    r = res(MOTD, drift="corrective", observed="hand") if drifted else res(MOTD)
+    return report("drift", hours, [host("web1", [r])])
+
+
+@pytest.mark.postgres
+def test_a_connection_cut_between_two_writes_is_retried_invisibly(pg_url: str) -> None:
+    with open_store(pg_url) as store:
+        store.save_run(report("apply", 0, [host("web1", [res(MOTD, "changed")])]))
+        assert terminate_store_sessions(pg_url) >= 1
+        run_id = store.save_run(drift_doc(1))  # the first attempt finds the connection dead
+        assert [r.id for r in store.runs(INV)][0] == run_id
+        assert terminate_store_sessions(pg_url) >= 1
+        assert store.open_drift(INV, "web1")[0].runs == 1  # reads are retried too
+
+
+@pytest.mark.postgres
+def test_a_retried_save_with_the_same_key_goes_in_once(pg_url: str) -> None:
+    # What a connection lost during COMMIT leaves: the save went through, the client does not know.
+    with open_store(pg_url) as store:
+        doc = drift_doc(1)
+        first = store.save_run(doc, run_key="k1")
+        again = store.save_run(doc, run_key="k1")
+        assert first == again
+        assert len(store.runs(INV)) == 1
+        assert store.open_drift(INV, "web1")[0].runs == 1  # the episode was not extended twice
+
+
+def test_a_server_that_stays_away_is_a_clear_store_unavailable_error(tmp_path: Path) -> None:
+    url = away_url(tmp_path)
+    with pytest.raises(StoreUnavailable, match=r"cannot connect to store postgresql://postgres@/driftctl") as e:
+        open_store(url)
+    assert e.value.exit_code == ExitCode.NOT_STORED
+
+
+@pytest.mark.postgres
+def test_a_store_refusing_on_purpose_is_not_retried_as_unavailable(pg_url: str) -> None:
+    base, query = pg_url.split("?", 1)
+    wrong = base.rsplit("/", 1)[0] + "/no_such_database?" + query
+    with pytest.raises(StoreError) as e:
+        open_store(wrong)
+    assert not isinstance(e.value, StoreUnavailable)
+    assert "does not exist" in str(e.value)
+
+
+def test_spool_files_are_private_whole_and_ingested_in_order(store_url: str, tmp_path: Path) -> None:
+    state = tmp_path / "state-dir"
+    with open_store(store_url) as store:
+        store.save_run(report("apply", 0, [host("web1", [res(MOTD, "changed")])]))
+        # two drift runs that could not be stored, spooled newest first
+        second = spool.write(state, spool.Pending(drift_doc(2)))
+        first = spool.write(state, spool.Pending(drift_doc(1)))
+        assert stat.S_IMODE(first.stat().st_mode) == 0o600
+        assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
+        assert spool.pending_files(state) == [first, second]
+        assert not [p for p in first.parent.iterdir() if p.name.startswith(".spool-")]  # no temporaries
+        done = spool.ingest(store, state)
+        assert [p for p, _ in done.stored] == [first, second] and not done.corrupt and not done.left
+        assert spool.pending_files(state) == []
+        [episode] = store.open_drift(INV, "web1")
+        assert (episode.first_seen, episode.runs) == (at(1), 2)  # oldest first: the episode counts right
+
+
+def test_a_corrupt_spool_file_is_moved_aside_and_never_blocks(store_url: str, tmp_path: Path) -> None:
+    state = tmp_path / "state-dir"
+    with open_store(store_url) as store:
+        good = spool.write(state, spool.Pending(drift_doc(2, drifted=False)))
+        bad = spool.spool_dir(state) / "000000000000001-broken.json.xz"
+        bad.write_bytes(b"not xz at all")
+        refused = spool.spool_dir(state) / "000000000000002-refused.json.xz"
+        refused.write_bytes(lzma.compress(b'{"format": "driftctl.spool/v1", "run_key": "x", "baselines": [],'
+                                          b' "report": {"schema": "something else"}}'))
+        done = spool.ingest(store, state)
+        assert [p for p, _ in done.stored] == [good]
+        assert {p.name for p, _ in done.corrupt} == {bad.name, refused.name}
+        assert all("moved to" in why for _, why in done.corrupt)
+        assert sorted(p.name for p in (spool.spool_dir(state) / "corrupt").iterdir()) == sorted(
+            [bad.name, refused.name])
+        assert spool.pending_files(state) == []
+        assert len(store.runs(INV)) == 1
+
+
+def test_a_spool_file_ingested_twice_is_stored_once(store_url: str, tmp_path: Path) -> None:
+    state = tmp_path / "state-dir"
+    with open_store(store_url) as store:
+        path = spool.write(state, spool.Pending(drift_doc(1)))
+        copy = path.read_bytes()
+        spool.ingest(store, state)
+        path.write_bytes(copy)  # a crash between the commit and the unlink, or a second controller
+        done = spool.ingest(store, state)
+        assert len(done.stored) == 1 and len(store.runs(INV)) == 1
+
+
+@pytest.mark.postgres
+def test_a_run_keeps_its_results_when_the_store_goes_away_and_the_next_run_stores_them(
+        pg_url: str, tmp_path: Path) -> None:
+    state = tmp_path / "state-dir"
+    with open_store(pg_url) as store:
+        store.save_run(report("apply", 0, [host("web1", [res(MOTD, "changed")])]))
+        view = RunState.begin(store, state, INV)
+        assert view.converged(INV, "web1")[MOTD].fingerprint  # read before any host
+        view.set_baseline(INV, "web1", {"/etc/cron.d": {"type": "directory", "mode": "0755"}}, by="alice")
+        doc = drift_doc(1)
+        view.save_run(doc)
+        # the store goes away for good while the hosts are being worked on
+        store.database.url = type(store.database.url)("postgresql", away_url(tmp_path))
+        terminate_store_sessions(pg_url)
+        saved = view.finish()
+        assert saved.run_id is None and saved.spooled is not None and saved.spooled.is_file()
+        assert saved.exit_bits == ExitCode.NOT_STORED
+        assert isinstance(saved.error, StoreUnavailable)
+        message = saved.message(store.url)
+        assert message is not None and str(saved.spooled) in message and "postgresql://" in message
+    with open_store(pg_url) as store:
+        assert store.runs(INV, command="drift") == []  # nothing half-written
+        assert store.baseline(INV, "web1") == {}
+        later = RunState.begin(store, state, INV)  # the next run: the spool goes in first
+        assert [run_id for _, run_id in later.ingested.stored] == [store.runs(INV, command="drift")[0].id]
+        assert spool.pending_files(state) == []
+        assert later.open_drift(INV, "web1")[0].first_seen == at(1)  # ...before the next run reads
+        assert set(later.baseline(INV, "web1")) == {"/etc/cron.d"}  # baselines moved with their run
+
+
+def test_a_run_state_serves_reads_from_memory_and_writes_once(store_url: str, tmp_path: Path) -> None:
+    with open_store(store_url) as store:
+        store.save_run(report("apply", 0, [host("web1", [res(MOTD, "changed")])]))
+        view = RunState.begin(store, tmp_path / "state-dir", INV)
+        with pytest.raises(StoreError, match="not of inventory/other"):
+            view.converged("inventory/other", "web1")
+        view.set_baseline(INV, "web1", {"/etc/a": {"type": "file"}}, by="alice")
+        assert set(view.baseline(INV, "web1")) == {"/etc/a"}  # seen by the run at once...
+        assert store.baseline(INV, "web1") == {}  # ...stored only with the run
+        view.save_run(drift_doc(1))
+        saved = view.finish()
+        assert saved.run_id is not None and saved.exit_bits == 0 and saved.message(store.url) is None
+        assert set(store.baseline(INV, "web1")) == {"/etc/a"}
+
+
+@pytest.mark.postgres
+def test_concurrent_savers_with_connections_cut_lose_nothing(pg_url: str) -> None:
+    with open_store(pg_url) as a, open_store(pg_url) as b:
+        errors: list[BaseException] = []
+
+        def save(store: Store, start: int) -> None:
+            try:
+                for h in range(start, start + 10):
+                    store.save_run(report("check", h, [host("web1", [res(MOTD)])]), run_key=f"run-{h}")
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=save, args=(s, n)) for s, n in ((a, 0), (b, 100))]
+        for t in threads:
+            t.start()
+        for _ in range(3):
+            terminate_store_sessions(pg_url)
+        for t in threads:
+            t.join()
+        assert not errors
+        assert len(a.runs(INV, limit=100)) == 20
