@@ -6,7 +6,8 @@ template's text and a file's path; a line (text and title) and a block on one fi
 and environment; a user's password hash field; an authorized_key's comment and options; a package
 name (``ensure: absent``: a package of that name does not exist, so it is simply in sync); a service
 name (a unit of that name does not exist: the resource fails, and its error is one more sink).
-Execs that fail print it (stdout and stderr, whole and cut by the agent's output tail).
+Execs that fail print it (stdout and stderr, whole and cut by the agent's output tail), or time out
+with it in their argv (cut where a message shortens the argv).
 
 Left out, with the reason: ``sysctl`` (a value must be valid for its key and a fresh host cannot
 write kernel parameters; no sysctl takes free text), ``group`` and ``symlink`` titles (a name or
@@ -53,6 +54,8 @@ SITE = "- hosts: all\n  roles: [canary]\n"
 TEMPLATE = "# managed by driftctl\ntoken = {{ canary }}\n"
 # the agent keeps the last 2000 characters of a failing command's output: this one is cut inside the canary
 TAIL_PAD = 2000 - 10
+# a message may quote a command's argv shortened to 200 characters: this one is cut 12 characters into it
+ARGV_PAD = "p" * (200 - 12 - len("/bin/sh -c sleep 30; : ") - 1)
 RESOURCES = f"""
 watch:
   - /etc/canary
@@ -101,6 +104,10 @@ resources:
     subscribe: [file:/etc/canary/content]
   - exec: canary-fails
     command: ["/bin/sh", "-c", "echo out {{{{ canary }}}}; echo err {{{{ canary }}}} >&2; exit 3"]
+    unless: /bin/false
+  - exec: canary-timeout
+    command: ["/bin/sh", "-c", "sleep 30; : {ARGV_PAD} {{{{ canary }}}}"]
+    timeout: 1
     unless: /bin/false
   - exec: canary-tail-cut
     command: ["/bin/sh", "-c", "printf %s {{{{ canary }}}}; head -c {TAIL_PAD} /dev/zero | tr '\\\\0' x; exit 3"]
@@ -259,6 +266,7 @@ def test_a_canary_secret_reaches_no_sink(fresh_host: Any, tmp_path: Path, backen
     run("check --json", "check", *args, "--json")
     apply = run("apply", "apply", *args, "-v", "--diff")
     assert apply.rc & 2 and apply.rc & 4, apply.output  # changes made; the failing execs failed
+    assert "timed out" in apply.stdout and "xxxxxxxxxx" in apply.stdout, apply.output  # the cut messages are there
     run("apply --json (again)", "apply", *args, "--json", "-v")
 
     # the canary did reach the host: it went through every resource, not around them
