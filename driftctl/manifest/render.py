@@ -22,9 +22,9 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from driftctl.errors import Location, ManifestError, TemplateError
+from driftctl.manifest.sandbox import LimitedSandbox, RenderTooLarge, render_capped, size_of
 from driftctl.yamlsrc import YamlMap, YamlSeq, decode_utf8
 
 _EXPR_ONLY = re.compile(r"^\{\{[-+]?(?P<expr>.*?)[-+]?\}\}$", re.S)
@@ -172,10 +172,11 @@ def contains_placeholder(value: Any) -> bool:
 class _TreeLoader(jinja2.BaseLoader):
     """Loads ``{% include %}``d and ``template:`` files from search directories inside the tree only."""
 
-    def __init__(self, search: tuple[Path, ...], tree: Path, display: Callable[[Path], str]) -> None:
+    def __init__(self, search: tuple[Path, ...], tree: Path, display: Callable[[Path], str], max_bytes: int) -> None:
         self.search = search
         self.tree = tree
         self.display = display
+        self.max_bytes = max_bytes
 
     def get_source(
         self, environment: jinja2.Environment, template: str
@@ -187,6 +188,9 @@ class _TreeLoader(jinja2.BaseLoader):
             if path.is_file():
                 # a TemplateError passes through Jinja untouched: "templates/t.j2:3: not UTF-8 (byte 0xff ...)"
                 try:
+                    if path.stat().st_size > self.max_bytes:  # not even read: it could not render smaller
+                        raise TemplateError(f"{path.stat().st_size} bytes, over max_render_bytes ({self.max_bytes})",
+                                            Location(self.display(path)))
                     data = path.read_bytes()
                 except OSError as e:
                     raise TemplateError(f"cannot read: {e.strerror}", Location(self.display(path))) from None
@@ -218,6 +222,8 @@ def _message(exc: BaseException) -> str:
         return f"template syntax: {exc.message}"
     if isinstance(exc, jinja2.TemplateNotFound):
         return f"template not found: {exc.message}"
+    if isinstance(exc, RenderTooLarge):
+        return f"too large: {exc.message}"
     if isinstance(exc, jinja2.TemplateError):
         return str(exc.message or exc)
     return f"{type(exc).__name__}: {exc}"
@@ -237,21 +243,31 @@ def plain(value: Any, what: str, location: Location) -> Any:
     raise TemplateError(f"{what}: the expression gives a {type(value).__name__}, which is not data", location)
 
 
-class Renderer:
-    """Renders strings, expressions and template files of one manifest tree. Thread-safe for reading."""
+# Settings.max_render_bytes' default: what a Renderer caps at when nobody says otherwise
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
-    def __init__(self, tree: Path, display: Callable[[Path], str]) -> None:
+
+class Renderer:
+    """Renders strings, expressions and template files of one manifest tree. Thread-safe for reading.
+
+    No rendered value or file, and nothing a template builds on the way, may be larger than
+    ``max_bytes`` (``Settings.max_render_bytes``): see driftctl/manifest/sandbox.py.
+    """
+
+    def __init__(self, tree: Path, display: Callable[[Path], str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.tree = tree
         self.display = display
-        self._envs: dict[tuple[Path, ...], ImmutableSandboxedEnvironment] = {}
+        self.max_bytes = max_bytes
+        self._envs: dict[tuple[Path, ...], LimitedSandbox] = {}
         self._compiled: dict[str, Any] = {}
 
-    def env(self, search: tuple[Path, ...] = ()) -> ImmutableSandboxedEnvironment:
+    def env(self, search: tuple[Path, ...] = ()) -> LimitedSandbox:
         env = self._envs.get(search)
         if env is None:
-            env = ImmutableSandboxedEnvironment(
+            env = LimitedSandbox(
+                self.max_bytes,
                 undefined=jinja2.StrictUndefined,
-                loader=_TreeLoader(search, self.tree, self.display),
+                loader=_TreeLoader(search, self.tree, self.display, self.max_bytes),
                 keep_trailing_newline=True,  # a config file's final newline is content
                 autoescape=False,
                 auto_reload=True,
@@ -287,8 +303,8 @@ class Renderer:
         try:
             compiled = self._compile(text)
             if isinstance(compiled, jinja2.Template):
-                return compiled.render(variables)
-            return plain(compiled(variables), what, location)
+                return render_capped(self.env(), compiled, variables, "the rendered text")
+            return self._plain(compiled(variables), what, location)
         except ManifestError:
             raise
         except jinja2.TemplateSyntaxError as e:
@@ -308,6 +324,14 @@ class Renderer:
                     return int(template.get_corresponding_lineno(lineno))
         return None
 
+    def _plain(self, value: Any, what: str, location: Location) -> Any:
+        """An expression's value as data, unless it is larger than the cap (checked before copying it)."""
+        size = size_of(value, self.max_bytes)
+        if size > self.max_bytes:
+            raise TemplateError(f"{what}: too large: the value is {size} bytes or more, over max_render_bytes "
+                                f"({self.max_bytes})", location)
+        return plain(value, what, location)
+
     def expression(self, expr: str, variables: Mapping[str, Any], location: Location, what: str) -> Any:
         """Evaluate a bare expression (``when:``), without braces."""
         if "{{" in expr or "{%" in expr:
@@ -318,7 +342,7 @@ class Renderer:
             if compiled is None:
                 compiled = self._compiled["\0expr:" + expr] = self.env().compile_expression(
                     expr, undefined_to_none=False)
-            return plain(compiled(variables), what, location)
+            return self._plain(compiled(variables), what, location)
         except ManifestError:
             raise
         except Exception as e:
@@ -356,7 +380,7 @@ class Renderer:
             raise TemplateError(_message(e), Location(name)) from None
         filename = template.filename or name
         try:
-            return template.render(variables)
+            return render_capped(env, template, variables, "the rendered file")
         except ManifestError:
             raise
         except jinja2.TemplateSyntaxError as e:  # an {% include %}d file with a syntax error

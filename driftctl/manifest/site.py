@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.errors import Location, ManifestError
-from driftctl.manifest.render import Renderer
+from driftctl.manifest.render import DEFAULT_MAX_BYTES, Renderer
 from driftctl.resources.base import META_PARAMS, ResourceType, all_types, did_you_mean, not_text, yaml_text_error
 from driftctl.yamlsrc import YamlMap, YamlSeq, load_file
 
@@ -94,6 +94,8 @@ class Site:
     entries: list[SiteEntry]
     roles: dict[str, Role] = field(default_factory=dict)
     files: dict[Path, ManifestFile] = field(default_factory=dict)
+    # Settings.max_render_bytes: no rendered value or file, nor anything built on the way, is larger
+    max_render_bytes: int = DEFAULT_MAX_BYTES
     _renderer: Renderer | None = field(default=None, repr=False, compare=False)
     # per inventory: each entry's selection and the groups variable (see compile._view)
     _inventory_views: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -102,7 +104,7 @@ class Site:
     def renderer(self) -> Renderer:
         """The site's renderer: one per site, so compiled templates are shared by every host."""
         if self._renderer is None:
-            self._renderer = Renderer(self.tree, self.display)
+            self._renderer = Renderer(self.tree, self.display, self.max_render_bytes)
         return self._renderer
 
     def display(self, path: Path) -> str:
@@ -305,15 +307,17 @@ class _SiteLoader:
                                     body.loc(key))
 
 
-def load_site(root: str | Path, types: Mapping[str, type[ResourceType]] | None = None) -> Site:
+def load_site(root: str | Path, types: Mapping[str, type[ResourceType]] | None = None,
+              max_render_bytes: int = DEFAULT_MAX_BYTES) -> Site:
     """Load ``root/site.yaml`` and every role and manifest file it names (structure only).
 
-    ``types`` defaults to every registered resource type (tests pass their own).
+    ``types`` defaults to every registered resource type (tests pass their own);
+    ``max_render_bytes`` is ``Settings.max_render_bytes``.
     Raises ManifestError with file:line for every mistake that does not depend on a host.
     """
     root = Path(root)
     if not root.is_dir():
         raise ManifestError("manifest tree not found (a directory with site.yaml)", Location(str(root)))
-    site = Site(root=root, tree=root.resolve(), entries=[])
+    site = Site(root=root, tree=root.resolve(), entries=[], max_render_bytes=max_render_bytes)
     _SiteLoader(site, types if types is not None else all_types()).load()
     return site

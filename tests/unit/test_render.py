@@ -283,3 +283,102 @@ def test_renderer_placeholder_records_use() -> None:
     text = r.string("{% if facts.cpus > 2 %}big{% endif %} {{ facts.kernel | upper }}",
                     {"facts": FactsPlaceholder("facts", use2)}, Location("f", 1), "x")
     assert text == "big <FACTS.KERNEL>" and use2.ever
+
+
+# ---- the size cap (Settings.max_render_bytes): refused before the value is built
+
+CAP = 1_000_000
+GROWING = [
+    "{{ 'x' * 10**9 }}",
+    "{{ ['x'] * 10**9 }}",
+    "{{ 'x' ~ ('y' * 10**9) }}",
+    "{{ 2 ** (10**10) }}",
+    "{{ '%1000000000s' % 'x' }}",
+    "{{ '%*s' % (10**9, 'x') }}",
+    "{{ 'x'.center(10**9) }}",
+    "{{ 'x'.ljust(10**9) }}",
+    "{{ 'x'.zfill(10**9) }}",
+    "{{ '\t'.expandtabs(10**9) }}",
+    "{{ 'ab'.replace('', 'x' * 900000) }}",
+    "{{ ('x' * 900000).join(range(100000)) }}",
+    "{{ ('x' * 900000).translate({120: 'y' * 1000}) }}",
+    "{{ '{:>1000000000}'.format('x') }}",
+    "{{ '{0:{1}}'.format('x', 10**9) }}",
+    "{{ ('{0}' * 100000).format('x' * 900000) }}",
+    "{{ 'x' | center(10**9) }}",
+    "{{ ('a\\n' * 100000) | indent(10**4) }}",
+    "{{ '%1000000000s' | format('x') }}",
+    "{{ ('x' * 900000) | replace('x', 'yy') }}",
+    "{{ range(100000) | map('string') | map('center', 900000) | join }}",
+    "{{ range(100000) | map('string') | map('center', 900000) | list }}",
+    "{{ ('x' * 900000) | list }}",
+    "{{ [1] | batch(10**9, 'x') | list }}",
+    "{{ range(3) | slice(10**9) | list }}",
+    "{{ lipsum(10**7) }}",
+    # nesting shares one big text many times: cheap to build, huge to show
+    "{% set a = ['x' * 900000] %}{% set b = [a, a] %}{% set c = [b, b] %}{{ c }}",
+    "{% set a = ['x' * 900000] %}{% set b = [a, a] %}{% set c = [b, b] %}x{{ c | string }}",
+    "{% set a = ['x' * 900000] %}{% set b = [a, a] %}{% set c = [b, b] %}{{ c | tojson }}x",
+    # captured output: {% set %} blocks and macros
+    "{% set s %}{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}{% endset %}{{ s | length }}",
+    "{% macro m() %}{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}{% endmacro %}{{ m() | length }}",
+    # doubling in a loop
+    "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+    # plain output
+    "x{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}",
+]
+
+
+@pytest.mark.parametrize("text", GROWING)
+def test_growing_a_value_past_the_cap_is_refused(text: str) -> None:
+    r = Renderer(Path("/nonexistent"), str, max_bytes=CAP)
+    with pytest.raises(TemplateError) as info:
+        r.string(text, {}, Location("m.yaml", 7), "content")
+    assert "too large" in info.value.message and f"over max_render_bytes ({CAP})" in info.value.message
+    assert info.value.location is not None and info.value.location.file == "m.yaml"
+
+
+def test_the_huge_value_is_never_built() -> None:
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = Renderer(Path("/nonexistent"), str)
+    with pytest.raises(TemplateError, match=r"m.yaml:3: content: too large: '\*' .* over max_render_bytes"):
+        r.string("{{ 'x' * 10**9 }}", {}, Location("m.yaml", 3), "content")
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 100 * 1024  # the 1 GB string would show as ~1,000,000 KiB
+
+
+def test_ordinary_templates_are_untouched() -> None:
+    r = Renderer(Path("/nonexistent"), str, max_bytes=CAP)
+    for text, want in [
+        ("{{ 'ab' * 3 }}|{{ 'x'.center(5) }}|{{ '%03d' % 7 }}|{{ '{:>4}'.format('a') }}", "ababab|  x  |007|   a"),
+        ("{{ [1, 2] | join(',') }} {{ range(3) | list }} {{ 'a\nb' | indent(2, true) }}", "1,2 [0, 1, 2]   a\n  b"),
+        ("{% set s %}abc{% endset %}{{ s ~ 1 }} {{ 2 ** 10 }}", "abc1 1024"),
+    ]:
+        assert r.string(text, {}, Location("m.yaml", 1), "x") == want
+
+
+def test_a_rendered_file_over_the_cap_names_the_template_and_line(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - file: /etc/big
+            template: big.j2
+    """, **{"roles/r/templates/big.j2": "head\n{% for i in range(10000) %}{{ line }}\n{% endfor %}\n"})
+    site.max_render_bytes = CAP  # Settings.max_render_bytes, as the CLI passes it to load_site
+    err = render_error(site, line="y" * 200)
+    assert err.location is not None and err.location.file.endswith("roles/r/templates/big.j2")
+    assert err.location.line == 2 and err.message.startswith("too large: the rendered file would make")
+
+
+def test_a_template_file_larger_than_the_cap_is_not_read(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - file: /etc/big
+            template: big.j2
+    """, **{"roles/r/templates/big.j2": "z" * (CAP + 1)})
+    site.max_render_bytes = CAP
+    err = render_error(site)
+    assert str(err.location).endswith("roles/r/templates/big.j2")
+    assert err.message == f"{CAP + 1} bytes, over max_render_bytes ({CAP})"
