@@ -16,6 +16,8 @@ from driftctl.cli import ui
 from driftctl.cli.cmd_converge import manifest_option, prepare, show, verbose_option
 from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, settings_from
 from driftctl.cli.render import Progress
+from driftctl.cli.signals import interruptible
+from driftctl.config import Settings
 from driftctl.document import current_user
 from driftctl.drift import (
     DriftRun,
@@ -29,6 +31,9 @@ from driftctl.drift import (
 )
 from driftctl.errors import ConfigError, ExitCode
 from driftctl.model import RunResult
+from driftctl.store import Store
+from driftctl.store.db import StoreUnavailable
+from driftctl.store.runstate import RunState
 
 
 def state_option(f: Any) -> Any:
@@ -71,27 +76,59 @@ def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path
         raise ConfigError("--notify-command is empty")
     ctx, engine = prepare(inventory, limit, as_json, manifests, dict(flags, state=state))
     key = inventory_key(inventory)
-    store = open_store(ctx.settings)
+    store = open_run_store(ctx.settings)
     try:
         with run_lock(ctx.settings, store, key, "drift", wait_lock):
-            reference = image_reference(image) if image else store_reference(store, key)
-            runner = DriftRun(engine, store, key, reference, remediate=remediate, use_baselines=image is None)
+            # Everything the run reads from the store is read here, before any host is contacted, and
+            # everything it writes is written once at the end: a store lost meanwhile costs nothing.
+            view = begin_run(store, ctx.settings.state_dir, key)
+            reference = image_reference(image) if image else store_reference(view, key)
+            runner = DriftRun(engine, view, key, reference, remediate=remediate, use_baselines=image is None)
             with ui.transport_warnings(), \
                     Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
                 engine.on_event = progress
-                run = runner.run(ctx.hosts)
-            doc = record_run(ctx.settings, run, inventory, store=store, argv=sys.argv[1:])
+                with interruptible(engine):
+                    run = runner.run(ctx.hosts)
+            doc = record_run(ctx.settings, run, inventory, store=view, argv=sys.argv[1:])
+            saved = view.finish()
     finally:
         store.close()
     show(run, inventory, as_json, diff, verbose)
+    not_stored = saved.message(store.url)
+    if not_stored:
+        ui.error(not_stored)
     if report_dir is not None:
-        _write_reports(doc, report_dir, ctx.settings.store_url)
+        _write_reports(doc, report_dir, None if saved.spooled else ctx.settings.store_url)
     if notify_argv and run.exit_code & ExitCode.CHANGES:
         _notify(notify_argv, doc)
-    return run.exit_code
+    return run.exit_code | saved.exit_bits
 
 
-def _write_reports(doc: dict[str, Any], report_dir: Path, store_url: str) -> None:
+def open_run_store(settings: Settings) -> Store:
+    """The store a run needs before it starts (its lock and converged state live there). When it is
+    unreachable the run does not start, as Terraform refuses to run without its backend: exit 32."""
+    try:
+        store: Store = open_store(settings)
+    except StoreUnavailable as e:
+        raise StoreUnavailable(f"{e}; nothing was run (a run needs the store for its lock and state)") from e
+    return store
+
+
+def begin_run(store: Store, state_dir: str, key: str) -> RunState:
+    """The run's view of the store, after storing the runs an unreachable store left in the spool."""
+    try:
+        view = RunState.begin(store, state_dir, key)
+    except StoreUnavailable as e:
+        raise StoreUnavailable(f"{e}; nothing was run") from e
+    for path, run_id in view.ingested.stored:
+        ui.err.print(f"stored run #{run_id} kept in the spool while the store was unavailable ({path.name})",
+                     markup=False, highlight=False)
+    for path, why in view.ingested.corrupt:
+        ui.warn(f"spooled run {path.name} not stored: {why}")
+    return view
+
+
+def _write_reports(doc: dict[str, Any], report_dir: Path, store_url: str | None) -> None:
     from driftctl.report import write_reports
 
     for path in write_reports(doc, report_dir, store=store_url):  # the store gives HTML its drift chart
