@@ -73,11 +73,15 @@ def settings_from(**flags: Any) -> Settings:
 
 
 def transport_options(settings: Settings) -> TransportOptions:
+    from driftctl.transport import sshpolicy
+
+    sshpolicy.parse(settings.ssh_algorithms)  # a bad value is an input error before any host is contacted
     return TransportOptions(
         known_hosts=list(settings.known_hosts),
         own_known_hosts=settings.own_known_hosts,
         accept_new_host_keys=settings.accept_new_host_keys,
         ssh_config=settings.ssh_config,
+        ssh_algorithms=settings.ssh_algorithms,
     )
 
 

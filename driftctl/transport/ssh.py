@@ -2,9 +2,12 @@
 
 Connecting: TCP (or a ``direct-tcpip`` channel of the previous ProxyJump hop) -> key exchange -> host
 key check against known_hosts files -> authentication (key files, ssh-agent, default keys, password).
-Only the TCP/handshake steps are retried (refused, timed out, banner not received), with jittered
-backoff; an authentication or host key failure is final. Every library error leaves this module as a
-driftctl error naming the host.
+The connect timeout is the whole budget for all of it, retries included: one deadline is set when
+connect() starts. A refused or reset connection is retried with jittered backoff while the budget
+lasts; an authentication or host key failure is final. Key exchange offers only the algorithms of
+driftctl's policy (sshpolicy.py: no CBC, MD5/SHA-1 MACs, SHA-1 kex or ssh-rsa signatures unless a
+setting allows them, with a warning on every connection that uses them). Every library error leaves
+this module as a driftctl error naming the host.
 
 Host keys are looked up in ``~/.ssh/known_hosts``, ``/etc/ssh/ssh_known_hosts``, ssh_config's
 UserKnownHostsFile, ``TransportOptions.known_hosts``, the host's ``ConnectionSpec.known_hosts`` and
@@ -34,7 +37,7 @@ from paramiko.common import cMSG_CHANNEL_REQUEST
 
 from driftctl.errors import AuthError, CommandTimeout, ConnectError, DriftctlError, HostKeyError
 from driftctl.model import Host
-from driftctl.transport import knownhosts
+from driftctl.transport import knownhosts, sshpolicy
 from driftctl.transport.base import CommandResult, Transport, TransportOptions, quote
 from driftctl.transport.become import Become
 from driftctl.transport.local import kill_marked, marked, new_mark
@@ -51,6 +54,7 @@ CHUNK = 1 << 16
 KEEPALIVE = 30  # seconds; keeps NAT/firewall state alive during long runs
 REAP_TIMEOUT = 15.0
 EOF_GRACE = 2.0  # after the exit status, how long to wait for output a background child still holds
+MIN_ATTEMPT = 0.2  # seconds of connect budget below which another attempt is not worth starting
 
 
 class _Retry(Exception):
@@ -59,6 +63,25 @@ class _Retry(Exception):
     def __init__(self, error: ConnectError) -> None:
         self.error = error
         super().__init__(str(error))
+
+
+class _Deadline:
+    """One budget for everything connect() does: TCP, banner, key exchange, authentication, retries."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.at = time.monotonic() + budget
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def left(self) -> float:
+        """The remaining time as a library timeout (never 0: that would mean "no timeout" to some)."""
+        return max(0.01, self.remaining())
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0.05
 
 
 class SSHTransport(Transport):
@@ -72,6 +95,9 @@ class SSHTransport(Transport):
         self.endpoint: Endpoint = resolve(host.connection, load_config(self.options.ssh_config))
         self.connects = 0
         self.accepted_host_keys: list[str] = []  # "name fingerprint" recorded in the own known_hosts
+        self.policy = self._algorithm_policy()  # also an input error before any host is contacted
+        self.weak_algorithms: list[str] = []  # "where: kind name (why)" used by the last connect
+        self._connecting: list[paramiko.Transport] = []  # closed by the watchdog when the budget runs out
         self._client: paramiko.Transport | None = None
         self._hops: list[paramiko.Transport] = []
         self._become: Become | None = None
@@ -85,24 +111,68 @@ class SSHTransport(Transport):
                 return
             self._close_all()
             endpoint = self.endpoint
-            attempts = 1 + max(0, self.options.connect_retries)
-            for attempt in range(attempts):
-                try:
-                    self._client = self._open_chain(endpoint)
-                    break
-                except _Retry as r:
-                    self._close_all()
-                    if attempt == attempts - 1:
-                        raise r.error from r.__cause__
-                    delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
-                    log.debug("%s: %s; retrying in %.1fs", self.host.name, r.error.message, delay)
-                    time.sleep(delay)
-                except BaseException:
-                    self._close_all()
-                    raise
+            deadline = _Deadline(self.host.connection.connect_timeout)
+            # Each step gets the time left as its own timeout; authentication (several requests, each
+            # with paramiko's auth_timeout) is bounded by closing the connection when the budget is spent.
+            watchdog = threading.Timer(deadline.budget, self._expire)
+            watchdog.daemon = True
+            watchdog.start()
+            self.weak_algorithms = []
+            try:
+                self._client = self._connect_within(endpoint, deadline)
+            except ConnectError as e:
+                self._close_all()
+                if deadline.expired and not isinstance(e, HostKeyError) and "connect timeout" not in e.message:
+                    # the watchdog cut a step that has no timeout of its own (authentication)
+                    raise self._err(
+                        f"could not connect to {endpoint} and log in within the connect timeout "
+                        f"({deadline.budget:g}s): {e.message}"
+                    ) from e
+                raise
+            except BaseException:
+                self._close_all()
+                raise
+            finally:
+                watchdog.cancel()
+                self._connecting = []
             self.connects += 1
             password = self.host.connection.become_password
             self._become = Become(self.host.name, endpoint.user, str(password) if password else None, self._raw)
+
+    def _connect_within(self, endpoint: Endpoint, deadline: _Deadline) -> paramiko.Transport:
+        """Open the chain; retry what may pass on a second try while the budget lasts."""
+        for attempt in range(1 + max(0, self.options.connect_retries)):
+            try:
+                return self._open_chain(endpoint, deadline)
+            except _Retry as r:
+                self._close_all()
+                remaining = deadline.remaining()
+                if remaining < MIN_ATTEMPT:
+                    raise r.error from r.__cause__
+                backoff = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
+                delay = min(backoff, remaining / 2)  # leave the next attempt half of what is left
+                log.debug("%s: %s; retrying in %.1fs", self.host.name, r.error.message, delay)
+                time.sleep(delay)
+                last = r
+        raise last.error from last.__cause__
+
+    def _expire(self) -> None:
+        """The connect budget is spent: end whatever is still waiting (a TCP connect ends by its own timeout)."""
+        for t in list(self._connecting):
+            t.close()
+
+    def _algorithm_policy(self) -> sshpolicy.Policy:
+        """The global ssh_algorithms setting, then the host's driftctl_ssh_algorithms."""
+        # ConnectionSpec has no field for it yet: read the inventory variable until it does
+        own = getattr(self.host.connection, "ssh_algorithms", None) or self.host.vars.get(sshpolicy.HOST_VARIABLE)
+        host_where = self.host.source
+        return sshpolicy.policy(
+            sshpolicy.parse(self.options.ssh_algorithms),
+            sshpolicy.parse(
+                None if own is None else str(own), f"{sshpolicy.HOST_VARIABLE} for host {self.host.name!r}", host_where
+            ),
+            where=host_where,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -115,75 +185,120 @@ class SSHTransport(Transport):
         self._client = None
         self._hops = []
 
-    def _open_chain(self, target: Endpoint) -> paramiko.Transport:
+    def _open_chain(self, target: Endpoint, deadline: _Deadline) -> paramiko.Transport:
         sock: paramiko.Channel | None = None
         prev: Endpoint | None = None
         for i, hop in enumerate(target.jumps):
-            t = self._open(hop, sock, via=prev, is_target=False)
+            t = self._open(hop, sock, via=prev, is_target=False, deadline=deadline)
             self._hops.append(t)
             nxt = target.jumps[i + 1] if i + 1 < len(target.jumps) else target
-            sock = self._tunnel(t, hop, nxt)
+            sock = self._tunnel(t, hop, nxt, deadline)
             prev = hop
-        return self._open(target, sock, via=prev, is_target=True)
+        return self._open(target, sock, via=prev, is_target=True, deadline=deadline)
 
-    def _tunnel(self, t: paramiko.Transport, hop: Endpoint, nxt: Endpoint) -> paramiko.Channel:
+    def _tunnel(self, t: paramiko.Transport, hop: Endpoint, nxt: Endpoint, deadline: _Deadline) -> paramiko.Channel:
         """A channel from ``hop`` to the next server, used as the next connection's socket."""
         try:
             return t.open_channel(
                 "direct-tcpip",
                 dest_addr=(nxt.hostname, nxt.port),
                 src_addr=("127.0.0.1", 0),
-                timeout=self.host.connection.connect_timeout,
+                timeout=deadline.left(),
             )
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise _Retry(self._err(f"jump host {hop} could not reach {nxt.hostname}:{nxt.port}: {e}")) from e
 
     def _open(
-        self, ep: Endpoint, sock: paramiko.Channel | None, via: Endpoint | None, is_target: bool
+        self, ep: Endpoint, sock: paramiko.Channel | None, via: Endpoint | None, is_target: bool, deadline: _Deadline
     ) -> paramiko.Transport:
-        timeout = self.host.connection.connect_timeout
         where = f"{ep}" + (f" via {via}" if via else "")
-        channel_or_socket: socket.socket | paramiko.Channel = sock if sock is not None else self._dial(ep, timeout)
+        channel_or_socket: socket.socket | paramiko.Channel = sock if sock is not None else self._dial(ep, deadline)
         try:
-            t = paramiko.Transport(channel_or_socket)
+            # strict kex (Terrapin): advertised, and then paramiko enforces it whenever the server offers it
+            t = sshpolicy.RecordingTransport(channel_or_socket, strict_kex=True)
         except (paramiko.SSHException, OSError) as e:
             channel_or_socket.close()
             raise _Retry(self._err(f"cannot start SSH with {where}: {e}")) from e
-        t.banner_timeout = timeout
-        t.auth_timeout = timeout
-        t.handshake_timeout = timeout
+        self._connecting.append(t)
+        left = deadline.left()
+        t.banner_timeout = left
+        t.auth_timeout = left
+        t.handshake_timeout = left
+        self.policy.apply(t)
         files = self._known_hosts_files(ep)
         entries = knownhosts.load(files)
         self._prefer_known_key_types(t, knownhosts.recorded_types(entries, ep.key_names))
         try:
-            t.start_client(timeout=timeout)
+            t.start_client(timeout=left)
         except paramiko.ssh_exception.IncompatiblePeer as e:
             t.close()
+            missing = sshpolicy.mismatches(t.offer, self.policy) if t.offer else []
+            if missing and t.offer:
+                raise self._err(sshpolicy.refusal_message(where, t.offer, missing)) from e
             raise self._err(f"no common algorithms with {where}: {e}") from e
         except (paramiko.SSHException, OSError, EOFError) as e:
             t.close()
-            raise _Retry(self._err(f"SSH handshake with {where} failed: {e or type(e).__name__}")) from e
+            raise _Retry(self._err(self._handshake_failed(where, deadline, f"{e or type(e).__name__}"))) from e
         if not t.initial_kex_done:  # start_client returns quietly when its own timeout passes
             t.close()
-            raise _Retry(self._err(f"SSH handshake with {where} failed: no answer within {timeout:g}s"))
+            raise _Retry(self._err(self._handshake_failed(where, deadline, "no answer")))
         try:
+            self._check_negotiated(t, where)
             self._verify_host_key(t, ep, entries, files)
+            t.auth_timeout = deadline.left()
             self._authenticate(t, ep, is_target)
         except BaseException:
             t.close()
             raise
+        self._warn_weak(t, where)
         t.set_keepalive(KEEPALIVE)
         return t
 
-    def _dial(self, ep: Endpoint, timeout: float) -> socket.socket:
+    @staticmethod
+    def _handshake_failed(where: str, deadline: _Deadline, cause: str) -> str:
+        if deadline.expired:
+            # paramiko's words for it depend on whether its timeout or the watchdog ended the wait
+            if "banner" in cause.lower():
+                cause = "the server never sent its SSH banner"
+            return f"no SSH handshake with {where} within the connect timeout ({deadline.budget:g}s): {cause}"
+        return f"SSH handshake with {where} failed: {cause}"
+
+    def _check_negotiated(self, t: sshpolicy.RecordingTransport, where: str) -> None:
+        """Refuse a handshake that skipped strict kex although the server offered it (Terrapin)."""
+        if t.offer is not None and t.offer.strict_kex and not sshpolicy.strict_kex_agreed(t):
+            raise self._err(f"{where} offered strict key exchange (Terrapin fix) but it was not used; refusing")
+
+    def _warn_weak(self, t: paramiko.Transport, where: str) -> None:
+        weak = sshpolicy.weak_in_use(t)
+        if not weak:
+            return
+        used = ", ".join(f"{sshpolicy.LABELS[c].rstrip('s')} {n} ({why})" for c, n, why in weak)
+        allowed_by = sorted({self.policy.allowed_by.get((c, n), "the default") for c, n, _ in weak})
+        terrapin = (
+            "; without strict key exchange this combination is open to the Terrapin attack (CVE-2023-48795)"
+            if sshpolicy.terrapin_exposed(t)
+            else ""
+        )
+        self.weak_algorithms.append(f"{where}: {used}")
+        log.warning(
+            "%s: %s uses weak SSH algorithms: %s, allowed by %s%s; enable modern algorithms in its sshd_config",
+            self.host.name, where, used, " and ".join(allowed_by), terrapin,
+        )
+
+    def _dial(self, ep: Endpoint, deadline: _Deadline) -> socket.socket:
         try:
-            return socket.create_connection((ep.hostname, ep.port), timeout=timeout)
+            return socket.create_connection((ep.hostname, ep.port), timeout=deadline.left())
         except socket.gaierror as e:
             raise self._err(f"cannot resolve {ep.hostname}: {e.strerror}") from e
         except ConnectionRefusedError as e:
             raise _Retry(self._err(f"connection refused by {ep.hostname}:{ep.port}")) from e
         except TimeoutError as e:
-            raise _Retry(self._err(f"timed out after {timeout:g}s connecting to {ep.hostname}:{ep.port}")) from e
+            raise _Retry(
+                self._err(
+                    f"timed out connecting to {ep.hostname}:{ep.port}: no TCP connection within the connect "
+                    f"timeout ({deadline.budget:g}s)"
+                )
+            ) from e
         except OSError as e:
             raise _Retry(self._err(f"cannot connect to {ep.hostname}:{ep.port}: {e.strerror or e}")) from e
 
