@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from driftctl import agent as agentlib
+from driftctl.agent._core import backup_key
 from driftctl.errors import Location
 from driftctl.model import Change
 from driftctl.resources.base import ResourceType, get_type
@@ -114,6 +115,13 @@ def sha(data: str | bytes) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
+def backups_of(host: Any, path: str) -> list[str]:
+    """The backups the agent keeps of ``path`` (one directory per path, named by a hash of it), oldest first."""
+    sub = f"{BACKUP_DIR}/{backup_key(path)}"
+    assert sh(host, f"cat {sub}/path") == f"{path}\n"
+    return [f"{sub}/{name}" for name in sh(host, f"ls {sub}").split() if name != "path"]
+
+
 @pytest.fixture
 def workdir(fleet: Any) -> Iterator[str]:
     """A directory of this test's own on every fleet host (its parent exists), removed afterwards."""
@@ -151,7 +159,8 @@ def test_file_in_a_directory_converges_on_every_host(fleet: Any, workdir: str) -
     converge(host, file_v2)
     assert host.testinfra().file(conf).content_string == "listen 8080\nworkers 8\n"
     assert sh(host, f"stat -c %i {conf}") != inode  # replaced by rename, not rewritten in place
-    backup = f"{BACKUP_DIR}/" + sha("listen 8080\nworkers 4\n")
+    [backup] = backups_of(host, conf)
+    assert backup.endswith("-" + sha("listen 8080\nworkers 4\n")[:12])
     assert sh(host, f"cat {backup}") == "listen 8080\nworkers 4\n"
     assert host.testinfra().file(backup).mode == 0o600
 
@@ -217,7 +226,10 @@ def test_interrupted_write_leaves_the_old_file_intact(fleet: Any, workdir: str) 
     result = host.exec(
         ["sh", "-c", f"ulimit -f 128; {launcher}"], stdin=agentlib.program_bytes() + json.dumps(request).encode()
     )
-    answer = json.loads(result.stdout)
+    lines = [json.loads(ln) for ln in result.stdout.splitlines() if ln.strip()]
+    answer = lines[-1]
+    # protocol 2 reports each resource as a record before the final answer
+    answer.setdefault("results", {x["done"]: x["result"] for x in lines[:-1] if "done" in x})
     assert answer["ok"], answer
     assert answer["results"][r.id]["status"] == "failed"
     assert "File too large" in answer["results"][r.id]["error"]
@@ -264,7 +276,8 @@ def test_symlink_converges_and_force(fleet: Any, workdir: str) -> None:
     link = res("symlink", f"{workdir}/current", target="releases/1", force=True)
     assert converge(host, link)[link.id] == ["replace file with a symlink"]
     assert host.testinfra().file(f"{workdir}/current").linked_to == f"{workdir}/releases/1"
-    assert sh(host, f"cat {BACKUP_DIR}/" + sha("file\n")) == "file\n"
+    [backup] = backups_of(host, f"{workdir}/current")
+    assert sh(host, f"cat {backup}") == "file\n"
     link2 = res("symlink", f"{workdir}/current", target="releases/2")
     assert converge(host, link2)[link2.id] == ["target releases/1 -> releases/2"]
     assert sh(host, f"readlink {workdir}/current") == "releases/2\n"
