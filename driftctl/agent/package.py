@@ -6,14 +6,26 @@ move when a mirror publishes an update; the versions are there for the change li
 
 Parsers are pure functions of the command output (tested from captured output in tests/unit/data).
 Every command runs with LC_ALL=C: apt-cache and rpm translate their labels otherwise.
+
+Locks: a write waits for another package manager's lock at most ``lock_timeout`` seconds, then fails
+this resource only, with the package manager's own words about who holds the lock. Reads (dpkg-query,
+apt-cache policy, rpm -q, apk list) take no lock, so a probe never waits. apt waits by itself
+(``-o DPkg::Lock::Timeout=N``, apt >= 1.9.11) for the dpkg frontend lock; the lists lock of
+``apt-get update`` has no such option and is retried here. dnf waits for its lock forever by default:
+it runs with ``exit_on_lock`` and is retried here. apk waits by itself (``apk --wait N``).
 """
 
 import os
 import re
+import time
 
 from driftctl.agent._core import Failure, register, run, which
 
 PKG_STATE = {"apt_updated": False}  # `apt-get update` runs at most once per agent run
+PKG_LOCK_TIMEOUT = 60  # seconds a write waits for another package manager's lock (Ansible's apt default)
+PKG_LOCK_RETRY = 1.0  # seconds between tries where the tool does not wait by itself
+PKG_LOCK_HINT = ("another package manager is working on this host (unattended-upgrades, apt-daily, a person?) "
+                 "and still held the lock after %ss (lock_timeout): try again later, or raise lock_timeout")
 
 
 def pkg_env(extra=None):
@@ -125,14 +137,98 @@ def parse_apk_list(text):
     return out
 
 
+APT_LOCK_LINE = re.compile(r"(Could not get lock \S+?\.? It is held by process \d+ \([^)]*\)|Could not get lock \S+)")
+
+
+def parse_apt_lock(text):
+    """Output of an apt-get that could not take a lock (stdout and stderr together) -> apt's own line
+    naming the lock and its holder ("Could not get lock /var/lib/dpkg/lock-frontend. It is held by
+    process 1234 (unattended-upgr)"), or None when it is not a lock failure.
+
+    With ``DPkg::Lock::Timeout`` apt says it while waiting ("Waiting for cache lock: ...", on stdout,
+    once a second); without, as an error ("E: ..."). The last one wins: the holder may have changed.
+    """
+    found = None
+    for line in text.splitlines():
+        m = APT_LOCK_LINE.search(line)
+        if m:
+            found = m.group(1).rstrip(".")
+    return found
+
+
+def parse_dnf_lock(text):
+    """Output of a dnf or yum that found its lock taken (run with exit_on_lock) -> the line saying so,
+    ("RPMDB already locked by 1234", "Existing lock /var/run/yum.pid: another copy is running as
+    pid 1234."), or None."""
+    for line in reversed(text.splitlines()):
+        if "locked by" in line or "Existing lock" in line or "another copy is running" in line:
+            return line.strip()
+    return None
+
+
+def parse_apk_lock(text):
+    """Output of an apk that could not lock its database (after ``--wait``) -> apk's line, or None."""
+    for line in reversed(text.splitlines()):
+        if "lock" in line.lower() and ("ERROR" in line or "Unable" in line):
+            return line.strip()
+    return None
+
+
+def pkg_lock_failure(command, what, lock_line, lock_timeout):
+    """The Failure of a write that never got the package manager's lock: its own line, then the hint."""
+    return Failure("%s %s: %s; %s" % (command, what, lock_line, PKG_LOCK_HINT % pkg_seconds(lock_timeout)))
+
+
+def pkg_seconds(value):
+    return "%g" % value
+
+
+# ---- argv (pure: what each provider runs, given the resource's lock_timeout)
+
+
+def apt_install_argv(target, lock_timeout, allow_downgrades=False):
+    argv = [
+        "apt-get", "install", "-y", "--no-install-recommends",
+        "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+        # wait for a concurrent apt (unattended-upgrades, apt-daily) a bounded time, then fail
+        "-o", "DPkg::Lock::Timeout=%d" % int(lock_timeout),
+    ]
+    if allow_downgrades:
+        argv.append("--allow-downgrades")
+    return [*argv, target]
+
+
+def apt_remove_argv(name, lock_timeout):
+    return ["apt-get", "remove", "-y", "-o", "DPkg::Lock::Timeout=%d" % int(lock_timeout), name]
+
+
+def apt_update_argv(lock_timeout):
+    # apt-get update takes the lists lock, which DPkg::Lock::Timeout does not cover (apt 2.6): the
+    # option is for apt versions that do, the retry loop for the others
+    return ["apt-get", "update", "-o", "DPkg::Lock::Timeout=%d" % int(lock_timeout)]
+
+
+def dnf_argv(dnf, verb, target):
+    # dnf waits for a lock held by another dnf forever, yum too: exit at once, and retry here
+    return [dnf, "--setopt=exit_on_lock=True", verb, "-y", target]
+
+
+def apk_argv(verb, target, lock_timeout, extra=()):
+    return ["apk", "--wait", "%d" % int(lock_timeout), verb, *extra, target]
+
+
 # ---- providers
 
 
 class PackageProvider(object):
-    """One package manager. ``query`` reads; the other methods write."""
+    """One package manager. ``query`` reads; the other methods write, waiting at most ``lock_timeout``
+    seconds for another package manager's lock."""
 
     name = ""
     command = ""
+
+    def __init__(self, lock_timeout=PKG_LOCK_TIMEOUT):
+        self.lock_timeout = PKG_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
 
     @classmethod
     def supports(cls, facts):
@@ -152,18 +248,27 @@ class PackageProvider(object):
     def remove(self, name):
         raise NotImplementedError
 
+    def _write(self, argv, what, lock_line_of, env=None):
+        """Run a write; while it fails on a lock, try again until lock_timeout has passed since the
+        first try (a tool that waits by itself has used it up by then), then fail with the tool's line
+        about the lock. Returns (rc, out, err) of a run that did not fail on a lock."""
+        started = time.monotonic()
+        while True:
+            rc, out, err = run(argv, env=env or pkg_env())
+            line = lock_line_of(out + "\n" + err) if rc != 0 else None
+            if line is None:
+                return rc, out, err
+            if time.monotonic() - started + PKG_LOCK_RETRY > self.lock_timeout:
+                raise pkg_lock_failure(self.command, what, line, self.lock_timeout)
+            time.sleep(PKG_LOCK_RETRY)
+
 
 class AptPackage(PackageProvider):
     name = "apt"
     command = "apt-get"
-    INSTALL = [
-        "apt-get", "install", "-y", "--no-install-recommends",
-        "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-        # wait for a concurrent apt (unattended-upgrades, apt-daily) instead of failing at once
-        "-o", "DPkg::Lock::Timeout=300",
-    ]
 
     def installed(self, name):
+        # dpkg-query reads /var/lib/dpkg/status without any lock: a held dpkg lock never blocks a probe
         rc, out, err = run(["dpkg-query", "-W", "-f=" + DPKG_QUERY_FORMAT, name], env=pkg_env())
         if rc not in (0, 1):
             raise Failure("dpkg-query failed: %s" % err.strip())
@@ -185,28 +290,31 @@ class AptPackage(PackageProvider):
     def _update_once(self):
         if PKG_STATE["apt_updated"]:
             return
-        run(["apt-get", "update", "-o", "DPkg::Lock::Timeout=300"], env=pkg_env(), check=True)
+        rc, out, err = self._write(apt_update_argv(self.lock_timeout), "update", parse_apt_lock)
+        if rc != 0:
+            raise Failure("apt-get update exited %d: %s" % (rc, _tail(err or out)))
         PKG_STATE["apt_updated"] = True
 
     def install(self, name, version, known):
         if not known or self._lists_missing():
             self._update_once()
         target = name if version is None else "%s=%s" % (name, version)
-        argv = list(self.INSTALL)
-        if version is not None:
-            argv.append("--allow-downgrades")
+        argv = apt_install_argv(target, self.lock_timeout, allow_downgrades=version is not None)
         env = pkg_env({"DEBIAN_FRONTEND": "noninteractive"})
-        rc, out, err = run([*argv, target], env=env)
+        what = "install %s" % target
+        rc, out, err = self._write(argv, what, parse_apt_lock, env)
         if rc == 100 and not PKG_STATE["apt_updated"] and "Unable to locate" in err + out:
             # the lists were there but stale: refresh once and try again
             self._update_once()
-            rc, out, err = run([*argv, target], env=env)
+            rc, out, err = self._write(argv, what, parse_apt_lock, env)
         if rc != 0:
             raise Failure("apt-get install %s exited %d: %s" % (target, rc, _tail(err or out)))
 
     def remove(self, name):
         env = pkg_env({"DEBIAN_FRONTEND": "noninteractive"})
-        run(["apt-get", "remove", "-y", "-o", "DPkg::Lock::Timeout=300", name], env=env, check=True)
+        rc, out, err = self._write(apt_remove_argv(name, self.lock_timeout), "remove %s" % name, parse_apt_lock, env)
+        if rc != 0:
+            raise Failure("apt-get remove %s exited %d: %s" % (name, rc, _tail(err or out)))
 
 
 class DnfPackage(PackageProvider):
@@ -233,15 +341,21 @@ class DnfPackage(PackageProvider):
         )
         return parse_rpm_query(out).get(name)
 
+    def _run_dnf(self, verb, target):
+        dnf = self._dnf()
+        rc, out, err = self._write(dnf_argv(dnf, verb, target), "%s %s" % (verb, target), parse_dnf_lock)
+        if rc != 0:
+            raise Failure("%s %s %s exited %d: %s" % (dnf, verb, target, rc, _tail(err or out)))
+
     def install(self, name, version, known):
         target = name if version is None else "%s-%s" % (name, version)
         verb = "install"
         if version is None and self.installed(name):
             verb = "upgrade"  # ensure=latest of an installed package
-        run([self._dnf(), verb, "-y", target], env=pkg_env(), check=True)
+        self._run_dnf(verb, target)
 
     def remove(self, name):
-        run([self._dnf(), "remove", "-y", name], env=pkg_env(), check=True)
+        self._run_dnf("remove", name)
 
 
 class ApkPackage(PackageProvider):
@@ -259,17 +373,26 @@ class ApkPackage(PackageProvider):
         _rc, out, _err = run(["apk", "list", name], env=pkg_env())
         return parse_apk_list(out).get(name, {}).get("candidate")
 
+    def _run_apk(self, verb, target, extra=()):
+        # apk waits for its database lock by itself (--wait): one try, its own message when it gave up
+        rc, out, err = run(apk_argv(verb, target, self.lock_timeout, extra), env=pkg_env())
+        if rc != 0:
+            line = parse_apk_lock(out + "\n" + err)
+            if line is not None:
+                raise pkg_lock_failure("apk", "%s %s" % (verb, target), line, self.lock_timeout)
+            raise Failure("apk %s %s exited %d: %s" % (verb, target, rc, _tail(err or out)))
+
     def install(self, name, version, known):
         target = name if version is None else "%s=%s" % (name, version)
-        argv = ["apk", "add"]
+        extra = []
         if not known:
-            argv.append("--update-cache")
+            extra.append("--update-cache")
         if version is None and self.installed(name):
-            argv.append("--upgrade")
-        run([*argv, target], env=pkg_env(), check=True)
+            extra.append("--upgrade")
+        self._run_apk("add", target, extra)
 
     def remove(self, name):
-        run(["apk", "del", name], env=pkg_env(), check=True)
+        self._run_apk("del", name)
 
 
 PACKAGE_PROVIDERS = [AptPackage, DnfPackage, ApkPackage]
@@ -290,7 +413,7 @@ def package_provider(params, facts):
     cls = choose_package_provider(params, facts)
     if not which(cls.command):
         raise Failure("package provider %s needs %s, which this host does not have" % (cls.name, cls.command))
-    return cls()
+    return cls(lock_timeout=params.get("lock_timeout"))
 
 
 def _tail(text, lines=8):

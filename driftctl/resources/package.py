@@ -13,6 +13,7 @@ from driftctl.resources.base import Param, ResourceType, register
 PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._@-]*(:[a-z0-9_-]+)?$")
 VERSION_RE = re.compile(r"^[0-9][A-Za-z0-9.+~:_-]*$")
 ENSURE_WORDS = ("present", "absent", "latest")
+LOCK_TIMEOUT = 60  # seconds, as Ansible's apt module waits
 
 
 def check_package_name(value: Any) -> str:
@@ -29,6 +30,12 @@ def check_ensure(value: Any) -> str:
     raise ValueError(f"must be present, absent, latest or a version (\"1.24.0-1\"), not {value!r}")
 
 
+def check_lock_timeout(value: Any) -> int:
+    if value < 0:
+        raise ValueError(f"must be a number of seconds (0 or more), not {value!r}")
+    return int(value)
+
+
 @register
 class Package(ResourceType):
     """A system package, installed or removed with the host's package manager.
@@ -39,10 +46,20 @@ class Package(ResourceType):
     (``apt-get update``) once per run when a package is unknown or the lists are missing.
     ``latest`` compares with what the package lists offer now (they are not refreshed for it).
 
+    When another package manager holds the lock (unattended-upgrades, apt-daily, a person running
+    apt), an install or removal waits for it at most ``lock_timeout`` seconds, then this resource
+    fails with the package manager's own words ("Could not get lock /var/lib/dpkg/lock-frontend. It
+    is held by process 1234 (unattended-upgr)"); resources that do not depend on it still converge.
+    apt waits with ``-o DPkg::Lock::Timeout`` (apt 1.9.11 or later), and ``apt-get update`` is retried
+    while the lists are locked; dnf and yum, which would wait forever, run with ``exit_on_lock`` and are
+    retried; apk waits with ``--wait``. Reading the state (plan, check, drift) takes no lock and never
+    waits. The resource's time limit (setting ``resource_timeout``) still bounds the whole install.
+
     Parameters:
       name: the package name (the title)
       ensure: present (default), absent, latest, or a version ("2.10-3")
       provider: apt, dnf or apk (default: from the host's facts)
+      lock_timeout: seconds to wait for another package manager's lock (default 60; 0: fail at once)
 
     Example:
       - package: nginx
@@ -50,6 +67,8 @@ class Package(ResourceType):
         ensure: "2.10-3"
       - package: telnet
         ensure: absent
+      - package: cowsay
+        lock_timeout: 600   # a host where unattended-upgrades runs long
     """
 
     name = "package"
@@ -58,6 +77,8 @@ class Package(ResourceType):
         "name": Param(str, "the package name", required=True, check=check_package_name),
         "ensure": Param(str, "present, absent, latest or a version", default="present", check=check_ensure),
         "provider": Param(str, "apt, dnf or apk (default: from facts)", choices=("apt", "dnf", "apk")),
+        "lock_timeout": Param(int, "seconds to wait for the package manager's lock", default=LOCK_TIMEOUT,
+                              check=check_lock_timeout),
     }
 
     @classmethod
