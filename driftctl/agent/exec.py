@@ -5,6 +5,12 @@ observe -> {"state": "done"|"pending", "why": "..."}. Observing runs the guard c
 The command and the guards are argv lists (the controller split them, or wrapped them in
 ``/bin/sh -c`` when the manifest asked for a shell), run as ``user`` in ``cwd`` with ``environment``
 added to the agent's own.
+
+Time: a command (or guard) runs at most ``timeout`` seconds, and never past the resource's time limit
+(``run_time_left()`` of _core, when the agent has one). Then it is ended with everything it started:
+its process group, every descendant (including one that made a session of its own) and anything left
+in its session get SIGTERM, and SIGKILL after a grace; output still held open by a survivor is not
+waited for. Only that resource fails; the rest of the host's resources go on.
 """
 
 import contextlib
@@ -12,11 +18,14 @@ import os
 import pwd
 import signal
 import subprocess
+import time
 
 from driftctl.agent._core import Failure, register
 
 EXEC_TAIL_LINES = 20
 EXEC_TAIL_CHARS = 2000
+EXEC_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when a command is ended
+EXEC_DRAIN = 2.0  # seconds to read what is left of its output once it is ended
 # params objects (one per resource in this request) whose command ran in this agent run: a
 # notified exec that already ran during apply is not run a second time by its refresh
 EXEC_RAN: set = set()
@@ -53,8 +62,98 @@ def _exec_user(params):
         raise Failure("no such user: %s" % user) from None
 
 
+def exec_limit(timeout, left):
+    """(seconds the command may run or None, why): its own timeout, cut to ``left`` of the resource's
+    time limit (None: no limit known)."""
+    if left is not None and (timeout is None or left < timeout):
+        return max(left, 0.0), " (the resource's time limit)"
+    return timeout, ""
+
+
+def exec_time_left():
+    """Seconds left of the resource's time limit, if _core keeps one (``run_time_left``), else None."""
+    left = globals().get("run_time_left")
+    return left() if left is not None else None
+
+
+def exec_proc_stat(pid):
+    """(ppid, pgrp, session, state) of a process from /proc, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), int(fields[2]), int(fields[3]), fields[0].decode("ascii", "replace")
+
+
+def exec_tree(leader):
+    """Every live process the command started: its own, its process group and session (led by
+    ``leader``, started with start_new_session), and all descendants, wherever they moved."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = exec_proc_stat(int(name))
+            if st is not None and st[3] not in ("Z", "X"):
+                table[int(name)] = st
+    found = set(pid for pid, st in table.items() if pid == leader or leader in (st[1], st[2]))
+    grew = True
+    while grew:
+        grew = False
+        for pid, st in table.items():
+            if pid not in found and st[0] in found:
+                found.add(pid)
+                grew = True
+    found.discard(os.getpid())
+    return found
+
+
+def exec_alive(pid):
+    st = exec_proc_stat(pid)
+    return st is not None and st[3] not in ("Z", "X")
+
+
+def exec_end(proc):
+    """End the command and everything it started. The tree is frozen first (SIGSTOP), so nothing in it
+    forks or is reparented away while it is collected; then SIGTERM (and SIGCONT, so it is handled),
+    and SIGKILL to whatever is still alive after a grace."""
+    doomed = set()
+    for _ in range(3):  # a process may have forked just before it was stopped: collect again
+        new = exec_tree(proc.pid) - doomed
+        if not new:
+            break
+        for pid in new:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGSTOP)
+        doomed |= new
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, sig)
+        for pid in doomed:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+    end = time.monotonic() + EXEC_GRACE
+    while time.monotonic() < end:
+        proc.poll()  # reap our own child, so it does not count as alive
+        if not any(exec_alive(pid) for pid in doomed):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in doomed:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def exec_seconds(value):
+    return "%g" % value
+
+
 def exec_run(argv, params, timeout=None):
-    """Run argv with the resource's user, cwd and environment; stdout and stderr merged."""
+    """Run argv with the resource's user, cwd and environment; stdout and stderr merged.
+
+    Ends it, and everything it started, at ``timeout`` or at the resource's time limit if sooner.
+    """
+    limit, why = exec_limit(timeout, exec_time_left())
     pw = _exec_user(params)
     cwd = params.get("cwd")
     if cwd is not None and not os.path.isdir(cwd):
@@ -82,14 +181,22 @@ def exec_run(argv, params, timeout=None):
     except PermissionError:
         raise Failure("command not executable: %s" % argv[0]) from None
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+        exec_end(proc)
+        try:
+            out, _ = proc.communicate(timeout=EXEC_DRAIN)
+        except subprocess.TimeoutExpired:
+            # something it started survived SIGKILL's reach (or sits in the kernel) holding the output
+            # open: stop reading rather than wait for it
+            out = b""
+            with contextlib.suppress(OSError):
+                proc.stdout.close()
+            proc.wait()
         raise Failure(
-            "%s timed out after %ss%s"
-            % (" ".join(argv)[:200], timeout, (": " + exec_tail(out.decode("utf-8", "replace"))) if out else "")
+            "%s timed out after %ss%s%s"
+            % (" ".join(argv)[:200], exec_seconds(limit), why,
+               (": " + exec_tail(out.decode("utf-8", "replace"))) if out and out.strip() else "")
         ) from None
     return ExecResult(proc.returncode, out.decode("utf-8", "replace"))
 

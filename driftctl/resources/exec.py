@@ -82,6 +82,10 @@ class Exec(ResourceType):
     drift as well: they must only read, never change the host.**
     The command fails when it exits with a code not in ``returns``; the end of its output is
     shown. When notified, an exec runs (again) unless a guard says it is not needed.
+    A command or guard that runs longer than ``timeout`` (or than the resource's time limit, setting
+    ``resource_timeout``, when that comes first) fails "timed out after Ns", and is ended together
+    with everything it started, its own daemons included (SIGTERM, then SIGKILL after 2 s); only
+    this resource fails, the host's other resources go on.
 
     Parameters:
       name: a free name (the title); the command when ``command`` is not given
@@ -94,7 +98,7 @@ class Exec(ResourceType):
       cwd: working directory
       user: run as this user (name or uid)
       environment: variables added to the environment (a mapping)
-      timeout: seconds before the command (or a guard) is killed
+      timeout: seconds before the command (or a guard) is ended (default: the resource's time limit)
       returns: allowed exit codes (default [0])
 
     Example:

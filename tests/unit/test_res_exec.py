@@ -3,7 +3,10 @@ and runs with real processes on this machine (no host needed)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,71 @@ def test_cwd_environment_and_timeout(tmp_path: Path) -> None:
 def test_missing_command_is_a_clear_failure(tmp_path: Path) -> None:
     with pytest.raises(Failure, match="command not found: /nonexistent/tool"):
         agent_exec.exec_apply(params(tmp_path, command="/nonexistent/tool --x"), ["state"], Ctx())
+
+
+def alive(pid: int) -> bool:
+    """Whether a process is running (a zombie waiting for init to reap it is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def test_timeout_ends_what_the_command_started_even_outside_its_process_group(tmp_path: Path) -> None:
+    # a daemon started by the command, in a session of its own: killing the process group misses it
+    pidfile = tmp_path / "daemon.pid"
+    script = f"setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $! > {pidfile}; echo started; sleep 300"
+    p = params(tmp_path, command=script, shell=True, timeout=1)
+    with pytest.raises(Failure) as e:
+        agent_exec.exec_apply(p, ["state"], Ctx())
+    assert str(e.value).startswith("/bin/sh -c setsid sleep 300")
+    assert "timed out after 1s: started" in str(e.value)
+    daemon = int(pidfile.read_text())
+    try:
+        assert not alive(daemon), "the command's daemon was left running"
+    finally:
+        if alive(daemon):
+            os.kill(daemon, signal.SIGKILL)
+
+
+def test_timeout_does_not_wait_for_output_a_survivor_holds_open(tmp_path: Path) -> None:
+    # the daemon keeps the command's stdout open: waiting for end of output would wait for it
+    pidfile = tmp_path / "daemon.pid"
+    script = f"setsid sleep 120 & echo $! > {pidfile}; sleep 120"
+    p = params(tmp_path, command=script, shell=True, timeout=1)
+    outcome: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            agent_exec.exec_apply(p, ["state"], Ctx())
+        except BaseException as e:  # handed to the test thread
+            outcome.append(e)
+
+    worker = threading.Thread(target=apply, daemon=True)
+    worker.start()
+    worker.join(60)  # a hang detector, not a timing assertion: the command would take 120 s
+    daemon = int(pidfile.read_text())
+    try:
+        assert not worker.is_alive(), "exec_run waited for the output of a process it started"
+        assert isinstance(outcome[0], Failure) and "timed out after 1s" in str(outcome[0])
+        assert not alive(daemon)
+    finally:
+        if alive(daemon):
+            os.kill(daemon, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "left", "expected"),
+    [
+        (None, None, (None, "")),
+        (5.0, None, (5.0, "")),
+        (None, 30.0, (30.0, " (the resource's time limit)")),
+        (5.0, 30.0, (5.0, "")),
+        (60.0, 30.0, (30.0, " (the resource's time limit)")),
+        (60.0, -1.0, (0.0, " (the resource's time limit)")),
+    ],
+)
+def test_own_timeout_is_cut_to_the_resource_time_limit(timeout: float | None, left: float | None,
+                                                       expected: tuple) -> None:
+    assert agent_exec.exec_limit(timeout, left) == expected
