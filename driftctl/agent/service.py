@@ -2,6 +2,11 @@
 
 observe -> {"enabled": bool, "running": bool} for the fields the resource manages.
 A unit or init script that does not exist is a Failure, never "stopped".
+
+Time: reading a state takes at most SERVICE_QUERY_TIMEOUT; a change (start, stop, enable, restart)
+at most the resource's ``timeout``, else the resource's time limit (run() of _core). ``systemctl
+start`` waits for the unit's start job, which for a oneshot unit has no time limit of its own: when
+the call times out, this resource fails and says that systemd may still be running the job.
 """
 
 import os
@@ -15,6 +20,9 @@ from driftctl.agent._core import Failure, register, run, which
 # enabled or disabled: they start when something needs them, which is what enabled asks for)
 SYSTEMD_ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "generated", "indirect")
 SYSTEMD_RUNNING_STATES = ("active", "reloading", "refreshing")
+SERVICE_QUERY_TIMEOUT = 60  # seconds for a read: systemctl show, an init script's status
+# systemctl verbs that queue a job in systemd and wait for it: a timeout leaves the job running
+SERVICE_JOB_VERBS = ("start", "stop", "restart", "reload", "reload-or-restart", "try-restart")
 
 
 def parse_systemctl_show(text):
@@ -56,15 +64,34 @@ def sysv_enabled(rc_listing, name, runlevels=("2", "3", "4", "5")):
     return False
 
 
+def service_timed_out(failure, argv, name):
+    """A timed-out call says what systemd may still be doing; any other Failure is passed on."""
+    text = str(failure)
+    if "timed out" not in text:
+        return failure
+    if argv[0] == "systemctl" and len(argv) > 1 and argv[1] in SERVICE_JOB_VERBS:
+        return Failure("%s; systemd may still be running the %s job of %s (see `systemctl status %s`, "
+                       "`systemctl list-jobs`)" % (text, argv[1], name, name))
+    return failure
+
+
 # ---- providers
 
 
 class ServiceProvider(object):
     name = ""
 
+    def __init__(self, timeout=None):
+        self.timeout = timeout  # seconds a change may take; None: the resource's time limit
+
     @classmethod
     def supports(cls, facts):
         raise NotImplementedError
+
+    def query_timeout(self):
+        if self.timeout is not None and self.timeout < SERVICE_QUERY_TIMEOUT:
+            return self.timeout
+        return SERVICE_QUERY_TIMEOUT
 
     def state(self, name):
         """{"enabled": bool, "running": bool}; raises Failure when the service does not exist."""
@@ -89,7 +116,8 @@ class SystemdService(ServiceProvider):
         return facts.get("init") == "systemd"
 
     def _show(self, name):
-        rc, out, err = run(["systemctl", "show", "--no-pager", "-p", self.PROPS, "--", name])
+        rc, out, err = run(["systemctl", "show", "--no-pager", "-p", self.PROPS, "--", name],
+                           timeout=self.query_timeout())
         if rc != 0:
             raise Failure("systemctl show %s exited %d: %s" % (name, rc, (err or out).strip()))
         return parse_systemctl_show(out)
@@ -101,7 +129,11 @@ class SystemdService(ServiceProvider):
         return st
 
     def _ctl(self, *args):
-        run(["systemctl", *list(args)], check=True)
+        argv = ["systemctl", *list(args)]
+        try:
+            run(argv, check=True, timeout=self.timeout)
+        except Failure as e:
+            raise service_timed_out(e, argv, args[-1]) from None
 
     def set_enabled(self, name, enabled):
         st = self.state(name)
@@ -143,9 +175,12 @@ class SysvService(ServiceProvider):
         return path
 
     def _service(self, name, action):
-        if which("service"):
-            return run(["service", name, action])
-        return run([self._script(name), action])
+        argv = ["service", name, action] if which("service") else [self._script(name), action]
+        timeout = self.query_timeout() if action == "status" else self.timeout
+        try:
+            return run(argv, timeout=timeout)
+        except Failure as e:
+            raise service_timed_out(e, argv, name) from None
 
     def state(self, name):
         self._script(name)
@@ -163,10 +198,10 @@ class SysvService(ServiceProvider):
         self._script(name)
         if which("update-rc.d"):
             if enabled:
-                run(["update-rc.d", name, "defaults"], check=True)
-            run(["update-rc.d", name, "enable" if enabled else "disable"], check=True)
+                run(["update-rc.d", name, "defaults"], check=True, timeout=self.timeout)
+            run(["update-rc.d", name, "enable" if enabled else "disable"], check=True, timeout=self.timeout)
         elif which("chkconfig"):
-            run(["chkconfig", name, "on" if enabled else "off"], check=True)
+            run(["chkconfig", name, "on" if enabled else "off"], check=True, timeout=self.timeout)
         else:
             raise Failure("neither update-rc.d nor chkconfig is on this host: cannot change boot links")
 
@@ -200,7 +235,7 @@ def choose_service_provider(params, facts):
 
 
 def service_provider(params, facts):
-    return choose_service_provider(params, facts)()
+    return choose_service_provider(params, facts)(timeout=params.get("timeout"))
 
 
 # ---- handlers

@@ -12,6 +12,12 @@ from driftctl.resources.base import Param, ResourceType, register
 SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:\\-]*$")
 
 
+def check_timeout(value: Any) -> float:
+    if value <= 0:
+        raise ValueError(f"must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
 def check_service_name(value: Any) -> str:
     if not SERVICE_NAME_RE.match(value):
         raise ValueError(f"must be a service or unit name (\"nginx\", \"getty@tty1.service\"), not {value!r}")
@@ -30,12 +36,19 @@ class Service(ResourceType):
     service that should be stopped (``running: false``), or is stopped and has no ``running``, is
     left stopped. A service that does not exist on the host is a failure, not "stopped".
 
+    Each change (start, stop, enable, restart...) may take ``timeout`` seconds, by default the
+    resource's time limit (setting ``resource_timeout``); reading the state at most 60 s.
+    ``systemctl start`` waits for the unit to be started, and a oneshot unit has no time limit of its
+    own: when the time is up this resource fails (systemd may still be running the job, and says so
+    in ``systemctl status``), and the host's other resources go on.
+
     Parameters:
       name: the service, or systemd unit, name (the title)
       enabled: start at boot (true/false; default unmanaged)
       running: running now (true/false; default unmanaged)
       refresh: restart (default), reload or reload-or-restart, when notified
       provider: systemd or sysv (default: from the host's facts)
+      timeout: seconds each change may take (default: the resource's time limit)
 
     Example:
       - service: nginx
@@ -57,6 +70,7 @@ class Service(ResourceType):
             str, "what a notification does", default="restart", choices=("restart", "reload", "reload-or-restart")
         ),
         "provider": Param(str, "systemd or sysv (default: from facts)", choices=("systemd", "sysv")),
+        "timeout": Param((int, float), "seconds each change may take", check=check_timeout),
     }
 
     @classmethod

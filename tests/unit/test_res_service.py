@@ -59,6 +59,8 @@ def test_defaults_manage_nothing_but_refresh() -> None:
         ({"name": "../../bin/sh"}, "must be a service or unit name"),
         ({"name": "-cron"}, "must be a service or unit name"),
         ({"ensure": "running"}, "unknown parameter 'ensure'"),
+        ({"timeout": 0}, "timeout must be a positive number of seconds"),
+        ({"timeout": "90s"}, "timeout must be int or float"),
     ],
 )
 def test_validation_errors_carry_location(raw: dict, message: str) -> None:
@@ -108,3 +110,29 @@ def test_provider_chosen_by_supports_or_named(facts: dict, provider: str | None,
 def test_autorequires_the_package_of_the_same_name() -> None:
     assert Service is not None
     assert Service.autorequire(validate()) == ["package:cron"]
+
+
+# ---- time: changes bounded by the resource's timeout, reads by a short one
+
+
+def test_timeout_reaches_the_provider_and_bounds_reads_too() -> None:
+    assert validate()["timeout"] is None
+    assert validate(timeout=5)["timeout"] == 5.0
+    facts = {"init": "systemd"}
+    slow = agent_service.service_provider(validate(timeout=5), facts)
+    assert slow.timeout == 5.0 and slow.query_timeout() == 5.0
+    default = agent_service.service_provider(validate(), facts)
+    assert default.timeout is None and default.query_timeout() == agent_service.SERVICE_QUERY_TIMEOUT
+
+
+def test_a_timed_out_change_says_systemd_may_still_run_the_job() -> None:
+    timed_out = agent_service.Failure("command timed out after 3s: systemctl start -- slowstart")
+    e = agent_service.service_timed_out(timed_out, ["systemctl", "start", "--", "slowstart"], "slowstart")
+    assert str(e).startswith("command timed out after 3s: systemctl start -- slowstart; ")
+    assert "systemd may still be running the start job of slowstart" in str(e)
+    assert "systemctl status slowstart" in str(e)
+    # a read that timed out, and a failure that is not a timeout, are passed on as they are
+    show = agent_service.Failure("command timed out after 60s: systemctl show -- x")
+    assert agent_service.service_timed_out(show, ["systemctl", "show", "--", "x"], "x") is show
+    exited = agent_service.Failure("systemctl exited 5: Unit x.service not found.")
+    assert agent_service.service_timed_out(exited, ["systemctl", "start", "--", "x"], "x") is exited
