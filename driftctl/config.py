@@ -2,12 +2,16 @@
 
 User file: ``$XDG_CONFIG_HOME/driftctl/config.yaml`` (default ``~/.config/driftctl/config.yaml``).
 Project file: ``driftctl.yaml`` in the current directory. Both are optional YAML mappings of the
-fields of ``Settings``; unknown keys are errors naming the file.
+fields of ``Settings``; unknown keys are errors naming the file. A file another user could have
+written is ignored with a warning: world-writable, owned by a user other than you or root, or (the
+project file) in a world-writable directory, as Ansible ignores ``ansible.cfg`` there.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -84,8 +88,31 @@ def _coerce(name: str, value: Any, where: Location) -> Any:
         raise ConfigError(f"setting {name}: invalid value {value!r}", where) from None
 
 
-def _from_file(path: Path) -> dict[str, Any]:
+def _untrusted(path: Path, directory_too: bool) -> str | None:
+    """Why a settings file must not be read, or None: settings choose known_hosts files, the state
+    store and ssh config, so a file another user could have written or planted is ignored."""
+    st = path.stat()
+    if directory_too:
+        cwd = path.parent
+        if cwd.stat().st_mode & stat.S_IWOTH:
+            return (f"ignored: its directory {cwd} is writable by every user "
+                    f"(mode {stat.S_IMODE(cwd.stat().st_mode):04o}), so anyone could have put it there "
+                    "(Ansible ignores ansible.cfg there too)")
+    if st.st_mode & stat.S_IWOTH:
+        return f"ignored: writable by every user (mode {stat.S_IMODE(st.st_mode):04o}); chmod o-w it"
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"ignored: owned by another user (uid {st.st_uid}), not by you or root"
+    return None
+
+
+def _from_file(path: Path, warn: Callable[[str], None] | None = None, directory_too: bool = False) -> dict[str, Any]:
+    """The settings in ``path`` ({} if it does not exist, or with a warning if it cannot be trusted)."""
     if not path.is_file():
+        return {}
+    why = _untrusted(path, directory_too)
+    if why is not None:
+        if warn is not None:
+            warn(f"{path}: {why}")
         return {}
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -103,11 +130,16 @@ def _from_file(path: Path) -> dict[str, Any]:
     return out
 
 
-def load(overrides: dict[str, Any] | None = None, cwd: Path | None = None) -> Settings:
-    """Settings from every layer; ``overrides`` are command-line flags (None values are ignored)."""
+def load(overrides: dict[str, Any] | None = None, cwd: Path | None = None,
+         warn: Callable[[str], None] | None = None) -> Settings:
+    """Settings from every layer; ``overrides`` are command-line flags (None values are ignored).
+
+    A settings file another user could have written (world-writable, owned by someone else than you
+    or root, or a ``driftctl.yaml`` in a world-writable directory) is ignored; ``warn`` is told why.
+    """
     values: dict[str, Any] = {}
-    values.update(_from_file(_xdg("XDG_CONFIG_HOME", ".config") / "driftctl" / "config.yaml"))
-    values.update(_from_file((cwd or Path.cwd()) / "driftctl.yaml"))
+    values.update(_from_file(_xdg("XDG_CONFIG_HOME", ".config") / "driftctl" / "config.yaml", warn))
+    values.update(_from_file((cwd or Path.cwd()) / "driftctl.yaml", warn, directory_too=True))
     for f in fields(Settings):
         env = os.environ.get(f"DRIFTCTL_{f.name.upper()}")
         if env is not None:

@@ -69,7 +69,7 @@ def settings_from(**flags: Any) -> Settings:
         "state": flags.get("state"),
         "manifests": flags.get("manifests"),
     }
-    return config.load(overrides)
+    return config.load(overrides, warn=ui.warn)
 
 
 def transport_options(settings: Settings) -> TransportOptions:
@@ -112,6 +112,12 @@ def load_context(inventory: Path, limit: str | None = None, as_json: bool = Fals
     from driftctl.inventory import load_inventory
 
     settings = settings_from(**flags)
+    if "manifests" in flags:  # a command that reads the manifest tree (plan, apply, drift, bake)
+        from driftctl.fsperms import tree_warning
+
+        warning = tree_warning(Path(settings.manifests), "manifest tree")
+        if warning:
+            ui.warn(warning)
     inv = load_inventory(inventory)
     for warning in inv.warnings:  # as `driftctl inventory` shows them (two names for one host, ...)
         ui.warn(warning)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from driftctl import fsperms
 from driftctl.errors import InventoryError, Location
 from driftctl.inventory import connection, ini_format, varfiles, yaml_format
 from driftctl.inventory.builder import ALL, Builder, HostEntry
@@ -136,10 +137,26 @@ def load_inventory(path: str | Path) -> Inventory:
         inv.hosts[name], inv.var_sources[name] = _host(builder, entry, warnings)
     if not inv.hosts:
         warnings.append(f"{path}: the inventory has no hosts")
+    writable = _writable_warning(path, base)
+    if writable:
+        warnings.append(writable)
     warnings += _same_address(inv.hosts.values())
     # Several hosts often share a group's bad ssh args: say it once.
     inv.warnings = list(dict.fromkeys(warnings))
     return inv
+
+
+def _writable_warning(path: Path, base: Path) -> str | None:
+    """An inventory others can write chooses the hosts (and their ansible_become_password): warn.
+    A directory inventory is walked once; a single hosts file is checked with its group_vars/host_vars."""
+    if path.is_dir():
+        return fsperms.tree_warning(path, "inventory")
+    for p in (path, base / "group_vars", base / "host_vars"):
+        if p.exists():
+            warning = fsperms.tree_warning(p, "inventory")
+            if warning:
+                return warning
+    return None
 
 
 def _same_address(hosts: Iterable[Host]) -> list[str]:

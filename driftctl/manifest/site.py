@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.errors import Location, ManifestError
+from driftctl.fsperms import tree_warning
 from driftctl.manifest.render import DEFAULT_MAX_BYTES, Renderer
 from driftctl.resources.base import META_PARAMS, ResourceType, all_types, did_you_mean, not_text, yaml_text_error
 from driftctl.yamlsrc import YamlMap, YamlSeq, load_file
@@ -96,6 +97,8 @@ class Site:
     files: dict[Path, ManifestFile] = field(default_factory=dict)
     # Settings.max_render_bytes: no rendered value or file, nor anything built on the way, is larger
     max_render_bytes: int = DEFAULT_MAX_BYTES
+    # things worth saying that are not errors (a tree other users can write)
+    warnings: list[str] = field(default_factory=list)
     _renderer: Renderer | None = field(default=None, repr=False, compare=False)
     # per inventory: each entry's selection and the groups variable (see compile._view)
     _inventory_views: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -319,5 +322,8 @@ def load_site(root: str | Path, types: Mapping[str, type[ResourceType]] | None =
     if not root.is_dir():
         raise ManifestError("manifest tree not found (a directory with site.yaml)", Location(str(root)))
     site = Site(root=root, tree=root.resolve(), entries=[], max_render_bytes=max_render_bytes)
+    writable = tree_warning(root, "manifest tree")
+    if writable:
+        site.warnings.append(writable)
     _SiteLoader(site, types if types is not None else all_types()).load()
     return site

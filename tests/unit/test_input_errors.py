@@ -4,12 +4,14 @@ two names for one host, renders that grow without bound, files others can write.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_manifest_support import write_tree
 
+from driftctl import config
 from driftctl.errors import InventoryError, Location, ManifestError, TemplateError
 from driftctl.inventory import load_inventory
 from driftctl.manifest import compile_catalog, load_site
@@ -174,3 +176,74 @@ def test_same_address_behind_different_jump_hosts_is_fine(tmp_path: Path) -> Non
     assert not any("connect to" in w for w in inv.warnings)
 
 
+
+
+# ---- 6. settings, manifests and inventories other users could have written
+
+
+@pytest.fixture
+def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in list(os.environ):
+        if name.startswith("DRIFTCTL_"):
+            monkeypatch.delenv(name)
+
+
+def project(tmp_path: Path, dir_mode: int = 0o755, file_mode: int = 0o644) -> Path:
+    cwd = tmp_path / "project"
+    cwd.mkdir()
+    (cwd / "driftctl.yaml").write_text("parallel: 3\n")
+    (cwd / "driftctl.yaml").chmod(file_mode)
+    cwd.chmod(dir_mode)
+    return cwd
+
+
+@pytest.mark.usefixtures("no_user_config")
+def test_project_settings_are_read(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    assert config.load(cwd=project(tmp_path), warn=warnings.append).parallel == 3 and warnings == []
+
+
+@pytest.mark.usefixtures("no_user_config")
+@pytest.mark.parametrize(("dir_mode", "file_mode", "why"), [
+    (0o1777, 0o644, "ignored: its directory {cwd} is writable by every user (mode 1777), so anyone could have "
+                    "put it there (Ansible ignores ansible.cfg there too)"),
+    (0o755, 0o666, "ignored: writable by every user (mode 0666); chmod o-w it"),
+])
+def test_project_settings_others_could_write_are_ignored(tmp_path: Path, dir_mode: int, file_mode: int,
+                                                          why: str) -> None:
+    cwd = project(tmp_path, dir_mode, file_mode)
+    warnings: list[str] = []
+    assert config.load(cwd=cwd, warn=warnings.append).parallel == 10
+    assert warnings == [f"{cwd / 'driftctl.yaml'}: {why.format(cwd=cwd)}"]
+
+
+@pytest.mark.usefixtures("no_user_config")
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_project_settings_owned_by_another_user_are_ignored(tmp_path: Path) -> None:
+    cwd = project(tmp_path)
+    os.chown(cwd / "driftctl.yaml", 65534, 65534)
+    warnings: list[str] = []
+    assert config.load(cwd=cwd, warn=warnings.append).parallel == 10
+    assert warnings == [f"{cwd / 'driftctl.yaml'}: ignored: owned by another user (uid 65534), not by you or root"]
+
+
+def test_inventory_others_can_write_is_one_warning(tmp_path: Path) -> None:
+    inv = tmp_path / "prod"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    web1:\n")
+    for name in ("all.yaml", "web.yaml"):
+        (inv / "group_vars" / name).write_text("x: 1\n")
+        (inv / "group_vars" / name).chmod(0o666)
+    warnings = [w for w in load_inventory(inv).warnings if "writable" in w]
+    assert warnings == [f"{inv}/group_vars/all.yaml: writable by users other than its owner (mode 0666), "
+                        f"in the inventory {inv}: whoever can write it decides what runs on your hosts"]
+
+
+def test_manifest_tree_others_can_write_is_a_warning(tmp_path: Path) -> None:
+    root = tree(tmp_path, "resources: []\n")
+    (root / "roles" / "r").chmod(0o777)
+    site = load_site(root)
+    assert site.warnings == [f"{root}/roles/r: writable by users other than its owner (mode 0777), "
+                             f"in the manifest tree {root}: whoever can write it decides what runs on your hosts"]
+    assert load_site(tree(tmp_path / "clean", "resources: []\n")).warnings == []
