@@ -21,7 +21,7 @@ from driftctl import document, fingerprint
 from driftctl.config import Settings
 from driftctl.document import current_user
 from driftctl.driftlogic import classify, rebaseline, unmanaged_changes
-from driftctl.engine import Engine, HostPlan, collect, planned_result
+from driftctl.engine import Engine, HostPlan, collect, not_started, planned_result
 from driftctl.errors import AgentError
 from driftctl.model import Host, HostResult, ResourceResult, RunResult, UnmanagedChange
 from driftctl.parallel import run_hosts
@@ -126,10 +126,13 @@ class DriftRun:
         run = RunResult(command="drift")
 
         def one(host: Host) -> HostResult:
+            if self.engine.abort.is_set():
+                return not_started(host)
             return self.engine.each_host(host, lambda t: self.host(host, t))
 
         run.hosts = collect(run_hosts(hosts, one, self.engine.settings.parallel))
         run.finished = time.time()
+        run.aborted = self.engine.abort.is_set()
         return run
 
     def host(self, host: Host, transport: Transport) -> HostResult:
@@ -140,7 +143,7 @@ class DriftRun:
         corrective = []
         for p, r in zip(plan.items, results, strict=True):
             r.converged_fingerprint = converged.get(p.id)
-            if r.status == "failed":
+            if r.status == "failed" and p.refusal is None:  # a refusal is apply's business: here it is drift
                 continue
             if p.observed is None:  # deferred: what it depends on has drifted; it cannot be seen now
                 r.status, r.changes = "failed", []

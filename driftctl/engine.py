@@ -333,7 +333,10 @@ class Engine:
         }
         if plan.catalog.watch:
             request["watch"] = watch_request(plan.catalog)
-        applied = agent.apply(transport, request, blobs, abort=self.abort, kill=self.kill, grace=self.abort_grace)
+        # the last resort above the agent's per-resource limit: that long without a record from it
+        silence = max(plan.host.connection.command_timeout, self.settings.resource_timeout + 60)
+        applied = agent.apply(transport, request, blobs, abort=self.abort, kill=self.kill, grace=self.abort_grace,
+                              timeout=silence)
         plan.round_trips += 1
         plan.interrupted = ("aborted" if applied.aborted else "connection lost") if applied.cut else None
         answer = applied.answer or {}
@@ -461,7 +464,7 @@ def plan_results(plan: HostPlan) -> list[ResourceResult]:
     broken: set[str] = set()  # what apply will fail or skip: its dependents are skipped, as apply does
     for p, r in zip(plan.items, results, strict=True):
         bad = [d for d in depends.get(p.id, []) if d in broken]
-        if bad and r.status != "failed":
+        if bad:  # the agent checks dependencies first: a dependent is skipped, whatever else it would do
             why = f"dependency {', '.join(bad)} will not converge"
             results[results.index(r)] = r = replace(r, status="skipped", error=why, reason=why)
         if r.status in ("failed", "skipped"):

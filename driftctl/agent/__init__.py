@@ -199,7 +199,8 @@ def apply(transport: Transport, request: dict[str, Any], blobs: Sequence[tuple[s
             if on_record is not None:
                 on_record(record)
 
-    feed = Feed([], abort=abort, grace=grace, kill=kill)
+    # the agent bounds each resource itself; this call's own limit is silence longer than that
+    feed = Feed([], abort=abort, grace=grace, kill=kill, idle_timeout=True)
     feed.chunks = _frames(request, blobs, feed)
     argv = command(transport.host.connection.python)
     try:

@@ -257,7 +257,9 @@ class StreamCtx(Ctx):
 
 
 def _receive(channel, frame, fd):
-    """Write one blob frame's body to ``fd``, hashing on the way; the whole frame is always consumed."""
+    """Write one blob frame's body to ``fd``, hashing on the way; the whole frame is always consumed.
+
+    Returns (bytes written, their sha256), as Ctx.copy_blob does."""
     h = hashlib.sha256()
     size = int(frame["size"])
     failed = []
@@ -282,7 +284,7 @@ def _receive(channel, frame, fd):
         raise Failure("the connection ended while content %s was being received" % frame["blob"][:12])
     if h.hexdigest() != frame["blob"]:
         raise Failure("content received does not match its checksum %s" % frame["blob"][:12])
-    return size
+    return size, h.hexdigest()
 
 
 def _handler(item):

@@ -68,6 +68,8 @@ class Feed:
     abort: threading.Event | None = None
     grace: float = 10.0
     kill: threading.Event | None = None  # set: no more grace, kill now (a second interrupt)
+    # the timeout counts from the command's last output, not its start (a long run that keeps reporting)
+    idle_timeout: bool = False
 
     def must_kill(self, aborted_for: float) -> bool:
         """Whether an aborted command has had its grace (``aborted_for`` seconds since the abort)."""

@@ -144,6 +144,8 @@ def stream_process(host: str, argv: list[str], feed: Feed, on_output: Callable[[
                 if not data:
                     break
                 on_output(data)
+                if feed.idle_timeout:
+                    deadline = time.monotonic() + timeout
         rc = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         kill()

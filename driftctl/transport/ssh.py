@@ -23,6 +23,7 @@ then every remote process carrying the command's ``DRIFTCTL_RUN`` mark is killed
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -31,14 +32,23 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
 
-from driftctl.errors import AuthError, CommandTimeout, ConnectError, DriftctlError, HostKeyError
+from driftctl.errors import (
+    AuthError,
+    CommandAborted,
+    CommandTimeout,
+    ConnectError,
+    ConnectionLost,
+    DriftctlError,
+    HostKeyError,
+)
 from driftctl.model import Host
 from driftctl.transport import knownhosts, sshpolicy
-from driftctl.transport.base import CommandResult, Transport, TransportOptions, quote
+from driftctl.transport.base import CommandResult, Feed, Transport, TransportOptions, quote
 from driftctl.transport.become import Become
 from driftctl.transport.local import kill_marked, marked, new_mark
 from driftctl.transport.sshconfig import DEFAULT_KEYS, Endpoint, load_config, resolve
@@ -522,44 +532,100 @@ class SSHTransport(Transport):
 
     def _raw(self, argv: list[str], stdin: bytes, timeout: float) -> CommandResult:
         """Run argv as the login user: one channel, stdin streamed, both outputs read concurrently."""
+        out: list[bytes] = []
+        result = self._exchange(argv, Feed([stdin]), out.append, timeout, hold_open=False)
+        result.stdout = b"".join(out)
+        return result
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        *,
+        feed: Feed,
+        on_output: Callable[[bytes], None],
+        timeout: float | None = None,
+        become: bool | None = None,
+    ) -> CommandResult:
+        self.connect()
+        conn = self.host.connection
+        timeout = conn.command_timeout if timeout is None else timeout
+        become = conn.become if become is None else become
+        assert self._become is not None
+        sudo = become and self._become.needed(conn.become_user)
+        token = new_mark()
+        try:
+            if not sudo:
+                result = self._exchange(marked(argv, token), feed, on_output, timeout, hold_open=True)
+            else:
+                wrapped = self._become.wrap(marked(argv, token), b"", conn.become_user)
+                fed = replace(feed, chunks=itertools.chain([wrapped.stdin], feed.chunks))
+                result = self._become.finish(
+                    wrapped, self._exchange(wrapped.argv, fed, on_output, timeout, hold_open=True),
+                    conn.become_user)
+        except (CommandTimeout, CommandAborted) as e:
+            self._reap(token, sudo)
+            raise type(e)(self.host.name, f"{e.message}: {quote(argv)[:200]}") from None
+        result.argv = list(argv)
+        return result
+
+    def _exchange(self, argv: list[str], feed: Feed, on_output: Callable[[bytes], None], timeout: float,
+                  hold_open: bool) -> CommandResult:
+        """One channel: stdin written from ``feed`` by a thread, stdout to ``on_output``, stderr kept.
+
+        With ``hold_open`` stdin is not closed after the last chunk: it stays open until the command
+        exits. A connection that breaks before the exit status arrived raises ConnectionLost.
+        """
         client = self._client
         if client is None or not client.is_active():
             raise self._err("the SSH connection is closed")
         started = time.monotonic()
         deadline = started + timeout
         chan = self._start(client, argv, deadline, timeout)
-        writer = threading.Thread(target=_feed, args=(chan, stdin), name=f"ssh-stdin-{self.host.name}", daemon=True)
+        writer = threading.Thread(target=_feed, args=(chan, feed, hold_open), name=f"ssh-stdin-{self.host.name}",
+                                  daemon=True)
         writer.start()
-        out: list[bytes] = []
         err: list[bytes] = []
         exited_at: float | None = None
+        aborted_at: float | None = None
         try:
             while True:
-                _drain(chan, out, err)
+                if _drain(chan, on_output, err) and feed.idle_timeout:
+                    deadline = time.monotonic() + timeout
                 now = time.monotonic()
                 if chan.exit_status_ready():  # also set when the channel closed
                     exited_at = exited_at or now
                     # A background child may keep stdout open after the command exited: don't wait forever.
                     if chan.eof_received or chan.closed or now - exited_at > EOF_GRACE:
                         break
+                if feed.abort is not None and feed.abort.is_set():
+                    aborted_at = aborted_at or now
+                    if feed.must_kill(now - aborted_at):
+                        self._kill(chan)
+                        raise CommandAborted(self.host.name, "aborted: the command outlived its grace and was killed")
                 remaining = deadline - now
                 if remaining <= 0:
                     self._kill(chan)
-                    raise CommandTimeout(self.host.name, f"command timed out after {timeout:g}s: {quote(argv)[:200]}")
+                    silent = " without a word" if feed.idle_timeout else ""
+                    raise CommandTimeout(self.host.name,
+                                         f"command timed out after {timeout:g}s{silent}: {quote(argv)[:200]}")
                 if chan.eof_received:  # output done; the exit status is on its way (select would spin)
                     chan.status_event.wait(min(remaining, 0.1))
                 else:
-                    select.select([chan], [], [], min(remaining, 0.2 if exited_at else 1.0))
-            _drain(chan, out, err)
+                    select.select([chan], [], [], min(remaining, 0.2 if exited_at or aborted_at else 1.0))
+            _drain(chan, on_output, err)
+            if not chan.status_event.is_set() and not client.is_active():
+                raise ConnectionLost(self.host.name, f"connection lost while running {argv[0]}")
             rc = chan.recv_exit_status()
         except DriftctlError:
             raise
         except (paramiko.SSHException, OSError, EOFError) as e:
-            raise self._err(f"connection lost while running {argv[0]}: {e or type(e).__name__}") from e
+            raise ConnectionLost(self.host.name, f"connection lost while running {argv[0]}: {e or type(e).__name__}") \
+                from e
         finally:
+            feed.done.set()
             chan.close()
             writer.join(timeout=1)
-        return CommandResult(list(argv), rc, b"".join(out), b"".join(err), time.monotonic() - started)
+        return CommandResult(list(argv), rc, b"", b"".join(err), time.monotonic() - started)
 
     def _start(self, client: paramiko.Transport, argv: list[str], deadline: float, timeout: float) -> paramiko.Channel:
         """Open a session channel and exec ``argv``, both within the command's deadline.
@@ -605,19 +671,25 @@ class SSHTransport(Transport):
         chan.close()
 
 
-def _drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> None:
+def _drain(chan: paramiko.Channel, on_output: Callable[[bytes], None], err: list[bytes]) -> bool:
+    """Hand over what arrived; True when stdout had something."""
+    got = False
     while chan.recv_ready():
-        out.append(chan.recv(CHUNK))
+        on_output(chan.recv(CHUNK))
+        got = True
     while chan.recv_stderr_ready():
         err.append(chan.recv_stderr(CHUNK))
+    return got
 
 
-def _feed(chan: paramiko.Channel, data: bytes) -> None:
-    """Write stdin in chunks, then EOF. The remote may exit without reading it all: that is not an error."""
+def _feed(chan: paramiko.Channel, feed: Feed, hold_open: bool) -> None:
+    """Write stdin in chunks; then EOF, unless held open. The remote may exit without reading it all."""
     try:
-        view = memoryview(data)
-        for i in range(0, len(view), CHUNK):
-            chan.sendall(bytes(view[i : i + CHUNK]))
-        chan.shutdown_write()
+        for data in feed.chunks:
+            view = memoryview(data)
+            for i in range(0, len(view), CHUNK):
+                chan.sendall(bytes(view[i : i + CHUNK]))
+        if not hold_open:
+            chan.shutdown_write()
     except (OSError, EOFError, paramiko.SSHException):
         pass

@@ -184,7 +184,7 @@ def test_second_sigint_kills_at_once_and_still_unlocks(fresh_host: Any, tmp_path
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode & 16, f"exit {proc.returncode}\n{err}"
     assert "again" in err
     assert_nothing_left(fresh_host)
