@@ -76,7 +76,10 @@ def edit_sysctl(text, key, value):
 
 
 def _sysctl_proc(key):
-    return SYSCTL_ROOT + "/" + sysctl_relpath(key)
+    rel = sysctl_relpath(key)
+    if ".." in rel.split("/"):  # a key never leaves /proc/sys
+        raise Failure("%s is not a kernel parameter name" % key)
+    return SYSCTL_ROOT + "/" + rel
 
 
 def sysctl_live(key):
@@ -126,7 +129,7 @@ def sysctl_apply(params, changes, ctx):
         path = _sysctl_proc(key)
         try:
             # no O_CREAT: a key the kernel does not have must fail, never become a file
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
             try:
                 os.write(fd, (value + "\n").encode("utf-8"))
             finally:

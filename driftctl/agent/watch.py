@@ -7,7 +7,7 @@ change without anything a person would call a change.
 
 import os
 
-from driftctl.agent._core import sha256_file, stat_path
+from driftctl.agent._core import Failure, read_regular, stat_path
 
 WATCH_LIMIT = 20000  # entries per watched root; past it the answer says it was truncated
 HASH_LIMIT = 64 * 1024 * 1024
@@ -22,7 +22,10 @@ def _entry(path):
         entry["size"] = st["size"]
         if st["size"] <= HASH_LIMIT:
             try:
-                entry["sha256"] = sha256_file(path)
+                # through the descriptor walker: a link swapped in (or planted on the way) is not followed
+                entry["sha256"] = read_regular(path)[0]
+            except Failure as e:
+                entry["sha256"] = "unreadable: %s" % e
             except OSError as e:
                 entry["sha256"] = "unreadable: %s" % e.strerror
     elif st["type"] == "link":

@@ -28,10 +28,10 @@ ED_FINGERPRINT = "SHA256:UulxsaKIh1xesPJtUU4vs6nGHeFxRn3uraKeFygTAEc"
 EC = ("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHn5MA4zU5W6N1ekvfkeYnxopOW84f"
       "+BbwA4MxnIibZvkwsG8edkxaySTwbGjMAEz1WmlEJVxQJMV4cYXWdI0u8=")
 
+
 def public(observed: dict) -> dict:
     """The observed attributes without the agent's private keys (``_cas``, ``_refusal``)."""
     return {k: v for k, v in observed.items() if not k.startswith("_")}
-
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])

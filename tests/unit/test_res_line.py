@@ -19,10 +19,10 @@ LOC = Location("manifests/site.yaml", 7)
 Line = get_type("line")
 assert Line is not None
 
+
 def public(observed: dict) -> dict:
     """The observed attributes without the agent's private keys (``_cas``, ``_refusal``)."""
     return {k: v for k, v in observed.items() if not k.startswith("_")}
-
 
 
 def validate(**raw):

@@ -22,10 +22,10 @@ LOC = Location("manifests/site.yaml", 9)
 Sysctl = get_type("sysctl")
 assert Sysctl is not None
 
+
 def public(observed: dict) -> dict:
     """The observed attributes without the agent's private keys (``_cas``, ``_refusal``)."""
     return {k: v for k, v in observed.items() if not k.startswith("_")}
-
 
 
 def validate(key: str = "net.ipv4.ip_forward", **raw):
