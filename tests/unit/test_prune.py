@@ -27,7 +27,7 @@ def store(store_url: str) -> Iterator[Store]:
 
 def count(store: Store, table: str) -> int:
     with store.database.read() as cur:
-        return int(cur.scalar(f"SELECT COUNT(*) AS n FROM {table}"))  # noqa: S608 - fixed table names
+        return int(cur.scalar(f"SELECT COUNT(*) AS n FROM {table}"))
 
 
 def test_old_runs_go_with_their_rows_and_the_current_truth_stays(store: Store) -> None:
@@ -108,7 +108,7 @@ def test_a_store_prune_under_a_concurrent_save_counts_both(store_url: str) -> No
             try:
                 for h in range(10, 30):
                     b.save_run(report("drift", h, [host("web1", [res(MOTD)])]))
-            except BaseException as e:  # noqa: BLE001 - reported below
+            except BaseException as e:
                 errors.append(e)
 
         t = threading.Thread(target=save_more)

@@ -56,7 +56,7 @@ def test_a_connection_cut_between_two_writes_is_retried_invisibly(pg_url: str) -
         store.save_run(report("apply", 0, [host("web1", [res(MOTD, "changed")])]))
         assert terminate_store_sessions(pg_url) >= 1
         run_id = store.save_run(drift_doc(1))  # the first attempt finds the connection dead
-        assert [r.id for r in store.runs(INV)][0] == run_id
+        assert store.runs(INV)[0].id == run_id
         assert terminate_store_sessions(pg_url) >= 1
         assert store.open_drift(INV, "web1")[0].runs == 1  # reads are retried too
 
@@ -192,7 +192,7 @@ def test_concurrent_savers_with_connections_cut_lose_nothing(pg_url: str) -> Non
             try:
                 for h in range(start, start + 10):
                     store.save_run(report("check", h, [host("web1", [res(MOTD)])]), run_key=f"run-{h}")
-            except BaseException as e:  # noqa: BLE001 - reported below
+            except BaseException as e:
                 errors.append(e)
 
         threads = [threading.Thread(target=save, args=(s, n)) for s, n in ((a, 0), (b, 100))]
