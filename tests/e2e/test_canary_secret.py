@@ -16,7 +16,7 @@ byte is not rendered, so a secret cannot reach it).
 
 Then every command a user runs on such a host: plan, check, apply (text and --json), apply again,
 hand-made drift, drift (text, --json, --report-dir with every format, --notify-command), history
-(text and --json), report in every format; on SQLite and on PostgreSQL. Every sink is searched:
+(text and --json), report in every format, drift --remediate; on SQLite and on PostgreSQL. Every sink is searched:
 stdout and stderr, every file written outside the input (state directory, reports, the notify
 command's stdin), the store dumped as SQL with every binary column decompressed. A hit is the
 canary or any 10 characters of it in a row (a cut copy is a leak too). The host's own files are not
@@ -298,6 +298,8 @@ def test_a_canary_secret_reaches_no_sink(fresh_host: Any, tmp_path: Path, backen
         report = run(f"report -f {fmt}", "report", inv, "-f", fmt)
         assert report.rc == 0 and report.stdout, report.output
     run("report -o", "report", inv, "-f", "html", "-o", out / "report.html")
+    remediate = run("drift --remediate", "drift", *args, "--remediate", "-v")
+    assert "tampered" not in fresh_host.sh("cat /etc/canary/content").stdout_text, remediate.output
 
     sinks: dict[str, bytes] = {}
     for label, result in runs.items():
