@@ -7,7 +7,7 @@ The command and the guards are argv lists (the controller split them, or wrapped
 added to the agent's own.
 
 Time: a command (or guard) runs at most ``timeout`` seconds, and never past the resource's time limit
-(``run_time_left()`` of _core, when the agent has one). Then it is ended with everything it started:
+(``run_remaining()`` of _core). Then it is ended with everything it started:
 its process group, every descendant (including one that made a session of its own) and anything left
 in its session get SIGTERM, and SIGKILL after a grace; output still held open by a survivor is not
 waited for. Only that resource fails; the rest of the host's resources go on.
@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 
-from driftctl.agent._core import Failure, register
+from driftctl.agent._core import Failure, register, run_remaining
 
 EXEC_TAIL_LINES = 20
 EXEC_TAIL_CHARS = 2000
@@ -60,20 +60,6 @@ def _exec_user(params):
         return pwd.getpwuid(int(user)) if str(user).isdigit() else pwd.getpwnam(user)
     except KeyError:
         raise Failure("no such user: %s" % user) from None
-
-
-def exec_limit(timeout, left):
-    """(seconds the command may run or None, why): its own timeout, cut to ``left`` of the resource's
-    time limit (None: no limit known)."""
-    if left is not None and (timeout is None or left < timeout):
-        return max(left, 0.0), " (the resource's time limit)"
-    return timeout, ""
-
-
-def exec_time_left():
-    """Seconds left of the resource's time limit, if _core keeps one (``run_time_left``), else None."""
-    left = globals().get("run_time_left")
-    return left() if left is not None else None
 
 
 def exec_proc_stat(pid):
@@ -153,7 +139,9 @@ def exec_run(argv, params, timeout=None):
 
     Ends it, and everything it started, at ``timeout`` or at the resource's time limit if sooner.
     """
-    limit, why = exec_limit(timeout, exec_time_left())
+    limit, by_deadline = run_remaining(timeout)
+    if by_deadline and limit <= 0:
+        raise Failure("%s not started: the resource timed out (the resource's time limit)" % " ".join(argv)[:200])
     pw = _exec_user(params)
     cwd = params.get("cwd")
     if cwd is not None and not os.path.isdir(cwd):
@@ -195,7 +183,8 @@ def exec_run(argv, params, timeout=None):
             proc.wait()
         raise Failure(
             "%s timed out after %ss%s%s"
-            % (" ".join(argv)[:200], exec_seconds(limit), why,
+            % (" ".join(argv)[:200], exec_seconds(round(limit) if by_deadline else limit),
+               " (the resource's time limit)" if by_deadline else "",
                (": " + exec_tail(out.decode("utf-8", "replace"))) if out and out.strip() else "")
         ) from None
     return ExecResult(proc.returncode, out.decode("utf-8", "replace"))

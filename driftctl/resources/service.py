@@ -12,10 +12,10 @@ from driftctl.resources.base import Param, ResourceType, register
 SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:\\-]*$")
 
 
-def check_timeout(value: Any) -> float:
+def check_timeout(value: Any) -> int | float:
     if value <= 0:
         raise ValueError(f"must be a positive number of seconds, not {value!r}")
-    return float(value)
+    return value  # an int stays one: "timed out after 90s", not "90.0s"
 
 
 def check_service_name(value: Any) -> str:

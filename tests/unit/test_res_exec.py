@@ -7,12 +7,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from driftctl.agent import exec as agent_exec
-from driftctl.agent._core import Ctx, Failure
+from driftctl.agent._core import Ctx, Failure, run_set_deadline
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import get_type
@@ -226,17 +227,19 @@ def test_timeout_does_not_wait_for_output_a_survivor_holds_open(tmp_path: Path) 
             os.kill(daemon, signal.SIGKILL)
 
 
-@pytest.mark.parametrize(
-    ("timeout", "left", "expected"),
-    [
-        (None, None, (None, "")),
-        (5.0, None, (5.0, "")),
-        (None, 30.0, (30.0, " (the resource's time limit)")),
-        (5.0, 30.0, (5.0, "")),
-        (60.0, 30.0, (30.0, " (the resource's time limit)")),
-        (60.0, -1.0, (0.0, " (the resource's time limit)")),
-    ],
-)
-def test_own_timeout_is_cut_to_the_resource_time_limit(timeout: float | None, left: float | None,
-                                                       expected: tuple) -> None:
-    assert agent_exec.exec_limit(timeout, left) == expected
+def test_without_a_timeout_the_resource_time_limit_ends_the_command(tmp_path: Path) -> None:
+    p = params(tmp_path, command=["sleep", "30"])
+    run_set_deadline(time.monotonic() + 1)
+    try:
+        with pytest.raises(Failure, match=r"^sleep 30 timed out after 1s \(the resource's time limit\)$"):
+            agent_exec.exec_apply(p, ["state"], Ctx())
+        # its own timeout, when shorter, is what ends it
+        run_set_deadline(time.monotonic() + 60)
+        with pytest.raises(Failure, match=r"^sleep 30 timed out after 0.2s$"):
+            agent_exec.exec_apply(params(tmp_path, command=["sleep", "30"], timeout=0.2), ["state"], Ctx())
+        run_set_deadline(time.monotonic() - 1)
+        with pytest.raises(Failure, match="not started: the resource timed out"):
+            agent_exec.exec_apply(params(tmp_path), ["state"], Ctx())
+        assert runs(tmp_path) == 0
+    finally:
+        run_set_deadline(None)

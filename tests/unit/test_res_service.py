@@ -117,7 +117,7 @@ def test_autorequires_the_package_of_the_same_name() -> None:
 
 def test_timeout_reaches_the_provider_and_bounds_reads_too() -> None:
     assert validate()["timeout"] is None
-    assert validate(timeout=5)["timeout"] == 5.0
+    assert validate(timeout=5)["timeout"] == 5 and validate(timeout=2.5)["timeout"] == 2.5
     facts = {"init": "systemd"}
     slow = agent_service.service_provider(validate(timeout=5), facts)
     assert slow.timeout == 5.0 and slow.query_timeout() == 5.0
