@@ -151,20 +151,20 @@ class SSHTransport(Transport):
 
     def _connect_within(self, endpoint: Endpoint, deadline: _Deadline) -> paramiko.Transport:
         """Open the chain; retry what may pass on a second try while the budget lasts."""
-        for attempt in range(1 + max(0, self.options.connect_retries)):
+        attempts = 1 + max(0, self.options.connect_retries)
+        for attempt in range(attempts):
             try:
                 return self._open_chain(endpoint, deadline)
             except _Retry as r:
                 self._close_all()
                 remaining = deadline.remaining()
-                if remaining < MIN_ATTEMPT:
+                if attempt == attempts - 1 or remaining < MIN_ATTEMPT:
                     raise r.error from r.__cause__
                 backoff = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
                 delay = min(backoff, remaining / 2)  # leave the next attempt half of what is left
                 log.debug("%s: %s; retrying in %.1fs", self.host.name, r.error.message, delay)
                 time.sleep(delay)
-                last = r
-        raise last.error from last.__cause__
+        raise AssertionError("the last attempt raises")
 
     def _expire(self) -> None:
         """The connect budget is spent: end whatever is still waiting (a TCP connect ends by its own timeout)."""

@@ -1,0 +1,97 @@
+"""The connect timeout is one budget for TCP, banner, key exchange and authentication (issue 8 §5).
+
+A real SSH server (paramiko's, in this process, on loopback) that is slow at every step: each step
+alone fits in the timeout, all of them together do not.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from driftctl.errors import ConnectError
+from driftctl.model import ConnectionSpec, Host
+from driftctl.transport.base import TransportOptions
+from driftctl.transport.ssh import SSHTransport
+
+BUDGET = 2.0
+
+
+class _StallingAuth(paramiko.ServerInterface):
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        self.release.wait(30)  # never answers while the test runs
+        return paramiko.AUTH_FAILED
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+
+@dataclass
+class SlowServer:
+    port: int
+    key_file: Path
+    known_hosts: Path
+    accepted: list[socket.socket]
+
+
+@pytest.fixture
+def slow_server(tmp_path: Path) -> Iterator[SlowServer]:
+    """Sends its banner after 60 % of the budget, then never answers an authentication request."""
+    host_key = paramiko.ECDSAKey.generate()
+    client_key = paramiko.ECDSAKey.generate()
+    key_file = tmp_path / "id"
+    client_key.write_private_key_file(str(key_file))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = int(listener.getsockname()[1])
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n")
+    release = threading.Event()
+    accepted: list[socket.socket] = []
+    servers: list[paramiko.Transport] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            time.sleep(BUDGET * 0.6)
+            t = paramiko.Transport(conn)
+            t.add_server_key(host_key)
+            servers.append(t)
+            try:
+                t.start_server(server=_StallingAuth(release))
+            except (paramiko.SSHException, EOFError, OSError):
+                continue
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield SlowServer(port, key_file, known, accepted)
+    release.set()
+    listener.close()
+    for t in servers:
+        t.close()
+
+
+def test_slow_banner_then_stalled_authentication_ends_at_the_one_deadline(slow_server: SlowServer) -> None:
+    spec = ConnectionSpec(address="127.0.0.1", port=slow_server.port, user="root", key_file=str(slow_server.key_file),
+                          known_hosts=str(slow_server.known_hosts), connect_timeout=BUDGET)
+    t = SSHTransport(Host("slow", {}, (), spec), TransportOptions(use_agent=False, connect_retries=2))
+    with pytest.raises(ConnectError) as caught:
+        t.connect()
+    assert caught.value.host == "slow"
+    # not "authentication timed out" after a fresh timeout of its own: the connect budget ran out
+    assert f"within the connect timeout ({BUDGET:g}s)" in caught.value.message, caught.value.message
+    assert len(slow_server.accepted) == 1
