@@ -16,8 +16,8 @@ from driftctl.cli import ui
 from driftctl.cli.cmd_converge import manifest_option, prepare, show, verbose_option
 from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, settings_from
 from driftctl.cli.render import Progress
+from driftctl.cli.runstore import begin_run, open_run_store, say_saved
 from driftctl.cli.signals import interruptible
-from driftctl.config import Settings
 from driftctl.document import current_user
 from driftctl.drift import (
     DriftRun,
@@ -31,9 +31,6 @@ from driftctl.drift import (
 )
 from driftctl.errors import ConfigError, ExitCode
 from driftctl.model import RunResult
-from driftctl.store import Store
-from driftctl.store.db import StoreUnavailable
-from driftctl.store.runstate import RunState
 
 
 def state_option(f: Any) -> Any:
@@ -94,38 +91,12 @@ def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path
     finally:
         store.close()
     show(run, inventory, as_json, diff, verbose)
-    not_stored = saved.message(store.url)
-    if not_stored:
-        ui.error(not_stored)
+    not_stored = say_saved(saved, store)
     if report_dir is not None:
         _write_reports(doc, report_dir, None if saved.spooled else ctx.settings.store_url)
     if notify_argv and run.exit_code & ExitCode.CHANGES:
         _notify(notify_argv, doc)
-    return run.exit_code | saved.exit_bits
-
-
-def open_run_store(settings: Settings) -> Store:
-    """The store a run needs before it starts (its lock and converged state live there). When it is
-    unreachable the run does not start, as Terraform refuses to run without its backend: exit 32."""
-    try:
-        store: Store = open_store(settings)
-    except StoreUnavailable as e:
-        raise StoreUnavailable(f"{e}; nothing was run (a run needs the store for its lock and state)") from e
-    return store
-
-
-def begin_run(store: Store, state_dir: str, key: str) -> RunState:
-    """The run's view of the store, after storing the runs an unreachable store left in the spool."""
-    try:
-        view = RunState.begin(store, state_dir, key)
-    except StoreUnavailable as e:
-        raise StoreUnavailable(f"{e}; nothing was run") from e
-    for path, run_id in view.ingested.stored:
-        ui.err.print(f"stored run #{run_id} kept in the spool while the store was unavailable ({path.name})",
-                     markup=False, highlight=False)
-    for path, why in view.ingested.corrupt:
-        ui.warn(f"spooled run {path.name} not stored: {why}")
-    return view
+    return run.exit_code | not_stored
 
 
 def _write_reports(doc: dict[str, Any], report_dir: Path, store_url: str | None) -> None:

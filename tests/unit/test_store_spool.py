@@ -22,6 +22,7 @@ from driftctl.store import open_store, spool
 from driftctl.store.db import StoreUnavailable
 from driftctl.store.runstate import RunState
 from driftctl.store.store import Store
+from driftctl.transport.base import TransportOptions
 
 MOTD = "file:/etc/motd"
 
@@ -204,3 +205,40 @@ def test_concurrent_savers_with_connections_cut_lose_nothing(pg_url: str) -> Non
             t.join()
         assert not errors
         assert len(a.runs(INV, limit=100)) == 20
+
+
+def test_an_apply_through_a_run_state_stores_its_run_and_baselines_together(tmp_path: Path) -> None:
+    """record_run (driftctl/drift.py) given a RunState, as the apply command hands it one: the report
+    and the watch baselines it moves go in with one transaction at finish(), not before."""
+    from driftctl import config
+    from driftctl.drift import record_run
+    from driftctl.engine import Engine
+    from driftctl.inventory import load_inventory
+    from driftctl.manifest import load_site
+
+    target, watched = tmp_path / "target", tmp_path / "watched"
+    target.mkdir()
+    watched.mkdir()
+    (watched / "seen").write_text("x\n")
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
+    site = tmp_path / "manifests"
+    (site / "roles" / "r").mkdir(parents=True)
+    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (site / "roles" / "r" / "resources.yaml").write_text(
+        f"watch:\n  - {watched}\nresources:\n  - file: {target}/motd\n    content: \"hi\\n\"\n    backup: false\n")
+    settings = config.load({"state_dir": str(tmp_path / "state")})
+    inventory = load_inventory(inv)
+    engine = Engine(load_site(site), inventory, settings, TransportOptions())
+    with open_store(settings.store_url) as store:
+        view = RunState.begin(store, settings.state_dir, str(inv))
+        run = engine.run("apply", inventory.select(None))
+        assert run.exit_code == 2, run.hosts[0].error
+        record_run(settings, run, inv, store=view, argv=["apply", str(inv)])
+        assert store.runs(str(inv)) == [] and store.baseline(str(inv), "ctl") == {}  # nothing yet
+        saved = view.finish()
+        [stored] = store.runs(str(inv))
+        assert saved.run_id == stored.id and stored.command == "apply"
+        assert str(watched / "seen") in store.baseline(str(inv), "ctl")
+        assert f"file:{target}/motd" in store.converged(str(inv), "ctl")
