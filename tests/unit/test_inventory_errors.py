@@ -174,3 +174,13 @@ def test_duplicate_key_in_group_vars_directory_file(tmp_path):
 def test_errors_are_value_errors_too():
     with pytest.raises(ValueError, match="cycle"):
         load_inventory(ERRORS / "cycle.yaml")
+
+
+@pytest.mark.parametrize("name", ["hosts", "hosts.yaml", "group_vars/all.yaml"])
+def test_not_utf8_names_line_and_byte(tmp_path, name):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yaml").write_text("all:\n  hosts:\n    web1:\n")
+    (tmp_path / name).write_bytes(b"all:\n  vars:\n    motd: caf\xe9\n  hosts:\n    web1:\n")
+    with pytest.raises(InventoryError) as info:
+        load_inventory(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / name}:3: not UTF-8 (byte 0xe9 at offset 26)")
