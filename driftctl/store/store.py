@@ -484,6 +484,8 @@ class Store:
         def work() -> None:
             with self._db.autocommit() as cur:
                 cur.execute("VACUUM")
+                if self.dialect == "sqlite":  # in WAL mode the rewritten file is in the log until then
+                    cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
         self.retrying(work)
 
