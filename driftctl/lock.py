@@ -17,6 +17,10 @@
   still held for a holder whose pid is dead on this machine (an orphan inherited it, or a PostgreSQL
   session outlived its client) is broken. Either way ``held.recovered`` names the dead holder and a
   warning is logged.
+- PostgreSQL going away: connecting is retried for a few seconds, then StoreUnavailable (exit 32).
+  A server that stops or restarts while the lock is held ends the lock with the session; releasing
+  then never raises: the holder row is removed through a new connection if the server is back (only
+  if it still names this holder), else the next run takes the row over as a stale record.
 
 Names: the engine locks ``inventory:<inventory_key>`` for apply and drift alike, so a drift run never
 reads a host halfway through an apply.
