@@ -196,14 +196,6 @@ def sha256_bytes(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def user_name(uid):
     try:
         return pwd.getpwuid(uid).pw_name
@@ -512,14 +504,6 @@ def fsync_fd(fd):
         os.fsync(fd)
 
 
-def fsync_dir(path):
-    fd, _ = walk_dir(path)
-    try:
-        fsync_fd(fd)
-    finally:
-        os.close(fd)
-
-
 def check_space(dfd, size, path):
     """Fail before writing when the file system under ``dfd`` has less than ``size`` bytes free."""
     try:
@@ -765,12 +749,6 @@ def backup_save(target, ctx):
         os.close(top)
 
 
-def backup_file(path, ctx):
-    """backup_save for a path (walked safely). Returns the backup's path or None."""
-    with Target(path) as t:
-        return backup_save(t, ctx)
-
-
 def _backup_age(name, now):
     m = BACKUP_ENTRY.match(name)
     if not m:
@@ -787,6 +765,14 @@ def backup_prune_sub(sub, ctx, keep_newest=None, totals=None):
     now = time.time()
     entries = sorted((n for n in os.listdir(sub) if BACKUP_ENTRY.match(n)), reverse=True)
     keep = max(1, int(ctx.backup_keep))
+    for name in os.listdir(sub):  # temp files of a backup that was killed midway, after an hour
+        if name.startswith(".driftctl-") or name.endswith("-tmp"):
+            st = lstat_at(sub, name)
+            if st is not None and stat.S_ISREG(st.st_mode) and now - st.st_mtime > 3600:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=sub)
+                    totals["removed"] += 1
+                    totals["bytes_freed"] += st.st_size
     for i, name in enumerate(entries):
         age = _backup_age(name, now)
         newest = i == 0 or name == keep_newest
