@@ -250,6 +250,9 @@ class SQLiteDatabase(Database):
             self._conn.close()
 
     def _translate(self, e: BaseException) -> StoreError | None:
+        if isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in ("locked", "busy")):
+            # Another process held the write lock past the busy timeout: it passes, like a server away.
+            return StoreUnavailable(f"store {self.url.display}: {e}")
         if isinstance(e, sqlite3.Error):
             return StoreError(f"store {self.url.display}: {e}")
         return None

@@ -28,9 +28,8 @@ from typing import Any
 
 from driftctl.errors import ExitCode, StoreError
 from driftctl.store import spool
-from driftctl.store.db import StoreUnavailable
 from driftctl.store.history import episode_from_row
-from driftctl.store.report import inventory_key
+from driftctl.store.report import check, inventory_key
 from driftctl.store.store import Store
 from driftctl.store.types import BaselineWrite, ConvergedState, DriftEpisode, IgnoreRule, to_dt
 
@@ -161,15 +160,17 @@ class RunState:
     def finish(self) -> Saved:
         """Store the run's report and baselines in one transaction, or spool them (see module doc).
 
-        Raises StoreError only for what no retry can fix (a document the store refuses), or when the
-        spool cannot be written either.
+        Any store failure spools (a server away after the retries, a SQLite file that cannot be
+        written). Raises StoreError only for a document the store would refuse (a bug, said at once),
+        or when the spool cannot be written either.
         """
         if self._report is None:
             if not self._writes:
                 return Saved()
             raise StoreError("a run wrote baselines but no report: nothing to store them with")
+        check(self._report)  # a document the store would refuse is a bug: said now, never spooled
         pending = spool.Pending(self._report, baselines=tuple(self._writes))
         try:
             return Saved(run_id=pending.save(self.store))
-        except StoreUnavailable as e:
+        except StoreError as e:  # the server away (after retries), or SQLite unable to write: keep it
             return Saved(spooled=spool.write(self.state_dir, pending), error=e)

@@ -242,3 +242,26 @@ def test_an_apply_through_a_run_state_stores_its_run_and_baselines_together(tmp_
         assert saved.run_id == stored.id and stored.command == "apply"
         assert str(watched / "seen") in store.baseline(str(inv), "ctl")
         assert f"file:{target}/motd" in store.converged(str(inv), "ctl")
+
+
+def test_any_failure_to_write_the_run_spools_it_but_a_bad_document_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "driftctl.sqlite"
+    state = tmp_path / "state-dir"
+    with open_store(str(path)) as store:
+        view = RunState.begin(store, state, INV)
+        view.save_run(drift_doc(1))
+        # SQLite refusing the write for real (as a full disk would), not a server away
+        with store.database.transaction() as cur:
+            cur.execute("CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'no room'); END")
+        saved = view.finish()
+        assert saved.spooled is not None and "no room" in str(saved.error)
+        with store.database.transaction() as cur:
+            cur.execute("DROP TRIGGER refuse")
+        later = RunState.begin(store, state, INV)
+        assert len(later.ingested.stored) == 1 and len(store.runs(INV)) == 1
+
+        broken = RunState.begin(store, state, INV)
+        broken.save_run({**drift_doc(2), "command": "dance"})
+        with pytest.raises(StoreError, match="command must be one of"):
+            broken.finish()
+        assert spool.pending_files(state) == []  # a bug is said at once, not kept to fail again later
