@@ -318,6 +318,20 @@ def walk_link_refusal(whole, link, st, holder, holder_path):
     )
 
 
+O_PATH = getattr(os, "O_PATH", 0)
+
+
+def _walk_open(name, dfd):
+    """Open a directory component without following it; a directory we may search but not read
+    (0711) is opened O_PATH, which the *at() calls accept all the same."""
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=dfd)
+    except PermissionError:
+        if not O_PATH:
+            raise
+        return os.open(name, O_PATH | getattr(os, "O_DIRECTORY", 0) | O_NOFOLLOW | O_CLOEXEC, dir_fd=dfd)
+
+
 def walk_dir(path, base=None, strict=False, create=False, whole=None):
     """Open the directory ``path`` by descriptor, one component at a time; returns (fd, shown path).
 
@@ -343,7 +357,7 @@ def walk_dir(path, base=None, strict=False, create=False, whole=None):
             if strict and name == "..":
                 raise UnsafePath("%s: .. is not followed below %s" % (whole, base[1] if base else "/"))
             try:
-                fd = os.open(name, DIR_FLAGS, dir_fd=cur)
+                fd = _walk_open(name, cur)
             except OSError as e:
                 st = lstat_at(cur, name)
                 if st is None and create:

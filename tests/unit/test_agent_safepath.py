@@ -425,3 +425,74 @@ def test_deadline_kills_the_whole_process_group(tmp_path: Path) -> None:
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
     assert left.stdout == ""
     assert run(["true"]) == (0, "", "")  # no deadline: runs as before
+
+
+# ---- plan and apply refuse the same things, in the same words
+
+
+def test_precheck_is_what_apply_raises(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x\n")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a").write_text("")
+    os.mkfifo(tmp_path / "fifo")
+    cases = [
+        ("file", params("file", path=str(tmp_path / "dir"), content="x\n")),
+        ("file", params("file", path=str(tmp_path / "fifo"), ensure="absent")),
+        ("directory", params("directory", path=str(tmp_path / "file"))),
+        ("symlink", params("symlink", path=str(tmp_path / "file"), target="/x")),
+        ("symlink", params("symlink", path=str(tmp_path / "dir"), target="/x")),
+        ("symlink", params("symlink", path=str(tmp_path / "full"), target="/x", force=True)),
+        ("symlink", params("symlink", path=str(tmp_path / "file"), ensure="absent")),
+        ("line", params("line", name="l", path=str(tmp_path / "fifo"), text="x")),
+        ("block", params("block", name="b", path=str(tmp_path / "dir"), content="x\n")),
+    ]
+    for type_name, p in cases:
+        handler = TYPES[type_name]
+        ctx = Ctx()
+        reason = handler.precheck(p, handler.observe(p, ctx), ctx)
+        assert reason, (type_name, p)
+        with pytest.raises(Failure) as e:
+            handler.apply(p, ["ensure"], ctx)
+        assert str(e.value) == reason, (type_name, p)
+    assert (tmp_path / "file").read_text() == "x\n" and (tmp_path / "full" / "a").exists()
+    ok = params("symlink", path=str(tmp_path / "dir"), target="/x", force=True)  # an empty dir, with force
+    assert TYPES["symlink"].precheck(ok, TYPES["symlink"].observe(ok, Ctx()), Ctx()) is None
+
+
+# ---- compare-and-swap for removal and for every edit type
+
+
+def test_removal_refuses_a_file_that_changed_since_the_plan(tmp_path: Path) -> None:
+    f = tmp_path / "old.conf"
+    f.write_text("bye\n")
+    p, ctx = file_params(f, ensure="absent")
+    ctx.expect = file_observe(p, ctx)["_cas"]
+    f.write_text("now important\n")
+    with pytest.raises(Failure, match="changed underneath since the plan: content"):
+        file_apply(p, ["ensure"], ctx)
+    assert f.read_text() == "now important\n"
+
+
+@pytest.mark.parametrize("type_name", ["block", "cron", "sysctl", "authorized_key"])
+def test_every_edit_type_refuses_a_file_changed_since_the_probe(tmp_path: Path, type_name: str) -> None:
+    f = tmp_path / ("target.conf" if type_name == "sysctl" else "target")  # cron.d names have no dots
+    f.write_text("# first\n")
+    p = {
+        "block": lambda: params("block", name="b", path=str(f), content="x\n"),
+        "cron": lambda: params("cron", name="c", file=str(f), special="@daily", command="/bin/true"),
+        "sysctl": lambda: params("sysctl", key="kernel.x", value="1", file=str(f)),
+        "authorized_key": lambda: params("authorized_key", name="k", user="root", key=ED, path=str(f)),
+    }[type_name]()
+    handler = TYPES[type_name]
+    ctx = Ctx(backup_dir=str(tmp_path / "bk"))
+    ctx.expect = handler.observe(p, ctx)["_cas"]
+    assert ctx.expect["sha256"] == sha("# first\n")
+    f.write_text("# someone else's\n")
+    with pytest.raises(Failure, match="changed underneath since the plan: content"):
+        handler.apply(p, ["ensure", "persisted", "entry"], ctx)
+    assert f.read_text() == "# someone else's\n"
+    assert sorted(x.name for x in tmp_path.iterdir()) == [f.name]  # no temp file, no backup
+    ctx.expect = handler.observe(p, ctx)["_cas"]  # planned again: goes through
+    handler.apply(p, ["ensure", "persisted", "entry"], ctx)
+    assert f.read_text().startswith("# someone else's\n") and f.read_text() != "# someone else's\n"
