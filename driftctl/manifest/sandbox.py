@@ -25,9 +25,10 @@ for a long time without growing); a render is still a synchronous call.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import types
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, cast
 
 import jinja2
@@ -42,9 +43,17 @@ class RenderTooLarge(jinja2.TemplateRuntimeError):
     """A template would build a value larger than the cap. Raised before the value exists."""
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def size_of(value: Any, budget: int) -> int:
     """How large ``value`` is as text, counting nested items; stops counting past ``budget``
     (returns a number larger than it), so a huge structure costs at most ``budget`` steps."""
+    kind = type(value)
+    if kind is str:
+        return len(value)
+    if kind in _SCALARS:
+        return _PER_ITEM
     total = 0
     stack = [value]
     while stack:
@@ -77,18 +86,21 @@ class _BoundedBuffer(list[Any]):
         self._env = env
         self._size = 0
 
-    def _add(self, item: Any) -> None:
-        self._size += len(item) if isinstance(item, str) else size_of(item, self._env.max_bytes)
+    def append(self, item: Any) -> None:
+        self._size += len(item) if type(item) is str else size_of(item, self._env.max_bytes)
         if self._size > self._env.max_bytes:
             raise self._env.too_large("a captured block's output", self._size)
-
-    def append(self, item: Any) -> None:
-        self._add(item)
         super().append(item)
 
     def extend(self, items: Iterable[Any]) -> None:
-        for item in items:
-            self.append(item)
+        items = tuple(items)
+        if all(type(i) is str for i in items):  # what Jinja hands a buffer: str() of each output
+            self._size += sum(map(len, items))
+        else:
+            self._size += sum(size_of(i, self._env.max_bytes) for i in items)
+        if self._size > self._env.max_bytes:
+            raise self._env.too_large("a captured block's output", self._size)
+        super().extend(items)
 
 
 class _LimitedCodeGenerator(CodeGenerator):
@@ -171,17 +183,13 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     def new_buffer(self) -> _BoundedBuffer:
         return _BoundedBuffer(self)
 
-    def checked_concat(self, parts: Iterable[Any]) -> str:
-        texts = []
-        total = 0
-        for p in parts:
-            total += self.size(p)
-            self.check("'~'", total)
-            texts.append(str(p))
-        return "".join(texts)
+    def checked_concat(self, parts: tuple[Any, ...]) -> str:
+        total = sum(len(p) if type(p) is str else size_of(p, self.max_bytes) for p in parts)
+        self.check("'~'", total)
+        return "".join(map(str, parts))
 
     def _finalize(self, value: Any) -> Any:
-        if not isinstance(value, str):
+        if type(value) is not str and type(value) not in _SCALARS:
             self.check("an output value", self.size(value))
         return value
 
@@ -192,6 +200,8 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return generate_lorem_ipsum(n, html, min, max)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if type(left) in _SCALARS and type(right) in _SCALARS and operator != "**":
+            return self.binop_table[operator](left, right)  # numbers: nothing to grow
         if operator == "*":
             seq, n = (left, right) if isinstance(right, int) else (right, left)
             if isinstance(n, int) and isinstance(seq, (str, bytes, list, tuple)):
@@ -270,11 +280,6 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
 
 
 # ---- filters: how large each would make its result, before it runs
-def _value_and_rest(f: Callable[..., Any], args: tuple[Any, ...]) -> tuple[int, Any, tuple[Any, ...]]:
-    skip = 1 if getattr(f, "jinja_pass_arg", None) is not None else 0
-    return skip, args[skip] if len(args) > skip else None, args[skip + 1:]
-
-
 def _arg(rest: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, default: Any) -> Any:
     return rest[i] if len(rest) > i else kwargs.get(name, default)
 
@@ -343,17 +348,21 @@ def _replace_size(env: LimitedSandbox, s: Any, rest: tuple[Any, ...], kwargs: di
 
 def _checked_filter(env: LimitedSandbox, name: str, f: Callable[..., Any],
                     check: _FilterCheck | None) -> Callable[..., Any]:
+    skip = 1 if getattr(f, "jinja_pass_arg", None) is not None else 0
+
+    label = f"the {name} filter"
+
     @functools.wraps(f)  # keeps jinja_pass_arg: the context/environment argument still comes first
     def limited(*args: Any, **kwargs: Any) -> Any:
-        skip, value, rest = _value_and_rest(f, args)
-        if isinstance(value, Iterator):
-            value = env.take(value, f"the {name} filter")
-            args = (*args[:skip], value, *rest)
-        if name == "join" and value is not None and not isinstance(value, str):
-            sep = _arg(rest, kwargs, 0, "d", "")
-            env.check("the join filter", sum(env.size(i) for i in value) + len(str(sep)) * max(0, len(value) - 1))
+        value = args[skip] if len(args) > skip else None
+        if hasattr(type(value), "__next__"):  # a generator (map, select, ...): consumed with a budget
+            value = env.take(cast(Iterable[Any], value), label)
+            args = (*args[:skip], value, *args[skip + 1:])
+        if name == "join" and value is not None and type(value) is not str:
+            sep = _arg(args[skip + 1:], kwargs, 0, "d", "")
+            env.check(label, sum(size_of(i, env.max_bytes) for i in value) + len(str(sep)) * max(0, len(value) - 1))
         if check is not None:
-            env.check(f"the {name} filter", check(env, value, rest, kwargs))
+            env.check(label, check(env, value, args[skip + 1:], kwargs))
         return f(*args, **kwargs)
 
     return limited
@@ -366,12 +375,15 @@ def render_capped(env: LimitedSandbox, template: jinja2.Template, variables: Map
     """
     parts: list[str] = []
     total = 0
-    stream = cast(Generator[str, None, None], template.generate(variables))
-    for chunk in stream:
-        total += len(chunk)
-        if total > env.max_bytes:
-            stream.throw(env.too_large(what, total))
-        parts.append(chunk)
+    stream = cast(Generator[str, None, None], template.root_render_func(template.new_context(dict(variables))))
+    try:
+        while batch := list(itertools.islice(stream, 256)):  # counted in C, a batch at a time
+            total += sum(map(len, batch))
+            if total > env.max_bytes:
+                stream.throw(env.too_large(what, total))
+            parts += batch
+    except Exception:
+        env.handle_exception()  # as Template.render: raises it again, with the template's file and line
     return "".join(parts)
 
 
