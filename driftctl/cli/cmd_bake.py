@@ -59,7 +59,7 @@ def prepare(inventory: Path, host_name: str, manifests: Path | None, **flags: An
     if len(hosts) != 1:
         raise InventoryError(f"no host named {host_name!r} in {inventory} (--host takes one host's name)")
     root = Path(ctx.settings.manifests)
-    site = load_site(root)
+    site = load_site(root, max_render_bytes=ctx.settings.max_render_bytes)
     catalog = compile_catalog(site, ctx.inventory, hosts[0], None)
     return Prepared(hosts[0], site, ctx.inventory, catalog, root, ctx)
 

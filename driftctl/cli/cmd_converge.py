@@ -40,7 +40,7 @@ def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path |
     from driftctl.manifest import load_site
 
     ctx = load_context(inventory, limit, as_json, manifests=str(manifests) if manifests else None, **flags)
-    site = load_site(Path(ctx.settings.manifests))
+    site = load_site(Path(ctx.settings.manifests), max_render_bytes=ctx.settings.max_render_bytes)
     engine = Engine(site, ctx.inventory, ctx.settings, ctx.transport_options, on_event=progress)
     engine.preflight(ctx.hosts)
     if any(c.uses_facts for c in engine.catalogs.values()):
@@ -67,8 +67,6 @@ def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool, verbos
 def converge(command: str, inventory: Path, limit: str | None, as_json: bool, manifests: Path | None,
              show_diff: bool, verbose: bool, flags: dict[str, Any]) -> int:
     ctx, engine = prepare(inventory, limit, as_json, manifests, flags)
-    if not ctx.hosts:
-        ui.warn("no hosts selected")
     with ui.transport_warnings(), \
             Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress

@@ -84,9 +84,7 @@ def facts_command(inventory: Path, limit: str | None, as_json: bool, flags: dict
     One round trip per host, all hosts in parallel. Exit code 8 if a host is unreachable or refused
     us (host key, authentication), 4 if the agent failed on a host, 0 otherwise.
     """
-    ctx = load_context(inventory, limit, as_json, **flags)
-    if not ctx.hosts:
-        ui.warn("no hosts selected")
+    ctx = load_context(inventory, limit, as_json, **flags)  # selecting no host is an input error there
     run = RunResult(command="facts")
     total = len(ctx.hosts)
     finished: list[str] = []

@@ -267,9 +267,11 @@ class _Compiler:
                 if unknown:
                     uncertain.add(name)
                 spec = cls.params.get(name)
-                if spec is not None and spec.kind is str and isinstance(rendered, (int, float)) \
+                if spec is not None and spec.kind is str and isinstance(rendered, int) \
                         and not isinstance(rendered, bool):
-                    rendered = str(rendered)  # "{{ port }}" for a text parameter: its text, as people expect
+                    # "{{ port }}" for a text parameter: its text, as people expect. A float is refused by
+                    # validation instead: 1.10 has already become 1.1, and its text is gone.
+                    rendered = str(rendered)
                 raw[name] = None if unknown else rendered
                 key_locations[name] = loc
         params = self._validate(cls, raw, decl.location, key_locations, uncertain)

@@ -98,8 +98,6 @@ def test_a_float_reaching_validation_says_where_to_quote() -> None:
                                 "quote the value where it is written (\"1.10\", not 1.10: YAML reads that as 1.1))")
 
 
-@pytest.mark.xfail(strict=True, reason="compile.py turns an expression's float into its text before validation "
-                                       "(the requested one-line change: convert ints only)")
 def test_an_expression_giving_a_float_for_text_is_refused(tmp_path: Path) -> None:
     e = compile_error(tmp_path, 'resources:\n  - package: nginx\n    ensure: "{{ 1.10 }}"\n')
     assert "a number where text is meant" in str(e)
