@@ -91,7 +91,7 @@ def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path
     finally:
         store.close()
     show(run, inventory, as_json, diff, verbose)
-    not_stored = say_saved(saved, store)
+    not_stored = say_saved(saved, store.url)
     if report_dir is not None:
         _write_reports(doc, report_dir, None if saved.spooled else ctx.settings.store_url)
     if notify_argv and run.exit_code & ExitCode.CHANGES:

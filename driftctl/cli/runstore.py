@@ -34,9 +34,9 @@ def begin_run(store: Store, state_dir: str, key: str) -> RunState:
     return view
 
 
-def say_saved(saved: Saved, store: Store) -> int:
+def say_saved(saved: Saved, store_url: str) -> int:
     """Tell the user when the run's results went to the spool; the exit bits to add (32 or 0)."""
-    message = saved.message(store.url)
+    message = saved.message(store_url)
     if message:
         ui.error(message)
     return saved.exit_bits
