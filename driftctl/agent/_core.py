@@ -308,8 +308,9 @@ def walk_link_refusal(whole, link, st, holder, holder_path):
     cannot replace root's link; a sticky directory does not save a link someone else owns).
     """
     me = os.geteuid()
-    others_write = holder.st_mode & 0o022 and not holder.st_mode & stat.S_ISVTX
-    if st.st_uid in (0, me) and holder.st_uid in (0, me) and not others_write:
+    others_write = holder.st_mode & 0o022
+    sticky_saves = holder.st_mode & stat.S_ISVTX and st.st_uid == 0  # only root's link, in a sticky dir
+    if st.st_uid in (0, me) and holder.st_uid in (0, me) and (not others_write or sticky_saves):
         return None
     return (
         "%s: %s is a symlink that a user other than root could have planted (link owner uid %d, in %s "
