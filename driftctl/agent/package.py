@@ -137,7 +137,8 @@ def parse_apk_list(text):
     return out
 
 
-APT_LOCK_LINE = re.compile(r"(Could not get lock \S+?\.? It is held by process \d+ \([^)]*\)|Could not get lock \S+)")
+# apt 2: "Could not get lock PATH. It is held by process PID (NAME)"; apt 1.x: "... PATH - open (11: ...)"
+APT_LOCK_LINE = re.compile(r"Could not get lock \S.*")
 
 
 def parse_apt_lock(text):
@@ -152,7 +153,7 @@ def parse_apt_lock(text):
     for line in text.splitlines():
         m = APT_LOCK_LINE.search(line)
         if m:
-            found = m.group(1).rstrip(".")
+            found = m.group(0).rstrip(". ")
     return found
 
 
