@@ -152,19 +152,19 @@ def parse(text: str | None, setting: str = SETTING, where: Location | None = Non
         else:
             groups[-1][2].append(token)
     changes = []
+    version = paramiko.__version__
     for category, op, names in groups:
         if not names:
             raise bad(f"{category}= names no algorithm")
         known = supported(category)
         for name in names:
             if name not in known:
-                why = "unknown algorithm"
+                what = f"unknown algorithm {name!r}"
                 if name.endswith(CERT_SUFFIX):
-                    why = "certificate algorithms follow their key algorithm; name the plain one"
-                raise bad(
-                    f"{category}: {why} {name!r}",
-                    f"paramiko {paramiko.__version__} supports: {', '.join(known)}",
-                )
+                    what = f"{name!r}: certificate algorithms follow their key algorithm; name the plain one"
+                elif weakness(category, name):  # a real one, that this paramiko dropped for being weak
+                    what = f"{name!r} ({weakness(category, name)}) is not implemented by paramiko {version}"
+                raise bad(f"{category}: {what}", f"paramiko {version} supports: {', '.join(known)}")
         changes.append(Change(category, op, tuple(dict.fromkeys(names)), setting))
     return tuple(changes)
 
@@ -277,7 +277,10 @@ def refusal_message(where: str, offer: Offer, missing: list[Mismatch]) -> str:
             "inventory for this host only"
         )
     else:
-        text += f" (none of them is implemented by paramiko {paramiko.__version__}, so no setting can allow it)"
+        text += (
+            f". paramiko {paramiko.__version__} implements none of them, so no setting can allow it: enable modern "
+            "algorithms in the server's sshd_config"
+        )
     return text
 
 

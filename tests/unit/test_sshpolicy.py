@@ -101,6 +101,7 @@ def test_the_hosts_value_applies_after_the_global_one() -> None:
         ("aes128-cbc", "has no category"),
         ("ciphers=", "names no algorithm"),
         ("hostkeys=+ssh-ed25519-cert-v01@openssh.com", "certificate"),
+        ("ciphers=+arcfour256", "'arcfour256' (RC4) is not implemented by paramiko"),
     ],
 )
 def test_bad_values_are_config_errors_naming_the_setting(value: str, says: str) -> None:
