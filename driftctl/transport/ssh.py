@@ -108,6 +108,7 @@ class SSHTransport(Transport):
         self.policy = self._algorithm_policy()  # also an input error before any host is contacted
         self.weak_algorithms: list[str] = []  # "where: kind name (why)" used by the last connect
         self._connecting: list[paramiko.Transport] = []  # closed by the watchdog when the budget runs out
+        self._watch_lock = threading.Lock()  # the watchdog and a connect finishing just in time
         self._client: paramiko.Transport | None = None
         self._hops: list[paramiko.Transport] = []
         self._become: Become | None = None
@@ -129,7 +130,13 @@ class SSHTransport(Transport):
             watchdog.start()
             self.weak_algorithms = []
             try:
-                self._client = self._connect_within(endpoint, deadline)
+                client = self._connect_within(endpoint, deadline)
+                with self._watch_lock:  # from here on the watchdog leaves the connection alone
+                    self._connecting = []
+                if not client.is_active():  # it fired just before: the connection is gone
+                    raise self._err(f"could not connect to {endpoint} and log in within the connect timeout "
+                                    f"({deadline.budget:g}s)")
+                self._client = client
             except ConnectError as e:
                 self._close_all()
                 if deadline.expired and not isinstance(e, HostKeyError) and "connect timeout" not in e.message:
@@ -144,7 +151,8 @@ class SSHTransport(Transport):
                 raise
             finally:
                 watchdog.cancel()
-                self._connecting = []
+                with self._watch_lock:
+                    self._connecting = []
             self.connects += 1
             password = self.host.connection.become_password
             self._become = Become(self.host.name, endpoint.user, str(password) if password else None, self._raw)
@@ -168,8 +176,9 @@ class SSHTransport(Transport):
 
     def _expire(self) -> None:
         """The connect budget is spent: end whatever is still waiting (a TCP connect ends by its own timeout)."""
-        for t in list(self._connecting):
-            t.close()
+        with self._watch_lock:
+            for t in self._connecting:
+                t.close()
 
     def _algorithm_policy(self) -> sshpolicy.Policy:
         """The global ssh_algorithms setting, then the host's driftctl_ssh_algorithms."""
