@@ -12,6 +12,7 @@ The engine never prints: it emits ``Event``s that the CLI renders.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -334,7 +335,8 @@ class Engine:
         if plan.catalog.watch:
             request["watch"] = watch_request(plan.catalog)
         # the last resort above the agent's per-resource limit: that long without a record from it
-        silence = max(plan.host.connection.command_timeout, self.settings.resource_timeout + 60)
+        own = [t for p in plan.items if isinstance(t := p.resource.params.get("timeout"), (int, float))]
+        silence = max(plan.host.connection.command_timeout, max([self.settings.resource_timeout, *own]) + 60)
         applied = agent.apply(transport, request, blobs, abort=self.abort, kill=self.kill, grace=self.abort_grace,
                               timeout=silence)
         plan.round_trips += 1
@@ -342,6 +344,7 @@ class Engine:
         answer = applied.answer or {}
         plan.watch_after = answer.get("watch")
         results = []
+        by_target = notified_by(notify)
         for p in plan.items:
             r = applied.done.get(p.id)
             if r is None and applied.cut:
@@ -355,7 +358,7 @@ class Engine:
                     continue
             if r is None:
                 r = {"status": "failed", "error": "the agent did not report this resource"}
-            results.append(self._applied_result(p, r, p.id in to_change, notifiers(p.id, notify, to_change)))
+            results.append(self._applied_result(p, r, p.id in to_change, notifiers(p.id, by_target, to_change)))
         return results
 
     def _applied_result(self, p: Planned, r: dict[str, Any], was_changed: bool, by: list[str]) -> ResourceResult:
@@ -448,8 +451,18 @@ def collect(outcomes: Sequence[Any]) -> list[HostResult]:
     return results
 
 
-def notifiers(rid: str, notify: dict[str, list[str]], changed: set[str]) -> list[str]:
-    return [src for src, targets in notify.items() if rid in targets and src in changed]
+def notifiers(rid: str, notified_by: dict[str, list[str]], changed: set[str]) -> list[str]:
+    """The resources that changed and notify ``rid`` (``notified_by``: see notified_by())."""
+    return [src for src in notified_by.get(rid, []) if src in changed]
+
+
+def notified_by(notify: dict[str, list[str]]) -> dict[str, list[str]]:
+    """target -> the resources that notify it, in catalog order."""
+    out: dict[str, list[str]] = {}
+    for src, targets in notify.items():
+        for target in targets:
+            out.setdefault(target, []).append(src)
+    return out
 
 
 def refresh_change(by: list[str]) -> Change:
@@ -461,16 +474,17 @@ def plan_results(plan: HostPlan) -> list[ResourceResult]:
     results = [planned_result(p) for p in plan.items]
     depends, notify = edges(plan.catalog.resources)
     changed = {p.id for p in plan.changed()}
+    by_target = notified_by(notify)
     broken: set[str] = set()  # what apply will fail or skip: its dependents are skipped, as apply does
-    for p, r in zip(plan.items, results, strict=True):
+    for i, (p, r) in enumerate(zip(plan.items, results, strict=True)):
         bad = [d for d in depends.get(p.id, []) if d in broken]
         if bad:  # the agent checks dependencies first: a dependent is skipped, whatever else it would do
             why = f"dependency {', '.join(bad)} will not converge"
-            results[results.index(r)] = r = replace(r, status="skipped", error=why, reason=why)
+            results[i] = r = replace(r, status="skipped", error=why, reason=why)
         if r.status in ("failed", "skipped"):
             broken.add(p.id)
             continue
-        by = notifiers(p.id, notify, changed - broken)
+        by = notifiers(p.id, by_target, changed - broken)
         if by and r.status == "ok" and p.rtype.refreshable:
             r.status = "changed"
             r.reason = ""
@@ -575,13 +589,41 @@ def edges(resources: Sequence[Resource]) -> tuple[dict[str, list[str]], dict[str
 
 def managed_below(directory: str, resources: Sequence[Resource]) -> list[str]:
     """Paths under ``directory`` that some resource of the catalog manages (kept by purge)."""
-    prefix = directory.rstrip("/") + "/"
-    out: set[str] = set()
-    for r in resources:
-        rtype = get_type(r.type)
-        paths = rtype.managed_paths(r.params) if rtype is not None else []
-        out.update(p for p in paths if p.startswith(prefix))
-    return sorted(out)
+    return _managed_paths(resources).below(directory)
+
+
+class _ManagedPaths:
+    """Every path a catalog manages, sorted once, so each directory's share is a bisect away."""
+
+    def __init__(self, resources: Sequence[Resource]) -> None:
+        paths: set[str] = set()
+        for r in resources:
+            rtype = get_type(r.type)
+            paths.update(rtype.managed_paths(r.params) if rtype is not None else [])
+        self.paths = sorted(paths)
+
+    def below(self, directory: str) -> list[str]:
+        prefix = directory.rstrip("/") + "/"
+        start = bisect.bisect_left(self.paths, prefix)
+        end = bisect.bisect_left(self.paths, prefix[:-1] + chr(ord("/") + 1))
+        return self.paths[start:end]
+
+
+_managed_cache: dict[int, tuple[Sequence[Resource], _ManagedPaths]] = {}
+_managed_lock = threading.Lock()
+
+
+def _managed_paths(resources: Sequence[Resource]) -> _ManagedPaths:
+    """The index of ``resources`` (kept per resource list, which lives as long as its catalog)."""
+    with _managed_lock:
+        got = _managed_cache.get(id(resources))
+        if got is not None and got[0] is resources:
+            return got[1]
+        index = _ManagedPaths(resources)
+        if len(_managed_cache) > 1024:
+            _managed_cache.clear()
+        _managed_cache[id(resources)] = (resources, index)
+        return index
 
 
 def watch_request(catalog: Catalog) -> list[dict[str, Any]]:

@@ -378,6 +378,12 @@ def _set_deadline(seconds):
         setter(time.monotonic() + seconds if seconds else None)
 
 
+def _limit(item, default):
+    """A resource's time limit: its own ``timeout`` (exec, service) when it has one, else the run's."""
+    own = item.get("timeout") or (item.get("params") or {}).get("timeout")
+    return own if isinstance(own, (int, float)) and not isinstance(own, bool) and own > 0 else default
+
+
 def _expectation(item, before):
     """What the target must still be just before a write (compare-and-swap), or 'no expectation'."""
     unknown = globals().get("CAS_UNKNOWN")
@@ -454,7 +460,7 @@ def op_apply(req, channel):
             channel.settle(results)
         if not channel.alive():
             break
-        _set_deadline(item.get("timeout") or limit)
+        _set_deadline(_limit(item, limit))
         result = results[item["id"]] = _apply_one(item, ctx, results, channel)
         _set_deadline(None)
         channel.record({"done": item["id"], "result": result})
@@ -470,7 +476,7 @@ def op_apply(req, channel):
         if handler.refresh is None or not channel.alive():
             continue
         channel.record({"begin": rid, "refresh": True})
-        _set_deadline(item.get("timeout") or limit)
+        _set_deadline(_limit(item, limit))
         try:
             handler.refresh(item["params"], ctx)
             results[rid]["refreshed"] = True

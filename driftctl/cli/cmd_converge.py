@@ -13,10 +13,11 @@ from driftctl import document
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
 from driftctl.cli.render import Progress, final_line, host_section, summary_table
+from driftctl.cli.runstore import begin_run, open_run_store, say_saved
 from driftctl.cli.signals import interruptible
 from driftctl.engine import Engine
-from driftctl.errors import DriftctlError
 from driftctl.model import RunResult
+from driftctl.store.runstate import Saved
 
 
 def manifest_option(f: Any) -> Any:
@@ -72,28 +73,34 @@ def converge(command: str, inventory: Path, limit: str | None, as_json: bool, ma
         engine.on_event = progress
         with interruptible(engine):
             if command == "apply":
-                run = _apply(ctx, engine, inventory, flags.get("wait_lock"))
+                run, saved, store_url = _apply(ctx, engine, inventory, flags.get("wait_lock"))
             else:
                 run = engine.run(command, ctx.hosts)  # type: ignore[arg-type]
     show(run, inventory, as_json, show_diff, verbose)
+    if command == "apply":
+        return run.exit_code | say_saved(saved, store_url)
     return run.exit_code
 
 
-def _apply(ctx: Any, engine: Engine, inventory: Path, wait_lock: float | None) -> RunResult:
-    """Apply under the inventory's lock, and record the converged state for drift detection."""
-    from driftctl.drift import inventory_key, open_store, record_run, run_lock
+def _apply(ctx: Any, engine: Engine, inventory: Path, wait_lock: float | None) -> tuple[RunResult, Saved, str]:
+    """Apply under the inventory's lock, and record the converged state for drift detection.
 
-    store = open_store(ctx.settings)
+    The run's view of the store is read before any host and written once at the end; a store that went
+    away meanwhile keeps the results in the local spool (exit bit 32) for the next run to store.
+    """
+    from driftctl.drift import inventory_key, record_run, run_lock
+
+    key = inventory_key(inventory)
+    store = open_run_store(ctx.settings)
     try:
-        with run_lock(ctx.settings, store, inventory_key(inventory), "apply", wait_lock):
+        with run_lock(ctx.settings, store, key, "apply", wait_lock):
+            view = begin_run(store, ctx.settings.state_dir, key)
             run = engine.run("apply", ctx.hosts)
-            try:
-                record_run(ctx.settings, run, inventory, store=store, argv=sys.argv[1:])
-            except DriftctlError as e:  # the hosts are converged; say loudly that history was not written
-                ui.error(f"the run was not recorded in the state store: {e}")
+            record_run(ctx.settings, run, inventory, store=view, argv=sys.argv[1:])
+            saved = view.finish()
     finally:
         store.close()
-    return run
+    return run, saved, store.url
 
 
 def register(group: click.Group) -> None:

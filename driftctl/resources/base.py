@@ -297,10 +297,17 @@ TYPE_MODULES = (
 )
 
 
+_LOADED: list[bool] = []
+
+
 def _load_all() -> None:
+    """Import every type module once (get_type is called per resource: 13 imports each time cost seconds)."""
+    if _LOADED:
+        return
     import importlib
     import importlib.util
 
+    _LOADED.append(True)
     for mod in TYPE_MODULES:
         full = f"driftctl.resources.{mod}"
         if importlib.util.find_spec(full) is not None:
