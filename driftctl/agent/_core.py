@@ -748,7 +748,12 @@ def backup_save(target, ctx):
                 now = time.time()
                 stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + ".%06dZ" % int((now % 1) * 1e6)
                 tmp_name = stamp + "-tmp"
-                digest, _st, _sha = write_at(sub, tmp_name, shown, copy, 0o600, size=size)
+                try:
+                    digest, _st, _sha = write_at(sub, tmp_name, shown, copy, 0o600, size=size)
+                except Failure as e:
+                    cause = str(e).replace(" (the file was left untouched)", "")
+                    raise Failure("backing up %s into %s failed, so it was left untouched: %s"
+                                  % (target.path, shown, cause)) from None
             finally:
                 os.close(src)
             name = "%s-%s" % (stamp, digest[:12])

@@ -496,3 +496,16 @@ def test_every_edit_type_refuses_a_file_changed_since_the_probe(tmp_path: Path, 
     ctx.expect = handler.observe(p, ctx)["_cas"]  # planned again: goes through
     handler.apply(p, ["ensure", "persisted", "entry"], ctx)
     assert f.read_text().startswith("# someone else's\n") and f.read_text() != "# someone else's\n"
+
+
+def test_a_full_backup_file_system_fails_the_resource_before_it_writes(tiny_fs: Path, tmp_path: Path) -> None:
+    f = tmp_path / "big.conf"
+    f.write_bytes(os.urandom(200_000))
+    before = f.read_bytes()
+    p, ctx = file_params(f, content="small\n")
+    ctx.backup_dir = str(tiny_fs / "bk")
+    with pytest.raises(Failure) as e:
+        file_apply(p, ["content"], ctx)
+    assert str(e.value).startswith(f"backing up {f} into {tiny_fs}/bk/{backup_key(str(f))} failed, so it was left")
+    assert "needs 200.0 kB, the file system has" in str(e.value)
+    assert f.read_bytes() == before and sorted(x.name for x in tmp_path.iterdir()) == ["big.conf", "tiny"]
