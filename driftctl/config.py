@@ -79,6 +79,11 @@ def _coerce(name: str, value: Any, where: Location) -> Any:
             if str(value).lower() in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError(value)
+        if name == "ssh_algorithms" and value is not None:
+            from driftctl.transport import sshpolicy
+
+            sshpolicy.parse(str(value), where=where)  # an unknown algorithm is an error naming its source
+            return str(value)
         if name in _TUPLE:
             if isinstance(value, str):
                 return tuple(v for v in value.split(os.pathsep) if v)

@@ -182,8 +182,7 @@ class SSHTransport(Transport):
 
     def _algorithm_policy(self) -> sshpolicy.Policy:
         """The global ssh_algorithms setting, then the host's driftctl_ssh_algorithms."""
-        # ConnectionSpec has no field for it yet: read the inventory variable until it does
-        own = getattr(self.host.connection, "ssh_algorithms", None) or self.host.vars.get(sshpolicy.HOST_VARIABLE)
+        own = self.host.connection.ssh_algorithms
         host_where = self.host.source
         return sshpolicy.policy(
             sshpolicy.parse(self.options.ssh_algorithms),

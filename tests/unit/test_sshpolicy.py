@@ -130,8 +130,12 @@ def test_cli_settings_are_validated_and_passed_through() -> None:
 
 
 def _host(vars: dict[str, object] | None = None, port: int = 22) -> Host:
-    spec = ConnectionSpec(address="127.0.0.1", port=port, user="root", connect_timeout=5)
-    return Host("h1", dict(vars or {}), (), spec, Location("hosts.yaml", 3))
+    """A host as the inventory builds it: driftctl_ssh_algorithms lands in its connection spec."""
+    vars = dict(vars or {})
+    algorithms = vars.get("driftctl_ssh_algorithms")
+    spec = ConnectionSpec(address="127.0.0.1", port=port, user="root", connect_timeout=5,
+                          ssh_algorithms=None if algorithms is None else str(algorithms))
+    return Host("h1", vars, (), spec, Location("hosts.yaml", 3))
 
 
 def test_the_inventory_variable_is_read_and_validated_without_contacting_the_host() -> None:
@@ -245,7 +249,7 @@ def weak_server(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
 
 def _weak_host(port: int, key: Path, known: Path, algorithms: str | None = None) -> Host:
     spec = ConnectionSpec(address="127.0.0.1", port=port, user="root", key_file=str(key), known_hosts=str(known),
-                          connect_timeout=20)
+                          connect_timeout=20, ssh_algorithms=algorithms)
     return Host("weak", {"driftctl_ssh_algorithms": algorithms} if algorithms else {}, (), spec)
 
 
@@ -275,3 +279,23 @@ def test_allowed_weak_algorithms_connect_with_a_warning(
         assert "driftctl_ssh_algorithms for host 'weak'" in text
     finally:
         t.close()
+
+
+def test_the_inventory_variable_becomes_the_hosts_connection_setting(tmp_path: Path) -> None:
+    from driftctl.inventory import load_inventory
+
+    (tmp_path / "hosts.yaml").write_text(
+        "all:\n  hosts:\n    legacy:\n      ansible_host: 127.0.0.1\n"
+        "      driftctl_ssh_algorithms: \"ciphers=+aes128-cbc\"\n    modern: {ansible_host: 127.0.0.2}\n")
+    hosts = {h.name: h for h in load_inventory(tmp_path).select(None)}
+    assert hosts["legacy"].connection.ssh_algorithms == "ciphers=+aes128-cbc"
+    assert hosts["modern"].connection.ssh_algorithms is None
+
+
+def test_a_bad_setting_in_driftctl_yaml_names_the_file(tmp_path: Path) -> None:
+    from driftctl import config
+
+    (tmp_path / "driftctl.yaml").write_text("ssh_algorithms: \"ciphers=+rot13\"\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(cwd=tmp_path)
+    assert "driftctl.yaml" in str(caught.value) and "rot13" in str(caught.value)
