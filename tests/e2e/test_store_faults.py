@@ -238,3 +238,30 @@ def test_server_down_before_the_run_refuses_to_start(server: PgServer, tmp_path:
         assert scene.spooled() == []  # and there is nothing to keep
     rc, out, err = scene.run("drift")
     assert "nothing was run" in err
+
+
+def test_apply_whose_store_stops_mid_run_keeps_the_converged_state(server: PgServer, tmp_path: Path) -> None:
+    """An apply changes the host, then cannot save: its run (and the converged state drift needs) is
+    spooled, exit 2|32; the next apply stores it first and finds the host in sync."""
+    scene = Scene(tmp_path, server.url(server.new_database(), password="s3cret-pw"))
+    scene.converge()
+    (scene.target / "motd").write_text("edited by hand\n")
+    proc = scene.start("apply")
+    scene.wait_entered(proc)
+    server.stop()
+    scene.open_gate()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 | 32, out + err
+    assert "Traceback" not in out + err and "s3cret-pw" not in out + err
+    assert (scene.target / "motd").read_text() == "managed\n"  # the apply itself went through
+    [kept] = scene.spooled()
+    assert str(kept) in err
+
+    server.start()
+    rc, out2, err2 = scene.run("apply")
+    assert rc == 0, out2 + err2
+    assert "kept in the spool" in err2 and scene.spooled() == []
+    with open_store(scene.url) as store:
+        assert len(store.runs(str(scene.inventory), command="apply")) == 3
+    rc, out3, err3 = scene.run("drift")
+    assert rc == 0, out3 + err3  # the spooled apply's converged state is the reference now
