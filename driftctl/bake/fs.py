@@ -9,6 +9,7 @@ changes into an upper level (``put``/``remove``), like overlayfs, and ``changes(
 from __future__ import annotations
 
 import posixpath
+import stat as _stat
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ class Entry:
     layer: int = -1
     member: str = ""
     xattrs: dict[str, str] | None = None
+    ifmt: int = 0  # for kind "other": the stat file type (S_IFIFO, S_IFCHR, S_IFBLK) the tar gave
 
 
 def norm(path: str) -> str:
@@ -130,7 +132,8 @@ class ImageFS:
                 f = tar.extractfile(m)
                 data = f.read() if f is not None else b""
             return Entry("file", mode, uid, gid, mtime, m.size, data, layer=index, member=m.name, xattrs=xattrs)
-        return Entry("other", mode, uid, gid, mtime)
+        ifmt = _stat.S_IFIFO if m.isfifo() else _stat.S_IFBLK if m.isblk() else _stat.S_IFCHR
+        return Entry("other", mode, uid, gid, mtime, ifmt=ifmt)
 
     def _set_base(self, path: str, entry: Entry) -> None:
         old = self.base.get(path)
@@ -214,6 +217,10 @@ class ImageFS:
         entry = self.get(path)
         if entry is None or entry.kind != "file":
             return None
+        return self.content(entry)
+
+    def content(self, entry: Entry) -> bytes:
+        """The contents of a file entry (read from its layer the first time)."""
         if entry.data is None:
             entry.data = self._read_member(entry)
         return entry.data

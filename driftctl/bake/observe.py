@@ -132,11 +132,8 @@ def _point_at_image(ns: dict[str, Any], fs: ImageFS) -> None:
             boot = sysctl_boot_values(fs)
         return boot.get(ns["sysctl_relpath"](key))
 
-    agent_cron_read = ns.get("cron_read")
-
-    def cron_read(params: dict[str, Any]) -> str | None:
-        if params.get("file") and agent_cron_read is not None:
-            return agent_cron_read(params)
+    def cron_read_user(params: dict[str, Any]) -> str | None:
+        """A user's crontab is its spool file (what ``crontab -l`` prints); None: no such user."""
         user = params.get("user") or "root"
         try:
             ns["pwd"].getpwnam(user)
@@ -145,7 +142,7 @@ def _point_at_image(ns: dict[str, Any], fs: ImageFS) -> None:
         return crontab_text(fs.read_text(fs.resolve(posixpath.join(CRONTABS, user))))
 
     ns["sysctl_live"] = sysctl_live
-    ns["cron_read"] = cron_read
+    ns["cron_read_user"] = cron_read_user
 
 
 def agent_item(r: Resource, catalog: Catalog) -> dict[str, Any]:
@@ -163,7 +160,8 @@ def agent_item(r: Resource, catalog: Catalog) -> dict[str, Any]:
 def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, dict[str, Any]]:
     """Observe every resource of ``catalog`` in ``image`` (an Image, an ImageFS or an image ref).
 
-    Returns the agent's probe shape: ``{resource id: {"observed": {...}}}``, or ``{"error": "..."}``
+    Returns the agent's probe shape: ``{resource id: {"observed": {...}, "refuse"?: "..."}}`` (the
+    refusal is the type's ``precheck``: why apply would refuse that state), or ``{"error": "..."}``
     for a resource that cannot be observed in an image (an exec's ``unless`` command, ...).
     """
     fs, close = _as_fs(image, catalog)
@@ -171,21 +169,29 @@ def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, d
         ns = agent_namespace(fs)
         _point_at_image(ns, fs)
         ctx = ns["Ctx"](facts=image_facts(fs), want_content=True)
-        out: dict[str, dict[str, Any]] = {}
-        for r in catalog.resources:
-            handler = ns["TYPES"].get(r.type)
-            if handler is None:
-                out[r.id] = {"error": f"the agent has no resource type {r.type!r}"}
-                continue
-            try:
-                out[r.id] = {"observed": handler.observe(agent_item(r, catalog), ctx)}
-            except (ns["Failure"], BakeError) as e:
-                out[r.id] = {"error": str(e)}
-            except Exception as e:  # an observer met something the image view lacks: this resource only
-                out[r.id] = {"error": f"{type(e).__name__}: {e}"}
-        return out
+        return {r.id: _observe_one(ns, ctx, r, catalog) for r in catalog.resources}
     finally:
         close()
+
+
+def _observe_one(ns: dict[str, Any], ctx: Any, r: Resource, catalog: Catalog) -> dict[str, Any]:
+    """One resource as the agent's probe answers it (driftctl/agent/_main.py ``_observe``)."""
+    handler = ns["TYPES"].get(r.type)
+    if handler is None:
+        return {"error": f"the agent has no resource type {r.type!r}"}
+    params = agent_item(r, catalog)
+    try:
+        observed = handler.observe(params, ctx)
+        seen: dict[str, Any] = {"observed": observed}
+        precheck = getattr(handler, "precheck", None)
+        refusal = precheck(params, observed, ctx) if precheck is not None else None
+        if refusal:
+            seen["refuse"] = refusal
+        return seen
+    except (ns["Failure"], BakeError) as e:
+        return {"error": str(e)}
+    except Exception as e:  # an observer met something the image view lacks: this resource only
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def image_watch(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, Any]:
@@ -223,7 +229,8 @@ def verify(image: Image | ImageFS | str, catalog: Catalog) -> list[ResourceResul
     The same ``ResourceType.desired``/``diff`` as check and drift decide, with the same masking of
     secret fields and sensitive values and the same redaction of secret variables; nothing runs,
     nothing is written. ``changed`` means: applying the catalog to a container of this image would
-    change it.
+    change it; ``failed`` with changes, that apply would refuse them (the type's precheck, as check
+    reports it for a host).
     """
     from driftctl.engine import Planned, mask_change, redact_result
 
@@ -240,8 +247,13 @@ def verify(image: Image | ImageFS | str, catalog: Catalog) -> list[ResourceResul
             planned = Planned(r, rtype, rtype.desired(r.params))
             changes: list[Change] = [mask_change(c, planned)
                                      for c in rtype.diff(planned.desired, got["observed"], r.sensitive)]
-            result = ResourceResult(r.id, "changed" if changes else "ok", changes=changes,
-                                    reason="" if changes else "in sync", source=r.source)
+            refusal = got.get("refuse") if changes else None
+            if refusal:
+                result = ResourceResult(r.id, "failed", changes=changes, error=str(refusal), reason=str(refusal),
+                                        source=r.source)
+            else:
+                result = ResourceResult(r.id, "changed" if changes else "ok", changes=changes,
+                                        reason="" if changes else "in sync", source=r.source)
             result.observed = _redacted(got["observed"])
         result.type = r.type
         results.append(redact_result(result, catalog.secrets))
@@ -249,4 +261,5 @@ def verify(image: Image | ImageFS | str, catalog: Catalog) -> list[ResourceResul
 
 
 def _redacted(observed: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in observed.items() if k != "content"}
+    """No contents, and none of the agent's own keys (``_cas``, ``_refusal``): they are for apply."""
+    return {k: v for k, v in observed.items() if k != "content" and not k.startswith("_")}
