@@ -37,7 +37,7 @@ _MAX_LINKS = 40  # symlinks followed in one lookup, as the kernel's MAXSYMLINKS
 _DEV = 0xD1F7  # the one device every entry of the view is on
 _PASSTHROUGH = {  # pure names with no filesystem access
     "sep", "pathsep", "linesep", "curdir", "pardir", "extsep", "altsep", "devnull", "name",
-    "fspath", "fsencode", "fsdecode", "strerror", "stat_result", "error", "statvfs_result",
+    "fspath", "fsencode", "fsdecode", "strerror", "stat_result", "error", "statvfs_result", "urandom",
 }
 
 
