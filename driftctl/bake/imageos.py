@@ -2,9 +2,12 @@
 
 The agent program (driftctl/agent/*, concatenated) is executed into a private namespace, and the
 names its functions look up at call time (``os``, ``open``, ``pwd``, ``grp``, ``run``) are replaced
-by read-only views of the image's flattened filesystem. ``file_observe`` then lstat()s, hashes and
-reads the image's /etc/motd exactly as it does a host's, so a live host and its image are judged by
-the same code and the same ``ResourceType.diff`` and can never disagree.
+by read-only views of the image's flattened filesystem. ``file_observe`` then walks to the image's
+/etc/motd by directory descriptor (open with O_NOFOLLOW|O_DIRECTORY relative to each parent, lstat
+and readlink with ``dir_fd``, fstat, read), hashes and reads it exactly as it does a host's, so a live
+host and its image are judged by the same code and the same ``ResourceType.diff`` and can never
+disagree. The view's descriptors are a table of its own; lookups, errnos and inode numbers follow
+Linux (tests/unit/test_bake_imageos.py holds the two side by side).
 
 Only reading is possible: every write (os.open for writing, rename, chown...) and every command
 raises the agent's Failure. Types whose observe asks a running system (service: systemctl; package:
