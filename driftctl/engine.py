@@ -429,14 +429,27 @@ class Engine:
 
 
 def defer(items: Sequence[Planned], resources: Sequence[Resource]) -> None:
-    """Mark items whose probe failed while something they depend on (transitively) will change."""
+    """Mark items whose probe failed, or that apply would refuse as they are now, while something they
+    depend on (transitively) will change: the line of a file the same run creates is judged after it."""
     depends, _ = edges(resources)
+    by_id = {p.id: p for p in items}
     moving: set[str] = set()
     for p in items:  # catalog order is a topological order: dependencies come first
         if p.error is not None:
             p.deferred_by = [d for d in depends.get(p.id, []) if d in moving]
+        elif p.refusal is not None:
+            # only a dependency that manages the same path can remove the obstacle (a file a line edits)
+            p.deferred_by = [d for d in depends.get(p.id, []) if d in moving and _same_path(by_id[d], p)]
+            if p.deferred_by:
+                p.refusal = None  # the agent decides again when those have converged
         if p.changes or p.deferred_by:
             moving.add(p.id)
+
+
+def _same_path(dep: Planned, p: Planned) -> bool:
+    """Whether ``dep`` manages one of ``p``'s paths."""
+    theirs = set(dep.rtype.managed_paths(dep.resource.params))
+    return any(path in theirs for path in p.rtype.managed_paths(p.resource.params))
 
 
 def collect(outcomes: Sequence[Any]) -> list[HostResult]:

@@ -166,7 +166,13 @@ def run(argv, stdin=None, env=None, timeout=None, check=False):
     except subprocess.TimeoutExpired:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        try:  # a daemon that left the group may hold the pipes open: do not wait for it
+            proc.communicate(timeout=2)
+        except subprocess.TimeoutExpired:
+            for pipe in (proc.stdout, proc.stderr):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+            proc.wait()
         if by_deadline:
             raise Failure("%s timed out after %ds (the resource's time limit)"
                           % (" ".join(argv)[:200], round(limit))) from None

@@ -116,6 +116,16 @@ def block_observe(params, ctx):
     return dict(out, **extra)
 
 
+def block_precheck(params, observed, ctx):
+    """Why apply would refuse: a planted link or a non-regular file, or a missing file without create."""
+    reason = fs_edit_precheck(params, observed, ctx)
+    if reason or observed.get("file") != "missing" or params.get("ensure", "present") == "absent":
+        return reason
+    if params.get("create"):
+        return None
+    return "%s does not exist (set create: true to create it with the block)" % params["path"]
+
+
 def block_apply(params, changes, ctx):
     path = params["path"]
     absent = params.get("ensure", "present") == "absent"
@@ -123,7 +133,7 @@ def block_apply(params, changes, ctx):
     if target is None:
         return
     with target:
-        text = fs_edit_begin(target, fs_edit_precheck, params, ctx)
+        text = fs_edit_begin(target, block_precheck, params, ctx)
         if text is None:
             if absent:
                 return
@@ -135,4 +145,4 @@ def block_apply(params, changes, ctx):
             fs_write_edited(target, edit.text, ctx)
 
 
-register("block", block_observe, block_apply, precheck=fs_edit_precheck)
+register("block", block_observe, block_apply, precheck=block_precheck)

@@ -26,6 +26,8 @@ import stat
 
 from driftctl.agent._core import CONTENT_LIMIT, Failure, PathMissing, Target, UnsafePath, backup_save, cas_check_read, cas_dict, cas_verify, file_kind, group_name, register, resolve_gid, resolve_uid, sha256_bytes, user_name  # noqa: E501
 
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 # ---- helpers shared by the file-like types
 
 
@@ -142,7 +144,8 @@ def fs_edit_begin(target, precheck, params, ctx):
     """Apply side of an edit: read the current file, refuse as precheck would, and refuse when the file
     is no longer what the probe saw. Returns the text (None: missing)."""
     text, cas, refusal = fs_edit_read(target)
-    reason = precheck(params, {"_refusal": refusal} if refusal else {}, ctx)
+    seen = {"_refusal": refusal} if refusal else ({"file": "missing"} if text is None else {})
+    reason = precheck(params, seen, ctx)
     if reason:
         raise Failure(reason)
     cas_check_read(target.path, cas, ctx)
@@ -263,8 +266,8 @@ def _file_writer(params, ctx):
     sha = params.get("content_sha256")
 
     def fill(fd):
-        if sha is None:
-            return 0, None
+        if sha is None:  # no content managed: a new file is empty (its hash, so the run knows what it wrote)
+            return 0, EMPTY_SHA256
         copied = ctx.copy_blob(sha, fd)
         if isinstance(copied, tuple):  # (bytes, sha256 hashed while writing)
             n, got = copied

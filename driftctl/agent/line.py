@@ -143,6 +143,15 @@ def line_observe(params, ctx):
     return dict(out, **extra)
 
 
+def line_precheck(params, observed, ctx):
+    """Why apply would refuse: a planted link or a non-regular file, or a missing file to add a line to."""
+    reason = fs_edit_precheck(params, observed, ctx)
+    if reason or observed.get("file") != "missing" or params.get("ensure", "present") == "absent":
+        return reason
+    return ("%s does not exist: a line is added to an existing file (declare it with a file resource)"
+            % params["path"])
+
+
 def line_apply(params, changes, ctx):
     path = params["path"]
     absent = params.get("ensure", "present") == "absent"
@@ -150,7 +159,7 @@ def line_apply(params, changes, ctx):
     if target is None:
         return
     with target:
-        text = fs_edit_begin(target, fs_edit_precheck, params, ctx)
+        text = fs_edit_begin(target, line_precheck, params, ctx)
         if text is None:
             if absent:
                 return
@@ -161,4 +170,4 @@ def line_apply(params, changes, ctx):
             fs_write_edited(target, edit.text, ctx)
 
 
-register("line", line_observe, line_apply, precheck=fs_edit_precheck)
+register("line", line_observe, line_apply, precheck=line_precheck)

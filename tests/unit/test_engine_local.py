@@ -143,3 +143,45 @@ def test_a_resource_that_cannot_be_observed_stops_its_dependents(tmp_path: Path)
     assert by_id["exec:after-the-key"].status == "skipped"
     assert not (target / "ran").exists()
     assert result.exit_code & 4
+
+
+def test_plan_shows_refusals_as_apply_will_and_defers_what_the_run_itself_fixes(tmp_path: Path) -> None:
+    """A directory where a file should be: plan says failed with apply's own reason and skips what
+    depends on it. A line on a file that does not exist yet but that the same run creates: plan says
+    it is known after the file; apply converges both. Plan and apply agree resource by resource."""
+    target = tmp_path / "target"
+    (target / "in-the-way").mkdir(parents=True)
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
+    site = tmp_path / "manifests"
+    (site / "roles" / "r").mkdir(parents=True)
+    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (site / "roles" / "r" / "resources.yaml").write_text(
+        "resources:\n"
+        f"  - file: {target}/in-the-way\n"
+        "    content: \"x\\n\"\n"
+        "  - exec: after-it\n"
+        f"    command: [touch, {target}/ran]\n"
+        f"    creates: {target}/ran\n"
+        f"    require: file:{target}/in-the-way\n"
+        f"  - file: {target}/new.conf\n"
+        "  - line: setting\n"
+        f"    path: {target}/new.conf\n"
+        "    text: \"key = value\"\n"
+    )
+    hosts = load_inventory(inv).select(None)
+    plan = {r.id: r for r in engine(load_inventory(inv), load_site(site), tmp_path).run("plan", hosts)
+            .hosts[0].resources}
+    assert plan[f"file:{target}/in-the-way"].status == "failed"
+    assert "is a directory" in (plan[f"file:{target}/in-the-way"].error or "")
+    assert plan["exec:after-it"].status == "skipped"
+    assert plan["line:setting"].status == "changed"
+    assert "known after" in plan["line:setting"].reason
+    applied = {r.id: r for r in engine(load_inventory(inv), load_site(site), tmp_path).run("apply", hosts)
+               .hosts[0].resources}
+    statuses = {k: r.status for k, r in applied.items()}
+    assert statuses == {k: r.status for k, r in plan.items()}, applied["line:setting"].error
+    assert applied[f"file:{target}/in-the-way"].error == plan[f"file:{target}/in-the-way"].error
+    assert not (target / "ran").exists()
+    assert (target / "new.conf").read_text() == "key = value\n"
