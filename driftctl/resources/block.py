@@ -30,7 +30,7 @@ class Block(ResourceType):
     end of the file. Duplicate blocks with the same markers are removed; a BEGIN marker without its
     END is an error, never a guess. The file must exist unless ``create: true`` (a block requires
     ``file:<path>`` automatically when the catalog has it). It is rewritten atomically with its
-    owner, mode and line endings, and the old one is kept by checksum in the backup directory.
+    owner, mode and line endings, and the old one is kept in the backup directory.
 
     Example::
 

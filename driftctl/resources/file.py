@@ -178,12 +178,16 @@ class File(ResourceType):
     The content comes from ``content`` (text in the manifest), ``template`` (a Jinja2 file of the
     role's ``templates/``, rendered per host) or ``source`` (a file of ``files/``, copied byte for
     byte); without any of them only the file's existence and metadata are managed (a missing file is
-    created empty). Files are replaced atomically: a private temporary file in the same directory,
-    fsync, rename; the replaced file is kept by checksum under the backup directory
-    (``/var/lib/driftctl/backup`` by default) unless ``backup: false``.
+    created empty; without ``mode`` a new file is 0644, or 0600 when it is sensitive). Files are
+    replaced atomically: a private temporary file in the same directory, fsync, rename, all through
+    the directory's descriptor; a file changed by hand since the plan is not replaced (the resource
+    fails). The replaced file is kept in the backup directory (``/var/lib/driftctl/backup`` by
+    default: per path, 0600, the newest ``backup_keep`` for ``backup_max_age_days``) unless
+    ``backup: false``. Large ``source`` files are streamed, never held in memory.
 
     driftctl never follows or replaces a symlink or a directory at the path (declare a ``symlink``
-    resource, or remove it), and never creates a missing parent directory: declare a ``directory``
+    resource, or remove it), never writes through a symlink in the path that a user other than root
+    could have planted, and never creates a missing parent directory: declare a ``directory``
     resource for it (a file requires its parent directory's resource automatically).
 
     Example::
@@ -211,7 +215,8 @@ class File(ResourceType):
         "template": Param(str, "A Jinja2 template file (under templates/) rendered into the content."),
         "source": Param(str, "A file (under files/) copied as the content, byte for byte."),
         **owner_params("the file"),
-        "backup": Param(bool, "Keep the replaced or removed file by checksum in the backup directory.", default=True),
+        "backup": Param(bool, "Keep the replaced or removed file in the backup directory (per path, with retention).",
+                        default=True),
     }
 
     @classmethod

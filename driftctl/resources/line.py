@@ -22,7 +22,7 @@ class Line(ResourceType):
     ``match`` itself, or every run would replace a line again. ``ensure: absent`` removes every line
     equal to ``text`` and every line matching ``match``. Other lines, their order and line endings
     (CRLF included) are kept; the file is rewritten atomically with its owner and mode, and the old
-    one is kept by checksum in the backup directory. The file must exist (a line requires
+    one is kept in the backup directory. The file must exist (a line requires
     ``file:<path>`` automatically when the catalog has it); symlinks are never followed.
 
     Example::

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from e2ehelp import DATA, changes_of, driftctl, snapshot, write_inventory
 
+from driftctl.agent._core import backup_key
+
 SECRET = "s3cr3t-T0ken-4f9a"
 MANIFESTS = DATA / "allkinds"
 
@@ -134,8 +136,12 @@ def test_purge_backup_and_a_hand_edit_are_converged(fresh_host, tmp_path: Path) 
     t = fresh_host.testinfra()
     assert not t.file("/etc/driftctl-test/stray").exists
     assert "listen = 8080" in t.file("/etc/driftctl-test/app.conf").content_string
-    backup = f"/var/lib/driftctl/backup/{hashlib.sha256(hand.encode()).hexdigest()}"
-    assert t.file(backup).content_string == hand  # the replaced file is kept by checksum
+    # the replaced file is kept under its path's backup directory, named by time and checksum, 0600
+    sub = f"/var/lib/driftctl/backup/{backup_key('/etc/driftctl-test/app.conf')}"
+    [entry] = [n for n in fresh_host.sh(f"ls {sub}").stdout_text.split()
+               if n.endswith("-" + hashlib.sha256(hand.encode()).hexdigest()[:12])]
+    assert t.file(f"{sub}/{entry}").content_string == hand
+    assert t.file(f"{sub}/{entry}").mode == 0o600
 
 
 def test_bad_manifest_exits_1_before_any_connection(tmp_path: Path) -> None:
