@@ -165,7 +165,8 @@ class AuthorizedKey(ResourceType):
         }
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         have = observed.get("ensure", "absent")
         if desired["ensure"] == "absent" or have == "absent":
             return [Change("ensure", have, desired["ensure"])] if have != desired["ensure"] else []

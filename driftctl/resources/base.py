@@ -235,9 +235,13 @@ class ResourceType:
         return [blob_of(data) for data in cls.blobs(params).values()]
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         """The fields whose observed value differs from the desired one, in the schema's order.
 
+        Pure: everything it reads is an argument. ``params`` are the resource's validated parameters,
+        for what the desired state keeps out because it is fingerprinted (a file's text, for the
+        unified diff of its content); without them the changes are the same, only without that text.
         The default compares each managed field; types override it for ensure=absent and contents.
         """
         changes = []

@@ -96,7 +96,8 @@ class Block(ResourceType):
         return {"ensure": "present", "content": params["content"], "in_sync": True}
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         have, old = observed.get("ensure"), observed.get("content")
         if desired["ensure"] == "absent":
             if have == "present" or observed.get("in_sync") is False:

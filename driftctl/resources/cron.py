@@ -133,7 +133,8 @@ class Cron(ResourceType):
         return {"ensure": "present", "entry": "\n".join(agent_module("cron").cron_entry_lines(dict(params)))}
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         have, old = observed.get("ensure"), observed.get("entry")
         if desired["ensure"] == "absent":
             return [Change("entry", old, None)] if have == "present" else []

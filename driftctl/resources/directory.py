@@ -91,7 +91,8 @@ class Directory(ResourceType):
         }
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         have = observed.get("ensure") or "absent"
         if desired["ensure"] == "absent":
             return [Change("ensure", have, "absent")] if have != "absent" else []

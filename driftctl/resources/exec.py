@@ -165,7 +165,8 @@ class Exec(ResourceType):
         return {"state": "done"}
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         if observed.get("state") == "done":
             return []
         return [Change("state", observed.get("why") or "pending", "ran")]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -99,39 +97,6 @@ def describe_ensure(change: Change) -> str:
     if change.after == "absent":
         return f"removed (was {change.before})" if change.before not in ("file", "present") else "removed"
     return f"ensure {change.before} -> {change.after}"
-
-
-class _TextCache:
-    """The text of contents by sha256, filled by ``File.desired()`` so ``diff()`` can show a unified diff.
-
-    desired() is the only place that sees the content, and the contract keeps the text out of the
-    desired state (it is fingerprinted and stored); a content-addressed cache bridges the two without
-    changing either. Bounded, so a huge catalog cannot hold every file in memory.
-    """
-
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._data: OrderedDict[str, str] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def put(self, sha: str, text: str) -> None:
-        with self._lock:
-            if sha in self._data:
-                self._data.move_to_end(sha)
-                return
-            self._data[sha] = text
-            self._size += len(text)
-            while self._size > self.max_bytes and self._data:
-                _, old = self._data.popitem(last=False)
-                self._size -= len(old)
-
-    def get(self, sha: str) -> str | None:
-        with self._lock:
-            return self._data.get(sha)
-
-
-TEXTS = _TextCache()
 
 
 def content_bytes(content: str | bytes | FileContent) -> bytes:
@@ -237,16 +202,10 @@ class File(ResourceType):
     def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         if params.get("ensure") == "absent":
             return {"ensure": "absent", "content_sha256": None, "owner": None, "group": None, "mode": None}
-        sha = None
         content = params.get("content")
-        if content is not None:
-            sha = content_sha(content)
-            text = content_text(content)
-            if text is not None:
-                TEXTS.put(sha, text)
         return {
             "ensure": "file",
-            "content_sha256": sha,
+            "content_sha256": content_sha(content) if content is not None else None,
             "owner": params.get("owner"),
             "group": params.get("group"),
             "mode": params.get("mode"),
@@ -278,7 +237,8 @@ class File(ResourceType):
         return [blob_of(content)]
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         have = observed.get("ensure") or "absent"
         if desired["ensure"] == "absent":
             return [Change("ensure", have, "absent")] if have != "absent" else []
@@ -289,7 +249,8 @@ class File(ResourceType):
                 return changes  # a link or a directory is in the way: apply refuses, nothing more to say
         sha = desired.get("content_sha256")
         if sha is not None and observed.get("content_sha256") != sha:
-            text = None if sensitive else TEXTS.get(sha)
+            content = None if sensitive or params is None else params.get("content")
+            text = content_text(content) if content is not None else None
             changes.append(content_change("content", sha, observed, text, "content", sensitive))
         for key in ("owner", "group", "mode"):
             want = desired.get(key)

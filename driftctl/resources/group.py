@@ -44,7 +44,8 @@ class Group(ResourceType):
         return {"ensure": "present", "gid": params.get("gid")}
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         return ensure_diff(desired, observed)
 
     @classmethod

@@ -90,7 +90,8 @@ class Line(ResourceType):
         return {"ensure": "present", "line": params["text"]}
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         if desired["ensure"] == "absent":
             if observed.get("ensure") == "present":
                 return [Change("line", observed.get("line"), None)]

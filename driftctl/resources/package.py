@@ -86,7 +86,8 @@ class Package(ResourceType):
         return {"ensure": params["ensure"]}
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         """One ``ensure`` change, from the installed version (or "absent") to what will be installed.
 
         The agent states ``ensure`` in the manifest's terms (present, latest, a version), so it is

@@ -74,7 +74,8 @@ class Symlink(ResourceType):
         return {"ensure": "link", "target": params["target"]}
 
     @classmethod
-    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False) -> list[Change]:
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
         have = observed.get("ensure") or "absent"
         if desired["ensure"] == "absent":
             return [Change("ensure", have, "absent")] if have != "absent" else []

@@ -104,9 +104,10 @@ def test_desired_and_agent_params_carry_the_hash_not_the_content() -> None:
 
 
 def test_diff_new_file() -> None:
-    want = File.desired(validate(content="a\nb\n", mode="0640"))
+    p = validate(content="a\nb\n", mode="0640")
+    want = File.desired(p)
     observed = {"ensure": "absent", "content_sha256": None, "owner": None, "group": None, "mode": None}
-    changes = File.diff(want, observed)
+    changes = File.diff(want, observed, params=p)
     assert [c.field for c in changes] == ["ensure", "content", "mode"]
     assert [File.describe(c) for c in changes] == [
         "created", "content sha256:" + sha("a\nb\n")[:12], "mode -> 0640",
@@ -115,19 +116,23 @@ def test_diff_new_file() -> None:
 
 
 def test_diff_changed_content_and_mode() -> None:
-    want = File.desired(validate(content="PermitRootLogin no\nPort 22\n", mode="0600"))
+    p = validate(content="PermitRootLogin no\nPort 22\n", mode="0600")
+    want = File.desired(p)
     old = "PermitRootLogin yes\nPort 22\n"
     observed = {"ensure": "file", "content_sha256": sha(old), "content": old, "owner": "root", "group": "root",
                 "mode": "0644"}
-    content, mode = File.diff(want, observed)
+    content, mode = File.diff(want, observed, params=p)
     assert content.diff == (
         "--- content (host)\n+++ content (manifest)\n@@ -1,2 +1,2 @@\n"
         "-PermitRootLogin yes\n+PermitRootLogin no\n Port 22\n"
     )
     assert File.describe(content) == f"content sha256:{sha(old)[:12]} -> sha256:{want['content_sha256'][:12]}"
     assert File.describe(mode) == "mode 0644 -> 0600"
-    [hidden] = File.diff(want, {**observed, "mode": "0600"}, sensitive=True)
+    [hidden] = File.diff(want, {**observed, "mode": "0600"}, sensitive=True, params=p)
     assert hidden.diff is None
+    # the diff reads nothing but its arguments: without the params it has no text to show
+    [plain, _mode] = File.diff(want, observed)
+    assert plain.diff is None and plain.after == content.after
 
 
 def test_diff_in_sync_binary_and_obstacles() -> None:
