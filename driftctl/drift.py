@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from driftctl import document, fingerprint
+from driftctl import document
 from driftctl.config import Settings
 from driftctl.document import current_user
 from driftctl.driftlogic import classify, rebaseline, unmanaged_changes
-from driftctl.engine import Engine, HostPlan, collect, not_started, planned_result
+from driftctl.engine import Engine, HostPlan, collect, not_started, plan_catalog, planned_result
 from driftctl.errors import AgentError
 from driftctl.model import Host, HostResult, ResourceResult, RunResult, UnmanagedChange
 from driftctl.parallel import run_hosts
@@ -94,16 +94,11 @@ def store_reference(store: Any, inventory: str) -> Reference:
 
 def image_reference(image: str | Path) -> Reference:
     """The state baked into an image (read from its layers, no container) as the converged state."""
-    from driftctl.bake import image_observe
+    from driftctl.bake.observe import ImageObserver
 
     def converged(host: Host, plan: HostPlan) -> dict[str, str]:
-        observed = image_observe(str(image), plan.catalog)
-        out = {}
-        for p in plan.items:
-            state = observed.get(p.id, {}).get("observed")
-            if state is not None:
-                out[p.id] = fingerprint.of(fingerprint.managed_state(p.desired, state))
-        return out
+        baked = plan_catalog(host, plan.catalog, ImageObserver(str(image), plan.catalog))  # the same plan loop
+        return {p.id: fp for p in baked.items if (fp := p.observed_fingerprint) is not None}
 
     return Reference(converged, label=f"image {image}")
 
@@ -130,7 +125,7 @@ class DriftRun:
                 return not_started(host)
             return self.engine.each_host(host, lambda t: self.host(host, t))
 
-        run.hosts = collect(run_hosts(hosts, one, self.engine.settings.parallel))
+        run.hosts = collect(run_hosts(hosts, one, executor=self.engine.executor))
         run.finished = time.time()
         run.aborted = self.engine.abort.is_set()
         return run

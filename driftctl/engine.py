@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from driftctl import agent, fingerprint
 from driftctl.config import Settings
@@ -34,7 +34,7 @@ from driftctl.errors import (
     ManifestError,
 )
 from driftctl.model import Catalog, Change, Host, HostResult, Resource, ResourceResult, RunResult
-from driftctl.parallel import run_hosts
+from driftctl.parallel import Executor, ThreadExecutor, run_hosts
 from driftctl.resources.base import ResourceType, get_type
 from driftctl.secret import REDACTED, redact, redact_data
 from driftctl.transport.base import Transport, TransportOptions, get_transport
@@ -112,6 +112,8 @@ class Engine:
         transport_options: TransportOptions,
         on_event: EventFn | None = None,
         transport_factory: Callable[[Host, TransportOptions], Transport] = get_transport,
+        executor: Executor | None = None,
+        observer_factory: Callable[[Transport], Observer] | None = None,
     ) -> None:
         self.site = site
         self.inventory = inventory
@@ -119,6 +121,10 @@ class Engine:
         self.transport_options = transport_options
         self.on_event = on_event or (lambda event: None)
         self.transport_factory = transport_factory
+        # how host tasks run (threads here, inline for a host that runs itself, a queue for many)
+        self.executor: Executor = executor or ThreadExecutor(settings.parallel)
+        # what answers a probe on a connected host (the agent; tests give a fake)
+        self.observer_for: Callable[[Transport], Observer] = observer_factory or AgentObserver
         self.catalogs: dict[str, Catalog] = {}
         self.facts_cache: dict[str, dict[str, Any]] = {}  # host -> facts of the last stored run
         # set on SIGINT/SIGTERM: nothing new starts; in-flight agents stop at their next resource
@@ -146,7 +152,7 @@ class Engine:
                 return not_started(host)
             return self.each_host(host, lambda t: self._plan_or_apply(host, t, command))
 
-        run.hosts = collect(run_hosts(hosts, one, self.settings.parallel))
+        run.hosts = collect(run_hosts(hosts, one, executor=self.executor))
         run.finished = time.time()
         run.aborted = self.abort.is_set()
         return run
@@ -220,21 +226,29 @@ class Engine:
         facts: dict[str, Any] = {}
         if catalog.uses_facts:
             cached = self.facts_cache.get(host.name)
+        observer = self.observer_for(transport)
+        if catalog.uses_facts:
+            cached = self.facts_cache.get(host.name)
             if cached:
                 catalog = self._render(host, cached)
-                items, answer = self._probe(host, transport, catalog, want_facts=True)
+                self.on_event(Event("phase", host.name, "probe"))
+                plan = plan_catalog(host, catalog, observer, want_facts=True)
                 round_trips += 1
-                facts = answer.get("facts", {})
-                if facts == cached:
-                    return self._plan(host, catalog, facts, items, answer, round_trips)
+                if plan.facts == cached:
+                    plan.round_trips = round_trips
+                    return plan
+                facts = plan.facts
             else:
                 self.on_event(Event("phase", host.name, "facts"))
                 facts = agent.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3)["facts"]
                 round_trips += 1
             catalog = self._render(host, facts)
-        items, answer = self._probe(host, transport, catalog, want_facts=not facts)
-        round_trips += 1
-        return self._plan(host, catalog, facts or answer.get("facts", {}), items, answer, round_trips)
+        self.on_event(Event("phase", host.name, "probe"))
+        plan = plan_catalog(host, catalog, observer, want_facts=not facts)
+        plan.round_trips = round_trips + 1
+        if facts:
+            plan.facts = facts
+        return plan
 
     def _render(self, host: Host, facts: dict[str, Any]) -> Catalog:
         from driftctl.manifest import compile_catalog
@@ -244,37 +258,6 @@ class Engine:
         self.catalogs[host.name] = catalog
         return catalog
 
-    def _probe(
-        self, host: Host, transport: Transport, catalog: Catalog, want_facts: bool
-    ) -> tuple[list[Planned], dict[str, Any]]:
-        items = [self._planned(r) for r in catalog.resources]
-        self.on_event(Event("phase", host.name, "probe"))
-        request: dict[str, Any] = {
-            "op": "probe",
-            "facts": want_facts,
-            "resources": [self._agent_item(p, catalog) for p in items],
-        }
-        if catalog.watch:
-            request["watch"] = watch_request(catalog)
-        return items, agent.call(transport, request)
-
-    def _plan(self, host: Host, catalog: Catalog, facts: dict[str, Any], items: list[Planned],
-              answer: dict[str, Any], round_trips: int) -> HostPlan:
-        observed = answer.get("resources", {})
-        for p in items:
-            got = observed.get(p.id)
-            if got is None:
-                p.error = "the agent did not report this resource"
-            elif "error" in got:
-                p.error = got["error"]
-            else:
-                p.observed = got["observed"]
-                p.changes = self._diff(p, p.observed)
-                if p.changes and got.get("refuse"):
-                    p.refusal = str(got["refuse"])
-        defer(items, catalog.resources)
-        return HostPlan(host, catalog, facts, items, answer.get("watch", {}), round_trips=round_trips)
-
     def preflight_one(self, host: Host) -> Catalog:
         from driftctl.manifest import compile_catalog
 
@@ -282,23 +265,8 @@ class Engine:
         self.catalogs[host.name] = catalog
         return catalog
 
-    def _planned(self, resource: Resource) -> Planned:
-        rtype = get_type(resource.type)
-        if rtype is None:  # validated in preflight; only a broken install gets here
-            raise ManifestError(f"unknown resource type {resource.type!r}", resource.source)
-        return Planned(resource, rtype, rtype.desired(resource.params))
-
     def _diff(self, p: Planned, observed: dict[str, Any]) -> list[Change]:
-        changes = p.rtype.diff(p.desired, observed, sensitive=p.resource.sensitive)
-        return [mask_change(c, p) for c in changes]
-
-    def _agent_item(self, p: Planned, catalog: Catalog) -> dict[str, Any]:
-        params = dict(p.rtype.agent_params(p.resource.params))
-        params["_want_content"] = not p.resource.sensitive
-        params["_sensitive"] = p.resource.sensitive
-        if p.resource.type == "directory":
-            params["_managed"] = managed_below(str(p.resource.params.get("path", "")), catalog.resources)
-        return {"id": p.id, "type": p.resource.type, "params": params}
+        return diff_planned(p, observed)
 
     # ---- one host: the write half
     def apply_plan(
@@ -314,7 +282,7 @@ class Engine:
         blobs: list[tuple[str, Blob]] = []
         items = []
         for p in plan.items:
-            item = self._agent_item(p, plan.catalog)
+            item = probe_item(p, plan.catalog)
             item["changes"] = [c.field for c in p.changes] if p.id in to_change else []
             if p.deferred_by and p.id in to_change:
                 item["deferred"] = {"desired": fingerprint.desired_state(p.desired)}
@@ -426,6 +394,77 @@ class Engine:
             secrets=secrets,
             interrupted=plan.interrupted,
         )
+
+
+# ---- the observer seam: one way from observations to a plan, for hosts and images alike
+
+
+class Observer(Protocol):
+    """What answers a probe: the agent over a transport, or the agent's code over an image's layers.
+
+    ``probe(request)`` takes ``{"facts": bool, "resources": [probe items], "watch"?: [...]}`` and answers
+    as the agent's probe op does: ``{"resources": {id: {"observed": {...}, "refuse"?: "..."} |
+    {"error": "..."}}, "facts"?: {...}, "watch"?: {...}}`` (docs/agent protocol, agent/_main.py).
+    """
+
+    def probe(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class AgentObserver:
+    """The agent on a host: one probe round trip over ``transport``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def probe(self, request: dict[str, Any]) -> dict[str, Any]:
+        return agent.call(self.transport, {"op": "probe", **request})
+
+
+def planned(resource: Resource) -> Planned:
+    rtype = get_type(resource.type)
+    if rtype is None:  # validated in preflight; only a broken install gets here
+        raise ManifestError(f"unknown resource type {resource.type!r}", resource.source)
+    return Planned(resource, rtype, rtype.desired(resource.params))
+
+
+def diff_planned(p: Planned, observed: dict[str, Any]) -> list[Change]:
+    """The type's own diff, with secret fields and sensitive values masked."""
+    changes = p.rtype.diff(p.desired, observed, sensitive=p.resource.sensitive, params=p.resource.params)
+    return [mask_change(c, p) for c in changes]
+
+
+def probe_item(p: Planned, catalog: Catalog) -> dict[str, Any]:
+    """One resource as the agent gets it: id, type and the type's agent params (plus what purge keeps)."""
+    params = dict(p.rtype.agent_params(p.resource.params))
+    params["_want_content"] = not p.resource.sensitive
+    params["_sensitive"] = p.resource.sensitive
+    if getattr(p.rtype, "keeps_managed_below", p.resource.type == "directory"):  # TODO(after the type table)
+        params["_managed"] = managed_below(str(p.resource.params.get("path", "")), catalog.resources)
+    return {"id": p.id, "type": p.resource.type, "params": params}
+
+
+def plan_catalog(host: Host, catalog: Catalog, observer: Observer, want_facts: bool = False) -> HostPlan:
+    """Observe ``catalog`` with ``observer`` and diff it: the one plan loop of plan, check, apply, drift,
+    bake-verify and drift --against IMAGE."""
+    items = [planned(r) for r in catalog.resources]
+    request: dict[str, Any] = {"facts": want_facts, "resources": [probe_item(p, catalog) for p in items]}
+    if catalog.watch:
+        request["watch"] = watch_request(catalog)
+    answer = observer.probe(request)
+    observed = answer.get("resources", {})
+    for p in items:
+        got = observed.get(p.id)
+        if got is None:
+            p.error = "the agent did not report this resource"
+        elif "error" in got:
+            p.error = got["error"]
+        else:
+            p.observed = got["observed"]
+            p.changes = diff_planned(p, p.observed)
+            if p.changes and got.get("refuse"):
+                p.refusal = str(got["refuse"])
+    defer(items, catalog.resources)
+    return HostPlan(host, catalog, answer.get("facts", {}), items, answer.get("watch", {}))
 
 
 def defer(items: Sequence[Planned], resources: Sequence[Resource]) -> None:

@@ -22,8 +22,7 @@ from driftctl.bake.oci import Image, open_image
 from driftctl.bake.units import dpkg_installed, unit_enabled
 from driftctl.bake.writers import CRONTABS, crontab_text, sysctl_boot_values
 from driftctl.errors import BakeError
-from driftctl.model import Catalog, Change, Resource, ResourceResult
-from driftctl.resources.base import get_type
+from driftctl.model import Catalog, ConnectionSpec, Host, Resource, ResourceResult
 
 # system files every observer may read (accounts, unit files, dpkg): their contents are loaded eagerly
 _SYSTEM_PREFIXES = ("/etc/", "/usr/lib/systemd/system/", "/lib/systemd/system/", "/usr/local/lib/systemd/",
@@ -147,14 +146,42 @@ def _point_at_image(ns: dict[str, Any], fs: ImageFS) -> None:
 
 def agent_item(r: Resource, catalog: Catalog) -> dict[str, Any]:
     """The params the agent gets for ``r``, exactly as the engine sends them in a probe."""
-    from driftctl.engine import managed_below
+    from driftctl.engine import planned, probe_item
 
-    rtype = get_type(r.type)
-    params = dict(rtype.agent_params(r.params)) if rtype is not None else dict(r.params)
-    params["_want_content"] = not r.sensitive
-    if r.type == "directory":
-        params["_managed"] = managed_below(str(r.params.get("path", "")), catalog.resources)
-    return params
+    return dict(probe_item(planned(r), catalog)["params"])
+
+
+class ImageObserver:
+    """The engine's observer for an image: the agent's own observe code over the image's layers.
+
+    ``probe(request)`` answers a probe request as the agent does on a host (driftctl/engine.py
+    ``Observer``), so an image goes through the same plan loop as a host: bake-verify is a plan with
+    this observer, ``drift --against IMAGE`` takes its converged fingerprints from the same plan.
+    Nothing runs and nothing is written. The watch scan is answered only with ``watch=True``.
+    """
+
+    def __init__(self, image: Image | ImageFS | str, catalog: Catalog, watch: bool = False) -> None:
+        self.image = image
+        self.catalog = catalog
+        self.watch = watch
+
+    def probe(self, request: dict[str, Any]) -> dict[str, Any]:
+        fs, close = _as_fs(self.image, self.catalog)
+        try:
+            ns = agent_namespace(fs)
+            _point_at_image(ns, fs)
+            facts = image_facts(fs, self.catalog.host)
+            ctx = ns["Ctx"](facts=facts, want_content=True)
+            answer: dict[str, Any] = {
+                "resources": {item["id"]: _observe_one(ns, ctx, item) for item in request.get("resources", [])},
+            }
+            if request.get("facts"):
+                answer["facts"] = facts
+            if self.watch and request.get("watch"):
+                answer["watch"] = ns["scan_watch"](request["watch"], ns["Ctx"](facts=facts, want_content=False))
+            return answer
+        finally:
+            close()
 
 
 def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, dict[str, Any]]:
@@ -164,22 +191,20 @@ def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, d
     refusal is the type's ``precheck``: why apply would refuse that state), or ``{"error": "..."}``
     for a resource that cannot be observed in an image (an exec's ``unless`` command, ...).
     """
-    fs, close = _as_fs(image, catalog)
-    try:
-        ns = agent_namespace(fs)
-        _point_at_image(ns, fs)
-        ctx = ns["Ctx"](facts=image_facts(fs), want_content=True)
-        return {r.id: _observe_one(ns, ctx, r, catalog) for r in catalog.resources}
-    finally:
-        close()
+    from driftctl.engine import planned, probe_item
+
+    items = [probe_item(planned(r), catalog) for r in catalog.resources]
+    answer = ImageObserver(image, catalog).probe({"resources": items})
+    resources: dict[str, dict[str, Any]] = answer["resources"]
+    return resources
 
 
-def _observe_one(ns: dict[str, Any], ctx: Any, r: Resource, catalog: Catalog) -> dict[str, Any]:
+def _observe_one(ns: dict[str, Any], ctx: Any, item: dict[str, Any]) -> dict[str, Any]:
     """One resource as the agent's probe answers it (driftctl/agent/_main.py ``_observe``)."""
-    handler = ns["TYPES"].get(r.type)
+    handler = ns["TYPES"].get(item["type"])
     if handler is None:
-        return {"error": f"the agent has no resource type {r.type!r}"}
-    params = agent_item(r, catalog)
+        return {"error": f"the agent has no resource type {item['type']!r}"}
+    params = item["params"]
     try:
         observed = handler.observe(params, ctx)
         seen: dict[str, Any] = {"observed": observed}
@@ -199,15 +224,9 @@ def image_watch(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, Any
     ``{"entries": {path: entry}, "truncated": [...], "missing": [...]}``, as a probe returns it."""
     from driftctl.engine import watch_request
 
-    fs, close = _as_fs(image, catalog)
-    try:
-        ns = agent_namespace(fs)
-        _point_at_image(ns, fs)
-        ctx = ns["Ctx"](facts=image_facts(fs, catalog.host), want_content=False)
-        answer: dict[str, Any] = ns["scan_watch"](watch_request(catalog), ctx)
-        return answer
-    finally:
-        close()
+    answer = ImageObserver(image, catalog, watch=True).probe({"resources": [], "watch": watch_request(catalog)})
+    watch: dict[str, Any] = answer.get("watch", {})
+    return watch
 
 
 def _as_fs(image: Image | ImageFS | str, catalog: Catalog | None) -> tuple[ImageFS, Callable[[], None]]:
@@ -226,40 +245,17 @@ def _as_fs(image: Image | ImageFS | str, catalog: Catalog | None) -> tuple[Image
 def verify(image: Image | ImageFS | str, catalog: Catalog) -> list[ResourceResult]:
     """Per resource: ``ok`` ("in sync") or ``changed`` (what the image lacks) or ``failed``.
 
-    The same ``ResourceType.desired``/``diff`` as check and drift decide, with the same masking of
-    secret fields and sensitive values and the same redaction of secret variables; nothing runs,
-    nothing is written. ``changed`` means: applying the catalog to a container of this image would
-    change it; ``failed`` with changes, that apply would refuse them (the type's precheck, as check
-    reports it for a host).
+    A plan of ``catalog`` with the image as its observer (the engine's one plan loop): the same
+    ``desired``/``diff``, masking, refusals (``failed`` with changes: apply would refuse them) and
+    redaction as check; nothing runs, nothing is written. ``changed`` means: applying the catalog to a
+    container of this image would change it.
     """
-    from driftctl.engine import Planned, mask_change, redact_result
+    from driftctl.engine import plan_catalog, plan_results, redact_result
 
-    observed = image_observe(image, catalog)
-    results = []
-    for r in catalog.resources:
-        rtype = get_type(r.type)
-        got = observed.get(r.id, {})
-        if rtype is None:
-            result = ResourceResult(r.id, "failed", error=f"unknown resource type {r.type!r}", source=r.source)
-        elif "error" in got:
-            result = ResourceResult(r.id, "failed", error=got["error"], source=r.source)
-        else:
-            planned = Planned(r, rtype, rtype.desired(r.params))
-            changes: list[Change] = [mask_change(c, planned)
-                                     for c in rtype.diff(planned.desired, got["observed"], r.sensitive)]
-            refusal = got.get("refuse") if changes else None
-            if refusal:
-                result = ResourceResult(r.id, "failed", changes=changes, error=str(refusal), reason=str(refusal),
-                                        source=r.source)
-            else:
-                result = ResourceResult(r.id, "changed" if changes else "ok", changes=changes,
-                                        reason="" if changes else "in sync", source=r.source)
-            result.observed = _redacted(got["observed"])
-        result.type = r.type
-        results.append(redact_result(result, catalog.secrets))
-    return results
+    plan = plan_catalog(image_host(catalog), catalog, ImageObserver(image, catalog))
+    return [redact_result(r, catalog.secrets) for r in plan_results(plan)]
 
 
-def _redacted(observed: dict[str, Any]) -> dict[str, Any]:
-    """No contents, and none of the agent's own keys (``_cas``, ``_refusal``): they are for apply."""
-    return {k: v for k, v in observed.items() if k != "content" and not k.startswith("_")}
+def image_host(catalog: Catalog) -> Host:
+    """The host an image stands for in a plan: the catalog's host name, reached by nothing."""
+    return Host(catalog.host, {}, (), ConnectionSpec(address=catalog.host, transport="image"))

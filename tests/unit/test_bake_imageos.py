@@ -20,7 +20,7 @@ from test_bake_support import TINY_TREE, Tree, make_tiny_base, res
 from driftctl.bake import image_observe, open_image, verify
 from driftctl.bake.fs import ImageFS
 from driftctl.bake.imageos import agent_namespace
-from driftctl.bake.observe import _observe_one, _point_at_image, image_facts
+from driftctl.bake.observe import _observe_one, _point_at_image, agent_item, image_facts
 from driftctl.model import Catalog
 
 TREE: Tree = [
@@ -192,7 +192,8 @@ def test_observe_leaves_no_descriptor_open(tmp_path: Path) -> None:
         res("block", "b", path="/bin/sh", content="x"), res("sysctl", "vm.swappiness", value="10"),
         res("cron", "c", file="x", command="true"), res("user", "root"),
     ])
-    answers = {r.id: _observe_one(ns, ctx, r, catalog) for r in catalog.resources}
+    answers = {r.id: _observe_one(ns, ctx, {"id": r.id, "type": r.type, "params": agent_item(r, catalog)})
+               for r in catalog.resources}
     assert not [a["error"] for a in answers.values() if "error" in a]
     assert ns["os"].open_count() == 0
 
