@@ -1,3 +1,14 @@
-from driftctl.transport.base import CommandResult, Transport, TransportOptions, get_transport, quote
+from driftctl.transport.base import (
+    TRANSPORTS,
+    CommandResult,
+    Feed,
+    SSHOptions,
+    Transport,
+    TransportOptions,
+    get_transport,
+    quote,
+    transport_class,
+)
 
-__all__ = ["CommandResult", "Transport", "TransportOptions", "get_transport", "quote"]
+__all__ = ["TRANSPORTS", "CommandResult", "Feed", "SSHOptions", "Transport", "TransportOptions", "get_transport",
+           "quote", "transport_class"]

@@ -1,12 +1,19 @@
 """The transport interface: run an argv on a host, with bytes on stdin, and get a CommandResult.
 
-One implementation per file (ssh.py, local.py, container.py), chosen by name with get_transport().
-Implementations translate their library's errors into driftctl.errors at this boundary
-(ConnectError, HostKeyError, AuthError, CommandTimeout), always naming the host.
+One implementation per file (ssh.py, local.py, container.py), chosen by name: ``TRANSPORTS`` maps a
+``driftctl_transport`` name to ``"module:Class"``, imported only when a host uses it (so this module
+imports no implementation, and an implementation's library is loaded only when needed).
+
+``Transport.run()`` and ``Transport.stream()`` are the same for every transport up to the point where
+bytes move: they resolve the timeout (default: the host's command_timeout) and become (default: the
+host's become/become_user) once, then call the implementation's ``_run()`` / ``_stream()`` with the
+user to become, or None. Implementations translate their library's errors into driftctl.errors at
+this boundary (ConnectError, HostKeyError, AuthError, CommandTimeout), always naming the host.
 """
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import threading
 from abc import ABC, abstractmethod
@@ -14,7 +21,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from driftctl.errors import InventoryError
 from driftctl.model import Host
+from driftctl.transport.options import SSHOptions, TransportOptions
+
+__all__ = ["TRANSPORTS", "CommandResult", "Feed", "SSHOptions", "Transport", "TransportOptions",
+           "get_transport", "quote", "transport_class"]
 
 
 @dataclass
@@ -36,20 +48,6 @@ class CommandResult:
     @property
     def stderr_text(self) -> str:
         return self.stderr.decode("utf-8", "replace")
-
-
-@dataclass
-class TransportOptions:
-    """Controller-side settings that every transport may use."""
-
-    known_hosts: list[str] = field(default_factory=list)  # extra known_hosts files to trust
-    own_known_hosts: str | None = None  # driftctl's own file: where accepted new keys are recorded
-    accept_new_host_keys: bool = False  # trust on first use, only when asked
-    ssh_config: str | None = None  # default ~/.ssh/config
-    use_agent: bool = True
-    connect_retries: int = 2  # retries of refused/reset connects, while the connect timeout lasts
-    # SSH algorithms allowed beyond the safe defaults, e.g. "ciphers=+aes128-cbc" (transport/sshpolicy.py)
-    ssh_algorithms: str | None = None
 
 
 @dataclass
@@ -94,7 +92,6 @@ class Transport(ABC):
     def connect(self) -> None:
         """Open the connection (idempotent). Raises ConnectError/HostKeyError/AuthError."""
 
-    @abstractmethod
     def run(
         self,
         argv: Sequence[str],
@@ -105,11 +102,15 @@ class Transport(ABC):
     ) -> CommandResult:
         """Run ``argv`` (quoted element by element, never through a shell of ours).
 
-        ``become`` (default: the host's setting) wraps it in sudo; a become password goes over stdin,
-        never argv. Raises CommandTimeout when ``timeout`` (default: the host's command_timeout) passes.
+        ``become`` (default: the host's setting) runs it as the host's become_user; a become password
+        goes over stdin, never argv. Raises CommandTimeout when ``timeout`` (default: the host's
+        command_timeout) passes. The result's argv is ``argv`` as given, whatever was wrapped around it.
         """
+        limit, user = self._resolve(timeout, become)
+        result = self._run([str(a) for a in argv], stdin, limit, user)
+        result.argv = list(argv)
+        return result
 
-    @abstractmethod
     def stream(
         self,
         argv: Sequence[str],
@@ -125,6 +126,32 @@ class Transport(ABC):
         the connection is lost mid-command (what ``on_output`` got until then stands), CommandTimeout,
         and CommandAborted when ``feed.abort`` was set and the command outlived its grace.
         """
+        limit, user = self._resolve(timeout, become)
+        result = self._stream([str(a) for a in argv], feed, on_output, limit, user)
+        result.argv = list(argv)
+        return result
+
+    def _resolve(self, timeout: float | None, become: bool | None) -> tuple[float, str | None]:
+        """The command's time limit, and the user to become (None: run as the login user)."""
+        conn = self.host.connection
+        limit = conn.command_timeout if timeout is None else timeout
+        become = conn.become if become is None else become
+        return limit, (conn.become_user if become else None)
+
+    @abstractmethod
+    def _run(self, argv: list[str], stdin: bytes, timeout: float, become_user: str | None) -> CommandResult:
+        """run() after the defaults are resolved: ``become_user`` None means as the login user."""
+
+    @abstractmethod
+    def _stream(
+        self,
+        argv: list[str],
+        feed: Feed,
+        on_output: Callable[[bytes], None],
+        timeout: float,
+        become_user: str | None,
+    ) -> CommandResult:
+        """stream() after the defaults are resolved: ``become_user`` None means as the login user."""
 
     @abstractmethod
     def close(self) -> None:
@@ -140,21 +167,30 @@ class Transport(ABC):
         self.close()
 
 
+# driftctl_transport name -> "module:Class"; the inventory accepts these names (and Ansible's aliases)
+TRANSPORTS: dict[str, str] = {
+    "ssh": "driftctl.transport.ssh:SSHTransport",
+    "local": "driftctl.transport.local:LocalTransport",
+    "podman": "driftctl.transport.container:PodmanTransport",
+}
+
+
+def transport_class(name: str) -> type[Transport] | None:
+    """The class registered under ``name`` (its module imported now), or None for an unknown name."""
+    target = TRANSPORTS.get(name)
+    if target is None:
+        return None
+    module, _, cls = target.partition(":")
+    found: type[Transport] = getattr(importlib.import_module(module), cls)
+    return found
+
+
 def get_transport(host: Host, options: TransportOptions | None = None) -> Transport:
     """The transport named by ``host.connection.transport``."""
     kind = host.connection.transport
-    if kind == "ssh":
-        from driftctl.transport.ssh import SSHTransport
-
-        return SSHTransport(host, options)
-    if kind == "local":
-        from driftctl.transport.local import LocalTransport
-
-        return LocalTransport(host, options)
-    if kind == "podman":
-        from driftctl.transport.container import PodmanTransport
-
-        return PodmanTransport(host, options)
-    from driftctl.errors import InventoryError
-
-    raise InventoryError(f"host {host.name}: unknown transport {kind!r} (use ssh, local or podman)", host.source)
+    cls = transport_class(kind)
+    if cls is None:
+        names = list(TRANSPORTS)
+        known = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        raise InventoryError(f"host {host.name}: unknown transport {kind!r} (use {known})", host.source)
+    return cls(host, options)

@@ -9,7 +9,7 @@ too: each command carries a unique ``DRIFTCTL_RUN`` environment value that its c
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from driftctl.errors import CommandTimeout, ConnectError
 from driftctl.transport.base import CommandResult, Feed, Transport
@@ -47,51 +47,30 @@ class PodmanTransport(Transport):
     def close(self) -> None:
         """Nothing to close: every command is its own podman exec."""
 
-    def _command(self, argv: Sequence[str], become: bool | None, token: str) -> list[str]:
-        conn = self.host.connection
-        become = conn.become if become is None else become
-        user = conn.become_user if become else conn.user
+    def _command(self, argv: list[str], become_user: str | None, token: str) -> list[str]:
+        user = self.host.connection.user if become_user is None else become_user
         cmd = [PODMAN, "exec", "-i", "--env", f"{MARK_VAR}={token}"]
         if user:
             cmd += ["--user", user]
-        return [*cmd, self.container, *[str(a) for a in argv]]
+        return [*cmd, self.container, *argv]
 
     def _reap(self, token: str) -> None:
         run_process(self.host.name, [PODMAN, "exec", "--user", "root", self.container, *kill_marked(token)], b"",
                     INSPECT_TIMEOUT)
 
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        feed: Feed,
-        on_output: Callable[[bytes], None],
-        timeout: float | None = None,
-        become: bool | None = None,
-    ) -> CommandResult:
-        timeout = self.host.connection.command_timeout if timeout is None else timeout
+    def _stream(self, argv: list[str], feed: Feed, on_output: Callable[[bytes], None], timeout: float,
+                become_user: str | None) -> CommandResult:
         token = new_mark()
-        result = stream_process(self.host.name, self._command(argv, become, token), feed, on_output, timeout,
-                                lambda: self._reap(token))
-        result.argv = list(argv)
-        return self._checked(result)
+        return self._checked(stream_process(self.host.name, self._command(argv, become_user, token), feed, on_output,
+                                            timeout, lambda: self._reap(token)))
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes = b"",
-        timeout: float | None = None,
-        become: bool | None = None,
-    ) -> CommandResult:
-        timeout = self.host.connection.command_timeout if timeout is None else timeout
+    def _run(self, argv: list[str], stdin: bytes, timeout: float, become_user: str | None) -> CommandResult:
         token = new_mark()
         try:
-            result = run_process(self.host.name, self._command(argv, become, token), stdin, timeout)
+            result = run_process(self.host.name, self._command(argv, become_user, token), stdin, timeout)
         except CommandTimeout:
             self._reap(token)
             raise
-        result.argv = list(argv)
         return self._checked(result)
 
     def _checked(self, result: CommandResult) -> CommandResult:

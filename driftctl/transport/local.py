@@ -180,48 +180,25 @@ class LocalTransport(Transport):
     def close(self) -> None:
         """Nothing to close."""
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes = b"",
-        timeout: float | None = None,
-        become: bool | None = None,
-    ) -> CommandResult:
-        conn = self.host.connection
-        timeout = conn.command_timeout if timeout is None else timeout
-        become = conn.become if become is None else become
-        if not become or not self._become.needed(conn.become_user):
-            return self._raw(list(argv), stdin, timeout)
-        wrapped = self._become.wrap(argv, stdin, conn.become_user)
-        result = self._raw(wrapped.argv, wrapped.stdin, timeout)
-        result.argv = list(argv)
-        return self._become.finish(wrapped, result, conn.become_user)
+    def _run(self, argv: list[str], stdin: bytes, timeout: float, become_user: str | None) -> CommandResult:
+        if become_user is None or not self._become.needed(become_user):
+            return self._raw(argv, stdin, timeout)
+        wrapped = self._become.wrap(argv, stdin, become_user)
+        return self._become.finish(wrapped, self._raw(wrapped.argv, wrapped.stdin, timeout), become_user)
 
     def _raw(self, argv: list[str], stdin: bytes, timeout: float) -> CommandResult:
         return run_process(self.host.name, [str(a) for a in argv], stdin, timeout)
 
-    def stream(
-        self,
-        argv: Sequence[str],
-        *,
-        feed: Feed,
-        on_output: Callable[[bytes], None],
-        timeout: float | None = None,
-        become: bool | None = None,
-    ) -> CommandResult:
-        conn = self.host.connection
-        timeout = conn.command_timeout if timeout is None else timeout
-        become = conn.become if become is None else become
+    def _stream(self, argv: list[str], feed: Feed, on_output: Callable[[bytes], None], timeout: float,
+                become_user: str | None) -> CommandResult:
         token = new_mark()  # what a kill must reach: children that left the process group too
 
         def reap() -> None:
             run_process(self.host.name, kill_marked(token), b"", 15.0)
 
-        if not become or not self._become.needed(conn.become_user):
+        if become_user is None or not self._become.needed(become_user):
             return stream_process(self.host.name, marked(argv, token), feed, on_output, timeout, reap)
-        wrapped = self._become.wrap(marked(argv, token), b"", conn.become_user)
+        wrapped = self._become.wrap(marked(argv, token), b"", become_user)
         feed = replace(feed, chunks=itertools.chain([wrapped.stdin], feed.chunks))
         result = stream_process(self.host.name, wrapped.argv, feed, on_output, timeout, reap)
-        result.argv = list(argv)
-        return self._become.finish(wrapped, result, conn.become_user)
+        return self._become.finish(wrapped, result, become_user)
