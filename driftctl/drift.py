@@ -166,9 +166,7 @@ class DriftRun:
                     r.status, r.error = new.status, new.error
                     r.reason = "remediated" if new.status == "changed" else new.reason
                     r.observed_fingerprint = new.observed_fingerprint
-        result = self.engine.host_result(plan, results)
-        result.status = "failed" if any(r.status == "failed" for r in results) else \
-            "changed" if any(r.status == "changed" for r in results) else "ok"
+        result = self.engine.host_result(plan, results)  # its status from these results, as every command's
         result.unmanaged = self._unmanaged(host.name, plan, episodes)
         result.unmanaged_examined = self.store is not None and self.use_baselines
         return result

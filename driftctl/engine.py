@@ -33,7 +33,17 @@ from driftctl.errors import (
     InputError,
     ManifestError,
 )
-from driftctl.model import Catalog, Change, Host, HostResult, Resource, ResourceResult, RunResult
+from driftctl.model import (
+    Catalog,
+    Change,
+    Host,
+    HostResult,
+    HostStatus,
+    Resource,
+    ResourceResult,
+    ResourceStatus,
+    RunResult,
+)
 from driftctl.parallel import Executor, ThreadExecutor, run_hosts
 from driftctl.resources.base import ResourceType, get_type
 from driftctl.secret import REDACTED, redact, redact_data
@@ -74,6 +84,15 @@ class Planned:
     @property
     def id(self) -> str:
         return self.resource.id
+
+    def result(self, status: ResourceStatus, observed: bool = True, **fields: Any) -> ResourceResult:
+        """A result for this resource, with what every result carries (source, type, fingerprints and
+        the observed view; ``observed=False`` for a result that has no trustworthy observation)."""
+        common: dict[str, Any] = {"source": self.resource.source, "type": self.resource.type}
+        if observed:
+            common.update(desired_fingerprint=self.desired_fingerprint, observed_fingerprint=self.observed_fingerprint,
+                          observed=observed_view(self))
+        return ResourceResult(self.id, status, **common, **fields)
 
     @property
     def desired_fingerprint(self) -> str:
@@ -339,12 +358,8 @@ class Engine:
             if status == "ok":
                 return planned_result(p)
         if status in ("failed", "skipped"):
-            return ResourceResult(
-                p.id, status, changes=p.changes if was_changed else [], error=r.get("error"),
-                reason=r.get("error", ""), source=p.resource.source, type=p.resource.type,
-                desired_fingerprint=p.desired_fingerprint, observed_fingerprint=p.observed_fingerprint,
-                observed=observed_view(p),
-            )
+            return p.result(status, changes=p.changes if was_changed else [], error=r.get("error"),
+                            reason=r.get("error", ""))
         if not was_changed:
             result = planned_result(p)
             if r.get("refreshed"):
@@ -353,37 +368,23 @@ class Engine:
             return result
         after = r.get("observed")
         if after is None:
-            return ResourceResult(
-                p.id, "failed", changes=p.changes, error=r.get("error") or "not observed after the change",
-                source=p.resource.source, type=p.resource.type,
-            )
+            return p.result("failed", changes=p.changes, error=r.get("error") or "not observed after the change",
+                            observed=False)
         remaining = self._diff(p, after) if p.rtype.verify_after_apply else []
         p.observed = after
         if remaining:
             fields = ", ".join(p.rtype.describe(c) for c in remaining)
-            return ResourceResult(
-                p.id, "failed", changes=p.changes, error=f"did not converge: {fields}",
-                source=p.resource.source, type=p.resource.type,
-                desired_fingerprint=p.desired_fingerprint, observed_fingerprint=p.observed_fingerprint,
-                observed=observed_view(p),
-            )
-        return ResourceResult(
-            p.id, "changed", changes=p.changes, reason="refreshed" if r.get("refreshed") else "",
-            source=p.resource.source, type=p.resource.type,
-            desired_fingerprint=p.desired_fingerprint, observed_fingerprint=p.observed_fingerprint,
-            observed=observed_view(p),
-        )
+            return p.result("failed", changes=p.changes, error=f"did not converge: {fields}")
+        return p.result("changed", changes=p.changes, reason="refreshed" if r.get("refreshed") else "")
 
     # ---- results
     def host_result(self, plan: HostPlan, results: list[ResourceResult]) -> HostResult:
         secrets = plan.catalog.secrets
         results = [redact_result(r, secrets) for r in results]
-        failed = any(r.status == "failed" for r in results)
-        changed = any(r.status == "changed" for r in results)
         fps = {r.id: r.observed_fingerprint for r in results if r.observed_fingerprint}
         return HostResult(
             plan.host.name,
-            "failed" if failed else "changed" if changed else "ok",
+            host_status(results),
             resources=results,
             facts=plan.facts,
             round_trips=plan.round_trips,
@@ -546,25 +547,23 @@ def plan_results(plan: HostPlan) -> list[ResourceResult]:
 
 def planned_result(p: Planned) -> ResourceResult:
     """The result of a probed resource before (plan) or without (in sync) any change."""
-    common: dict[str, Any] = {
-        "source": p.resource.source,
-        "type": p.resource.type,
-        "desired_fingerprint": p.desired_fingerprint,
-        "observed_fingerprint": p.observed_fingerprint,
-        "observed": observed_view(p),
-    }
     if p.deferred_by:
-        return ResourceResult(
-            p.id, "changed", reason=f"known after {', '.join(p.deferred_by)} converge(s)",
-            changes=[Change("pending", None, "known after " + ", ".join(p.deferred_by))], **common,
-        )
+        return p.result("changed", reason=f"known after {', '.join(p.deferred_by)} converge(s)",
+                        changes=[Change("pending", None, "known after " + ", ".join(p.deferred_by))])
     if p.error is not None:
-        return ResourceResult(p.id, "failed", error=p.error, reason=p.error, **common)
+        return p.result("failed", error=p.error, reason=p.error)
     if p.changes and p.refusal:
-        return ResourceResult(p.id, "failed", changes=p.changes, error=p.refusal, reason=p.refusal, **common)
+        return p.result("failed", changes=p.changes, error=p.refusal, reason=p.refusal)
     if p.changes:
-        return ResourceResult(p.id, "changed", changes=p.changes, **common)
-    return ResourceResult(p.id, "ok", reason="in sync", **common)
+        return p.result("changed", changes=p.changes)
+    return p.result("ok", reason="in sync")
+
+
+def host_status(results: Sequence[ResourceResult]) -> HostStatus:
+    """A host's status from its resources' (plan, apply and drift alike)."""
+    if any(r.status == "failed" for r in results):
+        return "failed"
+    return "changed" if any(r.status == "changed" for r in results) else "ok"
 
 
 def not_started(host: Host) -> HostResult:
