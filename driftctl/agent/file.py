@@ -220,7 +220,9 @@ def file_observe(params, ctx):
                 text = ""
             observed["content_sha256"] = sha
             observed["_cas"] = cas_dict(fst, sha)
-            if text is not None:
+            # the text travels only when a diff will be shown: the content is managed and differs
+            wanted = params.get("content_sha256")
+            if text is not None and wanted is not None and wanted != sha:
                 observed["content"] = text
         else:
             observed["_cas"] = cas_dict(st, None)

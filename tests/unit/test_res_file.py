@@ -191,7 +191,8 @@ def test_agent_creates_then_is_in_sync(tmp_path: Path) -> None:
     st = f.stat()
     assert f.read_text() == "hello\n" and oct(st.st_mode & 0o7777) == "0o640"
     assert st.st_uid == pwd.getpwnam("nobody").pw_uid
-    assert after["content"] == "hello\n" and after["owner"] == "nobody"
+    assert after["content_sha256"] == sha("hello\n") and after["owner"] == "nobody"
+    assert "content" not in after  # in sync: no text travels back
     assert not (tmp_path / "backup").exists()  # nothing was replaced, nothing backed up
 
 
@@ -267,16 +268,20 @@ def test_agent_rejects_content_that_does_not_match_its_hash(tmp_path: Path) -> N
     assert not f.exists()
 
 
-def test_agent_sends_text_only_when_small_utf8_and_wanted(tmp_path: Path) -> None:
+def test_agent_sends_text_only_when_small_utf8_wanted_and_different(tmp_path: Path) -> None:
+    """The text is for a diff: only when the content is managed, differs, is small and is UTF-8."""
     ctx = Ctx()
     small, big, binary = tmp_path / "small", tmp_path / "big", tmp_path / "bin"
     small.write_text("hi\n")
     big.write_text("x" * (256 * 1024 + 1))
     binary.write_bytes(b"\xff\xfe")
-    assert file_observe(agent_params(small), ctx)["content"] == "hi\n"
-    assert "content" not in file_observe({**agent_params(small), "_want_content": False}, ctx)
-    assert "content" not in file_observe(agent_params(big), ctx)
-    observed = file_observe(agent_params(binary), ctx)
+    differs = {"content_sha256": sha("something else\n")}
+    assert file_observe({**agent_params(small), **differs}, ctx)["content"] == "hi\n"
+    assert "content" not in file_observe({**agent_params(small), "content_sha256": sha("hi\n")}, ctx)  # in sync
+    assert "content" not in file_observe({**agent_params(small), "content_sha256": None}, ctx)  # unmanaged
+    assert "content" not in file_observe({**agent_params(small), **differs, "_want_content": False}, ctx)
+    assert "content" not in file_observe({**agent_params(big), **differs}, ctx)
+    observed = file_observe({**agent_params(binary), **differs}, ctx)
     assert "content" not in observed and observed["content_sha256"] == sha(b"\xff\xfe")
 
 
