@@ -102,6 +102,8 @@ class Site:
     _renderer: Renderer | None = field(default=None, repr=False, compare=False)
     # per inventory: each entry's selection and the groups variable (see compile._view)
     _inventory_views: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
+    # (base, rel) -> the file resolve_inside found: hosts name the same files, resolved once per run
+    resolved: dict[tuple[Path, str], Path] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def renderer(self) -> Renderer:
@@ -122,6 +124,9 @@ def resolve_inside(site: Site, base: Path, rel: str, location: Location, what: s
     """``base/rel`` resolved (symlinks too); an error unless it is a file inside the manifest tree."""
     if not rel or "\0" in rel:
         raise ManifestError(f"{what}: empty or invalid path {rel!r}", location)
+    found = site.resolved.get((base, rel))
+    if found is not None:  # every host of a run names the same files: resolve each once
+        return found
     path = (base / rel).resolve()
     if not path.is_relative_to(site.tree):
         raise ManifestError(f"{what}: {rel!r} is outside the manifest tree {site.root}", location,
@@ -130,6 +135,7 @@ def resolve_inside(site: Site, base: Path, rel: str, location: Location, what: s
         existing = sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
         raise ManifestError(f"{what}: {rel!r} not found in {site.display(base)}", location,
                             did_you_mean(rel, existing))
+    site.resolved[(base, rel)] = path
     return path
 
 
