@@ -14,7 +14,7 @@ import click
 from driftctl import __version__
 from driftctl.errors import DriftctlError, ExitCode
 
-COMMAND_MODULES = ("inventory", "facts", "converge", "drift", "report", "reports", "schedule", "bake", "prune")
+COMMAND_MODULES = ("inventory", "facts", "converge", "drift", "history", "report", "schedule", "bake", "prune")
 
 
 class _Group(click.Group):

@@ -4,8 +4,6 @@ the live host. See docs/bake.md."""
 from __future__ import annotations
 
 import calendar
-import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,22 +14,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from driftctl.cli import ui
-from driftctl.cli.common import load_context
+from driftctl.cli.common import inventory_argument, load_context
+from driftctl.cli.options import (
+    bake_host_option,
+    connect_options,
+    diff_option,
+    json_option,
+    manifests_option,
+    verbose_option,
+)
 from driftctl.errors import ExitCode, InventoryError
 from driftctl.model import Catalog, Host, HostResult, ResourceResult
-
-
-def _manifests(f: Any) -> Any:
-    return click.option("-m", "--manifests", type=click.Path(file_okay=False, path_type=Path),
-                        help="The manifest tree (default: manifests/, or the 'manifests' setting).")(f)
-
-
-def _json(f: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")(f)
-
-
-def _host_option(f: Any) -> Any:
-    return click.option("--host", "host_name", required=True, metavar="NAME", help="The inventory host.")(f)
 
 
 @dataclass
@@ -80,8 +73,8 @@ def _size(n: int) -> str:
 
 
 @click.command("bake")
-@click.argument("inventory", type=click.Path(path_type=Path))
-@_host_option
+@inventory_argument
+@bake_host_option
 @click.option("--base", required=True, metavar="IMAGE",
               help="Base image: OCI layout dir, OCI/docker archive, or a local podman image; NAME@sha256:... pins it.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -93,8 +86,8 @@ def _size(n: int) -> str:
 @click.option("--build-container/--no-build-container", "engine", default=None,
               help="Run packages and execs the base lacks in a podman build container (default: when podman "
                    "is installed); --no-build-container refuses them, keeping the image bit-reproducible.")
-@_manifests
-@_json
+@manifests_option
+@json_option
 def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: str, tag: str | None, load: bool,
                  engine: bool | None, manifests: Path | None, as_json: bool) -> int:
     """Bake HOST's converged state onto a base image, as a reproducible OCI image. No daemon needed.
@@ -113,8 +106,7 @@ def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: 
         doc = {k: v for k, v in asdict(result).items() if k != "resources"}
         doc.update(out=str(result.out), loaded=loaded, name=name,
                    resources=[{"id": r.id, "status": r.status, "reason": r.reason} for r in result.resources])
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        ui.print_json(doc)
         return ExitCode.OK
     counts = {s: sum(1 for r in result.resources if r.status == s) for s in ("changed", "ok", "skipped")}
     o = ui.out
@@ -144,11 +136,11 @@ def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: 
 @click.command("bake-verify")
 @click.argument("image", metavar="IMAGE")
 @click.option("-i", "--inventory", required=True, type=click.Path(path_type=Path), help="The inventory.")
-@_host_option
-@_manifests
-@_json
-@click.option("--diff/--no-diff", default=True, help="Show unified diffs of file contents.")
-@click.option("-v", "--verbose", is_flag=True, help="List resources in sync too.")
+@bake_host_option
+@manifests_option
+@json_option
+@diff_option
+@verbose_option
 def verify_command(image: str, inventory: Path, host_name: str, manifests: Path | None, as_json: bool, diff: bool,
                    verbose: bool) -> int:
     """Check an image against HOST's manifests, without running it: exit 0 in sync, 2 differs, 4 failed.
@@ -171,9 +163,8 @@ def verify_command(image: str, inventory: Path, host_name: str, manifests: Path 
         "changed" if any(r.status == "changed" for r in results) else "ok")
     host = HostResult(p.host.name, status, resources=results, duration=time.monotonic() - started)  # type: ignore[arg-type]
     if as_json:
-        json.dump({"image": image, "host": p.host.name, "status": status, "exit": host.exit_code,
-                   "resources": [_result_doc(r) for r in results]}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        ui.print_json({"image": image, "host": p.host.name, "status": status, "exit": host.exit_code,
+                       "resources": [_result_doc(r) for r in results]})
     else:
         host_section(ui.out, host, "check", diff, verbose)
     return host.exit_code
@@ -253,14 +244,12 @@ def _ago(seconds: float) -> str:
 
 
 @click.command("compare")
-@click.argument("inventory", type=click.Path(path_type=Path))
-@_host_option
+@inventory_argument
+@bake_host_option
 @click.option("--image", required=True, metavar="IMAGE", help="The baked image (any form bake reads).")
-@_manifests
-@_json
-@click.option("--accept-new-host-keys", is_flag=True, default=None, help="Trust an unknown host key on first use.")
-@click.option("--known-hosts", multiple=True, type=click.Path(dir_okay=False), help="Extra known_hosts file.")
-@click.option("--connect-timeout", type=float, help="Seconds to connect and authenticate (default 10).")
+@manifests_option
+@json_option
+@connect_options
 def compare_command(inventory: Path, host_name: str, image: str, manifests: Path | None, as_json: bool,
                     accept_new_host_keys: bool | None, known_hosts: tuple[str, ...],
                     connect_timeout: float | None) -> int:
@@ -294,11 +283,10 @@ def compare_command(inventory: Path, host_name: str, image: str, manifests: Path
         (ExitCode.CHANGES if any(r.differs for r in rows) else ExitCode.OK)
         | (ExitCode.FAILED if failed or live.status == "failed" else ExitCode.OK))
     if as_json:
-        json.dump({"host": p.host.name, "image": image, "digest": digest, "created": created,
-                   "age_seconds": age, "revision": labels.get(L_REVISION), "manifests_moved": moved,
-                   "host_status": live.status, "host_error": live.error, "exit": code,
-                   "resources": [asdict(r) for r in rows]}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        ui.print_json({"host": p.host.name, "image": image, "digest": digest, "created": created,
+                       "age_seconds": age, "revision": labels.get(L_REVISION), "manifests_moved": moved,
+                       "host_status": live.status, "host_error": live.error, "exit": code,
+                       "resources": [asdict(r) for r in rows]})
         return code
     o = ui.out
     o.print(f"[bold]{escape(p.host.name)}[/] vs [bold]{escape(image)}[/]  {digest[:19]}")

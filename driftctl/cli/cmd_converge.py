@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,13 @@ import click
 from driftctl import document
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
+from driftctl.cli.options import diff_option, manifests_option, state_option, verbose_option, wait_lock_option
 from driftctl.cli.render import Progress, final_line, host_section, summary_table
 from driftctl.cli.runstore import begin_run, open_run_store, say_saved
 from driftctl.cli.signals import interruptible
 from driftctl.engine import Engine
 from driftctl.model import RunResult
 from driftctl.store.runstate import Saved
-
-
-def manifest_option(f: Any) -> Any:
-    return click.option(
-        "-m", "--manifests", type=click.Path(file_okay=False, path_type=Path),
-        help="The manifest tree (default: manifests/, or the 'manifests' setting).",
-    )(f)
-
-
-def diff_option(f: Any) -> Any:
-    return click.option("--diff/--no-diff", default=True, help="Show unified diffs of file contents.")(f)
-
-
-def verbose_option(f: Any) -> Any:
-    return click.option("-v", "--verbose", is_flag=True, help="List resources in sync too.")(f)
 
 
 def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, flags: dict[str, Any],
@@ -53,9 +38,7 @@ def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path |
 
 def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool, verbose: bool) -> None:
     if as_json:
-        doc = document.build(run, str(inventory), sys.argv[1:])
-        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
-        sys.stdout.write("\n")
+        ui.print_json(document.build(run, str(inventory), sys.argv[1:]))
         return
     for h in run.hosts:
         host_section(ui.out, h, run.command, show_diff, verbose)
@@ -115,7 +98,7 @@ def register(group: click.Group) -> None:
 def _make(name: str, help_text: str) -> click.Command:
     @click.command(name=name, help=help_text)
     @inventory_argument
-    @manifest_option
+    @manifests_option
     @fleet_options
     @diff_option
     @verbose_option
@@ -127,7 +110,5 @@ def _make(name: str, help_text: str) -> click.Command:
                         dict(flags, state=state, wait_lock=wait_lock))
 
     if name == "apply":
-        command = click.option("--state", metavar="URL", help="State store (SQLite path or postgresql://...).")(command)
-        command = click.option("--wait-lock", type=float, metavar="SECONDS",
-                               help="Wait this long for another run's lock (default: exit 75 at once).")(command)
+        command = wait_lock_option(state_option(command))
     return command

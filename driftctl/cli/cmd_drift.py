@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import sys
@@ -13,8 +12,18 @@ from typing import Any
 import click
 
 from driftctl.cli import ui
-from driftctl.cli.cmd_converge import manifest_option, prepare, show, verbose_option
+from driftctl.cli.cmd_converge import prepare, show
 from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, settings_from
+from driftctl.cli.options import (
+    diff_option,
+    json_option,
+    manifests_option,
+    remediate_option,
+    report_dir_option,
+    state_option,
+    verbose_option,
+    wait_lock_option,
+)
 from driftctl.cli.render import Progress
 from driftctl.cli.runstore import begin_run, open_run_store, say_saved
 from driftctl.cli.signals import interruptible
@@ -31,32 +40,22 @@ from driftctl.drift import (
 )
 from driftctl.errors import ConfigError, ExitCode
 from driftctl.model import RunResult
-
-
-def state_option(f: Any) -> Any:
-    return click.option("--state", metavar="URL",
-                        help="State store: a SQLite path or postgresql://... (default <state-dir>/driftctl.sqlite).")(f)
-
-
-def wait_option(f: Any) -> Any:
-    return click.option("--wait-lock", type=float, default=None, metavar="SECONDS",
-                        help="Wait this long for another run's lock (default: exit 75 at once).")(f)
+from driftctl.report.jsondoc import dumps
 
 
 @click.command("drift")
 @inventory_argument
-@manifest_option
+@manifests_option
 @fleet_options
 @state_option
-@wait_option
-@click.option("--remediate", is_flag=True, help="Re-apply corrective drift (changes made by hand).")
+@wait_lock_option
+@remediate_option
 @click.option("--against", "image", type=click.Path(exists=True, path_type=Path),
               help="Compare with the state baked into this image (OCI layout or archive) instead of the last apply.")
-@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write the report as json, junit, markdown, html and prometheus files here (atomically).")
+@report_dir_option
 @click.option("--notify-command", metavar="CMD",
               help="Run CMD with the JSON report on stdin when drift is found (argv split like a shell, no shell).")
-@click.option("--diff/--no-diff", default=True, help="Show unified diffs of file contents.")
+@diff_option
 @verbose_option
 @pass_flags
 def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, state: str | None,
@@ -108,7 +107,7 @@ def _write_reports(doc: dict[str, Any], report_dir: Path, store_url: str | None)
 
 def _notify(argv: list[str], doc: dict[str, Any]) -> None:
     try:
-        proc = subprocess.run(argv, input=json.dumps(doc).encode(), capture_output=True, timeout=120, check=False)
+        proc = subprocess.run(argv, input=dumps(doc).encode(), capture_output=True, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         ui.error(f"--notify-command failed: {e}")
         return
@@ -119,7 +118,7 @@ def _notify(argv: list[str], doc: dict[str, Any]) -> None:
 
 @click.command("accept")
 @inventory_argument
-@manifest_option
+@manifests_option
 @fleet_options
 @state_option
 @click.option("--path", "paths", multiple=True, metavar="PATH", help="Accept only this watched path and below.")
@@ -178,7 +177,7 @@ def ignore_add(inventory: Path, host_pattern: str, target: str, reason: str, exp
 @ignore_group.command("list")
 @inventory_argument
 @state_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def ignore_list(inventory: Path, state: str | None, as_json: bool) -> int:
     store = open_store(settings_from(state=state))
     try:
@@ -187,10 +186,9 @@ def ignore_list(inventory: Path, state: str | None, as_json: bool) -> int:
         store.close()
     now = datetime.now(UTC)
     if as_json:
-        json.dump([{"id": r.id, "host": r.host_pattern, "target": r.target, "reason": r.reason,
-                    "expires": r.expires.isoformat(), "active": r.active(now), "created_by": r.created_by}
-                   for r in rules], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        ui.print_json([{"id": r.id, "host": r.host_pattern, "target": r.target, "reason": r.reason,
+                        "expires": r.expires.isoformat(), "active": r.active(now), "created_by": r.created_by}
+                       for r in rules])
         return 0
     for r in rules:
         state_text = "active" if r.active(now) else "expired"

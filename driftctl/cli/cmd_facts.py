@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -98,8 +97,7 @@ def facts_command(inventory: Path, limit: str | None, as_json: bool, flags: dict
         run.hosts = gather(ctx.hosts, ctx.transport_options, ctx.parallel, on_done=progress)
     run.finished = time.time()
     if as_json:
-        json.dump(document.build(run, str(inventory), sys.argv[1:]), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        ui.print_json(document.build(run, str(inventory), sys.argv[1:]))
     else:
         show(run)
     return run.exit_code

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from rich.tree import Tree
 
 from driftctl.cli import ui
 from driftctl.cli.common import inventory_argument
+from driftctl.cli.options import json_option, limit_option
 from driftctl.errors import InventoryError, Location
 from driftctl.inventory import Inventory, load_inventory
 from driftctl.inventory.connection import SECRET_VARS
@@ -66,7 +66,7 @@ def _jsonable(value: Any) -> Any:
 
 def _print_json(doc: Any, secrets: set[str]) -> None:
     """Redacted by value as well: a secret may be an address, a user or part of another value."""
-    sys.stdout.write(json.dumps(redact_data(doc, secrets), indent=2, default=_jsonable) + "\n")
+    ui.print_json(redact_data(doc, secrets))
 
 
 def _connection(host: Host) -> dict[str, Any]:
@@ -193,10 +193,10 @@ def _host_view(inv: Inventory, host: Host, secrets: set[str], as_json: bool) -> 
 
 @click.command("inventory")
 @inventory_argument
-@click.option("-l", "--limit", metavar="PATTERN", help="Only these hosts: names, groups, globs, ~regex, !x, &x.")
+@limit_option
 @click.option("--host", "host_name", metavar="NAME", help="Show one host's merged variables and where each came from.")
 @click.option("--graph", is_flag=True, help="Show the group tree.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@json_option
 def inventory_command(inventory: Path, limit: str | None, host_name: str | None, graph: bool, as_json: bool) -> None:
     """Show the hosts of INVENTORY (a directory such as inventory/prod, or a hosts file).
 

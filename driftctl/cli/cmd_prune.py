@@ -6,8 +6,6 @@ drift run adds a run to the store: both need a retention policy that actually ru
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ import click
 
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags, settings_from
+from driftctl.cli.options import state_option
 from driftctl.config import Settings
 from driftctl.errors import ExitCode
 from driftctl.prune import BackupPolicy, HostPrune, prune_backups
@@ -100,7 +99,7 @@ def _show_backups(results: list[HostPrune], dry_run: bool) -> None:
               help="Remove backups older than N days (default: backup_max_age_days, 30).")
 @click.option("--dry-run", is_flag=True, help="Count what the store would lose; change nothing, contact no host.")
 @click.option("--vacuum", is_flag=True, help="Then VACUUM the store, giving the space back (SQLite: the file shrinks).")
-@click.option("--state", metavar="URL", help="State store (SQLite path or postgresql://...).")
+@state_option
 @fleet_options
 @pass_flags
 def prune_cmd(inventory: Path, store_only: bool, backups_only: bool, keep_days: float | None,
@@ -150,8 +149,7 @@ def prune_cmd(inventory: Path, store_only: bool, backups_only: bool, keep_days: 
             _show_backups(results, dry_run)
     if as_json:
         doc["finished"] = iso(datetime.now(UTC))
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        ui.print_json(doc)
     return code
 
 

@@ -1,143 +1,62 @@
-"""Commands that read the state store and contact no host: ``driftctl history`` (and ``report``).
+"""``driftctl report``: render a stored run (the latest drift run, or ``--run ID``) in one format.
 
-To add a command here: define it with ``@click.command``, take the store with ``store_options`` and
-``open_from_flags()``, and add it in ``register()``.
+Reads the state store only; contacts no host. ``-o FILE`` writes atomically, else stdout.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import sys
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from driftctl.cli import ui
-from driftctl.cli.common import inventory_argument, settings_from
-from driftctl.store import HistoryEvent, Store, inventory_key, open_store
-from driftctl.store.types import DriftEpisode, iso
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EVENT_STYLE = {
-    "applied": "yellow", "failed": "bold red", "host-failed": "bold red", "unreachable": "bold red",
-    "drift-found": "magenta", "drift-resolved": "green",
-}
-PIPE_WIDTH = 400
-_AGO = re.compile(r"^(\d+)\s*([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+from driftctl.cli.common import inventory_argument, open_from_flags
+from driftctl.cli.options import store_options
+from driftctl.errors import InputError
+from driftctl.report import FORMATS, chart_from_store, render, write_atomic
+from driftctl.store import inventory_key
 
 
-def store_options(f: F) -> F:
-    """--state-dir and --state: which store to read (settings and DRIFTCTL_* apply as usual)."""
-    f = click.option("--state", metavar="URL",
-                     help="State store: a SQLite path or postgresql://... (default <state-dir>/driftctl.sqlite).")(f)
-    return click.option("--state-dir", type=click.Path(file_okay=False), help="Where driftctl keeps its state.")(f)
-
-
-def open_from_flags(state_dir: str | None, state: str | None) -> Store:
-    return open_store(settings_from(state_dir=state_dir, state=state).store_url)
-
-
-def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
-    """``2026-11-01``, ``2026-11-01T06:00`` (UTC unless it says otherwise), or ``30m``/``12h``/``7d``/``2w`` ago."""
-    if value is None:
-        return None
-    text = value.strip()
-    ago = _AGO.match(text)
-    if ago:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            raise click.BadParameter(
-                f"{value!r} is neither a date (2026-11-01), a time (2026-11-01T06:00) nor an age (7d, 12h)",
-                param_hint="--since",
-            ) from None
-        when = datetime(day.year, day.month, day.day)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _when(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _timeline(key: str, store: Store, events: list[HistoryEvent], open_drift: list[DriftEpisode]) -> None:
-    # Piped or under cron there is no terminal width to respect: one event per line, for grep.
-    console = ui.out if ui.out.is_terminal else Console(
-        file=ui.out.file, width=PIPE_WIDTH, no_color=ui.out.no_color, highlight=False)
-    if not events:
-        console.print(f"No history for {escape(key)} in {escape(store.url)}.")
-    else:
-        table = Table(title=f"History of {escape(key)}", title_justify="left", show_edge=False, pad_edge=False)
-        for name, style in (("time", "dim"), ("host", "bold"), ("event", ""), ("subject", "cyan"),
-                            ("detail", ""), ("run", "dim")):
-            table.add_column(name, style=style, overflow="fold", no_wrap=name in ("time", "run"))
-        previous_day = None
-        for e in events:
-            day = e.time.astimezone(UTC).date()
-            if previous_day is not None and day != previous_day:
-                table.add_section()  # a rule between days keeps a long timeline readable
-            previous_day = day
-            table.add_row(
-                _when(e.time), e.host, Text(e.kind, style=EVENT_STYLE.get(e.kind, "")), e.subject or "",
-                Text(e.detail), f"#{e.run_id}" if e.run_id is not None else "",
-            )
-        console.print(table)
-    if open_drift:
-        hosts = sorted({e.host for e in open_drift})
-        oldest = min(open_drift, key=lambda e: e.first_seen)
-        console.print(
-            f"\n[magenta]Open drift:[/] {len(open_drift)} on {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
-            f" (oldest: {escape(oldest.host)} {escape(oldest.subject)}, since {_when(oldest.first_seen)},"
-            f" {oldest.runs} drift run{'s' if oldest.runs != 1 else ''})"
-        )
-
-
-def _episode_json(e: DriftEpisode) -> dict[str, Any]:
-    return {"host": e.host, "kind": e.kind, "subject": e.subject, "drift_class": e.drift_class, "fields": e.fields,
-            "since": iso(e.first_seen), "last_seen": iso(e.last_seen), "runs": e.runs}
-
-
-@click.command("history")
+@click.command("report")
 @inventory_argument
-@click.option("--host", metavar="HOST", help="Only this host.")
-@click.option("--resource", metavar="ID|PATH", help="Only this resource (file:/etc/motd) or watched path.")
-@click.option("--since", metavar="WHEN", help="From this date/time (UTC) or age: 2026-11-01, 7d, 12h.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
-              help="The latest N events.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="markdown", show_default=True,
+              help="json (the document), junit (CI), markdown (PR/issue), html (one page with a drift chart), "
+                   "prometheus (node_exporter textfile).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file (atomically, mode 0644) instead of stdout.")
+@click.option("--run", "run_id", type=click.IntRange(min=1), metavar="ID",
+              help="This stored run instead of the latest drift run (ids: driftctl history --json).")
 @store_options
-def history_cmd(inventory: Path, host: str | None, resource: str | None, since: str | None, limit: int,
-                as_json: bool, state_dir: str | None, state: str | None) -> int:
-    """What happened to an inventory, oldest first: applies, drift found and resolved, failures.
+def report_cmd(inventory: Path, fmt: str, output: Path | None, run_id: int | None, state_dir: str | None,
+               state: str | None) -> int:
+    """Render the latest drift run of INVENTORY stored in the state store (or --run ID).
 
-    Reads the state store only; contacts no host. Drift still open is summed up at the end.
+    Exit 1 when the store holds no such run.
     """
-    start = parse_since(since)
     key = inventory_key(inventory)
     with open_from_flags(state_dir, state) as store:
-        events = store.history(key, host=host, resource=resource, since=start, limit=limit)
-        open_drift = [e for e in store.open_drift(key, host) if resource is None or e.subject == resource]
-        if as_json:
-            doc = {"inventory": key, "store": store.url, "since": iso(start), "events": [e.to_json() for e in events],
-                   "open_drift": [_episode_json(e) for e in open_drift]}
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        else:
-            _timeline(key, store, events, open_drift)
+        if run_id is None:
+            latest = store.runs(key, limit=1, command="drift")
+            if not latest:
+                raise InputError(f"no drift run of {key} in {store.url}",
+                                 hint=f"run `driftctl drift {inventory}` first, or pass --state/--state-dir")
+            run_id = latest[0].id
+        doc = store.run_document(run_id)
+        if doc is None:
+            raise InputError(f"no run {run_id} in {store.url}")
+        if inventory_key(str(doc.get("inventory", ""))) != key:
+            raise InputError(f"run {run_id} is a run of {doc.get('inventory')}, not of {key}")
+        chart = chart_from_store(store, key, until_run=run_id) if fmt == "html" else None
+    text = render(doc, fmt, chart)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomic(output, text)
+        ui.err.print(f"wrote {output}", markup=False, highlight=False)
     return 0
 
 
 def register(group: click.Group) -> None:
-    group.add_command(history_cmd)
+    group.add_command(report_cmd)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,6 +11,16 @@ import click
 from driftctl import schedule
 from driftctl.cli import ui
 from driftctl.cli.common import inventory_argument, settings_from
+from driftctl.cli.options import (
+    crontab_user_option,
+    json_option,
+    manifests_option,
+    remediate_option,
+    report_dir_option,
+    state_dir_option,
+    state_option,
+    unit_dir_option,
+)
 from driftctl.errors import ConfigError
 
 
@@ -37,19 +45,17 @@ def schedule_group() -> None:
 @inventory_argument
 @click.option("--every", required=True, metavar="INTERVAL",
               help="15m, 30m, 1h, 6h, 1d, 1w... (cron runs only intervals that divide an hour or a day evenly).")
-@click.option("--remediate", is_flag=True, help="Re-apply corrective drift on each run (drift --remediate).")
-@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write json, junit, markdown, html and prometheus reports here on each run.")
+@remediate_option
+@report_dir_option
 @click.option("--name", help="Name of the schedule (default: drift-<inventory directory name>).")
 @click.option("--systemd", is_flag=True, help="A systemd service and timer instead of a crontab entry.")
-@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the units here instead of systemd's directory (they are then not enabled).")
-@click.option("-m", "--manifests", type=click.Path(file_okay=False), help="The manifest tree (default: manifests/).")
-@click.option("--state", metavar="URL", help="State store: a SQLite path or postgresql://...")
-@click.option("--state-dir", type=click.Path(file_okay=False), help="Where driftctl keeps its state (and logs/).")
-@click.option("--user", metavar="USER", help="(root) Install in USER's crontab.")
+@unit_dir_option
+@manifests_option
+@state_option
+@state_dir_option
+@crontab_user_option
 def install_cmd(inventory: Path, every: str, remediate: bool, report_dir: Path | None, name: str | None,
-                systemd: bool, unit_dir: Path | None, manifests: str | None, state: str | None,
+                systemd: bool, unit_dir: Path | None, manifests: Path | None, state: str | None,
                 state_dir: str | None, user: str | None) -> int:
     """Install (or replace) a scheduled drift run of INVENTORY.
 
@@ -57,7 +63,7 @@ def install_cmd(inventory: Path, every: str, remediate: bool, report_dir: Path |
     re-installing the same NAME replaces it.
     """
     _check_user(user, systemd)
-    settings = settings_from(manifests=manifests, state=state, state_dir=state_dir)
+    settings = settings_from(manifests=str(manifests) if manifests else None, state=state, state_dir=state_dir)
     job = schedule.make_job(inventory, every, settings, name=name, remediate=remediate, report_dir=report_dir)
     if systemd:
         result = schedule.install_systemd(job, unit_dir)
@@ -83,16 +89,16 @@ def install_cmd(inventory: Path, every: str, remediate: bool, report_dir: Path |
 
 
 @schedule_group.command("list")
-@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), help="Where to look for systemd units.")
-@click.option("--user", metavar="USER", help="(root) List USER's crontab.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@unit_dir_option
+@crontab_user_option
+@json_option
 def list_cmd(unit_dir: Path | None, user: str | None, as_json: bool) -> int:
     """The installed schedules: crontab entries and systemd timers."""
     _check_user(user, False)
     found = schedule.list_cron(user) if _has_crontab() else []
     found += schedule.list_systemd(unit_dir)
     if as_json:
-        sys.stdout.write(json.dumps([asdict(s) for s in found], indent=2) + "\n")
+        ui.print_json([asdict(s) for s in found])
         return 0
     if not found:
         ui.out.print("no driftctl schedules", markup=False)
@@ -111,9 +117,9 @@ def _has_crontab() -> bool:
 
 @schedule_group.command("remove")
 @click.argument("name")
-@click.option("--unit-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the systemd units are.")
-@click.option("--user", metavar="USER", help="(root) Remove from USER's crontab.")
-@click.option("--state-dir", type=click.Path(file_okay=False), help="Where driftctl keeps its state (and locks).")
+@unit_dir_option
+@crontab_user_option
+@state_dir_option
 def remove_cmd(name: str, unit_dir: Path | None, user: str | None, state_dir: str | None) -> int:
     """Remove the schedule NAME (its crontab entry and/or systemd units). Exit 1 if there is none."""
     _check_user(user, False)

@@ -6,42 +6,41 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import click
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from driftctl import config
 from driftctl.cli import ui
+from driftctl.cli.options import (
+    accept_new_host_keys_option,
+    command_timeout_option,
+    connect_timeout_option,
+    inventory_argument,
+    json_option,
+    known_hosts_option,
+    limit_option,
+    options,
+    parallel_option,
+    ssh_config_option,
+    state_dir_option,
+)
 from driftctl.config import Settings
 from driftctl.errors import InventoryError
 from driftctl.model import Host
 from driftctl.transport.base import TransportOptions
 
+if TYPE_CHECKING:
+    from driftctl.store import Store
+
+__all__ = ["Context", "fleet_options", "inventory_argument", "load_context", "open_from_flags", "pass_flags",
+           "settings_from", "transport_options"]
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def inventory_argument(f: F) -> F:
-    return click.argument("inventory", type=click.Path(path_type=Path))(f)
 
 
 def fleet_options(f: F) -> F:
     """--limit, --parallel, --json and the connection settings."""
-    options = [
-        click.option("-l", "--limit", metavar="PATTERN", help="Hosts to act on: names, groups, globs, !exclude, &and."),
-        click.option("-p", "--parallel", type=click.IntRange(1, 512), help="Hosts at once (default 10)."),
-        click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout."),
-        click.option("--accept-new-host-keys", is_flag=True, default=None,
-                     help="Trust unknown host keys on first use (recorded); changed keys are still refused."),
-        click.option("--known-hosts", multiple=True, type=click.Path(dir_okay=False),
-                     help="Extra known_hosts file (repeatable)."),
-        click.option("--ssh-config", type=click.Path(dir_okay=False), help="ssh config file (default ~/.ssh/config)."),
-        click.option("--connect-timeout", type=float, help="Seconds to connect and authenticate (default 10)."),
-        click.option("--timeout", "command_timeout", type=float, help="Seconds per remote command (default 300)."),
-        click.option("--state-dir", type=click.Path(file_okay=False), help="Where driftctl keeps its state."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return options(limit_option, parallel_option, json_option, accept_new_host_keys_option, known_hosts_option,
+                   ssh_config_option, connect_timeout_option, command_timeout_option, state_dir_option)(f)
 
 
 @dataclass
@@ -70,6 +69,13 @@ def settings_from(**flags: Any) -> Settings:
         "manifests": flags.get("manifests"),
     }
     return config.load(overrides, warn=ui.warn)
+
+
+def open_from_flags(state_dir: str | None, state: str | None) -> Store:
+    """The store named by --state-dir/--state (and the settings), for commands that contact no host."""
+    from driftctl.store import open_store
+
+    return open_store(settings_from(state_dir=state_dir, state=state).store_url)
 
 
 def transport_options(settings: Settings) -> TransportOptions:

@@ -55,3 +55,18 @@ def transport_warnings() -> Iterator[None]:
 def interactive() -> bool:
     """Progress bars and colour only for a person at a terminal (never under cron)."""
     return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def print_json(value: object) -> None:
+    """A command's ``--json`` output: the one JSON writer (driftctl/report/jsondoc.py), as UTF-8 bytes
+    whatever the locale's encoding (JSON is UTF-8)."""
+    from driftctl.report.jsondoc import dumps
+
+    text = dumps(value)
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (a test's StringIO)
+        sys.stdout.write(text)
+    else:
+        buffer.write(text.encode("utf-8"))
+    sys.stdout.flush()

@@ -1,12 +1,32 @@
-"""The report document as JSON: pretty, keys in a stable (sorted) order, one trailing newline."""
+"""The one JSON writer: the report document (``report -f json``, ``driftctl-report.json``) and every
+command's ``--json`` output.
+
+Pretty (indent 2); keys in the order the document was built (a fixed order: ``schema`` first, hosts in
+inventory order, so two runs that found the same thing still diff cleanly, and an order a user reads
+stays, e.g. ``inventory --json`` lists hosts as the inventory does); UTF-8 as is (``ensure_ascii=False``:
+JSON is UTF-8, and a path or a motd in another script stays readable); one trailing newline.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)  # a path, bytes, an enum...: shown, never a crash half way through the output
+
+
+def dumps(value: Any) -> str:
+    """``value`` as the JSON text every driftctl output uses (see the module docstring)."""
+    return json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False, default=_plain) + "\n"
+
+
 def render(doc: Mapping[str, Any]) -> str:
-    # sort_keys: two runs that found the same thing give files that diff cleanly
-    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    return dumps(doc)

@@ -187,3 +187,20 @@ def test_secret_connection_values_are_redacted_in_every_view(tmp_path):
     doc = json.loads(driftctl("inventory", str(tmp_path), "--json").stdout)
     assert doc["hosts"]["h1"]["address"] == "********"
     assert doc["hosts"]["h1"]["connection"]["password"] == "********"
+
+
+def test_json_is_utf8_as_is_whatever_the_locale(tmp_path):
+    """--json goes through the one JSON writer: UTF-8 as is (no \\u escapes), even when the locale's
+    encoding could not hold it, keys in the inventory's order, one trailing newline."""
+    (tmp_path / "hosts.yaml").write_text("all:\n  hosts:\n    zeta:\n      motd: Grüße, café\n    alpha: {}\n",
+                                         encoding="utf-8")
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONIOENCODING": "ascii"}
+    proc = subprocess.run([sys.executable, "-m", "driftctl", "inventory", str(tmp_path), "--json"], cwd=REPO,
+                          env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.decode("utf-8")
+    assert "Grüße, café" in text and "\\u00fc" not in text
+    assert text.endswith("}\n") and not text.endswith("\n\n")
+    doc = json.loads(text)
+    assert list(doc["hosts"]) == ["zeta", "alpha"]
+    assert doc["hosts"]["zeta"]["vars"]["motd"] == "Grüße, café"

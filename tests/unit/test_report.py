@@ -94,13 +94,32 @@ def test_no_format_shows_the_secret(doc: dict[str, Any], fmt: str) -> None:
 # -- json ---------------------------------------------------------------------------------------
 
 
-def test_json_is_the_document_with_sorted_keys(doc: dict[str, Any]) -> None:
+def test_json_is_the_document_in_its_own_key_order(doc: dict[str, Any]) -> None:
     text = render(doc, "json")
     assert json.loads(text) == doc
     assert text.endswith("}\n") and text.startswith("{\n  ")
     top_keys = [line.split('"')[1] for line in text.splitlines() if line.startswith('  "')]
-    assert top_keys == sorted(top_keys)
+    assert top_keys == list(doc) and top_keys[0] == "schema"  # the order document.build gives, schema first
     assert render(json.loads(text), "json") == text  # stable: a re-render of the same data is identical
+
+
+def test_one_json_writer_for_reports_and_every_json_option() -> None:
+    """The report file and each command's --json come out of one writer: indent 2, the document's key
+    order, UTF-8 as is, one trailing newline; values JSON has no type for are shown, never a crash."""
+    import datetime
+    from pathlib import Path
+
+    from driftctl.report.jsondoc import dumps
+
+    value = {"b": "motd: café", "a": [1, {"z": None, "y": True}], "when": datetime.date(2026, 11, 1),
+             "tags": {"y", "x"}, "path": Path("/etc/motd")}
+    text = dumps(value)
+    assert text == render(value, "json")
+    assert text.endswith("}\n") and not text.endswith("\n\n")
+    assert "café" in text and "\\u00e9" not in text
+    assert [line.split('"')[1] for line in text.splitlines() if line.startswith('  "')] == list(value)
+    assert json.loads(text) == {"b": "motd: café", "a": [1, {"z": None, "y": True}], "when": "2026-11-01",
+                                "tags": ["x", "y"], "path": "/etc/motd"}
 
 
 # -- junit --------------------------------------------------------------------------------------
