@@ -45,7 +45,8 @@ class TransportOptions:
         unknown = sorted(set(ssh_settings) - set(SSH_SETTINGS))
         if unknown:
             raise TypeError(f"TransportOptions got unexpected keyword argument(s): {', '.join(unknown)}")
-        self.ssh = replace(ssh or SSHOptions(), **ssh_settings)  # type: ignore[arg-type]
+        ssh = ssh or SSHOptions()
+        self.ssh = replace(ssh, **ssh_settings) if ssh_settings else ssh  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> object:
         # only called for names not found normally: the old flat attributes, read from the SSH group

@@ -26,15 +26,14 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import paramiko
 
-from driftctl.errors import AuthError, ConnectError, HostKeyError
+from driftctl.errors import ConnectError, HostKeyError
 from driftctl.model import Host
-from driftctl.transport import knownhosts, sshpolicy
+from driftctl.transport import knownhosts, sshauth, sshpolicy
 from driftctl.transport.options import SSHOptions
-from driftctl.transport.sshconfig import DEFAULT_KEYS, Endpoint, load_config, resolve
+from driftctl.transport.sshconfig import Endpoint, load_config, resolve
 
 log = logging.getLogger(__name__)
 # paramiko logs handshake failures with tracebacks; without a handler Python would print them on stderr
@@ -244,7 +243,9 @@ class SSHConnection:
             self._check_negotiated(t, where)
             self._verify_host_key(t, ep, entries, files)
             t.auth_timeout = deadline.left()
-            self._authenticate(t, ep, is_target)
+            password = self.host.connection.password if is_target else None
+            sshauth.authenticate(t, ep, self.host.name, use_agent=self.options.use_agent,
+                                 password=str(password) if password else None)
         except BaseException:
             t.close()
             raise
@@ -371,102 +372,3 @@ class SSHConnection:
             f"yourself: ssh-keyscan -p {ep.port} {ep.hostname} >> ~/.ssh/known_hosts",
             fp,
         )
-
-    # ---- authentication
-
-    def _authenticate(self, t: paramiko.Transport, ep: Endpoint, is_target: bool) -> None:
-        tried: list[str] = []
-        allowed: list[str] = []
-        seen: set[bytes] = set()
-
-        def offer(key: paramiko.PKey, label: str) -> bool:
-            if key.asbytes() in seen:
-                return False
-            seen.add(key.asbytes())
-            return self._try(t, ep, lambda: t.auth_publickey(ep.user, key), label, tried, allowed)
-
-        for path in ep.identity_files:
-            key = self._load_key(path, tried, explicit=True)
-            if key is not None and offer(key, f"key {path}"):
-                return
-        if self.options.use_agent and not ep.identities_only:
-            try:
-                agent = paramiko.Agent()
-            except (paramiko.SSHException, OSError) as e:  # SSH_AUTH_SOCK points at something broken
-                tried.append(f"ssh-agent (unusable: {e})")
-            else:
-                try:
-                    for key in agent.get_keys():
-                        if offer(key, f"agent key {key.fingerprint}"):
-                            return
-                finally:
-                    agent.close()
-        if not ep.identities_only:
-            for path in DEFAULT_KEYS:
-                key = self._load_key(os.path.expanduser(path), tried, explicit=False)
-                if key is not None and offer(key, f"key {path}"):
-                    return
-        password = self.host.connection.password
-        if is_target and password:
-            secret = str(password)
-            if self._try(t, ep, lambda: t.auth_password(ep.user, secret), "password", tried, allowed):
-                return
-            # Servers that take passwords only through PAM's keyboard-interactive: answer every prompt with it.
-            if "keyboard-interactive" in allowed and self._try(
-                t,
-                ep,
-                lambda: t.auth_interactive(ep.user, lambda _title, _instr, prompts: [secret] * len(prompts)),
-                "password (keyboard-interactive)",
-                tried,
-                allowed,
-            ):
-                return
-        accepts = f"; the server accepts: {', '.join(allowed)}" if allowed else ""
-        raise AuthError(
-            self.host.name,
-            f"authentication as {ep} failed; tried {', '.join(tried) or 'nothing (no key, no agent, no password)'}"
-            + accepts,
-        )
-
-    def _try(
-        self,
-        t: paramiko.Transport,
-        ep: Endpoint,
-        attempt: Callable[[], object],
-        label: str,
-        tried: list[str],
-        allowed: list[str],
-    ) -> bool:
-        try:
-            attempt()
-        except paramiko.BadAuthenticationType as e:
-            allowed[:] = list(e.allowed_types)
-            tried.append(f"{label} (method not allowed)")
-            return False
-        except paramiko.AuthenticationException as e:
-            if "timeout" in str(e).lower():
-                raise AuthError(self.host.name, f"authentication as {ep} timed out") from e
-            tried.append(f"{label} (rejected)")
-            return False
-        except (paramiko.SSHException, OSError, EOFError) as e:
-            tried.append(label)
-            raise AuthError(
-                self.host.name,
-                f"{ep} closed the connection during authentication after {', '.join(tried)} "
-                f"(too many keys offered? MaxAuthTries): {e or type(e).__name__}",
-            ) from e
-        return t.is_authenticated()
-
-    @staticmethod
-    def _load_key(path: str, tried: list[str], explicit: bool) -> paramiko.PKey | None:
-        if not os.path.exists(path):
-            if explicit:
-                tried.append(f"key {path} (file not found)")
-            return None
-        try:
-            return paramiko.PKey.from_path(path)
-        except paramiko.PasswordRequiredException:
-            tried.append(f"key {path} (encrypted: load it into ssh-agent)")
-        except (paramiko.SSHException, OSError, ValueError) as e:
-            tried.append(f"key {path} (unreadable: {e})")
-        return None
