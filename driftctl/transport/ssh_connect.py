@@ -55,7 +55,7 @@ class _Retry(Exception):
 
 
 class _Deadline:
-    """One budget for everything connect() does: TCP, banner, key exchange, authentication, retries."""
+    """One budget for everything open() does: TCP, banner, key exchange, authentication, retries."""
 
     def __init__(self, budget: float) -> None:
         self.budget = budget
@@ -71,8 +71,6 @@ class _Deadline:
     @property
     def expired(self) -> bool:
         return self.remaining() <= 0.05
-
-
 
 
 class SSHConnection:
