@@ -24,12 +24,16 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="driftctl")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Agentless configuration management that tells you what drifted, how and since when.
 
     Exit codes: 0 in sync, 2 changes or drift, 4 a resource failed, 8 a host unreachable
     (bits combine: 10 = changes + unreachable), 1 bad input (no host contacted), 75 locked.
     """
+    from driftctl.cli.ui import core_warnings
+
+    ctx.with_resource(core_warnings())  # every warning the core logs reaches stderr, for the whole command
 
 
 for _name in COMMAND_MODULES:

@@ -51,8 +51,7 @@ def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool, verbos
 def converge(command: str, inventory: Path, limit: str | None, as_json: bool, manifests: Path | None,
              show_diff: bool, verbose: bool, flags: dict[str, Any]) -> int:
     ctx, engine = prepare(inventory, limit, as_json, manifests, flags)
-    with ui.transport_warnings(), \
-            Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
+    with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress
         with interruptible(engine):
             if command == "apply":

@@ -80,8 +80,7 @@ def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path
             view = begin_run(store, ctx.settings.state_dir, key)
             reference = image_reference(image) if image else store_reference(view, key)
             runner = DriftRun(engine, view, key, reference, remediate=remediate, use_baselines=image is None)
-            with ui.transport_warnings(), \
-                    Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
+            with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
                 engine.on_event = progress
                 with interruptible(engine):
                     run = runner.run(ctx.hosts)

@@ -15,7 +15,6 @@ from rich.table import Table
 from driftctl import document
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
-from driftctl.cli.ui import transport_warnings
 from driftctl.facts import gather
 from driftctl.model import HostResult, RunResult
 
@@ -93,8 +92,7 @@ def facts_command(inventory: Path, limit: str | None, as_json: bool, flags: dict
         if ui.interactive() and not as_json:
             ui.err.print(f"[dim]{len(finished)}/{total}[/] {escape(h.host)} {h.status}", highlight=False)
 
-    with transport_warnings():
-        run.hosts = gather(ctx.hosts, ctx.transport_options, ctx.parallel, on_done=progress)
+    run.hosts = gather(ctx.hosts, ctx.transport_options, ctx.parallel, on_done=progress)
     run.finished = time.time()
     if as_json:
         ui.print_json(document.build(run, str(inventory), sys.argv[1:]))

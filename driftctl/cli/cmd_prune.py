@@ -134,8 +134,7 @@ def prune_cmd(inventory: Path, store_only: bool, backups_only: bool, keep_days: 
         results: list[HostPrune] = []
         if not dry_run:
             started = time.monotonic()
-            with ui.transport_warnings():
-                results = prune_backups(hosts, ctx.transport_options, policy, ctx.parallel)
+            results = prune_backups(hosts, ctx.transport_options, policy, ctx.parallel)
             for h in results:
                 code |= h.exit_code
             duration = time.monotonic() - started

@@ -34,16 +34,22 @@ def warn(message: str) -> None:
 
 
 class _WarningsToUI(logging.Handler):
-    """Shows the transports' warnings (a host key trusted on first use) to the person running driftctl."""
+    """Shows what the core warns about (a host key trusted on first use, a stale lock taken over) to the
+    person running driftctl, as every other warning: ``warning: ...`` on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
         warn(record.getMessage())
 
 
 @contextlib.contextmanager
-def transport_warnings() -> Iterator[None]:
-    """While a command talks to hosts, what the transports warn about reaches stderr."""
-    logger = logging.getLogger("driftctl.transport")
+def core_warnings() -> Iterator[None]:
+    """While a command runs, every warning the core logs (the ``driftctl.*`` loggers: transports, the
+    run lock, ...) reaches stderr through ``warn()``. The core never prints: it logs, and this shows it.
+
+    Entered once for every command (driftctl/cli/__init__.py), so no warning depends on a command
+    remembering to ask for it.
+    """
+    logger = logging.getLogger("driftctl")
     handler = _WarningsToUI(logging.WARNING)
     logger.addHandler(handler)
     try:
