@@ -23,7 +23,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from driftctl.resources.base import META_PARAMS, TYPE_MODULES, Param, ResourceType, all_types  # noqa: E402
+from driftctl.resources.base import META_PARAMS, Param, ResourceType, all_types  # noqa: E402
+
+# The order a reader meets the types in; a type not named here follows them, by name.
+READING_ORDER = (
+    "file", "directory", "symlink", "line", "block", "cron", "sysctl",
+    "user", "group", "authorized_key", "package", "service", "exec",
+)
 
 OUTPUT = REPO / "docs" / "resources.md"
 
@@ -160,7 +166,7 @@ def type_section(rtype: type[ResourceType]) -> str:
 def render() -> str:
     """The whole of docs/resources.md."""
     types = all_types()
-    ordered = [types[m] for m in TYPE_MODULES if m in types] + [t for n, t in types.items() if n not in TYPE_MODULES]
+    ordered = [types[m] for m in READING_ORDER if m in types] + [t for n, t in types.items() if n not in READING_ORDER]
     index = "\n".join(f"- [{t.name}](#{t.name}) — {_code(split_docstring(t.__doc__ or '')[0])}" for t in ordered)
     meta = ", ".join(f"`{m}`" for m in META_PARAMS)
     return HEADER.format(meta=meta, index=index) + "\n" + "\n".join(type_section(t) for t in ordered)

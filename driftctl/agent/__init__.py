@@ -1,6 +1,7 @@
 """The agent: stdlib-only Python that runs on a host for one request and leaves nothing behind.
 
-The program is assembled from the modules of this package (``AGENT_MODULES``, in order), compressed,
+The program is assembled from the modules of this package (``AGENT_MODULES``: every module, each after
+the modules it imports, ``_main`` last), compressed,
 and sent over the SSH channel's stdin together with one JSON request; the host's python3 (>= 3.8)
 decompresses and runs it, and it answers one JSON document on stdout.
 
@@ -33,25 +34,46 @@ from driftctl.transport.base import CommandResult, Feed, Transport
 
 PROTOCOL_VERSION = 2
 
-AGENT_MODULES = [
-    "_core",
-    "facts",
-    "file",
-    "directory",
-    "symlink",
-    "line",
-    "block",
-    "cron",
-    "sysctl",
-    "user",
-    "group",
-    "authorized_key",
-    "package",
-    "service",
-    "exec",
-    "watch",
-    "_main",
-]
+# What a module of this package uses from another it imports (``from driftctl.agent.file import ...``):
+# those lines are the only statement of the order, so the program is ordered from them.
+_AGENT_IMPORT = re.compile(r"^from (?:driftctl\.agent\.|\.)(\w+) import", re.MULTILINE)
+_FIRST, _LAST = "_core", "_main"  # the base every module uses; the entry point, which runs the program
+
+
+def agent_modules() -> list[str]:
+    """Every module of this package in shipping order: ``_core`` first, each module after the modules
+    it imports (by name where nothing else decides), ``_main`` last (it runs the program, so every
+    other module, ``watch`` included, must be defined before it).
+
+    A new resource type's agent module is shipped by being here; it is placed by its own imports.
+    """
+    pkg = resources.files(__package__)
+    imports: dict[str, list[str]] = {}
+    for entry in pkg.iterdir():
+        if entry.name.endswith(".py") and entry.name != "__init__.py":
+            imports[entry.name[:-3]] = sorted(set(_AGENT_IMPORT.findall(entry.read_text(encoding="utf-8"))))
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order or name == _LAST:
+            return
+        if name in visiting:
+            raise ValueError(f"agent modules import each other in a circle: {' -> '.join([*visiting, name])}")
+        if name not in imports:
+            raise ValueError(f"agent module {visiting[-1]} imports {name}, which is not in driftctl/agent/")
+        visiting.append(name)
+        for dep in imports[name]:
+            visit(dep)
+        visiting.pop()
+        order.append(name)
+
+    for name in [_FIRST, *sorted(imports)]:
+        visit(name)
+    return [*order, _LAST]
+
+
+AGENT_MODULES = agent_modules()
 
 # Reads exactly the compressed program from fd 0, unbuffered, so the request and the frames behind it
 # stay in the pipe for the agent's own reader.

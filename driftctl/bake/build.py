@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.bake import oci, ociwrite
-from driftctl.bake.accounts import Accounts, bake_authorized_key, bake_group, bake_user
+from driftctl.bake.accounts import Accounts
 from driftctl.bake.fs import ImageFS
 from driftctl.bake.layer import write_layer
 from driftctl.bake.observe import image_facts, wanted_paths
@@ -31,32 +31,30 @@ from driftctl.bake.provenance import (
     labels,
     resolve_epoch,
 )
-from driftctl.bake.units import bake_service, dpkg_installed
-from driftctl.bake.writers import (
-    Baker,
-    bake_block,
-    bake_cron,
-    bake_directory,
-    bake_file,
-    bake_line,
-    bake_symlink,
-    bake_sysctl,
-)
+from driftctl.bake.units import dpkg_installed
+from driftctl.bake.writers import Baker, writers
 from driftctl.errors import BakeError
 from driftctl.model import Catalog, Resource, ResourceResult
+from driftctl.resources.base import get_type
 
-# Apply order inside an image: accounts before what they own, directories before their files,
-# content before edits of it, services last. Inside a phase resources are sorted by what they
-# touch, so the input order never changes the image; edits of one file keep the catalog's order
-# (that order is the meaning of two edits of the same file).
-_PHASES: dict[str, int] = {
-    "package": 0, "exec": 0, "group": 1, "user": 2, "directory": 3, "file": 4, "symlink": 4,
-    "line": 5, "block": 5, "cron": 5, "sysctl": 5, "authorized_key": 6, "service": 7,
-}
+
+# Apply order inside an image: each type's ``bake_phase`` (accounts before what they own, directories
+# before their files, content before edits of it, services last). Inside a phase resources are sorted
+# by what they touch, so the input order never changes the image; edits of one file keep the catalog's
+# order (that order is the meaning of two edits of the same file).
+def _phase(type_name: str) -> int:
+    rtype = get_type(type_name)
+    return rtype.bake_phase if rtype is not None else 8
+
+
+def _in_container(type_name: str) -> bool:
+    """Types that need a running system: in sync in the base, or converged in a build container."""
+    rtype = get_type(type_name)
+    return rtype is not None and rtype.bake_in_container
 
 
 def _sort_key(index: int, r: Resource) -> tuple[int, list[str], int]:
-    phase = _PHASES.get(r.type, 8)
+    phase = _phase(r.type)
     p = r.params
     if phase == 0:
         target = [f"{index:08d}"]  # packages and execs keep the catalog's (graph) order
@@ -190,23 +188,18 @@ def converge(fs: ImageFS, catalog: Catalog, epoch: int,
     accounts = Accounts.load(fs)
     b = Baker(fs, epoch, accounts, {r.params["path"] for r in catalog.resources
                                      if isinstance(r.params.get("path"), str)})
-    writers: dict[str, Callable[[Baker, Resource], None]] = {
-        "file": bake_file, "directory": bake_directory, "symlink": bake_symlink, "line": bake_line,
-        "block": bake_block, "cron": bake_cron, "sysctl": bake_sysctl, "group": bake_group,
-        "user": bake_user, "authorized_key": bake_authorized_key,
-        "service": lambda b, r: bake_service(b.fs, r, b.epoch),
-    }
+    table = writers()
     results: dict[str, ResourceResult] = dict(done or {})
     for r in canonical_order(catalog.resources):
         before = _state(fs, accounts)
         if r.id in results:
             continue
-        if r.type in ("package", "exec"):
+        if _in_container(r.type):
             checked = _check_in_base(fs, r, refuse=True)
             assert checked is not None  # refuse=True raises instead of answering None
             results[r.id] = checked
             continue
-        writer = writers.get(r.type)
+        writer = table.get(r.type)
         if writer is None:
             raise BakeError(f"{r.id} ({r.source}): bake does not know the resource type {r.type!r}")
         writer(b, r)
@@ -238,7 +231,7 @@ def _packages_and_execs(fs: ImageFS, catalog: Catalog, image: oci.Image, ref: st
     results: dict[str, ResourceResult] = {}
     pending = []
     for r in catalog.resources:
-        if r.type not in ("package", "exec"):
+        if not _in_container(r.type):
             continue
         found = _check_in_base(fs, r, refuse=False)
         if found is None:

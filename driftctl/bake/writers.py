@@ -9,11 +9,18 @@ means. Paths are resolved through the image's symlinks in their parents (``/bin`
 
 from __future__ import annotations
 
+import importlib
 import posixpath
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from driftctl.agent import block as agent_block
+from driftctl.agent import cron as agent_cron
+from driftctl.agent import directory as agent_directory
+from driftctl.agent import line as agent_line
+from driftctl.agent import sysctl as agent_sysctl
 from driftctl.bake.accounts import Accounts, agent_params
 from driftctl.bake.fs import Entry, ImageFS
 from driftctl.errors import BakeError
@@ -21,11 +28,25 @@ from driftctl.model import Resource
 
 
 def agent_module(name: str) -> Any:
-    """An agent module (driftctl/agent/NAME.py), for its pure helpers: one implementation of what a
-    line, a block or a cron entry means, shared by the host and the image."""
-    import importlib
-
+    """An agent module (driftctl/agent/NAME.py). Kept for bake/accounts.py only, until it imports
+    ``driftctl.agent.authorized_key`` itself as this module imports the ones it uses."""
     return importlib.import_module(f"driftctl.agent.{name}")
+
+
+Writer = Callable[["Baker", Resource], None]
+
+
+def writers() -> dict[str, Writer]:
+    """Each resource type's bake writer, as the type declares it (``bake_writer = "module:function"``);
+    types that need a running system (``bake_in_container``) have none."""
+    from driftctl.resources.base import all_types
+
+    out: dict[str, Writer] = {}
+    for name, rtype in all_types().items():
+        if rtype.bake_writer:
+            module, _, function = rtype.bake_writer.partition(":")
+            out[name] = getattr(importlib.import_module(module), function)
+    return out
 
 
 @dataclass
@@ -147,7 +168,7 @@ def bake_file(b: Baker, r: Resource) -> None:
 
 
 def bake_directory(b: Baker, r: Resource) -> None:
-    directory_child_mode = agent_module("directory").directory_child_mode
+    directory_child_mode = agent_directory.directory_child_mode
     p = agent_params(r)
     path = b.path(p["path"])
     cur = b.fs.get(path)
@@ -227,7 +248,7 @@ def bake_symlink(b: Baker, r: Resource) -> None:
 
 
 def bake_line(b: Baker, r: Resource) -> None:
-    edit_line = agent_module("line").edit_line
+    edit_line = agent_line.edit_line
     p = agent_params(r)
     path = b.path(p["path"])
     text = b.read_for_edit(r, path)
@@ -245,8 +266,7 @@ def bake_line(b: Baker, r: Resource) -> None:
 
 
 def bake_block(b: Baker, r: Resource) -> None:
-    block = agent_module("block")
-    block_markers, edit_block = block.block_markers, block.edit_block
+    block_markers, edit_block = agent_block.block_markers, agent_block.edit_block
     p = agent_params(r)
     path = b.path(p["path"])
     text = b.read_for_edit(r, path)
@@ -293,8 +313,7 @@ def crontab_spool(text: str, epoch: int) -> str:
 
 
 def bake_cron(b: Baker, r: Resource) -> None:
-    cron = agent_module("cron")
-    cron_entry_lines, edit_cron = cron.cron_entry_lines, cron.edit_cron
+    cron_entry_lines, edit_cron = agent_cron.cron_entry_lines, agent_cron.edit_cron
     p = agent_params(r)
     ensure = p.get("ensure", "present")
     entry = cron_entry_lines(p) if ensure == "present" else []
@@ -331,8 +350,7 @@ def bake_cron(b: Baker, r: Resource) -> None:
 
 
 def bake_sysctl(b: Baker, r: Resource) -> None:
-    sysctl = agent_module("sysctl")
-    edit_sysctl, sysctl_value = sysctl.edit_sysctl, sysctl.sysctl_value
+    edit_sysctl, sysctl_value = agent_sysctl.edit_sysctl, agent_sysctl.sysctl_value
     p = agent_params(r)
     if not p.get("persist", True) or not p.get("file"):
         raise b.fail(r, "an image has no running kernel: a sysctl is baked only when persisted "
@@ -348,7 +366,7 @@ def sysctl_boot_values(fs: ImageFS) -> dict[str, str]:
     """{relpath: value} that systemd-sysctl applies at boot: sysctl.d files by name (/etc first
     shadows the same name elsewhere), in name order, a later assignment winning; then /etc/sysctl.conf.
     """
-    sysctl_parse = agent_module("sysctl").sysctl_parse
+    sysctl_parse = agent_sysctl.sysctl_parse
     files: dict[str, str] = {}
     for directory in SYSCTL_DIRS:
         real = fs.resolve(directory, follow_last=True)
@@ -366,3 +384,13 @@ def sysctl_boot_values(fs: ImageFS) -> dict[str, str]:
     for path in paths:
         values.update(sysctl_parse(fs.read_text(fs.resolve(path, follow_last=True)) or ""))
     return values
+
+
+# ---------------------------------------------------------------- services
+
+
+def bake_service(b: Baker, r: Resource) -> None:
+    """A service's unit state in the image (driftctl/bake/units.py), at the bake's epoch."""
+    from driftctl.bake.units import bake_service as bake_unit
+
+    bake_unit(b.fs, r, b.epoch)

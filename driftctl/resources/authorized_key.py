@@ -10,30 +10,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from driftctl.agent import authorized_key as agent_ak
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, check_abs_path, register
-from driftctl.resources.file import agent_module
 from driftctl.resources.user import check_account_name
 
 # The key types sshd accepts: the agent's list, so the controller and the host can never disagree.
-KEY_TYPES: tuple[str, ...] = agent_module("authorized_key").AK_KEY_TYPES
+KEY_TYPES: tuple[str, ...] = agent_ak.AK_KEY_TYPES
 
 
-def options_end(text: str) -> int:
-    """Index of the first whitespace outside double quotes (sshd's rule), or -1 when quotes do not
-    balance; len(text) when there is none. Same rule as the agent's split_options."""
-    quoted = escaped = False
-    for i, ch in enumerate(text):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch in " \t" and not quoted:
-            return i
-    return -1 if quoted else len(text)
+def options_whole(text: str) -> bool:
+    """Whether ``text`` is one options field of a key line by sshd's rule, as the agent reads it back:
+    no whitespace outside double quotes, quotes balanced, nothing escaping what follows.
+
+    Asked of the agent's own ``split_options`` (one implementation of the quoting): followed by a space
+    and a word, the options must end exactly where ``text`` does. Unbalanced quotes or a trailing
+    backslash swallow that space, whitespace outside quotes ends them early.
+    """
+    return tuple(agent_ak.split_options(text + " x")) == (text, "x")
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,7 @@ def check_options(value: Any) -> str:
         raise ValueError("must be a string or a list of strings")
     if "\n" in text:
         raise ValueError("cannot contain a newline")
-    if options_end(text) != len(text):
+    if not options_whole(text):
         raise ValueError(f"must have no space outside quotes and balanced quotes, not {text!r}")
     return str(text)
 
@@ -120,6 +115,8 @@ class AuthorizedKey(ResourceType):
 
     name = "authorized_key"
     namevar = "name"
+    bake_phase = 6
+    bake_writer = "driftctl.bake.accounts:bake_authorized_key"
     params: ClassVar[dict[str, Param]] = {
         "name": Param(str, "a free name", required=True),
         "user": Param(str, "the account", required=True, check=check_account_name),

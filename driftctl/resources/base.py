@@ -7,6 +7,13 @@ states the desired attributes, and diffs them against what the agent observed.
 Subclass ``ResourceType``, set ``name``, ``namevar`` and ``params``, and decorate with ``@register``.
 The class docstring is the reference documentation (docs/resources.md is generated from it):
 a summary, then the parameters, then a YAML example.
+
+The class is the one table of the type: every list of types is derived from it. It names its agent
+module (``agent_module``, default its own name: the shipped program takes every module of
+driftctl/agent/, ordered by their imports), its bake phase and writer (``bake_phase``,
+``bake_writer`` as "module:function", or ``bake_in_container`` for what needs a running system).
+A module of this package is a type module by being here (``type_modules()``).
+tests/unit/test_types_table.py checks that every type has all its halves and a fixture folder.
 """
 
 from __future__ import annotations
@@ -120,6 +127,19 @@ class ResourceType:
     # after apply, the engine observes again and requires no difference left; a type whose apply *is*
     # the desired outcome (an exec without guards runs on every apply) turns this off
     verify_after_apply: ClassVar[bool] = True
+    # a directory's purge keeps what other resources manage below it: the agent gets those paths
+    keeps_managed_below: ClassVar[bool] = False
+
+    # ---- where the type's other halves are (the one place: every list of types is derived from these)
+    # driftctl/agent/<agent_module>.py registers the observe/apply of this type under ``name``;
+    # "" means the type's own name
+    agent_module: ClassVar[str] = ""
+    # bake: the phase the type is written in (accounts before what they own, directories before their
+    # files, content before edits of it, services last), and the writer, "module:function" taking
+    # (Baker, Resource); a type that needs a running system is run in a build container instead
+    bake_phase: ClassVar[int] = 8
+    bake_writer: ClassVar[str | None] = None
+    bake_in_container: ClassVar[bool] = False
 
     # ---- validation (before any connection)
     @classmethod
@@ -281,6 +301,8 @@ def content_change(
 
 
 def register(cls: type[ResourceType]) -> type[ResourceType]:
+    if not cls.__dict__.get("agent_module"):
+        cls.agent_module = cls.name
     _TYPES[cls.name] = cls
     return cls
 
@@ -295,10 +317,14 @@ def all_types() -> dict[str, type[ResourceType]]:
     return dict(sorted(_TYPES.items()))
 
 
-TYPE_MODULES = (
-    "file", "directory", "symlink", "line", "block", "cron", "sysctl",
-    "user", "group", "authorized_key", "package", "service", "exec",
-)
+def type_modules() -> list[str]:
+    """The modules of driftctl/resources/ that hold types: all but this one, by name."""
+    import pkgutil
+
+    import driftctl.resources
+
+    return sorted(m.name for m in pkgutil.iter_modules(driftctl.resources.__path__)
+                  if m.name != "base" and not m.name.startswith("_"))
 
 
 _LOADED: list[bool] = []
@@ -309,13 +335,10 @@ def _load_all() -> None:
     if _LOADED:
         return
     import importlib
-    import importlib.util
 
     _LOADED.append(True)
-    for mod in TYPE_MODULES:
-        full = f"driftctl.resources.{mod}"
-        if importlib.util.find_spec(full) is not None:
-            importlib.import_module(full)
+    for mod in type_modules():
+        importlib.import_module(f"driftctl.resources.{mod}")
 
 
 def resource_types_for(resources: list[Resource]) -> dict[str, type[ResourceType]]:

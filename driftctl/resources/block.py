@@ -6,10 +6,11 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
+from driftctl.agent import block as agent_block
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, check_abs_path, register
-from driftctl.resources.file import agent_module, check_one_line, require_given
+from driftctl.resources.file import check_one_line, require_given
 
 DEFAULT_MARKER = "# {mark} DRIFTCTL MANAGED BLOCK "
 
@@ -50,6 +51,8 @@ class Block(ResourceType):
 
     name = "block"
     namevar = "name"
+    bake_phase = 5
+    bake_writer = "driftctl.bake.writers:bake_block"
     params = {
         "name": Param(str, "A free name for the resource (the title); part of the default marker.", required=True,
                       check=check_one_line),
@@ -73,8 +76,8 @@ class Block(ResourceType):
             return params
         if params.get("content") is None:
             raise ManifestError("block: parameter 'content' is required", location)
-        begin, end = agent_module("block").block_markers(params["marker"])
-        content = agent_module("block").block_normalize_content(params["content"])
+        begin, end = agent_block.block_markers(params["marker"])
+        content = agent_block.block_normalize_content(params["content"])
         for n, text in enumerate(content.split("\n"), 1):
             if text.rstrip() in (begin, end):
                 raise ManifestError(f"block: content line {n} is the block's own marker {text!r}", location)

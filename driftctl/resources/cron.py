@@ -6,10 +6,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from driftctl.agent import cron as agent_cron
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, register
-from driftctl.resources.file import agent_module, check_one_line, check_owner, require_given
+from driftctl.resources.file import check_one_line, check_owner, require_given
 
 SPECIALS = ("@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 TIME_FIELDS = ("minute", "hour", "day", "month", "weekday")
@@ -83,6 +84,8 @@ class Cron(ResourceType):
 
     name = "cron"
     namevar = "name"
+    bake_phase = 5
+    bake_writer = "driftctl.bake.writers:bake_cron"
     params = {
         "name": Param(str, "A free name for the job (the title), written in its marker comment.", required=True,
                       check=check_one_line),
@@ -130,7 +133,7 @@ class Cron(ResourceType):
     def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         if params.get("ensure") == "absent":
             return {"ensure": "absent", "entry": None}
-        return {"ensure": "present", "entry": "\n".join(agent_module("cron").cron_entry_lines(dict(params)))}
+        return {"ensure": "present", "entry": "\n".join(agent_cron.cron_entry_lines(dict(params)))}
 
     @classmethod
     def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,

@@ -56,6 +56,9 @@ class Directory(ResourceType):
 
     name = "directory"
     namevar = "path"
+    bake_phase = 3
+    bake_writer = "driftctl.bake.writers:bake_directory"
+    keeps_managed_below = True
     params = {
         "path": Param(str, "Absolute path of the directory (the title).", required=True, check=check_abs_path),
         "ensure": Param(str, "present or absent (removes an empty directory).", default="present",

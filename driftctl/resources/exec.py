@@ -115,6 +115,8 @@ class Exec(ResourceType):
 
     name = "exec"
     namevar = "name"
+    bake_phase = 0
+    bake_in_container = True  # bake converges it in a build container (or finds it in the base)
     refreshable = True
     verify_after_apply = False  # a command that ran is done for this apply, guards or not
     params: ClassVar[dict[str, Param]] = {

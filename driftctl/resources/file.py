@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,15 +15,6 @@ from driftctl.resources.base import Param, ResourceType, check_abs_path, check_m
 CONTENT_LIMIT = 256 * 1024
 
 _NAME_RE = re.compile(r"^[^\s:]+$")
-
-
-def agent_module(name: str) -> Any:
-    """An agent module, for the pure text functions the controller shares with the host.
-
-    Imported dynamically on purpose: agent modules are python-3.8 stdlib code that mypy does not check
-    (pyproject excludes driftctl/agent/), and a static import would make mypy follow into them.
-    """
-    return importlib.import_module(f"driftctl.agent.{name}")
 
 
 def check_owner(value: Any) -> str:
@@ -173,6 +163,8 @@ class File(ResourceType):
 
     name = "file"
     namevar = "path"
+    bake_phase = 4
+    bake_writer = "driftctl.bake.writers:bake_file"
     params = {
         "path": Param(str, "Absolute path of the file (the title).", required=True, check=check_abs_path),
         "ensure": Param(str, "present (a regular file) or absent.", default="present", choices=("present", "absent")),

@@ -30,6 +30,8 @@ class Group(ResourceType):
 
     name = "group"
     namevar = "name"
+    bake_phase = 1
+    bake_writer = "driftctl.bake.accounts:bake_group"
     params: ClassVar[dict[str, Param]] = {
         "name": Param(str, "the group name", required=True, check=check_account_name),
         "ensure": Param(str, "present or absent", default="present", choices=("present", "absent")),

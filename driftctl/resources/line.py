@@ -44,6 +44,8 @@ class Line(ResourceType):
 
     name = "line"
     namevar = "name"
+    bake_phase = 5
+    bake_writer = "driftctl.bake.writers:bake_line"
     params = {
         "name": Param(str, "A free name for the resource (the title).", required=True, check=check_one_line),
         "path": Param(str, "Absolute path of the file to edit.", required=True, check=check_abs_path),

@@ -73,6 +73,8 @@ class Package(ResourceType):
 
     name = "package"
     namevar = "name"
+    bake_phase = 0
+    bake_in_container = True  # bake converges it in a build container (or finds it in the base)
     params: ClassVar[dict[str, Param]] = {
         "name": Param(str, "the package name", required=True, check=check_package_name),
         "ensure": Param(str, "present, absent, latest or a version", default="present", check=check_ensure),

@@ -61,6 +61,8 @@ class Service(ResourceType):
 
     name = "service"
     namevar = "name"
+    bake_phase = 7
+    bake_writer = "driftctl.bake.writers:bake_service"
     refreshable = True
     params: ClassVar[dict[str, Param]] = {
         "name": Param(str, "service or unit name", required=True, check=check_service_name),

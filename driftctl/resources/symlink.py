@@ -38,6 +38,8 @@ class Symlink(ResourceType):
 
     name = "symlink"
     namevar = "path"
+    bake_phase = 4
+    bake_writer = "driftctl.bake.writers:bake_symlink"
     params = {
         "path": Param(str, "Absolute path of the link (the title).", required=True, check=check_abs_path),
         "target": Param(str, "What the link points at. Required unless ensure is absent.", check=check_target),

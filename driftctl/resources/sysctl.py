@@ -6,10 +6,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from driftctl.agent import sysctl as agent_sysctl
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, check_abs_path, register
-from driftctl.resources.file import agent_module, require_given
+from driftctl.resources.file import require_given
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+\-]*$")
 
@@ -63,6 +64,8 @@ class Sysctl(ResourceType):
 
     name = "sysctl"
     namevar = "key"
+    bake_phase = 5
+    bake_writer = "driftctl.bake.writers:bake_sysctl"
     params = {
         "key": Param(str, "The kernel parameter (the title).", required=True, check=check_key),
         "value": Param((str, int), "The value, as a string.", required=True, check=check_value),
@@ -84,7 +87,7 @@ class Sysctl(ResourceType):
 
     @classmethod
     def claims(cls, params: Mapping[str, Any]) -> list[str]:
-        return [f"sysctl:{agent_module('sysctl').sysctl_relpath(params['key'])}"]
+        return [f"sysctl:{agent_sysctl.sysctl_relpath(params['key'])}"]
 
     @classmethod
     def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,8 @@ class User(ResourceType):
 
     name = "user"
     namevar = "name"
+    bake_phase = 2
+    bake_writer = "driftctl.bake.accounts:bake_user"
     secret_fields = ("password",)
     params: ClassVar[dict[str, Param]] = {
         "name": Param(str, "the login name", required=True, check=check_account_name),

@@ -50,8 +50,17 @@ def test_fixtures_exist() -> None:
     ['from="10.0.0.0/8"', 'command="echo \\"a b\\"",no-pty', "no-pty", 'x="a b c"'],
 )
 def test_controller_and_agent_agree_on_where_options_end(options: str) -> None:
-    assert res_ak.options_end(options) == len(options)
+    assert res_ak.options_whole(options)
     assert agent_ak.split_options(options + " " + ED) == (options, ED)
+
+
+def test_options_quoting_is_written_once() -> None:
+    # the controller's check is the agent's split, asked a question: no second quoting loop
+    assert not hasattr(res_ak, "options_end")
+    # a trailing backslash escapes the space after it: the agent would read the key as options
+    assert agent_ak.split_options("no-pty\\ " + ED)[0] != "no-pty\\"
+    with pytest.raises(ManifestError, match="no space outside quotes"):
+        validate(options="no-pty\\")
 
 
 def validate(**raw: object) -> dict:
