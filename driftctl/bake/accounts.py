@@ -258,75 +258,108 @@ def bake_group(b: Baker, r: Resource) -> None:
 
 
 def bake_user(b: Baker, r: Resource) -> None:
-    acc, p, fs = b.accounts, agent_params(r), b.fs
-    name = p["name"]
-    row = acc.passwd.find(name)
+    """useradd / usermod / userdel on the image's databases, as the agent's apply does on a host."""
+    p = agent_params(r)
+    row = b.accounts.passwd.find(p["name"])
     if p.get("ensure", "present") == "absent":
-        if row is None:
-            return
-        acc.passwd.delete(name)
-        acc.shadow.delete(name)
-        for group in acc.groups_of(name):
-            acc.set_members(group, [m for m in acc.members(group) if m != name])
-        own = acc.group.find(name)
-        if own is not None and len(row) > 3 and own[2] == row[3] and not acc.members(name):
-            acc.group.delete(name)  # userdel removes the user's private group too
-            acc.gshadow.delete(name)
-        if p.get("manage_home") and len(row) > 5 and fs.exists(row[5]) and row[5] != "/":
-            fs.remove(b.path(row[5]))
+        if row is not None:
+            _remove_user(b, p, row)
         return
-    system = bool(p.get("system"))
     if row is None:
-        uid = p.get("uid")
-        if uid is None:
-            uid = acc.next_id("UID", system)
-        elif str(uid) in {r2[2] for r2 in acc.passwd.rows if len(r2) >= 3}:
-            raise b.fail(r, f"uid {uid} is already used in the image's {PASSWD}")
-        if p.get("group") is not None:
-            gid = acc.gid_of(p["group"])
-        elif acc.group.find(name) is not None:
-            gid = acc.gid_of(name)
-        else:  # USERGROUPS_ENAB: a private group of the same name, the same id when it is free
-            gid = acc.next_id("GID", system, prefer=uid)
-            acc.group.set([name, "x", str(gid), ""])
-            acc.gshadow.set([name, "!", "", ""])
-        home = p.get("home") or posixpath.join(_useradd_default(fs, "HOME", "/home"), name)
-        shell = p.get("shell") or _useradd_default(fs, "SHELL", "/bin/sh")
-        row = [name, "x", str(uid), str(gid), p.get("comment") or "", home, shell]
-        acc.passwd.set(row)
-        aging = ["", "", "", ""] if system else ["0", "99999", "7", ""]
-        acc.shadow.set([name, p.get("password") or "!", _shadow_day(b.epoch), *aging, "", ""])
-        if p.get("manage_home", True):
-            _make_home(b, r, home, uid, int(gid or 0))
+        _add_user(b, r, p)
     else:
-        row = list(row) + [""] * (7 - len(row))
-        if p.get("uid") is not None:
-            row[2] = str(p["uid"])
-        if p.get("group") is not None:
-            row[3] = str(acc.gid_of(p["group"]))
-        for key, index in (("comment", 4), ("home", 5), ("shell", 6)):
-            if p.get(key) is not None:
-                row[index] = p[key]
-        acc.passwd.set(row[:7])
-        if p.get("password") is not None:
-            srow = acc.shadow.find(name)
-            srow = list(srow) + [""] * (9 - len(srow)) if srow else [name, "", "", "", "", "", "", "", ""]
-            if srow[1] != p["password"]:
-                srow[1] = p["password"]
-                srow[2] = _shadow_day(b.epoch)
-            acc.shadow.set(srow[:9])
-    wanted = p.get("groups")
-    if wanted is not None:
-        for group in wanted:
-            if acc.group.find(group) is None:
-                raise b.fail(r, f"no group {group!r} in the image (declare it with a group resource)")
-            members = acc.members(group)
-            if name not in members:
-                acc.set_members(group, [*members, name])
-        if p.get("membership") == "inclusive":
-            for group in acc.groups_of(name):
-                if group not in wanted:
-                    acc.set_members(group, [m for m in acc.members(group) if m != name])
+        _update_user(b, p, row)
+    if p.get("groups") is not None:
+        _set_groups(b, r, p["name"], p["groups"], inclusive=p.get("membership") == "inclusive")
+
+
+def _remove_user(b: Baker, p: dict[str, Any], row: list[str]) -> None:
+    """userdel [-r]: the user, its memberships, its private group, and its home with manage_home."""
+    acc, name = b.accounts, p["name"]
+    acc.passwd.delete(name)
+    acc.shadow.delete(name)
+    for group in acc.groups_of(name):
+        acc.set_members(group, [m for m in acc.members(group) if m != name])
+    own = acc.group.find(name)
+    if own is not None and len(row) > 3 and own[2] == row[3] and not acc.members(name):
+        acc.group.delete(name)  # userdel removes the user's private group too
+        acc.gshadow.delete(name)
+    if p.get("manage_home") and len(row) > 5 and b.fs.exists(row[5]) and row[5] != "/":
+        b.fs.remove(b.path(row[5]))
+
+
+def _add_user(b: Baker, r: Resource, p: dict[str, Any]) -> None:
+    """useradd [-m]: a new uid (or the given one, if free), the primary group, shadow, the home."""
+    acc, fs, name = b.accounts, b.fs, p["name"]
+    system = bool(p.get("system"))
+    uid = p.get("uid")
+    if uid is None:
+        uid = acc.next_id("UID", system)
+    elif str(uid) in {r2[2] for r2 in acc.passwd.rows if len(r2) >= 3}:
+        raise b.fail(r, f"uid {uid} is already used in the image's {PASSWD}")
+    gid = _primary_gid(b, p, uid, system)
+    home = p.get("home") or posixpath.join(_useradd_default(fs, "HOME", "/home"), name)
+    shell = p.get("shell") or _useradd_default(fs, "SHELL", "/bin/sh")
+    acc.passwd.set([name, "x", str(uid), str(gid), p.get("comment") or "", home, shell])
+    aging = ["", "", "", ""] if system else ["0", "99999", "7", ""]
+    acc.shadow.set([name, p.get("password") or "!", _shadow_day(b.epoch), *aging, "", ""])
+    if p.get("manage_home", True):
+        _make_home(b, r, home, uid, int(gid or 0))
+
+
+def _primary_gid(b: Baker, p: dict[str, Any], uid: Any, system: bool) -> Any:
+    """The new user's group: the one named, else its own group if one exists, else a new private group
+    of the same name (USERGROUPS_ENAB), with the uid as gid when that is free."""
+    acc, name = b.accounts, p["name"]
+    if p.get("group") is not None:
+        return acc.gid_of(p["group"])
+    if acc.group.find(name) is not None:
+        return acc.gid_of(name)
+    gid = acc.next_id("GID", system, prefer=uid)
+    acc.group.set([name, "x", str(gid), ""])
+    acc.gshadow.set([name, "!", "", ""])
+    return gid
+
+
+def _update_user(b: Baker, p: dict[str, Any], row: list[str]) -> None:
+    """usermod: the fields the resource names, and the password (its change day with it)."""
+    acc = b.accounts
+    row = list(row) + [""] * (7 - len(row))
+    if p.get("uid") is not None:
+        row[2] = str(p["uid"])
+    if p.get("group") is not None:
+        row[3] = str(acc.gid_of(p["group"]))
+    for key, index in (("comment", 4), ("home", 5), ("shell", 6)):
+        if p.get(key) is not None:
+            row[index] = p[key]
+    acc.passwd.set(row[:7])
+    if p.get("password") is not None:
+        _set_password(b, p["name"], p["password"])
+
+
+def _set_password(b: Baker, name: str, password: str) -> None:
+    acc = b.accounts
+    srow = acc.shadow.find(name)
+    srow = list(srow) + [""] * (9 - len(srow)) if srow else [name, "", "", "", "", "", "", "", ""]
+    if srow[1] != password:
+        srow[1] = password
+        srow[2] = _shadow_day(b.epoch)
+    acc.shadow.set(srow[:9])
+
+
+def _set_groups(b: Baker, r: Resource, name: str, wanted: list[str], inclusive: bool) -> None:
+    """usermod -aG (and, with membership: inclusive, out of every group not wanted)."""
+    acc = b.accounts
+    for group in wanted:
+        if acc.group.find(group) is None:
+            raise b.fail(r, f"no group {group!r} in the image (declare it with a group resource)")
+        members = acc.members(group)
+        if name not in members:
+            acc.set_members(group, [*members, name])
+    if inclusive:
+        for group in acc.groups_of(name):
+            if group not in wanted:
+                acc.set_members(group, [m for m in acc.members(group) if m != name])
 
 
 def _make_home(b: Baker, r: Resource, home: str, uid: int, gid: int) -> None:
