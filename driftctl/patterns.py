@@ -178,44 +178,58 @@ def select(
     such parts simply contribute nothing (for site files evaluated against a --limit'ed fleet).
     """
     order = {name: i for i, name in enumerate(hosts)}
-    host_set = set(hosts)
     selected: list[str] = []
     for term in parse(pattern, location):
-        expr = term.expr
-        known = False  # names an existing group, even an empty one
-        if expr in ("all", "*") and term.subscript is None:
-            matched = list(hosts)
-            known = True
-        elif expr in host_set and not (_SPECIAL & set(expr)):
-            matched = [expr]
-        else:
-            rx = _matcher(expr)
-            found: set[str] = set()
-            group_hits = [g for g in groups if rx.match(g)]
-            known = bool(group_hits)
-            for g in group_hits:
-                found.update(groups[g])
-            # Like Ansible: hosts are matched too when no group was, or the part is a glob/regex.
-            if not group_hits or term.is_regex or (_SPECIAL & set(expr)):
-                found.update(h for h in hosts if rx.match(h))
-            matched = sorted((h for h in found if h in order), key=order.__getitem__)
+        matched, known = _match(term, hosts, order, groups)
         matched = _slice(matched, term.subscript, term, location, strict)
+        # excluding an existing but empty group is fine; any other part that matches nothing is a typo
         if not matched and strict and not (term.op == "!" and known):
-            if known:
-                raise InventoryError(f"host pattern {term.text!r} matches no host: the group is empty", location)
-            hint = _hint(expr, [*hosts, *groups])
-            if ":" in expr and "," in pattern:
-                hint = f"a pattern with ',' is split on ',' only: write {expr.replace(':', ',')!r}"
-            raise InventoryError(f"host pattern {term.text!r} matches no host or group", location, hint)
-        if term.op == "":
-            seen = set(selected)
-            selected.extend(h for h in matched if h not in seen)
-        elif term.op == "&":
-            keep = set(matched)
-            selected = [h for h in selected if h in keep]
-        else:
-            drop = set(matched)
-            selected = [h for h in selected if h not in drop]
+            raise _matches_nothing(term, pattern, known, [*hosts, *groups], location)
+        selected = _combine(selected, term.op, matched)
     if not selected and strict and hosts:
         raise InventoryError(f"host pattern {pattern!r} selects no host", location)
     return sorted(set(selected), key=order.__getitem__)
+
+
+def _match(
+    term: Term, hosts: Sequence[str], order: Mapping[str, int], groups: Mapping[str, Sequence[str]]
+) -> tuple[list[str], bool]:
+    """The hosts one part names, in inventory order (before its subscript), and whether it names an
+    existing group (even an empty one)."""
+    expr = term.expr
+    if expr in ("all", "*") and term.subscript is None:
+        return list(hosts), True
+    if expr in order and not (_SPECIAL & set(expr)):
+        return [expr], False
+    rx = _matcher(expr)
+    found: set[str] = set()
+    group_hits = [g for g in groups if rx.match(g)]
+    for g in group_hits:
+        found.update(groups[g])
+    # Like Ansible: hosts are matched too when no group was, or the part is a glob/regex.
+    if not group_hits or term.is_regex or (_SPECIAL & set(expr)):
+        found.update(h for h in hosts if rx.match(h))
+    return sorted((h for h in found if h in order), key=order.__getitem__), bool(group_hits)
+
+
+def _matches_nothing(
+    term: Term, pattern: str, known: bool, names: Sequence[str], location: Location | None
+) -> InventoryError:
+    if known:
+        return InventoryError(f"host pattern {term.text!r} matches no host: the group is empty", location)
+    hint = _hint(term.expr, names)
+    if ":" in term.expr and "," in pattern:
+        hint = f"a pattern with ',' is split on ',' only: write {term.expr.replace(':', ',')!r}"
+    return InventoryError(f"host pattern {term.text!r} matches no host or group", location, hint)
+
+
+def _combine(selected: list[str], op: Op, matched: list[str]) -> list[str]:
+    """Union a plain part, intersect an ``&`` part, take away a ``!`` part."""
+    if op == "":
+        seen = set(selected)
+        return selected + [h for h in matched if h not in seen]
+    if op == "&":
+        keep = set(matched)
+        return [h for h in selected if h in keep]
+    drop = set(matched)
+    return [h for h in selected if h not in drop]
