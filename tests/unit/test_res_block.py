@@ -1,19 +1,16 @@
-"""block: validation, pure diff, edit_block on captured cases (data/block/*.json), agent against tmp files."""
+"""block: validation, pure diff, agent against tmp files (edit_block cases: test_write_fixtures.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from driftctl.agent._core import Ctx, Failure
-from driftctl.agent.block import block_apply, block_observe, edit_block
+from driftctl.agent.block import block_apply, block_observe
 from driftctl.errors import Location, ManifestError
 from driftctl.resources import get_type
 
-DATA = Path(__file__).parent / "data" / "block"
-CASES = sorted(DATA.glob("*.json"))
 LOC = Location("manifests/site.yaml", 3)
 Block = get_type("block")
 assert Block is not None
@@ -27,21 +24,6 @@ def public(observed: dict) -> dict:
 def validate(**raw):
     locs = {k: Location("m.yaml", 10 + i) for i, k in enumerate(raw)}
     return Block.validate({"name": "hosts", "path": "/etc/hosts", **raw}, LOC, locs)
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_edit_block_cases(case: Path) -> None:
-    c = json.loads(case.read_text())
-    if "error" in c:
-        with pytest.raises(ValueError, match=c["error"]):
-            edit_block(c["text"], c["content"], c["begin"], c["end"], c["ensure"])
-        return
-    edit = edit_block(c["text"], c["content"], c["begin"], c["end"], c["ensure"])
-    assert edit.text == c["expected"]
-    assert edit.action == c["action"]
-    assert edit.old == c["old"]
-    again = edit_block(edit.text, c["content"], c["begin"], c["end"], c["ensure"])
-    assert again.action is None and again.text == edit.text
 
 
 def test_default_marker_and_content_normalised() -> None:

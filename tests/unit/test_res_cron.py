@@ -1,19 +1,16 @@
-"""cron: validation, entry rendering, pure diff, edit_cron on captured cases, agent on cron.d files in tmp."""
+"""cron: validation, entry rendering, pure diff, agent on cron.d files (edit_cron cases: test_write_fixtures.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from driftctl.agent._core import Ctx
-from driftctl.agent.cron import cron_apply, cron_entry_lines, cron_observe, edit_cron
+from driftctl.agent.cron import cron_apply, cron_entry_lines, cron_observe
 from driftctl.errors import Location, ManifestError
 from driftctl.resources import get_type
 
-DATA = Path(__file__).parent / "data" / "cron"
-CASES = sorted(DATA.glob("*.json"))
 LOC = Location("manifests/site.yaml", 4)
 Cron = get_type("cron")
 assert Cron is not None
@@ -27,17 +24,6 @@ def public(observed: dict) -> dict:
 def validate(**raw):
     locs = {k: Location("m.yaml", 30 + i) for i, k in enumerate(raw)}
     return Cron.validate({"name": "backup", **raw}, LOC, locs)
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_edit_cron_cases(case: Path) -> None:
-    c = json.loads(case.read_text())
-    edit = edit_cron(c["text"], c["name"], c["entry"], c["ensure"])
-    assert edit.text == c["expected"]
-    assert edit.action == c["action"]
-    assert edit.old == c["old"]
-    again = edit_cron(edit.text, c["name"], c["entry"], c["ensure"])
-    assert again.action is None and again.text == edit.text
 
 
 def test_entry_lines() -> None:

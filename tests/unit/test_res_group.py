@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from driftctl.agent import user as agent_user
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import get_type
@@ -17,13 +15,6 @@ CASES = sorted(DATA.glob("*.json"))
 LOC = Location("manifests/groups.yaml", 3)
 Group = get_type("group")
 assert Group is not None
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_parser_from_captured_output(case: Path) -> None:
-    spec = json.loads(case.read_text())
-    text = "".join(line + "\n" for line in spec["output"])
-    assert getattr(agent_user, spec["parser"])(text) == spec["expected"]
 
 
 def test_fixtures_exist() -> None:

@@ -1,8 +1,7 @@
-"""line: validation, pure diff, edit_line on captured cases (data/line/*.json), agent against tmp files."""
+"""line: validation, pure diff, agent against tmp files (edit_line cases: test_write_fixtures.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -31,18 +30,6 @@ def validate(**raw):
 
 
 # ---- pure edits from captured cases
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_edit_line_cases(case: Path) -> None:
-    c = json.loads(case.read_text())
-    edit = edit_line(c["text"], c["line"], c["match"], c["ensure"], c["after"])
-    assert edit.text == c["expected"]
-    assert edit.action == c["action"]
-    assert edit.old == c["old"]
-    # an edit converges in one step: applying it again changes nothing
-    again = edit_line(edit.text, c["line"], c["match"], c["ensure"], c["after"])
-    assert again.action is None and again.text == edit.text
 
 
 def test_there_are_enough_cases() -> None:

@@ -18,13 +18,6 @@ LOC = Location("manifests/site.yaml", 7)
 Package = get_type("package")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_parser_from_captured_output(case: Path) -> None:
-    spec = json.loads(case.read_text())
-    text = "".join(line + "\n" for line in spec["output"])
-    assert getattr(agent_package, spec["parser"])(text) == spec["expected"]
-
-
 def test_every_parser_has_fixtures() -> None:
     used = {json.loads(c.read_text())["parser"] for c in CASES}
     assert used == {"parse_dpkg_query", "parse_apt_cache_policy", "parse_rpm_query", "parse_apk_list",

@@ -21,14 +21,11 @@ assert Service is not None
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_parser_from_captured_output(case: Path) -> None:
+def test_systemd_state_from_captured_output(case: Path) -> None:
+    """The state read from ``systemctl show`` (the parse itself: test_write_fixtures)."""
     spec = json.loads(case.read_text())
-    if spec["parser"] == "sysv_enabled":
-        assert agent_service.sysv_enabled(spec["listing"], spec["name"]) is spec["expected"]
-        return
-    props = agent_service.parse_systemctl_show("".join(line + "\n" for line in spec["output"]))
-    assert props == spec["expected"]
-    assert agent_service.systemd_state(props) == spec["state"]
+    if spec["parser"] == "parse_systemctl_show":
+        assert agent_service.systemd_state(spec["expected"]) == spec["state"]
 
 
 def test_every_parser_has_fixtures() -> None:

@@ -34,14 +34,11 @@ def validate(key: str = "net.ipv4.ip_forward", **raw):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_edit_sysctl_cases(case: Path) -> None:
+def test_edit_sysctl_reads_back(case: Path) -> None:
+    """What an edit writes, the parser reads back as the value (the edit itself: test_write_fixtures)."""
     c = json.loads(case.read_text())
     edit = edit_sysctl(c["text"], c["key"], c["value"])
-    assert edit.text == c["expected"]
-    assert edit.action == c["action"]
-    assert edit.old == c["old"]
     assert sysctl_parse(edit.text)[sysctl_relpath(c["key"])] == " ".join(c["value"].split())
-    assert edit_sysctl(edit.text, c["key"], c["value"]).action is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,120 @@
+"""The one table of resource types: each type's class names its halves, every list is derived.
+
+A type is its controller class (driftctl/resources/), its agent module (driftctl/agent/, registering
+the same name), its bake writer or an explicit "needs a build container", and its fixture folder
+(tests/unit/data/<type>/). The shipped agent program is every agent module, each after the modules
+it imports: this checks that the imports say everything the order has to know.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+import inspect
+import symtable
+from pathlib import Path
+
+import pytest
+
+from driftctl import agent
+from driftctl.agent import _core
+from driftctl.bake import build, writers
+from driftctl.resources.base import ResourceType, all_types, type_modules
+
+TYPES = all_types()
+AGENT_DIR = Path(agent.__file__).parent
+DATA = Path(__file__).parent / "data"
+SHIPPED = sorted(p.stem for p in AGENT_DIR.glob("*.py") if p.name != "__init__.py")
+
+# the hand-kept list the program was assembled from before it was derived (commit 1397546)
+OLD_AGENT_MODULES = ["_core", "facts", "file", "directory", "symlink", "line", "block", "cron", "sysctl", "user",
+                     "group", "authorized_key", "package", "service", "exec", "watch", "_main"]
+OLD_PHASES = {"package": 0, "exec": 0, "group": 1, "user": 2, "directory": 3, "file": 4, "symlink": 4,
+              "line": 5, "block": 5, "cron": 5, "sysctl": 5, "authorized_key": 6, "service": 7}
+
+
+def _imports(module: str) -> set[str]:
+    tree = ast.parse((AGENT_DIR / f"{module}.py").read_text())
+    return {n.module.rsplit(".", 1)[1] for n in tree.body
+            if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("driftctl.agent.")}
+
+
+def test_every_type_module_holds_its_type() -> None:
+    assert type_modules() == sorted(t.__module__.rsplit(".", 1)[1] for t in TYPES.values())
+    assert sorted(TYPES) == sorted(OLD_PHASES)
+
+
+@pytest.mark.parametrize("name", sorted(TYPES))
+def test_type_has_all_its_halves(name: str) -> None:
+    rtype: type[ResourceType] = TYPES[name]
+    # the agent half: a module of driftctl/agent/ that registers observe/apply under the same name
+    module = importlib.import_module(f"driftctl.agent.{rtype.agent_module}")
+    assert rtype.agent_module in agent.AGENT_MODULES
+    handler = _core.TYPES[name]
+    assert handler.observe.__module__ == module.__name__ and handler.apply.__module__ == module.__name__
+    assert bool(handler.refresh) == rtype.refreshable, "notify means something exactly when the agent refreshes"
+    # the bake half: a writer taking (Baker, Resource), or an explicit "needs a build container"
+    assert "bake_phase" in rtype.__dict__, f"{name} says nothing about its bake phase"
+    assert (rtype.bake_writer is None) == rtype.bake_in_container, f"{name}: a bake writer or a build container"
+    if rtype.bake_writer is not None:
+        fn = writers.writers()[name]
+        assert list(inspect.signature(fn).parameters) == ["b", "r"]
+    # the fixtures: a folder of cases, write side ("params + observed -> changes") included
+    assert list((DATA / name / "changes").glob("*.json")), f"tests/unit/data/{name}/changes/ has no case"
+
+
+def test_bake_tables_are_derived_as_they_were() -> None:
+    assert {n: build._phase(n) for n in TYPES} == OLD_PHASES
+    assert {n for n in TYPES if build._in_container(n)} == {"package", "exec"}
+    assert set(writers.writers()) == set(TYPES) - {"package", "exec"}
+
+
+def test_agent_modules_are_every_module_each_after_its_imports() -> None:
+    order = agent.AGENT_MODULES
+    assert sorted(order) == SHIPPED == sorted(OLD_AGENT_MODULES)
+    assert order[0] == "_core" and order[-1] == "_main"  # _main runs the program: everything is defined
+    for i, module in enumerate(order):
+        assert _imports(module) <= set(order[:i]), f"{module} is shipped before a module it imports"
+
+
+def test_agent_imports_say_all_the_order_must_know() -> None:
+    # every global name a module uses is its own, imported, or a builtin: so ordering by the imports
+    # defines every name before use, as the hand-kept order did
+    for module in SHIPPED:
+        source = (AGENT_DIR / f"{module}.py").read_text()
+        top = symtable.symtable(source, f"{module}.py", "exec")
+        defined = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+        used: set[str] = set()
+        stack = [top]
+        while stack:
+            table = stack.pop()
+            stack.extend(table.get_children())
+            used |= {s.get_name() for s in table.get_symbols()
+                     if s.is_referenced() and (s.is_global() or table is top)}
+        unknown = used - defined - set(dir(builtins)) - {"__name__", "__file__"}
+        assert not unknown, f"agent/{module}.py uses {sorted(unknown)} without importing them"
+    # and no two modules define one top-level name (the later would win: the order would matter)
+    seen: dict[str, str] = {}
+    for module in SHIPPED:
+        table = symtable.symtable((AGENT_DIR / f"{module}.py").read_text(), module, "exec")
+        for s in table.get_symbols():
+            name = s.get_name()
+            if s.is_assigned() and not s.is_imported():
+                assert seen.setdefault(name, module) == module, f"{name} is defined by {seen[name]} and {module}"
+
+
+def test_shipped_program_defines_names_before_use() -> None:
+    source = agent.program_source()
+    code = compile(source, "driftctl-agent", "exec")
+    namespace: dict[str, object] = {"__name__": "driftctl_agent_under_test"}  # everything but running main()
+    exec(code, namespace)
+    assert sorted(namespace["TYPES"]) == sorted(TYPES)  # type: ignore[call-overload]
+    assert all(f"# ---- {m}.py\n" in source for m in agent.AGENT_MODULES)
+
+
+def test_controller_imports_agent_modules_visibly() -> None:
+    for path in Path(importlib.import_module("driftctl.resources").__path__[0]).glob("*.py"):
+        assert "importlib" not in path.read_text() or path.name == "base.py", path
+    text = Path(writers.__file__).read_text()
+    assert 'agent_module("' not in text, "bake writers import the agent modules they use"
