@@ -65,66 +65,79 @@ def _case(suite: ET.Element, host: str, name: str, time: str) -> ET.Element:
 
 
 def render(doc: Mapping[str, Any]) -> str:
-    command = str(doc.get("command", ""))
     root = ET.Element("testsuites", {"name": title(doc)})
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for h in hosts(doc):
-        name = str(h.get("name", "?"))
-        suite = ET.SubElement(root, "testsuite", {"name": name})
-        if doc.get("started"):
-            suite.set("timestamp", str(doc["started"]).removesuffix("Z"))
-        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-        props = ET.SubElement(suite, "properties")
-        ET.SubElement(props, "property", {"name": "status", "value": str(h.get("status", ""))})
-        ET.SubElement(props, "property", {"name": "inventory", "value": str(doc.get("inventory", ""))})
-        if h.get("status") == "unreachable" or (h.get("status") == "failed" and h.get("error")):
-            case = _case(suite, name, f"host:{name}", _time(h.get("duration")))
-            err = ET.SubElement(case, "error", {"type": str(h.get("status")),
-                                                "message": f"{h.get('status')}: {h.get('error') or ''}".rstrip(": ")})
-            err.text = str(h.get("error") or "")
-            counts["tests"] += 1
-            counts["errors"] += 1
-        for r in resources(h):
-            case = _case(suite, name, str(r.get("id", "?")), "0.000")
-            counts["tests"] += 1
-            outcome = _outcome(command, r)
-            body = _body(r)
-            if outcome is None:
-                if body:
-                    ET.SubElement(case, "system-out").text = body
-                continue
-            element, kind, message = outcome
-            node = ET.SubElement(case, element, {"message": message})
-            if element != "skipped":
-                node.set("type", kind)
-                node.text = body
-                counts["failures"] += 1
-            else:
-                counts["skipped"] += 1
-        for u in unmanaged(h):
-            case = _case(suite, name, f"unmanaged:{u.get('path')}", "0.000")
-            counts["tests"] += 1
-            message = f"unmanaged change: {unmanaged_line(u)}"
-            if u.get("ignored"):
-                ET.SubElement(case, "skipped", {"message": f"ignored {message} ({u['ignored']})"})
-                counts["skipped"] += 1
-            else:
-                node = ET.SubElement(case, "failure", {"type": "unmanaged", "message": message})
-                node.text = message + (f"\nsince {u['since']} ({u.get('runs') or 1} drift run(s))\n"
-                                       if u.get("since") else "\n")
-                counts["failures"] += 1
-        for key, value in counts.items():
-            suite.set(key, str(value))
+        for key, value in _suite(root, doc, h).items():
             totals[key] += value
-        suite.set("time", _time(h.get("duration")))
     for key, value in totals.items():
         root.set(key, str(value))
-    total_time = duration(doc)
-    root.set("time", _time(total_time))
+    root.set("time", _time(duration(doc)))
     ET.indent(root)
     # ElementTree escapes text and attributes (&, <, >, quotes, and newlines in attributes); characters
     # XML 1.0 cannot carry at all (control characters in a captured file) are replaced first.
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(_clean(root), encoding="unicode") + "\n"
+
+
+def _suite(root: ET.Element, doc: Mapping[str, Any], h: Mapping[str, Any]) -> dict[str, int]:
+    """One host's testsuite: the host itself when it failed as a whole, each resource, each unmanaged
+    change. Returns its counts."""
+    name = str(h.get("name", "?"))
+    suite = ET.SubElement(root, "testsuite", {"name": name})
+    if doc.get("started"):
+        suite.set("timestamp", str(doc["started"]).removesuffix("Z"))
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", {"name": "status", "value": str(h.get("status", ""))})
+    ET.SubElement(props, "property", {"name": "inventory", "value": str(doc.get("inventory", ""))})
+    outcomes: list[str | None] = []  # per test case: "failures", "errors", "skipped" or None (passed)
+    if h.get("status") == "unreachable" or (h.get("status") == "failed" and h.get("error")):
+        outcomes.append(_host_case(suite, name, h))
+    outcomes += [_resource_case(suite, name, str(doc.get("command", "")), r) for r in resources(h)]
+    outcomes += [_unmanaged_case(suite, name, u) for u in unmanaged(h)]
+    counts = {"tests": len(outcomes), "failures": 0, "errors": 0, "skipped": 0}
+    for outcome in outcomes:
+        if outcome is not None:
+            counts[outcome] += 1
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    suite.set("time", _time(h.get("duration")))
+    return counts
+
+
+def _host_case(suite: ET.Element, name: str, h: Mapping[str, Any]) -> str:
+    case = _case(suite, name, f"host:{name}", _time(h.get("duration")))
+    err = ET.SubElement(case, "error", {"type": str(h.get("status")),
+                                        "message": f"{h.get('status')}: {h.get('error') or ''}".rstrip(": ")})
+    err.text = str(h.get("error") or "")
+    return "errors"
+
+
+def _resource_case(suite: ET.Element, name: str, command: str, r: Mapping[str, Any]) -> str | None:
+    case = _case(suite, name, str(r.get("id", "?")), "0.000")
+    outcome = _outcome(command, r)
+    body = _body(r)
+    if outcome is None:
+        if body:
+            ET.SubElement(case, "system-out").text = body
+        return None
+    element, kind, message = outcome
+    node = ET.SubElement(case, element, {"message": message})
+    if element == "skipped":
+        return "skipped"
+    node.set("type", kind)
+    node.text = body
+    return "failures"
+
+
+def _unmanaged_case(suite: ET.Element, name: str, u: Mapping[str, Any]) -> str:
+    case = _case(suite, name, f"unmanaged:{u.get('path')}", "0.000")
+    message = f"unmanaged change: {unmanaged_line(u)}"
+    if u.get("ignored"):
+        ET.SubElement(case, "skipped", {"message": f"ignored {message} ({u['ignored']})"})
+        return "skipped"
+    node = ET.SubElement(case, "failure", {"type": "unmanaged", "message": message})
+    node.text = message + (f"\nsince {u['since']} ({u.get('runs') or 1} drift run(s))\n" if u.get("since") else "\n")
+    return "failures"
 
 
 def _xml_char(ch: str) -> bool:
