@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,7 +17,6 @@ from driftctl.cli.common import fleet_options, inventory_argument, load_context,
 from driftctl.facts import gather
 from driftctl.model import HostResult, RunResult
 
-PIPE_WIDTH = 400
 STATUS_STYLE = {"ok": "green", "unreachable": "bold red", "failed": "bold red"}
 
 
@@ -55,11 +53,7 @@ def facts_table(hosts: list[HostResult]) -> Table:
 
 def show(run: RunResult) -> None:
     if run.hosts:
-        # Piped or under cron there is no terminal width to respect: keep one host per line for grep.
-        console = ui.out
-        if not console.is_terminal:
-            console = Console(file=ui.out.file, width=PIPE_WIDTH, no_color=ui.out.no_color, highlight=False)
-        console.print(facts_table(run.hosts))
+        ui.table_out().print(facts_table(run.hosts))  # piped: one host per line, for grep
     problems = [h for h in run.hosts if h.status != "ok"]
     for h in problems:
         ui.out.print(f"[bold]{escape(h.host)}[/]: [bold red]{h.status}[/]: {escape(h.error or '')}")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -23,7 +22,6 @@ EVENT_STYLE = {
     "applied": "yellow", "failed": "bold red", "host-failed": "bold red", "unreachable": "bold red",
     "drift-found": "magenta", "drift-resolved": "green",
 }
-PIPE_WIDTH = 400
 _AGO = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -55,9 +53,7 @@ def _when(dt: datetime) -> str:
 
 
 def _timeline(key: str, store: Store, events: list[HistoryEvent], open_drift: list[DriftEpisode]) -> None:
-    # Piped or under cron there is no terminal width to respect: one event per line, for grep.
-    console = ui.out if ui.out.is_terminal else Console(
-        file=ui.out.file, width=PIPE_WIDTH, no_color=ui.out.no_color, highlight=False)
+    console = ui.table_out()  # piped or under cron: one event per line, for grep
     if not events:
         console.print(f"No history for {escape(key)} in {escape(store.url)}.")
     else:

@@ -25,6 +25,17 @@ out = _console(sys.stdout)
 err = _console(sys.stderr)
 
 
+PIPE_WIDTH = 400
+
+
+def table_out() -> Console:
+    """Where tables go: ``out`` at a terminal; piped or under cron, where there is no width to respect,
+    a console wide enough that each row stays on one line, for grep."""
+    if out.is_terminal:
+        return out
+    return Console(file=out.file, width=PIPE_WIDTH, no_color=out.no_color, highlight=False)
+
+
 def error(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 
