@@ -439,7 +439,7 @@ def probe_item(p: Planned, catalog: Catalog) -> dict[str, Any]:
     params = dict(p.rtype.agent_params(p.resource.params))
     params["_want_content"] = not p.resource.sensitive
     params["_sensitive"] = p.resource.sensitive
-    if getattr(p.rtype, "keeps_managed_below", p.resource.type == "directory"):  # TODO(after the type table)
+    if p.rtype.keeps_managed_below:
         params["_managed"] = managed_below(str(p.resource.params.get("path", "")), catalog.resources)
     return {"id": p.id, "type": p.resource.type, "params": params}
 
