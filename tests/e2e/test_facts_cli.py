@@ -112,6 +112,8 @@ def test_unknown_host_key_then_trust_on_first_use(fleet: Any, run: Any, tmp_path
     accepted = run("facts", str(inv), "--accept-new-host-keys")
     assert accepted.returncode == 0, accepted.stdout
     assert "trusted new host key" in accepted.stderr and f"[127.0.0.1]:{fh.port}" in accepted.stderr
+    # shown once, the way every warning is (the core logs it, the UI shows it)
+    assert accepted.stderr.count("warning: newbox: trusted new host key") == 1
     own = tmp_path / "state" / "driftctl" / "known_hosts"
     assert f"[127.0.0.1]:{fh.port} " in own.read_text()
     again = run("facts", str(inv))
