@@ -79,16 +79,18 @@ def open_from_flags(state_dir: str | None, state: str | None) -> Store:
 
 
 def transport_options(settings: Settings) -> TransportOptions:
+    """Every transport's settings from driftctl's (only SSH has any)."""
     from driftctl.transport import sshpolicy
+    from driftctl.transport.options import SSHOptions
 
     sshpolicy.parse(settings.ssh_algorithms)  # a bad value is an input error before any host is contacted
-    return TransportOptions(
+    return TransportOptions(ssh=SSHOptions(
         known_hosts=list(settings.known_hosts),
         own_known_hosts=settings.own_known_hosts,
         accept_new_host_keys=settings.accept_new_host_keys,
         ssh_config=settings.ssh_config,
         ssh_algorithms=settings.ssh_algorithms,
-    )
+    ))
 
 
 def apply_timeouts(hosts: list[Host], settings: Settings, flags: dict[str, Any]) -> list[Host]:
