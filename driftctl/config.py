@@ -89,6 +89,8 @@ def _coerce(name: str, value: Any, where: Location) -> Any:
                 return tuple(v for v in value.split(os.pathsep) if v)
             return tuple(str(v) for v in value)
         return None if value is None else str(value)
+    except ConfigError:
+        raise  # already says what is wrong and where (an unknown SSH algorithm...)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name}: invalid value {value!r}", where) from None
 

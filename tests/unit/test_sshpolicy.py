@@ -299,3 +299,4 @@ def test_a_bad_setting_in_driftctl_yaml_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load(cwd=tmp_path)
     assert "driftctl.yaml" in str(caught.value) and "rot13" in str(caught.value)
+    assert "invalid value" not in str(caught.value)  # the policy's own words: what is unknown, and why
