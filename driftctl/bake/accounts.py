@@ -13,6 +13,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from driftctl.agent import authorized_key as agent_ak
 from driftctl.bake.fs import Entry, ImageFS
 from driftctl.errors import BakeError
 from driftctl.model import Resource
@@ -394,10 +395,7 @@ def _make_home(b: Baker, r: Resource, home: str, uid: int, gid: int) -> None:
 
 
 def bake_authorized_key(b: Baker, r: Resource) -> None:
-    from driftctl.bake.writers import agent_module
-
-    ak = agent_module("authorized_key")
-    format_key_line, parse_authorized_keys = ak.format_key_line, ak.parse_authorized_keys
+    format_key_line, parse_authorized_keys = agent_ak.format_key_line, agent_ak.parse_authorized_keys
     acc, p, fs = b.accounts, agent_params(r), b.fs
     row = acc.passwd.find(p["user"])
     if row is None or len(row) < 6:

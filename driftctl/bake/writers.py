@@ -26,13 +26,6 @@ from driftctl.bake.fs import Entry, ImageFS
 from driftctl.errors import BakeError
 from driftctl.model import Resource
 
-
-def agent_module(name: str) -> Any:
-    """An agent module (driftctl/agent/NAME.py). Kept for bake/accounts.py only, until it imports
-    ``driftctl.agent.authorized_key`` itself as this module imports the ones it uses."""
-    return importlib.import_module(f"driftctl.agent.{name}")
-
-
 Writer = Callable[["Baker", Resource], None]
 
 

@@ -44,7 +44,7 @@ class Res:
 
     def item(self, managed: list[str] | None = None) -> dict[str, Any]:
         params = self.type.agent_params(self.params)
-        if self.type.name == "directory":
+        if self.type.keeps_managed_below:
             params["_managed"] = managed or []
         return {"id": self.id, "type": self.type.name, "params": params}
 
@@ -71,7 +71,7 @@ def probe(host: Any, *resources: Res, managed: list[str] | None = None) -> dict[
 
 def plan(host: Any, *resources: Res, managed: list[str] | None = None) -> dict[str, list[Change]]:
     observed = probe(host, *resources, managed=managed)
-    return {r.id: r.type.diff(r.desired(), observed[r.id]) for r in resources}
+    return {r.id: r.type.diff(r.desired(), observed[r.id], params=r.params) for r in resources}
 
 
 def apply(host: Any, *resources: Res, managed: list[str] | None = None) -> dict[str, Any]:

@@ -227,7 +227,7 @@ def test_authorized_key_then_ssh_in(fresh_host: Any, tmp_path: Path) -> None:
     assert probe(fresh_host, carol_key)[carol_key.id] == {"error": "no such user: carol"}
     results = apply(fresh_host, carol, carol_key, deferred=(carol_key,))
     assert [results[r.id]["status"] for r in (carol, carol_key)] == ["changed", "changed"], results
-    assert results[carol_key.id]["before"] == {"ensure": "absent"}
+    assert results[carol_key.id]["before"] == {"ensure": "absent", "_cas": None}  # no file yet: it must not appear
     assert ssh_as(fresh_host, "carol", key) == "carol"
 
     # never through a symlink in the user's home: mallory points ~/.ssh at root's, where a naive
