@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from driftctl import agent, fingerprint
+from driftctl import fingerprint, ship
 from driftctl.config import Settings
 from driftctl.content import Blob
 from driftctl.errors import (
@@ -259,7 +259,7 @@ class Engine:
                 facts = plan.facts
             else:
                 self.on_event(Event("phase", host.name, "facts"))
-                facts = agent.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3)["facts"]
+                facts = ship.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3)["facts"]
                 round_trips += 1
             catalog = self._render(host, facts)
         self.on_event(Event("phase", host.name, "probe"))
@@ -324,7 +324,7 @@ class Engine:
         # the last resort above the agent's per-resource limit: that long without a record from it
         own = [t for p in plan.items if isinstance(t := p.resource.params.get("timeout"), (int, float))]
         silence = max(plan.host.connection.command_timeout, max([self.settings.resource_timeout, *own]) + 60)
-        applied = agent.apply(transport, request, blobs, abort=self.abort, kill=self.kill, grace=self.abort_grace,
+        applied = ship.apply(transport, request, blobs, abort=self.abort, kill=self.kill, grace=self.abort_grace,
                               timeout=silence)
         plan.round_trips += 1
         plan.interrupted = ("aborted" if applied.aborted else "connection lost") if applied.cut else None
@@ -418,7 +418,7 @@ class AgentObserver:
         self.transport = transport
 
     def probe(self, request: dict[str, Any]) -> dict[str, Any]:
-        return agent.call(self.transport, {"op": "probe", **request})
+        return ship.call(self.transport, {"op": "probe", **request})
 
 
 def planned(resource: Resource) -> Planned:

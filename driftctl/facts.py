@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from driftctl import agent
+from driftctl import ship
 from driftctl.errors import ConnectError, DriftctlError, HostError
 from driftctl.model import Host, HostResult
 from driftctl.parallel import Outcome, run_hosts
@@ -25,7 +25,7 @@ def gather_one(
     started = time.monotonic()
     try:
         with transport_factory(host, options) as transport:
-            answer = agent.call(transport, {"op": "facts"}, timeout=host.connection.command_timeout)
+            answer = ship.call(transport, {"op": "facts"}, timeout=host.connection.command_timeout)
         result = HostResult(host.name, "ok", facts=answer.get("facts", {}), round_trips=1)
     except ConnectError as e:  # unreachable, host key, authentication
         result = HostResult(host.name, "unreachable", error=e.message)

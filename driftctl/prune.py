@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from driftctl import agent
+from driftctl import ship
 from driftctl.errors import ConnectError, DriftctlError, ExitCode, HostError
 from driftctl.model import Host
 from driftctl.parallel import Outcome, run_hosts
@@ -60,7 +60,7 @@ def prune_host(host: Host, options: TransportOptions, policy: BackupPolicy,
     started = time.monotonic()
     try:
         with transport_factory(host, options) as transport:
-            answer = agent.call(transport, policy.request(), timeout=host.connection.command_timeout)
+            answer = ship.call(transport, policy.request(), timeout=host.connection.command_timeout)
         counts = answer.get("prune")
         if not isinstance(counts, dict):
             raise HostError(host.name, "the agent answered no prune counts")

@@ -87,7 +87,7 @@ def _base_in_podman(image: Image, ref: str) -> Iterator[str]:
 
 
 def _agent(container: str, request: dict[str, Any]) -> dict[str, Any]:
-    from driftctl.agent import command, program_bytes
+    from driftctl.ship import command, program_bytes
 
     # protocol 1: one answer document, no frames (nothing streams into a build container)
     payload = json.dumps({"v": 1, **request}, separators=(",", ":")).encode()

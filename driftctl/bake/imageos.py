@@ -498,7 +498,7 @@ class ImageGrp:
 
 def agent_namespace(fs: ImageFS) -> dict[str, Any]:
     """The agent program loaded with its filesystem and account lookups pointed at ``fs``."""
-    from driftctl.agent import program_source
+    from driftctl.ship import program_source
 
     ns: dict[str, Any] = {"__name__": "driftctl_agent_image", "__builtins__": builtins}
     exec(_compiled(program_source()), ns)  # noqa: S102 - our own agent program, run against a view

@@ -14,7 +14,7 @@ from typing import Any
 
 from _fleet_podman import podman
 
-from driftctl import agent as agentlib
+from driftctl import ship as agentlib
 from driftctl.model import ConnectionSpec, Host
 from driftctl.transport.base import CommandResult
 

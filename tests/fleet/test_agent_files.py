@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from driftctl import agent as agentlib
+from driftctl import ship as agentlib
 from driftctl.agent._core import backup_key
 from driftctl.errors import Location
 from driftctl.model import Change

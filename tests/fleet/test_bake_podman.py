@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from driftctl.agent import command, program_bytes
 from driftctl.bake import bake, image_observe, load_image, open_image, verify
 from driftctl.bake.fs import ImageFS
 from driftctl.bake.observe import agent_item
 from driftctl.errors import Location
 from driftctl.model import Catalog, Resource
 from driftctl.resources.base import get_type
+from driftctl.ship import command, program_bytes
 
 pytestmark = [pytest.mark.fleet, pytest.mark.podman, pytest.mark.slow]
 

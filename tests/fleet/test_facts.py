@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from driftctl import agent
+from driftctl import ship as agent
 from driftctl.errors import CommandTimeout
 from driftctl.facts import gather
 from driftctl.model import ConnectionSpec, Host, RunResult

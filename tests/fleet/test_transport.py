@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from driftctl import agent
+from driftctl import ship as agent
 from driftctl.errors import AuthError, CommandTimeout, ConnectError, HostKeyError
 from driftctl.model import ConnectionSpec, Host
 from driftctl.transport import TransportOptions, get_transport

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from driftctl import agent
+from driftctl import ship as agent
+from driftctl.agent import file as agent_file
 from driftctl.agent._core import Ctx, Failure, backup_key
 from driftctl.agent.file import file_apply, file_observe
 from driftctl.errors import Location, ManifestError
@@ -343,7 +344,7 @@ def test_interrupted_write_leaves_the_old_file_intact(tmp_path: Path, how: str) 
 
 @pytest.mark.parametrize("module", MY_AGENT_MODULES)
 def test_agent_module_is_python38_syntax(module: str) -> None:
-    source = (Path(agent.__file__).parent / f"{module}.py").read_text()
+    source = (Path(agent_file.__file__).parent / f"{module}.py").read_text()
     ast.parse(source, feature_version=(3, 8))
 
 

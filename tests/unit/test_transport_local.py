@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from driftctl import agent
+from driftctl import ship as agent
 from driftctl.errors import AuthError, CommandTimeout, ConnectError, InventoryError
 from driftctl.facts import gather
 from driftctl.model import ConnectionSpec, Host

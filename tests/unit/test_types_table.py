@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from driftctl import agent
+from driftctl import ship as agent
 from driftctl.agent import _core
 from driftctl.bake import build, writers
 from driftctl.resources.base import ResourceType, all_types, type_modules
 
 TYPES = all_types()
-AGENT_DIR = Path(agent.__file__).parent
+AGENT_DIR = Path(_core.__file__).parent
 DATA = Path(__file__).parent / "data"
 SHIPPED = sorted(p.stem for p in AGENT_DIR.glob("*.py") if p.name != "__init__.py")
 
@@ -118,3 +118,28 @@ def test_controller_imports_agent_modules_visibly() -> None:
         assert "importlib" not in path.read_text() or path.name == "base.py", path
     text = Path(writers.__file__).read_text()
     assert 'agent_module("' not in text, "bake writers import the agent modules they use"
+
+
+def test_shipped_modules_import_only_the_standard_library_and_each_other() -> None:
+    """What ships to hosts needs nothing but the host's python3: every import of every agent module (at
+    any depth, also inside functions) is the standard library or another agent module; the package's
+    __init__ imports nothing (the shipper lives in driftctl/ship.py)."""
+    import sys
+
+    bad = []
+    for path in sorted(AGENT_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if name.startswith("driftctl.agent.") or (top in sys.stdlib_module_names and top != "driftctl"):
+                    if path.name == "__init__.py":
+                        bad.append(f"{path.name}: imports {name}")
+                    continue
+                bad.append(f"{path.name}: imports {name}")
+    assert not bad, "\n".join(bad)

@@ -1,0 +1,244 @@
+"""The agent as the controller ships and calls it: the program, one call, one streamed apply.
+
+The agent program (driftctl/agent/, stdlib only) is assembled here from the modules of that package
+(``AGENT_MODULES``: every module, each after the modules it imports, ``_main`` last), compressed, and
+sent over the channel's stdin with the request; the host's python3 (>= 3.8) decompresses and runs it.
+``call()`` is one round trip that answers one document (facts, probe, prune); ``apply()`` streams the
+contents in frames and collects the agent's records as they arrive (protocol 2: driftctl/agent/_main.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from driftctl.content import Blob
+from driftctl.errors import AgentError, CommandAborted, CommandTimeout, ConnectionLost, HostLockedError
+from driftctl.transport.base import CommandResult, Feed, Transport
+
+PROTOCOL_VERSION = 2
+AGENT_PACKAGE = "driftctl.agent"
+
+# What a module of this package uses from another it imports (``from driftctl.agent.file import ...``):
+# those lines are the only statement of the order, so the program is ordered from them.
+_AGENT_IMPORT = re.compile(r"^from (?:driftctl\.agent\.|\.)(\w+) import", re.MULTILINE)
+_FIRST, _LAST = "_core", "_main"  # the base every module uses; the entry point, which runs the program
+
+
+def agent_modules() -> list[str]:
+    """Every module of this package in shipping order: ``_core`` first, each module after the modules
+    it imports (by name where nothing else decides), ``_main`` last (it runs the program, so every
+    other module, ``watch`` included, must be defined before it).
+
+    A new resource type's agent module is shipped by being here; it is placed by its own imports.
+    """
+    pkg = resources.files(AGENT_PACKAGE)
+    imports: dict[str, list[str]] = {}
+    for entry in pkg.iterdir():
+        if entry.name.endswith(".py") and entry.name != "__init__.py":
+            imports[entry.name[:-3]] = sorted(set(_AGENT_IMPORT.findall(entry.read_text(encoding="utf-8"))))
+    order: list[str] = []
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order or name == _LAST:
+            return
+        if name in visiting:
+            raise ValueError(f"agent modules import each other in a circle: {' -> '.join([*visiting, name])}")
+        if name not in imports:
+            raise ValueError(f"agent module {visiting[-1]} imports {name}, which is not in driftctl/agent/")
+        visiting.append(name)
+        for dep in imports[name]:
+            visit(dep)
+        visiting.pop()
+        order.append(name)
+
+    for name in [_FIRST, *sorted(imports)]:
+        visit(name)
+    return [*order, _LAST]
+
+
+AGENT_MODULES = agent_modules()
+
+# Reads exactly the compressed program from fd 0, unbuffered, so the request and the frames behind it
+# stay in the pipe for the agent's own reader.
+LAUNCHER = (
+    "import os,sys,zlib\n"
+    "n=int(sys.argv[1]);b=b''\n"
+    "while len(b)<n:\n"
+    " c=os.read(0,n-len(b))\n"
+    " if not c:break\n"
+    " b+=c\n"
+    "exec(compile(zlib.decompress(b),'driftctl-agent','exec'))"
+)
+
+_LOCAL_IMPORT = re.compile(r"^(from (driftctl\.agent|\.)\S* import .*|from __future__ import .*)$")
+# the same imports written over several lines: ``from driftctl.agent._core import (\n a,\n b,\n)``
+_LOCAL_IMPORT_BLOCK = re.compile(r"^from (driftctl\.agent|\.)\S* import \([^)]*\)[ \t]*$", re.MULTILINE)
+
+
+@functools.cache
+def program_source() -> str:
+    """The agent program as one Python source text."""
+    parts = ["from __future__ import annotations\n"]
+    pkg = resources.files(AGENT_PACKAGE)
+    for name in AGENT_MODULES:
+        path = pkg / f"{name}.py"
+        if not path.is_file():
+            continue
+        text = _LOCAL_IMPORT_BLOCK.sub("", path.read_text(encoding="utf-8"))
+        lines = [ln for ln in text.splitlines() if not _LOCAL_IMPORT.match(ln)]
+        parts.append(f"# ---- {name}.py\n" + "\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+@functools.cache
+def program_bytes() -> bytes:
+    return zlib.compress(program_source().encode("utf-8"), 9)
+
+
+def command(python: str = "python3") -> list[str]:
+    """The argv that runs the agent on a host."""
+    return [python, "-c", LAUNCHER, str(len(program_bytes()))]
+
+
+def _payload(request: dict[str, Any]) -> bytes:
+    return json.dumps({"v": PROTOCOL_VERSION, **request}, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def call(transport: Transport, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    """Send one request to the agent on ``transport``'s host and return its answer (one round trip)."""
+    result = transport.run(
+        command(transport.host.connection.python), stdin=program_bytes() + _payload(request), timeout=timeout
+    )
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    answer = _parse(lines[-1]) if lines else None
+    if answer is None:
+        raise _no_answer(transport.host.name, result)
+    return _checked(transport.host.name, answer)
+
+
+def _parse(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _no_answer(host: str, result: CommandResult) -> AgentError:
+    tail = result.stderr_text.strip().splitlines()[-5:]
+    return AgentError(host, f"agent did not answer (exit {result.rc}): {' | '.join(tail) or 'no output'}")
+
+
+def _checked(host: str, answer: Any) -> dict[str, Any]:
+    if not isinstance(answer, dict) or answer.get("v") != PROTOCOL_VERSION:
+        raise AgentError(host, "agent answered in an unknown protocol")
+    if not answer.get("ok"):
+        if answer.get("locked"):
+            raise HostLockedError(host, f"locked: {answer.get('error', 'another apply is running')}")
+        raise AgentError(host, f"agent failed: {answer.get('error', 'no reason given')}")
+    return answer
+
+
+@dataclass
+class Applied:
+    """What an apply call reported, record by record, also when it was cut short.
+
+    ``begun``: resources that started changing something; ``done``: their outcome (a refresh's record
+    replaces the change's); ``answer``: the final answer, None when the call ended without one;
+    ``cut``: why it ended early (connection lost, aborted, timed out), ``aborted`` when we stopped it.
+    """
+
+    begun: list[str] = field(default_factory=list)
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answer: dict[str, Any] | None = None
+    cut: str | None = None
+    aborted: bool = False
+    lost: bool = False
+
+
+def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Feed) -> Iterator[bytes]:
+    """stdin of an apply: program, request, the contents as frames (each with the id of the resource
+    that needs it, in the resources' order), the end frame, then a cancel frame if aborted."""
+    yield program_bytes() + _payload({**request, "frames": True})
+    for rid, blob in blobs:
+        if feed.abort is not None and feed.abort.is_set():
+            break
+        yield json.dumps({"blob": blob.sha256, "size": blob.size, "for": rid}).encode("utf-8") + b"\n"
+        yield from blob.chunks()
+    yield b'{"end":true}\n'
+    while not feed.done.is_set():
+        if feed.abort is not None and feed.abort.wait(0.2):
+            yield b'{"cancel":"the run was aborted on the controller"}\n'
+            return
+        if feed.abort is None:
+            feed.done.wait(0.2)
+
+
+def apply(transport: Transport, request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], *,
+          abort: threading.Event | None = None, kill: threading.Event | None = None, grace: float = 10.0,
+          timeout: float | None = None,
+          on_record: Callable[[dict[str, Any]], None] | None = None) -> Applied:
+    """Send an apply request and its contents; collect the agent's records as they arrive.
+
+    Never loses what was reported: a lost connection, an abort or a timeout ends in an ``Applied``
+    with ``cut`` set. A lock held by another run and an agent that cannot start raise, as ``call``.
+    """
+    host = transport.host.name
+    got = Applied()
+    buf = bytearray()
+
+    def on_output(data: bytes) -> None:
+        buf.extend(data)
+        while (i := buf.find(b"\n")) >= 0:
+            line = bytes(buf[:i])
+            del buf[: i + 1]
+            record = _parse(line)
+            if not isinstance(record, dict):
+                continue
+            if "begin" in record:
+                got.begun.append(str(record["begin"]))
+            elif "done" in record:
+                got.done[str(record["done"])] = record.get("result") or {}
+            elif "v" in record:
+                got.answer = record
+                continue
+            if on_record is not None:
+                on_record(record)
+
+    # the agent bounds each resource itself; this call's own limit is silence longer than that
+    feed = Feed([], abort=abort, grace=grace, kill=kill, idle_timeout=True)
+    feed.chunks = _frames(request, blobs, feed)
+    argv = command(transport.host.connection.python)
+    try:
+        result = transport.stream(argv, feed=feed, on_output=on_output, timeout=timeout)
+    except ConnectionLost as e:
+        got.cut, got.lost = e.message, True
+        return got
+    except CommandAborted as e:
+        got.cut, got.aborted = e.message, True
+        return got
+    except CommandTimeout as e:
+        got.cut = e.message
+        return got
+    if got.answer is None:
+        if not got.begun and not got.done:
+            raise _no_answer(host, result)
+        got.cut = f"the agent ended without its last answer (exit {result.rc})"
+        return got
+    if not got.answer.get("ok") and not got.answer.get("locked") and (got.begun or got.done):
+        got.cut = f"agent failed: {got.answer.get('error', 'no reason given')}"
+        return got
+    _checked(host, got.answer)
+    if got.answer.get("cancelled"):
+        got.cut = f"stopped on the host: {got.answer['cancelled']}"
+        got.aborted = abort is not None and abort.is_set()
+        got.lost = not got.aborted
+    return got
