@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from driftctl import document
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
 from driftctl.cli.options import diff_option, manifests_option, state_option, verbose_option, wait_lock_option
@@ -17,6 +16,7 @@ from driftctl.cli.runstore import begin_run, open_run_store, say_saved
 from driftctl.cli.signals import interruptible
 from driftctl.engine import Engine
 from driftctl.model import RunResult
+from driftctl.report import document
 from driftctl.store.runstate import Saved
 
 

@@ -27,7 +27,6 @@ from driftctl.cli.options import (
 from driftctl.cli.render import Progress
 from driftctl.cli.runstore import begin_run, open_run_store, say_saved
 from driftctl.cli.signals import interruptible
-from driftctl.document import current_user
 from driftctl.drift import (
     DriftRun,
     accept,
@@ -40,6 +39,7 @@ from driftctl.drift import (
 )
 from driftctl.errors import ConfigError, ExitCode
 from driftctl.model import RunResult
+from driftctl.report.document import current_user
 from driftctl.report.jsondoc import dumps
 
 

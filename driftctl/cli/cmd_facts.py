@@ -11,11 +11,11 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from driftctl import document
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
 from driftctl.facts import gather
 from driftctl.model import HostResult, RunResult
+from driftctl.report import document
 
 STATUS_STYLE = {"ok": "green", "unreachable": "bold red", "failed": "bold red"}
 

@@ -1,4 +1,4 @@
-"""Renderings of the report document (``driftctl.report/v1``, built by driftctl/document.py).
+"""Renderings of the report document (``driftctl.report/v1``, built by driftctl/report/document.py).
 
 Each renderer is a pure function from the document to text:
 
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.errors import ConfigError
+from driftctl.fileio import ReportWriteError, write_atomic
 from driftctl.report import html, jsondoc, junit, markdown, prometheus
-from driftctl.report.atomic import ReportWriteError, write_atomic
 from driftctl.report.html import ChartRun, chart_from_document, chart_from_store
 
 FORMATS: tuple[str, ...] = ("json", "junit", "markdown", "html", "prometheus")

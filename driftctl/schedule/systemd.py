@@ -121,7 +121,7 @@ def install_systemd(job: Job, unit_dir: Path | None = None) -> SystemdResult:
         for name, text in files.items():
             (Path(tmp) / name).write_text(text, encoding="utf-8")
         verified = _verify(Path(tmp), list(files), user_mode)
-    from driftctl.report.atomic import write_atomic
+    from driftctl.fileio import write_atomic
 
     paths = [write_atomic(directory / name, text) for name, text in files.items()]
     timer = f"driftctl-{job.name}.timer"

@@ -34,7 +34,7 @@ Ignore rules
 The store does not apply ignore rules: the engine filters drift with ``IgnoreRule.matches`` before it
 builds the document, so a report says what was ignored and why.
 
-Locks for runs live in driftctl/lock.py. docs/store.md has the tables and the rules.
+Locks for runs live in driftctl/store/lock.py. docs/store.md has the tables and the rules.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             created_at {real} NOT NULL
         )""",
         "CREATE INDEX ignores_by_inventory ON ignores (inventory, expires)",
-        # Holders of PostgreSQL advisory locks (driftctl/lock.py): the lock itself is the advisory lock.
+        # Holders of PostgreSQL advisory locks (driftctl/store/lock.py): the lock itself is the advisory lock.
         """CREATE TABLE locks (
             name TEXT PRIMARY KEY,
             holder TEXT NOT NULL,

@@ -9,7 +9,7 @@ connection for a few seconds), or, when the store stays away, keeps them in the 
 (driftctl/store/spool.py) and says where: the run's exit code gets bit 32 (ExitCode.NOT_STORED).
 
     store = open_store(settings.store_url)          # StoreUnavailable (exit 32): nothing has run
-    with lock(store, ...):                         # the lock lives in the store too (driftctl/lock.py)
+    with lock(store, ...):                         # the lock lives in the store too (driftctl/store/lock.py)
         state = RunState.begin(store, settings.state_dir, inventory_key(inventory))
         # state.ingested: spooled runs of earlier runs, stored first (oldest first)
         run = DriftRun(engine, state, ...).run(hosts)       # state has the Store's read methods

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import lzma
 import os
-import tempfile
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from driftctl.errors import StoreError
+from driftctl.fileio import FileWriteError, write_atomic
 from driftctl.store.db import StoreUnavailable
 from driftctl.store.report import parse_time
 from driftctl.store.types import BaselineWrite
@@ -96,20 +96,9 @@ def write(state_dir: str | os.PathLike[str], pending: Pending) -> Path:
     try:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(d, 0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".spool-", suffix=".tmp", dir=d)  # mkstemp: 0600
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(d)
-    except OSError as e:
-        raise StoreError(f"cannot keep the run in the spool {d}: {e.strerror or e}") from e
+        write_atomic(path, data, mode=0o600)
+    except (OSError, FileWriteError) as e:
+        raise StoreError(f"cannot keep the run in the spool {d}: {getattr(e, 'strerror', None) or e}") from e
     return path
 
 
@@ -157,12 +146,3 @@ def _aside(path: Path, why: str) -> str:
     except OSError as e:
         return f"{why}; could not be moved aside: {e.strerror or e}"
     return f"{why}: moved to {target}"
-
-
-def _fsync_dir(d: Path) -> None:
-    with suppress(OSError):
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -104,7 +104,7 @@ class Store:
 
     @property
     def database(self) -> Database:
-        """The underlying connection (for driftctl.lock)."""
+        """The underlying connection (for driftctl.store.lock)."""
         return self._db
 
     @property

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from e2ehelp import driftctl
 
-from driftctl.lock import _lock_path
 from driftctl.store import inventory_key
+from driftctl.store.lock import _lock_path
 
 
 def closed_port() -> int:

@@ -19,15 +19,15 @@ from typing import Any
 import pytest
 
 from driftctl.errors import ExitCode, LockedError
-from driftctl.lock import describe, holder_info, lock
 from driftctl.store import Store, open_store
+from driftctl.store.lock import describe, holder_info, lock
 
 NAME = "inventory:inventory/prod"
 
 # A holder in a process of its own: locks, says so on stdout, then holds as told.
 HOLDER = r"""
 import json, os, sys, time
-from driftctl.lock import holder_info, lock
+from driftctl.store.lock import holder_info, lock
 from driftctl.store import open_store
 kind, target, name, mode = sys.argv[1:5]
 where = target if kind == "dir" else open_store(target)
@@ -158,7 +158,7 @@ def test_stale_lock_of_a_killed_holder_is_recovered(
     first = Holder(target, "hold")
     holders.append(first)
     first.kill9()
-    caplog.set_level(logging.WARNING, logger="driftctl.lock")
+    caplog.set_level(logging.WARNING, logger="driftctl.store.lock")
     with lock(target.obj, NAME, holder_info("drift inventory/prod"), wait=None) as held:
         assert held.recovered is not None
         assert held.recovered["pid"] == first.proc.pid

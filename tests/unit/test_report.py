@@ -21,11 +21,10 @@ import pytest
 from markdown_it import MarkdownIt
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftctl import document
 from driftctl.engine import redact_result
+from driftctl.fileio import ReportWriteError
 from driftctl.model import Change, HostResult, ResourceResult, RunResult, UnmanagedChange
-from driftctl.report import FILE_NAMES, FORMATS, render, write_atomic, write_reports
-from driftctl.report.atomic import ReportWriteError
+from driftctl.report import FILE_NAMES, FORMATS, document, render, write_atomic, write_reports
 
 SECRET = "hunter2-Pa55w0rd-7c1e"
 EVIL = "file:/etc/<script>alert(1)</script>&\"q'|x"

@@ -15,9 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_report import T0, _parse, build_run
 
-from driftctl import document
 from driftctl.model import Change, HostResult, ResourceResult, RunResult, UnmanagedChange
-from driftctl.report import chart_from_store, render, write_reports
+from driftctl.report import chart_from_store, document, render, write_reports
 from driftctl.store import open_store
 
 INV = "inventory/stage"

@@ -386,9 +386,9 @@ def test_ignored_drift_keeps_its_episode_but_leaves_the_charts(store: Store) -> 
 
 def test_the_engines_document_validates_and_round_trips(store: Store) -> None:
     """The contract between driftctl.document (the producer) and the schema and store."""
-    from driftctl.document import build
     from driftctl.errors import Location
     from driftctl.model import Change, HostResult, ResourceResult, RunResult, UnmanagedChange
+    from driftctl.report.document import build
 
     motd = ResourceResult(
         "file:/etc/motd", "ok", changes=[Change("content", "a\n", "b\n", "--- a\n+++ b\n")], reason="corrective drift",

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from driftctl.document import build
 from driftctl.model import Change, HostResult, ResourceResult, RunResult
+from driftctl.report.document import build
 from driftctl.store import open_store
 
 INV = "inventory/prod"

@@ -208,7 +208,7 @@ def test_concurrent_savers_with_connections_cut_lose_nothing(pg_url: str) -> Non
 
 
 def test_an_apply_through_a_run_state_stores_its_run_and_baselines_together(tmp_path: Path) -> None:
-    """record_run (driftctl/drift.py) given a RunState, as the apply command hands it one: the report
+    """record_run (driftctl/drift/run.py) given a RunState, as the apply command hands it one: the report
     and the watch baselines it moves go in with one transaction at finish(), not before."""
     from driftctl import config
     from driftctl.drift import record_run

@@ -1,5 +1,5 @@
-"""Atomic file writes for reports: readers (a web server, node_exporter, CI) see the old file or the new
-one, never a partial one."""
+"""Atomic file writes on the controller, shared by reports, schedules and the store's spool: readers (a
+web server, node_exporter, CI, systemd, the next run) see the old file or the new one, never a partial one."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from pathlib import Path
 from driftctl.errors import DriftctlError
 
 
-class ReportWriteError(DriftctlError):
-    """A report file could not be written (the directory is not writable, the disk is full...)."""
+class FileWriteError(DriftctlError):
+    """A file could not be written (the directory is not writable, the disk is full...)."""
+
+
+ReportWriteError = FileWriteError  # the name reports have always raised
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
@@ -27,7 +30,7 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise ReportWriteError(f"cannot write {path}: {e.strerror or e}") from e
+        raise FileWriteError(f"cannot write {path}: {e.strerror or e}") from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
@@ -38,11 +41,11 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> Path:
         os.replace(tmp, path)
     except OSError as e:
         _unlink_quietly(tmp)
-        raise ReportWriteError(f"cannot write {path}: {e.strerror or e}") from e
+        raise FileWriteError(f"cannot write {path}: {e.strerror or e}") from e
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -51,7 +54,7 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     # the rename is durable only once the directory entry is on disk
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftctl.driftlogic import BOTH, CORRECTIVE, PENDING, classify, rebaseline, unmanaged_changes
+from driftctl.drift.classify import BOTH, CORRECTIVE, PENDING, classify, rebaseline, unmanaged_changes
 
 
 @pytest.mark.parametrize(

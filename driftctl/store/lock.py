@@ -16,7 +16,7 @@
 - Stale locks: a holder record left behind (the holder died without releasing) is taken over; a lock
   still held for a holder whose pid is dead on this machine (an orphan inherited it, or a PostgreSQL
   session outlived its client) is broken. Either way ``held.recovered`` names the dead holder and a
-  warning is logged on ``driftctl.lock`` (the core never prints: the CLI shows every ``driftctl.*``
+  warning is logged on ``driftctl.store.lock`` (the core never prints: the CLI shows every ``driftctl.*``
   warning on stderr, driftctl/cli/ui.py ``core_warnings``).
 - PostgreSQL going away: connecting is retried for a few seconds, then StoreUnavailable (exit 32).
   A server that stops or restarts while the lock is held ends the lock with the session; releasing

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from driftctl import document
 from driftctl.config import Settings
-from driftctl.document import current_user
-from driftctl.driftlogic import classify, rebaseline, unmanaged_changes
-from driftctl.engine import Engine, HostPlan, collect, not_started, plan_catalog, planned_result
+from driftctl.drift.classify import classify, rebaseline, unmanaged_changes
+from driftctl.drift.reference import Reference
+from driftctl.engine import Engine, HostPlan, collect, not_started, planned_result
 from driftctl.errors import AgentError
 from driftctl.model import Host, HostResult, ResourceResult, RunResult, UnmanagedChange
 from driftctl.parallel import run_hosts
+from driftctl.report import document
+from driftctl.report.document import current_user
 from driftctl.transport.base import Transport
 
 
@@ -44,21 +44,9 @@ def run_lock(
     settings: Settings, store: Any, inventory: str, command: str, wait: float | None
 ) -> AbstractContextManager[Any]:
     """The controller-side lock of one inventory: one apply or drift run at a time."""
-    try:
-        from driftctl.lock import lock
-    except ImportError:  # pragma: no cover - the store engineer's module is part of the package
-        return nullcontext()
-    from driftctl.lock import holder_info
+    from driftctl.store.lock import holder_info, lock
 
     return lock(store, f"inventory:{inventory}", holder_info(command), wait)
-
-
-@dataclass
-class Reference:
-    """Where the converged state of a host comes from: the store (last apply) or an image."""
-
-    converged: Callable[[Host, HostPlan], dict[str, str]]  # resource id -> converged fingerprint
-    label: str = "last apply"
 
 
 def facts_cache(settings: Settings, inventory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -82,25 +70,6 @@ def facts_cache(settings: Settings, inventory: str | os.PathLike[str]) -> dict[s
     if not doc:
         return {}
     return {h["name"]: h["facts"] for h in doc.get("hosts", []) if h.get("facts")}
-
-
-def store_reference(store: Any, inventory: str) -> Reference:
-    def converged(host: Host, plan: HostPlan) -> dict[str, str]:
-        states = store.converged(inventory, host.name)
-        return {rid: s.fingerprint for rid, s in states.items() if s.fingerprint}
-
-    return Reference(converged)
-
-
-def image_reference(image: str | Path) -> Reference:
-    """The state baked into an image (read from its layers, no container) as the converged state."""
-    from driftctl.bake.observe import ImageObserver
-
-    def converged(host: Host, plan: HostPlan) -> dict[str, str]:
-        baked = plan_catalog(host, plan.catalog, ImageObserver(str(image), plan.catalog))  # the same plan loop
-        return {p.id: fp for p in baked.items if (fp := p.observed_fingerprint) is not None}
-
-    return Reference(converged, label=f"image {image}")
 
 
 class DriftRun:
