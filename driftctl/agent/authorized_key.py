@@ -192,9 +192,32 @@ def authorized_key_precheck(params, observed, ctx):
     return fs_edit_precheck(params, observed, ctx)
 
 
+def ak_edit(text, params):
+    """The authorized_keys text with the manifest's key line in place (or removed, for ensure absent).
+
+    The key's line is replaced where it first appears (other lines for the same key go); a new key is
+    appended. Without a ``comment`` in the manifest the comment on the host is kept. Shared by the
+    agent and bake (bake/accounts.py), so a host and an image get the same file."""
+    want_type, want_key = params["key"].split()[:2]
+    lines = (text or "").splitlines()
+    found = [e for e in parse_authorized_keys(text or "") if e["type"] == want_type and e["key"] == want_key]
+    matches = [e["line"] for e in found]
+    comment = params.get("comment")
+    if comment is None:  # the manifest's key has no comment: keep the one on the host
+        comment = found[0]["comment"] if found else ""
+    new_line = format_key_line(params.get("options") or "", want_type, want_key, comment)
+    if params.get("ensure") == "absent":
+        lines = [ln for i, ln in enumerate(lines) if i not in matches]
+    elif matches:
+        first = matches[0]
+        lines = [new_line if i == first else ln for i, ln in enumerate(lines) if i == first or i not in matches]
+    else:
+        lines.append(new_line)
+    return ("\n".join(lines) + "\n") if lines else ""
+
+
 def authorized_key_apply(params, changes, ctx):
     pw, home, path, inside = _ak_target(params)
-    want_type, want_key = params["key"].split()[:2]
     with _AsUser(pw, inside):
         try:
             place = _AkPlace(home, path, inside, create_ssh=params.get("ensure") != "absent")
@@ -207,21 +230,7 @@ def authorized_key_apply(params, changes, ctx):
                     return
                 raise Failure("the directory of %s does not exist" % path)
             text = fs_edit_begin(target, authorized_key_precheck, params, ctx)
-            lines = (text or "").splitlines()
-            found = [e for e in parse_authorized_keys(text or "") if e["type"] == want_type and e["key"] == want_key]
-            matches = [e["line"] for e in found]
-            comment = params.get("comment")
-            if comment is None:  # the manifest's key has no comment: keep the one on the host
-                comment = found[0]["comment"] if found else ""
-            new_line = format_key_line(params.get("options") or "", want_type, want_key, comment)
-            if params.get("ensure") == "absent":
-                lines = [ln for i, ln in enumerate(lines) if i not in matches]
-            elif matches:
-                first = matches[0]
-                lines = [new_line if i == first else ln for i, ln in enumerate(lines) if i == first or i not in matches]
-            else:
-                lines.append(new_line)
-            data = (("\n".join(lines) + "\n") if lines else "").encode("utf-8")
+            data = ak_edit(text, params).encode("utf-8")
             as_user = inside and os.geteuid() != 0
             uid, gid = (-1, -1) if as_user else (pw.pw_uid, pw.pw_gid)
 

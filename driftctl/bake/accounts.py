@@ -395,7 +395,6 @@ def _make_home(b: Baker, r: Resource, home: str, uid: int, gid: int) -> None:
 
 
 def bake_authorized_key(b: Baker, r: Resource) -> None:
-    format_key_line, parse_authorized_keys = agent_ak.format_key_line, agent_ak.parse_authorized_keys
     acc, p, fs = b.accounts, agent_params(r), b.fs
     row = acc.passwd.find(p["user"])
     if row is None or len(row) < 6:
@@ -409,23 +408,10 @@ def bake_authorized_key(b: Baker, r: Resource) -> None:
     if entry is not None and entry.kind != "file":
         raise b.fail(r, f"{path} is a {entry.kind} in the image: refusing to follow or replace it")
     text = fs.read_text(real) if entry is not None else None
-    lines = (text or "").splitlines()
-    found = [e for e in parse_authorized_keys(text or "") if e["type"] == want_type and e["key"] == want_key]
-    matches = [e["line"] for e in found]
-    comment = p.get("comment")
-    if comment is None:
-        comment = found[0]["comment"] if found else ""
-    new_line = format_key_line(p.get("options") or "", want_type, want_key, comment)
-    if p.get("ensure") == "absent":
-        if not matches:
-            return
-        lines = [ln for i, ln in enumerate(lines) if i not in matches]
-    elif matches:
-        first = matches[0]
-        lines = [new_line if i == first else ln for i, ln in enumerate(lines) if i == first or i not in matches]
-    else:
-        lines.append(new_line)
-    data = (("\n".join(lines) + "\n") if lines else "").encode("utf-8")
+    if p.get("ensure") == "absent" and not any(
+            e["type"] == want_type and e["key"] == want_key for e in agent_ak.parse_authorized_keys(text or "")):
+        return
+    data = agent_ak.ak_edit(text, p).encode("utf-8")  # the agent's own edit: host and image agree
     if inside:
         ssh_dir = posixpath.dirname(real)
         if fs.get(ssh_dir) is None:
