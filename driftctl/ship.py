@@ -9,12 +9,15 @@ contents in frames and collects the agent's records as they arrive (protocol 2: 
 
 from __future__ import annotations
 
+import ast
 import functools
+import io
 import json
 import re
 import threading
+import tokenize
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -32,6 +35,17 @@ _AGENT_IMPORT = re.compile(r"^from (?:driftctl\.agent\.|\.)(\w+) import", re.MUL
 _FIRST, _LAST = "_core", "_main"  # the base every module uses; the entry point, which runs the program
 
 
+@functools.cache
+def _module_imports() -> dict[str, list[str]]:
+    """Every agent module -> the agent modules it imports."""
+    pkg = resources.files(AGENT_PACKAGE)
+    imports: dict[str, list[str]] = {}
+    for entry in pkg.iterdir():
+        if entry.name.endswith(".py") and entry.name != "__init__.py":
+            imports[entry.name[:-3]] = sorted(set(_AGENT_IMPORT.findall(entry.read_text(encoding="utf-8"))))
+    return imports
+
+
 def agent_modules() -> list[str]:
     """Every module of this package in shipping order: ``_core`` first, each module after the modules
     it imports (by name where nothing else decides), ``_main`` last (it runs the program, so every
@@ -39,11 +53,7 @@ def agent_modules() -> list[str]:
 
     A new resource type's agent module is shipped by being here; it is placed by its own imports.
     """
-    pkg = resources.files(AGENT_PACKAGE)
-    imports: dict[str, list[str]] = {}
-    for entry in pkg.iterdir():
-        if entry.name.endswith(".py") and entry.name != "__init__.py":
-            imports[entry.name[:-3]] = sorted(set(_AGENT_IMPORT.findall(entry.read_text(encoding="utf-8"))))
+    imports = _module_imports()
     order: list[str] = []
     visiting: list[str] = []
 
@@ -84,12 +94,47 @@ _LOCAL_IMPORT = re.compile(r"^(from (driftctl\.agent|\.)\S* import .*|from __fut
 _LOCAL_IMPORT_BLOCK = re.compile(r"^from (driftctl\.agent|\.)\S* import \([^)]*\)[ \t]*$", re.MULTILINE)
 
 
+# what every program has besides the types' modules: the core, facts, the watch scan, the entry point
+_ALWAYS = (_FIRST, "facts", "watch", _LAST)
+
+
+def modules_for(types: Iterable[str] | None) -> tuple[str, ...]:
+    """The agent modules a request about resources of ``types`` needs (all of them for None), in
+    shipping order: each type's module and what it imports, plus the core, facts, watch and _main.
+    A round trip then carries only the code it runs (the whole program is ~46 KB compressed)."""
+    if types is None:
+        return tuple(AGENT_MODULES)
+    from driftctl.resources.base import get_type
+
+    imports = _module_imports()
+    wanted: set[str] = set()
+    todo = list(_ALWAYS)
+    for name in types:
+        rtype = get_type(name)
+        if rtype is None:
+            return tuple(AGENT_MODULES)  # the agent says what it lacks; do not guess here
+        todo.append(rtype.agent_module)
+    while todo:
+        module = todo.pop()
+        if module not in wanted:
+            wanted.add(module)
+            todo.extend(imports.get(module, []))
+    return tuple(m for m in AGENT_MODULES if m in wanted)
+
+
+def _modules_of(request: dict[str, Any]) -> tuple[str, ...]:
+    items = request.get("resources")
+    if request.get("op") not in ("probe", "apply") or not items:
+        return modules_for(None)
+    return modules_for(sorted({str(i["type"]) for i in items}))
+
+
 @functools.cache
-def program_source() -> str:
-    """The agent program as one Python source text."""
+def program_source(modules: tuple[str, ...] | None = None) -> str:
+    """The agent program (of ``modules``, default all) as one Python source text."""
     parts = ["from __future__ import annotations\n"]
     pkg = resources.files(AGENT_PACKAGE)
-    for name in AGENT_MODULES:
+    for name in modules or AGENT_MODULES:
         path = pkg / f"{name}.py"
         if not path.is_file():
             continue
@@ -100,13 +145,35 @@ def program_source() -> str:
 
 
 @functools.cache
-def program_bytes() -> bytes:
-    return zlib.compress(program_source().encode("utf-8"), 9)
+def program_bytes(modules: tuple[str, ...] | None = None) -> bytes:
+    """What is sent: the program without its docstrings and comments, compressed."""
+    return zlib.compress(compact(program_source(modules)).encode("utf-8"), 9)
 
 
-def command(python: str = "python3") -> list[str]:
-    """The argv that runs the agent on a host."""
-    return [python, "-c", LAUNCHER, str(len(program_bytes()))]
+def compact(source: str) -> str:
+    """``source`` without docstrings (a body that was only one gets ``pass``) and comments; the same
+    program. Line numbers change: an agent traceback names functions, not lines."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    docstrings = []  # every statement that is only a string (docstrings, the modules' own included)
+    for node in ast.walk(tree):
+        for body in (getattr(node, f, None) for f in ("body", "orelse", "finalbody")):
+            if not isinstance(body, list):
+                continue
+            strings = [st for st in body if isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant)
+                       and isinstance(st.value.value, str) and st.end_lineno is not None]
+            for i, st in enumerate(strings):
+                keep_pass = len(strings) == len(body) and i == 0  # a body of strings only keeps a pass
+                docstrings.append((st.lineno, st.end_lineno, st.col_offset, keep_pass))
+    for start, end, col, keep_pass in sorted(docstrings, reverse=True):
+        lines[start - 1:end] = [" " * col + "pass\n"] if keep_pass else []
+    tokens = tokenize.generate_tokens(io.StringIO("".join(lines)).readline)
+    return tokenize.untokenize(t for t in tokens if t.type != tokenize.COMMENT)
+
+
+def command(python: str = "python3", modules: tuple[str, ...] | None = None) -> list[str]:
+    """The argv that runs the agent (of ``modules``, default all) on a host."""
+    return [python, "-c", LAUNCHER, str(len(program_bytes(modules)))]
 
 
 def _payload(request: dict[str, Any]) -> bytes:
@@ -115,8 +182,10 @@ def _payload(request: dict[str, Any]) -> bytes:
 
 def call(transport: Transport, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
     """Send one request to the agent on ``transport``'s host and return its answer (one round trip)."""
+    modules = _modules_of(request)
     result = transport.run(
-        command(transport.host.connection.python), stdin=program_bytes() + _payload(request), timeout=timeout
+        command(transport.host.connection.python, modules), stdin=program_bytes(modules) + _payload(request),
+        timeout=timeout,
     )
     lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
     answer = _parse(lines[-1]) if lines else None
@@ -167,7 +236,7 @@ class Applied:
 def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Feed) -> Iterator[bytes]:
     """stdin of an apply: program, request, the contents as frames (each with the id of the resource
     that needs it, in the resources' order), the end frame, then a cancel frame if aborted."""
-    yield program_bytes() + _payload({**request, "frames": True})
+    yield program_bytes(_modules_of(request)) + _payload({**request, "frames": True})
     for rid, blob in blobs:
         if feed.abort is not None and feed.abort.is_set():
             break
@@ -216,7 +285,7 @@ def apply(transport: Transport, request: dict[str, Any], blobs: Sequence[tuple[s
     # the agent bounds each resource itself; this call's own limit is silence longer than that
     feed = Feed([], abort=abort, grace=grace, kill=kill, idle_timeout=True)
     feed.chunks = _frames(request, blobs, feed)
-    argv = command(transport.host.connection.python)
+    argv = command(transport.host.connection.python, _modules_of(request))
     try:
         result = transport.stream(argv, feed=feed, on_output=on_output, timeout=timeout)
     except ConnectionLost as e:

@@ -143,3 +143,23 @@ def test_shipped_modules_import_only_the_standard_library_and_each_other() -> No
                     continue
                 bad.append(f"{path.name}: imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def test_a_request_ships_only_the_modules_its_types_need() -> None:
+    file_only = agent.modules_for(["file"])
+    assert file_only == ("_core", "file", "facts", "watch", "_main")
+    assert agent.modules_for(None) == tuple(agent.AGENT_MODULES)
+    # a type's module brings what it imports: line edits through file's helpers
+    assert {"file", "line"} <= set(agent.modules_for(["line"]))
+    assert agent._modules_of({"op": "facts"}) == tuple(agent.AGENT_MODULES)
+    assert agent._modules_of({"op": "probe", "resources": [{"type": "file"}]}) == file_only
+    assert len(agent.program_bytes(file_only)) < len(agent.program_bytes()) / 2
+
+
+def test_the_shipped_program_is_the_same_program_without_docstrings_and_comments() -> None:
+    source = agent.program_source()
+    shipped = agent.compact(source)
+    ast.parse(shipped, feature_version=(3, 8))
+    assert "# ---- " not in shipped and '"""' not in shipped
+    defined = {n.name for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    assert {n.name for n in ast.parse(shipped).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))} == defined
