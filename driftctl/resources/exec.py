@@ -87,6 +87,9 @@ class Exec(ResourceType):
     with everything it started, its own daemons included (SIGTERM, then SIGKILL after 2 s); only
     this resource fails, the host's other resources go on.
 
+    A title that holds a secret (a command with a ``!secret`` in it and no ``name``) is shown as
+    ``exec:secret-<hash>`` everywhere; give such an exec a ``name`` to refer to it in relations.
+
     Parameters:
       name: a free name (the title); the command when ``command`` is not given
       command: argv list or string
