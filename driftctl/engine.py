@@ -478,8 +478,11 @@ def defer(items: Sequence[Planned], resources: Sequence[Resource]) -> None:
         if p.error is not None:
             p.deferred_by = [d for d in depends.get(p.id, []) if d in moving]
         elif p.refusal is not None:
-            # only a dependency that manages the same path can remove the obstacle (a file a line edits)
-            p.deferred_by = [d for d in depends.get(p.id, []) if d in moving and _same_path(by_id[d], p)]
+            # a missing file may come from any dependency that changes (a package installs it, an exec
+            # writes it); an obstacle in the way only from one that manages the same path
+            missing = (p.observed or {}).get("file") == "missing"
+            p.deferred_by = [d for d in depends.get(p.id, [])
+                             if d in moving and (missing or _same_path(by_id[d], p))]
             if p.deferred_by:
                 p.refusal = None  # the agent decides again when those have converged
         if p.changes or p.deferred_by:

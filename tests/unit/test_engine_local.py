@@ -185,3 +185,35 @@ def test_plan_shows_refusals_as_apply_will_and_defers_what_the_run_itself_fixes(
     assert applied[f"file:{target}/in-the-way"].error == plan[f"file:{target}/in-the-way"].error
     assert not (target / "ran").exists()
     assert (target / "new.conf").read_text() == "key = value\n"
+
+
+def test_a_line_on_a_file_that_a_dependency_creates_is_known_after_it(tmp_path: Path) -> None:
+    """nginx.conf comes with the nginx package: a line in it is judged after the package, in plan as
+    in apply. Here an exec plays the package."""
+    target = tmp_path / "target"
+    target.mkdir()
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
+    site = tmp_path / "manifests"
+    (site / "roles" / "r").mkdir(parents=True)
+    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (site / "roles" / "r" / "resources.yaml").write_text(
+        "resources:\n"
+        "  - exec: install\n"
+        f"    command: \"printf 'a = 1\\\\n' > {target}/app.conf\"\n"
+        "    shell: true\n"
+        f"    creates: {target}/app.conf\n"
+        "  - line: setting\n"
+        f"    path: {target}/app.conf\n"
+        "    text: \"key = value\"\n"
+        "    require: exec:install\n"
+    )
+    hosts = load_inventory(inv).select(None)
+    plan = {r.id: r for r in engine(load_inventory(inv), load_site(site), tmp_path).run("plan", hosts)
+            .hosts[0].resources}
+    assert plan["line:setting"].status == "changed" and "known after" in plan["line:setting"].reason
+    applied = {r.id: r for r in engine(load_inventory(inv), load_site(site), tmp_path).run("apply", hosts)
+               .hosts[0].resources}
+    assert applied["line:setting"].status == "changed", applied["line:setting"].error
+    assert (target / "app.conf").read_text() == "a = 1\nkey = value\n"
