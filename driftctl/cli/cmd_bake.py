@@ -141,8 +141,8 @@ def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: 
 @json_option
 @diff_option
 @verbose_option
-def verify_command(image: str, inventory: Path, host_name: str, manifests: Path | None, as_json: bool, diff: bool,
-                   verbose: bool) -> int:
+def verify_command(image: str, inventory: Path, host_name: str, manifests: Path | None, as_json: bool,
+                   diff: bool | None, verbose: bool) -> int:
     """Check an image against HOST's manifests, without running it: exit 0 in sync, 2 differs, 4 failed.
 
     Uses the agent's own observe code on the image's files and each resource type's own diff, so a

@@ -36,7 +36,7 @@ def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path |
     return ctx, engine
 
 
-def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool, verbose: bool) -> None:
+def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool | None, verbose: bool) -> None:
     if as_json:
         ui.print_json(document.build(run, str(inventory), sys.argv[1:]))
         return
@@ -49,7 +49,7 @@ def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool, verbos
 
 
 def converge(command: str, inventory: Path, limit: str | None, as_json: bool, manifests: Path | None,
-             show_diff: bool, verbose: bool, flags: dict[str, Any]) -> int:
+             show_diff: bool | None, verbose: bool, flags: dict[str, Any]) -> int:
     ctx, engine = prepare(inventory, limit, as_json, manifests, flags)
     with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress
@@ -102,7 +102,7 @@ def _make(name: str, help_text: str) -> click.Command:
     @diff_option
     @verbose_option
     @pass_flags
-    def command(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, diff: bool,
+    def command(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, diff: bool | None,
                 verbose: bool, flags: dict[str, Any], state: str | None = None,
                 wait_lock: float | None = None) -> int:
         return converge(name, inventory, limit, as_json, manifests, diff, verbose,

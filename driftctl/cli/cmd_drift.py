@@ -60,7 +60,7 @@ from driftctl.report.jsondoc import dumps
 @pass_flags
 def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, state: str | None,
               wait_lock: float | None, remediate: bool, image: Path | None, report_dir: Path | None,
-              notify_command: str | None, diff: bool, verbose: bool, flags: dict[str, Any]) -> int:
+              notify_command: str | None, diff: bool | None, verbose: bool, flags: dict[str, Any]) -> int:
     """Probe hosts (read-only) and report what drifted, how, and since when.
 
     Per resource: corrective (changed by hand since the last apply), pending (the manifest moved),

@@ -61,7 +61,11 @@ def manifests_option(f: F) -> F:
 
 
 def diff_option(f: F) -> F:
-    return click.option("--diff/--no-diff", default=True, help="Show unified diffs of file contents.")(f)
+    return click.option(
+        "--diff/--no-diff", default=None,
+        help="Unified diffs of file contents. By default of files that exist (a new file is one line: "
+             "its size); --diff also shows new files in full; --no-diff shows none.",
+    )(f)
 
 
 def verbose_option(f: F) -> F:

@@ -47,7 +47,8 @@ def diff_text(diff: str) -> Text:
     return text
 
 
-def host_section(console: Console, h: HostResult, command: str, show_diff: bool, verbose: bool = False) -> None:
+def host_section(console: Console, h: HostResult, command: str, show_diff: bool | None,
+                 verbose: bool = False) -> None:
     if h.status == "unreachable":
         console.print(f"[bold]{escape(h.host)}[/]  [bold red]unreachable[/]: {escape(h.error or '')}")
         return
@@ -78,7 +79,8 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool,
         console.print(f"  [yellow]{mark} unmanaged {escape(u.path)}[/] {u.change}{since}{ign}")
 
 
-def resource_lines(console: Console, r: ResourceResult, show_diff: bool) -> None:
+def resource_lines(console: Console, r: ResourceResult, show_diff: bool | None) -> None:
+    """One resource's lines; ``show_diff`` None: diffs of existing contents, a new content's size only."""
     style = STATUS_STYLE.get(r.status, "")
     mark = MARK.get(r.status, "?")
     label: str = r.status
@@ -97,8 +99,12 @@ def resource_lines(console: Console, r: ResourceResult, show_diff: bool) -> None
         console.print(f"      [red]{escape(r.error)}[/]")
     for c in r.changes:
         console.print(f"      {escape(describe(r, c))}")
-        if show_diff and c.diff:
-            console.print(diff_text(c.diff))
+        if c.diff and show_diff is not False:
+            if c.before is None and show_diff is None:  # a whole new file: its size, unless asked
+                added = sum(1 for ln in c.diff.splitlines() if ln.startswith("+") and not ln.startswith("+++"))
+                console.print(f"      [dim](new content, {added} line(s): --diff shows it)[/]")
+            else:
+                console.print(diff_text(c.diff))
 
 
 def summary_counts(h: HostResult) -> dict[str, int]:

@@ -188,7 +188,7 @@ def record_run(settings: Settings, run: RunResult, inventory: str | os.PathLike[
     try:
         key = inventory_key(inventory)
         doc["inventory"] = key
-        store.save_run(doc)
+        store.save_run(document.for_store(doc))
         if run.command == "apply":
             for h in run.hosts:
                 if not h.watch or h.status in ("unreachable", "failed") or h.watch.get("error") or (

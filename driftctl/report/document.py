@@ -130,3 +130,18 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def for_store(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as the store keeps it: a new content's whole text (a diff from nothing) is left
+    out, its hashes stay. A first converge of 40 hosts stored every created file in full (20 MB);
+    history and reports need what changed, not the files."""
+    hosts = []
+    for h in doc.get("hosts", []):
+        resources = []
+        for r in h.get("resources", []):
+            changes = [dict(c, diff=None) if c.get("diff") and c.get("before") is None else c
+                       for c in r.get("changes", [])]
+            resources.append(dict(r, changes=changes))
+        hosts.append(dict(h, resources=resources))
+    return dict(doc, hosts=hosts)

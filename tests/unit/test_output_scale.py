@@ -1,0 +1,55 @@
+"""Output and store at fleet scale (issue 10 §4): a new file's whole content is not printed by default
+(one line with its size; --diff shows it, --no-diff shows no diff at all), and the store keeps the
+hashes of a new content, not its text. A change to an existing file keeps its diff everywhere."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from driftctl.cli.render import resource_lines
+from driftctl.model import Change, HostResult, ResourceResult, RunResult
+from driftctl.report import document
+
+NEW = "--- /dev/null\n+++ /etc/new.conf (manifest)\n@@ -0,0 +1,3 @@\n+one\n+two\n+three\n"
+EDIT = "--- /etc/old.conf (host)\n+++ /etc/old.conf (manifest)\n@@ -1 +1 @@\n-before\n+after\n"
+
+
+def results() -> list[ResourceResult]:
+    return [
+        ResourceResult("file:/etc/new.conf", "changed", [Change("content", None, "sha256:aaaaaaaaaaaa", NEW)],
+                       type="file"),
+        ResourceResult("file:/etc/old.conf", "changed",
+                       [Change("content", "sha256:bbbbbbbbbbbb", "sha256:cccccccccccc", EDIT)], type="file"),
+    ]
+
+
+def shown(show_diff: bool | None) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    for r in results():
+        resource_lines(console, r, show_diff)
+    return out.getvalue()
+
+
+def test_by_default_a_new_file_is_one_line_and_an_edit_shows_its_diff() -> None:
+    text = shown(None)
+    assert "+three" not in text and "(new content, 3 line(s): --diff shows it)" in text
+    assert "-before" in text and "+after" in text
+
+
+def test_diff_shows_new_files_in_full_and_no_diff_shows_none() -> None:
+    assert "+three" in shown(True) and "+after" in shown(True)
+    quiet = shown(False)
+    assert "+three" not in quiet and "+after" not in quiet and "new content" not in quiet
+
+
+def test_the_store_keeps_a_new_contents_hashes_not_its_text() -> None:
+    run = RunResult("apply", [HostResult("h1", "changed", resources=results())])
+    doc = document.build(run, "inv")
+    stored = document.for_store(doc)
+    new, edit = stored["hosts"][0]["resources"]
+    assert new["changes"][0]["diff"] is None and new["changes"][0]["after"] == "sha256:aaaaaaaaaaaa"
+    assert edit["changes"][0]["diff"] == EDIT
+    assert doc["hosts"][0]["resources"][0]["changes"][0]["diff"] == NEW  # the run's own report is whole
