@@ -42,17 +42,23 @@ class RecordingTransport(LocalTransport):
         return super().stream(argv, feed=feed, on_output=on_output, timeout=timeout, become=become)
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> tuple[Any, Any, Path]:
-    target = tmp_path / "target"
-    target.mkdir()
+def local_site(tmp_path: Path, resources: str) -> tuple[Path, Path]:
+    """An inventory of this machine (local transport) and a site of one role with ``resources``."""
     inv = tmp_path / "inv"
     inv.mkdir()
     (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
     site = tmp_path / "manifests"
     (site / "roles" / "r").mkdir(parents=True)
     (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
-    (site / "roles" / "r" / "resources.yaml").write_text(
+    (site / "roles" / "r" / "resources.yaml").write_text(resources)
+    return inv, site
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Any, Any, Path]:
+    target = tmp_path / "target"
+    target.mkdir()
+    inv, site = local_site(tmp_path,
         "resources:\n"
         f"  - file: {target}/facts.txt\n"
         "    content: \"{{ facts.distribution }} {{ facts.architecture }}\\n\"\n"
@@ -119,13 +125,7 @@ def test_a_resource_that_cannot_be_observed_stops_its_dependents(tmp_path: Path)
     the exec that requires it must be skipped, not run."""
     target = tmp_path / "target"
     target.mkdir()
-    inv = tmp_path / "inv"
-    inv.mkdir()
-    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
-    site = tmp_path / "manifests"
-    (site / "roles" / "r").mkdir(parents=True)
-    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
-    (site / "roles" / "r" / "resources.yaml").write_text(
+    inv, site = local_site(tmp_path,
         "resources:\n"
         "  - authorized_key: ghost-key\n"
         "    user: driftctl-no-such-user\n"
@@ -151,13 +151,7 @@ def test_plan_shows_refusals_as_apply_will_and_defers_what_the_run_itself_fixes(
     it is known after the file; apply converges both. Plan and apply agree resource by resource."""
     target = tmp_path / "target"
     (target / "in-the-way").mkdir(parents=True)
-    inv = tmp_path / "inv"
-    inv.mkdir()
-    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
-    site = tmp_path / "manifests"
-    (site / "roles" / "r").mkdir(parents=True)
-    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
-    (site / "roles" / "r" / "resources.yaml").write_text(
+    inv, site = local_site(tmp_path,
         "resources:\n"
         f"  - file: {target}/in-the-way\n"
         "    content: \"x\\n\"\n"
@@ -192,13 +186,7 @@ def test_a_line_on_a_file_that_a_dependency_creates_is_known_after_it(tmp_path: 
     in apply. Here an exec plays the package."""
     target = tmp_path / "target"
     target.mkdir()
-    inv = tmp_path / "inv"
-    inv.mkdir()
-    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
-    site = tmp_path / "manifests"
-    (site / "roles" / "r").mkdir(parents=True)
-    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
-    (site / "roles" / "r" / "resources.yaml").write_text(
+    inv, site = local_site(tmp_path,
         "resources:\n"
         "  - exec: install\n"
         f"    command: \"printf 'a = 1\\\\n' > {target}/app.conf\"\n"
