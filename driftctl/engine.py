@@ -243,8 +243,6 @@ class Engine:
             catalog = self.preflight_one(host)
         round_trips = 0
         facts: dict[str, Any] = {}
-        if catalog.uses_facts:
-            cached = self.facts_cache.get(host.name)
         observer = self.observer_for(transport)
         if catalog.uses_facts:
             cached = self.facts_cache.get(host.name)
@@ -284,9 +282,6 @@ class Engine:
         self.catalogs[host.name] = catalog
         return catalog
 
-    def _diff(self, p: Planned, observed: dict[str, Any]) -> list[Change]:
-        return diff_planned(p, observed)
-
     # ---- one host: the write half
     def apply_plan(
         self, plan: HostPlan, transport: Transport, only: Iterable[str] | None = None
@@ -300,8 +295,9 @@ class Engine:
         depends, notify = edges(plan.catalog.resources)
         blobs: list[tuple[str, Blob]] = []
         items = []
+        managed = ManagedPaths(plan.catalog.resources)
         for p in plan.items:
-            item = probe_item(p, plan.catalog)
+            item = probe_item(p, plan.catalog, managed)
             item["changes"] = [c.field for c in p.changes] if p.id in to_change else []
             if p.deferred_by and p.id in to_change:
                 item["deferred"] = {"desired": fingerprint.desired_state(p.desired)}
@@ -354,7 +350,7 @@ class Engine:
             # observed only now, after its dependencies: this is what it was, and what changed
             p.error = None
             p.observed = r["before"]
-            p.changes = self._diff(p, p.observed)
+            p.changes = diff_planned(p, p.observed)
             if status == "ok":
                 return planned_result(p)
         if status in ("failed", "skipped"):
@@ -370,7 +366,7 @@ class Engine:
         if after is None:
             return p.result("failed", changes=p.changes, error=r.get("error") or "not observed after the change",
                             observed=False)
-        remaining = self._diff(p, after) if p.rtype.verify_after_apply else []
+        remaining = diff_planned(p, after) if p.rtype.verify_after_apply else []
         p.observed = after
         if remaining:
             fields = ", ".join(p.rtype.describe(c) for c in remaining)
@@ -434,13 +430,15 @@ def diff_planned(p: Planned, observed: dict[str, Any]) -> list[Change]:
     return [mask_change(c, p) for c in changes]
 
 
-def probe_item(p: Planned, catalog: Catalog) -> dict[str, Any]:
-    """One resource as the agent gets it: id, type and the type's agent params (plus what purge keeps)."""
+def probe_item(p: Planned, catalog: Catalog, managed: ManagedPaths | None = None) -> dict[str, Any]:
+    """One resource as the agent gets it: id, type and the type's agent params (plus what purge keeps;
+    ``managed``: the catalog's index, built once by a caller that asks for every resource)."""
     params = dict(p.rtype.agent_params(p.resource.params))
     params["_want_content"] = not p.resource.sensitive
     params["_sensitive"] = p.resource.sensitive
     if p.rtype.keeps_managed_below:
-        params["_managed"] = managed_below(str(p.resource.params.get("path", "")), catalog.resources)
+        index = managed if managed is not None else ManagedPaths(catalog.resources)
+        params["_managed"] = index.below(str(p.resource.params.get("path", "")))
     return {"id": p.id, "type": p.resource.type, "params": params}
 
 
@@ -448,7 +446,8 @@ def plan_catalog(host: Host, catalog: Catalog, observer: Observer, want_facts: b
     """Observe ``catalog`` with ``observer`` and diff it: the one plan loop of plan, check, apply, drift,
     bake-verify and drift --against IMAGE."""
     items = [planned(r) for r in catalog.resources]
-    request: dict[str, Any] = {"facts": want_facts, "resources": [probe_item(p, catalog) for p in items]}
+    managed = ManagedPaths(catalog.resources)
+    request: dict[str, Any] = {"facts": want_facts, "resources": [probe_item(p, catalog, managed) for p in items]}
     if catalog.watch:
         request["watch"] = watch_request(catalog)
     answer = observer.probe(request)
@@ -643,11 +642,12 @@ def edges(resources: Sequence[Resource]) -> tuple[dict[str, list[str]], dict[str
 
 def managed_below(directory: str, resources: Sequence[Resource]) -> list[str]:
     """Paths under ``directory`` that some resource of the catalog manages (kept by purge)."""
-    return _managed_paths(resources).below(directory)
+    return ManagedPaths(resources).below(directory)
 
 
-class _ManagedPaths:
-    """Every path a catalog manages, sorted once, so each directory's share is a bisect away."""
+class ManagedPaths:
+    """Every path a catalog manages, sorted once, so each directory's share is a bisect away (a scan
+    of the catalog per directory made 10,000 resources in 100 directories quadratic)."""
 
     def __init__(self, resources: Sequence[Resource]) -> None:
         paths: set[str] = set()
@@ -663,26 +663,10 @@ class _ManagedPaths:
         return self.paths[start:end]
 
 
-_managed_cache: dict[int, tuple[Sequence[Resource], _ManagedPaths]] = {}
-_managed_lock = threading.Lock()
-
-
-def _managed_paths(resources: Sequence[Resource]) -> _ManagedPaths:
-    """The index of ``resources`` (kept per resource list, which lives as long as its catalog)."""
-    with _managed_lock:
-        got = _managed_cache.get(id(resources))
-        if got is not None and got[0] is resources:
-            return got[1]
-        index = _ManagedPaths(resources)
-        if len(_managed_cache) > 1024:
-            _managed_cache.clear()
-        _managed_cache[id(resources)] = (resources, index)
-        return index
-
-
 def watch_request(catalog: Catalog) -> list[dict[str, Any]]:
     """Watched paths with the managed paths under them excluded (those are reported per resource)."""
-    return [{"path": w, "exclude": managed_below(w, catalog.resources)} for w in catalog.watch]
+    managed = ManagedPaths(catalog.resources)
+    return [{"path": w, "exclude": managed.below(w)} for w in catalog.watch]
 
 
 __all__ = ["REDACTED", "Engine", "Event", "HostPlan", "Planned", "edges", "planned_result"]

@@ -191,9 +191,10 @@ def image_observe(image: Image | ImageFS | str, catalog: Catalog) -> dict[str, d
     refusal is the type's ``precheck``: why apply would refuse that state), or ``{"error": "..."}``
     for a resource that cannot be observed in an image (an exec's ``unless`` command, ...).
     """
-    from driftctl.engine import planned, probe_item
+    from driftctl.engine import ManagedPaths, planned, probe_item
 
-    items = [probe_item(planned(r), catalog) for r in catalog.resources]
+    managed = ManagedPaths(catalog.resources)
+    items = [probe_item(planned(r), catalog, managed) for r in catalog.resources]
     answer = ImageObserver(image, catalog).probe({"resources": items})
     resources: dict[str, dict[str, Any]] = answer["resources"]
     return resources

@@ -207,9 +207,9 @@ class File(ResourceType):
     def agent_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         out = {k: params.get(k) for k in ("path", "ensure", "owner", "group", "mode", "backup")}
         content = params.get("content")
-        out["content_sha256"] = content_sha(content) if content is not None else None
-        out["content_size"] = content.size if isinstance(content, FileContent) else (
-            len(content_bytes(content)) if content is not None else None)
+        blob = blob_of(content) if content is not None else None  # its sha256 and size, hashed once
+        out["content_sha256"] = blob.sha256 if blob is not None else None
+        out["content_size"] = blob.size if blob is not None else None
         out.update({k: v for k, v in params.items() if k.startswith("_")})
         return out
 
