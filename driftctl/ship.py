@@ -144,10 +144,20 @@ def program_source(modules: tuple[str, ...] | None = None) -> str:
     return "\n".join(parts)
 
 
-@functools.cache
+_PROGRAMS: dict[tuple[str, ...] | None, bytes] = {}
+_PROGRAMS_LOCK = threading.Lock()
+
+
 def program_bytes(modules: tuple[str, ...] | None = None) -> bytes:
-    """What is sent: the program without its docstrings and comments, compressed."""
-    return zlib.compress(compact(program_source(modules)).encode("utf-8"), 9)
+    """What is sent: the program without its docstrings and comments, compressed. Built once per set
+    of modules, under a lock: forty hosts that start together must not each parse and compact it."""
+    program = _PROGRAMS.get(modules)
+    if program is None:
+        with _PROGRAMS_LOCK:
+            program = _PROGRAMS.get(modules)
+            if program is None:
+                program = _PROGRAMS[modules] = zlib.compress(compact(program_source(modules)).encode("utf-8"), 9)
+    return program
 
 
 def compact(source: str) -> str:
