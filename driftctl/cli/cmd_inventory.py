@@ -22,27 +22,26 @@ from driftctl.cli.options import json_option, limit_option
 from driftctl.errors import InventoryError, Location
 from driftctl.inventory import Inventory, load_inventory
 from driftctl.inventory.connection import SECRET_VARS
-from driftctl.inventory.loader import suggest
+from driftctl.inventory.loader import suggest, warnings_for
 from driftctl.model import Host
 from driftctl.secret import REDACTED, Secret, collect, redact, redact_data
 
 HIDDEN_GROUPS = ("all", "ungrouped")
 
 
-def _secrets(inv: Inventory) -> set[str]:
-    """Every secret value in the inventory: ``!secret`` values and anything in a password variable."""
+def _secrets(inv: Inventory, hosts: list[Host]) -> set[str]:
+    """Every secret value in the inventory: ``!secret`` values and anything in a password variable, as
+    the files wrote them (every group's and host's, shown or not), and the connection passwords of
+    ``hosts``. Builds no other host."""
     found: set[str] = set()
-    for host in inv.hosts.values():
-        collect(host.vars, found)
-        for name in SECRET_VARS:
-            value = host.vars.get(name)
-            if isinstance(value, str) and value:
-                found.add(value)
+    for name, value in inv.written_vars():
+        collect(value, found)
+        if name in SECRET_VARS and isinstance(value, str) and value:
+            found.add(value)
+    for host in hosts:
         for value in (host.connection.password, host.connection.become_password):
             if value:
                 found.add(value)
-    for group in inv.groups.values():
-        collect(group.vars, found)
     return found
 
 
@@ -204,17 +203,22 @@ def inventory_command(inventory: Path, limit: str | None, host_name: str | None,
     """
     if host_name and (graph or limit):
         raise click.UsageError("--host cannot be combined with --graph or --limit")
+    if host_name is not None:  # one host: only it is built (its variables merged, its connection checked)
+        inv = load_inventory(inventory, lazy=True)
+        if host_name not in inv.hosts:
+            for warning in inv.warnings:
+                ui.warn(warning)
+            raise InventoryError(f"no host named {host_name!r} in the inventory", Location(str(inventory)),
+                                 suggest(host_name, list(inv.hosts)))
+        host = inv.hosts[host_name]
+        for warning in warnings_for(inv, [host]):
+            ui.warn(warning)
+        _host_view(inv, host, _secrets(inv, [host]), as_json)
+        return
     inv = load_inventory(inventory)
     for warning in inv.warnings:
         ui.warn(warning)
-    secrets = _secrets(inv)
-    if host_name is not None:
-        host = inv.hosts.get(host_name)
-        if host is None:
-            raise InventoryError(f"no host named {host_name!r} in the inventory", Location(str(inventory)),
-                                 suggest(host_name, list(inv.hosts)))
-        _host_view(inv, host, secrets, as_json)
-        return
+    secrets = _secrets(inv, list(inv.hosts.values()))
     hosts = inv.select(limit)
     if graph:
         doc = _graph_doc(inv, "all", {h.name for h in hosts}) or {"name": "all", "hosts": [], "children": []}

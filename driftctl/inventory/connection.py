@@ -9,6 +9,7 @@ common in Ansible inventories) are rendered, sandboxed, against the host's varia
 
 from __future__ import annotations
 
+import functools
 import os.path
 import shlex
 from collections.abc import Callable, Mapping
@@ -69,6 +70,18 @@ _TRANSPORTS = {
 _AUTO_PYTHON = {"auto", "auto_silent", "auto_legacy", "auto_legacy_silent"}
 
 
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    return jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(text: str) -> jinja2.Template:
+    """One compiled template per text: 1,000 hosts of a group sharing ``{{ inventory_hostname }}.dc3``
+    compile it once (compiling costs ~1 ms, rendering ~20 us). A template holds no host's data."""
+    return _environment().from_string(text)
+
+
 @dataclass
 class HostVars:
     """What the connection builder needs to know about one host."""
@@ -84,7 +97,6 @@ class _Builder:
     def __init__(self, host: HostVars, warn: Callable[[str], None]) -> None:
         self.host = host
         self.warn = warn
-        self._env: jinja2.sandbox.ImmutableSandboxedEnvironment | None = None
 
     def where(self, var: str) -> Location:
         return self.host.sources.get(var, self.host.fallback)
@@ -97,8 +109,6 @@ class _Builder:
         """Render a templated value (recursively, like Ansible's lazy templating, with a depth limit)."""
         if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
             return value
-        if self._env is None:
-            self._env = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
         context = dict(self.host.values)
         context.update(
             inventory_hostname=self.host.name,
@@ -110,7 +120,7 @@ class _Builder:
             if "{{" not in text and "{%" not in text:
                 return text
             try:
-                text = self._env.from_string(text).render(context)
+                text = _compiled(text).render(context)
             except jinja2.TemplateError as e:
                 raise InventoryError(f"{var} for host {self.host.name!r}: cannot render {value!r}: {e}",
                                      self.where(var)) from None

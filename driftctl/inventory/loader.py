@@ -22,7 +22,7 @@ from driftctl import fsperms
 from driftctl.errors import InventoryError, Location
 from driftctl.inventory import connection, ini_format, varfiles, yaml_format
 from driftctl.inventory.builder import ALL, Builder, HostEntry
-from driftctl.inventory.model import Group, Inventory, VarSet
+from driftctl.inventory.model import Built, Group, Hosts, Inventory, VarSet, _Sources
 from driftctl.model import Host
 from driftctl.patterns import nearest
 from driftctl.yamlsrc import read_text
@@ -89,10 +89,16 @@ def _looks_like_ini(text: str) -> bool:
     return True
 
 
-def load_inventory(path: str | Path) -> Inventory:
+def load_inventory(path: str | Path, *, lazy: bool = False) -> Inventory:
     """Load an Ansible-compatible inventory: a directory (``inventory/prod/``) or one hosts file.
 
-    Raises InventoryError, with the file and line, for any mistake; contacts no host.
+    Raises InventoryError, with the file and line, for any mistake; contacts no host. Every host is
+    built (variables merged, connection checked) and ``warnings`` covers them all.
+
+    ``lazy=True`` reads and checks the files and the group tree only: a host is built when it is
+    first read (``inv.hosts[name]``, ``inv.select(...)``), so ``--limit`` on 10,000 hosts builds the
+    ones it selects, and a mistake in another host's connection variables does not stop it (as in
+    Ansible). ``warnings`` then holds what the files say; ``warnings_for(hosts)`` adds the hosts'.
     """
     path = Path(path)
     warnings: list[str] = []
@@ -129,21 +135,85 @@ def load_inventory(path: str | Path) -> Inventory:
         merged.update(g.file_vars)
         g.vars = merged.values
 
-    inv = Inventory(path=path, groups=builder.groups, warnings=warnings,
+    factory = _HostFactory(builder)
+    hosts = Hosts(builder.hosts, factory.groups_of, factory.build)
+    inv = Inventory(path=path, hosts=hosts, groups=builder.groups, var_sources=_Sources(hosts),
                     files=[str(s) for s in sources])
     inv.files += [f for fs in group_files.files.values() for f in fs]
     inv.files += [f for fs in host_files.files.values() for f in fs]
-    for name, entry in builder.hosts.items():
-        inv.hosts[name], inv.var_sources[name] = _host(builder, entry, warnings)
-    if not inv.hosts:
-        warnings.append(f"{path}: the inventory has no hosts")
+    inv._written = [vs for g in builder.groups.values() for vs in (g.inventory_vars, g.file_vars)]
+    inv._written += [vs for h in builder.hosts.values() for vs in (h.inventory_vars, h.file_vars)]
+    late: list[str] = []
+    if not builder.hosts:
+        late.append(f"{path}: the inventory has no hosts")
     writable = _writable_warning(path, base)
     if writable:
-        warnings.append(writable)
-    warnings += _same_address(inv.hosts.values())
+        late.append(writable)
+    if lazy:
+        inv.warnings = list(dict.fromkeys(warnings + late))
+        return inv
+    for name in hosts:  # in inventory order, as the warnings were always listed
+        warnings += hosts.built(name).warnings
+    warnings += late + _same_address(hosts.values())
     # Several hosts often share a group's bad ssh args: say it once.
     inv.warnings = list(dict.fromkeys(warnings))
     return inv
+
+
+class _HostFactory:
+    """Builds one host: its groups in precedence order, its merged variables, its connection.
+
+    What hosts in the same groups share (the ordered groups and the merged group variables) is
+    computed once per set of groups: 10,000 hosts in 100 groups merge group variables 100 times.
+    """
+
+    def __init__(self, builder: Builder) -> None:
+        self.builder = builder
+        self._by_groups: dict[frozenset[str], tuple[tuple[str, ...], VarSet]] = {}
+
+    def _shared(self, entry: HostEntry) -> tuple[tuple[str, ...], VarSet]:
+        key = frozenset(entry.groups)
+        found = self._by_groups.get(key)
+        if found is None:
+            b = self.builder
+            member_of = b.ancestors(entry.groups)
+            ordered: list[Group] = sorted(
+                (b.groups[g] for g in member_of if g != ALL), key=lambda g: g.precedence_key
+            )
+            root = b.groups[ALL]
+            merged = VarSet()
+            for layer in ([root.inventory_vars], [g.inventory_vars for g in ordered],
+                          [root.file_vars], [g.file_vars for g in ordered]):
+                for vs in layer:
+                    merged.update(vs)
+            found = self._by_groups[key] = ((ALL, *(g.name for g in ordered)), merged)
+        return found
+
+    def groups_of(self, name: str) -> tuple[str, ...]:
+        return self._shared(self.builder.hosts[name])[0]
+
+    def build(self, name: str) -> Built:
+        entry = self.builder.hosts[name]
+        groups, shared = self._shared(entry)
+        values, sources = dict(shared.values), dict(shared.sources)
+        for vs in (entry.inventory_vars, entry.file_vars):
+            values.update(vs.values)
+            sources.update(vs.sources)
+        warnings: list[str] = []
+        spec = connection.build(connection.HostVars(name, values, sources, groups, entry.location), warnings.append)
+        return Built(Host(name, values, groups, spec, entry.location), sources, warnings)
+
+
+def warnings_for(inv: Inventory, hosts: Iterable[Host]) -> list[str]:
+    """The inventory's warnings and those of ``hosts`` (building them if they are not yet), for a run of
+    these hosts: two of them sharing one address is a warning, a host outside the run is not looked at."""
+    chosen = list(hosts)
+    out = list(inv.warnings)
+    if isinstance(inv.hosts, Hosts):
+        for h in chosen:
+            out += inv.hosts.built(h.name).warnings
+    out += _same_address(chosen)
+    return list(dict.fromkeys(out))
 
 
 def _writable_warning(path: Path, base: Path) -> str | None:
@@ -196,27 +266,6 @@ def _priorities(builder: Builder, warnings: list[str]) -> None:
         # Ansible keeps the priority on the group, not among its variables.
         del g.inventory_vars.values[key]
         del g.inventory_vars.sources[key]
-
-
-def _host(builder: Builder, entry: HostEntry, warnings: list[str]) -> tuple[Host, dict[str, Location]]:
-    member_of = builder.ancestors(entry.groups)
-    ordered: list[Group] = sorted(
-        (builder.groups[g] for g in member_of if g != ALL), key=lambda g: g.precedence_key
-    )
-    root = builder.groups[ALL]
-    merged = VarSet()
-    for layer in (
-        [root.inventory_vars], [g.inventory_vars for g in ordered],
-        [root.file_vars], [g.file_vars for g in ordered],
-        [entry.inventory_vars, entry.file_vars],
-    ):
-        for vs in layer:
-            merged.update(vs)
-    groups = (ALL, *(g.name for g in ordered))
-    spec = connection.build(
-        connection.HostVars(entry.name, merged.values, merged.sources, groups, entry.location), warnings.append
-    )
-    return Host(entry.name, merged.values, groups, spec, entry.location), merged.sources
 
 
 def suggest(name: str, candidates: list[str]) -> str | None:
