@@ -1,158 +1,356 @@
 #!/usr/bin/env python3
-"""Benchmark plan, first apply, second apply and drift on 1, 10 and 40 fleet hosts.
+"""The phases bench of issue 10: plan, first apply, no-op apply, check, drift and the SSH floor.
 
-The manifest is generated at a realistic size: 100 templated files in 10 directories, 3 users and a
-group, a line edit, a symlink, a package and a service (both already in the base image, so the numbers
-measure driftctl and not Debian's mirror). Each size gets brand-new hosts, so "first apply" really
-is the first. Every command runs as a user types it (a subprocess of the CLI); the controller's peak
-memory is that process's max RSS.
+For each fleet size: brand-new fleet hosts (so the first apply really is the first), the workload of
+bench/workload.py (119 resources per host), then in order: plan, first apply, no-op apply, check,
+drift, the floor (bench/floor.py). Every driftctl command runs as a user types it (a subprocess of
+the CLI, ``--parallel`` = hosts, default output); the read-only phases run ``--repeat`` times and the
+median is reported. Per phase: wall, exit code, the controller's peak RSS, bytes on the wire (each
+host's interface counters, checked against a known transfer), store growth, output size.
 
-    .venv/bin/python bench/bench_converge.py --hosts 1,10,40
-Results: a table on stdout and bench/results/converge-<date>.json.
+Correctness, checked on every run (any mismatch: exit 1 and what differed):
+- plan --json's changed resource ids per host == those the first apply changed (its stored report);
+- the no-op apply changes nothing; check and drift exit 0 after converge;
+- known hand changes on 2 hosts (workload.INJECTIONS): drift --json reports exactly those resource
+  ids on exactly those hosts; apply --json repairs exactly those; drift is clean again;
+- ``--drift-runs`` more drift runs find nothing (0 false positives).
+
+    .venv/bin/python bench/bench_converge.py                       # 1, 10, 40, 100 hosts, --repeat 3
+    .venv/bin/python bench/bench_converge.py --hosts 1,3 --repeat 1
+Results: a table on stdout, bench/results/converge-<stamp>.md and .json (not committed).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import benchlib
+import floor
+import phases
+import workload
+from benchlib import CliRun, WireMeter
+from phases import PhaseRow, Sample
 
-def fleet_library():
-    path = REPO / "tests" / "fleet" / "fleet.py"
-    spec = importlib.util.spec_from_file_location("driftctl_test_fleet", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["driftctl_test_fleet"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def write_manifests(root: Path, files: int = 100, dirs: int = 10) -> None:
-    role = root / "roles" / "bench"
-    (role / "templates").mkdir(parents=True)
-    (root / "site.yaml").write_text("- hosts: all\n  roles: [bench]\n")
-    (role / "templates" / "conf.j2").write_text(
-        "# {{ inventory_hostname }} file {{ item }}: managed by driftctl\n"
-        "{% for i in range(40) %}option_{{ i }} = {{ (item * 31 + i) % 97 }}\n{% endfor %}"
-    )
-    (role / "defaults.yaml").write_text(f"bench_files: {list(range(files))}\n")
-    res = ["resources:", "  - group: benchops", "    gid: 5000"]
-    for u in range(3):
-        res += [f"  - user: bench{u}", f"    uid: {5001 + u}", "    group: benchops", "    shell: /bin/bash"]
-    for d in range(dirs):
-        res += [f"  - directory: /srv/bench/d{d}", "    mode: \"0755\""]
-    res += ["  - directory: /srv/bench", "    mode: \"0755\""]
-    res += [
-        "  - file: \"/srv/bench/d{{ item % " + str(dirs) + " }}/f{{ item }}.conf\"",
-        "    template: conf.j2",
-        "    mode: \"0644\"",
-        "    owner: root",
-        "    loop: \"{{ bench_files }}\"",
-        "  - symlink: /srv/bench/current",
-        "    target: /srv/bench/d0",
-        "  - line: bench-sshd",
-        "    path: /etc/ssh/sshd_config",
-        "    text: MaxSessions 20",
-        "    match: \"^#?MaxSessions\"",
-        "  - package: procps",
-        "  - service: cron",
-        "    enabled: true",
-        "    running: true",
-    ]
-    (role / "resources.yaml").write_text("\n".join(res) + "\n")
+REPO = workload.REPO
+RESULTS = REPO / "bench" / "results"
+fleet_library = workload.fleet_library  # bench_content.py imports these three from here
+write_manifests = workload.write_manifests
 
 
-def run(args: list[str], state: Path) -> dict:
-    """One CLI command; wall time and its own peak RSS (wait4 on exactly that process)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
-    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1")
-    started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "driftctl", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    chunks: dict[str, bytes] = {}
-
-    def drain(name: str, stream) -> None:
-        chunks[name] = stream.read()
-
-    readers = [threading.Thread(target=drain, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
-    for t in readers:
-        t.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    for t in readers:
-        t.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.monotonic() - started
-    return {"rc": proc.returncode, "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "stdout": chunks["out"].decode()[-400:], "stderr": chunks["err"].decode()[-400:],
-            "stdout_full": chunks["out"].decode()}
+def run(args: list[str], state: Path) -> dict[str, Any]:
+    """One CLI command as a dict (the shape bench_content.py reads): rc, wall_s, peak_rss_mb, output tails."""
+    r = benchlib.run_cli(args, state)
+    return {"rc": r.rc, "wall_s": round(r.wall_s, 2), "peak_rss_mb": round(r.peak_rss_mb, 1),
+            "stdout": r.stdout.decode(errors="replace")[-400:], "stderr": r.stderr.decode(errors="replace")[-400:],
+            "stdout_full": r.stdout.decode(errors="replace")}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", default="1,10,40")
-    parser.add_argument("--drift-runs", type=int, default=20,
-                        help="extra drift runs on the untouched fleet, counting false positives")
-    ns = parser.parse_args()
+@dataclass
+class SizeResult:
+    hosts: int
+    fleet_start_s: float = 0.0
+    rows: list[PhaseRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # correctness checks that passed, for the record
+    wire_check: str = ""
+    floor_errors: list[str] = field(default_factory=list)
+
+
+class Bench:
+    """One fleet size: its fleet, state dir, wire meter, and the phases run against them."""
+
+    def __init__(self, n: int, fleet: Any, manifests: Path, state: Path, out: SizeResult) -> None:
+        self.n = n
+        self.fleet = fleet
+        self.inv = str(fleet.inventory_dir)
+        self.manifests = manifests
+        self.state = state
+        self.out = out
+        self.hosts = [h.name for h in fleet.hosts]
+        self.meter = WireMeter({h.name: h.container for h in fleet.hosts})
+
+    # ---- measuring
+
+    def cli(self, command: str, *extra: str) -> CliRun:
+        return benchlib.run_cli([command, self.inv, "-m", str(self.manifests), "--parallel", str(self.n), *extra],
+                                self.state)
+
+    def sample(self, command: str, *extra: str) -> tuple[Sample, CliRun]:
+        store_before = benchlib.store_bytes(self.state)
+        wire_before = self.meter.read()
+        r = self.cli(command, *extra)
+        wire = WireMeter.delta(wire_before, self.meter.read())
+        s = Sample(wall_s=r.wall_s, rc=r.rc, peak_rss_mb=r.peak_rss_mb, wire_rx=wire.rx, wire_tx=wire.tx,
+                   wire_by_host=wire.by_host, store_growth=benchlib.store_bytes(self.state) - store_before,
+                   output_bytes=r.output_bytes)
+        return s, r
+
+    def phase(self, name: str, command: str, repeat: int, after: Callable[[CliRun, int], None]) -> PhaseRow:
+        samples = []
+        for i in range(repeat):
+            s, r = self.sample(command)
+            samples.append(s)
+            after(r, i)
+        row = PhaseRow(self.n, name, samples)
+        self.out.rows.append(row)
+        print(f"{self.n:>4} hosts  {name:<12} {row.wall_s:6.2f} s  rc={row.rc}  peak {row.peak_rss_mb:.0f} MB  "
+              f"wire {row.wire_per_host_kb:.1f} KB/host  store +{row.store_growth_kb:.1f} KB  "
+              f"output {row.output_kb:.1f} KB", flush=True)
+        return row
+
+    def floor_phase(self, repeat: int) -> PhaseRow:
+        targets = floor.targets_from_inventory(self.fleet.inventory_dir)
+        observed = workload.managed_paths()
+        samples = []
+        for _ in range(repeat):
+            before = self.meter.read()
+            res = floor.measure(targets, observed.paths, observed.users, observed.groups, repeat=1)
+            wire = WireMeter.delta(before, self.meter.read())
+            self.out.floor_errors += res.errors
+            absent = [h.name for run in res.runs for h in run.hosts if h.ok and h.absent]
+            if absent:
+                self.problem(f"floor: managed paths absent on converged hosts {sorted(set(absent))}")
+            samples.append(Sample(wall_s=res.wall_s, rc=0 if res.ok else 1, wire_rx=wire.rx, wire_tx=wire.tx,
+                                  wire_by_host=wire.by_host))
+        row = PhaseRow(self.n, "floor", samples)
+        self.out.rows.append(row)
+        print(f"{self.n:>4} hosts  {'floor':<12} {row.wall_s:6.2f} s  wire {row.wire_per_host_kb:.1f} KB/host",
+              flush=True)
+        if self.out.floor_errors:
+            self.problem("floor: " + "; ".join(self.out.floor_errors))
+        return row
+
+    # ---- checking
+
+    def problem(self, text: str) -> None:
+        self.out.problems.append(f"{self.n} hosts: {text}")
+        print(f"  PROBLEM: {text}", flush=True)
+
+    def passed(self, text: str) -> None:
+        self.out.checks.append(text)
+
+    def expect_rc(self, label: str, r: CliRun, want: int) -> bool:
+        if r.rc != want:
+            self.problem(f"{label}: exit {r.rc}, expected {want}\n{r.tail()}")
+            return False
+        return True
+
+    def doc_of(self, label: str, r: CliRun) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(r.stdout)
+        except ValueError:
+            self.problem(f"{label}: --json printed no JSON (exit {r.rc})\n{r.tail()}")
+            return None
+        return self.sound(label, doc)
+
+    def stored(self, label: str, command: str) -> dict[str, Any] | None:
+        doc = benchlib.stored_run(self.state, self.inv, command)
+        if doc is None:
+            self.problem(f"{label}: no stored {command} run")
+            return None
+        return self.sound(label, doc)
+
+    def sound(self, label: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        bad = phases.expect_hosts(label, doc, self.hosts) + [f"{label}: {f}" for f in phases.failed_hosts(doc)]
+        for b in bad:
+            self.problem(b)
+        return None if bad else doc
+
+    def same(self, label: str, want: dict[str, set[str]], got: dict[str, set[str]]) -> None:
+        diffs = phases.compare(label, want, got)
+        for d in diffs:
+            self.problem(d)
+        if not diffs:
+            self.passed(label)
+
+    def nothing(self) -> dict[str, set[str]]:
+        return {h: set() for h in self.hosts}
+
+
+def run_size(n: int, ns: argparse.Namespace, tmpdir: Path, manifests: Path) -> SizeResult:
+    fleetlib = workload.fleet_library()
+    fleet_id = f"bench{n}"
+    out = SizeResult(hosts=n)
+    fleetlib.down(fleet_id)
+    try:
+        t0 = time.monotonic()
+        fleet = fleetlib.start_fleet(fleet_id, n, inventory_dir=tmpdir / f"inv{n}", known_hosts=tmpdir / f"kh{n}",
+                                     owner=fleetlib.current_owner())
+        out.fleet_start_s = round(time.monotonic() - t0, 1)
+        b = Bench(n, fleet, manifests, tmpdir / f"state{n}", out)
+        first = fleet.hosts[0]
+        check = benchlib.calibrate(b.meter, first.name, first.address, first.port, str(first.key_file),
+                                   str(fleet.known_hosts))
+        out.wire_check = check.describe()
+        print(f"{n:>4} hosts  fleet up in {out.fleet_start_s} s; wire: {out.wire_check}", flush=True)
+        if not check.ok:
+            b.problem(f"wire counters: {out.wire_check}")
+        run_phases(b, ns)
+        run_correctness(b, ns)
+    except Exception as e:  # a size that cannot run is reported; the other sizes still run
+        out.problems.append(f"{n} hosts: bench aborted: {type(e).__name__}: {e}")
+        print(f"  PROBLEM: bench aborted: {type(e).__name__}: {e}", flush=True)
+    finally:
+        fleetlib.down(fleet_id)
+    return out
+
+
+def run_phases(b: Bench, ns: argparse.Namespace) -> None:
+    all_ids = {h: workload.resource_ids() for h in b.hosts}
+    plan_ids: dict[str, set[str]] = {}
+
+    def after_plan(r: CliRun, _: int) -> None:
+        b.expect_rc("plan", r, 2)
+        # the same question as --json, untimed: which resources would the first apply change?
+        doc = b.doc_of("plan --json", b.cli("plan", "--json"))
+        if doc is not None:
+            plan_ids.update(phases.changed_ids(doc))
+            b.same("plan --json covers the workload's resources",
+                   all_ids, {h["name"]: {x["id"] for x in h["resources"]} for h in doc["hosts"]})
+
+    def after_first_apply(r: CliRun, _: int) -> None:
+        b.expect_rc("first apply", r, 2)
+        doc = b.stored("first apply (stored report)", "apply")
+        if doc is not None and plan_ids:
+            b.same("plan --json's changed ids == first apply's changed ids", plan_ids, phases.changed_ids(doc))
+
+    def after_noop(r: CliRun, i: int) -> None:
+        b.expect_rc(f"no-op apply #{i + 1}", r, 0)
+        doc = b.stored(f"no-op apply #{i + 1} (stored report)", "apply")
+        if doc is not None:
+            b.same(f"no-op apply #{i + 1} changes nothing", b.nothing(), phases.changed_ids(doc))
+
+    def after_check(r: CliRun, i: int) -> None:
+        if b.expect_rc(f"check #{i + 1} after converge", r, 0):
+            b.passed(f"check #{i + 1} exits 0 after converge")
+
+    def after_drift(r: CliRun, i: int) -> None:
+        b.expect_rc(f"drift #{i + 1} after converge", r, 0)
+        doc = b.stored(f"drift #{i + 1} (stored report)", "drift")
+        if doc is not None:
+            b.same(f"drift #{i + 1} after converge finds nothing", b.nothing(), phases.drifted_ids(doc))
+
+    b.phase("plan", "plan", 1, after_plan)
+    b.phase("first_apply", "apply", 1, after_first_apply)
+    b.phase("noop_apply", "apply", ns.repeat, after_noop)
+    b.phase("check", "check", ns.repeat, after_check)
+    b.phase("drift", "drift", ns.repeat, after_drift)
+    floor_row = b.floor_phase(ns.repeat)
+    for row in b.out.rows:
+        row.floor_s = floor_row.wall_s
+
+
+def run_correctness(b: Bench, ns: argparse.Namespace) -> None:
+    hosts = b.fleet.hosts
+    want: dict[str, set[str]] = {}
+    for inj in workload.INJECTIONS:
+        host = hosts[min(inj.host, len(hosts) - 1)]
+        r = host.sh(inj.script)
+        if r.rc != 0:
+            b.problem(f"injection '{inj.what}' on {host.name} failed ({r.rc}): {r.stderr_text[-300:]}")
+            return
+        want.setdefault(host.name, set()).add(inj.resource)
+    doc = b.doc_of("drift --json after hand changes", b.cli("drift", "--json"))
+    if doc is not None:
+        b.same("drift finds exactly the hand changes", want, phases.drifted_ids(doc))
+        b.same("drift after hand changes: no unmanaged change", b.nothing(), phases.unmanaged_paths(doc))
+        if doc["exit_code"] != 2:
+            b.problem(f"drift after hand changes: exit code {doc['exit_code']}, expected 2")
+    r = b.cli("apply", "--json")
+    b.expect_rc("apply after hand changes", r, 2)
+    doc = b.doc_of("apply --json after hand changes", r)
+    if doc is not None:
+        b.same("apply repairs exactly the hand changes", want, phases.changed_ids(doc))
+    false_positives = 0
+    for i in range(1 + ns.drift_runs):  # the first: clean again after the repair; then --drift-runs more
+        label = "drift --json after repair" if i == 0 else f"extra drift run #{i}"
+        r = b.cli("drift", "--json")
+        doc = b.doc_of(label, r)
+        if doc is None:
+            continue
+        found = phases.drifted_ids(doc)
+        unmanaged = phases.unmanaged_paths(doc)
+        false_positives += sum(len(v) for v in found.values()) + sum(len(v) for v in unmanaged.values())
+        b.same(f"{label} finds nothing", b.nothing(), found)
+        b.expect_rc(label, r, 0)
+    b.passed(f"{ns.drift_runs} extra drift runs: {false_positives} false positive(s)")
+
+
+def environment() -> dict[str, Any]:
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=workload.REPO, capture_output=True,
+                         text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "driftctl"], cwd=workload.REPO,
+                           capture_output=True, text=True).stdout.strip()
+    return {"git": rev + (" + uncommitted changes in driftctl/" if dirty else ""), "cpus": os.cpu_count(),
+            "loadavg_at_start": os.getloadavg(), "python": platform.python_version(),
+            "paramiko": floor.paramiko.__version__}
+
+
+def write_results(stamp: str, env: dict[str, Any], ns: argparse.Namespace, sizes: list[SizeResult]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = [r for s in sizes for r in s.rows]
+    doc = {"stamp": stamp, "environment": env, "args": vars(ns),
+           "sizes": [{**{k: v for k, v in asdict(s).items() if k != "rows"}, "rows": [r.as_dict() for r in s.rows]}
+                     for s in sizes]}
+    (RESULTS / f"converge-{stamp}.json").write_text(json.dumps(doc, indent=2, default=str))
+    problems = [p for s in sizes for p in s.problems]
+    md = [f"# bench_converge {stamp}", "",
+          f"driftctl {env['git']}, {env['cpus']} CPUs, load average at start {env['loadavg_at_start']}, "
+          f"`--hosts {ns.hosts} --repeat {ns.repeat} --drift-runs {ns.drift_runs}`; workload "
+          f"{workload.resource_count()} resources per host. Median of --repeat for no-op apply, check, drift "
+          f"and the floor; ratio = wall / (floor + {phases.INTERPRETER_S} s).", "",
+          phases.markdown_table(rows), "## Correctness", ""]
+    md += [f"- FAILED: {p}" for p in problems] or ["- every check passed"]
+    md += ["", "## Wire counters", ""] + [f"- {s.hosts} hosts: {s.wire_check}" for s in sizes]
+    md += ["", "## Checks passed", ""] + [f"- {s.hosts} hosts: {c}" for s in sizes for c in s.checks]
+    out = RESULTS / f"converge-{stamp}.md"
+    out.write_text("\n".join(md) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--hosts", default="1,10,40,100", help="fleet sizes, comma-separated (default 1,10,40,100)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each read-only phase; the median is reported")
+    parser.add_argument("--drift-runs", type=int, default=3,
+                        help="extra drift runs on the repaired fleet, each must find nothing")
+    ns = parser.parse_args(argv)
     sizes = [int(x) for x in ns.hosts.split(",")]
-    fleetlib = fleet_library()
+    if ns.repeat < 1 or any(n < 1 for n in sizes):
+        parser.error("--repeat and every size must be >= 1")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    env = environment()
     results = []
     with tempfile.TemporaryDirectory(prefix="driftctl-bench-") as tmp:
         tmpdir = Path(tmp)
         manifests = tmpdir / "manifests"
-        write_manifests(manifests)
+        workload.write_manifests(manifests)
         for n in sizes:
-            fleet_id = f"bench{n}"
-            fleetlib.down(fleet_id)
-            t0 = time.monotonic()
-            fleet = fleetlib.start_fleet(fleet_id, n, inventory_dir=tmpdir / f"inv{n}",
-                                         known_hosts=tmpdir / f"kh{n}", owner=fleetlib.current_owner())
-            start_s = time.monotonic() - t0
-            state = tmpdir / f"state{n}"
-            inv = str(fleet.inventory_dir)
-            row: dict = {"hosts": n, "fleet_start_s": round(start_s, 1)}
-            try:
-                for label, cmd in (("plan", "plan"), ("first_apply", "apply"), ("second_apply", "apply"),
-                                   ("drift", "drift")):
-                    r = run([cmd, inv, "-m", str(manifests), "--parallel", "40"], state)
-                    row[label] = r
-                    print(f"{n:>3} hosts  {label:<13} {r['wall_s']:>6.1f}s  rc={r['rc']}  "
-                          f"peak {r['peak_rss_mb']} MB", flush=True)
-                false_positives = 0
-                for _ in range(ns.drift_runs):  # nothing touched the fleet: every drift found is false
-                    r = run(["drift", inv, "-m", str(manifests), "--parallel", "40", "--json"], state)
-                    doc = json.loads(r["stdout_full"])
-                    false_positives += doc["summary"]["resources_drifted"] + doc["summary"]["unmanaged_changes"]
-                row["drift_runs"] = ns.drift_runs
-                row["false_positives"] = false_positives
-                print(f"{n:>3} hosts  {ns.drift_runs} more drift runs: {false_positives} false positive(s)", flush=True)
-                db = state / "driftctl.sqlite"
-                row["store_bytes"] = sum(p.stat().st_size for p in state.glob("driftctl.sqlite*")) if db.exists() else 0
-            finally:
-                fleetlib.down(fleet_id)
-            results.append(row)
-    out_dir = REPO / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"converge-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    for row in results:
-        for key in ("plan", "first_apply", "second_apply", "drift"):
-            row[key].pop("stdout_full", None)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\n{'hosts':>5} {'plan':>7} {'apply1':>7} {'apply2':>7} {'drift':>7} {'peak MB':>8} {'false+':>7}")
-    for row in results:
-        peak = max(row[k]["peak_rss_mb"] for k in ("plan", "first_apply", "second_apply", "drift"))
-        print(f"{row['hosts']:>5} {row['plan']['wall_s']:>7} {row['first_apply']['wall_s']:>7} "
-              f"{row['second_apply']['wall_s']:>7} {row['drift']['wall_s']:>7} {peak:>8} {row['false_positives']:>7}")
-    print(f"wrote {out}")
+            results.append(run_size(n, ns, tmpdir, manifests))
+    print()
+    print(phases.text_table([r for s in results for r in s.rows]), end="")
+    problems = [p for s in results for p in s.problems]
+    out = write_results(stamp, env, ns, results)
+    print(f"\nwrote {out} and {out.with_suffix('.json').name}")
+    if problems:
+        print(f"\nCORRECTNESS FAILED ({len(problems)}):")
+        for p in problems:
+            print(f"  {p}")
+        return 1
+    print("correctness: every check passed")
     return 0
 
 

@@ -55,6 +55,40 @@ def resource_count(files: int = FILES, dirs: int = DIRS) -> int:
     return 1 + len(USERS) + dirs + 1 + files + 1 + 1 + 1 + 1
 
 
+def resource_ids(files: int = FILES, dirs: int = DIRS) -> set[str]:
+    """The ids driftctl gives the workload's resources on every host."""
+    return {f"group:{GROUP}", *(f"user:{u}" for u in USERS), f"directory:{ROOT_DIR}",
+            *(f"directory:{dir_path(d)}" for d in range(dirs)), *(f"file:{file_path(i, dirs)}" for i in range(files)),
+            f"symlink:{SYMLINK}", "line:bench-sshd", "package:procps", "service:cron"}
+
+
+@dataclass(frozen=True)
+class Injection:
+    """A change made by hand (``podman exec``) that drift must report as exactly ``resource``.
+
+    ``host`` 0 is the fleet's first host, 1 its second (the first again on a one-host fleet). The
+    script fails (non-zero) if the change did not happen.
+    """
+
+    host: int
+    what: str
+    script: str
+    resource: str
+
+
+INJECTIONS = (
+    Injection(0, "edit a managed file's content", f"printf 'hand edit\\n' >> {file_path(1)}", f"file:{file_path(1)}"),
+    Injection(0, "chmod a managed file", f"chmod 600 {file_path(2)}", f"file:{file_path(2)}"),
+    Injection(0, "delete a managed file", f"rm {file_path(3)}", f"file:{file_path(3)}"),
+    Injection(1, "change the sshd_config line",
+              f"sed -i 's/^{LINE_TEXT}$/MaxSessions 30/' {LINE_FILE} && grep -qx 'MaxSessions 30' {LINE_FILE}",
+              "line:bench-sshd"),
+    Injection(1, "delete the symlink", f"rm {SYMLINK}", f"symlink:{SYMLINK}"),
+    Injection(1, "change a user's shell", f"usermod -s /bin/sh {USERS[1]}", f"user:{USERS[1]}"),
+    Injection(1, "chmod a managed directory", f"chmod 700 {dir_path(DIRS - 1)}", f"directory:{dir_path(DIRS - 1)}"),
+)
+
+
 def write_manifests(root: Path, files: int = FILES, dirs: int = DIRS) -> None:
     """The site and role of the workload under ``root`` (site.yaml, roles/bench/...)."""
     role = root / "roles" / "bench"

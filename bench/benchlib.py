@@ -1,0 +1,197 @@
+"""The measuring half of bench_converge.py: a CLI run, the bytes on the wire, the store's size.
+
+- ``run_cli``: one driftctl command as a user types it (a subprocess of the CLI), its wall time, its
+  own peak RSS (wait4 on exactly that process) and its output.
+- ``WireMeter``: bytes through each fleet host's network interface, read from the host's own network
+  namespace (``/proc/<container pid>/net/dev``, eth0). Every byte between the controller and a host
+  crosses it, and an idle fleet host sends almost nothing else; ``calibrate`` checks both on every run
+  (a known 1 MB each way over SSH is counted as 1 MB, and the idle background rate is reported).
+- ``store_bytes``: the SQLite store's files after a WAL checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import paramiko
+
+REPO = Path(__file__).resolve().parents[1]
+STORE_FILE = "driftctl.sqlite"
+
+
+@dataclass
+class CliRun:
+    argv: list[str]
+    rc: int
+    wall_s: float
+    peak_rss_mb: float
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def output_bytes(self) -> int:
+        return len(self.stdout) + len(self.stderr)
+
+    def tail(self, n: int = 1500) -> str:
+        return (self.stdout.decode(errors="replace")[-n:] + "\n" + self.stderr.decode(errors="replace")[-n:]).strip()
+
+
+def run_cli(args: list[str], state: Path) -> CliRun:
+    """One CLI command (``python -m driftctl ARGS``) with its own state dir; no DRIFTCTL_* of ours leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
+    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1")
+    argv = [sys.executable, "-m", "driftctl", *args]
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    chunks: dict[str, bytes] = {}
+
+    def drain(name: str, stream: IO[bytes]) -> None:
+        chunks[name] = stream.read()
+
+    assert proc.stdout is not None and proc.stderr is not None
+    readers = [threading.Thread(target=drain, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in readers:
+        t.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    for t in readers:
+        t.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return CliRun(argv=args, rc=proc.returncode, wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024,
+                  stdout=chunks["out"], stderr=chunks["err"])
+
+
+# ---- bytes on the wire
+
+
+def container_pid(container: str) -> int:
+    out = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.strip()
+    return int(out)
+
+
+def read_net_dev(text: str, interface: str = "eth0") -> tuple[int, int]:
+    """(received, sent) bytes of ``interface`` in the text of a /proc/<pid>/net/dev."""
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        if sep and name.strip() == interface:
+            fields = rest.split()
+            return int(fields[0]), int(fields[8])
+    raise ValueError(f"no interface {interface} in net/dev")
+
+
+Counters = dict[str, tuple[int, int]]
+
+
+@dataclass
+class WireDelta:
+    rx: int  # received by the hosts (from the controller)
+    tx: int  # sent by the hosts
+    by_host: dict[str, int]
+
+
+class WireMeter:
+    """Per-host interface counters of a fleet, read in the hosts' own network namespaces."""
+
+    def __init__(self, containers: dict[str, str]) -> None:
+        self.pids = {name: container_pid(c) for name, c in containers.items()}
+
+    def read(self) -> Counters:
+        return {name: read_net_dev(Path(f"/proc/{pid}/net/dev").read_text()) for name, pid in self.pids.items()}
+
+    @staticmethod
+    def delta(before: Counters, after: Counters) -> WireDelta:
+        by_host = {h: (after[h][0] - before[h][0]) + (after[h][1] - before[h][1]) for h in before}
+        return WireDelta(rx=sum(after[h][0] - before[h][0] for h in before),
+                         tx=sum(after[h][1] - before[h][1] for h in before), by_host=by_host)
+
+
+@dataclass
+class WireCheck:
+    """What calibrate() found: counted bytes for a known transfer each way, and the idle background."""
+
+    known_bytes: int
+    counted_to_host: int
+    counted_from_host: int
+    idle_s: float
+    idle_bytes_per_host_s: float
+
+    @property
+    def ok(self) -> bool:
+        # SSH framing, TCP/IP headers and the connection's own handshake add a few percent, never less
+        low, high = self.known_bytes, self.known_bytes * 1.06
+        return low <= self.counted_to_host <= high and low <= self.counted_from_host <= high
+
+    def describe(self) -> str:
+        return (f"known transfer {self.known_bytes} B each way over SSH counted as {self.counted_to_host} B to the "
+                f"host and {self.counted_from_host} B from it ({'ok' if self.ok else 'WRONG'}: within +6%); "
+                f"idle background {self.idle_bytes_per_host_s:.0f} B/s per host over {self.idle_s:.0f} s")
+
+
+def calibrate(meter: WireMeter, host: str, address: str, port: int, key_file: str, known_hosts: str,
+              known: int = 1_000_000, idle_s: float = 2.0) -> WireCheck:
+    """Count a known transfer to and from ``host`` over SSH (connect to close), and the fleet idle."""
+    before = meter.read()
+    time.sleep(idle_s)
+    idle = WireMeter.delta(before, meter.read())
+    idle_rate = (idle.rx + idle.tx) / max(1, len(meter.pids)) / idle_s
+    client = paramiko.SSHClient()
+    client.load_host_keys(known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect(address, port=port, username="root", key_filename=key_file, look_for_keys=False,
+                       allow_agent=False, timeout=60)
+        a = meter.read()
+        stdin, stdout, _ = client.exec_command("cat > /dev/null")
+        stdin.write(os.urandom(known))
+        stdin.channel.shutdown_write()
+        stdout.channel.recv_exit_status()
+        b = meter.read()
+        _, stdout, _ = client.exec_command(f"head -c {known} /dev/urandom")
+        got = stdout.read()
+        stdout.channel.recv_exit_status()
+        c = meter.read()
+    finally:
+        client.close()
+    if len(got) != known:
+        raise RuntimeError(f"calibration: read {len(got)} bytes, expected {known}")
+    to_host = b[host][0] - a[host][0]
+    from_host = c[host][1] - b[host][1]
+    return WireCheck(known_bytes=known, counted_to_host=to_host, counted_from_host=from_host, idle_s=idle_s,
+                     idle_bytes_per_host_s=idle_rate)
+
+
+# ---- the store
+
+
+def store_bytes(state: Path) -> int:
+    """Bytes of the store's SQLite files (database + WAL) after a full checkpoint; 0 before it exists."""
+    db = state / STORE_FILE
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+    return sum(p.stat().st_size for p in (db, state / f"{STORE_FILE}-wal") if p.exists())
+
+
+def stored_run(state: Path, inventory: str, command: str) -> dict[str, Any] | None:
+    """The latest stored report document of ``command`` (the one the CLI printed, as the store keeps it)."""
+    from driftctl.store import open_store
+
+    store = open_store(state / STORE_FILE)
+    try:
+        return store.latest_run(inventory, command=command)
+    finally:
+        store.close()

@@ -1,0 +1,157 @@
+"""bench/phases.py and the pure parts of bench/benchlib.py: medians, the issue's targets, the table,
+the correctness comparisons of report documents, the /proc/net/dev parser."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import benchlib  # noqa: E402
+import phases  # noqa: E402
+import workload  # noqa: E402
+from phases import PhaseRow, Sample  # noqa: E402
+
+
+def row(hosts: int, phase: str, walls: list[float], floor_s: float | None = 1.0, **kw: float) -> PhaseRow:
+    return PhaseRow(hosts, phase, [Sample(wall_s=w, rc=0, **kw) for w in walls], floor_s=floor_s)  # type: ignore[arg-type]
+
+
+def test_row_reports_the_median_and_the_ratio_to_floor_plus_interpreter() -> None:
+    r = row(40, "drift", [9.0, 1.95, 2.1], floor_s=1.0, peak_rss_mb=90.0)
+    assert r.wall_s == 2.1
+    assert r.ratio == pytest.approx(2.1 / 1.3)
+    assert row(40, "floor", [1.0]).ratio is None
+
+
+def test_wire_is_per_host_median_of_both_directions() -> None:
+    r = PhaseRow(4, "check", [Sample(1, 0, wire_rx=4096, wire_tx=4096), Sample(1, 0, wire_rx=8192, wire_tx=8192),
+                              Sample(1, 0, wire_rx=0, wire_tx=40960)])
+    assert r.wire_per_host_kb == pytest.approx(16384 / 4 / 1024)
+
+
+def test_worst_rc_and_rss_are_kept() -> None:
+    r = PhaseRow(1, "check", [Sample(1, 0, peak_rss_mb=50), Sample(1, 2, peak_rss_mb=70), Sample(1, 0, peak_rss_mb=60)])
+    assert (r.rc, r.peak_rss_mb) == (2, 70)
+
+
+def test_targets_at_40_hosts() -> None:
+    drift = row(40, "drift", [1.9], floor_s=1.0, peak_rss_mb=120.0, store_growth=40 * 1024)
+    assert [str(t) for t in drift.targets()] == ["ratio ok", "store ok", "rss MISS"]
+    first = row(40, "first_apply", [7.5], peak_rss_mb=99.0, store_growth=2 * 1024 * 1024)
+    assert [str(t) for t in first.targets()] == ["wall MISS", "store MISS", "rss ok"]
+
+
+def test_targets_at_100_hosts_and_none_at_sizes_the_issue_does_not_name() -> None:
+    check = row(100, "check", [2.0], floor_s=1.0, peak_rss_mb=149.0)
+    assert [str(t) for t in check.targets()] == ["ratio MISS", "rss ok"]
+    assert row(10, "drift", [9.0]).targets() == []
+    assert row(40, "floor", [1.0]).targets() == []
+    assert row(40, "plan", [1.0], peak_rss_mb=1.0).targets()[0].name == "rss"
+
+
+def test_table_has_a_column_per_header_and_blank_driftctl_cells_for_the_floor() -> None:
+    rows = [row(40, "noop_apply", [1.5], floor_s=1.0, peak_rss_mb=80.0, output_bytes=2048), row(40, "floor", [1.0])]
+    md = phases.markdown_table(rows).splitlines()
+    assert md[0].startswith("| hosts | phase | wall s | floor s | ratio | targets |")
+    assert all(line.count("|") == len(phases.COLUMNS) + 1 for line in md)
+    assert md[2] == "| 40 | noop_apply | 1.50 | 1.00 | 1.15 | ratio ok, rss ok | 0.0 | 80 | 0.0 | 2.0 | 0 |"
+    assert md[3] == "| 40 | floor | 1.00 | 1.00 |  | - | 0.0 |  |  |  |  |"
+    text = phases.text_table(rows).splitlines()
+    assert len(text) == 3 and text[0].split()[:3] == ["hosts", "phase", "wall"]
+
+
+def test_as_dict_is_json_ready() -> None:
+    import json
+
+    d = row(40, "drift", [2.0], peak_rss_mb=10.0).as_dict()
+    assert json.loads(json.dumps(d))["targets"][0] == {"name": "ratio", "limit": 1.5, "value": 1.538, "met": False}
+
+
+def doc(*hosts: dict) -> dict:
+    return {"hosts": list(hosts)}
+
+
+def host(name: str, *resources: dict, status: str = "ok", unmanaged: list | None = None) -> dict:
+    return {"name": name, "status": status, "error": None, "resources": list(resources), "unmanaged": unmanaged}
+
+
+def res(rid: str, status: str = "ok", drift: str | None = None, ignored: str | None = None) -> dict:
+    return {"id": rid, "status": status, "drift": drift, "ignored": ignored}
+
+
+def test_changed_and_drifted_ids_per_host() -> None:
+    d = doc(host("a", res("file:/x", "changed"), res("file:/y")),
+            host("b", res("file:/x", drift="corrective"), res("line:l", drift="both"), res("user:u", drift="pending",
+                                                                                             ignored="until monday")))
+    assert phases.changed_ids(d) == {"a": {"file:/x"}, "b": set()}
+    assert phases.drifted_ids(d) == {"a": set(), "b": {"file:/x", "line:l"}}
+
+
+def test_compare_names_what_is_missing_and_what_is_extra_per_host() -> None:
+    want = {"a": {"file:/x", "file:/y"}}
+    got = {"a": {"file:/x", "file:/z"}, "b": {"user:u"}}
+    assert phases.compare("drift", want, got) == [
+        "drift: a: expected but not reported: file:/y",
+        "drift: a: reported but not expected: file:/z",
+        "drift: b: reported but not expected: user:u",
+    ]
+    assert phases.compare("drift", {"a": set()}, {"a": set(), "b": set()}) == []
+
+
+def test_failed_or_missing_hosts_are_problems() -> None:
+    d = doc(host("a", res("file:/x", "failed")), host("b", status="unreachable"), host("c"))
+    assert phases.failed_hosts(d) == ["a: ok", "b: unreachable"]
+    assert phases.expect_hosts("x", d, ["a", "b", "c"]) == []
+    assert phases.expect_hosts("x", d, ["a", "b"]) != []
+
+
+def test_unmanaged_paths_skip_ignored() -> None:
+    d = doc(host("a", unmanaged=[{"path": "/etc/x", "ignored": None}, {"path": "/etc/y", "ignored": "r"}]),
+            host("b", unmanaged=None))
+    assert phases.unmanaged_paths(d) == {"a": {"/etc/x"}, "b": set()}
+
+
+def test_injections_name_resources_of_the_workload_on_two_hosts() -> None:
+    ids = workload.resource_ids()
+    assert len(ids) == workload.resource_count()
+    assert {i.resource for i in workload.INJECTIONS} <= ids
+    assert len({i.resource for i in workload.INJECTIONS}) == len(workload.INJECTIONS)
+    assert {i.host for i in workload.INJECTIONS} == {0, 1}
+
+
+NET_DEV = (Path(__file__).parent / "data" / "bench_net_dev.txt").read_text()  # a container's /proc/PID/net/dev
+
+
+def test_read_net_dev_and_delta() -> None:
+    assert benchlib.read_net_dev(NET_DEV) == (1012276, 1018243)
+    with pytest.raises(ValueError):
+        benchlib.read_net_dev(NET_DEV, "eth1")
+    d = benchlib.WireMeter.delta({"a": (10, 20), "b": (0, 0)}, {"a": (15, 120), "b": (1, 2)})
+    assert (d.rx, d.tx, d.by_host) == (6, 102, {"a": 105, "b": 3})
+
+
+def test_wire_check_accepts_only_a_few_percent_of_overhead() -> None:
+    ok = benchlib.WireCheck(1000, 1030, 1040, 2.0, 10.0)
+    assert ok.ok and "ok" in ok.describe()
+    assert not benchlib.WireCheck(1000, 999, 1040, 2.0, 10.0).ok  # counting less than was sent: wrong interface
+    assert not benchlib.WireCheck(1000, 1030, 1100, 2.0, 10.0).ok  # other traffic counted too
+
+
+def test_store_bytes_counts_the_database_after_a_checkpoint(tmp_path: Path) -> None:
+    assert benchlib.store_bytes(tmp_path) == 0
+    con = sqlite3.connect(tmp_path / benchlib.STORE_FILE)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t (x BLOB)")
+    con.execute("INSERT INTO t VALUES (?)", (b"x" * 100_000,))
+    con.commit()
+    assert (tmp_path / f"{benchlib.STORE_FILE}-wal").stat().st_size > 100_000  # still in the WAL
+    size = benchlib.store_bytes(tmp_path)
+    assert (tmp_path / f"{benchlib.STORE_FILE}-wal").stat().st_size == 0
+    assert size == (tmp_path / benchlib.STORE_FILE).stat().st_size >= 100_000
+    con.close()
