@@ -299,16 +299,23 @@ def environment() -> dict[str, Any]:
             "paramiko": floor.paramiko.__version__}
 
 
+def _load(avg: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.1f}" for x in avg)
+
+
 def write_results(stamp: str, env: dict[str, Any], ns: argparse.Namespace, sizes: list[SizeResult]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    env["loadavg_at_end"] = os.getloadavg()
     rows = [r for s in sizes for r in s.rows]
     doc = {"stamp": stamp, "environment": env, "args": vars(ns),
            "sizes": [{**{k: v for k, v in asdict(s).items() if k != "rows"}, "rows": [r.as_dict() for r in s.rows]}
                      for s in sizes]}
     (RESULTS / f"converge-{stamp}.json").write_text(json.dumps(doc, indent=2, default=str))
     problems = [p for s in sizes for p in s.problems]
+    busy = max(env["loadavg_at_start"][0], env["loadavg_at_end"][0]) > (env["cpus"] or 1)
     md = [f"# bench_converge {stamp}", "",
-          f"driftctl {env['git']}, {env['cpus']} CPUs, load average at start {env['loadavg_at_start']}, "
+          f"driftctl {env['git']}, {env['cpus']} CPUs, load average {_load(env['loadavg_at_start'])} at start, "
+          f"{_load(env['loadavg_at_end'])} at end{' (busier than its CPUs: walls are inflated)' if busy else ''}, "
           f"`--hosts {ns.hosts} --repeat {ns.repeat} --drift-runs {ns.drift_runs}`; workload "
           f"{workload.resource_count()} resources per host. Median of --repeat for no-op apply, check, drift "
           f"and the floor; ratio = wall / (floor + {phases.INTERPRETER_S} s).", "",

@@ -44,7 +44,10 @@ class CliRun:
         return (self.stdout.decode(errors="replace")[-n:] + "\n" + self.stderr.decode(errors="replace")[-n:]).strip()
 
 
-def run_cli(args: list[str], state: Path) -> CliRun:
+TIMEOUT_S = 1800.0  # a hung command is killed (exit -9) and reported, never waited on forever
+
+
+def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S) -> CliRun:
     """One CLI command (``python -m driftctl ARGS``) with its own state dir; no DRIFTCTL_* of ours leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
     env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1")
@@ -61,7 +64,12 @@ def run_cli(args: list[str], state: Path) -> CliRun:
     readers = [threading.Thread(target=drain, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
     for t in readers:
         t.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    killer = threading.Timer(timeout, proc.kill)  # only this process, which this function started
+    killer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        killer.cancel()
     wall = time.monotonic() - started
     for t in readers:
         t.join()

@@ -155,3 +155,14 @@ def test_store_bytes_counts_the_database_after_a_checkpoint(tmp_path: Path) -> N
     assert (tmp_path / f"{benchlib.STORE_FILE}-wal").stat().st_size == 0
     assert size == (tmp_path / benchlib.STORE_FILE).stat().st_size >= 100_000
     con.close()
+
+
+def test_run_cli_runs_the_real_cli_and_measures_it(tmp_path: Path) -> None:
+    r = benchlib.run_cli(["--version"], tmp_path / "state")
+    assert r.rc == 0 and r.stdout.strip() and r.output_bytes == len(r.stdout) + len(r.stderr)
+    assert r.wall_s > 0 and r.peak_rss_mb > 1
+
+
+def test_run_cli_kills_a_command_past_its_timeout(tmp_path: Path) -> None:
+    r = benchlib.run_cli(["--help"], tmp_path / "state", timeout=0.001)  # the interpreter alone takes longer
+    assert r.rc == -9
