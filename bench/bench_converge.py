@@ -263,6 +263,9 @@ def run_correctness(b: Bench, ns: argparse.Namespace) -> None:
             b.problem(f"injection '{inj.what}' on {host.name} failed ({r.rc}): {r.stderr_text[-300:]}")
             return
         want.setdefault(host.name, set()).add(inj.resource)
+    if ns.plant_undeclared:  # a self-test of the bench: a change it does not expect must fail the run
+        r = hosts[0].sh(f"chmod 640 {workload.file_path(4)}")
+        print(f"  planted an undeclared change on {hosts[0].name}: chmod 640 {workload.file_path(4)} (rc {r.rc})")
     doc = b.doc_of("drift --json after hand changes", b.cli("drift", "--json"))
     if doc is not None:
         b.same("drift finds exactly the hand changes", want, phases.drifted_ids(doc))
@@ -322,6 +325,8 @@ def write_results(stamp: str, env: dict[str, Any], ns: argparse.Namespace, sizes
           phases.markdown_table(rows), "## Correctness", ""]
     md += [f"- FAILED: {p}" for p in problems] or ["- every check passed"]
     md += ["", "## Wire counters", ""] + [f"- {s.hosts} hosts: {s.wire_check}" for s in sizes]
+    md += ["", "KB per host, least / most (of the median run):", ""]
+    md += [f"- {r.hosts} hosts {r.phase}: {lo:.1f} / {hi:.1f}" for r in rows for lo, hi in [phases.host_spread_kb(r)]]
     md += ["", "## Checks passed", ""] + [f"- {s.hosts} hosts: {c}" for s in sizes for c in s.checks]
     out = RESULTS / f"converge-{stamp}.md"
     out.write_text("\n".join(md) + "\n")
@@ -334,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each read-only phase; the median is reported")
     parser.add_argument("--drift-runs", type=int, default=3,
                         help="extra drift runs on the repaired fleet, each must find nothing")
+    parser.add_argument("--plant-undeclared", action="store_true",
+                        help="self-test: also make a hand change the checks are not told about (the run must fail)")
     ns = parser.parse_args(argv)
     sizes = [int(x) for x in ns.hosts.split(",")]
     if ns.repeat < 1 or any(n < 1 for n in sizes):

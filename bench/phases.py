@@ -62,6 +62,10 @@ class PhaseRow:
     def wire_per_host_kb(self) -> float:
         return statistics.median(s.wire_rx + s.wire_tx for s in self.samples) / self.hosts / 1024
 
+    def median_sample(self) -> Sample:
+        ordered = sorted(self.samples, key=lambda s: s.wall_s)
+        return ordered[(len(ordered) - 1) // 2]
+
     @property
     def store_growth_kb(self) -> float:
         return statistics.median(s.store_growth for s in self.samples) / 1024
@@ -86,6 +90,12 @@ class PhaseRow:
                 "wire_per_host_kb": round(self.wire_per_host_kb, 1), "peak_rss_mb": round(self.peak_rss_mb, 1),
                 "store_growth_kb": round(self.store_growth_kb, 1), "output_kb": round(self.output_kb, 1),
                 "targets": [asdict(t) for t in self.targets()], "samples": [asdict(s) for s in self.samples]}
+
+
+def host_spread_kb(row: PhaseRow) -> tuple[float, float]:
+    """The least and the most bytes one host carried in the phase's median-wall run, in KB."""
+    per_host = row.median_sample().wire_by_host.values()
+    return (min(per_host) / 1024, max(per_host) / 1024) if per_host else (0.0, 0.0)
 
 
 @dataclass(frozen=True)

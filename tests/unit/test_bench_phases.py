@@ -166,3 +166,11 @@ def test_run_cli_runs_the_real_cli_and_measures_it(tmp_path: Path) -> None:
 def test_run_cli_kills_a_command_past_its_timeout(tmp_path: Path) -> None:
     r = benchlib.run_cli(["--help"], tmp_path / "state", timeout=0.001)  # the interpreter alone takes longer
     assert r.rc == -9
+
+
+def test_host_spread_is_of_the_median_run() -> None:
+    r = PhaseRow(2, "drift", [Sample(5.0, 0, wire_by_host={"a": 1024, "b": 9 * 1024}),
+                              Sample(1.0, 0, wire_by_host={"a": 0, "b": 0}),
+                              Sample(2.0, 0, wire_by_host={"a": 2048, "b": 4096})])
+    assert phases.host_spread_kb(r) == (2.0, 4.0)
+    assert phases.host_spread_kb(PhaseRow(1, "x", [Sample(1.0, 0)])) == (0.0, 0.0)
