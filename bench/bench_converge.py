@@ -72,8 +72,9 @@ class SizeResult:
 class Bench:
     """One fleet size: its fleet, state dir, wire meter, and the phases run against them."""
 
-    def __init__(self, n: int, fleet: Any, manifests: Path, state: Path, out: SizeResult) -> None:
+    def __init__(self, n: int, fleet: Any, manifests: Path, state: Path, out: SizeResult, code: Path) -> None:
         self.n = n
+        self.code = code
         self.fleet = fleet
         self.inv = str(fleet.inventory_dir)
         self.manifests = manifests
@@ -86,7 +87,7 @@ class Bench:
 
     def cli(self, command: str, *extra: str) -> CliRun:
         return benchlib.run_cli([command, self.inv, "-m", str(self.manifests), "--parallel", str(self.n), *extra],
-                                self.state)
+                                self.state, code=self.code)
 
     def sample(self, command: str, *extra: str) -> tuple[Sample, CliRun]:
         store_before = benchlib.store_bytes(self.state)
@@ -157,7 +158,7 @@ class Bench:
         return self.sound(label, doc)
 
     def stored(self, label: str, command: str) -> dict[str, Any] | None:
-        doc = benchlib.stored_run(self.state, self.inv, command)
+        doc = benchlib.stored_run(self.state, self.inv, command, self.code)
         if doc is None:
             self.problem(f"{label}: no stored {command} run")
             return None
@@ -190,7 +191,7 @@ def run_size(n: int, ns: argparse.Namespace, tmpdir: Path, manifests: Path) -> S
         fleet = fleetlib.start_fleet(fleet_id, n, inventory_dir=tmpdir / f"inv{n}", known_hosts=tmpdir / f"kh{n}",
                                      owner=fleetlib.current_owner())
         out.fleet_start_s = round(time.monotonic() - t0, 1)
-        b = Bench(n, fleet, manifests, tmpdir / f"state{n}", out)
+        b = Bench(n, fleet, manifests, tmpdir / f"state{n}", out, ns.code)
         first = fleet.hosts[0]
         check = benchlib.calibrate(b.meter, first.name, first.address, first.port, str(first.key_file),
                                    str(fleet.known_hosts))
@@ -292,12 +293,13 @@ def run_correctness(b: Bench, ns: argparse.Namespace) -> None:
     b.passed(f"{ns.drift_runs} extra drift runs: {false_positives} false positive(s)")
 
 
-def environment() -> dict[str, Any]:
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=workload.REPO, capture_output=True,
+def environment(code: Path) -> dict[str, Any]:
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True,
                          text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "driftctl"], cwd=workload.REPO,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "driftctl"], cwd=code,
                            capture_output=True, text=True).stdout.strip()
-    return {"git": rev + (" + uncommitted changes in driftctl/" if dirty else ""), "cpus": os.cpu_count(),
+    return {"git": rev + (" + uncommitted changes in driftctl/" if dirty else ""), "code": str(code),
+            "cpus": os.cpu_count(),
             "loadavg_at_start": os.getloadavg(), "python": platform.python_version(),
             "paramiko": floor.paramiko.__version__}
 
@@ -323,7 +325,11 @@ def write_results(stamp: str, env: dict[str, Any], ns: argparse.Namespace, sizes
           f"{workload.resource_count()} resources per host. Median of --repeat for no-op apply, check, drift "
           f"and the floor; ratio = wall / (floor + {phases.INTERPRETER_S} s).", "",
           phases.markdown_table(rows), "## Correctness", ""]
-    md += [f"- FAILED: {p}" for p in problems] or ["- every check passed"]
+    for p in problems:
+        first, *rest = p.splitlines()
+        md += [f"- FAILED: {first}"] + (["", "  ```", *(f"  {ln}" for ln in rest), "  ```"] if rest else [])
+    if not problems:
+        md.append("- every check passed")
     md += ["", "## Wire counters", ""] + [f"- {s.hosts} hosts: {s.wire_check}" for s in sizes]
     md += ["", "KB per host, least / most (of the median run):", ""]
     md += [f"- {r.hosts} hosts {r.phase}: {lo:.1f} / {hi:.1f}" for r in rows for lo, hi in [phases.host_spread_kb(r)]]
@@ -339,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each read-only phase; the median is reported")
     parser.add_argument("--drift-runs", type=int, default=3,
                         help="extra drift runs on the repaired fleet, each must find nothing")
+    parser.add_argument("--code", type=Path, default=REPO,
+                        help="the checkout whose driftctl runs (default this one; e.g. a git worktree of a commit, "
+                             "so edits in progress do not change the code mid-run)")
     parser.add_argument("--plant-undeclared", action="store_true",
                         help="self-test: also make a hand change the checks are not told about (the run must fail)")
     ns = parser.parse_args(argv)
@@ -346,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.repeat < 1 or any(n < 1 for n in sizes):
         parser.error("--repeat and every size must be >= 1")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    env = environment()
+    env = environment(ns.code)
     results = []
     with tempfile.TemporaryDirectory(prefix="driftctl-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -360,9 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     out = write_results(stamp, env, ns, results)
     print(f"\nwrote {out} and {out.with_suffix('.json').name}")
     if problems:
-        print(f"\nCORRECTNESS FAILED ({len(problems)}):")
+        print(f"\nCORRECTNESS FAILED ({len(problems)}; in full above and in {out.name}):")
         for p in problems:
-            print(f"  {p}")
+            lines = [ln for ln in p.splitlines() if ln.strip()]
+            print(f"  {lines[0]}" + (f"\n      ... {lines[-1].strip()}" if len(lines) > 1 else ""))
         return 1
     print("correctness: every check passed")
     return 0

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -47,13 +48,22 @@ class CliRun:
 TIMEOUT_S = 1800.0  # a hung command is killed (exit -9) and reported, never waited on forever
 
 
-def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S) -> CliRun:
-    """One CLI command (``python -m driftctl ARGS``) with its own state dir; no DRIFTCTL_* of ours leaks in."""
+def _env(state: Path, code: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
-    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1")
+    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1", PYTHONPATH=str(code))
+    return env
+
+
+def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S, code: Path = REPO) -> CliRun:
+    """One CLI command (``python -m driftctl ARGS``) with its own state dir; no DRIFTCTL_* of ours leaks in.
+
+    ``code`` is the checkout whose driftctl runs (another one, e.g. a ``git worktree`` of the commit
+    before, compares two versions on the same machine).
+    """
+    env = _env(state, code)
     argv = [sys.executable, "-m", "driftctl", *args]
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(argv, cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     chunks: dict[str, bytes] = {}
 
@@ -81,10 +91,14 @@ def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S) -> CliRun:
 # ---- bytes on the wire
 
 
-def container_pid(container: str) -> int:
-    out = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True, text=True,
-                         check=True, timeout=60).stdout.strip()
-    return int(out)
+def container_pids(containers: list[str]) -> list[int]:
+    """The PID 1 (on this machine) of each running container, in order: one ``podman inspect`` for all."""
+    out = subprocess.run(["podman", "inspect", "-f", "{{.State.Pid}}", *containers], capture_output=True, text=True,
+                         check=True, timeout=300).stdout.split()
+    pids = [int(x) for x in out]
+    if len(pids) != len(containers) or 0 in pids:
+        raise RuntimeError(f"podman inspect gave pids {pids} for {len(containers)} containers")
+    return pids
 
 
 def read_net_dev(text: str, interface: str = "eth0") -> tuple[int, int]:
@@ -111,7 +125,7 @@ class WireMeter:
     """Per-host interface counters of a fleet, read in the hosts' own network namespaces."""
 
     def __init__(self, containers: dict[str, str]) -> None:
-        self.pids = {name: container_pid(c) for name, c in containers.items()}
+        self.pids = dict(zip(containers, container_pids(list(containers.values())), strict=True))
 
     def read(self) -> Counters:
         return {name: read_net_dev(Path(f"/proc/{pid}/net/dev").read_text()) for name, pid in self.pids.items()}
@@ -194,12 +208,26 @@ def store_bytes(state: Path) -> int:
     return sum(p.stat().st_size for p in (db, state / f"{STORE_FILE}-wal") if p.exists())
 
 
-def stored_run(state: Path, inventory: str, command: str) -> dict[str, Any] | None:
-    """The latest stored report document of ``command`` (the one the CLI printed, as the store keeps it)."""
-    from driftctl.store import open_store
+_READ_STORED = """
+import json, sys
+from driftctl.store import open_store
+store = open_store(sys.argv[1])
+try:
+    json.dump(store.latest_run(sys.argv[2], command=sys.argv[3]), sys.stdout)
+finally:
+    store.close()
+"""
 
-    store = open_store(state / STORE_FILE)
-    try:
-        return store.latest_run(inventory, command=command)
-    finally:
-        store.close()
+
+def stored_run(state: Path, inventory: str, command: str, code: Path = REPO) -> dict[str, Any] | None:
+    """The latest stored report document of ``command`` (the one the CLI printed, as the store keeps it).
+
+    Read by the measured checkout's own store code, in a process of its own (this checkout's might
+    migrate a store of another version).
+    """
+    r = subprocess.run([sys.executable, "-c", _READ_STORED, str(state / STORE_FILE), inventory, command], cwd=code,
+                       env=_env(state, code), capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError(f"reading the stored {command} run failed: {r.stderr[-1000:]}")
+    doc = json.loads(r.stdout)
+    return doc if isinstance(doc, dict) else None
