@@ -67,6 +67,7 @@ class SizeResult:
     checks: list[str] = field(default_factory=list)  # correctness checks that passed, for the record
     wire_check: str = ""
     floor_errors: list[str] = field(default_factory=list)
+    floor_host_mean_s: list[float] = field(default_factory=list)  # per floor run: the mean per-host round trip
 
 
 class Bench:
@@ -121,6 +122,7 @@ class Bench:
             res = floor.measure(targets, observed.paths, observed.users, observed.groups, repeat=1)
             wire = WireMeter.delta(before, self.meter.read())
             self.out.floor_errors += res.errors
+            self.out.floor_host_mean_s.append(round(res.host_mean_s, 3))
             absent = [h.name for run in res.runs for h in run.hosts if h.ok and h.absent]
             if absent:
                 self.problem(f"floor: managed paths absent on converged hosts {sorted(set(absent))}")
@@ -304,6 +306,11 @@ def environment(code: Path) -> dict[str, Any]:
             "paramiko": floor.paramiko.__version__}
 
 
+def _floor_walls(s: SizeResult) -> str:
+    floor_rows = [r for r in s.rows if r.phase == "floor"]
+    return ", ".join(f"{x.wall_s:.2f}" for x in floor_rows[0].samples) + " s" if floor_rows else "not measured"
+
+
 def _load(avg: tuple[float, float, float]) -> str:
     return " ".join(f"{x:.1f}" for x in avg)
 
@@ -330,6 +337,8 @@ def write_results(stamp: str, env: dict[str, Any], ns: argparse.Namespace, sizes
         md += [f"- FAILED: {first}"] + (["", "  ```", *(f"  {ln}" for ln in rest), "  ```"] if rest else [])
     if not problems:
         md.append("- every check passed")
+    md += ["", "## Floor", ""] + [f"- {s.hosts} hosts: fleet wall {_floor_walls(s)}; mean per-host round trip "
+                                  f"{', '.join(f'{x:.2f}' for x in s.floor_host_mean_s)} s" for s in sizes]
     md += ["", "## Wire counters", ""] + [f"- {s.hosts} hosts: {s.wire_check}" for s in sizes]
     md += ["", "KB per host, least / most (of the median run):", ""]
     md += [f"- {r.hosts} hosts {r.phase}: {lo:.1f} / {hi:.1f}" for r in rows for lo, hi in [phases.host_spread_kb(r)]]

@@ -92,3 +92,17 @@ def test_format_result_names_errors() -> None:
     text = floor.format_result(result)
     assert "wall 0.50 s" in text and "error: run 1 h1: SSHException: refused" in text
     assert not result.ok
+
+
+def test_targets_from_a_fleet_inventory(tmp_path: Path) -> None:
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yaml").write_text(
+        "all:\n  children:\n    web:\n      hosts:\n        fleet1: {ansible_host: 127.0.0.1, ansible_port: 4001}\n"
+        "        fleet10: {ansible_host: 127.0.0.1, ansible_port: 4010}\n"
+        "    db:\n      hosts:\n        fleet2: {ansible_host: 127.0.0.1, ansible_port: 4002, ansible_user: admin}\n")
+    (tmp_path / "group_vars" / "all.yaml").write_text(
+        "ansible_user: root\nansible_ssh_private_key_file: /k/id\ndriftctl_known_hosts: /k/known_hosts\n")
+    targets = floor.targets_from_inventory(tmp_path)
+    assert [(t.name, t.port, t.user) for t in targets] == [("fleet1", 4001, "root"), ("fleet2", 4002, "admin"),
+                                                           ("fleet10", 4010, "root")]
+    assert {(t.address, t.key_file, t.known_hosts) for t in targets} == {("127.0.0.1", "/k/id", "/k/known_hosts")}
