@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--up", type=int, metavar="N", help="start fleet 'benchfloor' of N hosts, converge it with "
                        "driftctl apply, measure, remove it")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--code", type=Path, default=Path(__file__).resolve().parents[1],
+                        help="with --up: the checkout whose driftctl converges the fleet first (default this one)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     ns = parser.parse_args(argv)
     observed = workload.managed_paths()
@@ -242,12 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(targets_from_inventory(ns.inventory), observed.paths, observed.users, observed.groups,
                          ns.repeat)
     else:
-        result = _measure_new_fleet(ns.up, ns.repeat, observed)
+        result = _measure_new_fleet(ns.up, ns.repeat, observed, ns.code)
     print(json.dumps(result.as_dict(), indent=2) if ns.json else format_result(result))
     return 0 if result.ok else 1
 
 
-def _measure_new_fleet(count: int, repeat: int, observed: Any) -> FloorResult:
+def _measure_new_fleet(count: int, repeat: int, observed: Any, code: Path) -> FloorResult:
     import subprocess
     import tempfile
 
@@ -266,9 +268,9 @@ def _measure_new_fleet(count: int, repeat: int, observed: Any) -> FloorResult:
             applied = subprocess.run(
                 [sys.executable, "-m", "driftctl", "apply", str(fleet.inventory_dir), "-m", str(tmpdir / "manifests"),
                  "--parallel", str(count), "--no-diff"],
-                cwd=workload.REPO, capture_output=True, text=True,
+                cwd=code, capture_output=True, text=True,
                 env={**{k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")},
-                     "DRIFTCTL_STATE_DIR": str(tmpdir / "state"), "NO_COLOR": "1"})
+                     "DRIFTCTL_STATE_DIR": str(tmpdir / "state"), "NO_COLOR": "1", "PYTHONPATH": str(code)})
             if applied.returncode not in (0, 2):
                 raise SystemExit(f"driftctl apply failed ({applied.returncode}):\n{applied.stdout[-2000:]}\n"
                                  f"{applied.stderr[-2000:]}")
