@@ -40,6 +40,9 @@ _COMMENT = ("#", ";")
 # stays text; only True, False and None are literals among such words.
 _PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _LITERAL_WORDS = {"True": True, "False": False, "None": None}
+# Numbers with two dots or more (``10.0.0.42``, ``1.2.3``) are no literal either: text, as literal_eval says.
+_DOTTED_NUMBERS = re.compile(r"[0-9]+(?:\.[0-9]+){2,}")
+_DECIMAL = re.compile(r"[1-9][0-9]{0,17}|0")  # an int as literal_eval reads it (``0123`` is not one)
 # shlex.split(line, comments=True) splits on these only; a line without quotes or backslashes is split
 # on them alone, with '#' starting a comment anywhere (as shlex does in posix mode).
 _SHLEX_SPACE = re.compile(r"[ \t\r\n]+")
@@ -49,6 +52,10 @@ def parse_value(text: str) -> Any:
     """A value from an INI file, the way Ansible reads it (``ast.literal_eval``, else the text)."""
     if _PLAIN_WORD.fullmatch(text):  # most values; literal_eval costs ~20 us each
         return _LITERAL_WORDS.get(text, text)
+    if _DECIMAL.fullmatch(text):
+        return int(text)
+    if _DOTTED_NUMBERS.fullmatch(text):
+        return text
     return _literal(text)
 
 
