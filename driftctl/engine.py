@@ -17,9 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from driftctl import fingerprint, ship
+from driftctl.agentcache import HostPrograms
 from driftctl.config import Settings
 from driftctl.content import Blob
 from driftctl.errors import (
@@ -143,7 +145,10 @@ class Engine:
         # how host tasks run (threads here, inline for a host that runs itself, a queue for many)
         self.executor: Executor = executor or ThreadExecutor(settings.parallel)
         # what answers a probe on a connected host (the agent; tests give a fake)
-        self.observer_for: Callable[[Transport], Observer] = observer_factory or AgentObserver
+        # which agent programs each host already holds (a hint that saves resending them)
+        self.programs = HostPrograms(Path(settings.state_dir) / "agent-programs")
+        self.observer_for: Callable[[Transport], Observer] = observer_factory or (
+            lambda transport: AgentObserver(transport, self.programs))
         self.catalogs: dict[str, Catalog] = {}
         self.facts_cache: dict[str, dict[str, Any]] = {}  # host -> facts of the last stored run
         # set on SIGINT/SIGTERM: nothing new starts; in-flight agents stop at their next resource
@@ -257,7 +262,8 @@ class Engine:
                 facts = plan.facts
             else:
                 self.on_event(Event("phase", host.name, "facts"))
-                facts = ship.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3)["facts"]
+                facts = ship.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3,
+                                  programs=self.programs)["facts"]
                 round_trips += 1
             catalog = self._render(host, facts)
         self.on_event(Event("phase", host.name, "probe"))
@@ -410,11 +416,12 @@ class Observer(Protocol):
 class AgentObserver:
     """The agent on a host: one probe round trip over ``transport``."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, programs: HostPrograms | None = None) -> None:
         self.transport = transport
+        self.programs = programs
 
     def probe(self, request: dict[str, Any]) -> dict[str, Any]:
-        return ship.call(self.transport, {"op": "probe", **request})
+        return ship.call(self.transport, {"op": "probe", **request}, programs=self.programs)
 
 
 def planned(resource: Resource) -> Planned:

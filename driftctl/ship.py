@@ -10,7 +10,9 @@ contents in frames and collects the agent's records as they arrive (protocol 2: 
 from __future__ import annotations
 
 import ast
+import base64
 import functools
+import hashlib
 import io
 import json
 import re
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from driftctl.agentcache import HostPrograms
 from driftctl.content import Blob
 from driftctl.errors import AgentError, CommandAborted, CommandTimeout, ConnectionLost, HostLockedError
 from driftctl.transport.base import CommandResult, Feed, Transport
@@ -77,17 +80,74 @@ def agent_modules() -> list[str]:
 
 AGENT_MODULES = agent_modules()
 
-# Reads exactly the compressed program from fd 0, unbuffered, so the request and the frames behind it
-# stay in the pipe for the agent's own reader.
-LAUNCHER = (
-    "import os,sys,zlib\n"
-    "n=int(sys.argv[1]);b=b''\n"
-    "while len(b)<n:\n"
-    " c=os.read(0,n-len(b))\n"
-    " if not c:break\n"
-    " b+=c\n"
-    "exec(compile(zlib.decompress(b),'driftctl-agent','exec'))"
-)
+# argv: ``<n> <key>``. Reads exactly n bytes of compressed program from fd 0, unbuffered, so the request
+# and the frames behind it stay in the pipe for the agent's own reader. ``key`` (the sha256 of those
+# bytes, or "-" for no cache) names the compiled program in the agent cache of the user it runs as:
+# /var/cache/driftctl for root, ~/.cache/driftctl otherwise, a 0700 directory of that user's own, opened
+# by descriptor without following a link; a cached code object is used only from a regular file of that
+# user's, not writable by others. n = 0 means "use the cache": on a miss the launcher answers
+# need_program and the controller sends the program again. At most 16 programs are kept.
+LAUNCHER = """import os,sys,zlib,marshal,stat
+_n=int(sys.argv[1]);_k=sys.argv[2];_b=b''
+while len(_b)<_n:
+ _c=os.read(0,_n-len(_b))
+ if not _c:break
+ _b+=_c
+def _cache_dir():
+ u=os.geteuid()
+ if u==0:p='/var/cache'
+ else:
+  import pwd;p=os.path.join(pwd.getpwuid(u).pw_dir,'.cache')
+  try:os.mkdir(p,0o700)
+  except OSError:pass
+ f=os.open(p,os.O_RDONLY|os.O_DIRECTORY)
+ try:
+  try:os.mkdir('driftctl',0o700,dir_fd=f)
+  except FileExistsError:pass
+  d=os.open('driftctl',os.O_RDONLY|os.O_DIRECTORY|os.O_NOFOLLOW,dir_fd=f)
+ finally:os.close(f)
+ s=os.fstat(d)
+ if s.st_uid!=u or s.st_mode&0o077:
+  os.close(d);return None
+ return d
+def _cached(d,name):
+ f=os.open(name,os.O_RDONLY|os.O_NOFOLLOW,dir_fd=d)
+ try:
+  s=os.fstat(f)
+  if s.st_uid!=os.geteuid() or s.st_mode&0o022 or not stat.S_ISREG(s.st_mode):return None
+  data=b''
+  while True:
+   c=os.read(f,1<<20)
+   if not c:break
+   data+=c
+  return marshal.loads(data)
+ finally:os.close(f)
+def _keep(d,name,code):
+ t='%s.%d.tmp'%(name,os.getpid())
+ f=os.open(t,os.O_WRONLY|os.O_CREAT|os.O_EXCL|os.O_NOFOLLOW,0o600,dir_fd=d)
+ try:os.write(f,marshal.dumps(code))
+ finally:os.close(f)
+ os.rename(t,name,src_dir_fd=d,dst_dir_fd=d)
+ old=sorted((os.stat(e,dir_fd=d,follow_symlinks=False).st_mtime,e) for e in os.listdir(d))
+ for _m,e in old[:-16]:os.unlink(e,dir_fd=d)
+_d=None;_code=None;launcher_cached=False
+_name='%s.%s'%(_k,sys.implementation.cache_tag)
+if _k!='-' and _k.isalnum():
+ try:
+  _d=_cache_dir()
+  if _d is not None:_code=_cached(_d,_name)
+ except Exception:_code=None
+if _code is None and not _b:
+ sys.stdout.write('{"v":2,"ok":false,"need_program":true}\\n');sys.stdout.flush();sys.exit(0)
+if _code is None:
+ _code=compile(zlib.decompress(_b),'driftctl-agent','exec')
+ if _d is not None:
+  try:_keep(_d,_name,_code);launcher_cached=True
+  except Exception:pass
+else:launcher_cached=True
+if _d is not None:os.close(_d)
+del _b
+exec(_code)"""
 
 _LOCAL_IMPORT = re.compile(r"^(from (driftctl\.agent|\.)\S* import .*|from __future__ import .*)$")
 # the same imports written over several lines: ``from driftctl.agent._core import (\n a,\n b,\n)``
@@ -181,33 +241,81 @@ def compact(source: str) -> str:
     return tokenize.untokenize(t for t in tokens if t.type != tokenize.COMMENT)
 
 
-def command(python: str = "python3", modules: tuple[str, ...] | None = None) -> list[str]:
-    """The argv that runs the agent (of ``modules``, default all) on a host."""
-    return [python, "-c", LAUNCHER, str(len(program_bytes(modules)))]
+def command(python: str = "python3", modules: tuple[str, ...] | None = None, *, cache: bool = True,
+            send: bool = True) -> list[str]:
+    """The argv that runs the agent (of ``modules``, default all) on a host: with ``send`` the program
+    follows on stdin, without it the host runs its cached copy (or answers need_program); ``cache``
+    False leaves no agent cache on the host (a build container, whose files become an image)."""
+    program = program_bytes(modules)
+    return [python, "-c", LAUNCHER, str(len(program) if send else 0), program_key(modules) if cache else "-"]
+
+
+@functools.cache
+def program_key(modules: tuple[str, ...] | None = None) -> str:
+    """The name of a program in the hosts' agent caches: the sha256 of what is sent."""
+    return hashlib.sha256(program_bytes(modules)).hexdigest()
 
 
 def _payload(request: dict[str, Any]) -> bytes:
-    return json.dumps({"v": PROTOCOL_VERSION, **request}, separators=(",", ":")).encode("utf-8") + b"\n"
+    """The request as the agent reads it: ``{"z": n}`` and n bytes of its JSON, compressed. The agent is
+    asked (``zip``) to compress its final answer the same way: a probe document of 100 files in sync
+    shrinks from ~40 KB each way to ~5 KB. Content frames are never compressed (docs/security.md)."""
+    body = json.dumps({"v": PROTOCOL_VERSION, **request, "zip": True}, separators=(",", ":")).encode("utf-8")
+    packed = zlib.compress(body, 6)
+    return b'{"z":%d}\n' % len(packed) + packed
 
 
-def call(transport: Transport, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-    """Send one request to the agent on ``transport``'s host and return its answer (one round trip)."""
+def call(transport: Transport, request: dict[str, Any], timeout: float | None = None,
+         programs: HostPrograms | None = None) -> dict[str, Any]:
+    """Send one request to the agent on ``transport``'s host and return its answer (one round trip).
+
+    With ``programs`` (what each host's agent cache holds), a host known to hold this program is not
+    sent it again; a host whose cache lost it answers need_program and is sent it in a second command
+    on the same connection.
+    """
     modules = _modules_of(request)
+    host = transport.host
+    key = program_key(modules)
+    cached = programs is not None and programs.has(host, key)
+    answer = _call_once(transport, modules, request, timeout, send=not cached)
+    if cached and answer.get("need_program"):
+        answer = _call_once(transport, modules, request, timeout, send=True)
+        cached = False
+    if programs is not None and not cached and answer.get("cached"):
+        programs.remember(host, key)
+    return _checked(host.name, answer)
+
+
+def _call_once(transport: Transport, modules: tuple[str, ...], request: dict[str, Any], timeout: float | None,
+               send: bool) -> dict[str, Any]:
     result = transport.run(
-        command(transport.host.connection.python, modules), stdin=program_bytes(modules) + _payload(request),
-        timeout=timeout,
+        command(transport.host.connection.python, modules, send=send),
+        stdin=(program_bytes(modules) if send else b"") + _payload(request), timeout=timeout,
     )
     lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
     answer = _parse(lines[-1]) if lines else None
-    if answer is None:
+    if not isinstance(answer, dict):
         raise _no_answer(transport.host.name, result)
-    return _checked(transport.host.name, answer)
+    return answer
+
+
+def request_of(argv: Sequence[str], stdin: bytes) -> dict[str, Any]:
+    """The request in the stdin of an agent command made by ``command`` (for tests and debugging)."""
+    head, _, body = stdin[int(argv[3]):].partition(b"\n")
+    doc = json.loads(head)
+    if isinstance(doc, dict) and list(doc) == ["z"]:
+        doc = json.loads(zlib.decompress(body[: int(doc["z"])]))
+    return doc  # type: ignore[no-any-return]
 
 
 def _parse(line: bytes) -> Any:
+    """One line of the agent's output; a compressed answer (``{"v": 2, "z": base64}``) expanded."""
     try:
-        return json.loads(line)
-    except ValueError:
+        doc = json.loads(line)
+        if isinstance(doc, dict) and isinstance(doc.get("z"), str):
+            return json.loads(zlib.decompress(base64.b64decode(doc["z"])))
+        return doc
+    except (ValueError, zlib.error):
         return None
 
 

@@ -1,6 +1,7 @@
 """Agent entry point: one JSON request line on stdin, JSON lines on stdout (protocol 2).
 
-stdin:  the compressed program (read by the launcher), then the request as one JSON line, then, for
+stdin:  the compressed program (read by the launcher), then the request as one JSON line (or
+        ``{"z": n}\n`` and n bytes of that JSON compressed with zlib), then, for
         "apply" only, frames: ``{"blob": sha, "size": n}\\n`` followed by n raw bytes (file contents, in
         the order the resources need them), ``{"end": true}\\n`` when no content follows, and
         ``{"cancel": reason}\\n`` when the controller asks the run to stop. The controller keeps stdin
@@ -8,7 +9,8 @@ stdin:  the compressed program (read by the launcher), then the request as one J
 stdout: for "apply", ``{"begin": id}`` before a resource starts changing anything and
         ``{"done": id, "result": {...}}`` when it ended (again with ``"refresh": true`` for a refresh);
         then, for every op, one final answer ``{"v": 2, "ok": true, ...}`` or ``{"v": 2, "ok": false,
-        "error": "..."}``.
+        "error": "..."}``; when the request asks for it (``"zip": true``) that answer is sent as
+        ``{"v": 2, "z": base64 of its JSON compressed with zlib}``.
 
 Ops:
   facts  -> {"facts": {...}}
@@ -38,6 +40,7 @@ import stat
 import threading
 import time
 import traceback
+import zlib
 
 from driftctl.agent._core import TYPES, Ctx, Failure
 from driftctl.agent.facts import gather_facts
@@ -515,13 +518,15 @@ OPS = {
 
 def main():
     channel = _Channel()
+    zipped = False
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: channel.cancel("signal %d" % signum))
     try:
         line = channel.input.readline()
         if line is None:
             raise Failure("no request received")
-        req = json.loads(line.decode("utf-8"))
+        req = _request(channel, line)
+        zipped = bool(req.get("zip"))
         version = req.get("v")
         if version not in (1, PROTOCOL):
             raise Failure("unsupported protocol version %r (this agent speaks %d)" % (version, PROTOCOL))
@@ -538,7 +543,25 @@ def main():
     except Exception:
         answer = {"ok": False, "error": traceback.format_exc(limit=5)}
     answer["v"] = PROTOCOL if channel.records else 1
+    if globals().get("launcher_cached"):  # set by the launcher: this program is in the host's agent cache
+        answer["cached"] = True
+    if zipped:
+        packed = zlib.compress(json.dumps(answer, separators=(",", ":")).encode("utf-8"), 6)
+        answer = {"v": answer["v"], "z": base64.b64encode(packed).decode("ascii")}
     channel.send(answer)
+
+
+def _request(channel, line):
+    """The request: one JSON line, or ``{"z": n}`` followed by n bytes of that JSON, compressed."""
+    req = json.loads(line.decode("utf-8"))
+    if isinstance(req, dict) and list(req) == ["z"]:
+        parts = []
+        if not channel.input.read_into(int(req["z"]), parts.append):
+            raise Failure("the request ended early")
+        req = json.loads(zlib.decompress(b"".join(parts)).decode("utf-8"))
+    if not isinstance(req, dict):
+        raise Failure("the request is not a JSON object")
+    return req
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def _agent(container: str, request: dict[str, Any]) -> dict[str, Any]:
 
     # protocol 1: one answer document, no frames (nothing streams into a build container)
     payload = json.dumps({"v": 1, **request}, separators=(",", ":")).encode()
-    proc = subprocess.run(["podman", "exec", "-i", container, *command("python3")],
+    proc = subprocess.run(["podman", "exec", "-i", container, *command("python3", cache=False)],
                           input=program_bytes() + payload, capture_output=True, timeout=3600)
     try:
         answer: dict[str, Any] = json.loads(proc.stdout)

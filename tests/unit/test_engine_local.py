@@ -7,13 +7,12 @@ apply converges and a second plan is in sync; a stale facts cache is detected an
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from driftctl import config
+from driftctl import config, ship
 from driftctl.engine import Engine
 from driftctl.inventory import load_inventory
 from driftctl.manifest import load_site
@@ -29,14 +28,14 @@ class RecordingTransport(LocalTransport):
 
     def run(self, argv, *, stdin=b"", timeout=None, become=None):  # type: ignore[no-untyped-def]
         if "driftctl-agent" in " ".join(map(str, argv)):
-            request = json.loads(stdin[int(argv[-1]):])
+            request = ship.request_of(argv, stdin)
             RecordingTransport.ops.append(request["op"])
         return super().run(argv, stdin=stdin, timeout=timeout, become=become)
 
     def stream(self, argv, *, feed, on_output, timeout=None, become=None):  # type: ignore[no-untyped-def]
         chunks = iter(feed.chunks)
         first = next(chunks)  # the program and the request line
-        request = json.loads(first[int(argv[-1]):].split(b"\n", 1)[0])
+        request = ship.request_of(argv, first)
         RecordingTransport.ops.append(request["op"])
         feed.chunks = itertools.chain([first], chunks)
         return super().stream(argv, feed=feed, on_output=on_output, timeout=timeout, become=become)
