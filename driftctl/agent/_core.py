@@ -22,7 +22,6 @@ that path's entries to the newest ``ctx.backup_keep``, none older than ``ctx.bac
 0.1's flat ``<sha256>`` files past the age limit.
 """
 
-import calendar
 import contextlib
 import grp
 import hashlib
@@ -779,6 +778,8 @@ def _backup_age(name, now):
     m = BACKUP_ENTRY.match(name)
     if not m:
         return None
+    import calendar  # only pruning needs it: kept off every agent's start
+
     try:
         return now - calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S"))
     except ValueError:

@@ -28,7 +28,7 @@ SIGINT or SIGTERM, its parent (sshd, sudo) going away, or its output being close
 running has its child processes terminated; nothing new starts after that.
 """
 
-import base64
+import binascii
 import contextlib
 import fcntl
 import hashlib
@@ -39,7 +39,6 @@ import signal
 import stat
 import threading
 import time
-import traceback
 import zlib
 
 from driftctl.agent._core import TYPES, Ctx, Failure
@@ -450,7 +449,7 @@ def _apply_one(item, ctx, results, channel):
 
 def op_apply(req, channel):
     _host_lock(req.get("lock_dir") or LOCK_DIR)
-    blobs = dict((k, base64.b64decode(v)) for k, v in req.get("blobs", {}).items())  # inline (protocol 1)
+    blobs = dict((k, binascii.a2b_base64(v)) for k, v in req.get("blobs", {}).items())  # inline (protocol 1)
     ctx = StreamCtx(channel, facts=gather_facts(), blobs=blobs)
     _backup_settings(req, ctx)
     limit = req.get("resource_timeout")
@@ -541,13 +540,15 @@ def main():
     except Failure as e:
         answer = {"ok": False, "error": str(e)}
     except Exception:
+        import traceback  # only for a bug: kept off every agent's start
+
         answer = {"ok": False, "error": traceback.format_exc(limit=5)}
     answer["v"] = PROTOCOL if channel.records else 1
     if globals().get("launcher_cached"):  # set by the launcher: this program is in the host's agent cache
         answer["cached"] = True
     if zipped:
         packed = zlib.compress(json.dumps(answer, separators=(",", ":")).encode("utf-8"), 6)
-        answer = {"v": answer["v"], "z": base64.b64encode(packed).decode("ascii")}
+        answer = {"v": answer["v"], "z": binascii.b2a_base64(packed).decode("ascii").strip()}
     channel.send(answer)
 
 

@@ -1,8 +1,6 @@
 """System facts, gathered on the host in the same round trip as everything else."""
 
 import os
-import platform
-import socket
 import sys
 
 from driftctl.agent._core import which
@@ -46,13 +44,15 @@ def _package_manager():
 
 def gather_facts():
     rel = _os_release()
-    uname = platform.uname()
+    import socket  # for the FQDN only: kept off the start of agents that gather no facts
+
+    uname = os.uname()
     try:
         fqdn = socket.getfqdn()
     except OSError:
-        fqdn = uname.node
+        fqdn = uname.nodename
     return {
-        "os": uname.system.lower(),
+        "os": uname.sysname.lower(),
         "distribution": rel.get("ID", "unknown"),
         "distribution_like": rel.get("ID_LIKE", "").split(),
         "distribution_version": rel.get("VERSION_ID", ""),
@@ -60,9 +60,9 @@ def gather_facts():
         "distribution_pretty": rel.get("PRETTY_NAME", ""),
         "kernel": uname.release,
         "architecture": uname.machine,
-        "hostname": uname.node,
+        "hostname": uname.nodename,
         "fqdn": fqdn,
-        "python": platform.python_version(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
         "python_executable": sys.executable,
         "init": _init_system(),
         "package_manager": _package_manager(),
