@@ -66,7 +66,8 @@ def _resource_events(
     for r in rows:
         kind: EventKind
         if r["status"] == "changed":
-            fields = [str(c.get("field")) for c in json.loads(r["changes"])]
+            # field names; runs stored before schema 4 kept the whole changes
+            fields = [str(c.get("field")) if isinstance(c, dict) else str(c) for c in json.loads(r["changes"])]
             detail = "applied: " + (", ".join(fields) if fields else "changed")
             kind = "applied"
         else:

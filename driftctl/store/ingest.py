@@ -3,7 +3,12 @@
 Rules (docs/store.md explains them for users):
 - every run: a ``runs`` row, one ``host_results`` row per host, a ``resource_results`` row per resource
   that has something to say (not ``ok`` + in sync + unchanged), every unmanaged entry, and the whole
-  document (compressed).
+  document (compressed), split in two (``split_document``): each host's *state* (per resource: id, type,
+  source, desired and observed fingerprints, observed values; the host's fingerprint, catalog digest
+  and facts) is a content-addressed part, stored once per inventory while it does not change and named
+  by its hash in ``host_results.part``; the run's own document keeps the rest (statuses, changes,
+  reasons, since/runs...), most resources sharing one "what this run said" entry. An unchanged host
+  costs a run ~0.5 KB instead of ~10 KB (docs/store.md, "Growth").
 - apply: each resource that ended ``ok`` or ``changed`` without error replaces its converged state and
   closes its open drift episode ("applied"). Failed and skipped resources keep the old converged state.
 - drift: per reachable host, each drifted resource opens or extends an episode; a resource observed in
@@ -25,14 +30,22 @@ import lzma
 import zlib
 from typing import Any
 
-from driftctl.store.db import Cursor
+from driftctl.store.db import Cursor, Row
 from driftctl.store.report import inventory_key, parse_time
-from driftctl.store.types import iso
+from driftctl.store.types import ConvergedState, iso, to_dt
 
 # xz at preset 1: its 1 MiB window spans many hosts of a document, whose sections repeat each other
 # (a fleet is mostly alike). On a 2.9 MB document of 40 x 120 resources: 28 KB in 0.04 s, where
 # zlib's 32 KB window gave 500 KB in 0.09 s. (bench/bench_store.py; docs/store.md)
-DOCUMENT_ENCODING = "json+xz"
+DOCUMENT_ENCODING = "json+xz+parts"  # the run's document; its hosts' states are in document_parts
+PART_ENCODING = "json+xz"
+# A resource's state: what stays the same from run to run while the host does not change.
+_STATE_KEYS = ("id", "type", "source", "desired_fingerprint", "observed_fingerprint", "observed")
+_HOST_STATE_KEYS = ("fingerprint", "catalog_digest", "facts")
+_SAME_AS_OBSERVED = {"=": "observed_fingerprint"}  # marker: the converged fingerprint is the observed one
+_PARTS = "_parts"  # a stored host's resources: {"part": hash, "said": {...}, "except": {index: {...}}}
+# converged.desired_fingerprint when it is the fingerprint (in sync after the apply: nearly always)
+SAME_FINGERPRINT = "="
 _FILE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size", "target")
 
 
@@ -44,7 +57,13 @@ def encode_document(report: dict[str, Any]) -> bytes:
     return lzma.compress(json.dumps(report, separators=(",", ":")).encode("utf-8"), preset=1)
 
 
-def decode_document(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
+def decode_document(encoding: str, body: bytes | memoryview,
+                    parts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A stored document as it was given to ``save``. ``json+xz+parts`` needs the parts its hosts name
+    (``part_hashes`` of the decoded body, then ``decode_part`` of each): a missing one is a ValueError."""
+    if encoding == "json+xz+parts":
+        doc = json.loads(lzma.decompress(bytes(body)).decode("utf-8"))
+        return join_document(doc, parts or {})
     if encoding == "json+xz":
         data = lzma.decompress(bytes(body))
     elif encoding == "json+zlib":  # the first encoding, before xz
@@ -55,6 +74,105 @@ def decode_document(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
     return doc
 
 
+def encode_part(part: dict[str, Any]) -> bytes:
+    return lzma.compress(dumps(part).encode("utf-8"), preset=6)
+
+
+def decode_part(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
+    if encoding != PART_ENCODING:
+        raise ValueError(f"unknown part encoding {encoding}")
+    part: dict[str, Any] = json.loads(lzma.decompress(bytes(body)).decode("utf-8"))
+    return part
+
+
+def host_part(inventory: str, host: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(hash, part): the host's state, content-addressed within the inventory; None for a host without
+    a resource list. The same host state in two runs (any command) is the same part."""
+    resources = host.get("resources")
+    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        return None
+    part = {
+        "host": {k: host[k] for k in _HOST_STATE_KEYS if k in host},
+        "resources": [{k: r[k] for k in _STATE_KEYS if k in r} for r in resources],
+    }
+    # The inventory is in the name: parts are never shared across inventories, so pruning one
+    # inventory (under its save lock) can never delete a part another inventory's save is referring to.
+    digest = hashlib.sha256(dumps([inventory, part]).encode("utf-8")).hexdigest()
+    return digest, part
+
+
+def _said(r: dict[str, Any]) -> dict[str, Any]:
+    """What one run said of a resource: everything but its state, whose keys stay (null) so that the
+    joined entry has its keys in the same order."""
+    said = {k: None if k in _STATE_KEYS else v for k, v in r.items()}
+    converged = said.get("converged_fingerprint")
+    if converged is not None and converged == r.get("observed_fingerprint"):
+        said["converged_fingerprint"] = _SAME_AS_OBSERVED  # a fingerprint is never a dict
+    return said
+
+
+def split_document(report: dict[str, Any], part_of: dict[str, str]) -> dict[str, Any]:
+    """The run's own document: each host named in ``part_of`` (host name -> part hash) keeps, instead of
+    its resources, the part's hash, the most common "what this run said" of its resources and the
+    exceptions by position. ``join_document`` gives back the original."""
+    hosts = []
+    for h in report["hosts"]:
+        digest = part_of.get(h["name"])
+        if digest is None:
+            hosts.append(h)
+            continue
+        said = [_said(r) for r in h["resources"]]
+        texts = [dumps(x) for x in said]
+        common = max(set(texts), key=texts.count) if texts else "{}"
+        # the state's keys stay (null), so that the joined host has its keys in the same order
+        slim = {k: None if k in _HOST_STATE_KEYS or k == "resources" else v for k, v in h.items()}
+        slim[_PARTS] = {
+            "part": digest, "said": json.loads(common),
+            "except": {str(i): x for i, (x, t) in enumerate(zip(said, texts, strict=True)) if t != common},
+        }
+        hosts.append(slim)
+    return dict(report, hosts=hosts)
+
+
+def part_hashes(doc: dict[str, Any]) -> list[str]:
+    """The parts a split document refers to."""
+    return [h[_PARTS]["part"] for h in doc.get("hosts", []) if isinstance(h, dict) and _PARTS in h]
+
+
+def join_document(doc: dict[str, Any], parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    hosts = []
+    for h in doc.get("hosts", []):
+        ref = h.get(_PARTS) if isinstance(h, dict) else None
+        if ref is None:
+            hosts.append(h)
+            continue
+        part = parts.get(ref["part"])
+        if part is None:
+            raise ValueError(f"part {ref['part'][:12]} of host {h.get('name')} is missing")
+        resources = []
+        for i, state in enumerate(part["resources"]):
+            said = ref["except"].get(str(i), ref["said"])
+            entry = {k: state.get(k) if k in _STATE_KEYS else v for k, v in said.items()}
+            if said.get("converged_fingerprint") == _SAME_AS_OBSERVED:
+                entry["converged_fingerprint"] = state.get("observed_fingerprint")
+            resources.append(entry)
+        hosts.append({
+            k: resources if k == "resources" else part["host"].get(k) if k in _HOST_STATE_KEYS else v
+            for k, v in h.items() if k != _PARTS
+        })
+    return dict(doc, hosts=hosts)
+
+
+def converged_state(r: Row) -> ConvergedState:
+    """A ``converged`` row as the API gives it."""
+    desired = r["desired_fingerprint"]
+    return ConvergedState(
+        resource=r["resource"], type=r["type"], fingerprint=r["fingerprint"],
+        desired_fingerprint=r["fingerprint"] if desired == SAME_FINGERPRINT else desired,
+        observed=json.loads(r["observed"]), run_id=r["run_id"], converged_at=to_dt(r["converged_at"]),
+    )
+
+
 def advisory_key(text: str) -> int:
     """A signed 64-bit key for PostgreSQL advisory locks, stable across processes."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big", signed=True)
@@ -62,6 +180,10 @@ def advisory_key(text: str) -> int:
 
 def _notable(r: dict[str, Any]) -> bool:
     return r.get("status") != "ok" or r.get("drift") is not None or bool(r.get("changes"))
+
+
+def _field_names(r: dict[str, Any]) -> list[str]:
+    return [str(c.get("field")) if isinstance(c, dict) else str(c) for c in r.get("changes") or []]
 
 
 def _changed_fields(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
@@ -90,8 +212,16 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
          report.get("controller"), report.get("driftctl_version"), dumps(report.get("argv") or []),
          dumps(report.get("summary") or {}), run_key),
     ))
+    part_of: dict[str, str] = {}
     for host in report["hosts"]:
-        _save_host(cur, run_id, host)
+        found = host_part(inventory, host)
+        if found is not None:
+            digest, part = found
+            part_of[host["name"]] = digest
+            if cur.scalar("SELECT 1 AS x FROM document_parts WHERE hash = ?", (digest,)) is None:
+                cur.execute("INSERT INTO document_parts (hash, inventory, encoding, body) VALUES (?, ?, ?, ?)",
+                            (digest, inventory, PART_ENCODING, encode_part(part)))
+        _save_host(cur, run_id, host, part_of.get(host["name"]))
         if host["status"] == "unreachable":
             continue  # nothing was observed: converged state and episodes stay as they were
         if command == "apply":
@@ -102,28 +232,28 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
             _converge(cur, inventory, run_id, started, host, _applied(host, command), "remediated")
     cur.execute(
         "INSERT INTO run_documents (run_id, encoding, body) VALUES (?, ?, ?)",
-        (run_id, DOCUMENT_ENCODING, encode_document(report)),
+        (run_id, DOCUMENT_ENCODING, encode_document(split_document(report, part_of))),
     )
     return run_id
 
 
-def _save_host(cur: Cursor, run_id: int, host: dict[str, Any]) -> None:
+def _save_host(cur: Cursor, run_id: int, host: dict[str, Any], part: str | None) -> None:
     name = host["name"]
     cur.execute(
-        "INSERT INTO host_results (run_id, host, status, error, fingerprint, duration, round_trips)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO host_results (run_id, host, status, error, fingerprint, duration, round_trips, part)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, name, host["status"], host.get("error"), host.get("fingerprint"), host.get("duration"),
-         host.get("round_trips")),
+         host.get("round_trips"), part),
     )
     cur.executemany(
         "INSERT INTO resource_results (run_id, host, resource, type, status, drift, changes, reason, error,"
         " source, desired_fingerprint, observed_fingerprint, converged_fingerprint, ignored)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
+            # An index for history and drift_series, not a second copy of the document: the changed
+            # fields' names (not their values), no source or fingerprints (the document has them all).
             (run_id, name, r["id"], r.get("type") or r["id"].split(":", 1)[0], r["status"], r.get("drift"),
-             dumps(r.get("changes") or []), r.get("reason"), r.get("error"), r.get("source"),
-             r.get("desired_fingerprint"), r.get("observed_fingerprint"), r.get("converged_fingerprint"),
-             r.get("ignored"))
+             dumps(_field_names(r)), r.get("reason"), r.get("error"), None, None, None, None, r.get("ignored"))
             for r in host.get("resources") or []
             if _notable(r)
         ],
@@ -161,10 +291,12 @@ def _converge(
         [
             # The host as the apply left it (re-observed); a resource the engine did not re-observe was
             # already in sync, so its desired fingerprint is what is on the host.
-            (inventory, name, r["id"], r.get("type") or r["id"].split(":", 1)[0],
-             r.get("observed_fingerprint") or r.get("desired_fingerprint"), r.get("desired_fingerprint"),
+            (inventory, name, r["id"], r.get("type") or r["id"].split(":", 1)[0], fp,
+             SAME_FINGERPRINT if fp is not None and desired == fp else desired,
              dumps(r.get("observed") or {}), run_id, when)
             for r in done
+            for desired in [r.get("desired_fingerprint")]
+            for fp in [r.get("observed_fingerprint") or desired]
         ],
     )
     cur.executemany(

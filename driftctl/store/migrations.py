@@ -183,6 +183,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX host_results_by_host ON host_results (host, run_id)",
         "CREATE INDEX episodes_by_closed ON drift_episodes (inventory, closed)",
     )),
+    Migration(4, "hosts' states stored once, content-addressed: a run of unchanged hosts adds ~0.5 KB per host", (
+        # A host's state in a run (per resource: id, type, source, fingerprints, observed values; the
+        # host's fingerprint, catalog digest, facts), named by the hash of (inventory, state): the same
+        # state in many runs, of any command, is stored once. Runs stored before keep whole documents.
+        """CREATE TABLE document_parts (
+            hash TEXT PRIMARY KEY,
+            inventory TEXT NOT NULL,
+            encoding TEXT NOT NULL,
+            body {blob} NOT NULL
+        )""",
+        "ALTER TABLE host_results ADD COLUMN part TEXT",  # the host's state in this run, or NULL
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -19,7 +19,6 @@ connection for a few seconds), or, when the store stays away, keeps them in the 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from typing import Any
 from driftctl.errors import ExitCode, StoreError
 from driftctl.store import spool
 from driftctl.store.history import episode_from_row
+from driftctl.store.ingest import converged_state
 from driftctl.store.report import check, inventory_key
 from driftctl.store.store import Store
 from driftctl.store.types import BaselineWrite, ConvergedState, DriftEpisode, IgnoreRule, to_dt
@@ -92,11 +92,7 @@ class RunState:
             baselines = cur.all("SELECT * FROM baseline WHERE inventory = ? ORDER BY host, path", (inv,))
         self._converged, self._open, self._baselines = {}, {}, {}
         for r in converged:
-            self._converged.setdefault(r["host"], {})[r["resource"]] = ConvergedState(
-                resource=r["resource"], type=r["type"], fingerprint=r["fingerprint"],
-                desired_fingerprint=r["desired_fingerprint"], observed=json.loads(r["observed"]),
-                run_id=r["run_id"], converged_at=to_dt(r["converged_at"]),
-            )
+            self._converged.setdefault(r["host"], {})[r["resource"]] = converged_state(r)
         for r in episodes:
             self._open.setdefault(r["host"], []).append(episode_from_row(r))
         for r in baselines:

@@ -169,13 +169,23 @@ class Store:
 
     def run_document(self, run_id: int) -> dict[str, Any] | None:
         """The report document of a run as it was stored (with ``since``/``runs`` filled)."""
-        row = self._reading(
-            lambda cur: cur.one("SELECT encoding, body FROM run_documents WHERE run_id = ?", (int(run_id),)))
-        if row is None:
+        def read(cur: Cursor) -> tuple[Row, dict[str, Row]] | None:
+            row = cur.one("SELECT encoding, body FROM run_documents WHERE run_id = ?", (int(run_id),))
+            if row is None:
+                return None
+            parts = {r["hash"]: r for r in cur.all(
+                "SELECT p.hash AS hash, p.encoding AS encoding, p.body AS body FROM host_results x"
+                " JOIN document_parts p ON p.hash = x.part WHERE x.run_id = ?", (int(run_id),))}
+            return row, parts
+
+        found = self._reading(read)
+        if found is None:
             return None
+        row, parts = found
         try:
-            return ingest.decode_document(row["encoding"], row["body"])
-        except (ValueError, zlib.error, lzma.LZMAError) as e:
+            states = {h: ingest.decode_part(p["encoding"], p["body"]) for h, p in parts.items()}
+            return ingest.decode_document(row["encoding"], row["body"], states)
+        except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:
             raise StoreError(f"run {run_id}: the stored report cannot be read ({type(e).__name__})") from e
 
     def latest_run(self, inventory: str, command: str | None = None) -> dict[str, Any] | None:
@@ -201,11 +211,7 @@ class Store:
             (inventory_key(inventory), host),
         ))
         return {
-            r["resource"]: ConvergedState(
-                resource=r["resource"], type=r["type"], fingerprint=r["fingerprint"],
-                desired_fingerprint=r["desired_fingerprint"], observed=json.loads(r["observed"]),
-                run_id=r["run_id"], converged_at=to_dt(r["converged_at"]),
-            )
+            r["resource"]: ingest.converged_state(r)
             for r in rows
         }
 
@@ -450,6 +456,10 @@ class Store:
                         chunk))
                     if not dry_run:  # results and documents go with their run (ON DELETE CASCADE)
                         cur.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)  # noqa: S608
+                if not dry_run:  # host states no run refers to any more
+                    cur.execute(
+                        "DELETE FROM document_parts WHERE inventory = ? AND hash NOT IN"
+                        " (SELECT x.part FROM host_results x WHERE x.part IS NOT NULL)", (inv,))
                 closed_where = "inventory = ? AND closed IS NOT NULL AND closed < ?"
                 episodes = int(cur.scalar(
                     f"SELECT COUNT(*) AS n FROM drift_episodes WHERE {closed_where}", (inv, cutoff)))  # noqa: S608
