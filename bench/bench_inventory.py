@@ -247,6 +247,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="generate the inventories here and keep them")
     parser.add_argument("--formats", default="ini,yaml")
+    parser.add_argument("--only", help="measure only the cases whose name contains this (e.g. plan)")
     opts = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-inventory-")
@@ -268,6 +269,8 @@ def main() -> None:
             ("plan --limit ONE", ["plan", inv, "--limit", ONE, "-m", str(manifests), "--no-diff"], 8),
         ]
         for name, args, rc in cases:
+            if opts.only and opts.only not in name:
+                continue
             r = measure(args, state, opts.runs, rc, listener if name.startswith("plan") else None)
             results[f"{fmt}: {name}"] = {k: v for k, v in r.items() if k != "output"}
             print(f"  {fmt:4} {name:22} {r['median']:6.2f} s", file=sys.stderr, flush=True)

@@ -189,9 +189,15 @@ class Inventory:
         Raises InventoryError when the pattern, or (with ``strict``) any part of it, matches no host;
         ``strict=False`` suits a site file shared by several inventories. ``location`` is where the
         pattern was written, for the error. Results are cached per pattern (site files ask often).
+        A lazily loaded inventory builds the selected hosts here (their errors are raised here too).
         """
+        return [self.hosts[n] for n in self.select_names(pattern, strict=strict, location=location)]
+
+    def select_names(self, pattern: str | None, *, strict: bool = True,
+                     location: Location | None = None) -> list[str]:
+        """``select`` without building any host: the names, in inventory order."""
         if pattern is None:
-            return list(self.hosts.values())
+            return list(self.hosts)
         key = ("select", pattern, strict)
         if key not in self._cache:
             if "membership" not in self._cache:
@@ -205,7 +211,7 @@ class Inventory:
         found = self._cache[key]
         if isinstance(found, InventoryError):  # a fresh error each time, at this caller's location
             raise InventoryError(found.message, location or found.location, found.hint)
-        return [self.hosts[n] for n in found]
+        return list(found)
 
     def groups_var(self) -> dict[str, list[str]]:
         """The ``groups`` variable of templates: ``all`` (every host), then each group with hosts, in the
