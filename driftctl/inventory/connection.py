@@ -14,13 +14,14 @@ import os.path
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import jinja2
-import jinja2.sandbox
+from typing import TYPE_CHECKING, Any
 
 from driftctl.errors import InventoryError, Location
 from driftctl.model import ConnectionSpec
+
+if TYPE_CHECKING:
+    import jinja2
+    import jinja2.sandbox
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ _AUTO_PYTHON = {"auto", "auto_silent", "auto_legacy", "auto_legacy_silent"}
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    import jinja2  # only an inventory with a templated connection value pays for it (~20 ms)
+    import jinja2.sandbox
+
     return jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
 
 
@@ -109,6 +113,8 @@ class _Builder:
         """Render a templated value (recursively, like Ansible's lazy templating, with a depth limit)."""
         if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
             return value
+        from jinja2 import TemplateError
+
         context = dict(self.host.values)
         context.update(
             inventory_hostname=self.host.name,
@@ -121,7 +127,7 @@ class _Builder:
                 return text
             try:
                 text = _compiled(text).render(context)
-            except jinja2.TemplateError as e:
+            except TemplateError as e:
                 raise InventoryError(f"{var} for host {self.host.name!r}: cannot render {value!r}: {e}",
                                      self.where(var)) from None
         raise InventoryError(f"{var} for host {self.host.name!r}: template does not settle (recursive?)",
