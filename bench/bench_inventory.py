@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -199,32 +200,38 @@ def generate(root: Path, hosts: int, port: int) -> dict[str, Path]:
     return out
 
 
-def run(args: list[str], state: Path, listener: FirstConnect | None = None) -> tuple[float, int, str]:
-    """Wall seconds (or, with ``listener``, seconds until the first connection reaches it), exit code, output."""
+def run(args: list[str], state: Path, listener: FirstConnect | None = None) -> tuple[float, float, int, str]:
+    """Wall seconds (or, with ``listener``, seconds until the first connection reaches it), CPU seconds of the
+    whole command (user + system: what a loaded machine changes least), exit code, output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
     env.update({"DRIFTCTL_STATE_DIR": str(state), "NO_COLOR": "1", "DRIFTCTL_CONNECT_TIMEOUT": "1"})
     if listener is not None:
         listener.first = None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "driftctl", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, stdin=subprocess.DEVNULL)
     wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if listener is not None:
         if listener.first is None:
             raise SystemExit(f"driftctl {' '.join(args)} never connected:\n{proc.stdout[-800:]}{proc.stderr[-800:]}")
         wall = listener.first - t
-    return wall, proc.returncode, proc.stdout + proc.stderr
+    return wall, cpu, proc.returncode, proc.stdout + proc.stderr
 
 
 def measure(args: list[str], state: Path, runs: int, expect_rc: int,
             listener: FirstConnect | None = None) -> dict[str, Any]:
-    times = []
+    times, cpus = [], []
     for _ in range(runs):
-        wall, rc, output = run(args, state, listener)
+        wall, cpu, rc, output = run(args, state, listener)
         if rc != expect_rc:
             raise SystemExit(f"driftctl {' '.join(args)}: exit {rc}, expected {expect_rc}\n{output[-2000:]}")
         times.append(wall)
-    return {"median": statistics.median(times), "min": min(times), "max": max(times), "output": output}
+        cpus.append(cpu)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times),
+            "cpu": statistics.median(cpus), "output": output}
 
 
 def importtime(top: int) -> list[tuple[int, str]]:
@@ -278,14 +285,16 @@ def main() -> None:
     imports = importtime(12)
 
     print(f"\n{opts.hosts} hosts, median of {opts.runs} (wall seconds, python -m driftctl as a subprocess)\n")
-    print(f"| {'measurement':34} | median | min  | max  | target |")
-    print(f"|{'-' * 36}|--------|------|------|--------|")
+    print(f"| {'measurement':34} | median | min  | max  | cpu  | target |")
+    print(f"|{'-' * 36}|--------|------|------|------|--------|")
     for key, r in results.items():
         target = TARGETS.get(key.split(": ", 1)[1])
         shown = f"<= {target}" if target else ""
-        print(f"| {key:34} | {r['median']:6.2f} | {r['min']:4.2f} | {r['max']:4.2f} | {shown:6} |")
+        print(f"| {key:34} | {r['median']:6.2f} | {r['min']:4.2f} | {r['max']:4.2f} | {r['cpu']:4.2f} | {shown:6} |")
     print(f"| {'driftctl --version (interpreter)':34} | {baseline['median']:6.2f} | {baseline['min']:4.2f} "
-          f"| {baseline['max']:4.2f} |        |")
+          f"| {baseline['max']:4.2f} | {baseline['cpu']:4.2f} |        |")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (cpu: median user+system "
+          "seconds of the whole command, which a loaded machine changes least)")
     print("\nplan --limit ONE: seconds from starting the command until ONE's first connection reaches a loopback "
           "listener (which closes it at once; the plan then exits 8): the time before connecting.")
     print("\npython -X importtime -m driftctl --help, top cumulative (ms):")
