@@ -30,9 +30,10 @@ import lzma
 import zlib
 from typing import Any
 
-from driftctl.store.db import Cursor, Row
+from driftctl.store import converged
+from driftctl.store.db import Cursor
 from driftctl.store.report import inventory_key, parse_time
-from driftctl.store.types import ConvergedState, iso, to_dt
+from driftctl.store.types import iso
 
 # xz at preset 1: its 1 MiB window spans many hosts of a document, whose sections repeat each other
 # (a fleet is mostly alike). On a 2.9 MB document of 40 x 120 resources: 28 KB in 0.04 s, where
@@ -44,8 +45,6 @@ _STATE_KEYS = ("id", "type", "source", "desired_fingerprint", "observed_fingerpr
 _HOST_STATE_KEYS = ("fingerprint", "catalog_digest", "facts")
 _SAME_AS_OBSERVED = {"=": "observed_fingerprint"}  # marker: the converged fingerprint is the observed one
 _PARTS = "_parts"  # a stored host's resources: {"part": hash, "said": {...}, "except": {index: {...}}}
-# converged.desired_fingerprint when it is the fingerprint (in sync after the apply: nearly always)
-SAME_FINGERPRINT = "="
 _FILE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size", "target")
 
 
@@ -60,10 +59,10 @@ def encode_document(report: dict[str, Any]) -> bytes:
 def decode_document(encoding: str, body: bytes | memoryview,
                     parts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """A stored document as it was given to ``save``. ``json+xz+parts`` needs the parts its hosts name
-    (``part_hashes`` of the decoded body, then ``decode_part`` of each): a missing one is a ValueError."""
+    (hash -> ``decode_part``): a missing one is a ValueError."""
     if encoding == "json+xz+parts":
-        doc = json.loads(lzma.decompress(bytes(body)).decode("utf-8"))
-        return join_document(doc, parts or {})
+        split: dict[str, Any] = json.loads(lzma.decompress(bytes(body)).decode("utf-8"))
+        return join_document(split, parts or {})
     if encoding == "json+xz":
         data = lzma.decompress(bytes(body))
     elif encoding == "json+zlib":  # the first encoding, before xz
@@ -134,11 +133,6 @@ def split_document(report: dict[str, Any], part_of: dict[str, str]) -> dict[str,
     return dict(report, hosts=hosts)
 
 
-def part_hashes(doc: dict[str, Any]) -> list[str]:
-    """The parts a split document refers to."""
-    return [h[_PARTS]["part"] for h in doc.get("hosts", []) if isinstance(h, dict) and _PARTS in h]
-
-
 def join_document(doc: dict[str, Any], parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     hosts = []
     for h in doc.get("hosts", []):
@@ -161,16 +155,6 @@ def join_document(doc: dict[str, Any], parts: dict[str, dict[str, Any]]) -> dict
             for k, v in h.items() if k != _PARTS
         })
     return dict(doc, hosts=hosts)
-
-
-def converged_state(r: Row) -> ConvergedState:
-    """A ``converged`` row as the API gives it."""
-    desired = r["desired_fingerprint"]
-    return ConvergedState(
-        resource=r["resource"], type=r["type"], fingerprint=r["fingerprint"],
-        desired_fingerprint=r["fingerprint"] if desired == SAME_FINGERPRINT else desired,
-        observed=json.loads(r["observed"]), run_id=r["run_id"], converged_at=to_dt(r["converged_at"]),
-    )
 
 
 def advisory_key(text: str) -> int:
@@ -213,11 +197,12 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
          dumps(report.get("summary") or {}), run_key),
     ))
     part_of: dict[str, str] = {}
+    parts: dict[str, tuple[str, dict[str, Any]]] = {}
     for host in report["hosts"]:
         found = host_part(inventory, host)
         if found is not None:
             digest, part = found
-            part_of[host["name"]] = digest
+            part_of[host["name"]], parts[host["name"]] = digest, found
             if cur.scalar("SELECT 1 AS x FROM document_parts WHERE hash = ?", (digest,)) is None:
                 cur.execute("INSERT INTO document_parts (hash, inventory, encoding, body) VALUES (?, ?, ?, ?)",
                             (digest, inventory, PART_ENCODING, encode_part(part)))
@@ -225,11 +210,13 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
         if host["status"] == "unreachable":
             continue  # nothing was observed: converged state and episodes stay as they were
         if command == "apply":
-            _converge(cur, inventory, run_id, started, host, _applied(host, command), "applied")
+            _converge(cur, inventory, run_id, started, host, _applied(host, command), "applied",
+                      parts.get(host["name"]))
         elif command == "drift":
             _drift_episodes(cur, inventory, run_id, started, host, partial=bool(report.get("partial")))
             # Remediation is an apply of those resources: the drift was seen (above) and is now gone.
-            _converge(cur, inventory, run_id, started, host, _applied(host, command), "remediated")
+            _converge(cur, inventory, run_id, started, host, _applied(host, command), "remediated",
+                      parts.get(host["name"]))
     cur.execute(
         "INSERT INTO run_documents (run_id, encoding, body) VALUES (?, ?, ?)",
         (run_id, DOCUMENT_ENCODING, encode_document(split_document(report, part_of))),
@@ -251,9 +238,11 @@ def _save_host(cur: Cursor, run_id: int, host: dict[str, Any], part: str | None)
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             # An index for history and drift_series, not a second copy of the document: the changed
-            # fields' names (not their values), no source or fingerprints (the document has them all).
-            (run_id, name, r["id"], r.get("type") or r["id"].split(":", 1)[0], r["status"], r.get("drift"),
-             dumps(_field_names(r)), r.get("reason"), r.get("error"), None, None, None, None, r.get("ignored"))
+            # fields' names (not their values), no reason, source or fingerprints (the document has them).
+            # type: only when it is not the id's prefix.
+            (run_id, name, r["id"], None if r.get("type") in (None, r["id"].split(":", 1)[0]) else r["type"],
+             r["status"], r.get("drift"), dumps(_field_names(r)), None, r.get("error"), None, None, None, None,
+             r.get("ignored"))
             for r in host.get("resources") or []
             if _notable(r)
         ],
@@ -279,26 +268,19 @@ def _applied(host: dict[str, Any], command: str) -> list[dict[str, Any]]:
 
 def _converge(
     cur: Cursor, inventory: str, run_id: int, when: float, host: dict[str, Any], done: list[dict[str, Any]],
-    reason: str,
+    reason: str, part: tuple[str, dict[str, Any]] | None,
 ) -> None:
     name = host["name"]
-    cur.executemany(
-        "INSERT INTO converged (inventory, host, resource, type, fingerprint, desired_fingerprint, observed,"
-        " run_id, converged_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (inventory, host, resource) DO UPDATE SET type = excluded.type,"
-        " fingerprint = excluded.fingerprint, desired_fingerprint = excluded.desired_fingerprint,"
-        " observed = excluded.observed, run_id = excluded.run_id, converged_at = excluded.converged_at",
-        [
-            # The host as the apply left it (re-observed); a resource the engine did not re-observe was
-            # already in sync, so its desired fingerprint is what is on the host.
-            (inventory, name, r["id"], r.get("type") or r["id"].split(":", 1)[0], fp,
-             SAME_FINGERPRINT if fp is not None and desired == fp else desired,
-             dumps(r.get("observed") or {}), run_id, when)
-            for r in done
-            for desired in [r.get("desired_fingerprint")]
-            for fp in [r.get("observed_fingerprint") or desired]
-        ],
-    )
+    if done:
+        # The host as the apply left it (re-observed), on top of what earlier applies converged.
+        old = converged.load(cur, inventory, name).get(name, converged.HostConverged())
+        states = dict(old.states)
+        for r in done:
+            states[r["id"]] = converged.from_resource(r, run_id, when)
+        candidates = [converged.Base(part[0], part[1], run_id, when)] if part is not None else []
+        if old.base is not None:
+            candidates.append(old.base)
+        converged.write(cur, inventory, name, states, candidates)
     cur.executemany(
         "UPDATE drift_episodes SET closed = ?, closed_run = ?, close_reason = ?"
         " WHERE inventory = ? AND host = ? AND kind = 'resource' AND subject = ? AND closed IS NULL",

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from driftctl.errors import ExitCode, StoreError
+from driftctl.store import converged as store_converged
 from driftctl.store import spool
 from driftctl.store.history import episode_from_row
-from driftctl.store.ingest import converged_state
 from driftctl.store.report import check, inventory_key
 from driftctl.store.store import Store
 from driftctl.store.types import BaselineWrite, ConvergedState, DriftEpisode, IgnoreRule, to_dt
@@ -85,14 +85,13 @@ class RunState:
     def _load(self) -> None:
         inv = self.inventory
         with self.store.database.read() as cur:
-            converged = cur.all("SELECT * FROM converged WHERE inventory = ? ORDER BY host, resource", (inv,))
+            converged = store_converged.public(cur, store_converged.load(cur, inv))
             episodes = cur.all(
                 "SELECT * FROM drift_episodes WHERE inventory = ? AND closed IS NULL"
                 " ORDER BY first_seen, host, subject, id", (inv,))
             baselines = cur.all("SELECT * FROM baseline WHERE inventory = ? ORDER BY host, path", (inv,))
         self._converged, self._open, self._baselines = {}, {}, {}
-        for r in converged:
-            self._converged.setdefault(r["host"], {})[r["resource"]] = converged_state(r)
+        self._converged = converged
         for r in episodes:
             self._open.setdefault(r["host"], []).append(episode_from_row(r))
         for r in baselines:

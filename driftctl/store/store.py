@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from driftctl.errors import InputError, StoreError
+from driftctl.store import converged, ingest, migrations
 from driftctl.store import history as timeline
-from driftctl.store import ingest, migrations
 from driftctl.store.db import RETRY_DELAYS, Cursor, Database, Dialect, Row, StoreUnavailable
 from driftctl.store.report import check, inventory_key
 from driftctl.store.types import (
@@ -206,14 +206,15 @@ class Store:
 
     def converged(self, inventory: str, host: str) -> dict[str, ConvergedState]:
         """resource id -> the state its last successful apply left on the host."""
-        rows = self._reading(lambda cur: cur.all(
-            "SELECT * FROM converged WHERE inventory = ? AND host = ? ORDER BY resource",
-            (inventory_key(inventory), host),
-        ))
-        return {
-            r["resource"]: ingest.converged_state(r)
-            for r in rows
-        }
+        inv = inventory_key(inventory)
+
+        def read(cur: Cursor) -> dict[str, ConvergedState]:
+            return converged.public(cur, converged.load(cur, inv, host)).get(host, {})
+
+        try:
+            return self._reading(read)
+        except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:
+            raise StoreError(f"the converged state of {host} cannot be read ({type(e).__name__})") from e
 
     # -- drift ----------------------------------------------------------------------------------
 
@@ -456,10 +457,11 @@ class Store:
                         chunk))
                     if not dry_run:  # results and documents go with their run (ON DELETE CASCADE)
                         cur.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)  # noqa: S608
-                if not dry_run:  # host states no run refers to any more
+                if not dry_run:  # host states no run and no converged state refers to any more
                     cur.execute(
                         "DELETE FROM document_parts WHERE inventory = ? AND hash NOT IN"
-                        " (SELECT x.part FROM host_results x WHERE x.part IS NOT NULL)", (inv,))
+                        " (SELECT x.part FROM host_results x WHERE x.part IS NOT NULL)"
+                        " AND hash NOT IN (SELECT c.part FROM converged_hosts c WHERE c.part IS NOT NULL)", (inv,))
                 closed_where = "inventory = ? AND closed IS NOT NULL AND closed < ?"
                 episodes = int(cur.scalar(
                     f"SELECT COUNT(*) AS n FROM drift_episodes WHERE {closed_where}", (inv, cutoff)))  # noqa: S608

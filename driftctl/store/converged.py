@@ -1,0 +1,160 @@
+"""Converged state, stored per host by reference to a host state part (schema 5).
+
+A host's converged state is nearly always "every resource as the last apply left it", and that apply's
+document already holds those states in a content-addressed part (``document_parts``, see ingest.py).
+So a host has one ``converged_hosts`` row: the part, the run and time that converged it, the part's
+resources that run did not converge (``skip``), and the resources whose state comes from elsewhere
+(``other``: converged by an earlier run, or no longer in the catalog), in full. An apply of 40 unchanged
+hosts rewrites 40 small rows instead of 4 800, and a first converge stores no second copy of the
+fingerprints and observed values.
+
+Stores written before schema 5 have one ``converged`` row per resource: read as they are, and replaced
+by the host's ``converged_hosts`` row the next time anything of that host converges.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+from dataclasses import dataclass, field
+from typing import Any
+
+from driftctl.store.db import Cursor, Row
+from driftctl.store.types import ConvergedState, to_dt
+
+ENCODING = "json+xz"
+# converged.desired_fingerprint (and a desired fingerprint in ``other``) when it is the fingerprint
+SAME_FINGERPRINT = "="
+
+# (type, fingerprint, desired fingerprint, observed as JSON text, run id, time): what two states compare by
+Key = tuple[str, str | None, str | None, str, int | None, float]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def key_of(type_: str, fingerprint: str | None, desired: str | None, observed: Any, run_id: int | None,
+           at: float) -> Key:
+    return (type_, fingerprint, desired, _dumps(observed or {}), run_id, float(at))
+
+
+def from_resource(r: dict[str, Any], run_id: int | None, at: float) -> Key:
+    """The converged state a report entry (or a part's resource state) leaves: the state the apply
+    re-observed; a resource it did not re-observe was in sync, so its desired fingerprint is on the host."""
+    desired = r.get("desired_fingerprint")
+    return key_of(r.get("type") or r["id"].split(":", 1)[0], r.get("observed_fingerprint") or desired, desired,
+                  r.get("observed"), run_id, at)
+
+
+@dataclass
+class Base:
+    """A part and the run that converged (most of) its resources."""
+
+    part_hash: str
+    part: dict[str, Any]
+    run_id: int | None
+    at: float
+
+    def states(self) -> dict[str, Key]:
+        return {s["id"]: from_resource(s, self.run_id, self.at) for s in self.part.get("resources", [])
+                if isinstance(s, dict) and "id" in s}
+
+
+@dataclass
+class HostConverged:
+    states: dict[str, Key] = field(default_factory=dict)
+    base: Base | None = None
+
+
+def _state(resource: str, k: Key, live_runs: set[int]) -> ConvergedState:
+    run_id = k[4] if k[4] in live_runs else None  # the run was pruned (ON DELETE SET NULL, as before)
+    return ConvergedState(resource=resource, type=k[0], fingerprint=k[1], desired_fingerprint=k[2],
+                          observed=json.loads(k[3]), run_id=run_id, converged_at=to_dt(k[5]))
+
+
+def _legacy_key(r: Row) -> Key:
+    desired = r["desired_fingerprint"]
+    return (r["type"], r["fingerprint"], r["fingerprint"] if desired == SAME_FINGERPRINT else desired,
+            r["observed"], r["run_id"], float(r["converged_at"]))
+
+
+def load(cur: Cursor, inventory: str, host: str | None = None) -> dict[str, HostConverged]:
+    """host -> its converged state (with its base, for writing it again)."""
+    where, params = "inventory = ?", [inventory]
+    if host is not None:
+        where += " AND host = ?"
+        params.append(host)
+    out: dict[str, HostConverged] = {}
+    for r in cur.all(f"SELECT * FROM converged WHERE {where} ORDER BY host, resource", params):  # noqa: S608
+        out.setdefault(r["host"], HostConverged()).states[r["resource"]] = _legacy_key(r)
+    joined = "c.inventory = ?" + (" AND c.host = ?" if host is not None else "")
+    rows = cur.all(
+        "SELECT c.host AS host, c.part AS part, c.encoding AS encoding, c.body AS body,"  # noqa: S608
+        " p.encoding AS part_encoding, p.body AS part_body"
+        " FROM converged_hosts c LEFT JOIN document_parts p ON p.hash = c.part"
+        f" WHERE {joined} ORDER BY c.host",
+        params,
+    )
+    from driftctl.store.ingest import decode_part
+
+    for r in rows:
+        body = _decode(r["encoding"], r["body"])
+        hc = HostConverged()  # replaces what legacy rows said: they are deleted when this row is written
+        if r["part"] is not None:
+            if r["part_body"] is None:
+                raise ValueError(f"the converged state of {r['host']} refers to a missing part")
+            hc.base = Base(r["part"], decode_part(r["part_encoding"], r["part_body"]), body["run"], body["at"])
+            skip = set(body.get("skip", []))
+            hc.states = {k: v for k, v in hc.base.states().items() if k not in skip}
+        for resource, e in body.get("other", {}).items():
+            t, fp, desired, observed, run_id, at = e
+            hc.states[resource] = key_of(t, fp, fp if desired == SAME_FINGERPRINT else desired, observed, run_id, at)
+        out[r["host"]] = hc
+    return out
+
+
+def _decode(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
+    if encoding != ENCODING:
+        raise ValueError(f"unknown converged encoding {encoding}")
+    doc: dict[str, Any] = json.loads(lzma.decompress(bytes(body)).decode("utf-8"))
+    return doc
+
+
+def public(cur: Cursor, loaded: dict[str, HostConverged]) -> dict[str, dict[str, ConvergedState]]:
+    """host -> resource -> ConvergedState, as the API gives it."""
+    runs = sorted({k[4] for hc in loaded.values() for k in hc.states.values() if k[4] is not None})
+    live: set[int] = set()
+    for i in range(0, len(runs), 500):
+        chunk = runs[i:i + 500]
+        marks = ", ".join("?" * len(chunk))
+        live |= {int(r["id"]) for r in cur.all(f"SELECT id FROM runs WHERE id IN ({marks})", chunk)}  # noqa: S608
+    return {h: {res: _state(res, k, live) for res, k in sorted(hc.states.items())} for h, hc in loaded.items()}
+
+
+def write(cur: Cursor, inventory: str, host: str, states: dict[str, Key], candidates: list[Base]) -> None:
+    """Store ``states`` as the host's converged state, on the candidate base that leaves least in full."""
+    best: tuple[int, Base | None, list[str], dict[str, Key]] | None = None
+    for base in [*candidates, None]:
+        derived = base.states() if base is not None else {}
+        covered = {res for res, k in derived.items() if states.get(res) == k}
+        skip = sorted(res for res in derived if res not in covered)
+        other = {res: k for res, k in states.items() if res not in covered}
+        cost = len(other) * 4 + len(skip)
+        if best is None or cost < best[0]:
+            best = (cost, base, skip, other)
+    assert best is not None
+    _, base, skip, other = best
+    body: dict[str, Any] = {
+        "run": base.run_id if base else None, "at": base.at if base else None, "skip": skip,
+        "other": {res: [k[0], k[1], SAME_FINGERPRINT if k[1] is not None and k[2] == k[1] else k[2],
+                        json.loads(k[3]), k[4], k[5]] for res, k in sorted(other.items())},
+    }
+    blob = lzma.compress(_dumps(body).encode("utf-8"), preset=6)
+    cur.execute(
+        "INSERT INTO converged_hosts (inventory, host, part, encoding, body) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (inventory, host) DO UPDATE SET part = excluded.part, encoding = excluded.encoding,"
+        " body = excluded.body",
+        (inventory, host, base.part_hash if base else None, ENCODING, blob),
+    )
+    cur.execute("DELETE FROM converged WHERE inventory = ? AND host = ?", (inventory, host))
