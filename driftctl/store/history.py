@@ -19,6 +19,7 @@ def events(
     limit = max(1, int(limit))
     found: list[Timed] = []
     found += _resource_events(cur, inv, host, resource, start, limit)
+    found += _applied_events(cur, inv, host, resource, start, limit)
     if resource is None:
         found += _host_events(cur, inv, host, start, limit)
     found += _episode_events(cur, inv, host, resource, start, limit)
@@ -77,6 +78,39 @@ def _resource_events(
             time=to_dt(r["started"]), kind=kind, inventory=inv, host=r["host"], subject=r["resource"],
             run_id=int(r["run_id"]), command=r["command"], detail=detail, fields=fields,
         )))
+    return out
+
+
+def _applied_events(
+    cur: Cursor, inv: str, host: str | None, resource: str | None, start: float, limit: int
+) -> list[Timed]:
+    """Resources changed by applies, from each host's list (host_results.changed), newest first."""
+    from driftctl.store.ingest import decode_changed
+
+    extra, params = _filters("h", host, None, None)
+    out: list[Timed] = []
+    offset, page = 0, 200
+    while len(out) < limit:
+        rows = cur.all(
+            "SELECT r.id AS run_id, r.command AS command, r.started AS started, h.host AS host,"  # noqa: S608
+            " h.changed AS changed FROM host_results h JOIN runs r ON r.id = h.run_id"
+            " WHERE r.inventory = ? AND r.started >= ? AND h.changed IS NOT NULL"
+            f"{extra} ORDER BY r.started DESC, r.id DESC, h.host LIMIT ? OFFSET ?",
+            [inv, start, *params, page, offset],
+        )
+        for r in rows:
+            changed = decode_changed(r["changed"])
+            for subject, fields in changed.items():
+                if resource is not None and subject != resource:
+                    continue
+                out.append((float(r["started"]), 1, HistoryEvent(
+                    time=to_dt(r["started"]), kind="applied", inventory=inv, host=r["host"], subject=subject,
+                    run_id=int(r["run_id"]), command=r["command"],
+                    detail="applied: " + (", ".join(fields) if fields else "changed"), fields=list(fields),
+                )))
+        if len(rows) < page:
+            break
+        offset += page
     return out
 
 

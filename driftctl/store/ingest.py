@@ -2,7 +2,9 @@
 
 Rules (docs/store.md explains them for users):
 - every run: a ``runs`` row, one ``host_results`` row per host, a ``resource_results`` row per resource
-  that has something to say (not ``ok`` + in sync + unchanged), every unmanaged entry, and the whole
+  that has something to say (not ``ok`` + in sync + unchanged; those an apply changed without anything
+  else to say are only named, with their changed fields, in ``host_results.changed``), every unmanaged
+  entry, and the whole
   document (compressed), split in two (``split_document``): each host's *state* (per resource: id, type,
   source, desired and observed fingerprints, observed values; the host's fingerprint, catalog digest
   and facts) is a content-addressed part, stored once per inventory while it does not change and named
@@ -73,8 +75,13 @@ def decode_document(encoding: str, body: bytes | memoryview,
     return doc
 
 
+def _as_given(value: Any) -> str:
+    """JSON with keys in the order given (a document read back has its keys in their order)."""
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
 def encode_part(part: dict[str, Any]) -> bytes:
-    return lzma.compress(dumps(part).encode("utf-8"), preset=6)
+    return lzma.compress(_as_given(part).encode("utf-8"), preset=6)
 
 
 def decode_part(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
@@ -96,7 +103,7 @@ def host_part(inventory: str, host: dict[str, Any]) -> tuple[str, dict[str, Any]
     }
     # The inventory is in the name: parts are never shared across inventories, so pruning one
     # inventory (under its save lock) can never delete a part another inventory's save is referring to.
-    digest = hashlib.sha256(dumps([inventory, part]).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(_as_given([inventory, part]).encode("utf-8")).hexdigest()
     return digest, part
 
 
@@ -123,10 +130,11 @@ def split_document(report: dict[str, Any], part_of: dict[str, str]) -> dict[str,
         said = [_said(r) for r in h["resources"]]
         texts = [dumps(x) for x in said]
         common = max(set(texts), key=texts.count) if texts else "{}"
+        common_said = said[texts.index(common)] if texts else {}  # as given: its keys in their order
         # the state's keys stay (null), so that the joined host has its keys in the same order
         slim = {k: None if k in _HOST_STATE_KEYS or k == "resources" else v for k, v in h.items()}
         slim[_PARTS] = {
-            "part": digest, "said": json.loads(common),
+            "part": digest, "said": common_said,
             "except": {str(i): x for i, (x, t) in enumerate(zip(said, texts, strict=True)) if t != common},
         }
         hosts.append(slim)
@@ -206,7 +214,7 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
             if cur.scalar("SELECT 1 AS x FROM document_parts WHERE hash = ?", (digest,)) is None:
                 cur.execute("INSERT INTO document_parts (hash, inventory, encoding, body) VALUES (?, ?, ?, ?)",
                             (digest, inventory, PART_ENCODING, encode_part(part)))
-        _save_host(cur, run_id, host, part_of.get(host["name"]))
+        _save_host(cur, run_id, host, part_of.get(host["name"]), command)
         if host["status"] == "unreachable":
             continue  # nothing was observed: converged state and episodes stay as they were
         if command == "apply":
@@ -224,14 +232,32 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
     return run_id
 
 
-def _save_host(cur: Cursor, run_id: int, host: dict[str, Any], part: str | None) -> None:
+def _applied_plainly(r: dict[str, Any]) -> bool:
+    """Changed by an apply and nothing else to say: listed in host_results.changed, not a row."""
+    return (r.get("status") == "changed" and not r.get("error") and r.get("drift") is None
+            and not r.get("ignored"))
+
+
+def encode_changed(changed: dict[str, list[str]]) -> bytes | None:
+    return lzma.compress(dumps(changed).encode("utf-8"), preset=6) if changed else None
+
+
+def decode_changed(body: bytes | memoryview) -> dict[str, list[str]]:
+    changed: dict[str, list[str]] = json.loads(lzma.decompress(bytes(body)).decode("utf-8"))
+    return changed
+
+
+def _save_host(cur: Cursor, run_id: int, host: dict[str, Any], part: str | None, command: str) -> None:
     name = host["name"]
+    resources = [r for r in host.get("resources") or [] if _notable(r)]
+    plain = [r for r in resources if command == "apply" and _applied_plainly(r)]
     cur.execute(
-        "INSERT INTO host_results (run_id, host, status, error, fingerprint, duration, round_trips, part)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO host_results (run_id, host, status, error, fingerprint, duration, round_trips, part, changed)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run_id, name, host["status"], host.get("error"), host.get("fingerprint"), host.get("duration"),
-         host.get("round_trips"), part),
+         host.get("round_trips"), part, encode_changed({r["id"]: _field_names(r) for r in plain})),
     )
+    rows = [r for r in resources if not (command == "apply" and _applied_plainly(r))]
     cur.executemany(
         "INSERT INTO resource_results (run_id, host, resource, type, status, drift, changes, reason, error,"
         " source, desired_fingerprint, observed_fingerprint, converged_fingerprint, ignored)"
@@ -243,8 +269,7 @@ def _save_host(cur: Cursor, run_id: int, host: dict[str, Any], part: str | None)
             (run_id, name, r["id"], None if r.get("type") in (None, r["id"].split(":", 1)[0]) else r["type"],
              r["status"], r.get("drift"), dumps(_field_names(r)), None, r.get("error"), None, None, None, None,
              r.get("ignored"))
-            for r in host.get("resources") or []
-            if _notable(r)
+            for r in rows
         ],
     )
     cur.executemany(

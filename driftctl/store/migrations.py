@@ -238,6 +238,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE resource_results_v6 RENAME TO resource_results",
         "CREATE INDEX resource_results_by_subject ON resource_results (host, resource)",
     )),
+    Migration(7, "the resources an apply changed, per host in one value instead of a row each", (
+        # xz JSON {resource id: [changed field, ...]} of the resources an apply changed without error;
+        # other notable results (failed, skipped, drifted) keep their resource_results rows.
+        "ALTER TABLE host_results ADD COLUMN changed {blob}",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version
