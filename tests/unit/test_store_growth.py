@@ -83,7 +83,12 @@ def stored_bytes(store: Store) -> int:
     hold, whatever the backend's pages, indexes and free space."""
     total = 0
     with store.database.read() as cur:
-        for table in TABLES:
+        if store.dialect == "sqlite":
+            names = {r["name"] for r in cur.all("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        else:
+            names = {r["table_name"] for r in cur.all(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+        for table in (t for t in TABLES if t in names):
             for row in cur.all(f"SELECT * FROM {table}"):
                 for value in row.values():
                     if isinstance(value, (bytes, memoryview)):
