@@ -36,6 +36,7 @@ class Builder:
         self.groups: dict[str, Group] = {ALL: Group(ALL), UNGROUPED: Group(UNGROUPED)}
         self.hosts: dict[str, HostEntry] = {}
         self.edge_locations: dict[tuple[str, str], Location] = {}
+        self._listed: dict[str, set[str]] = {}  # group -> its hosts, for a quick "already listed?"
 
     def group(self, name: str, where: Location) -> Group:
         """The group called ``name``, created on first mention (which is where it is 'defined')."""
@@ -81,7 +82,9 @@ class Builder:
         if host is None:
             host = self.hosts[name] = HostEntry(name, where)
         g = self.group(group, where)
-        if name not in g.hosts:
+        listed = self._listed.setdefault(group, set())
+        if name not in listed:  # 10,000 hosts in one group: a list lookup each would be quadratic
+            listed.add(name)
             g.hosts.append(name)
         if group not in host.groups:
             host.groups.append(group)
@@ -101,18 +104,24 @@ class Builder:
                 root.children.append(name)
                 g.parents.append(ALL)
         ungrouped = self.groups[UNGROUPED]
+        # removals are collected and done once per list (one list.remove per host is quadratic)
+        not_ungrouped: set[str] = set()
+        newly_ungrouped: list[str] = []
+        not_under_all: set[str] = set()
         for name, host in self.hosts.items():
             real = [g for g in host.groups if g not in (ALL, UNGROUPED)]
             if real:
                 if UNGROUPED in host.groups:  # listed at the top of an INI file and in a group too
                     host.groups.remove(UNGROUPED)
-                    ungrouped.hosts.remove(name)
+                    not_ungrouped.add(name)
             elif UNGROUPED not in host.groups:
                 host.groups.append(UNGROUPED)
-                ungrouped.hosts.append(name)
+                newly_ungrouped.append(name)
             if ALL in host.groups:  # hosts under all: are members of all like every host; keep one list
                 host.groups.remove(ALL)
-                root.hosts.remove(name)
+                not_under_all.add(name)
+        ungrouped.hosts[:] = [h for h in ungrouped.hosts if h not in not_ungrouped] + newly_ungrouped
+        root.hosts[:] = [h for h in root.hosts if h not in not_under_all]
         depth: dict[str, int] = {}
 
         def depth_of(name: str) -> int:

@@ -89,6 +89,8 @@ def expand(text: str, where: Location) -> HostDefinition:
     text = text.strip()
     if not text:
         raise InventoryError("empty host name", where)
+    if "[" not in text and ":" not in text:  # a plain name (most of them): no range, no port
+        return HostDefinition([text])
     name, port = _split_port(text, where)
     names = [name]
     # Expand the leftmost range first, then the rest of each result: cartesian product, in order.

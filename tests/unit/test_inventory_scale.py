@@ -176,3 +176,26 @@ def test_generated_inventory_reads_as_ansible_reads_it(generated: dict[str, Path
         host = ours.hosts[name]
         assert json.loads(json.dumps(host.vars)) == hostvars.get(name, {}), name
         assert set(host.groups) == membership[name], name
+
+
+def test_ungrouped_and_all_keep_their_order_when_hosts_move(tmp_path: Path) -> None:
+    """Hosts at the top of an INI file that a group lists too leave ``ungrouped``; the others stay in order."""
+    (tmp_path / "hosts").write_text("a\nb\nc\nd\n[web]\nc\na\ne\n[web]\na\n")
+    inv = load_inventory(tmp_path / "hosts")
+    assert inv.groups["ungrouped"].hosts == ["b", "d"]
+    assert inv.groups["web"].hosts == ["c", "a", "e"]  # each once, in the order first listed
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "hosts.yaml").write_text(
+        "all:\n  hosts: {p: , q: , r: }\n  children:\n    db:\n      hosts: {q: , s: }\n")
+    inv = load_inventory(tmp_path / "y")
+    assert inv.groups["all"].hosts == [] and inv.groups["ungrouped"].hosts == ["p", "r"]
+    assert inv.groups["db"].hosts == ["q", "s"]
+    assert list(inv.hosts) == ["p", "q", "r", "s"]
+
+
+def test_a_flat_inventory_of_many_hosts(tmp_path: Path) -> None:
+    """10,000 hosts in one group (no timing: the list lookups that made this quadratic are gone)."""
+    (tmp_path / "hosts").write_text("".join(f"h{i:05d} ansible_host=10.0.{i // 256}.{i % 256}\n" for i in range(10000)))
+    inv = load_inventory(tmp_path / "hosts", lazy=True)
+    assert inv.groups["ungrouped"].hosts == [f"h{i:05d}" for i in range(10000)]
+    assert inv.select("h09999")[0].connection.address == "10.0.39.15"
