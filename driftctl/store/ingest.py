@@ -6,11 +6,12 @@ Rules (docs/store.md explains them for users):
   else to say are only named, with their changed fields, in ``host_results.changed``), every unmanaged
   entry, and the whole
   document (compressed), split in two (``split_document``): each host's *state* (per resource: id, type,
-  source, desired and observed fingerprints, observed values; the host's fingerprint, catalog digest
-  and facts) is a content-addressed part, stored once per inventory while it does not change and named
-  by its hash in ``host_results.part``; the run's own document keeps the rest (statuses, changes,
-  reasons, since/runs...), most resources sharing one "what this run said" entry. An unchanged host
-  costs a run ~0.5 KB instead of ~10 KB (docs/store.md, "Growth").
+  source, desired and observed fingerprints, observed values; the host's catalog digest and facts) is
+  a content-addressed part, stored once per inventory while it does not change and named by its hash
+  in ``host_results.part``; the run's own document keeps the rest (statuses, changes, reasons,
+  since/runs...), most resources sharing one "what this run said" entry, and the states of the few
+  resources that differ from the host's latest part (drift that comes and goes stores no new part).
+  An unchanged host costs a run ~0.5 KB instead of ~10 KB (docs/store.md, "Growth").
 - apply: each resource that ended ``ok`` or ``changed`` without error replaces its converged state and
   closes its open drift episode ("applied"). Failed and skipped resources keep the old converged state.
 - drift: per reachable host, each drifted resource opens or extends an episode; a resource observed in
@@ -44,7 +45,11 @@ DOCUMENT_ENCODING = "json+xz+parts"  # the run's document; its hosts' states are
 PART_ENCODING = "json+xz"
 # A resource's state: what stays the same from run to run while the host does not change.
 _STATE_KEYS = ("id", "type", "source", "desired_fingerprint", "observed_fingerprint", "observed")
-_HOST_STATE_KEYS = ("fingerprint", "catalog_digest", "facts")
+_HOST_STATE_KEYS = ("catalog_digest", "facts")
+# A host's state may differ from its previous part in this many resources (or a tenth of them) and still
+# refer to it, those resources' states in the run's document: drift that comes and goes does not
+# store a new part every run.
+_INLINE_STATES = 8
 _SAME_AS_OBSERVED = {"=": "observed_fingerprint"}  # marker: the converged fingerprint is the observed one
 _PARTS = "_parts"  # a stored host's resources: {"part": hash, "said": {...}, "except": {index: {...}}}
 _FILE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size", "target")
@@ -107,6 +112,27 @@ def host_part(inventory: str, host: dict[str, Any]) -> tuple[str, dict[str, Any]
     return digest, part
 
 
+def previous_part(cur: Cursor, inventory: str, host: str) -> tuple[str, dict[str, Any]] | None:
+    """The part the host's latest stored run refers to."""
+    row = cur.one(
+        "SELECT p.hash AS hash, p.encoding AS encoding, p.body AS body FROM host_results x"
+        " JOIN runs r ON r.id = x.run_id JOIN document_parts p ON p.hash = x.part"
+        " WHERE x.host = ? AND r.inventory = ? ORDER BY x.run_id DESC LIMIT 1", (host, inventory))
+    return None if row is None else (row["hash"], decode_part(row["encoding"], row["body"]))
+
+
+def inline_states(base: dict[str, Any], part: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """position -> state of the resources whose state differs from ``base``'s, when ``part`` can be
+    stored as ``base`` and those (same host keys, same resources in the same order, few differ)."""
+    if base["host"] != part["host"] or len(base["resources"]) != len(part["resources"]):
+        return None
+    if any(a.get("id") != b.get("id") for a, b in zip(base["resources"], part["resources"], strict=True)):
+        return None
+    states = {str(i): b for i, (a, b) in enumerate(zip(base["resources"], part["resources"], strict=True))
+              if a != b or list(a) != list(b)}
+    return states if len(states) <= max(_INLINE_STATES, len(part["resources"]) // 10) else None
+
+
 def _said(r: dict[str, Any]) -> dict[str, Any]:
     """What one run said of a resource: everything but its state, whose keys stay (null) so that the
     joined entry has its keys in the same order."""
@@ -117,16 +143,17 @@ def _said(r: dict[str, Any]) -> dict[str, Any]:
     return said
 
 
-def split_document(report: dict[str, Any], part_of: dict[str, str]) -> dict[str, Any]:
-    """The run's own document: each host named in ``part_of`` (host name -> part hash) keeps, instead of
-    its resources, the part's hash, the most common "what this run said" of its resources and the
-    exceptions by position. ``join_document`` gives back the original."""
+def split_document(report: dict[str, Any], part_of: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The run's own document: each host named in ``part_of`` (host name -> (part hash, states that differ
+    from the part's)) keeps, instead of its resources, the part's hash, those states, the most common
+    "what this run said" of its resources and the exceptions by position. ``join_document`` gives back
+    the original."""
     hosts = []
     for h in report["hosts"]:
-        digest = part_of.get(h["name"])
-        if digest is None:
+        if h["name"] not in part_of:
             hosts.append(h)
             continue
+        digest, states = part_of[h["name"]]
         said = [_said(r) for r in h["resources"]]
         texts = [dumps(x) for x in said]
         common = max(set(texts), key=texts.count) if texts else "{}"
@@ -134,7 +161,7 @@ def split_document(report: dict[str, Any], part_of: dict[str, str]) -> dict[str,
         # the state's keys stay (null), so that the joined host has its keys in the same order
         slim = {k: None if k in _HOST_STATE_KEYS or k == "resources" else v for k, v in h.items()}
         slim[_PARTS] = {
-            "part": digest, "said": common_said,
+            "part": digest, "said": common_said, "state": states,
             "except": {str(i): x for i, (x, t) in enumerate(zip(said, texts, strict=True)) if t != common},
         }
         hosts.append(slim)
@@ -152,7 +179,9 @@ def join_document(doc: dict[str, Any], parts: dict[str, dict[str, Any]]) -> dict
         if part is None:
             raise ValueError(f"part {ref['part'][:12]} of host {h.get('name')} is missing")
         resources = []
-        for i, state in enumerate(part["resources"]):
+        inline = ref.get("state") or {}
+        for i, stored in enumerate(part["resources"]):
+            state = inline.get(str(i), stored)
             said = ref["except"].get(str(i), ref["said"])
             entry = {k: state.get(k) if k in _STATE_KEYS else v for k, v in said.items()}
             if said.get("converged_fingerprint") == _SAME_AS_OBSERVED:
@@ -204,17 +233,23 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
          report.get("controller"), report.get("driftctl_version"), dumps(report.get("argv") or []),
          dumps(report.get("summary") or {}), run_key),
     ))
-    part_of: dict[str, str] = {}
-    parts: dict[str, tuple[str, dict[str, Any]]] = {}
+    part_of: dict[str, tuple[str, dict[str, Any]]] = {}  # host -> (its part, states inline)
+    parts: dict[str, tuple[str, dict[str, Any]]] = {}  # host -> (its part, the part as stored)
     for host in report["hosts"]:
         found = host_part(inventory, host)
         if found is not None:
             digest, part = found
-            part_of[host["name"]], parts[host["name"]] = digest, found
+            stored, states = found, {}
             if cur.scalar("SELECT 1 AS x FROM document_parts WHERE hash = ?", (digest,)) is None:
-                cur.execute("INSERT INTO document_parts (hash, inventory, encoding, body) VALUES (?, ?, ?, ?)",
-                            (digest, inventory, PART_ENCODING, encode_part(part)))
-        _save_host(cur, run_id, host, part_of.get(host["name"]), command)
+                base = previous_part(cur, inventory, host["name"])
+                inline = inline_states(base[1], part) if base is not None else None
+                if base is not None and inline is not None:
+                    stored, states = base, inline
+                else:
+                    cur.execute("INSERT INTO document_parts (hash, inventory, encoding, body) VALUES (?, ?, ?, ?)",
+                                (digest, inventory, PART_ENCODING, encode_part(part)))
+            part_of[host["name"]], parts[host["name"]] = (stored[0], states), stored
+        _save_host(cur, run_id, host, part_of[host["name"]][0] if host["name"] in part_of else None, command)
         if host["status"] == "unreachable":
             continue  # nothing was observed: converged state and episodes stay as they were
         if command == "apply":

@@ -144,6 +144,37 @@ def test_a_changed_host_state_is_stored_again_and_old_states_go_with_their_runs(
         assert {c.run_id for c in pruned.values()} == {None}  # the apply that converged them was pruned
 
 
+def drifted(doc: dict[str, Any], run: int) -> dict[str, Any]:
+    """Each host with one hand-edited file, a different one (with new content) in every run."""
+    for n, h in enumerate(doc["hosts"]):
+        r = h["resources"][(run * 7 + n) % 100]
+        r["observed"] = dict(r["observed"], content_sha256=fp(f"hand edit {run}"))
+        r["observed_fingerprint"] = fp(json.dumps(r["observed"]))
+        r.update(drift="corrective", reason="corrective drift",
+                 changes=[{"field": "content", "before": "sha256:aaaa", "after": "sha256:bbbb", "diff": None}])
+        h["status"] = "drifted"
+    return doc
+
+
+def test_drift_that_comes_and_goes_is_stored_beside_the_host_state_not_as_a_new_one(store_url: str) -> None:
+    with open_store(store_url) as store:
+        store.save_run(report("first", 0))
+        grown = []
+        for run in range(1, 8):
+            before = stored_bytes(store)
+            doc = drifted(report("drift", run), run) if run % 2 else report("drift", run)
+            sent = copy.deepcopy(doc)
+            run_id = store.save_run(doc)
+            grown.append((stored_bytes(store) - before) / HOSTS)
+            assert store.run_document(run_id) == doc  # since/runs filled in both, all else as sent
+            assert (doc != sent) == bool(run % 2)
+        with store.database.read() as cur:
+            assert cur.scalar("SELECT COUNT(*) AS n FROM document_parts") == HOSTS  # the first apply's
+        assert all(per_host <= 2_000 for per_host in grown), grown
+        # and drift is still classified from the converged state: the last hand edits are open episodes
+        assert {e.subject for e in store.open_drift(INV, "web0.prod.example.com")} == {"file:/srv/bench/d4/f49.conf"}
+
+
 def test_a_partial_apply_keeps_the_older_converged_state_of_what_failed(store_url: str) -> None:
     with open_store(store_url) as store:
         first = store.save_run(report("first", 0, hosts=1))
