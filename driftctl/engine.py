@@ -13,9 +13,10 @@ The engine never prints: it emits ``Event``s that the CLI renders.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -151,6 +152,8 @@ class Engine:
             lambda transport: AgentObserver(transport, self.programs))
         self.catalogs: dict[str, Catalog] = {}
         self.facts_cache: dict[str, dict[str, Any]] = {}  # host -> facts of the last stored run
+        # called once every catalog is rendered, before any host's work (the CLI reads the facts cache)
+        self.on_preflight: Callable[[Engine], None] | None = None
         # set on SIGINT/SIGTERM: nothing new starts; in-flight agents stop at their next resource
         self.abort = threading.Event()
         self.kill = threading.Event()  # a second interrupt: in-flight commands are killed now
@@ -162,33 +165,84 @@ class Engine:
         from driftctl.manifest import preflight
 
         self.catalogs = dict(preflight(self.site, self.inventory, list(hosts)))
+        if self.on_preflight is not None:
+            self.on_preflight(self)
         return self.catalogs
 
     # ---- whole runs
     def run(self, command: Command, hosts: Sequence[Host]) -> RunResult:
-        """plan, check or apply on every host in parallel. Call preflight() first."""
-        if not self.catalogs:
-            self.preflight(hosts)
+        """plan, check or apply on every host in parallel (see ``fan_out``)."""
         run = RunResult(command=command)
-
-        def one(host: Host) -> HostResult:
-            if self.abort.is_set():
-                return not_started(host)
-            return self.each_host(host, lambda t: self._plan_or_apply(host, t, command))
-
-        run.hosts = collect(run_hosts(hosts, one, executor=self.executor))
+        run.hosts = self.fan_out(hosts, lambda host, t: self._plan_or_apply(host, t, command))
         run.finished = time.time()
         run.aborted = self.abort.is_set()
         return run
 
-    def each_host(self, host: Host, work: Callable[[Transport], HostResult]) -> HostResult:
-        """Connect, run ``work``, close; any failure becomes this host's result, never an exception."""
+    def fan_out(self, hosts: Sequence[Host], work: Callable[[Host, Transport], HostResult]) -> list[HostResult]:
+        """``work`` on every host, each on its own connection, through the executor.
+
+        Catalogs not rendered yet are rendered here, in this thread, while the hosts connect (the
+        executor's threads wait on the network meanwhile): no host's work starts before every catalog
+        is valid, and an input error ends the run with the connections cancelled and no work done on
+        any host. ``on_preflight`` runs once the catalogs are known, before any work.
+        """
+        missing = [h for h in hosts if h.name not in self.catalogs]
+
+        def one(host: Host) -> HostResult:
+            if self.abort.is_set():
+                return not_started(host)
+            return self.each_host(host, lambda t: work(host, t), gate)
+
+        if not missing or not self.executor.concurrent:
+            gate = _Gate(opened=True)
+            if missing:
+                self._preflight_more(missing)
+            return collect(run_hosts(hosts, one, executor=self.executor))
+        gate = _Gate(opened=False)
+        box: dict[str, Any] = {}
+
+        def hosts_thread() -> None:
+            try:
+                box["results"] = collect(run_hosts(hosts, one, executor=self.executor))
+            except BaseException as e:  # a bug: raised in the caller's thread below
+                box["error"] = e
+
+        runner = threading.Thread(target=hosts_thread, name="hosts", daemon=True)
+        runner.start()
+        try:
+            self._preflight_more(missing)
+        except BaseException:
+            gate.close()
+            runner.join()
+            raise
+        gate.open()
+        runner.join()
+        if "error" in box:
+            raise box["error"]
+        return box["results"]
+
+    def _preflight_more(self, hosts: Sequence[Host]) -> None:
+        from driftctl.manifest import preflight
+
+        self.catalogs.update(preflight(self.site, self.inventory, list(hosts)))
+        if self.on_preflight is not None:
+            self.on_preflight(self)
+
+    def each_host(self, host: Host, work: Callable[[Transport], HostResult], gate: _Gate | None = None) -> HostResult:
+        """Connect, run ``work`` (once ``gate`` opens), close; any failure becomes this host's result,
+        never an exception. A closed gate (the run ended before any work) reports nothing."""
         started = time.monotonic()
         self.on_event(Event("start", host.name))
         try:
             self.on_event(Event("phase", host.name, "connect"))
-            with self.transport_factory(host, self.transport_options) as transport:
-                result = work(transport)
+            transport = self.transport_factory(host, self.transport_options)
+            with gate.tracking(transport) if gate is not None else contextlib.nullcontext(), transport:
+                if gate is not None and not gate.wait():
+                    return HostResult(host.name, "failed", error="not run: the run ended before any host's work")
+                # interrupted while the catalogs were rendered: connected, but nothing starts
+                result = not_started(host) if self.abort.is_set() else work(transport)
+        except _Cancelled:
+            return HostResult(host.name, "failed", error="not run: the run ended before any host's work")
         except ConnectError as e:
             result = HostResult(host.name, "unreachable", error=e.message)
         except CommandAborted as e:
@@ -411,6 +465,54 @@ class Observer(Protocol):
     """
 
     def probe(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class _Cancelled(Exception):
+    """A host's connect was cancelled because the run ended before any work (an input error)."""
+
+
+class _Gate:
+    """Holds every host's work until the catalogs are known; cancels their connects if they never are."""
+
+    def __init__(self, opened: bool) -> None:
+        self._decided = threading.Event()
+        self._open = opened
+        self._lock = threading.Lock()
+        self._connecting: set[Transport] = set()
+        if opened:
+            self._decided.set()
+
+    def open(self) -> None:
+        self._open = True
+        self._decided.set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+            self._decided.set()
+            for t in list(self._connecting):
+                t.cancel()
+
+    def wait(self) -> bool:
+        self._decided.wait()
+        return self._open
+
+    @contextlib.contextmanager
+    def tracking(self, transport: Transport) -> Iterator[None]:
+        """While ``transport`` connects, close() cancels it; a connect cancelled that way raises _Cancelled."""
+        with self._lock:
+            if self._decided.is_set() and not self._open:
+                raise _Cancelled
+            self._connecting.add(transport)
+        try:
+            yield
+        except ConnectError:
+            if self._decided.is_set() and not self._open:
+                raise _Cancelled from None
+            raise
+        finally:
+            with self._lock:
+                self._connecting.discard(transport)
 
 
 class AgentObserver:

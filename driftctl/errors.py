@@ -14,7 +14,7 @@ class ExitCode:
     """Exit codes shared by check, apply and drift. Bits combine: 2|8 = 10."""
 
     OK = 0
-    INPUT = 1  # bad input, no host contacted
+    INPUT = 1  # bad input: no host was changed (and no work started on any)
     CHANGES = 2  # changes made, changes pending, or drift found
     FAILED = 4  # a resource failed
     UNREACHABLE = 8  # a host unreachable or refused (auth, host key), or its connection lost mid-run

@@ -34,6 +34,8 @@ class Outcome(Generic[T]):
 
 
 class Executor(Protocol):
+    concurrent: bool  # hosts run at once (the caller's thread is free meanwhile)
+
     def map(self, hosts: Sequence[Host], fn: Callable[[Host], T]) -> Iterator[Outcome[T]]:
         """``fn(host)`` for every host; each outcome as soon as it is known (any order).
 
@@ -51,6 +53,8 @@ def _attempt(host: Host, fn: Callable[[Host], T]) -> Outcome[T]:
 class ThreadExecutor:
     """At most ``parallel`` hosts at once, on threads of this process."""
 
+    concurrent = True
+
     def __init__(self, parallel: int = 10) -> None:
         self.parallel = max(1, parallel)
 
@@ -65,6 +69,8 @@ class ThreadExecutor:
 
 class InlineExecutor:
     """One host after the other, in the calling thread."""
+
+    concurrent = False
 
     def map(self, hosts: Sequence[Host], fn: Callable[[Host], T]) -> Iterator[Outcome[T]]:
         for h in hosts:

@@ -22,17 +22,21 @@ from driftctl.store.runstate import Saved
 
 def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, flags: dict[str, Any],
             progress: Progress | None = None) -> tuple[Any, Engine]:
-    """Load everything and preflight every catalog: all input errors surface here, before any connection."""
+    """Load the inventory, settings and manifests (their errors surface here). The catalogs are rendered
+    by the run itself while it connects, and any input error in them ends it before any host's work."""
     from driftctl.manifest import load_site
 
     ctx = load_context(inventory, limit, as_json, manifests=str(manifests) if manifests else None, **flags)
     site = load_site(Path(ctx.settings.manifests), max_render_bytes=ctx.settings.max_render_bytes)
     engine = Engine(site, ctx.inventory, ctx.settings, ctx.transport_options, on_event=progress)
-    engine.preflight(ctx.hosts)
-    if any(c.uses_facts for c in engine.catalogs.values()):
-        from driftctl.drift import facts_cache
 
-        engine.facts_cache = facts_cache(ctx.settings, inventory)
+    def read_facts_cache(e: Engine) -> None:
+        if any(c.uses_facts for c in e.catalogs.values()):
+            from driftctl.drift import facts_cache
+
+            e.facts_cache = facts_cache(ctx.settings, inventory)
+
+    engine.on_preflight = read_facts_cache
     return ctx, engine
 
 

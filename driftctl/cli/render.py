@@ -11,7 +11,6 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -38,8 +37,8 @@ def describe(r: ResourceResult, c: Change) -> str:
     return f"{c.field} {c.before} -> {c.after}"
 
 
-def diff_text(diff: str) -> Text:
-    text = Text()
+def diff_text(diff: str, text: Text | None = None) -> Text:
+    text = text if text is not None else Text()
     for line in diff.splitlines():
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else "cyan" if line.startswith(
             "@@") else "dim"
@@ -49,38 +48,49 @@ def diff_text(diff: str) -> Text:
 
 def host_section(console: Console, h: HostResult, command: str, show_diff: bool | None,
                  verbose: bool = False) -> None:
+    """One host's section, drawn as one Text: a line per resource that changed (its fields on that
+    line), the diffs of edited contents under it. Printed at once, without markup parsing or
+    highlighting: 40 hosts x 119 created resources take 0.2 s, not 5 s."""
+    text = Text()
+    name = Text(h.host, style="bold")
     if h.status == "unreachable":
-        console.print(f"[bold]{escape(h.host)}[/]  [bold red]unreachable[/]: {escape(h.error or '')}")
+        text.append_text(name).append("  unreachable", style="bold red").append(f": {h.error or ''}\n")
+        console.print(text, soft_wrap=True, highlight=False, end="")
         return
     counts = summary_counts(h)
     verb = {"plan": "to change", "check": "to change", "apply": "changed", "drift": "drifted"}.get(command, "changed")
-    head = f"[bold]{escape(h.host)}[/]  "
+    text.append_text(name).append("  ")
     if h.status == "failed" and not h.resources:
-        console.print(head + f"[bold red]failed[/]: {escape(h.error or '')}")
+        text.append("failed", style="bold red").append(f": {h.error or ''}\n")
+        console.print(text, soft_wrap=True, highlight=False, end="")
         return
     n_changed = counts["drifted"] if command == "drift" else counts["changed"]
-    parts = [f"[yellow]{n_changed} {verb}[/]" if n_changed else f"[green]0 {verb}[/]", f"{counts['ok']} in sync"]
+    text.append(f"{n_changed} {verb}", style="yellow" if n_changed else "green").append(f", {counts['ok']} in sync")
     if counts["failed"]:
-        parts.append(f"[bold red]{counts['failed']} failed[/]")
+        text.append(", ").append(f"{counts['failed']} failed", style="bold red")
     if counts["skipped"]:
-        parts.append(f"[magenta]{counts['skipped']} skipped[/]")
+        text.append(", ").append(f"{counts['skipped']} skipped", style="magenta")
     if h.unmanaged:
-        parts.append(f"[yellow]{len(h.unmanaged)} unmanaged change(s)[/]")
-    console.print(head + ", ".join(parts) + f"  [dim]({h.duration:.1f}s, {h.round_trips} round trips)[/]")
+        text.append(", ").append(f"{len(h.unmanaged)} unmanaged change(s)", style="yellow")
+    text.append(f"  ({h.duration:.1f}s, {h.round_trips} round trips)\n", style="dim")
     for r in h.resources:
         interesting = r.status != "ok" or (command == "drift" and r.drift)
-        if not interesting and not verbose:
-            continue
-        resource_lines(console, r, show_diff)
+        if interesting or verbose:
+            resource_lines(text, r, show_diff)
     for u in h.unmanaged:
         mark = {"added": "+", "removed": "-", "changed": "~"}[u.change]
-        since = f" since {_ago(u.since)}" if u.since else ""
-        ign = f" [dim](ignored: {escape(u.ignored)})[/]" if u.ignored else ""
-        console.print(f"  [yellow]{mark} unmanaged {escape(u.path)}[/] {u.change}{since}{ign}")
+        text.append(f"  {mark} unmanaged {u.path}", style="yellow").append(f" {u.change}")
+        if u.since:
+            text.append(f" since {_ago(u.since)}")
+        if u.ignored:
+            text.append(f" (ignored: {u.ignored})", style="dim")
+        text.append("\n")
+    console.print(text, soft_wrap=True, highlight=False, end="")
 
 
-def resource_lines(console: Console, r: ResourceResult, show_diff: bool | None) -> None:
-    """One resource's lines; ``show_diff`` None: diffs of existing contents, a new content's size only."""
+def resource_lines(text: Text, r: ResourceResult, show_diff: bool | None) -> None:
+    """One resource: its line (mark, id, status, the changed fields), its error, the diffs of edited
+    contents under it. ``show_diff`` None: a new content is its size on that line; False: no diffs."""
     style = STATUS_STYLE.get(r.status, "")
     mark = MARK.get(r.status, "?")
     label: str = r.status
@@ -88,23 +98,29 @@ def resource_lines(console: Console, r: ResourceResult, show_diff: bool | None) 
         label = f"{r.drift} drift"
         style = "yellow"
         mark = "!"
-    where = f" [dim]{escape(str(r.source))}[/]" if r.source else ""
-    extra = ""
-    if r.drift and r.since:
-        extra = f" [dim]since {_ago(r.since)}, {r.runs} run(s)[/]"
-    if r.ignored:
-        extra += f" [dim](ignored: {escape(r.ignored)})[/]"
-    console.print(f"  [{style}]{mark} {escape(r.id)}[/] [{style}]{label}[/]{extra}{where}")
-    if r.error:
-        console.print(f"      [red]{escape(r.error)}[/]")
+    text.append(f"  {mark} {r.id} {label}", style=style)
+    fields, diffs = [], []
     for c in r.changes:
-        console.print(f"      {escape(describe(r, c))}")
+        fields.append(describe(r, c))
         if c.diff and show_diff is not False:
             if c.before is None and show_diff is None:  # a whole new file: its size, unless asked
                 added = sum(1 for ln in c.diff.splitlines() if ln.startswith("+") and not ln.startswith("+++"))
-                console.print(f"      [dim](new content, {added} line(s): --diff shows it)[/]")
+                fields[-1] += f" (new content, {added} line(s): --diff shows it)"
             else:
-                console.print(diff_text(c.diff))
+                diffs.append(c.diff)
+    if fields:
+        text.append(": " + "; ".join(fields))
+    if r.drift and r.since:
+        text.append(f"  since {_ago(r.since)}, {r.runs} run(s)", style="dim")
+    if r.ignored:
+        text.append(f" (ignored: {r.ignored})", style="dim")
+    if r.source:
+        text.append(f"  {r.source}", style="dim")
+    text.append("\n")
+    if r.error:
+        text.append(f"      {r.error}\n", style="red")
+    for d in diffs:
+        diff_text(d, text)
 
 
 def summary_counts(h: HostResult) -> dict[str, int]:

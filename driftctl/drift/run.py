@@ -19,10 +19,9 @@ from typing import Any
 from driftctl.config import Settings
 from driftctl.drift.classify import classify, rebaseline, unmanaged_changes
 from driftctl.drift.reference import Reference
-from driftctl.engine import Engine, HostPlan, collect, not_started, planned_result
+from driftctl.engine import Engine, HostPlan, planned_result
 from driftctl.errors import AgentError
 from driftctl.model import Host, HostResult, ResourceResult, RunResult, UnmanagedChange
-from driftctl.parallel import run_hosts
 from driftctl.report import document
 from driftctl.report.document import current_user
 from driftctl.transport.base import Transport
@@ -88,13 +87,7 @@ class DriftRun:
 
     def run(self, hosts: Sequence[Host]) -> RunResult:
         run = RunResult(command="drift")
-
-        def one(host: Host) -> HostResult:
-            if self.engine.abort.is_set():
-                return not_started(host)
-            return self.engine.each_host(host, lambda t: self.host(host, t))
-
-        run.hosts = collect(run_hosts(hosts, one, executor=self.engine.executor))
+        run.hosts = self.engine.fan_out(hosts, self.host)
         run.finished = time.time()
         run.aborted = self.engine.abort.is_set()
         return run

@@ -270,7 +270,10 @@ class Renderer:
                 loader=_TreeLoader(search, self.tree, self.display, self.max_bytes),
                 keep_trailing_newline=True,  # a config file's final newline is content
                 autoescape=False,
-                auto_reload=True,
+                # each template is compiled once per run (a run reads one state of the tree): no stat
+                # per use, no eviction when a site has more than Jinja's default 400 templates
+                auto_reload=False,
+                cache_size=-1,
             )
             self._envs[search] = env
         return env

@@ -157,6 +157,10 @@ class Transport(ABC):
     def close(self) -> None:
         """Close the connection (idempotent)."""
 
+    def cancel(self) -> None:
+        """Give up a connect() in progress in another thread (transports that connect at once need not)."""
+        return None
+
     def __enter__(self) -> Transport:
         self.connect()
         return self

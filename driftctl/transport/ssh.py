@@ -84,6 +84,9 @@ class SSHTransport(Transport):
         with self._lock:
             self.ssh.close()
 
+    def cancel(self) -> None:
+        self.ssh.cancel()  # not under the lock: connect() holds it while it waits
+
     # ---- commands
 
     def _sudo(self, become_user: str | None) -> str | None:

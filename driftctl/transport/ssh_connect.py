@@ -20,9 +20,11 @@ The channel part (commands over the open connection) is ssh.py.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import select
 import socket
 import threading
 import time
@@ -92,6 +94,7 @@ class SSHConnection:
         self.weak_algorithms: list[str] = []
         self._connecting: list[paramiko.Transport] = []  # closed by the watchdog when the budget runs out
         self._watch_lock = threading.Lock()  # the watchdog and a connect finishing just in time
+        self._cancelled = threading.Event()  # cancel(): this connect is not wanted any more
         self.client: paramiko.Transport | None = None
         self._hops: list[paramiko.Transport] = []
 
@@ -151,7 +154,8 @@ class SSHConnection:
                 backoff = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)  # noqa: S311 (jitter)
                 delay = min(backoff, remaining / 2)  # leave the next attempt half of what is left
                 log.debug("%s: %s; retrying in %.1fs", self.host.name, r.error.message, delay)
-                time.sleep(delay)
+                if self._cancelled.wait(delay):
+                    raise r.error from r.__cause__
         raise AssertionError("the last attempt raises")
 
     def _expire(self) -> None:
@@ -282,9 +286,15 @@ class SSHConnection:
             self.host.name, where, used, " and ".join(allowed_by), terrapin,
         )
 
+    def cancel(self) -> None:
+        """Give up a connect in progress, from another thread: a TCP connect stops within 0.1 s, a
+        handshake or an authentication at once (the run it was for has ended before any work)."""
+        self._cancelled.set()
+        self._expire()
+
     def _dial(self, ep: Endpoint, deadline: _Deadline) -> socket.socket:
         try:
-            return socket.create_connection((ep.hostname, ep.port), timeout=deadline.left())
+            return self._tcp(ep, deadline)
         except socket.gaierror as e:
             raise self._err(f"cannot resolve {ep.hostname}: {e.strerror}") from e
         except ConnectionRefusedError as e:
@@ -298,6 +308,36 @@ class SSHConnection:
             ) from e
         except OSError as e:
             raise _Retry(self._err(f"cannot connect to {ep.hostname}:{ep.port}: {e.strerror or e}")) from e
+
+    def _tcp(self, ep: Endpoint, deadline: _Deadline) -> socket.socket:
+        """socket.create_connection within the deadline, which cancel() can stop: each address is
+        tried with a non-blocking connect, polled every 0.1 s."""
+        error: OSError | None = None
+        for family, kind, proto, _, address in socket.getaddrinfo(ep.hostname, ep.port, type=socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                rc = sock.connect_ex(address)
+                poller = select.poll()
+                poller.register(sock, select.POLLOUT)
+                while rc in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
+                    if self._cancelled.is_set():
+                        raise self._err("connect cancelled: the run ended before this host was needed")
+                    if deadline.remaining() <= 0:
+                        raise TimeoutError(errno.ETIMEDOUT, "timed out")
+                    if poller.poll(int(min(0.1, deadline.left()) * 1000)):
+                        rc = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if rc:
+                    raise OSError(rc, os.strerror(rc))
+                sock.settimeout(deadline.left())
+                return sock
+            except OSError as e:
+                sock.close()
+                error = e
+            except BaseException:
+                sock.close()
+                raise
+        raise error or OSError(errno.EADDRNOTAVAIL, f"no address for {ep.hostname}")
 
     def _err(self, message: str) -> ConnectError:
         return ConnectError(self.host.name, message)

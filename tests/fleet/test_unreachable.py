@@ -125,3 +125,28 @@ def test_black_holed_hosts_are_unreachable_within_one_timeout_and_the_others_suc
     # the silent server was tried once: a timeout spends the whole budget, so there is no retry
     assert len(mute.accepted) == 1, len(mute.accepted)
 
+
+
+def test_an_input_error_ends_the_run_at_once_while_hosts_connect_and_no_host_is_touched(
+    fleet: Any, mute: MuteServer, dropped_port: int, tmp_path: Path
+) -> None:
+    """Catalogs are rendered while the hosts connect; one host's template error ends the run with that
+    error and exit 1, without waiting for black holes (connect timeout 600 s) and with no host's work
+    done (the reachable host ran no agent: its agent cache is never even created)."""
+    good = fleet.hosts[0]
+    good.sh("rm -rf /var/cache/driftctl")
+    holes = [fake("mute", mute.port, good), fake("dropped", dropped_port, good)]
+    inv = write_inventory(tmp_path / "inv", [good, *holes], host_vars={"dropped": "broken: true\n"})
+    site = tmp_path / "manifests"
+    (site / "roles" / "r" / "templates").mkdir(parents=True)
+    (site / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (site / "roles" / "r" / "templates" / "t.j2").write_text(
+        "{% for i in range(300) %}line {{ i }}\n{% endfor %}{{ nothing.here if broken is defined else 'ok' }}\n")
+    (site / "roles" / "r" / "resources.yaml").write_text(
+        "resources:\n" + "".join(f"  - file: /tmp/t{i}\n    template: t.j2\n" for i in range(50)))
+    for command in ("plan", "apply", "drift"):
+        r = driftctl(command, inv, "-m", site, "--connect-timeout", "600", state_dir=tmp_path / "state", timeout=120)
+        assert r.rc == ExitCode.INPUT, r.output
+        assert "t.j2" in r.output and "nothing" in r.output, r.output
+        assert "unreachable" not in r.output, r.output
+        assert good.sh("test -e /var/cache/driftctl").rc == 1, command

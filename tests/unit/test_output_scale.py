@@ -8,7 +8,7 @@ import io
 
 from rich.console import Console
 
-from driftctl.cli.render import resource_lines
+from driftctl.cli.render import host_section
 from driftctl.model import Change, HostResult, ResourceResult, RunResult
 from driftctl.report import document
 
@@ -28,9 +28,18 @@ def results() -> list[ResourceResult]:
 def shown(show_diff: bool | None) -> str:
     out = io.StringIO()
     console = Console(file=out, width=200, color_system=None)
-    for r in results():
-        resource_lines(console, r, show_diff)
+    host_section(console, HostResult("h1", "changed", resources=results()), "apply", show_diff)
     return out.getvalue()
+
+
+def test_one_line_per_changed_resource_with_its_fields() -> None:
+    r = ResourceResult("file:/etc/x.conf", "changed", [Change("ensure", "absent", "file"), Change("mode", None, "0640")],
+                       type="file", source="site.yaml:3")
+    out = io.StringIO()
+    host_section(Console(file=out, width=40, color_system=None), HostResult("h1", "changed", resources=[r]), "apply", None)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("  ~ file:/etc/x.conf changed: ")  # not wrapped at 40 columns
+    assert "mode -> 0640" in lines[1] and lines[1].endswith("site.yaml:3")
 
 
 def test_by_default_a_new_file_is_one_line_and_an_edit_shows_its_diff() -> None:
