@@ -126,13 +126,18 @@ def load_context(inventory: Path, limit: str | None = None, as_json: bool = Fals
         warning = tree_warning(Path(settings.manifests), "manifest tree")
         if warning:
             ui.warn(warning)
-    inv = load_inventory(inventory)
-    for warning in inv.warnings:  # as `driftctl inventory` shows them (two names for one host, ...)
-        ui.warn(warning)
+    from driftctl.inventory.loader import warnings_for
+
+    inv = load_inventory(inventory, lazy=True)  # --limit selects before any host is built
     try:
-        selected = inv.select(limit)
+        names = inv.select_names(limit)
     except InventoryError as e:
+        for warning in inv.warnings:
+            ui.warn(warning)
         raise InventoryError(f"{inventory}: {e.message}", e.location, e.hint) from None
+    selected = [inv.hosts[n] for n in names]  # built here: a mistake in their variables is an error here
+    for warning in warnings_for(inv, selected):  # as `driftctl inventory` shows them (two names for one host, ...)
+        ui.warn(warning)
     if not selected:
         # a scheduled drift run on an empty inventory would say "no drift" forever: nothing is never success
         raise InventoryError(f"{inventory} selects no hosts: it has none",

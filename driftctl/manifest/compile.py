@@ -67,16 +67,11 @@ def _view(site: Site, inventory: Any) -> _InventoryView:
             try:
                 # A site file serves several inventories: a part naming a group this inventory
                 # lacks selects nobody here (strict=False); a malformed pattern is an error.
-                hosts = inventory.select(entry.hosts, strict=False, location=entry.location)
+                names = inventory.select_names(entry.hosts, strict=False, location=entry.location)
             except InventoryError as e:
                 raise ManifestError(f"hosts: {e.message}", e.location or entry.location, e.hint) from None
-            selected[i] = frozenset(h.name for h in hosts)
-        groups: dict[str, list[str]] = {"all": []}
-        for h in inventory.hosts.values():
-            groups["all"].append(h.name)
-            for g in h.groups:
-                if g != "all":
-                    groups.setdefault(g, []).append(h.name)
+            selected[i] = frozenset(names)
+        groups = inventory.groups_var()  # builds no host
         view = _InventoryView(inventory, selected, groups)
         if len(cache) > 8:
             cache.clear()

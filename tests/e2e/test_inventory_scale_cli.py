@@ -81,8 +81,6 @@ def test_inventory_host_builds_only_that_host(big: tuple[Path, Path], tmp_path: 
     assert doc["vars"]["region"] == "region00" and "r00_svc02" in doc["groups"]  # 20 hosts a service group
 
 
-@pytest.mark.xfail(strict=True, reason="load_context (driftctl/cli/common.py) still builds every host before "
-                                       "--limit: it needs load_inventory(lazy=True) (see the inventory report)")
 def test_plan_limit_builds_only_that_hosts_connection(big: tuple[Path, Path], tmp_path: Path) -> None:
     inventory, manifests = big
     broken = tmp_path / "inv"
