@@ -76,10 +76,11 @@ def interactive() -> bool:
 
 def print_json(value: object) -> None:
     """A command's ``--json`` output: the one JSON writer (driftctl/report/jsondoc.py), as UTF-8 bytes
-    whatever the locale's encoding (JSON is UTF-8)."""
+    whatever the locale's encoding (JSON is UTF-8); indented at a terminal, one line when piped (for
+    a program, or ``| jq``)."""
     from driftctl.report.jsondoc import dumps
 
-    text = dumps(value)
+    text = dumps(value, pretty=sys.stdout.isatty())
     sys.stdout.flush()
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:  # a text-only stream (a test's StringIO)

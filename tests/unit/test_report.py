@@ -121,6 +121,18 @@ def test_one_json_writer_for_reports_and_every_json_option() -> None:
                                 "tags": ["x", "y"], "path": "/etc/motd"}
 
 
+def test_json_piped_is_one_line_of_the_same_document(capsys: Any) -> None:
+    """--json at a terminal is indented; piped (not a TTY, as here) it is one line, same data."""
+    from driftctl.cli import ui
+    from driftctl.report.jsondoc import dumps
+
+    value = {"b": "motd: café", "a": [1, {"z": None, "y": True}]}
+    ui.print_json(value)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and json.loads(out) == value and "café" in out
+    assert json.loads(dumps(value)) == value and dumps(value).count("\n") > 1
+
+
 # -- junit --------------------------------------------------------------------------------------
 
 
