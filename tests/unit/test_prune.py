@@ -88,7 +88,8 @@ def test_prune_then_vacuum_shrinks_a_sqlite_file(tmp_path: Path) -> None:
         big = [res(f"file:/etc/f{i}", "changed", observed=f"state {i}" * 50) for i in range(400)]
         for h in range(20):
             store.save_run(report("apply", h, [host("web1", big), host("web2", big)]))
-        before = path.stat().st_size
+        wal = path.with_name(path.name + "-wal")  # a small store may sit in the write-ahead log entirely
+        before = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
         result = store.prune(INV, at(19))
         assert result.runs == 19 and result.document_bytes > 0
         store.vacuum()
