@@ -143,14 +143,29 @@ def parse(text: str, file: str) -> list[Entry]:
     return entries
 
 
+_PARSED: dict[tuple[str, int, int, int], list[Entry]] = {}  # (path, inode, size, mtime) -> its entries
+_PARSED_LOCK = threading.Lock()
+
+
 def load(paths: Iterable[str]) -> list[Entry]:
-    """The entries of every existing file in ``paths`` (``~`` expanded), in order; missing files are skipped."""
+    """The entries of every existing file in ``paths`` (``~`` expanded), in order; missing files are skipped.
+    A file is parsed once while it is unchanged (forty hosts connecting share one known_hosts)."""
     entries: list[Entry] = []
     for path in paths:
         full = os.path.expanduser(path)
         try:
-            with open(full, encoding="utf-8", errors="replace") as f:
-                entries.extend(parse(f.read(), full))
+            with open(full, "rb") as f:
+                st = os.fstat(f.fileno())
+                key = (full, st.st_ino, st.st_size, st.st_mtime_ns)
+                with _PARSED_LOCK:
+                    parsed = _PARSED.get(key)
+                if parsed is None:
+                    parsed = parse(f.read().decode("utf-8", errors="replace"), full)
+                    with _PARSED_LOCK:
+                        if len(_PARSED) > 64:
+                            _PARSED.clear()
+                        _PARSED[key] = parsed
+                entries.extend(parsed)
         except FileNotFoundError:
             continue
         except IsADirectoryError:
