@@ -36,14 +36,31 @@ def _entry(path):
     return entry
 
 
+def watch_own_dirs(ctx):
+    """driftctl's own directories on the host, never unmanaged drift: the backups and the agent cache
+    (where the launcher keeps the compiled agent: /var/cache/driftctl, or ~/.cache/driftctl)."""
+    uid = os.geteuid()
+    if uid == 0:
+        cache = "/var/cache/driftctl"
+    else:
+        import pwd
+
+        try:
+            cache = os.path.join(pwd.getpwuid(uid).pw_dir, ".cache", "driftctl")
+        except KeyError:
+            cache = None
+    return set(d.rstrip("/") for d in (ctx.backup_dir, cache) if d)
+
+
 def scan_watch(watch, ctx):
     """{"entries": {path: entry}, "truncated": [roots cut at WATCH_LIMIT], "missing": [roots]}."""
     entries = {}
     truncated = []
     missing = []
+    own = watch_own_dirs(ctx)
     for spec in watch:
         root = spec["path"]
-        exclude = set(spec.get("exclude", []))
+        exclude = set(spec.get("exclude", [])) | own
         top = _entry(root)
         if top is None:
             missing.append(root)
@@ -54,7 +71,7 @@ def scan_watch(watch, ctx):
             continue
         count = 0
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if os.path.join(dirpath, d) not in own)
             for name in sorted(dirnames) + sorted(filenames):
                 path = os.path.join(dirpath, name)
                 if path in exclude:

@@ -119,3 +119,13 @@ def test_a_build_container_gets_no_cache(fresh_host: Any) -> None:
     result = fresh_host.exec(ship.command("python3", None, cache=False), stdin=ship.program_bytes() + payload)
     assert b'"hostname"' in result.stdout, result.stderr_text
     assert fresh_host.sh(f"test -e {CACHE}").rc == 1
+
+
+def test_the_agent_cache_and_backups_are_never_unmanaged_drift(fresh_host: Any) -> None:
+    call(fresh_host, None)  # the cache now holds a program
+    sh(fresh_host, "mkdir -p /var/cache/other && echo x > /var/cache/other/f")
+    answer = fresh_host.agent({"op": "probe", "facts": False, "resources": [],
+                               "watch": [{"path": "/var/cache"}, {"path": "/var/lib"}]})
+    entries = answer["watch"]["entries"]
+    assert "/var/cache/other/f" in entries  # the scan itself works
+    assert not [p for p in entries if p.startswith((CACHE, "/var/lib/driftctl/backup"))], sorted(entries)
