@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftctl.store.db import Cursor, Row
+from driftctl.store.packing import xz
 from driftctl.store.types import ConvergedState, to_dt
 
 ENCODING = "json+xz"
@@ -150,7 +151,7 @@ def write(cur: Cursor, inventory: str, host: str, states: dict[str, Key], candid
         "other": {res: [k[0], k[1], SAME_FINGERPRINT if k[1] is not None and k[2] == k[1] else k[2],
                         json.loads(k[3]), k[4], k[5]] for res, k in sorted(other.items())},
     }
-    blob = lzma.compress(_dumps(body).encode("utf-8"), preset=6)
+    blob = xz(_dumps(body).encode("utf-8"))
     cur.execute(
         "INSERT INTO converged_hosts (inventory, host, part, encoding, body) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (inventory, host) DO UPDATE SET part = excluded.part, encoding = excluded.encoding,"

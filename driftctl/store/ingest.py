@@ -35,6 +35,7 @@ from typing import Any
 
 from driftctl.store import converged
 from driftctl.store.db import Cursor
+from driftctl.store.packing import xz
 from driftctl.store.report import inventory_key, parse_time
 from driftctl.store.types import iso
 
@@ -60,7 +61,7 @@ def dumps(value: Any) -> str:
 
 
 def encode_document(report: dict[str, Any]) -> bytes:
-    return lzma.compress(json.dumps(report, separators=(",", ":")).encode("utf-8"), preset=1)
+    return xz(json.dumps(report, separators=(",", ":")).encode("utf-8"), preset=1)
 
 
 def decode_document(encoding: str, body: bytes | memoryview,
@@ -86,7 +87,7 @@ def _as_given(value: Any) -> str:
 
 
 def encode_part(part: dict[str, Any]) -> bytes:
-    return lzma.compress(_as_given(part).encode("utf-8"), preset=6)
+    return xz(_as_given(part).encode("utf-8"))
 
 
 def decode_part(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
@@ -274,7 +275,7 @@ def _applied_plainly(r: dict[str, Any]) -> bool:
 
 
 def encode_changed(changed: dict[str, list[str]]) -> bytes | None:
-    return lzma.compress(dumps(changed).encode("utf-8"), preset=6) if changed else None
+    return xz(dumps(changed).encode("utf-8")) if changed else None
 
 
 def decode_changed(body: bytes | memoryview) -> dict[str, list[str]]:
