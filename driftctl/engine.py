@@ -364,7 +364,7 @@ class Engine:
             elif p.error is not None:
                 item["failed"] = p.error  # its dependents must be skipped, as if its apply had failed
             if p.observed is not None and "_cas" in p.observed:
-                item["expect"] = expectation(p.observed)  # a write checks the target is still what was planned
+                item["expect"] = p.observed["_cas"]  # a write checks the target is still what was planned
             item["depends"] = depends.get(p.id, [])
             item["notify"] = notify.get(p.id, [])
             items.append(item)
@@ -524,14 +524,6 @@ class AgentObserver:
 
     def probe(self, request: dict[str, Any]) -> dict[str, Any]:
         return ship.call(self.transport, {"op": "probe", **request}, programs=self.programs)
-
-
-def expectation(observed: dict[str, Any]) -> dict[str, Any] | None:
-    """The ``_cas`` a probe saw, whole: a probe answer leaves out its sha256 when it is the content's."""
-    cas = observed["_cas"]
-    if isinstance(cas, dict) and "sha256" not in cas:
-        return {**cas, "sha256": observed.get("content_sha256")}
-    return cas
 
 
 def planned(resource: Resource) -> Planned:

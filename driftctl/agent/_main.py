@@ -320,12 +320,7 @@ def op_probe(req, channel):
     if req.get("facts", True):
         answer["facts"] = facts
     for item in req.get("resources", []):
-        seen = answer["resources"][item["id"]] = _observe(item, ctx)
-        observed = seen.get("observed")
-        cas = observed.get("_cas") if isinstance(observed, dict) else None
-        if isinstance(cas, dict) and cas.get("sha256") is not None and cas["sha256"] == observed.get("content_sha256"):
-            # said once: the controller puts it back (a hash is ~12% of a compressed in-sync answer)
-            observed["_cas"] = dict((k, v) for k, v in cas.items() if k != "sha256")
+        answer["resources"][item["id"]] = _observe(item, ctx)
     _watch(req, ctx, answer)
     return answer
 
