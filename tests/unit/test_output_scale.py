@@ -33,10 +33,11 @@ def shown(show_diff: bool | None) -> str:
 
 
 def test_one_line_per_changed_resource_with_its_fields() -> None:
-    r = ResourceResult("file:/etc/x.conf", "changed", [Change("ensure", "absent", "file"), Change("mode", None, "0640")],
-                       type="file", source="site.yaml:3")
+    changes = [Change("ensure", "absent", "file"), Change("mode", None, "0640")]
+    r = ResourceResult("file:/etc/x.conf", "changed", changes, type="file", source="site.yaml:3")
     out = io.StringIO()
-    host_section(Console(file=out, width=40, color_system=None), HostResult("h1", "changed", resources=[r]), "apply", None)
+    narrow = Console(file=out, width=40, color_system=None)
+    host_section(narrow, HostResult("h1", "changed", resources=[r]), "apply", None)
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and lines[1].startswith("  ~ file:/etc/x.conf changed: ")  # not wrapped at 40 columns
     assert "mode -> 0640" in lines[1] and lines[1].endswith("site.yaml:3")
