@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -45,6 +48,7 @@ class CliRun:
         return (self.stdout.decode(errors="replace")[-n:] + "\n" + self.stderr.decode(errors="replace")[-n:]).strip()
 
 
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")  # apt-get install time; without it RSS is wait4's
 TIMEOUT_S = 1800.0  # a hung command is killed (exit -9) and reported, never waited on forever
 
 
@@ -62,9 +66,16 @@ def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S, code: Path
     """
     env = _env(state, code)
     argv = [sys.executable, "-m", "driftctl", *args]
+    # The peak RSS comes from GNU time's wait4 on the CLI: time forks it from its own small process.
+    # wait4 on a child spawned straight from this process reports at least this process's own RSS
+    # (Linux carries the spawning memory's high-water mark over exec), which is not the CLI's.
+    fd, rss_path = tempfile.mkstemp(prefix="driftctl-bench-rss-")
+    os.close(fd)
+    if GNU_TIME:
+        argv = [GNU_TIME, "-q", "-f", "%M", "-o", rss_path, *argv]
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     chunks: dict[str, bytes] = {}
 
     def drain(name: str, stream: IO[bytes]) -> None:
@@ -74,7 +85,7 @@ def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S, code: Path
     readers = [threading.Thread(target=drain, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
     for t in readers:
         t.start()
-    killer = threading.Timer(timeout, proc.kill)  # only this process, which this function started
+    killer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))  # the group this function started
     killer.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -84,7 +95,15 @@ def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S, code: Path
     for t in readers:
         t.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return CliRun(argv=args, rc=proc.returncode, wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024,
+    peak_kb = float(usage.ru_maxrss)
+    try:
+        if GNU_TIME:
+            peak_kb = float(Path(rss_path).read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass  # killed: time wrote nothing
+    finally:
+        os.unlink(rss_path)
+    return CliRun(argv=args, rc=proc.returncode, wall_s=wall, peak_rss_mb=peak_kb / 1024,
                   stdout=chunks["out"], stderr=chunks["err"])
 
 
