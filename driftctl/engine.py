@@ -152,6 +152,9 @@ class Engine:
             lambda transport: AgentObserver(transport, self.programs))
         self.catalogs: dict[str, Catalog] = {}
         self.facts_cache: dict[str, dict[str, Any]] = {}  # host -> facts of the last stored run
+        # False: a created file's diff keeps its header only (its line count), not the whole new text,
+        # which nothing shows by default and the store does not keep (100 hosts x 100 files: ~23 MB)
+        self.whole_new_contents = True
         # called once every catalog is rendered, before any host's work (the CLI reads the facts cache)
         self.on_preflight: Callable[[Engine], None] | None = None
         # set on SIGINT/SIGTERM: nothing new starts; in-flight agents stop at their next resource
@@ -325,6 +328,10 @@ class Engine:
         plan.round_trips = round_trips + 1
         if facts:
             plan.facts = facts
+        if not self.whole_new_contents:
+            for p in plan.items:
+                p.changes = [replace(c, diff=diff_head(c.diff)) if c.before is None and c.diff else c
+                             for c in p.changes]
         return plan
 
     def _render(self, host: Host, facts: dict[str, Any]) -> Catalog:
@@ -524,6 +531,11 @@ class AgentObserver:
 
     def probe(self, request: dict[str, Any]) -> dict[str, Any]:
         return ship.call(self.transport, {"op": "probe", **request}, programs=self.programs)
+
+
+def diff_head(diff: str) -> str:
+    """A unified diff cut to its header: ``--- /dev/null``, ``+++ path``, ``@@ -0,0 +1,N @@``."""
+    return "".join(diff.splitlines(keepends=True)[:3])
 
 
 def planned(resource: Resource) -> Planned:

@@ -55,6 +55,7 @@ def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool | None,
 def converge(command: str, inventory: Path, limit: str | None, as_json: bool, manifests: Path | None,
              show_diff: bool | None, verbose: bool, flags: dict[str, Any]) -> int:
     ctx, engine = prepare(inventory, limit, as_json, manifests, flags)
+    engine.whole_new_contents = as_json or show_diff is True  # else a created file's text is not shown
     with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress
         with interruptible(engine):

@@ -5,6 +5,7 @@ Everything drawn here comes from the engine's results (already redacted); nothin
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -88,6 +89,18 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
     console.print(text, soft_wrap=True, highlight=False, end="")
 
 
+def new_lines(diff: str) -> int:
+    """The lines of a created file's diff: its + lines, or the count in its header when the engine
+    kept only that (``@@ -0,0 +1,N @@``)."""
+    added = sum(1 for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++"))
+    if added == 0 and (m := _NEW_HUNK.search(diff)):
+        added = int(m.group(1) or 1)
+    return added
+
+
+_NEW_HUNK = re.compile(r"^@@ -0,0 \+1(?:,(\d+))? @@", re.MULTILINE)
+
+
 def resource_lines(text: Text, r: ResourceResult, show_diff: bool | None) -> None:
     """One resource: its line (mark, id, status, the changed fields), its error, the diffs of edited
     contents under it. ``show_diff`` None: a new content is its size on that line; False: no diffs."""
@@ -104,8 +117,7 @@ def resource_lines(text: Text, r: ResourceResult, show_diff: bool | None) -> Non
         fields.append(describe(r, c))
         if c.diff and show_diff is not False:
             if c.before is None and show_diff is None:  # a whole new file: its size, unless asked
-                added = sum(1 for ln in c.diff.splitlines() if ln.startswith("+") and not ln.startswith("+++"))
-                fields[-1] += f" (new content, {added} line(s): --diff shows it)"
+                fields[-1] += f" (new content, {new_lines(c.diff)} line(s): --diff shows it)"
             else:
                 diffs.append(c.diff)
     if fields:

@@ -61,7 +61,8 @@ def dumps(value: Any) -> str:
 
 
 def encode_document(report: dict[str, Any]) -> bytes:
-    return xz(json.dumps(report, separators=(",", ":")).encode("utf-8"), preset=1)
+    # preset 0 (256 KiB dictionary, ~3 MB to compress) not 1 (~9 MB): 5% larger, 6 MB less at peak
+    return xz(json.dumps(report, separators=(",", ":")).encode("utf-8"), preset=0)
 
 
 def decode_document(encoding: str, body: bytes | memoryview,
@@ -235,8 +236,8 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
          dumps(report.get("summary") or {}), run_key),
     ))
     part_of: dict[str, tuple[str, dict[str, Any]]] = {}  # host -> (its part, states inline)
-    parts: dict[str, tuple[str, dict[str, Any]]] = {}  # host -> (its part, the part as stored)
     for host in report["hosts"]:
+        stored: tuple[str, dict[str, Any]] | None = None  # this host's part as stored (one at a time in memory)
         found = host_part(inventory, host)
         if found is not None:
             digest, part = found
@@ -249,18 +250,16 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
                 else:
                     cur.execute("INSERT INTO document_parts (hash, inventory, encoding, body) VALUES (?, ?, ?, ?)",
                                 (digest, inventory, PART_ENCODING, encode_part(part)))
-            part_of[host["name"]], parts[host["name"]] = (stored[0], states), stored
+            part_of[host["name"]] = (stored[0], states)
         _save_host(cur, run_id, host, part_of[host["name"]][0] if host["name"] in part_of else None, command)
         if host["status"] == "unreachable":
             continue  # nothing was observed: converged state and episodes stay as they were
         if command == "apply":
-            _converge(cur, inventory, run_id, started, host, _applied(host, command), "applied",
-                      parts.get(host["name"]))
+            _converge(cur, inventory, run_id, started, host, _applied(host, command), "applied", stored)
         elif command == "drift":
             _drift_episodes(cur, inventory, run_id, started, host, partial=bool(report.get("partial")))
             # Remediation is an apply of those resources: the drift was seen (above) and is now gone.
-            _converge(cur, inventory, run_id, started, host, _applied(host, command), "remediated",
-                      parts.get(host["name"]))
+            _converge(cur, inventory, run_id, started, host, _applied(host, command), "remediated", stored)
     cur.execute(
         "INSERT INTO run_documents (run_id, encoding, body) VALUES (?, ?, ?)",
         (run_id, DOCUMENT_ENCODING, encode_document(split_document(report, part_of))),

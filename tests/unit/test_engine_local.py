@@ -204,3 +204,19 @@ def test_a_line_on_a_file_that_a_dependency_creates_is_known_after_it(tmp_path: 
                .hosts[0].resources}
     assert applied["line:setting"].status == "changed", applied["line:setting"].error
     assert (target / "app.conf").read_text() == "a = 1\nkey = value\n"
+
+
+def test_a_created_files_text_is_kept_only_when_it_will_be_shown(setup: Any, tmp_path: Path) -> None:
+    """whole_new_contents False (no --diff, no --json): a created file's diff is its header only, in
+    the plan and in the apply's results; the file itself is written whole."""
+    inv, site, target = setup
+    hosts: list[Host] = inv.select(None)
+    whole = engine(inv, site, tmp_path).run("plan", hosts)
+    [full] = [c.diff for r in whole.hosts[0].resources if r.id.endswith("plain.txt") for c in r.changes if c.diff]
+    assert "+no facts here" in full
+    e = engine(inv, site, tmp_path)
+    e.whole_new_contents = False
+    applied = e.run("apply", hosts)
+    [head] = [c.diff for r in applied.hosts[0].resources if r.id.endswith("plain.txt") for c in r.changes if c.diff]
+    assert head == "".join(full.splitlines(keepends=True)[:3]) and "no facts here" not in head
+    assert (target / "plain.txt").read_text() == "no facts here\n"

@@ -8,7 +8,8 @@ import io
 
 from rich.console import Console
 
-from driftctl.cli.render import host_section
+from driftctl.cli.render import host_section, new_lines
+from driftctl.engine import diff_head
 from driftctl.model import Change, HostResult, ResourceResult, RunResult
 from driftctl.report import document
 
@@ -63,3 +64,11 @@ def test_the_store_keeps_a_new_contents_hashes_not_its_text() -> None:
     assert new["changes"][0]["diff"] is None and new["changes"][0]["after"] == "sha256:aaaaaaaaaaaa"
     assert edit["changes"][0]["diff"] == EDIT
     assert doc["hosts"][0]["resources"][0]["changes"][0]["diff"] == NEW  # the run's own report is whole
+
+
+def test_a_created_files_diff_cut_to_its_header_still_counts_its_lines() -> None:
+    """Without --diff or --json the engine keeps only a created file's diff header (its text is shown
+    nowhere and not stored): the line count the default output shows comes from that header."""
+    assert diff_head(NEW) == "--- /dev/null\n+++ /etc/new.conf (manifest)\n@@ -0,0 +1,3 @@\n"
+    assert new_lines(diff_head(NEW)) == new_lines(NEW) == 3
+    assert new_lines("--- /dev/null\n+++ /x (manifest)\n@@ -0,0 +1 @@\n") == 1
