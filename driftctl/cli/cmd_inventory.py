@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,16 @@ def _print_json(doc: Any, secrets: set[str]) -> None:
     ui.print_json(redact_data(doc, secrets))
 
 
+@functools.cache
+def _connection_fields() -> tuple[str, ...]:
+    from driftctl.model import ConnectionSpec
+
+    return tuple(f.name for f in dataclasses.fields(ConnectionSpec))  # once, not per host
+
+
 def _connection(host: Host) -> dict[str, Any]:
     # every field is a plain value: a shallow copy is asdict() without its deep copy (10,000 hosts: ~0.15 s)
-    conn = {f.name: getattr(host.connection, f.name) for f in dataclasses.fields(host.connection)}
+    conn = {name: getattr(host.connection, name) for name in _connection_fields()}
     for key in ("password", "become_password"):
         if conn[key] is not None:
             conn[key] = REDACTED
