@@ -164,10 +164,11 @@ class Engine:
 
     # ---- before any connection
     def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
-        """Render and validate every host's catalog. Raises the user's input errors; contacts no host."""
+        """Render and validate the catalogs of ``hosts`` (added to those rendered before), then call
+        ``on_preflight``. Raises the user's input errors; contacts no host."""
         from driftctl.manifest import preflight
 
-        self.catalogs = dict(preflight(self.site, self.inventory, list(hosts)))
+        self.catalogs.update(preflight(self.site, self.inventory, list(hosts)))
         if self.on_preflight is not None:
             self.on_preflight(self)
         return self.catalogs
@@ -199,7 +200,7 @@ class Engine:
         if not missing or not self.executor.concurrent:
             gate = _Gate(opened=True)
             if missing:
-                self._preflight_more(missing)
+                self.preflight(missing)
             return collect(run_hosts(hosts, one, executor=self.executor))
         gate = _Gate(opened=False)
         box: dict[str, Any] = {}
@@ -213,7 +214,7 @@ class Engine:
         runner = threading.Thread(target=hosts_thread, name="hosts", daemon=True)
         runner.start()
         try:
-            self._preflight_more(missing)
+            self.preflight(missing)
         except BaseException:
             gate.close()
             runner.join()
@@ -224,24 +225,17 @@ class Engine:
             raise box["error"]
         return box["results"]
 
-    def _preflight_more(self, hosts: Sequence[Host]) -> None:
-        from driftctl.manifest import preflight
-
-        self.catalogs.update(preflight(self.site, self.inventory, list(hosts)))
-        if self.on_preflight is not None:
-            self.on_preflight(self)
-
     def each_host(self, host: Host, work: Callable[[Transport], HostResult], gate: _Gate | None = None) -> HostResult:
         """Connect, run ``work`` (once ``gate`` opens), close; any failure becomes this host's result,
         never an exception. A closed gate (the run ended before any work) reports nothing."""
         started = time.monotonic()
+        gate = gate or _Gate(opened=True)
         self.on_event(Event("start", host.name))
         try:
             self.on_event(Event("phase", host.name, "connect"))
             transport = self.transport_factory(host, self.transport_options)
-            with gate.tracking(transport) if gate is not None else contextlib.nullcontext(), transport:
-                if gate is not None and not gate.wait():
-                    return HostResult(host.name, "failed", error="not run: the run ended before any host's work")
+            with gate.tracking(transport), transport:
+                gate.wait()
                 # interrupted while the catalogs were rendered: connected, but nothing starts
                 result = not_started(host) if self.abort.is_set() else work(transport)
         except _Cancelled:
@@ -500,9 +494,11 @@ class _Gate:
             for t in list(self._connecting):
                 t.cancel()
 
-    def wait(self) -> bool:
+    def wait(self) -> None:
+        """Until the catalogs are known; _Cancelled when they never will be."""
         self._decided.wait()
-        return self._open
+        if not self._open:
+            raise _Cancelled
 
     @contextlib.contextmanager
     def tracking(self, transport: Transport) -> Iterator[None]:
