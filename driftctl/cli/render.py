@@ -90,12 +90,10 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
 
 
 def new_lines(diff: str) -> int:
-    """The lines of a created file's diff: its + lines, or the count in its header when the engine
-    kept only that (``@@ -0,0 +1,N @@``)."""
-    added = sum(1 for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++"))
-    if added == 0 and (m := _NEW_HUNK.search(diff)):
-        added = int(m.group(1) or 1)
-    return added
+    """The lines of a created file, from its diff's one hunk header (``@@ -0,0 +1,N @@``, ``+1`` for
+    one line): the same whether the engine kept the whole diff or only its header."""
+    m = _NEW_HUNK.search(diff)
+    return int(m.group(1) or 1) if m else 0
 
 
 _NEW_HUNK = re.compile(r"^@@ -0,0 \+1(?:,(\d+))? @@", re.MULTILINE)
