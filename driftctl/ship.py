@@ -31,6 +31,7 @@ from driftctl.agentcache import HostPrograms
 from driftctl.content import Blob
 from driftctl.errors import AgentError, CommandAborted, CommandTimeout, ConnectionLost, HostLockedError
 from driftctl.fileio import FileWriteError, write_atomic
+from driftctl.fsperms import writable_by_others
 from driftctl.transport.base import CommandResult, Feed, Transport
 
 PROTOCOL_VERSION = 2
@@ -90,7 +91,8 @@ AGENT_MODULES = agent_modules()
 # /var/cache/driftctl for root, ~/.cache/driftctl otherwise, a 0700 directory of that user's own, opened
 # by descriptor without following a link; a cached code object is used only from a regular file of that
 # user's, not writable by others. n = 0 means "use the cache": on a miss the launcher answers
-# need_program and the controller sends the program again. At most 16 programs are kept.
+# need_program and the controller sends the program again. At most 16 programs are kept. The agent
+# learns from ``launcher_cached`` / ``launcher_cache_dir`` whether it was cached, and where.
 LAUNCHER = """import os,sys,zlib,marshal,stat
 _n=int(sys.argv[1]);_k=sys.argv[2];_b=b''
 while len(_b)<_n:
@@ -113,6 +115,7 @@ def _cache_dir():
  s=os.fstat(d)
  if s.st_uid!=u or s.st_mode&0o077:
   os.close(d);return None
+ global launcher_cache_dir;launcher_cache_dir=os.path.join(p,'driftctl')
  return d
 def _cached(d,name):
  f=os.open(name,os.O_RDONLY|os.O_NOFOLLOW,dir_fd=d)
@@ -134,7 +137,7 @@ def _keep(d,name,code):
  os.rename(t,name,src_dir_fd=d,dst_dir_fd=d)
  old=sorted((os.stat(e,dir_fd=d,follow_symlinks=False).st_mtime,e) for e in os.listdir(d))
  for _m,e in old[:-16]:os.unlink(e,dir_fd=d)
-_d=None;_code=None;launcher_cached=False
+_d=None;_code=None;launcher_cached=False;launcher_cache_dir=None
 _name='%s.%s'%(_k,sys.implementation.cache_tag)
 if _k!='-' and _k.isalnum():
  try:
@@ -208,7 +211,6 @@ def program_source(modules: tuple[str, ...] | None = None) -> str:
     return "\n".join(parts)
 
 
-_PROGRAMS: dict[tuple[str, ...] | None, bytes] = {}
 _PROGRAMS_LOCK = threading.Lock()
 
 
@@ -216,13 +218,13 @@ def program_bytes(modules: tuple[str, ...] | None = None) -> bytes:
     """What is sent: the program without its docstrings and comments, compressed. Built once per set
     of modules, under a lock: forty hosts that start together must not each parse and compact it; and
     kept in the controller's cache (compacting costs ~0.1 s of CPU per run otherwise)."""
-    program = _PROGRAMS.get(modules)
-    if program is None:
-        with _PROGRAMS_LOCK:
-            program = _PROGRAMS.get(modules)
-            if program is None:
-                program = _PROGRAMS[modules] = _built(program_source(modules))
-    return program
+    with _PROGRAMS_LOCK:
+        return _program_bytes(modules)
+
+
+@functools.cache
+def _program_bytes(modules: tuple[str, ...] | None) -> bytes:
+    return _built(program_source(modules))
 
 
 def _built(source: str) -> bytes:
@@ -248,12 +250,12 @@ def _read_private(directory: Path, name: str) -> bytes:
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         st = os.fstat(dfd)
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        if st.st_uid != os.geteuid() or writable_by_others(st):
             raise PermissionError(f"{directory} is not private")
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dfd)
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
-            if st.st_uid != os.geteuid() or st.st_mode & 0o022 or not stat.S_ISREG(st.st_mode):
+            if st.st_uid != os.geteuid() or writable_by_others(st) or not stat.S_ISREG(st.st_mode):
                 raise PermissionError(f"{directory / name} is not private")
             data = f.read()
     finally:

@@ -38,18 +38,8 @@ def _entry(path):
 
 def watch_own_dirs(ctx):
     """driftctl's own directories on the host, never unmanaged drift: the backups and the agent cache
-    (where the launcher keeps the compiled agent: /var/cache/driftctl, or ~/.cache/driftctl)."""
-    uid = os.geteuid()
-    if uid == 0:
-        cache = "/var/cache/driftctl"
-    else:
-        import pwd
-
-        try:
-            cache = os.path.join(pwd.getpwuid(uid).pw_dir, ".cache", "driftctl")
-        except KeyError:
-            cache = None
-    return set(d.rstrip("/") for d in (ctx.backup_dir, cache) if d)
+    the launcher used (it says which, once it has checked the directory is the agent user's own)."""
+    return set(d.rstrip("/") for d in (ctx.backup_dir, globals().get("launcher_cache_dir")) if d)
 
 
 def scan_watch(watch, ctx):
