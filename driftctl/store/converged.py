@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftctl.store.db import Cursor, Row
-from driftctl.store.packing import xz
+from driftctl.store.packing import dumps, xz
 from driftctl.store.types import ConvergedState, to_dt
 
 ENCODING = "json+xz"
@@ -31,13 +31,9 @@ SAME_FINGERPRINT = "="
 Key = tuple[str, str | None, str | None, str, int | None, float]
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
-
-
 def key_of(type_: str, fingerprint: str | None, desired: str | None, observed: Any, run_id: int | None,
            at: float) -> Key:
-    return (type_, fingerprint, desired, _dumps(observed or {}), run_id, float(at))
+    return (type_, fingerprint, desired, dumps(observed or {}), run_id, float(at))
 
 
 def from_resource(r: dict[str, Any], run_id: int | None, at: float) -> Key:
@@ -151,7 +147,7 @@ def write(cur: Cursor, inventory: str, host: str, states: dict[str, Key], candid
         "other": {res: [k[0], k[1], SAME_FINGERPRINT if k[1] is not None and k[2] == k[1] else k[2],
                         json.loads(k[3]), k[4], k[5]] for res, k in sorted(other.items())},
     }
-    blob = xz(_dumps(body).encode("utf-8"))
+    blob = xz(dumps(body).encode("utf-8"))
     cur.execute(
         "INSERT INTO converged_hosts (inventory, host, part, encoding, body) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (inventory, host) DO UPDATE SET part = excluded.part, encoding = excluded.encoding,"

@@ -35,7 +35,7 @@ from typing import Any
 
 from driftctl.store import converged
 from driftctl.store.db import Cursor
-from driftctl.store.packing import xz
+from driftctl.store.packing import dumps, xz
 from driftctl.store.report import inventory_key, parse_time
 from driftctl.store.types import iso
 
@@ -54,10 +54,6 @@ _INLINE_STATES = 8
 _SAME_AS_OBSERVED = {"=": "observed_fingerprint"}  # marker: the converged fingerprint is the observed one
 _PARTS = "_parts"  # a stored host's resources: {"part": hash, "said": {...}, "except": {index: {...}}}
 _FILE_FIELDS = ("type", "sha256", "mode", "owner", "group", "size", "target")
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def encode_document(report: dict[str, Any]) -> bytes:

@@ -1,8 +1,10 @@
-"""How the store compresses what it keeps: xz, with a dictionary sized to the data."""
+"""How the store encodes what it keeps: canonical compact JSON, xz with a dictionary sized to the data."""
 
 from __future__ import annotations
 
+import json
 import lzma
+from typing import Any
 
 # the dictionary each preset uses (xz(1)): never more than that, less when the data is smaller
 _PRESET_DICT = {0: 1 << 18, 1: 1 << 20, 2: 1 << 21, 3: 1 << 22, 4: 1 << 22, 5: 1 << 23, 6: 1 << 23}
@@ -14,3 +16,8 @@ def xz(data: bytes, preset: int = 6) -> bytes:
     size = min(_PRESET_DICT[preset], max(1 << 16, 1 << (len(data) - 1).bit_length()))
     return lzma.compress(data, format=lzma.FORMAT_XZ,
                          filters=[{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": size}])
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON with sorted keys (equal values, equal text)."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
