@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
@@ -35,19 +34,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from workload import fleet_library  # bench/ is this script's directory
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _fleetlib() -> Any:
-    name = "driftctl_test_fleet"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "fleet" / "fleet.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    sys.path.insert(0, str(ROOT / "tests" / "fleet"))
-    sys.path.insert(0, str(ROOT))
-    spec.loader.exec_module(module)
-    return module
 
 
 class Mute:
@@ -136,7 +125,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "unreachable.json")
     args = ap.parse_args()
 
-    fleetlib = _fleetlib()
+    fleetlib = fleet_library()
     fleet_id = fleetlib.new_session_id("bu")
     state = fleetlib.STATE_DIR / "sessions" / fleet_id
     work = Path(tempfile.mkdtemp(prefix="bench-unreachable-"))
