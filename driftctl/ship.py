@@ -127,7 +127,8 @@ def _cached(d,name):
    c=os.read(f,1<<20)
    if not c:break
    data+=c
-  return marshal.loads(data)
+  c=marshal.loads(data)
+  return c if isinstance(c,type(_keep.__code__)) else None
  finally:os.close(f)
 def _keep(d,name,code):
  t='%s.%d.tmp'%(name,os.getpid())
