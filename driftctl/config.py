@@ -49,6 +49,9 @@ class Settings:
     # SSH algorithms allowed beyond the safe defaults, e.g. "ciphers=+aes128-cbc,macs=+hmac-sha1"
     # (see docs/transport.md); every host that needs them is warned about on every run
     ssh_algorithms: str | None = None
+    # Ansible Vault: password files (or executables printing the password) and `label@source` vault ids
+    vault_password_file: tuple[str, ...] = ()
+    vault_ids: tuple[str, ...] = ()
 
     @property
     def own_known_hosts(self) -> str:
@@ -62,7 +65,7 @@ class Settings:
 _INT = {"parallel", "backup_keep", "max_render_bytes"}
 _FLOAT = {"connect_timeout", "command_timeout", "backup_max_age_days", "store_keep_days", "resource_timeout"}
 _BOOL = {"accept_new_host_keys"}
-_TUPLE = {"known_hosts"}
+_TUPLE = {"known_hosts", "vault_password_file", "vault_ids"}
 
 
 def _coerce(name: str, value: Any, where: Location) -> Any:
