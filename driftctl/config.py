@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from driftctl.errors import ConfigError, Location
 
 
@@ -124,19 +122,23 @@ def _from_file(path: Path, warn: Callable[[str], None] | None = None, directory_
         if warn is not None:
             warn(f"{path}: {why}")
         return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise ConfigError(f"invalid YAML: {e}", Location(str(path), line + 1 if line is not None else None)) from e
+    from driftctl.patterns import nearest
+    from driftctl.yamlsrc import load_file, location_of
+
+    data = load_file(path, ConfigError)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError("must be a mapping of settings", Location(str(path)))
-    known = {f.name for f in fields(Settings)}
+        raise ConfigError("must be a mapping of settings", location_of(data, Location(str(path), 1)))
+    known = sorted(f.name for f in fields(Settings))
     out = {}
     for key, value in data.items():
+        where = data.loc(key) if hasattr(data, "loc") else Location(str(path))
         if key not in known:
-            raise ConfigError(f"unknown setting {key!r}", Location(str(path)), f"known: {', '.join(sorted(known))}")
-        out[key] = _coerce(key, value, Location(str(path)))
+            close = nearest(str(key), known)
+            raise ConfigError(f"unknown setting {key!r}", where,
+                              f"did you mean {close!r}?" if close else "docs/configuration.md lists every setting")
+        out[key] = _coerce(key, value, where)
     return out
 
 
