@@ -19,7 +19,7 @@ from typing import Any
 from driftctl.bake.fs import ImageFS
 from driftctl.bake.imageos import agent_namespace
 from driftctl.bake.oci import Image, open_image
-from driftctl.bake.units import dpkg_installed, unit_enabled
+from driftctl.bake.units import dpkg_installed, image_unit_systemd, unit_enabled
 from driftctl.bake.writers import CRONTABS, crontab_text, sysctl_boot_values
 from driftctl.errors import BakeError
 from driftctl.model import Catalog, ConnectionSpec, Host, Resource, ResourceResult
@@ -123,6 +123,7 @@ def _point_at_image(ns: dict[str, Any], fs: ImageFS) -> None:
     failure = ns["Failure"]
     ns["service_provider"] = lambda params, facts: _ImageServices(fs, failure)
     ns["package_provider"] = lambda params, facts: _ImagePackages(fs, failure)
+    ns["unit_systemd"] = image_unit_systemd(fs)
     boot: dict[str, str] | None = None
 
     def sysctl_live(key: str) -> str | None:

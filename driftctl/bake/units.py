@@ -13,11 +13,16 @@ enabled. docs/bake.md says so.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from driftctl.bake.fs import Entry, ImageFS
 from driftctl.errors import BakeError
 from driftctl.model import Resource
+
+if TYPE_CHECKING:
+    from driftctl.bake.writers import Baker
 
 ETC_UNITS = "/etc/systemd/system"
 # systemd's unit search path for the system manager, the part that can exist in an image, in order
@@ -190,6 +195,66 @@ def observe_service(fs: ImageFS, params: dict[str, object]) -> dict[str, bool]:
         if params.get(key) is not None:
             out[key] = state
     return out
+
+
+# ---------------------------------------------------------------- the unit resource
+
+
+def bake_unit_resource(b: Baker, r: Resource) -> None:
+    """A ``unit`` resource in the image: its unit file and drop-ins as files, then its enablement as
+    links, as ``bake_service`` does (in an image ``state: started`` means enabled; ``stopped``, disabled).
+
+    A unit that should be enabled but stopped cannot be an image (what is enabled runs when the
+    container boots): refused. Nothing runs, so there is no daemon-reload to do.
+    """
+    from driftctl.resources.file import content_bytes
+
+    p = r.params
+    name = str(p["name"])
+    files = [(posixpath.join(ETC_UNITS, name), p.get("content"))]
+    files += [(posixpath.join(ETC_UNITS, f"{name}.d", d), t) for d, t in sorted((p.get("dropins") or {}).items())]
+    for path, content in files:
+        if content is None:
+            continue
+        real = b.path(path)
+        if posixpath.dirname(path).endswith(".d"):
+            folder = b.path(posixpath.dirname(path))
+            cur_dir = b.fs.get(folder)
+            if cur_dir is None:
+                b.require_parent(r, folder)
+                b.put(folder, Entry("dir", 0o755, 0, 0))
+            elif cur_dir.kind != "dir":
+                raise b.fail(r, f"{folder} is a {cur_dir.kind} in the image, not a directory")
+        data = content_bytes(content)
+        cur = b.fs.get(real)
+        if cur is not None and cur.kind != "file":
+            raise b.fail(r, f"{real} is a {cur.kind} in the image: driftctl never follows or replaces it "
+                            "for a unit")
+        if cur is None:
+            b.require_parent(r, real)
+        mode = cur.mode if cur is not None else (0o600 if r.sensitive else 0o644)
+        b.put(real, Entry("file", mode, cur.uid if cur else 0, cur.gid if cur else 0, size=len(data), data=data))
+    enabled, state = p.get("enabled"), p.get("state")
+    if enabled and state == "stopped":
+        raise b.fail(r, "enabled: true with state: stopped cannot be baked: an image's enabled units run when "
+                        "the container boots (bake the unit disabled, or not stopped)")
+    if enabled is None and state is not None:
+        enabled = state == "started"
+    if enabled is not None:
+        set_enabled(b.fs, r, name, bool(enabled), b.epoch)
+
+
+def image_unit_systemd(fs: ImageFS) -> Callable[..., dict[str, Any]]:
+    """The agent's ``unit_systemd`` for an image: enablement from its links, running == enabled, and
+    never a pending daemon-reload (nothing runs)."""
+
+    def view(name: str, timeout: float | None = None) -> dict[str, Any]:
+        enabled = unit_enabled(fs, name)
+        return {"enabled": bool(enabled), "running": bool(enabled), "needs_reload": False,
+                "loaded": enabled is not None, "masked": _masked(fs, unit_name(name)),
+                "unit_file_state": "", "active_state": ""}
+
+    return view
 
 
 # ---------------------------------------------------------------- packages

@@ -1,0 +1,238 @@
+"""Host side of ``unit``: a systemd unit's files (unit file, drop-ins), daemon-reload, enablement, state.
+
+observe -> {"content_sha256", "dropins": {name: sha or None}, "needs_reload", "enabled", "running"}, plus
+``content``/``dropin_texts`` (the host's text of a file that differs, for the diff) and ``_cas``:
+``{"unit_files": {path: _cas of what was seen, or None}}`` for every managed file, so each write is
+checked against what the plan saw, one file at a time (the compare-and-swap of _core.py).
+
+What systemd knows comes from one ``systemctl show`` per unit (``unit_systemd``, which the image
+observer replaces with what the image's files say). Files are written with the file type's helpers:
+the parent open by descriptor, a private temp file, fsync, rename; never through a planted symlink.
+
+Apply: the files that differ are written; then ``systemctl daemon-reload`` (when a file was written,
+or systemd runs an older copy); then enable/disable, then start/stop, or restart a running unit
+whose files changed. A unit (re)started by its apply is not restarted again when notified.
+"""
+
+import os
+import stat
+
+from driftctl.agent._core import CAS_UNKNOWN, Failure, backup_save, cas_dict, cas_verify, file_kind, register, run
+from driftctl.agent.file import _file_writer, fs_describe_type, fs_probe_target, fs_target
+from driftctl.agent.service import SYSTEMD_RUNNING_STATES, SystemdService, parse_systemctl_show, service_timed_out
+
+UNIT_DIR = "/etc/systemd/system"
+UNIT_PROPS = "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,MainPID"
+UNIT_QUERY_TIMEOUT = 60
+UNIT_STARTED = set()  # units this run started or restarted: a notification does not restart them again
+
+
+# ---- pure
+
+
+def unit_view(props):
+    """``systemctl show`` properties of one unit -> what the resource compares (raw states kept)."""
+    unit_file = props.get("UnitFileState", "")
+    load = props.get("LoadState", "")
+    return {
+        "enabled": unit_file in ("enabled", "enabled-runtime", "static", "alias", "generated", "indirect"),
+        "running": props.get("ActiveState") in SYSTEMD_RUNNING_STATES,
+        "needs_reload": props.get("NeedDaemonReload") == "yes",
+        "loaded": load not in ("not-found", ""),
+        "masked": load == "masked" or unit_file.startswith("masked"),
+        "unit_file_state": unit_file,
+        "active_state": props.get("ActiveState", ""),
+    }
+
+
+def unit_files(params):
+    """[(path, sha256)] of the files the resource manages: the unit file (when given), then the drop-ins."""
+    name = params["name"]
+    out = []
+    if params.get("content_sha256"):
+        out.append((UNIT_DIR + "/" + name, params["content_sha256"]))
+    for dropin, sha in sorted((params.get("dropins") or {}).items()):
+        out.append((UNIT_DIR + "/" + name + ".d/" + dropin, sha))
+    return out
+
+
+# ---- systemd
+
+
+def unit_systemd(name, timeout=None):
+    """systemd's view of the unit (unit_view), from one ``systemctl show``. An unknown unit is not an
+    error: it is not enabled and not running (its file may be about to be written)."""
+    limit = UNIT_QUERY_TIMEOUT if timeout is None or timeout > UNIT_QUERY_TIMEOUT else timeout
+    rc, out, err = run(["systemctl", "show", "--no-pager", "-p", UNIT_PROPS, "--", name], timeout=limit)
+    if rc != 0:
+        raise Failure("systemctl show %s exited %d: %s" % (name, rc, (err or out).strip()))
+    return unit_view(parse_systemctl_show(out))
+
+
+def unit_ctl(params, *args):
+    argv = ["systemctl", *list(args)]
+    try:
+        run(argv, check=True, timeout=params.get("timeout"))
+    except Failure as e:
+        raise service_timed_out(e, argv, params["name"]) from None
+
+
+# ---- observe
+
+
+def unit_observe_file(path, want_sha, want_text):
+    """(sha or None when missing, text when it differs and is small, _cas, refusal or None) of one file."""
+    target, unsafe = fs_probe_target(path)
+    if unsafe:
+        return None, None, None, unsafe
+    if target is None:
+        return None, None, None, None
+    with target:
+        st = target.lstat()
+        if st is None:
+            return None, None, None, None
+        if not stat.S_ISREG(st.st_mode):
+            kind = file_kind(st)
+            return None, None, cas_dict(st, None), (
+                "%s is %s: driftctl never follows or replaces it for a unit (remove it%s)"
+                % (path, fs_describe_type(kind, target.readlink()),
+                   ", or unmask the unit" if target.readlink() == "/dev/null" else ""))
+        sha, text, _data, fst = target.read(want_text=want_text)
+        if want_text and text is None and fst.st_size == 0:
+            text = ""
+        return sha, (text if sha != want_sha else None), cas_dict(fst, sha), None
+
+
+def unit_observe(params, ctx):
+    if ctx.facts.get("init") not in (None, "systemd"):
+        raise Failure("%s: this host does not run systemd (init: %s)" % (params["name"], ctx.facts.get("init")))
+    want_text = bool(params.get("_want_content", ctx.want_content))
+    observed = {}
+    cas = {}
+    refusals = []
+    dropins = {}
+    texts = {}
+    main = UNIT_DIR + "/" + params["name"]
+    for path, sha in unit_files(params):
+        got, text, seen, refusal = unit_observe_file(path, sha, want_text)
+        cas[path] = seen
+        if refusal:
+            refusals.append(refusal)
+        if path == main:
+            observed["content_sha256"] = got
+            if text is not None:
+                observed["content"] = text
+        else:
+            name = path.rsplit("/", 1)[1]
+            dropins[name] = got
+            if text is not None:
+                texts[name] = text
+    if params.get("dropins"):
+        observed["dropins"] = dropins
+        if texts:
+            observed["dropin_texts"] = texts
+    view = unit_systemd(params["name"], params.get("timeout"))
+    observed.update(needs_reload=view["needs_reload"], enabled=view["enabled"], running=view["running"])
+    observed["_cas"] = {"unit_files": cas}
+    if refusals:
+        observed["_refusal"] = "; ".join(refusals)
+    return observed
+
+
+def unit_precheck(params, observed, ctx):
+    return observed.get("_refusal")
+
+
+# ---- apply
+
+
+def unit_expected(expects, path):
+    """The ``_cas`` the plan saw for one of the unit's files (CAS_UNKNOWN: none sent)."""
+    if isinstance(expects, dict) and isinstance(expects.get("unit_files"), dict):
+        return expects["unit_files"].get(path)
+    return CAS_UNKNOWN
+
+
+def unit_dropin_dir(path):
+    """Make the unit's .d directory (0755) when it is missing; never through or over a symlink."""
+    target = fs_target(path)
+    with target:
+        st = target.lstat()
+        if st is None:
+            try:
+                os.mkdir(target.name, 0o755, dir_fd=target.dfd)
+            except OSError as e:
+                raise Failure("creating %s: %s" % (path, e.strerror)) from None
+        elif not stat.S_ISDIR(st.st_mode):
+            raise Failure("%s is %s, not a directory: driftctl never replaces it"
+                          % (path, fs_describe_type(file_kind(st), target.readlink())))
+
+
+def unit_write(params, path, sha, ctx):
+    """Write one file of the unit when its content is not ``sha``; True when it was written."""
+    if "/" + params["name"] + ".d/" in path:
+        unit_dropin_dir(path.rsplit("/", 1)[0])
+    target = fs_target(path)
+    with target:
+        st = target.lstat()
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise Failure("%s is %s: driftctl never follows or replaces it for a unit"
+                          % (path, fs_describe_type(file_kind(st), target.readlink())))
+        if st is not None and target.read()[0] == sha:
+            return False
+        if st is not None:
+            cas_verify(target, ctx)  # before the backup too: a refused change leaves no trace
+            if params.get("backup", True):
+                backup_save(target, ctx)
+            mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+        else:
+            mode, uid, gid = (0o600 if params.get("_sensitive") else 0o644), 0, 0
+        size = params.get("content_size") if sha == params.get("content_sha256") else None
+        target.replace(_file_writer({"content_sha256": sha, "path": path}, ctx), mode, uid, gid, ctx=ctx, size=size)
+    return True
+
+
+def unit_apply(params, changes, ctx):
+    name = params["name"]
+    expects = ctx.expect
+    written = False
+    try:
+        for path, sha in unit_files(params):
+            ctx.expect = unit_expected(expects, path)
+            written = unit_write(params, path, sha, ctx) or written
+    finally:
+        ctx.expect = expects
+    view = unit_systemd(name, params.get("timeout"))
+    if written or view["needs_reload"]:
+        unit_ctl(params, "daemon-reload")
+        view = unit_systemd(name, params.get("timeout"))
+    provider = SystemdService(timeout=params.get("timeout"))
+    # boot state first: enabling never starts anything, and a unit just unmasked can then start
+    if params.get("enabled") is not None and view["enabled"] != params["enabled"]:
+        provider.set_enabled(name, params["enabled"])
+    state = params.get("state")
+    if state == "stopped":
+        if view["running"]:
+            unit_ctl(params, "stop", "--", name)
+        return
+    if state == "started" and not view["running"]:
+        provider.set_running(name, True)
+        UNIT_STARTED.add(name)
+    elif written and view["running"]:
+        # the files changed under a running unit: it runs the new ones only after a restart
+        unit_ctl(params, "restart", "--", name)
+        UNIT_STARTED.add(name)
+
+
+def unit_refresh(params, ctx):
+    """Restart or reload when notified; left alone when stopped, or (re)started by this run already."""
+    name = params["name"]
+    if params.get("state") == "stopped" or name in UNIT_STARTED:
+        return
+    if not unit_systemd(name, params.get("timeout"))["running"]:
+        return
+    unit_ctl(params, params.get("refresh") or "restart", "--", name)
+    UNIT_STARTED.add(name)
+
+
+register("unit", unit_observe, unit_apply, unit_refresh, precheck=unit_precheck)

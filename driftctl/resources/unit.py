@@ -1,0 +1,254 @@
+"""The ``unit`` resource type (controller side): a systemd unit's file, drop-ins, reload, enablement
+and state in one resource. Host side: driftctl/agent/unit.py.
+
+A type of its own rather than more parameters on ``service``: ``service`` manages a unit that
+something else installed (a package) on systemd *or* sysv, while ``unit`` writes the unit file, so it
+is systemd-only, and its id names the full unit (``unit:app.service``, ``unit:backup.timer``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from driftctl.content import Blob, blob_of
+from driftctl.errors import Location, ManifestError
+from driftctl.model import Change
+from driftctl.resources.base import Param, ResourceType, content_change, register, sha256
+from driftctl.resources.file import content_bytes, content_sha, content_text, require_given
+from driftctl.resources.service import check_timeout
+
+UNIT_DIR = "/etc/systemd/system"
+UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path", ".mount", ".target")
+# systemd's unit name alphabet (systemd.unit(5): ASCII letters, digits, ":-_.\"; "@" before the
+# instance); at most 255 characters
+_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(service|timer|socket|path|mount|target)$")
+_DROPIN_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.conf$")
+
+
+def check_unit_name(value: Any) -> str:
+    """``app.service``, ``getty@tty1.service``, ``backup.timer``: a unit name with a known suffix."""
+    if len(value) > 255 or value.startswith((".", "-")) or not _UNIT_RE.match(value):
+        suffix = "" if value.endswith(UNIT_SUFFIXES) else f" with one of the suffixes {', '.join(UNIT_SUFFIXES)}"
+        raise ValueError(f"must be a systemd unit name{suffix} (\"app.service\", \"backup.timer\"), not {value!r}")
+    return str(value)
+
+
+def check_dropins(value: Any) -> dict[str, str]:
+    """``{"10-limits.conf": "[Service]\\nLimitNOFILE=65536\\n"}``: file names in NAME.d/ -> their text."""
+    out = {}
+    for name, text in value.items():
+        if not isinstance(name, str) or not _DROPIN_RE.match(name) or name.startswith("."):
+            raise ValueError(f"names files of the unit's .d directory ending in .conf (\"10-limits.conf\"), "
+                             f"not {name!r}")
+        if not isinstance(text, str):
+            raise ValueError(f"{name}: the content must be text, not {type(text).__name__} ({text!r})")
+        out[name] = text
+    return dict(sorted(out.items()))
+
+
+def unit_path(name: str) -> str:
+    return f"{UNIT_DIR}/{name}"
+
+
+def dropin_dir(name: str) -> str:
+    return f"{UNIT_DIR}/{name}.d"
+
+
+def is_template(name: str) -> bool:
+    """``app@.service``: a template, which runs only as instances (``app@one.service``)."""
+    return "@." in name
+
+
+@register
+class Unit(ResourceType):
+    """A systemd unit: its unit file, drop-ins, daemon-reload, enablement and state, in one resource.
+
+    The unit file is ``/etc/systemd/system/<name>``, from ``content``, ``template`` (rendered per
+    host, as a file's) or ``source``; ``dropins`` are files of ``/etc/systemd/system/<name>.d/``
+    (the directory is created when missing; drop-ins not listed are left alone). Without a unit
+    file parameter the unit comes from elsewhere (a package) and only its drop-ins are managed. Files
+    are written as the file resource writes them: atomically, through the directory's descriptor,
+    never through a symlink, refused when changed by hand since the plan, the old one backed up.
+
+    When a file changed, ``systemctl daemon-reload`` runs (once per changed unit), then the unit is
+    enabled or disabled, then started or stopped; a unit that runs (or should) and whose files
+    changed is restarted, as a Puppet service subscribed to its unit file. A unit systemd still
+    runs from an older copy of its files (``NeedDaemonReload``) is reloaded too. When notified the
+    unit is restarted (``refresh``) unless it should be or is stopped, or this run already
+    (re)started it. A hand edit of a file, ``systemctl disable`` or ``stop`` show as drift of this
+    resource. systemd hosts only; the name needs one of the suffixes .service, .timer, .socket,
+    .path, .mount, .target; a template (``app@.service``) cannot be enabled or started.
+
+    Example::
+
+        - unit: app.service
+          template: app.service.j2
+          dropins:
+            10-limits.conf: |
+              [Service]
+              LimitNOFILE=65536
+          enabled: true
+          state: started
+          subscribe: [file:/etc/app/app.conf]
+        - unit: backup.timer
+          content: |
+            [Timer]
+            OnCalendar=daily
+            [Install]
+            WantedBy=timers.target
+          enabled: true
+          state: started
+        - unit: nginx.service      # the package's unit, with an override
+          dropins:
+            10-restart.conf: "[Service]\\nRestart=always\\n"
+    """
+
+    name = "unit"
+    namevar = "name"
+    bake_phase = 7
+    bake_writer = "driftctl.bake.units:bake_unit_resource"
+    refreshable = True
+    params: ClassVar[dict[str, Param]] = {
+        "name": Param(str, "The unit name with its suffix (the title).", required=True, check=check_unit_name),
+        "content": Param((str, bytes), "The unit file's content, as text."),
+        "template": Param(str, "A Jinja2 template file (under templates/) rendered into the unit file."),
+        "source": Param(str, "A file (under files/) copied as the unit file, byte for byte."),
+        "dropins": Param(dict, "Drop-in files of the unit's .d directory: file name (*.conf) -> content.",
+                         check=check_dropins),
+        "enabled": Param(bool, "Start at boot (true/false; default unmanaged)."),
+        "state": Param(str, "Started or stopped now (default unmanaged).", choices=("started", "stopped")),
+        "refresh": Param(str, "Restart (default), reload or reload-or-restart, when notified.", default="restart",
+                         choices=("restart", "reload", "reload-or-restart")),
+        "timeout": Param((int, float), "Seconds each systemctl change may take (default: the resource's time limit).",
+                         check=check_timeout),
+        "backup": Param(bool, "Keep replaced files in the backup directory (per path, with retention).", default=True),
+    }
+
+    @classmethod
+    def normalize(cls, params: dict[str, Any], location: Location) -> dict[str, Any]:
+        require_given(cls, params, location)
+        given = [k for k in ("content", "template", "source") if params.get(k) is not None]
+        if len(given) > 1:
+            raise ManifestError(f"unit: give one of content, template and source, not {' and '.join(given)}",
+                                location)
+        if not given and not params.get("dropins"):
+            raise ManifestError(f"unit:{params['name']}: give the unit file (content, template or source) or "
+                                "dropins", location,
+                                "for the state of a unit that something else installed, use a service resource")
+        name = params["name"]
+        if is_template(name) and (params.get("enabled") is not None or params.get("state") is not None):
+            raise ManifestError(f"unit:{name} is a template unit: it cannot be enabled or started", location,
+                                f"declare the instance (unit: {name.replace('@.', '@one.')}) with "
+                                "enabled/state")
+        return params
+
+    @classmethod
+    def claims(cls, params: Mapping[str, Any]) -> list[str]:
+        name = params["name"]
+        out = [f"unit:{name}"]
+        if params.get("content") is not None or params.get("template") or params.get("source"):
+            out.append(f"file:{unit_path(name)}")  # a file resource for the same path is one too many
+        out += [f"file:{dropin_dir(name)}/{d}" for d in params.get("dropins") or {}]
+        if params.get("enabled") is not None or params.get("state") is not None:
+            # a service resource for the same unit would fight over its state
+            out.append(f"service:{name}")
+            if name.endswith(".service"):
+                out.append(f"service:{name[: -len('.service')]}")
+        return out
+
+    @classmethod
+    def managed_paths(cls, params: Mapping[str, Any]) -> list[str]:
+        name = params["name"]
+        out = [unit_path(name)] if params.get("content") is not None else []
+        return out + [f"{dropin_dir(name)}/{d}" for d in params.get("dropins") or {}]
+
+    @classmethod
+    def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        content = params.get("content")
+        dropins = params.get("dropins") or {}
+        files = content is not None or bool(dropins)
+        state = params.get("state")
+        return {
+            "content_sha256": content_sha(content) if content is not None else None,
+            "dropins": {n: sha256(t) for n, t in dropins.items()} or None,
+            "needs_reload": False if files else None,
+            "enabled": params.get("enabled"),
+            "running": None if state is None else state == "started",
+        }
+
+    @classmethod
+    def agent_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: params.get(k) for k in ("name", "enabled", "state", "refresh", "timeout", "backup")}
+        content = params.get("content")
+        blob = blob_of(content) if content is not None else None
+        out["content_sha256"] = blob.sha256 if blob is not None else None
+        out["content_size"] = blob.size if blob is not None else None
+        out["dropins"] = {n: sha256(t) for n, t in (params.get("dropins") or {}).items()}
+        out.update({k: v for k, v in params.items() if k.startswith("_")})
+        return out
+
+    @classmethod
+    def blobs(cls, params: Mapping[str, Any]) -> dict[str, bytes]:
+        out = {}
+        content = params.get("content")
+        if content is not None:
+            data = content_bytes(content)
+            out[sha256(data)] = data
+        for text in (params.get("dropins") or {}).values():
+            data = text.encode("utf-8")
+            out[sha256(data)] = data
+        return out
+
+    @classmethod
+    def contents(cls, params: Mapping[str, Any]) -> list[Blob]:
+        # in the order the agent writes them (the unit file, then the drop-ins by name); one frame per
+        # distinct content, as the agent takes a frame by its hash
+        out: dict[str, Blob] = {}
+        content = params.get("content")
+        if content is not None:
+            blob = blob_of(content)
+            out[blob.sha256] = blob
+        for text in (params.get("dropins") or {}).values():
+            blob = blob_of(text.encode("utf-8"))
+            out.setdefault(blob.sha256, blob)
+        return list(out.values())
+
+    @classmethod
+    def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
+             params: Mapping[str, Any] | None = None) -> list[Change]:
+        changes = []
+        sha = desired.get("content_sha256")
+        if sha is not None and observed.get("content_sha256") != sha:
+            content = None if sensitive or params is None else params.get("content")
+            text = content_text(content) if content is not None else None
+            changes.append(content_change("content", sha, observed, text, "unit file", sensitive))
+        want_dropins = desired.get("dropins") or {}
+        have_dropins = observed.get("dropins") or {}
+        texts = observed.get("dropin_texts") or {}
+        for name, want in want_dropins.items():
+            have = have_dropins.get(name)
+            if have != want:
+                new = None if sensitive or params is None else (params.get("dropins") or {}).get(name)
+                seen = {"content_sha256": have, "content": texts.get(name)}
+                c = content_change(f"dropin {name}", want, seen, new, name, sensitive)
+                changes.append(c)
+        for key in ("needs_reload", "enabled", "running"):
+            want = desired.get(key)
+            if want is not None and observed.get(key) != want:
+                changes.append(Change(key, observed.get(key), want))
+        return changes
+
+    @classmethod
+    def describe(cls, change: Change) -> str:
+        if change.field == "running":
+            return "started" if change.after else "stopped"
+        if change.field == "enabled":
+            return "enabled" if change.after else "disabled"
+        if change.field == "needs_reload":
+            return "daemon-reload (systemd runs an older copy of the unit's files)"
+        if change.field == "content" or change.field.startswith("dropin "):
+            what = "unit file" if change.field == "content" else change.field
+            return f"{what} {change.before} -> {change.after}" if change.before else f"{what} created"
+        return super().describe(change)
