@@ -54,6 +54,23 @@ def collect(value: Any, found: set[str] | None = None) -> set[str]:
     return found
 
 
+def conceal(value: Any) -> Any:
+    """Every string value inside nested data made a Secret, in place where the data is a dict or a
+    list (so a loader's dict and list subclasses keep their locations); keys stay as they are.
+    Used for a whole vault-encrypted variables file: all of it is secret, as in Ansible."""
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, str):
+        return Secret(value)
+    if isinstance(value, dict):
+        for k in list(value):
+            value[k] = conceal(value[k])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            value[i] = conceal(v)
+    return value
+
+
 # A text cut to a length (a command's output tail, an argv shortened for a message) may end in the
 # first characters of a secret, or start with its last ones: redaction by value misses such a piece.
 # A piece of at least CUT_PIECE characters of a secret of at least CUT_SECRET, standing at a cut

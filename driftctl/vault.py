@@ -216,7 +216,7 @@ def _what(label: str | None, source: str) -> str:
     return f"vault id {label!r} ({source})" if label else f"vault password file {source}"
 
 
-def read_password_file(source: str, label: str | None) -> bytes:
+def read_password_file(source: str, label: str | None, client_id: str | None = None) -> bytes:
     """A password file's content (surrounding whitespace stripped, as Ansible does) or, when it is
     executable, its standard output (line breaks stripped); a ``*-client`` script gets ``--vault-id``."""
     path = Path(source).expanduser()
@@ -235,8 +235,9 @@ def read_password_file(source: str, label: str | None) -> bytes:
     if _is_executable(st):
         argv = [str(path)]
         client = is_client_script(source)
-        if client and label:
-            argv += ["--vault-id", label]
+        asked = label or client_id
+        if client and asked:
+            argv += ["--vault-id", asked]
         try:
             # a plain script's stderr stays on the terminal (it may ask something there), as in Ansible
             r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if client else None,
@@ -246,7 +247,7 @@ def read_password_file(source: str, label: str | None) -> bytes:
                               "(if it is not a script, remove its executable bit)") from None
         err = (r.stderr or b"").decode("utf-8", "replace").strip()
         if client and r.returncode == CLIENT_UNKNOWN_ID_RC:
-            raise ConfigError(f"{what}: the client script has no secret for vault id {label!r}"
+            raise ConfigError(f"{what}: the client script has no secret for vault id {asked!r}"
                               + (f": {err}" if err else ""))
         if r.returncode != 0:
             raise ConfigError(f"{what}: the password script exited with status {r.returncode}"
@@ -303,8 +304,7 @@ class Keyring:
         untrusted or failing source. ``vault_ids`` are ``LABEL@SOURCE`` (SOURCE a file, an
         executable or ``prompt``); each password file is ``default@FILE``."""
         found: list[VaultSecret] = []
-        slugs = [*vault_ids, *(f"{DEFAULT_ID}@{f}" for f in password_files)]
-        for slug in slugs:
+        for slug in vault_ids:
             if not isinstance(slug, str) or not slug.strip():
                 raise ConfigError(f"vault id {slug!r}: empty (expected LABEL@SOURCE or a password file)")
             label, source = split_vault_id(slug)
@@ -317,6 +317,11 @@ class Keyring:
                 found.append(VaultSecret(name, prompt_password(name), "prompt"))
             else:
                 found.append(VaultSecret(name, read_password_file(source, label), source))
+        for source in password_files:
+            if not isinstance(source, str) or not source.strip():
+                raise ConfigError(f"vault password file {source!r}: empty name")
+            # Ansible makes each one 'default@FILE': a *-client script is asked for --vault-id default
+            found.append(VaultSecret(DEFAULT_ID, read_password_file(source, None, DEFAULT_ID), source))
         return cls(tuple(found))
 
     @property
@@ -385,7 +390,7 @@ def decrypt(text: str | bytes) -> tuple[bytes, str]:
         vault_id = parse(text).vault_id  # a damaged envelope says so first
         raise VaultPasswordError(
             f"vault-encrypted data (vault id {vault_id!r}) but no vault password was given",
-            hint="--vault-password-file FILE or --vault-id LABEL@SOURCE (or the settings vault_password_file, "
-                 "vault_ids)",
+            hint="give --vault-password-file FILE or --vault-id LABEL@SOURCE, or the settings vault_password_file "
+                 "or vault_ids",
         )
     return keyring.decrypt(text)

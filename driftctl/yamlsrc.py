@@ -4,7 +4,8 @@
 (a dict with ``location`` and ``key_locations``) and sequences are ``YamlSeq`` (a list with
 ``location`` and ``item_locations``), so later stages can point at the exact line of a mistake.
 Duplicate keys, non-string keys where names are expected, anchors to unsafe tags and YAML syntax
-errors raise ``error`` with file:line. ``!secret value`` makes a driftctl.secret.Secret.
+errors raise ``error`` with file:line. ``!secret value`` makes a driftctl.secret.Secret, and so does
+``!vault |`` (Ansible Vault text, decrypted with the keyring driftctl.vault installed).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 
 from driftctl.errors import InputError, Location
-from driftctl.secret import Secret
+from driftctl.secret import Secret, conceal
 
 
 class YamlMap(dict):
@@ -97,6 +98,15 @@ class _Loader(_BASE):
             raise self.error_class("!secret takes a plain string value", self._loc(node))
         return Secret(self.construct_scalar(node))
 
+    def construct_vault(self, node: yaml.Node) -> Secret:
+        """``!vault |`` and its Ansible Vault text: the decrypted value, a Secret (as Ansible, a string,
+        never parsed further). Decrypted now, with the installed keyring: a wrong or missing password
+        is an error at the value's line while loading, before any host is contacted."""
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error_class(f"{node.tag} takes the vault text as a block string ('{node.tag} |')",
+                                   self._loc(node))
+        return decrypt_value(self.construct_scalar(node), self._loc(node), self.error_class)
+
 
     def construct_fast(self, node: yaml.Node) -> Any:
         """``construct_document`` for plain maps, sequences and scalars without the generic machinery
@@ -156,10 +166,41 @@ _PLAIN_SCALARS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "flo
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)
 _Loader.add_constructor("!secret", _Loader.construct_secret)
+_Loader.add_constructor("!vault", _Loader.construct_vault)
+_Loader.add_constructor("!vault-encrypted", _Loader.construct_vault)  # Ansible's older spelling
+
+VAULT_HEADER = "$ANSIBLE_VAULT;"
+
+
+def is_vault_text(text: str) -> bool:
+    """Whether a whole file is Ansible Vault data (its first line ``$ANSIBLE_VAULT;...``)."""
+    return text.lstrip().startswith(VAULT_HEADER)
+
+
+def _decrypt(text: str, where: Location, error: type[InputError]) -> str:
+    from driftctl import vault  # cryptography is imported only when vault data is met
+
+    try:
+        plain, _used = vault.decrypt(text)
+    except vault.VaultError as e:
+        raise error(e.message, where, e.hint) from None
+    try:
+        return plain.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error("the decrypted vault data is not UTF-8 text", where) from None
+
+
+def decrypt_value(text: str, where: Location, error: type[InputError] = InputError) -> Secret:
+    """A ``!vault`` value's plaintext as a Secret; ``error`` at ``where`` (file:line) if it cannot be."""
+    return Secret(_decrypt(text, where, error))
 
 
 def load_text(text: str, filename: str, error: type[InputError] = InputError) -> Any:
-    """Parse one YAML document from ``text``; ``filename`` is what errors name."""
+    """Parse one YAML document from ``text``; ``filename`` is what errors name.
+    Whole vault-encrypted text is refused here: read it with ``read_source`` where it is allowed."""
+    if is_vault_text(text):
+        raise error("this file is vault-encrypted as a whole, which is not supported here", Location(filename, 1),
+                    "encrypt single values with !vault instead (see docs/secrets.md)")
     loader = _Loader(text)
     loader.filename, loader.error_class = filename, error  # per file: a class per file cost ~40 us
     try:
@@ -200,3 +241,21 @@ def read_text(path: str | Path, error: type[InputError] = InputError) -> str:
 
 def load_file(path: str | Path, error: type[InputError] = InputError) -> Any:
     return load_text(read_text(path, error), str(path), error)
+
+
+def read_source(path: str | Path, error: type[InputError] = InputError) -> tuple[str, bool]:
+    """A file's text and whether it was vault-encrypted as a whole (then decrypted with the
+    installed keyring, as Ansible reads any file that starts with ``$ANSIBLE_VAULT;``). Lines of
+    errors in it are lines of the plaintext, as ``ansible-vault view`` shows it."""
+    text = read_text(path, error)
+    if not is_vault_text(text):
+        return text, False
+    return _decrypt(text, Location(str(path), 1), error), True
+
+
+def load_vars_file(path: str | Path, error: type[InputError] = InputError) -> Any:
+    """``load_file`` for files of variables (group_vars, host_vars): a vault-encrypted file is
+    decrypted and every string value in it (not the keys) becomes a Secret."""
+    text, vaulted = read_source(path, error)
+    data = load_text(text, str(path), error)
+    return conceal(data) if vaulted else data

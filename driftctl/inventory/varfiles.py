@@ -69,8 +69,9 @@ def _find(directory: Path, name: str, present: set[str]) -> _Found:
 
 
 def read_vars_file(path: Path) -> VarSet:
-    """One variables file: a mapping of names to values (an empty file is no variables)."""
-    data = yamlsrc.load_file(path, InventoryError)
+    """One variables file: a mapping of names to values (an empty file is no variables). A whole
+    vault-encrypted file is decrypted and its string values are secrets (see yamlsrc.load_vars_file)."""
+    data = yamlsrc.load_vars_file(path, InventoryError)
     out = VarSet()
     if data is None:
         return out

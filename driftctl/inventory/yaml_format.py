@@ -28,6 +28,7 @@ from driftctl import yamlsrc
 from driftctl.errors import InventoryError, Location
 from driftctl.inventory import hostpattern
 from driftctl.inventory.builder import Builder
+from driftctl.secret import conceal
 from driftctl.yamlsrc import YamlMap
 
 GROUP_KEYS = ("hosts", "children", "vars")
@@ -63,8 +64,10 @@ def _as_mapping(value: Any, what: str, where: Location) -> dict[Any, Any]:
 
 
 def load(path: Path, builder: Builder) -> None:
-    """Read one YAML (or JSON) inventory file into ``builder``."""
-    data = yamlsrc.load_file(path, InventoryError)
+    """Read one YAML (or JSON) inventory file into ``builder``. A whole vault-encrypted file is
+    decrypted; the variables it sets are secrets (host and group names are not)."""
+    text, vaulted = yamlsrc.read_source(path, InventoryError)
+    data = yamlsrc.load_text(text, str(path), InventoryError)
     top = Location(str(path), 1)
     if data is None:
         return  # an empty file defines nothing; the loader warns when the inventory has no hosts
@@ -79,7 +82,7 @@ def load(path: Path, builder: Builder) -> None:
             _loc(data, "plugin", top),
         )
     for name, value in data.items():
-        _group(builder, name, value, _loc(data, name, top))
+        _group(builder, name, value, _loc(data, name, top), vaulted)
 
 
 def _check_name(name: Any, where: Location) -> None:
@@ -87,7 +90,7 @@ def _check_name(name: Any, where: Location) -> None:
         raise InventoryError(f"group name {name!r} must be a non-empty string", where)
 
 
-def _group(builder: Builder, name: Any, value: Any, where: Location) -> None:
+def _group(builder: Builder, name: Any, value: Any, where: Location, vaulted: bool = False) -> None:
     _check_name(name, where)
     if value is not None and not isinstance(value, dict):
         raise InventoryError(
@@ -108,7 +111,7 @@ def _group(builder: Builder, name: Any, value: Any, where: Location) -> None:
         if vars_ is not None and not isinstance(vars_, dict):
             raise InventoryError(f"vars of group {name!r} must be a mapping, not {_type_name(vars_)}", vars_where)
         for var, v in (vars_ or {}).items():
-            builder.set_group_var(name, var, v, _loc(vars_, var, vars_where))
+            builder.set_group_var(name, var, conceal(v) if vaulted else v, _loc(vars_, var, vars_where))
 
     if "hosts" in value:
         hosts_where = _loc(value, "hosts", where)
@@ -134,7 +137,7 @@ def _group(builder: Builder, name: Any, value: Any, where: Location) -> None:
                 if definition.port is not None and new:
                     builder.set_host_var(host, "ansible_port", definition.port, host_where)
                 for var, v in (host_vars or {}).items():
-                    builder.set_host_var(host, var, v, _loc(host_vars, var, host_where))
+                    builder.set_host_var(host, var, conceal(v) if vaulted else v, _loc(host_vars, var, host_where))
 
     if "children" in value:
         children_where = _loc(value, "children", where)
@@ -144,4 +147,4 @@ def _group(builder: Builder, name: Any, value: Any, where: Location) -> None:
             _check_name(child, child_where)
             # The edge goes in before the child's own body, so a cycle is reported at the line that closes it.
             builder.add_child(name, child, child_where)
-            _group(builder, child, child_value, child_where)
+            _group(builder, child, child_value, child_where, vaulted)
