@@ -1,5 +1,8 @@
 """Loading a manifest tree: ``site.yaml``, roles and manifest files. Structure only, no rendering.
 
+``!vault |`` values (Ansible Vault text) decrypt to secrets while loading, as ``!secret`` values are
+secrets; a role's ``defaults.yaml`` may be vault-encrypted as a whole (see docs/secrets.md).
+
 Everything a user can get wrong without knowing the host is checked here, with file:line: bad YAML,
 unknown keys (did-you-mean), roles and files that do not exist, unknown resource types, and
 ``template:``/``source:`` paths that leave the manifest tree (also through symlinks).
@@ -17,7 +20,7 @@ from driftctl.errors import Location, ManifestError
 from driftctl.fsperms import tree_warning
 from driftctl.manifest.render import DEFAULT_MAX_BYTES, Renderer
 from driftctl.resources.base import META_PARAMS, ResourceType, all_types, did_you_mean, not_text, yaml_text_error
-from driftctl.yamlsrc import YamlMap, YamlSeq, load_file
+from driftctl.yamlsrc import YamlMap, YamlSeq, load_file, load_vars_file
 
 SITE_KEYS = ("hosts", "roles", "manifests")
 FILE_KEYS = ("vars", "secrets", "watch", "resources")
@@ -216,7 +219,8 @@ class _SiteLoader:
         defaults: dict[str, Any] = {}
         defaults_path = path / "defaults.yaml"
         if defaults_path.is_file():
-            data = load_file(site.display(defaults_path), ManifestError)
+            # a role's defaults may be vault-encrypted as a whole (as an Ansible role's vars may): secret values
+            data = load_vars_file(site.display(defaults_path), ManifestError)
             if data is not None:
                 defaults = _expect(data, dict, "defaults.yaml", getattr(data, "location", Location(str(defaults_path))))
                 self._check_var_names(defaults, "defaults.yaml")
