@@ -18,10 +18,11 @@ from rich.text import Text
 from rich.tree import Tree
 
 from driftctl.cli import ui
-from driftctl.cli.common import inventory_argument
-from driftctl.cli.options import json_option, limit_option
+from driftctl.cli.common import inventory_argument, load_inventory_from_flags, settings_from
+from driftctl.cli.options import inventory_input_options, json_option, limit_option
 from driftctl.errors import InventoryError, Location
-from driftctl.inventory import Inventory, load_inventory
+from driftctl.inventory import Inventory
+from driftctl.inventory import limit as limits
 from driftctl.inventory.connection import SECRET_VARS
 from driftctl.inventory.loader import suggest, warnings_for
 from driftctl.model import Host
@@ -205,15 +206,19 @@ def _host_view(inv: Inventory, host: Host, secrets: set[str], as_json: bool) -> 
 @click.option("--host", "host_name", metavar="NAME", help="Show one host's merged variables and where each came from.")
 @click.option("--graph", is_flag=True, help="Show the group tree.")
 @json_option
-def inventory_command(inventory: Path, limit: str | None, host_name: str | None, graph: bool, as_json: bool) -> None:
+@inventory_input_options
+def inventory_command(inventory: Path, limit: str | None, host_name: str | None, graph: bool, as_json: bool,
+                      **flags: Any) -> None:
     """Show the hosts of INVENTORY (a directory such as inventory/prod, or a hosts file).
 
-    Contacts no host. Errors in the inventory are reported with file:line (exit 1).
+    Contacts no host. Errors in the inventory are reported with file:line (exit 1). Extra variables
+    (-e) are in every host's variables, above all others, as in a run.
     """
     if host_name and (graph or limit):
         raise click.UsageError("--host cannot be combined with --graph or --limit")
+    settings = settings_from(**flags)
     if host_name is not None:  # one host: only it is built (its variables merged, its connection checked)
-        inv = load_inventory(inventory, lazy=True)
+        inv = load_inventory_from_flags(inventory, settings, flags, lazy=True)
         if host_name not in inv.hosts:
             for warning in inv.warnings:
                 ui.warn(warning)
@@ -224,11 +229,11 @@ def inventory_command(inventory: Path, limit: str | None, host_name: str | None,
             ui.warn(warning)
         _host_view(inv, host, _secrets(inv, [host]), as_json)
         return
-    inv = load_inventory(inventory)
+    inv = load_inventory_from_flags(inventory, settings, flags, lazy=False)
     for warning in inv.warnings:
         ui.warn(warning)
     secrets = _secrets(inv, list(inv.hosts.values()))
-    hosts = inv.select(limit)
+    hosts = [inv.hosts[n] for n in limits.select_names(inv, limit)]
     if graph:
         doc = _graph_doc(inv, "all", {h.name for h in hosts}) or {"name": "all", "hosts": [], "children": []}
         if as_json:

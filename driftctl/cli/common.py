@@ -15,6 +15,7 @@ from driftctl.cli.options import (
     command_timeout_option,
     connect_timeout_option,
     inventory_argument,
+    inventory_input_options,
     json_option,
     known_hosts_option,
     limit_option,
@@ -24,23 +25,24 @@ from driftctl.cli.options import (
     state_dir_option,
 )
 from driftctl.config import Settings
-from driftctl.errors import InventoryError
+from driftctl.errors import ConfigError, InventoryError
 from driftctl.model import Host
 from driftctl.transport.base import TransportOptions
 
 if TYPE_CHECKING:
     from driftctl.store import Store
 
-__all__ = ["Context", "fleet_options", "inventory_argument", "load_context", "open_from_flags", "pass_flags",
-           "settings_from", "transport_options"]
+__all__ = ["Context", "fleet_options", "inventory_argument", "load_context", "load_inventory_from_flags",
+           "open_from_flags", "pass_flags", "settings_from", "transport_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fleet_options(f: F) -> F:
-    """--limit, --parallel, --json and the connection settings."""
-    return options(limit_option, parallel_option, json_option, accept_new_host_keys_option, known_hosts_option,
-                   ssh_config_option, connect_timeout_option, command_timeout_option, state_dir_option)(f)
+    """--limit, -e, the vault passwords, --parallel, --json and the connection settings."""
+    return options(limit_option, inventory_input_options, parallel_option, json_option, accept_new_host_keys_option,
+                   known_hosts_option, ssh_config_option, connect_timeout_option, command_timeout_option,
+                   state_dir_option)(f)
 
 
 @dataclass
@@ -67,8 +69,32 @@ def settings_from(**flags: Any) -> Settings:
         "state_dir": flags.get("state_dir"),
         "state": flags.get("state"),
         "manifests": flags.get("manifests"),
+        "vault_password_file": tuple(flags["vault_password_file"]) if flags.get("vault_password_file") else None,
+        "vault_ids": _vault_ids(flags),
     }
     return config.load(overrides, warn=ui.warn)
+
+
+def _vault_ids(flags: dict[str, Any]) -> tuple[str, ...] | None:
+    """--vault-id LABEL@SOURCE, in order, and --ask-vault-pass as ``default@prompt`` (as Ansible reads it)."""
+    ids = list(flags.get("vault_id") or ())
+    if flags.get("ask_vault_pass"):
+        if flags.get("vault_password_file"):
+            raise ConfigError("--ask-vault-pass and --vault-password-file exclude each other (as in ansible-playbook)",
+                              hint="give either, or --vault-id LABEL@prompt beside the password file")
+        ids.append("default@prompt")
+    return tuple(ids) if ids else None
+
+
+def load_inventory_from_flags(inventory: Path, settings: Settings, flags: dict[str, Any], *, lazy: bool) -> Any:
+    """The inventory with the command line's extra variables, its vault passwords installed first (the
+    inventory's and the extra variables files' ``!vault`` values need them). Raises input errors."""
+    from driftctl import vault
+    from driftctl.inventory import extravars, load_inventory
+
+    vault.install_from(settings)
+    extra = extravars.read(flags.get("extra_vars") or ())
+    return load_inventory(inventory, lazy=lazy, extra_vars=extra)
 
 
 def open_from_flags(state_dir: str | None, state: str | None) -> Store:
@@ -117,7 +143,7 @@ def apply_timeouts(hosts: list[Host], settings: Settings, flags: dict[str, Any])
 
 def load_context(inventory: Path, limit: str | None = None, as_json: bool = False, **flags: Any) -> Context:
     """Settings, the inventory and the selected hosts. Raises input errors; contacts no host."""
-    from driftctl.inventory import load_inventory
+    from driftctl.inventory import limit as limits
 
     settings = settings_from(**flags)
     if "manifests" in flags:  # a command that reads the manifest tree (plan, apply, drift, bake)
@@ -128,9 +154,9 @@ def load_context(inventory: Path, limit: str | None = None, as_json: bool = Fals
             ui.warn(warning)
     from driftctl.inventory.loader import warnings_for
 
-    inv = load_inventory(inventory, lazy=True)  # --limit selects before any host is built
+    inv = load_inventory_from_flags(inventory, settings, flags, lazy=True)  # --limit selects before any host is built
     try:
-        names = inv.select_names(limit)
+        names = limits.select_names(inv, limit)
     except InventoryError as e:
         for warning in inv.warnings:
             ui.warn(warning)
@@ -149,7 +175,7 @@ def load_context(inventory: Path, limit: str | None = None, as_json: bool = Fals
 def pass_flags(f: F) -> F:
     """Collect the fleet options into one ``flags`` dict argument (keeps command signatures short)."""
     names = ("accept_new_host_keys", "known_hosts", "ssh_config", "connect_timeout", "command_timeout",
-             "state_dir", "parallel")
+             "state_dir", "parallel", "extra_vars", "vault_password_file", "vault_id", "ask_vault_pass")
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

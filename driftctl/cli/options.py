@@ -37,7 +37,34 @@ def json_option(f: F) -> F:
 
 def limit_option(f: F) -> F:
     return click.option("-l", "--limit", metavar="PATTERN",
-                        help="Hosts to act on: names, groups, globs, ~regex, !exclude, &and.")(f)
+                        help="Hosts to act on: names, groups, globs, ~regex, !exclude, &and; @FILE reads "
+                             "one pattern per line (an Ansible retry file).")(f)
+
+
+# -- what the inventory means: extra variables and vault passwords -------------------------------------
+
+
+def extra_vars_option(f: F) -> F:
+    return click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="VARS",
+                        help="Variables above all others: key=value pairs, @FILE.yaml or a JSON/YAML mapping "
+                             "(repeatable; a later one wins).")(f)
+
+
+def vault_options(f: F) -> F:
+    """--vault-password-file, --vault-id and --ask-vault-pass, as ansible-playbook takes them."""
+    return options(
+        click.option("--vault-password-file", "--vault-pass-file", "vault_password_file", multiple=True,
+                     metavar="FILE", help="Ansible Vault password file, or an executable printing it (repeatable)."),
+        click.option("--vault-id", "vault_id", multiple=True, metavar="LABEL@SOURCE",
+                     help="A vault id and its password source: a file, an executable or 'prompt' (repeatable)."),
+        click.option("-J", "--ask-vault-pass", "--ask-vault-password", "ask_vault_pass", is_flag=True, default=None,
+                     help="Ask for the vault password (as --vault-id default@prompt)."),
+    )(f)
+
+
+def inventory_input_options(f: F) -> F:
+    """-e and the vault options: every command that loads an inventory takes them."""
+    return options(extra_vars_option, vault_options)(f)
 
 
 def state_option(f: F) -> F:

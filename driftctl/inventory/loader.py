@@ -7,7 +7,8 @@ earlier one), lowest first:
    ordered by (depth, ``ansible_group_priority``, name): parents before children;
 2. ``group_vars/all``, then ``group_vars/<group>`` in the same group order;
 3. the host's own vars from the inventory files (a later line wins over an earlier one);
-4. ``host_vars/<host>``.
+4. ``host_vars/<host>``;
+5. extra variables (``-e``, driftctl.inventory.extravars), above everything.
 
 So a ``group_vars/`` file wins over the hosts file's vars for any group, as in Ansible.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from driftctl import fsperms
 from driftctl.errors import InventoryError, Location
-from driftctl.inventory import connection, ini_format, varfiles, yaml_format
+from driftctl.inventory import connection, dynamic, ini_format, varfiles, yaml_format
 from driftctl.inventory.builder import ALL, Builder, HostEntry
 from driftctl.inventory.model import Built, Group, Hosts, Inventory, VarSet, _Sources
 from driftctl.model import Host
@@ -43,11 +44,15 @@ def _inventory_files(directory: Path, warnings: list[str]) -> list[Path]:
             if entry.name not in ("group_vars", "host_vars"):
                 warnings.append(f"{entry}: ignored (driftctl does not read inventories in subdirectories)")
             continue
-        if not entry.is_file():
+        if not entry.is_file() or entry.suffix in _IGNORED_EXT:
             continue
-        if entry.suffix in _YAML_EXT or entry.suffix == ".ini" or not entry.suffix:
+        # an executable with #! is a dynamic inventory whatever its name (ec2.py, inventory.sh)
+        if entry.suffix in _YAML_EXT or entry.suffix == ".ini" or not entry.suffix or dynamic.is_script(entry):
             found.append(entry)
-        elif entry.suffix not in _IGNORED_EXT:
+        elif _starts_with_shebang(entry):
+            warnings.append(f"{entry}: ignored: a script, but not executable (chmod +x it to have it run as a dynamic "
+                            "inventory, as Ansible runs executable scripts)")
+        else:
             warnings.append(f"{entry}: ignored (not an inventory file: expected .yaml, .yml, .ini or no extension)")
     if not found:
         raise InventoryError(
@@ -55,6 +60,14 @@ def _inventory_files(directory: Path, warnings: list[str]) -> list[Path]:
             f"expected one of {', '.join(HOSTS_FILES)} or other *.yaml files",
         )
     return found
+
+
+def _starts_with_shebang(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
 
 
 def _read(path: Path, builder: Builder) -> None:
@@ -66,8 +79,8 @@ def _read(path: Path, builder: Builder) -> None:
     text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
     if text.startswith("#!"):
         raise InventoryError(
-            "this is a dynamic inventory script; driftctl reads static inventories only", Location(str(path), 1),
-            "save its output ('./script --list') as hosts.yaml",
+            "this is a dynamic inventory script, but it is not executable", Location(str(path), 1),
+            "chmod +x it to have it run with --list, as Ansible runs executable scripts",
         )
     if path.suffix == ".ini" or _looks_like_ini(text):
         ini_format.load(path, builder, text)
@@ -89,7 +102,8 @@ def _looks_like_ini(text: str) -> bool:
     return True
 
 
-def load_inventory(path: str | Path, *, lazy: bool = False) -> Inventory:
+def load_inventory(path: str | Path, *, lazy: bool = False, extra_vars: VarSet | None = None,
+                   script_timeout: float = dynamic.TIMEOUT) -> Inventory:
     """Load an Ansible-compatible inventory: a directory (``inventory/prod/``) or one hosts file.
 
     Raises InventoryError, with the file and line, for any mistake; contacts no host. Every host is
@@ -99,6 +113,9 @@ def load_inventory(path: str | Path, *, lazy: bool = False) -> Inventory:
     first read (``inv.hosts[name]``, ``inv.select(...)``), so ``--limit`` on 10,000 hosts builds the
     ones it selects, and a mistake in another host's connection variables does not stop it (as in
     Ansible). ``warnings`` then holds what the files say; ``warnings_for(hosts)`` adds the hosts'.
+
+    ``extra_vars`` (``-e``) apply to every host above every other variable. An executable inventory
+    script (driftctl.inventory.dynamic) is run with ``--list`` and stopped after ``script_timeout`` s.
     """
     path = Path(path)
     warnings: list[str] = []
@@ -111,7 +128,10 @@ def load_inventory(path: str | Path, *, lazy: bool = False) -> Inventory:
 
     builder = Builder()
     for source in sources:
-        _read(source, builder)
+        if dynamic.is_script(source):
+            warnings += dynamic.load(source, builder, script_timeout)
+        else:
+            _read(source, builder)
     builder.reconcile()
 
     group_files = varfiles.load(base / "group_vars", builder.groups, "group_vars")
@@ -135,7 +155,7 @@ def load_inventory(path: str | Path, *, lazy: bool = False) -> Inventory:
         merged.update(g.file_vars)
         g.vars = merged.values
 
-    factory = _HostFactory(builder)
+    factory = _HostFactory(builder, extra_vars or VarSet())
     hosts = Hosts(builder.hosts, factory.groups_of, factory.build)
     inv = Inventory(path=path, hosts=hosts, groups=builder.groups, var_sources=_Sources(hosts),
                     files=[str(s) for s in sources])
@@ -143,6 +163,8 @@ def load_inventory(path: str | Path, *, lazy: bool = False) -> Inventory:
     inv.files += [f for fs in host_files.files.values() for f in fs]
     inv._written = [vs for g in builder.groups.values() for vs in (g.inventory_vars, g.file_vars)]
     inv._written += [vs for h in builder.hosts.values() for vs in (h.inventory_vars, h.file_vars)]
+    if extra_vars:
+        inv._written.append(extra_vars)
     late: list[str] = []
     if not builder.hosts:
         late.append(f"{path}: the inventory has no hosts")
@@ -167,8 +189,9 @@ class _HostFactory:
     computed once per set of groups: 10,000 hosts in 100 groups merge group variables 100 times.
     """
 
-    def __init__(self, builder: Builder) -> None:
+    def __init__(self, builder: Builder, extra_vars: VarSet) -> None:
         self.builder = builder
+        self.extra_vars = extra_vars
         self._by_groups: dict[frozenset[str], tuple[tuple[str, ...], VarSet]] = {}
 
     def _shared(self, entry: HostEntry) -> tuple[tuple[str, ...], VarSet]:
@@ -196,7 +219,7 @@ class _HostFactory:
         entry = self.builder.hosts[name]
         groups, shared = self._shared(entry)
         values, sources = dict(shared.values), dict(shared.sources)
-        for vs in (entry.inventory_vars, entry.file_vars):
+        for vs in (entry.inventory_vars, entry.file_vars, self.extra_vars):
             values.update(vs.values)
             sources.update(vs.sources)
         warnings: list[str] = []
