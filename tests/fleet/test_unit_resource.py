@@ -1,0 +1,203 @@
+"""The ``unit`` resource on real systemd hosts, through the CLI as a user types it.
+
+A unit file rendered from a role template, a drop-in, enablement and state converge in one apply;
+a changed template rewrites the file, systemd is reloaded (``NeedDaemonReload=no``) and the running
+service restarted (new MainPID, one more start counted by its ExecStartPre); a second apply
+changes nothing; a hand edit, ``systemctl disable`` and ``stop`` are drift of this resource; a
+notification restarts it, but not twice in a run that restarted it already. The host is checked
+with testinfra and ``systemctl`` through podman exec, never with driftctl's own code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from e2ehelp import CLIResult, driftctl, write_inventory
+
+STARTS = "/var/tmp/driftctl-app-starts"
+
+UNIT_J2 = """\
+[Unit]
+Description=driftctl test app on {{ inventory_hostname }}
+
+[Service]
+ExecStartPre=/bin/sh -c 'echo start >> %(starts)s'
+ExecStart=/usr/bin/sleep infinity
+Environment=GREETING={{ greeting }}
+
+[Install]
+WantedBy=multi-user.target
+""".replace("%(starts)s", STARTS)
+
+RESOURCES = """\
+resources:
+  - unit: app.service
+    template: app.service.j2
+    dropins:
+      10-nice.conf: "[Service]\\nNice=5\\n"
+    enabled: true
+    state: started
+"""
+
+
+def write_site(root: Path, greeting: str, resources: str = RESOURCES, setting: str = "a") -> Path:
+    site = root / "manifests"
+    role = site / "roles" / "app"
+    (role / "templates").mkdir(parents=True, exist_ok=True)
+    (site / "site.yaml").write_text("- hosts: all\n  roles: [app]\n")
+    (role / "defaults.yaml").write_text(f"greeting: {greeting}\nsetting: {setting}\n")
+    (role / "templates" / "app.service.j2").write_text(UNIT_J2)
+    (role / "resources.yaml").write_text(resources)
+    return site
+
+
+def run(command: str, host: Any, tmp_path: Path, *extra: str) -> tuple[CLIResult, dict[str, dict[str, Any]]]:
+    inv = write_inventory(tmp_path / "inv", [host])
+    result = driftctl(command, inv, "-m", tmp_path / "manifests", "--json", *extra, state_dir=tmp_path / "state")
+    try:
+        doc = result.json()
+    except ValueError:
+        raise AssertionError(result.output) from None
+    return result, {r["id"]: r for r in doc["hosts"][0]["resources"]}
+
+
+def show(host: Any, *props: str) -> dict[str, str]:
+    out = host.exec(["systemctl", "show", "-p", ",".join(props), "app.service"])
+    assert out.rc == 0, out.stderr_text
+    return dict(line.split("=", 1) for line in out.stdout_text.splitlines() if "=" in line)
+
+
+def starts(host: Any) -> int:
+    got = host.exec(["cat", STARTS])
+    return got.stdout_text.count("start") if got.rc == 0 else 0
+
+
+def fields(resource: dict[str, Any]) -> list[str]:
+    return [c["field"] for c in resource["changes"]]
+
+
+def test_unit_converges_restarts_on_change_and_reports_drift(fresh_host: Any, tmp_path: Path) -> None:
+    host = fresh_host
+    ti = host.testinfra()
+    write_site(tmp_path, "hello")
+
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    unit = got["unit:app.service"]
+    assert unit["status"] == "changed", unit
+    assert fields(unit) == ["content", "dropin 10-nice.conf", "enabled", "running"]
+    assert ti.service("app").is_running and ti.service("app").is_enabled
+    text = ti.file("/etc/systemd/system/app.service").content_string
+    assert f"Description=driftctl test app on {host.name}\n" in text and "GREETING=hello" in text
+    assert ti.file("/etc/systemd/system/app.service").mode == 0o644
+    assert ti.file("/etc/systemd/system/app.service.d/10-nice.conf").content_string == "[Service]\nNice=5\n"
+    first = show(host, "MainPID", "ActiveEnterTimestamp", "Nice", "NeedDaemonReload")
+    assert first["Nice"] == "5" and first["NeedDaemonReload"] == "no"
+    assert starts(host) == 1
+
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 0, result.output
+    assert got["unit:app.service"]["status"] == "ok" and starts(host) == 1
+
+    # the template changes: the file is rewritten, systemd reloaded, the running service restarted
+    write_site(tmp_path, "bonjour")
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert fields(got["unit:app.service"]) == ["content"]
+    diff = got["unit:app.service"]["changes"][0]["diff"]
+    assert "-Environment=GREETING=hello\n+Environment=GREETING=bonjour\n" in diff
+    second = show(host, "MainPID", "ActiveEnterTimestamp", "Environment", "NeedDaemonReload", "ActiveState")
+    assert second["NeedDaemonReload"] == "no" and second["ActiveState"] == "active"
+    assert second["Environment"] == "GREETING=bonjour"
+    assert second["MainPID"] != first["MainPID"]
+    assert second["ActiveEnterTimestamp"] != first["ActiveEnterTimestamp"]
+    assert starts(host) == 2
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 0 and got["unit:app.service"]["status"] == "ok", result.output
+
+    # by hand: the running unit's file edited, not reloaded: systemd runs an older copy of it
+    host.sh("echo 'Environment=EXTRA=1' >> /etc/systemd/system/app.service")
+    assert show(host, "NeedDaemonReload")["NeedDaemonReload"] == "yes"
+    result, got = run("drift", host, tmp_path)
+    assert result.rc == 2, result.output
+    drifted = got["unit:app.service"]
+    assert drifted["drift"] == "corrective", drifted
+    assert fields(drifted) == ["content", "needs_reload"]
+    assert "-Environment=EXTRA=1\n" in drifted["changes"][0]["diff"]
+    # then disabled and stopped by hand
+    host.sh("systemctl disable --now app.service")
+    result, got = run("drift", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert got["unit:app.service"]["drift"] == "corrective"
+    assert {"content", "enabled", "running"} <= set(fields(got["unit:app.service"]))
+
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert "EXTRA" not in ti.file("/etc/systemd/system/app.service").content_string
+    assert ti.service("app").is_running and ti.service("app").is_enabled
+    assert show(host, "NeedDaemonReload")["NeedDaemonReload"] == "no"
+    result, got = run("drift", host, tmp_path)
+    assert result.rc == 0 and got["unit:app.service"]["drift"] in (None, "", "none"), result.output
+
+
+def test_notify_restarts_once(fresh_host: Any, tmp_path: Path) -> None:
+    host = fresh_host
+    conf = "  - file: /etc/app.conf\n    content: \"{{ setting }}\\n\"\n    notify: [unit:app.service]\n"
+    write_site(tmp_path, "hello", RESOURCES + conf)
+    result, _got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    # started by its own apply, in the run whose file notifies it: one start, not a second for the notification
+    assert starts(host) == 1
+    pid = show(host, "MainPID")["MainPID"]
+
+    # only the notifying file changes: one restart
+    write_site(tmp_path, "hello", RESOURCES + conf, setting="b")
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert got["file:/etc/app.conf"]["status"] == "changed"
+    assert got["unit:app.service"]["status"] == "changed", got["unit:app.service"]
+    assert starts(host) == 2
+    assert show(host, "MainPID")["MainPID"] != pid
+
+    # the unit file and the notifying file change together: restarted once, by the unit's own apply
+    write_site(tmp_path, "hi", RESOURCES + conf, setting="c")
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert fields(got["unit:app.service"]) == ["content"]
+    assert starts(host) == 3
+
+
+@pytest.mark.parametrize(
+    ("resource", "line", "message"),
+    [
+        ("  - unit: app\n    content: \"[Service]\\n\"\n", 4,
+         "unit: name must be a systemd unit name with one of the suffixes .service, .timer"),
+        ("  - unit: ../app.service\n    content: \"[Service]\\n\"\n", 4, "must be a systemd unit name"),
+        ("  - unit: app.service\n    content: \"[Service]\\n\"\n    state: running\n", 6,
+         "unit: state must be one of started, stopped, not 'running'"),
+        ("  - unit: app.service\n    dropins:\n      ../../evil.conf: \"x\"\n", 5,
+         "names files of the unit's .d directory ending in .conf"),
+        ("  - unit: app.service\n    enabled: true\n", 4,
+         "give the unit file (content, template or source) or dropins"),
+        ("  - unit: app@.service\n    content: \"[Service]\\n\"\n    enabled: true\n", 4,
+         "unit:app@.service is a template unit: it cannot be enabled or started"),
+        ("  - unit: app.service\n    content: \"[Service]\\n\"\n  - file: /etc/systemd/system/app.service\n"
+         "    content: x\n", 6, "both manage file:/etc/systemd/system/app.service"),
+    ],
+)
+def test_bad_unit_input_is_an_error_before_any_host(fleet: Any, tmp_path: Path, resource: str, line: int,
+                                                    message: str) -> None:
+    host = fleet.hosts[0]
+    before = host.exec(["ls", "-la", "--time-style=full-iso", "/etc/systemd/system"]).stdout_text
+    write_site(tmp_path, "hello", "resources:\n  - file: /etc/driftctl-unit-marker\n    content: x\n" + resource)
+    result = driftctl("apply", write_inventory(tmp_path / "inv", [host]), "-m", tmp_path / "manifests",
+                      state_dir=tmp_path / "state")
+    assert result.rc == 1, result.output
+    assert f"roles/app/resources.yaml:{line}: " in result.output and message in result.output, result.output
+    assert host.exec(["test", "-e", "/etc/driftctl-unit-marker"]).rc == 1
+    assert host.exec(["ls", "-la", "--time-style=full-iso", "/etc/systemd/system"]).stdout_text == before
