@@ -3,7 +3,8 @@
 ``--limit @site.retry``, ``--limit 'web,@failed.txt'`` or ``--limit '@failed.txt:!db1'``: the limit is
 split into parts as any pattern is (on ``,`` if it has one, else on ``:``); a part starting with
 ``@`` is replaced by the lines of that file (relative to the current directory), each line one
-pattern part, taken whole (Ansible does not split a line on ``:`` or ``,``). Blank lines are skipped.
+pattern part (Ansible does not split a line on ``:`` or ``,``, so ``web1:db1`` on a line names nothing:
+an error here). Blank lines and the spaces around a pattern are skipped.
 
 As for any ``--limit`` part, a line that matches no host or group is an error, here naming the file
 and line (Ansible warns and ignores it). A missing file is an error naming it, as in Ansible. A file
@@ -66,9 +67,9 @@ def read(text: str, cwd: Path | None = None) -> Limit:
             if not line:
                 continue
             where = Location(str(path), number)
-            if "," in line:
+            if len(patterns.split(line)) != 1:  # web1:db1, web1,db1 (web[0:2] and IPv6 addresses are one)
                 raise InventoryError(f"{line!r}: one host pattern per line", where,
-                                     "Ansible reads the whole line as one name and matches nothing")
+                                     "Ansible reads the whole line as one name, which matches nothing")
             out.parts.append(line)
             out.locations.append(where)
         if len(out.parts) == before:
