@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from driftctl import fingerprint, ship
+from driftctl import batches, fingerprint, ship
 from driftctl.agentcache import HostPrograms
 from driftctl.config import Settings
 from driftctl.content import Blob
@@ -37,6 +37,7 @@ from driftctl.errors import (
     ManifestError,
 )
 from driftctl.model import (
+    Batches,
     Catalog,
     Change,
     Host,
@@ -50,6 +51,7 @@ from driftctl.model import (
 from driftctl.parallel import Executor, ThreadExecutor, run_hosts
 from driftctl.resources.base import ResourceType, get_type
 from driftctl.secret import REDACTED, redact, redact_data
+from driftctl.tags import TagSelection, check_known, select_catalog, warn_dropped
 from driftctl.transport.base import Transport, TransportOptions, get_transport
 
 Command = Literal["plan", "check", "apply", "drift"]
@@ -57,12 +59,14 @@ Command = Literal["plan", "check", "apply", "drift"]
 
 @dataclass
 class Event:
-    """Progress of one host: ``start``, ``phase`` (connect, facts, render, probe, apply), ``done``."""
+    """Progress of one host: ``start``, ``phase`` (connect, facts, render, probe, apply), ``done``; and of
+    a ``--serial`` run: ``batch`` (``host`` empty, ``phase`` "k/n", ``hosts`` the batch's)."""
 
-    kind: Literal["start", "phase", "done"]
+    kind: Literal["start", "phase", "done", "batch"]
     host: str
     phase: str = ""
     result: HostResult | None = None
+    hosts: list[str] = field(default_factory=list)
 
 
 EventFn = Callable[[Event], None]
@@ -161,6 +165,14 @@ class Engine:
         self.abort = threading.Event()
         self.kill = threading.Event()  # a second interrupt: in-flight commands are killed now
         self.abort_grace = 30.0
+        # --tags/--skip-tags (None: every resource, as before tags existed); ``tags_known``: the tags the
+        # manifests spell out, set when some are templated: the unknown-tag check then waits for the
+        # rendered catalogs (still before any host's work)
+        self.tags: TagSelection | None = None
+        self.tags_known: set[str] | None = None
+        # --serial steps and --max-fail-percentage (driftctl/batches.py)
+        self.serial: list[batches.Step] | None = None
+        self.max_fail: float | None = None
 
     # ---- before any connection
     def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
@@ -169,28 +181,76 @@ class Engine:
         from driftctl.manifest import preflight
 
         self.catalogs.update(preflight(self.site, self.inventory, list(hosts)))
+        if self.tags is not None and self.tags_known is not None:
+            rendered = {t for c in self.catalogs.values() for r in c.resources for t in r.tags}
+            check_known(self.tags, self.tags_known | rendered, "the manifests")
         if self.on_preflight is not None:
             self.on_preflight(self)
         return self.catalogs
 
     # ---- whole runs
     def run(self, command: Command, hosts: Sequence[Host]) -> RunResult:
-        """plan, check or apply on every host in parallel (see ``fan_out``)."""
+        """plan, check or apply on every host in parallel (see ``fan_out``), in batches with --serial."""
         run = RunResult(command=command)
-        run.hosts = self.fan_out(hosts, lambda host, t: self._plan_or_apply(host, t, command))
+        run.hosts = self.in_batches(run, hosts, lambda host, t: self._plan_or_apply(host, t, command))
         run.finished = time.time()
-        run.aborted = self.abort.is_set()
         return run
 
-    def fan_out(self, hosts: Sequence[Host], work: Callable[[Host, Transport], HostResult]) -> list[HostResult]:
+    def in_batches(self, run: RunResult, hosts: Sequence[Host],
+                   work: Callable[[Host, Transport], HostResult]) -> list[HostResult]:
+        """``work`` on every host: all at once (``fan_out``), or batch after batch with ``serial``.
+
+        Every catalog is rendered (and checked) while the first batch connects, before its work: an
+        input error on a host of the last batch stops the run before the first changes anything. After
+        a batch that fails past ``max_fail`` (batches.judge), the hosts of later batches are reported
+        not started, untouched, and the run is aborted (exit bit 16).
+        """
+        if self.tags is not None:
+            run.tags = sorted(self.tags.only) if self.tags.only != {"all"} else []
+            run.skip_tags = sorted(self.tags.skip)
+        if not self.serial:
+            everyone = self.fan_out(hosts, work)
+            run.aborted = self.abort.is_set()
+            return everyone
+        groups = batches.split(hosts, self.serial)
+        info = run.serial = Batches([[h.name for h in g] for g in groups], self.max_fail)
+        results: list[HostResult] = []
+        ran = 0
+        for k, group in enumerate(groups, 1):
+            if self.abort.is_set():
+                break
+            ran = k
+            self.on_event(Event("batch", "", f"{k}/{len(groups)}", hosts=[h.name for h in group]))
+            done = self.fan_out(group, work, render=hosts if k == 1 else None)
+            for r in done:
+                r.batch = k
+            results += done
+            verdict = batches.judge(sum(r.status in ("failed", "unreachable") for r in done), len(group),
+                                    self.max_fail)
+            if verdict.stop and k < len(groups):
+                info.stopped_after, info.reason = k, f"batch {k}: {verdict.why}"
+                break
+        for k, group in enumerate(groups[ran:], ran + 1):
+            for h in group:
+                why = info.reason or "the run was aborted"
+                r = HostResult(h.name, "failed", error=f"not started: {why}", interrupted="aborted", batch=k)
+                info.not_started.append(h.name)
+                self.on_event(Event("done", h.name, result=r))
+                results.append(r)
+        run.aborted = self.abort.is_set() or info.stopped_after is not None
+        return results
+
+    def fan_out(self, hosts: Sequence[Host], work: Callable[[Host, Transport], HostResult],
+                render: Sequence[Host] | None = None) -> list[HostResult]:
         """``work`` on every host, each on its own connection, through the executor.
 
-        Catalogs not rendered yet are rendered here, in this thread, while the hosts connect (the
-        executor's threads wait on the network meanwhile): no host's work starts before every catalog
-        is valid, and an input error ends the run with the connections cancelled and no work done on
-        any host. ``on_preflight`` runs once the catalogs are known, before any work.
+        Catalogs not rendered yet (of ``render``, default ``hosts``) are rendered here, in this thread,
+        while the hosts connect (the executor's threads wait on the network meanwhile): no host's work
+        starts before every catalog is valid, and an input error ends the run with the connections
+        cancelled and no work done on any host. ``on_preflight`` runs once the catalogs are known, before
+        any work.
         """
-        missing = [h for h in hosts if h.name not in self.catalogs]
+        missing = [h for h in (render if render is not None else hosts) if h.name not in self.catalogs]
 
         def one(host: Host) -> HostResult:
             if self.abort.is_set():
@@ -298,6 +358,8 @@ class Engine:
         if catalog is None:
             catalog = self.preflight_one(host)
         round_trips = 0
+        select = self.selected
+        cached = None
         facts: dict[str, Any] = {}
         observer = self.observer_for(transport)
         if catalog.uses_facts:
@@ -305,7 +367,7 @@ class Engine:
             if cached:
                 catalog = self._render(host, cached)
                 self.on_event(Event("phase", host.name, "probe"))
-                plan = plan_catalog(host, catalog, observer, want_facts=True)
+                plan = plan_catalog(host, select(catalog, warn=True), observer, want_facts=True)
                 round_trips += 1
                 if plan.facts == cached:
                     plan.round_trips = round_trips
@@ -318,7 +380,7 @@ class Engine:
                 round_trips += 1
             catalog = self._render(host, facts)
         self.on_event(Event("phase", host.name, "probe"))
-        plan = plan_catalog(host, catalog, observer, want_facts=not facts)
+        plan = plan_catalog(host, select(catalog, warn=not cached), observer, want_facts=not facts)
         plan.round_trips = round_trips + 1
         if facts:
             plan.facts = facts
@@ -327,6 +389,15 @@ class Engine:
                 p.changes = [replace(c, diff=diff_head(c.diff)) if c.before is None and c.diff else c
                              for c in p.changes]
         return plan
+
+    def selected(self, catalog: Catalog, warn: bool = False) -> Catalog:
+        """``catalog`` narrowed to the resources the tags select (``Catalog.excluded``: the others)."""
+        if self.tags is None:
+            return catalog
+        chosen = select_catalog(catalog, self.tags)
+        if warn:
+            warn_dropped(catalog.host, chosen.dropped)
+        return chosen.catalog
 
     def _render(self, host: Host, facts: dict[str, Any]) -> Catalog:
         from driftctl.manifest import compile_catalog
@@ -356,7 +427,7 @@ class Engine:
         depends, notify = edges(plan.catalog.resources)
         blobs: list[tuple[str, Blob]] = []
         items = []
-        managed = ManagedPaths(plan.catalog.resources)
+        managed = ManagedPaths(plan.catalog.managed_resources())
         for p in plan.items:
             item = probe_item(p, plan.catalog, managed)
             item["changes"] = [c.field for c in p.changes] if p.id in to_change else []
@@ -451,6 +522,7 @@ class Engine:
             watch_after=plan.watch_after,
             secrets=secrets,
             interrupted=plan.interrupted,
+            excluded=len(plan.catalog.excluded),
         )
 
 
@@ -554,7 +626,7 @@ def probe_item(p: Planned, catalog: Catalog, managed: ManagedPaths | None = None
     params["_want_content"] = not p.resource.sensitive
     params["_sensitive"] = p.resource.sensitive
     if p.rtype.keeps_managed_below:
-        index = managed if managed is not None else ManagedPaths(catalog.resources)
+        index = managed if managed is not None else ManagedPaths(catalog.managed_resources())
         params["_managed"] = index.below(str(p.resource.params.get("path", "")))
     return {"id": p.id, "type": p.resource.type, "params": params}
 
@@ -563,7 +635,7 @@ def plan_catalog(host: Host, catalog: Catalog, observer: Observer, want_facts: b
     """Observe ``catalog`` with ``observer`` and diff it: the one plan loop of plan, check, apply, drift,
     bake-verify and drift --against IMAGE."""
     items = [planned(r) for r in catalog.resources]
-    managed = ManagedPaths(catalog.resources)
+    managed = ManagedPaths(catalog.managed_resources())
     request: dict[str, Any] = {"facts": want_facts, "resources": [probe_item(p, catalog, managed) for p in items]}
     if catalog.watch:
         request["watch"] = watch_request(catalog)
@@ -782,7 +854,7 @@ class ManagedPaths:
 
 def watch_request(catalog: Catalog) -> list[dict[str, Any]]:
     """Watched paths with the managed paths under them excluded (those are reported per resource)."""
-    managed = ManagedPaths(catalog.resources)
+    managed = ManagedPaths(catalog.managed_resources())
     return [{"path": w, "exclude": managed.below(w)} for w in catalog.watch]
 
 

@@ -66,6 +66,7 @@ class Resource:
     notify: list[str] = field(default_factory=list)
     subscribe: list[str] = field(default_factory=list)
     sensitive: bool = False
+    tags: list[str] = field(default_factory=list)  # for --tags/--skip-tags (driftctl/tags.py)
 
     @property
     def id(self) -> str:
@@ -86,6 +87,13 @@ class Catalog:
     secrets: frozenset[str] = frozenset()
     digest: str = ""
     uses_facts: bool = False  # some value depends on the host's facts: render again once they are known
+    # left out of this run by --tags/--skip-tags (driftctl/tags.py): not probed, not changed, not
+    # reported; still what purge keeps and what the watch excludes
+    excluded: list[Resource] = field(default_factory=list)
+
+    def managed_resources(self) -> list[Resource]:
+        """Every resource the manifests give this host, those the tags leave out included."""
+        return [*self.resources, *self.excluded] if self.excluded else self.resources
 
     def by_id(self) -> dict[str, Resource]:
         return {r.id: r for r in self.resources}
@@ -166,6 +174,8 @@ class HostResult:
     unmanaged_examined: bool = False  # the watch paths were compared with a baseline in this run
     # the run on this host was cut short: "connection lost" (exit bit 8) or "aborted" (bit 16, SIGINT/SIGTERM)
     interrupted: Literal["connection lost", "aborted"] | None = None
+    excluded: int = 0  # resources left out by --tags/--skip-tags
+    batch: int | None = None  # the --serial batch (1-based) the host belonged to
 
     @property
     def exit_code(self) -> int:
@@ -186,6 +196,17 @@ class HostResult:
 
 
 @dataclass
+class Batches:
+    """A run in ``--serial`` batches: their hosts, in order, and where it stopped (``--max-fail-percentage``)."""
+
+    hosts: list[list[str]]
+    max_fail_percentage: float | None = None
+    stopped_after: int | None = None  # the batch after which no other started
+    reason: str = ""
+    not_started: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunResult:
     """One command over a fleet: ``command`` is plan, check, apply, drift or facts."""
 
@@ -193,8 +214,15 @@ class RunResult:
     hosts: list[HostResult] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     finished: float | None = None
-    aborted: bool = False  # SIGINT/SIGTERM arrived: exit bit 16 whatever the hosts did
+    aborted: bool = False  # SIGINT/SIGTERM arrived, or --max-fail-percentage stopped the batches: exit bit 16
+    tags: list[str] = field(default_factory=list)  # --tags as given (empty: all)
+    skip_tags: list[str] = field(default_factory=list)
+    serial: Batches | None = None  # --serial: the batches and whether they were stopped
 
+    @property
+    def partial(self) -> bool:
+        """Some resource of some host was left out by the tags: the run says nothing about it."""
+        return any(h.excluded for h in self.hosts)
 
     @property
     def exit_code(self) -> int:

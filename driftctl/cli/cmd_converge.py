@@ -10,6 +10,7 @@ import click
 
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
+from driftctl.cli.opt_run import RunOptions, pass_run_options, run_options
 from driftctl.cli.options import diff_option, manifests_option, state_option, verbose_option, wait_lock_option
 from driftctl.cli.render import Progress, final_line, host_section, summary_table
 from driftctl.cli.runstore import begin_run, open_run_store, say_saved
@@ -21,14 +22,17 @@ from driftctl.store.runstate import Saved
 
 
 def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, flags: dict[str, Any],
-            progress: Progress | None = None) -> tuple[Any, Engine]:
+            progress: Progress | None = None, run_opts: RunOptions | None = None) -> tuple[Any, Engine]:
     """Load the inventory, settings and manifests (their errors surface here). The catalogs are rendered
-    by the run itself while it connects, and any input error in them ends it before any host's work."""
+    by the run itself while it connects, and any input error in them ends it before any host's work.
+    ``run_opts``: --tags, --serial... (an unknown tag is an error here, before any connection)."""
     from driftctl.manifest import load_site
 
     ctx = load_context(inventory, limit, as_json, manifests=str(manifests) if manifests else None, **flags)
     site = load_site(Path(ctx.settings.manifests), max_render_bytes=ctx.settings.max_render_bytes)
     engine = Engine(site, ctx.inventory, ctx.settings, ctx.transport_options, on_event=progress)
+    if run_opts is not None:
+        run_opts.configure(engine, site)
 
     def read_facts_cache(e: Engine) -> None:
         if any(c.uses_facts for c in e.catalogs.values()):
@@ -53,8 +57,8 @@ def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool | None,
 
 
 def converge(command: str, inventory: Path, limit: str | None, as_json: bool, manifests: Path | None,
-             show_diff: bool | None, verbose: bool, flags: dict[str, Any]) -> int:
-    ctx, engine = prepare(inventory, limit, as_json, manifests, flags)
+             show_diff: bool | None, verbose: bool, flags: dict[str, Any], run_opts: RunOptions | None = None) -> int:
+    ctx, engine = prepare(inventory, limit, as_json, manifests, flags, run_opts=run_opts)
     engine.whole_new_contents = as_json or show_diff is True  # else a created file's text is not shown
     with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress
@@ -104,14 +108,16 @@ def _make(name: str, help_text: str) -> click.Command:
     @inventory_argument
     @manifests_option
     @fleet_options
+    @run_options
     @diff_option
     @verbose_option
     @pass_flags
+    @pass_run_options
     def command(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, diff: bool | None,
-                verbose: bool, flags: dict[str, Any], state: str | None = None,
+                verbose: bool, flags: dict[str, Any], run_opts: RunOptions, state: str | None = None,
                 wait_lock: float | None = None) -> int:
         return converge(name, inventory, limit, as_json, manifests, diff, verbose,
-                        dict(flags, state=state, wait_lock=wait_lock))
+                        dict(flags, state=state, wait_lock=wait_lock), run_opts)
 
     if name == "apply":
         command = wait_lock_option(state_option(command))

@@ -14,6 +14,7 @@ import click
 from driftctl.cli import ui
 from driftctl.cli.cmd_converge import prepare, show
 from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, settings_from
+from driftctl.cli.opt_run import RunOptions, pass_run_options, run_options
 from driftctl.cli.options import (
     diff_option,
     json_option,
@@ -55,12 +56,15 @@ from driftctl.report.jsondoc import dumps
 @report_dir_option
 @click.option("--notify-command", metavar="CMD",
               help="Run CMD with the JSON report on stdin when drift is found (argv split like a shell, no shell).")
+@run_options
 @diff_option
 @verbose_option
 @pass_flags
+@pass_run_options
 def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, state: str | None,
               wait_lock: float | None, remediate: bool, image: Path | None, report_dir: Path | None,
-              notify_command: str | None, diff: bool | None, verbose: bool, flags: dict[str, Any]) -> int:
+              notify_command: str | None, diff: bool | None, verbose: bool, flags: dict[str, Any],
+              run_opts: RunOptions) -> int:
     """Probe hosts (read-only) and report what drifted, how, and since when.
 
     Per resource: corrective (changed by hand since the last apply), pending (the manifest moved),
@@ -70,7 +74,7 @@ def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path
     notify_argv = shlex.split(notify_command) if notify_command else None
     if notify_argv == []:
         raise ConfigError("--notify-command is empty")
-    ctx, engine = prepare(inventory, limit, as_json, manifests, dict(flags, state=state))
+    ctx, engine = prepare(inventory, limit, as_json, manifests, dict(flags, state=state), run_opts=run_opts)
     key = inventory_key(inventory)
     store = open_run_store(ctx.settings)
     try:

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from driftctl.engine import Event
 from driftctl.model import Change, HostResult, ResourceResult, RunResult
+from driftctl.report.document import action_counts
 from driftctl.resources.base import get_type
 
 STATUS_STYLE = {
@@ -54,6 +55,12 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
     highlighting: 40 hosts x 119 created resources take 0.2 s, not 5 s."""
     text = Text()
     name = Text(h.host, style="bold")
+    if h.batch is not None:
+        name.append(f" [batch {h.batch}]", style="dim")
+    if not_started(h):
+        text.append_text(name).append("  not started", style="magenta").append(f": {_why_not(h)}\n")
+        console.print(text, soft_wrap=True, highlight=False, end="")
+        return
     if h.status == "unreachable":
         text.append_text(name).append("  unreachable", style="bold red").append(f": {h.error or ''}\n")
         console.print(text, soft_wrap=True, highlight=False, end="")
@@ -73,7 +80,12 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
         text.append(", ").append(f"{counts['skipped']} skipped", style="magenta")
     if h.unmanaged:
         text.append(", ").append(f"{len(h.unmanaged)} unmanaged change(s)", style="yellow")
-    text.append(f"  ({h.duration:.1f}s, {h.round_trips} round trips)\n", style="dim")
+    if h.excluded:
+        text.append(", ").append(f"{h.excluded} left out by tags", style="dim")
+    text.append(f"  ({h.duration:.1f}s, {h.round_trips} round trips)", style="dim")
+    if command != "drift" and n_changed:
+        text.append("  " + plan_line(action_counts(h.resources, command), command))
+    text.append("\n")
     for r in h.resources:
         interesting = r.status != "ok" or (command == "drift" and r.drift)
         if interesting or verbose:
@@ -133,6 +145,22 @@ def resource_lines(text: Text, r: ResourceResult, show_diff: bool | None) -> Non
         diff_text(d, text)
 
 
+def not_started(h: HostResult) -> bool:
+    """A host the run never reached (a --serial batch stopped before it, or an interrupt)."""
+    return h.interrupted == "aborted" and not h.resources and (h.error or "").startswith("not started")
+
+
+def _why_not(h: HostResult) -> str:
+    return (h.error or "").removeprefix("not started: ")
+
+
+def plan_line(counts: dict[str, int], command: str) -> str:
+    """Terraform's summary: ``Plan: 3 to add, 2 to change, 0 to remove.`` (apply: added, changed, removed)."""
+    if command == "apply":
+        return f"Apply: {counts['add']} added, {counts['change']} changed, {counts['remove']} removed."
+    return f"Plan: {counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove."
+
+
 def summary_counts(h: HostResult) -> dict[str, int]:
     counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0, "drifted": 0}
     for r in h.resources:
@@ -146,6 +174,9 @@ def summary_table(run: RunResult) -> Table:
     drift = run.command == "drift"
     table = Table(title=None, show_edge=False, header_style="bold")
     table.add_column("host")
+    batched = any(h.batch is not None for h in run.hosts)
+    if batched:
+        table.add_column("batch", justify="right")
     table.add_column("status")
     table.add_column("drifted" if drift else ("to change" if run.command in ("plan", "check") else "changed"),
                      justify="right")
@@ -156,10 +187,10 @@ def summary_table(run: RunResult) -> Table:
     table.add_column("time", justify="right")
     for h in run.hosts:
         c = summary_counts(h)
-        status: str = h.status
+        status: str = "not started" if not_started(h) else h.status
         if drift and (c["drifted"] or any(not u.ignored for u in h.unmanaged)) and status == "ok":
             status = "drifted"
-        row = [h.host, f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
+        row = [h.host, *([str(h.batch or "")] if batched else []), f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
                str(c["drifted"] if drift else c["changed"]), str(c["ok"]), str(c["failed"])]
         if drift:
             row.append(str(sum(not u.ignored for u in h.unmanaged)))
@@ -172,7 +203,8 @@ def final_line(run: RunResult) -> str:
     hosts = run.hosts
     n = len(hosts)
     unreachable = sum(h.status == "unreachable" for h in hosts)
-    failed = sum(h.status == "failed" for h in hosts)
+    never = sum(not_started(h) for h in hosts)
+    failed = sum(h.status == "failed" for h in hosts) - never
     resources = [r for h in hosts for r in h.resources]
     changed = sum(r.status == "changed" for r in resources)
     drifted = sum(bool(r.drift) and not r.ignored for r in resources)
@@ -189,8 +221,24 @@ def final_line(run: RunResult) -> str:
         tail.append(f"{failed} host(s) failed")
     if unreachable:
         tail.append(f"{unreachable} unreachable")
+    if never:
+        tail.append(f"{never} not started")
     extra = ("; " + ", ".join(tail)) if tail else ""
-    return f"{run.command}: {n} host(s), {what}{extra} in {elapsed:.1f}s (exit {run.exit_code})"
+    line = f"{run.command}: {n} host(s), {what}{extra} in {elapsed:.1f}s (exit {run.exit_code})"
+    if run.command != "drift":
+        line = plan_line(action_counts(resources, run.command), run.command) + "\n" + line
+    if run.serial is not None:
+        line += f"\nbatches: {len(run.serial.hosts)} ({', '.join(str(len(b)) for b in run.serial.hosts)} host(s))"
+        if run.serial.stopped_after is not None:
+            line += (f"; stopped after batch {run.serial.stopped_after}: {run.serial.reason}; never started: "
+                     + ", ".join(run.serial.not_started))
+    if run.partial:
+        chosen = [*(f"--tags {','.join(run.tags)}" for _ in [0] if run.tags),
+                  *(f"--skip-tags {','.join(run.skip_tags)}" for _ in [0] if run.skip_tags)]
+        left = sum(h.excluded for h in hosts)
+        line += (f"\npartial run ({' '.join(chosen) or 'resources tagged never'}): {left} resource(s) left out, "
+                 "not examined; their drift and converged state are unchanged")
+    return line
 
 
 def _ago(ts: float) -> str:
@@ -211,6 +259,7 @@ class Progress:
         self.console = console
         self.interactive = interactive
         self.state: dict[str, str] = {h: "waiting" for h in hosts}
+        self.batch = ""  # "k/n" while a --serial run is in batch k
         self.lock = threading.Lock()
         self.live: Live | None = None
 
@@ -226,7 +275,8 @@ class Progress:
 
     def _render(self) -> Group:
         done = sum(s.startswith("done") for s in self.state.values())
-        lines = [Text(f"{done}/{len(self.state)} hosts done", style="bold")]
+        head = f"{done}/{len(self.state)} hosts done" + (f", batch {self.batch}" if self.batch else "")
+        lines = [Text(head, style="bold")]
         for host, s in self.state.items():
             if not s.startswith("done") and s != "waiting":
                 lines.append(Text(f"  {host}: {s}", style="cyan"))
@@ -234,7 +284,12 @@ class Progress:
 
     def __call__(self, event: Event) -> None:
         with self.lock:
-            if event.kind == "done" and event.result is not None:
+            if event.kind == "batch":
+                self.batch = event.phase
+                if not self.interactive:
+                    self.console.print(f"batch {event.phase}: {', '.join(event.hosts)}", markup=False,
+                                       highlight=False)
+            elif event.kind == "done" and event.result is not None:
                 self.state[event.host] = "done"
                 if not self.interactive:
                     r = event.result

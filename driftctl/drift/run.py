@@ -87,9 +87,8 @@ class DriftRun:
 
     def run(self, hosts: Sequence[Host]) -> RunResult:
         run = RunResult(command="drift")
-        run.hosts = self.engine.fan_out(hosts, self.host)
+        run.hosts = self.engine.in_batches(run, hosts, self.host)  # --serial batches, --tags like any run
         run.finished = time.time()
-        run.aborted = self.engine.abort.is_set()
         return run
 
     def host(self, host: Host, transport: Transport) -> HostResult:

@@ -237,6 +237,7 @@ class _Compiler:
         relations: dict[str, list[str]] = {k: [] for k in RELATIONS}
         relation_locations: dict[str, Location] = {}
         sensitive = False
+        tags: list[str] = []
         for key, value in body.items():
             loc = body.loc(key)
             if key in ("when", "loop", "loop_var"):
@@ -256,8 +257,12 @@ class _Compiler:
                 else:
                     sensitive = rendered
             elif key == "tags":
+                if isinstance(rendered, str) and not unknown:
+                    rendered = rendered.split(",")  # tags: web or "web,db", as Ansible allows
                 if not unknown and not (isinstance(rendered, list) and all(isinstance(t, str) for t in rendered)):
                     raise ManifestError("tags must be a list of strings", loc)
+                if not unknown:
+                    tags = [t.strip() for t in rendered if t.strip()]
             else:
                 if unknown:
                     uncertain.add(name)
@@ -280,7 +285,7 @@ class _Compiler:
             name = f"<{cls.namevar} from facts #{self.unknown_titles}>"
         else:
             name = self.shown_title(decl.type, cls.title(params), params.get(cls.namevar))
-        resource = Resource(decl.type, name, params, decl.location, sensitive=sensitive, **relations)
+        resource = Resource(decl.type, name, params, decl.location, sensitive=sensitive, tags=tags, **relations)
         self.items.append(_Item(resource, cls, decl, uncertain, maybe, relation_locations))
 
     def _validate(self, cls: type[ResourceType], raw: dict[str, Any], location: Location,
@@ -513,3 +518,36 @@ def preflight(site: Site, inventory: Any, hosts: Sequence[Host],
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         lines.append(f"  {text} [hosts: {shown}]")
     raise ManifestError("\n".join(lines))
+
+
+def site_tags(site: Site) -> tuple[set[str], bool]:
+    """Every tag written in the manifests (all files, every host), and whether some are templated
+    (``"{{ ... }}"``: known only once the catalogs are rendered). No rendering, no host."""
+    known: set[str] = set()
+    templated = False
+    for mf in _site_files(site):
+        for decl in mf.resources:
+            if "tags" not in decl.body:
+                continue
+            value = decl.body["tags"]
+            values = value if isinstance(value, list) else [value]
+            for v in values:
+                if not isinstance(v, str):
+                    continue
+                if "{{" in v or "{%" in v:
+                    templated = True
+                    continue
+                known.update(t.strip() for t in (v.split(",") if value is v else [v]) if t.strip())
+    return known, templated
+
+
+def _site_files(site: Site) -> list[ManifestFile]:
+    files: dict[int, ManifestFile] = {}
+    for entry in site.entries:
+        for mf in entry.files:
+            files[id(mf)] = mf
+    for mf in site.files.values():
+        files[id(mf)] = mf
+    for role in site.roles.values():
+        files[id(role.manifest)] = role.manifest
+    return list(files.values())

@@ -15,6 +15,10 @@ from typing import Any
 from driftctl import __version__
 from driftctl.model import Change, HostResult, ResourceResult, RunResult, UnmanagedChange
 
+ABSENT = (None, "absent", "missing")
+# the field that says whether the thing exists, for types without an ``ensure`` (a line, a block, a cron entry)
+PRESENCE_FIELDS = ("ensure", "line", "block", "entry")
+
 SCHEMA = "driftctl.report/v1"
 
 
@@ -36,7 +40,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def resource_doc(r: ResourceResult) -> dict[str, Any]:
+def action(r: ResourceResult, command: str) -> str | None:
+    """A changed resource as Terraform counts it: ``add`` (absent before), ``remove`` (made absent), or
+    ``change`` (anything else: attributes, contents, a refresh, a command run, a pending deferral).
+    None for resources not changed, and in drift runs (drift is not a plan)."""
+    if r.status != "changed" or command == "drift":
+        return None
+    for c in r.changes:
+        if c.field not in PRESENCE_FIELDS:
+            continue
+        if c.before in ABSENT and c.after not in ABSENT:
+            return "add"
+        if c.after in ABSENT and c.before not in ABSENT:
+            return "remove"
+    return "change"
+
+
+def action_counts(resources: list[ResourceResult], command: str) -> dict[str, int]:
+    counts = {"add": 0, "change": 0, "remove": 0}
+    for r in resources:
+        a = action(r, command)
+        if a is not None:
+            counts[a] += 1
+    return counts
+
+
+def resource_doc(r: ResourceResult, command: str = "") -> dict[str, Any]:
     return {
         "id": r.id,
         "type": r.type or r.id.split(":", 1)[0],
@@ -53,6 +82,7 @@ def resource_doc(r: ResourceResult) -> dict[str, Any]:
         "observed_fingerprint": r.observed_fingerprint,
         "converged_fingerprint": r.converged_fingerprint,
         "observed": r.observed,
+        "action": action(r, command),
     }
 
 
@@ -85,7 +115,10 @@ def host_doc(h: HostResult, command: str) -> dict[str, Any]:
         "duration": round(h.duration, 3),
         "round_trips": h.round_trips,
         "facts": h.facts,
-        "resources": [resource_doc(r) for r in h.resources],
+        "excluded": h.excluded,
+        "batch": h.batch,
+        "actions": action_counts(h.resources, command),
+        "resources": [resource_doc(r, command) for r in h.resources],
         # null: the watch paths were not examined (not a drift run, host not probed, --against IMAGE);
         # []: examined, nothing changed
         "unmanaged": [unmanaged_doc(u) for u in h.unmanaged] if h.unmanaged_examined else None,
@@ -96,7 +129,7 @@ def build(run: RunResult, inventory: str, argv: list[str] | None = None) -> dict
     hosts = [host_doc(h, run.command) for h in run.hosts]
     statuses = [h["status"] for h in hosts]
     resources = [r for h in run.hosts for r in h.resources]
-    return {
+    doc: dict[str, Any] = {
         "schema": SCHEMA,
         "command": run.command,
         "inventory": inventory,
@@ -119,9 +152,20 @@ def build(run: RunResult, inventory: str, argv: list[str] | None = None) -> dict
             "resources_failed": sum(r.status == "failed" for r in resources),
             "resources_drifted": sum(bool(r.drift) and not r.ignored for r in resources),
             "unmanaged_changes": sum(not u.ignored for h in run.hosts for u in h.unmanaged),
+            "actions": action_counts(resources, run.command),
         },
+        "partial": run.partial,
         "hosts": hosts,
     }
+    if run.tags or run.skip_tags:
+        doc["tags"] = {"only": list(run.tags), "skip": list(run.skip_tags)}
+    if run.serial is not None:
+        doc["serial"] = {
+            "batches": run.serial.hosts, "max_fail_percentage": run.serial.max_fail_percentage,
+            "stopped_after": run.serial.stopped_after, "reason": run.serial.reason,
+            "not_started": run.serial.not_started,
+        }
+    return doc
 
 
 def current_user() -> str:
