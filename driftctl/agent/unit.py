@@ -45,6 +45,11 @@ def unit_view(props):
     }
 
 
+def unit_parse_show(text):
+    """The output of ``systemctl show -p UNIT_PROPS UNIT`` -> unit_view."""
+    return unit_view(parse_systemctl_show(text))
+
+
 def unit_files(params):
     """[(path, sha256)] of the files the resource manages: the unit file (when given), then the drop-ins."""
     name = params["name"]
@@ -66,7 +71,7 @@ def unit_systemd(name, timeout=None):
     rc, out, err = run(["systemctl", "show", "--no-pager", "-p", UNIT_PROPS, "--", name], timeout=limit)
     if rc != 0:
         raise Failure("systemctl show %s exited %d: %s" % (name, rc, (err or out).strip()))
-    return unit_view(parse_systemctl_show(out))
+    return unit_parse_show(out)
 
 
 def unit_ctl(params, *args):
