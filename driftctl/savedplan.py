@@ -300,7 +300,8 @@ def build(run: RunResult, catalogs: Mapping[str, Catalog], hosts: Sequence[Host]
 def _was_planned(h: HostResult) -> bool:
     """A host the plan observed: reached, and its resources reported (a host that failed as a whole,
     for example an agent that could not run, has no observations to hold an apply to)."""
-    return h.status != "unreachable" and h.catalog_digest is not None and not (h.error and not h.resources)
+    return (h.status != "unreachable" and h.catalog_digest is not None and h.interrupted is None
+            and not (h.error and not h.resources))
 
 
 def _guard_secrets(doc: dict[str, Any], secret_sets: Iterable[frozenset[str]]) -> None:

@@ -128,9 +128,10 @@ def _now() -> float:
 
 def apply_host(engine: Engine, plan: savedplan.SavedPlan, host: Any, transport: Transport) -> HostResult:
     """One host of a saved plan: probe, compare with what the plan saw, apply or refuse."""
-    fresh = engine.plan_host(host, transport)
     saved = plan.host(host.name)
-    assert saved is not None  # ctx.hosts were cut to the plan's
+    if saved is None:  # ctx.hosts were cut to the plan's: a bug if it happens
+        return HostResult(host.name, "failed", error="internal error: this host is not in the plan")
+    fresh = engine.plan_host(host, transport)
     stale = savedplan.staleness(saved, fresh.catalog, fresh.facts, plan_results(fresh))
     if stale:
         return _refused(engine, fresh, stale)

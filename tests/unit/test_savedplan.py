@@ -270,3 +270,13 @@ def test_is_saved_plan_looks_at_the_content(site: Site, tmp_path: Path) -> None:
     yaml_json.write_text('{"all": {"hosts": {"a": {}}}, "kind": "driftctl-plan"}')
     assert not is_saved_plan(yaml_json)  # an inventory in JSON that merely mentions the kind
     assert not is_saved_plan(tmp_path / "missing.json")
+
+
+def test_extra_variables_must_be_given_again_as_they_were_planned(site: Site) -> None:
+    ctx, engine = prepare(site.inv, None, False, site.manifests, site.flags(extra_vars=("greeting=hi",)))
+    save_plan(site.plan, engine.run("plan", ctx.hosts), engine, ctx, site.inv)
+    with pytest.raises(savedplan.PlanFileError, match="ctl: its variables differ"):
+        site.apply()  # without -e: the catalog would be another one
+    assert site.files() == {}
+    assert site.apply(extra_vars=("greeting=hi",)) == ExitCode.CHANGES
+    assert site.files()["a.txt"] == "hi a\n"
