@@ -12,14 +12,42 @@ import sys
 import click
 
 from driftctl import __version__
+from driftctl.cli import examples
 from driftctl.errors import DriftctlError, ExitCode
 
-COMMAND_MODULES = ("inventory", "facts", "converge", "drift", "history", "report", "schedule", "bake", "prune")
+COMMAND_MODULES = ("init", "inventory", "facts", "converge", "drift", "history", "report", "schedule", "bake",
+                   "prune", "completion")
+
+# Ansible's check mode (ansible-playbook --check/-C) and the common --dry-run, typed on plan, check or apply
+CHECK_MODE_FLAGS = ("--check", "-C", "--dry-run")
+
+
+def check_mode_hint(command: str, option: str) -> str | None:
+    """What to say instead of "no such option" when an Ansible user asks for check mode."""
+    if option not in CHECK_MODE_FLAGS or command not in ("plan", "check", "apply"):
+        return None
+    if command == "apply":
+        return (f"apply has no {option}: `driftctl plan INVENTORY` shows what apply would change, with diffs, "
+                "and changes nothing (Ansible's --check --diff); `driftctl check INVENTORY` is the same for "
+                "automation (exit 2 when changes are pending)")
+    return (f"{command} has no {option}: it never changes anything (it already is Ansible's --check)"
+            + ("; for automation use `driftctl check INVENTORY` (exit 2 when changes are pending)"
+               if command == "plan" else "; `driftctl apply INVENTORY` makes the changes"))
 
 
 class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # in registration order: the order of a user's workflow
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.NoSuchOption as e:
+            command = e.ctx.info_name if e.ctx is not None else None
+            hint = check_mode_hint(command or "", e.option_name)
+            if hint is None:
+                raise
+            raise click.UsageError(hint, ctx=e.ctx) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -40,6 +68,8 @@ for _name in COMMAND_MODULES:
     _full = f"driftctl.cli.cmd_{_name}"
     if importlib.util.find_spec(_full) is not None:
         importlib.import_module(_full).register(cli)
+
+examples.attach(cli)  # after every command is registered: examples (and missing descriptions) for --help
 
 
 def _two_malloc_arenas() -> None:

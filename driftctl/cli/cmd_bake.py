@@ -133,17 +133,29 @@ def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: 
 # ---------------------------------------------------------------- bake-verify
 
 
+def _verify_operands(operands: tuple[str, ...], inventory: Path | None) -> tuple[Path, str]:
+    """INVENTORY IMAGE, as every command takes the inventory first; the older ``IMAGE -i INVENTORY`` too."""
+    if inventory is not None:
+        if len(operands) != 1:
+            raise click.UsageError("with -i INVENTORY give one IMAGE (or drop -i: bake-verify INVENTORY IMAGE)")
+        return inventory, operands[0]
+    if len(operands) != 2:
+        raise click.UsageError(f"bake-verify takes INVENTORY IMAGE, got {len(operands)} argument(s)")
+    return Path(operands[0]), operands[1]
+
+
 @click.command("bake-verify")
-@click.argument("image", metavar="IMAGE")
-@click.option("-i", "--inventory", required=True, type=click.Path(path_type=Path), help="The inventory.")
+@click.argument("operands", metavar="INVENTORY IMAGE", nargs=-1)
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), hidden=True,
+              help="The inventory (older form: bake-verify IMAGE -i INVENTORY).")
 @bake_host_option
 @manifests_option
 @json_option
 @diff_option
 @verbose_option
-def verify_command(image: str, inventory: Path, host_name: str, manifests: Path | None, as_json: bool,
-                   diff: bool | None, verbose: bool) -> int:
-    """Check an image against HOST's manifests, without running it: exit 0 in sync, 2 differs, 4 failed.
+def verify_command(operands: tuple[str, ...], inventory: Path | None, host_name: str, manifests: Path | None,
+                   as_json: bool, diff: bool | None, verbose: bool) -> int:
+    """Check IMAGE against HOST's manifests, without running it: exit 0 in sync, 2 differs, 4 failed.
 
     Uses the agent's own observe code on the image's files and each resource type's own diff, so a
     verdict here is the verdict check would give on a host booted from the image.
@@ -153,6 +165,7 @@ def verify_command(image: str, inventory: Path, host_name: str, manifests: Path 
     from driftctl.bake.observe import image_facts, wanted_paths
     from driftctl.cli.render import host_section
 
+    inventory, image = _verify_operands(operands, inventory)
     p = prepare(inventory, host_name, manifests)
     started = time.monotonic()
     with open_image(image) as img:

@@ -48,6 +48,28 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+MAX_EVENTS = 100_000
+DEFAULT_EVENTS = 50
+
+
+def _events_wanted(last: int | None, old_limit: str | None) -> int:
+    """--last N; the old ``--limit N`` still works for one release, with a warning. ``--limit`` given a host
+    pattern (as every other command takes it) is an error that points to --host."""
+    if old_limit is None:
+        return DEFAULT_EVENTS if last is None else last
+    if last is not None:
+        raise click.UsageError("--limit is the old name of --last: give only --last")
+    if not old_limit.strip().isdigit():
+        raise click.BadParameter(f"{old_limit!r}: history selects a host with --host HOST (and the number of "
+                                 "events with --last N); -l/--limit PATTERN is for commands that contact hosts",
+                                 param_hint="--limit")
+    n = int(old_limit)
+    if not 1 <= n <= MAX_EVENTS:
+        raise click.BadParameter(f"{n} is not in the range 1<=x<={MAX_EVENTS}", param_hint="--limit")
+    ui.warn(f"history --limit N is deprecated and will be removed in the next release: use --last {n}")
+    return n
+
+
 def _when(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
@@ -92,16 +114,19 @@ def _episode_json(e: DriftEpisode) -> dict[str, Any]:
 @click.option("--host", metavar="HOST", help="Only this host.")
 @click.option("--resource", metavar="ID|PATH", help="Only this resource (file:/etc/motd) or watched path.")
 @click.option("--since", metavar="WHEN", help="From this date/time (UTC) or age: 2026-11-01, 7d, 12h.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
-              help="The latest N events.")
+@click.option("--last", type=click.IntRange(1, MAX_EVENTS), default=None, metavar="N",
+              help=f"The latest N events (default {DEFAULT_EVENTS}).")
+@click.option("--limit", "old_limit", metavar="N", hidden=True,
+              help="Deprecated name of --last (-l/--limit is a host pattern everywhere else).")
 @json_option
 @store_options
-def history_cmd(inventory: Path, host: str | None, resource: str | None, since: str | None, limit: int,
-                as_json: bool, state_dir: str | None, state: str | None) -> int:
+def history_cmd(inventory: Path, host: str | None, resource: str | None, since: str | None, last: int | None,
+                old_limit: str | None, as_json: bool, state_dir: str | None, state: str | None) -> int:
     """What happened to an inventory, oldest first: applies, drift found and resolved, failures.
 
     Reads the state store only; contacts no host. Drift still open is summed up at the end.
     """
+    limit = _events_wanted(last, old_limit)
     start = parse_since(since)
     key = inventory_key(inventory)
     with open_from_flags(state_dir, state) as store:
