@@ -239,9 +239,9 @@ def read_password_file(source: str, label: str | None, client_id: str | None = N
         if client and asked:
             argv += ["--vault-id", asked]
         try:
-            # a plain script's stderr stays on the terminal (it may ask something there), as in Ansible
-            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if client else None,
-                               stdin=subprocess.DEVNULL if client else None, check=False)
+            # a plain script's stderr stays on the terminal (it may ask something there), as in Ansible;
+            # a client script's is captured for the message, as Ansible does
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE if client else None, check=False)
         except OSError as e:
             raise ConfigError(f"{what}: cannot run the password script: {e.strerror} "
                               "(if it is not a script, remove its executable bit)") from None

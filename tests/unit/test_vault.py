@@ -260,6 +260,8 @@ def test_vault_tag_is_a_secret(pw):
     assert data == {"plain": 1, "token": "t0k3n ✓"}
     assert isinstance(data["token"], Secret)
     assert "t0k3n" not in repr(data)
+    older = _vault_value("token", "old-tag", PASSWORDS["default"]).replace("!vault", "!vault-encrypted")
+    assert yamlsrc.load_text(older, "vars.yml") == {"token": "old-tag"}  # Ansible's older spelling
 
 
 def test_vault_tag_errors_name_file_line_and_vault_id(pw):
