@@ -129,7 +129,8 @@ class DriftRun:
                     r.observed_fingerprint = new.observed_fingerprint
         result = self.engine.host_result(plan, results)  # its status from these results, as every command's
         result.unmanaged = self._unmanaged(host.name, plan, episodes)
-        result.unmanaged_examined = self.store is not None and self.use_baselines
+        # a host the tags narrowed has no watch this run: its unmanaged changes are unknown, not none
+        result.unmanaged_examined = self.store is not None and self.use_baselines and not plan.catalog.excluded
         return result
 
     # ---- helpers
