@@ -85,27 +85,67 @@ def unit_ctl(params, *args):
 # ---- observe
 
 
+def unit_file_refusal(target, st):
+    """Why a unit's file (a Target, lstat ``st``) that is not a regular file is never written: plan and
+    apply say it in the same words."""
+    link = target.readlink()
+    hint = ", or unmask the unit" if link == "/dev/null" else ""
+    return ("%s is %s: driftctl never follows or replaces it for a unit (remove it%s)"
+            % (target.path, fs_describe_type(file_kind(st), link), hint))
+
+
+def unit_refusal(params):
+    """Why apply would refuse to write the unit's files, or None: a symlink planted on the way, a
+    .d that is not a directory, something other than a regular file at a file's path. Checked for
+    every file before any is written, so a refused unit leaves nothing half-written."""
+    out = []
+    if params.get("dropins"):
+        target, unsafe = fs_probe_target(UNIT_DIR + "/" + params["name"] + ".d")
+        if target is not None:
+            with target:
+                unsafe = unit_dir_refusal(target)
+        if unsafe:
+            out.append(unsafe)
+    for path, _sha in unit_files(params):
+        if out:
+            break  # a refused .d: the drop-ins below it are not looked at through it
+        target, unsafe = fs_probe_target(path)
+        if unsafe:
+            out.append(unsafe)
+        elif target is not None:
+            with target:
+                st = target.lstat()
+                if st is not None and not stat.S_ISREG(st.st_mode):
+                    out.append(unit_file_refusal(target, st))
+    return "; ".join(out) or None
+
+
+def unit_dir_refusal(target):
+    """Why the unit's .d directory (a Target) is not used: something other than a directory is there
+    (a symlink is never followed to it, even root's), or None."""
+    st = target.lstat()
+    if st is None or stat.S_ISDIR(st.st_mode):
+        return None
+    return ("%s is %s, not a directory: driftctl never follows or replaces it for a unit's drop-ins"
+            % (target.path, fs_describe_type(file_kind(st), target.readlink())))
+
+
 def unit_observe_file(path, want_sha, want_text):
-    """(sha or None when missing, text when it differs and is small, _cas, refusal or None) of one file."""
-    target, unsafe = fs_probe_target(path)
-    if unsafe:
-        return None, None, None, unsafe
+    """(sha or None when missing or not a file, its text when it differs and is small, _cas) of one file
+    (what is in the way is unit_refusal's business)."""
+    target = fs_probe_target(path)[0]
     if target is None:
-        return None, None, None, None
+        return None, None, None
     with target:
         st = target.lstat()
         if st is None:
-            return None, None, None, None
+            return None, None, None
         if not stat.S_ISREG(st.st_mode):
-            kind = file_kind(st)
-            return None, None, cas_dict(st, None), (
-                "%s is %s: driftctl never follows or replaces it for a unit (remove it%s)"
-                % (path, fs_describe_type(kind, target.readlink()),
-                   ", or unmask the unit" if target.readlink() == "/dev/null" else ""))
+            return None, None, cas_dict(st, None)
         sha, text, _data, fst = target.read(want_text=want_text)
         if want_text and text is None and fst.st_size == 0:
             text = ""
-        return sha, (text if sha != want_sha else None), cas_dict(fst, sha), None
+        return sha, (text if sha != want_sha else None), cas_dict(fst, sha)
 
 
 def unit_observe(params, ctx):
@@ -114,15 +154,12 @@ def unit_observe(params, ctx):
     want_text = bool(params.get("_want_content", ctx.want_content))
     observed = {}
     cas = {}
-    refusals = []
     dropins = {}
     texts = {}
     main = UNIT_DIR + "/" + params["name"]
     for path, sha in unit_files(params):
-        got, text, seen, refusal = unit_observe_file(path, sha, want_text)
+        got, text, seen = unit_observe_file(path, sha, want_text)
         cas[path] = seen
-        if refusal:
-            refusals.append(refusal)
         if path == main:
             observed["content_sha256"] = got
             if text is not None:
@@ -139,8 +176,9 @@ def unit_observe(params, ctx):
     view = unit_systemd(params["name"], params.get("timeout"))
     observed.update(needs_reload=view["needs_reload"], enabled=view["enabled"], running=view["running"])
     observed["_cas"] = {"unit_files": cas}
-    if refusals:
-        observed["_refusal"] = "; ".join(refusals)
+    refusal = unit_refusal(params)
+    if refusal:
+        observed["_refusal"] = refusal
     return observed
 
 
@@ -162,15 +200,14 @@ def unit_dropin_dir(path):
     """Make the unit's .d directory (0755) when it is missing; never through or over a symlink."""
     target = fs_target(path)
     with target:
-        st = target.lstat()
-        if st is None:
+        refusal = unit_dir_refusal(target)
+        if refusal:
+            raise Failure(refusal)
+        if target.lstat() is None:
             try:
                 os.mkdir(target.name, 0o755, dir_fd=target.dfd)
             except OSError as e:
                 raise Failure("creating %s: %s" % (path, e.strerror)) from None
-        elif not stat.S_ISDIR(st.st_mode):
-            raise Failure("%s is %s, not a directory: driftctl never replaces it"
-                          % (path, fs_describe_type(file_kind(st), target.readlink())))
 
 
 def unit_write(params, path, sha, ctx):
@@ -181,8 +218,7 @@ def unit_write(params, path, sha, ctx):
     with target:
         st = target.lstat()
         if st is not None and not stat.S_ISREG(st.st_mode):
-            raise Failure("%s is %s: driftctl never follows or replaces it for a unit"
-                          % (path, fs_describe_type(file_kind(st), target.readlink())))
+            raise Failure(unit_file_refusal(target, st))
         if st is not None and target.read()[0] == sha:
             return False
         if st is not None:
@@ -199,6 +235,9 @@ def unit_write(params, path, sha, ctx):
 
 def unit_apply(params, changes, ctx):
     name = params["name"]
+    refusal = unit_refusal(params)
+    if refusal:
+        raise Failure(refusal)
     expects = ctx.expect
     written = False
     try:

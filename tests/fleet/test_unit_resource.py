@@ -10,11 +10,15 @@ with testinfra and ``systemctl`` through podman exec, never with driftctl's own 
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from driftctl.errors import Location
+from driftctl.resources.base import get_type
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from e2ehelp import CLIResult, driftctl, write_inventory
@@ -170,6 +174,86 @@ def test_notify_restarts_once(fresh_host: Any, tmp_path: Path) -> None:
     assert result.rc == 2, result.output
     assert fields(got["unit:app.service"]) == ["content"]
     assert starts(host) == 3
+
+
+SIMPLE = "[Service]\nExecStart=/usr/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n"
+GUARDED = "sha256sum /etc/shadow /etc/passwd; ls -la --time-style=full-iso /etc /etc/systemd/system | sha256sum"
+
+
+def agent_item(**raw: Any) -> tuple[dict[str, Any], dict[str, str], Any, dict[str, Any]]:
+    rtype = get_type("unit")
+    assert rtype is not None
+    params = rtype.validate(raw, Location("tests/fleet/test_unit_resource.py", 1))
+    blobs = {k: base64.b64encode(v).decode() for k, v in rtype.blobs(params).items()}
+    return {"id": f"unit:{params['name']}", "type": "unit", "params": rtype.agent_params(params)}, blobs, rtype, params
+
+
+def probe_and_apply(host: Any, between: str = "", **raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Probe one unit, run ``between`` on the host, then apply the planned changes with the probe's
+    expectation (as the engine does); returns (probe entry, apply result)."""
+    it, blobs, rtype, params = agent_item(**raw)
+    probe = host.agent({"op": "probe", "facts": False, "resources": [it]})
+    assert probe["ok"], probe
+    seen = probe["resources"][it["id"]]
+    assert "observed" in seen, seen
+    changes = [c.field for c in rtype.diff(rtype.desired(params), seen["observed"])]
+    assert changes
+    if between:
+        assert host.sh(between).rc == 0
+    item = {**it, "changes": changes, "expect": seen["observed"]["_cas"]}
+    answer = host.agent({"op": "apply", "blobs": blobs, "resources": [item]})
+    assert answer["ok"], answer
+    return seen, answer["results"][it["id"]]
+
+
+def test_unit_never_writes_through_a_link_and_refuses_a_file_edited_since_the_plan(fresh_host: Any) -> None:
+    host = fresh_host
+    host.sh("ln -s /etc/shadow /etc/systemd/system/evil.service && ln -s /etc /etc/systemd/system/web.service.d")
+    before = host.sh(GUARDED).stdout_text
+    seen, result = probe_and_apply(host, name="evil.service", content=SIMPLE, state="started")
+    assert result["status"] == "failed", result
+    assert "/etc/systemd/system/evil.service is a symlink (to /etc/shadow): driftctl never follows" in result["error"]
+    assert seen["refuse"] == result["error"]
+    seen, result = probe_and_apply(host, name="web.service", content=SIMPLE, dropins={"10-a.conf": "[Service]\n"})
+    assert result["status"] == "failed", result
+    assert "web.service.d is a symlink (to /etc), not a directory: driftctl never follows" in result["error"]
+    assert seen["refuse"] == result["error"]
+    assert host.exec(["test", "-e", "/etc/10-a.conf"]).rc == 1
+    assert host.sh(GUARDED).stdout_text == before
+
+    # edited by hand between the plan and the apply: not replaced, nothing restarted
+    host.sh("printf '[Service]\\nExecStart=/usr/bin/sleep 1\\n' > /etc/systemd/system/app.service")
+    seen, result = probe_and_apply(host, "echo '# by hand' >> /etc/systemd/system/app.service",
+                                   name="app.service", content=SIMPLE, state="started")
+    assert result["status"] == "failed", result
+    assert "/etc/systemd/system/app.service changed underneath since the plan: content" in result["error"]
+    assert host.exec(["tail", "-1", "/etc/systemd/system/app.service"]).stdout_text == "# by hand\n"
+    assert not host.testinfra().service("app").is_running
+
+
+def test_several_units_in_one_run_and_a_dropin_on_a_packaged_unit(fresh_host: Any, tmp_path: Path) -> None:
+    host = fresh_host
+    units = "".join(
+        f"  - unit: app{i}.service\n    content: {SIMPLE!r}\n    enabled: true\n    state: started\n".replace(
+            "'", '"') for i in range(5))
+    cron = "  - unit: cron.service\n    dropins:\n      10-nice.conf: \"[Service]\\nNice=7\\n\"\n"
+    timer = ("  - unit: tick.service\n    content: \"[Service]\\nType=oneshot\\nExecStart=/bin/true\\n\"\n"
+             "  - unit: tick.timer\n    content: \"[Timer]\\nOnCalendar=hourly\\n[Install]\\n"
+             "WantedBy=timers.target\\n\"\n    enabled: true\n    state: started\n")
+    write_site(tmp_path, "x", "resources:\n" + units + cron + timer)
+    cron_pid = host.exec(["systemctl", "show", "-p", "MainPID", "--value", "cron"]).stdout_text
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert all(r["status"] == "changed" for r in got.values()), got
+    for i in range(5):
+        assert host.testinfra().service(f"app{i}").is_running
+    # the packaged unit's drop-in is in effect: cron was restarted with it
+    assert host.exec(["systemctl", "show", "-p", "Nice", "--value", "cron"]).stdout_text == "7\n"
+    assert host.exec(["systemctl", "show", "-p", "MainPID", "--value", "cron"]).stdout_text != cron_pid
+    assert host.exec(["systemctl", "is-active", "tick.timer"]).stdout_text == "active\n"
+    assert host.exec(["systemctl", "is-enabled", "tick.timer"]).stdout_text == "enabled\n"
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 0 and {r["status"] for r in got.values()} == {"ok"}, result.output
 
 
 @pytest.mark.parametrize(
