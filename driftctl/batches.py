@@ -86,10 +86,10 @@ class Verdict:
 
 def judge(failed: int, size: int, max_fail: float | None) -> Verdict:
     """Whether later batches must not start after one with ``failed`` of ``size`` hosts failed."""
-    if size and failed == size:
-        return Verdict(True, failed, size, f"every host of the batch failed ({failed} of {size})")
     if max_fail is not None and size and failed * 100 > max_fail * size:
         share = 100.0 * failed / size
         return Verdict(True, failed, size,
                        f"{failed} of {size} hosts failed ({share:.0f}% > --max-fail-percentage {max_fail:g})")
+    if size and failed == size:
+        return Verdict(True, failed, size, f"every host of the batch failed ({failed} of {size})")
     return Verdict(False, failed, size)

@@ -147,5 +147,5 @@ def warn_dropped(host: str, dropped: Sequence[Dropped]) -> None:
         return
     pairs = ", ".join(f"{d.source} -> {d.target}" if d.kind == "notify" else f"{d.target} -> {d.source}"
                       for d in lost)
-    log.warning("%s: refresh not sent to resources the tags leave out (%s): run them with their own tag "
-                "to restart or reload them", host, pairs)
+    log.warning("%s: notified resources are left out by the tags (%s): a change will not refresh them in "
+                "this run; select their tag too to restart or reload them", host, pairs)

@@ -22,7 +22,7 @@ from driftctl.resources.base import get_type
 
 STATUS_STYLE = {
     "ok": "green", "changed": "yellow", "failed": "bold red", "skipped": "magenta",
-    "unreachable": "bold red", "drifted": "yellow",
+    "unreachable": "bold red", "drifted": "yellow", "not started": "magenta",
 }
 MARK = {"ok": " ", "changed": "~", "failed": "x", "skipped": "-"}
 
@@ -73,7 +73,11 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
         console.print(text, soft_wrap=True, highlight=False, end="")
         return
     n_changed = counts["drifted"] if command == "drift" else counts["changed"]
-    text.append(f"{n_changed} {verb}", style="yellow" if n_changed else "green").append(f", {counts['ok']} in sync")
+    if command != "drift" and n_changed:  # Terraform's counts: what is created, changed, made absent
+        text.append(action_text(action_counts(h.resources, command), command), style="yellow")
+    else:
+        text.append(f"{n_changed} {verb}", style="yellow" if n_changed else "green")
+    text.append(f", {counts['ok']} in sync")
     if counts["failed"]:
         text.append(", ").append(f"{counts['failed']} failed", style="bold red")
     if counts["skipped"]:
@@ -82,10 +86,7 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
         text.append(", ").append(f"{len(h.unmanaged)} unmanaged change(s)", style="yellow")
     if h.excluded:
         text.append(", ").append(f"{h.excluded} left out by tags", style="dim")
-    text.append(f"  ({h.duration:.1f}s, {h.round_trips} round trips)", style="dim")
-    if command != "drift" and n_changed:
-        text.append("  " + plan_line(action_counts(h.resources, command), command))
-    text.append("\n")
+    text.append(f"  ({h.duration:.1f}s, {h.round_trips} round trips)\n", style="dim")
     for r in h.resources:
         interesting = r.status != "ok" or (command == "drift" and r.drift)
         if interesting or verbose:
@@ -154,11 +155,16 @@ def _why_not(h: HostResult) -> str:
     return (h.error or "").removeprefix("not started: ")
 
 
-def plan_line(counts: dict[str, int], command: str) -> str:
-    """Terraform's summary: ``Plan: 3 to add, 2 to change, 0 to remove.`` (apply: added, changed, removed)."""
+def action_text(counts: dict[str, int], command: str) -> str:
+    """``3 to add, 2 to change, 0 to remove`` (apply: ``3 added, 2 changed, 0 removed``)."""
     if command == "apply":
-        return f"Apply: {counts['add']} added, {counts['change']} changed, {counts['remove']} removed."
-    return f"Plan: {counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove."
+        return f"{counts['add']} added, {counts['change']} changed, {counts['remove']} removed"
+    return f"{counts['add']} to add, {counts['change']} to change, {counts['remove']} to remove"
+
+
+def plan_line(counts: dict[str, int], command: str) -> str:
+    """Terraform's summary: ``Plan: 3 to add, 2 to change, 0 to remove.`` (apply: ``Apply: 3 added, ...``)."""
+    return f"{'Apply' if command == 'apply' else 'Plan'}: {action_text(counts, command)}."
 
 
 def summary_counts(h: HostResult) -> dict[str, int]:
