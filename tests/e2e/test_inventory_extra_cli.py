@@ -127,7 +127,7 @@ def listener() -> Iterator[tuple[int, list[object]]]:
         (["--limit", "@typo.retry"], "typo.retry:2: |host pattern 'web2' matches no host or group"),
         (["--vault-password-file", "nope.txt"], "nope.txt"),
         (["--ask-vault-pass", "--vault-password-file", "pw.txt"], "exclude each other"),
-        (["--ask-vault-pass"], "vault"),
+        (["--ask-vault-pass"], "vault id 'default'@prompt: there is no terminal to ask for the password on"),
     ],
 )
 def test_input_errors_exit_1_before_any_connection(tmp_path, listener, extra_args, message):
