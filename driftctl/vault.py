@@ -308,8 +308,9 @@ class Keyring:
             if not isinstance(slug, str) or not slug.strip():
                 raise ConfigError(f"vault id {slug!r}: empty (expected LABEL@SOURCE or a password file)")
             label, source = split_vault_id(slug)
-            if label is not None and (not label or ";" in label):
-                raise ConfigError(f"vault id {slug!r}: the label before '@' must be a non-empty name without ';'")
+            label = label or None  # '@SOURCE' is the default id, as in Ansible
+            if label is not None and (";" in label or label != label.strip()):
+                raise ConfigError(f"vault id {slug!r}: the label before '@' must be a name without ';' or spaces")
             if not source:
                 raise ConfigError(f"vault id {slug!r}: nothing after '@' (a password file, a script or 'prompt')")
             name = label or DEFAULT_ID

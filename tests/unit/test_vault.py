@@ -223,9 +223,43 @@ def test_missing_empty_and_directory_sources_name_the_source(tmp_path):
         vault.Keyring.from_sources([], [f"e@{tmp_path / 'empty'}"])
     with pytest.raises(ConfigError, match="is a directory"):
         vault.Keyring.from_sources([str(tmp_path)], [])
-    for slug in ("@x", "lab@", ""):
+    for slug in ("a;b@x", "lab@", ""):
         with pytest.raises(ConfigError, match="vault id"):
             vault.Keyring.from_sources([], [slug])
+
+
+def test_an_empty_label_is_the_default_id(pw):
+    assert vault.Keyring.from_sources([], [f"@{pw['default']}", pw["prod"]]).ids == ["default", "default"]
+
+
+def test_prompt_asks_on_the_terminal():
+    """A real pseudo-terminal: the password typed there opens the 1.2 file; the prompt names the id."""
+    import pty
+
+    code = ("from driftctl import vault\n"
+            f"k = vault.Keyring.from_sources([], ['prod@prompt'])\n"
+            f"print('RESULT', k.decrypt(open({str(DATA / 'file-prod.vault')!r}).read()))\n")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.execv(sys.executable, [sys.executable, "-c", code])
+    out = b""
+    try:
+        while b"Vault password (prod): " not in out:
+            out += os.read(fd, 1024)
+        os.write(fd, PASSWORDS["prod"].encode() + b"\n")
+        while True:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child is gone: EIO
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert f"RESULT ({PLAIN!r}, 'prod')".encode() in out, out
+    assert PASSWORDS["prod"].encode() not in out  # getpass does not echo it
 
 
 def test_prompt_without_a_terminal_is_an_error():
