@@ -2,7 +2,8 @@
 
 Each ``-e`` argument is read as Ansible's ``load_extra_vars`` reads it:
 
-- ``@FILE``: a YAML (or JSON) file holding a mapping; errors name the file and line;
+- ``@FILE``: a YAML (or JSON) file holding a mapping, possibly vault-encrypted as a whole (with the
+  passwords installed in driftctl.vault); errors name the file and line;
 - text starting with ``{`` or ``[``: inline YAML/JSON (``-e '{"replicas": 3}'``); it must be a mapping;
 - anything else: ``key=value`` pairs separated by spaces, quoted like Ansible's ``parse_kv`` does
   (``-e 'motd="hello world" env=prod'``); the values are strings, as in Ansible;
@@ -151,7 +152,8 @@ def read_one(arg: str, cwd: Path | None = None) -> VarSet:
             raise ConfigError(f"extra variables file {name} is a directory", where)
         if not path.exists():
             raise ConfigError(f"extra variables file {name} not found", where)
-        return _mapping(yamlsrc.load_file(path, ConfigError), Location(str(path), 1), "an extra variables file")
+        # a whole vault-encrypted file is decrypted (its values become secrets), as Ansible reads -e @vault.yml
+        return _mapping(yamlsrc.load_vars_file(path, ConfigError), Location(str(path), 1), "an extra variables file")
     if arg[0] in "/.":
         raise ConfigError(f"{arg!r} looks like a file name", where, f"write -e @{arg} to read it (as Ansible asks)")
     if arg[0] in "[{":

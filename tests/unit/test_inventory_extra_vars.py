@@ -177,3 +177,36 @@ def test_same_winning_value_as_ansible(tmp_path, extra):
     (tmp_path / "vars.yaml").write_text("x: from_file\n")
     ours = load_inventory(inv, extra_vars=extravars.read(extra, cwd=tmp_path)).hosts["web1"].vars["x"]
     assert ours == _ansible_debug(inv, "web1", "x", extra, tmp_path)
+
+
+def _ansible_vault(args: list[str], home: Path) -> None:
+    exe = shutil.which("ansible-vault", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if exe is None:
+        pytest.fail("ansible-vault not found: pip install ansible-core")
+    env = {**os.environ, "ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"), "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_vault_encrypted_extra_vars_file_is_decrypted_into_secrets(tmp_path):
+    from driftctl import vault
+    from driftctl.secret import Secret
+
+    pw = tmp_path / "pw"
+    pw.write_text("extra-vars-pass\n")
+    pw.chmod(0o600)
+    f = tmp_path / "secrets.yml"
+    f.write_text("db_password: hunter2-not-real\nport: 5432\n")
+    _ansible_vault(["encrypt", "--vault-password-file", str(pw), str(f)], tmp_path / "ah")
+    assert f.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+    with pytest.raises(InputError, match="vault"):  # no password given: an error naming the file
+        vault.install(None)
+        extravars.read([f"@{f}"])
+    vault.install(vault.Keyring.from_sources([str(pw)], []))
+    try:
+        extra = extravars.read([f"@{f}"])
+    finally:
+        vault.install(None)
+    value = extra.values["db_password"]
+    assert isinstance(value, Secret) and str.__str__(value) == "hunter2-not-real"
+    assert str(extra.sources["db_password"]) == f"{f}:1"
