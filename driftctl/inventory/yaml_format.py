@@ -63,10 +63,12 @@ def _as_mapping(value: Any, what: str, where: Location) -> dict[Any, Any]:
     return value
 
 
-def load(path: Path, builder: Builder) -> None:
+def load(path: Path, builder: Builder, source: tuple[str, bool] | None = None) -> None:
     """Read one YAML (or JSON) inventory file into ``builder``. A whole vault-encrypted file is
-    decrypted; the variables it sets are secrets (host and group names are not)."""
-    text, vaulted = yamlsrc.read_source(path, InventoryError)
+    decrypted; the variables it sets are secrets (host and group names are not). ``source``: the
+    file's text and whether it was vault-encrypted, when the caller has read it already
+    (``yamlsrc.read_source``, to tell YAML from INI by the decrypted text)."""
+    text, vaulted = source if source is not None else yamlsrc.read_source(path, InventoryError)
     data = yamlsrc.load_text(text, str(path), InventoryError)
     top = Location(str(path), 1)
     if data is None:
