@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from e2ehelp import driftctl, write_inventory
 
-from driftctl.store import inventory_key, open_store
+from driftctl.store import inventory_key, json_schema, open_store
 
 RESOURCES = """\
 watch: [/etc/tagtest]
@@ -36,6 +36,14 @@ resources:
     tags: [never, debug]
 """
 
+
+
+def valid(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document, after checking it against the report's JSON Schema (strict: a new field must be in it)."""
+    import jsonschema
+
+    jsonschema.Draft202012Validator(json_schema()).validate(doc)
+    return doc
 
 def manifests(tmp_path: Path) -> Path:
     root = tmp_path / "manifests"
@@ -85,7 +93,7 @@ def test_a_partial_drift_run_leaves_filtered_drift_alone(fresh_host: Any, tmp_pa
     # --tags web: db.conf is not examined, not listed, and its episode is left as it was
     partial = driftctl("drift", *args, "--tags", "web", "--json", state_dir=state)
     assert partial.rc == 0, partial.output
-    doc = partial.json()
+    doc = valid(partial.json())
     assert doc["partial"] is True and doc["tags"] == {"only": ["web"], "skip": []}
     assert list(by_id(doc)) == ["file:/etc/tagtest/web.conf"]
     host = doc["hosts"][0]
@@ -114,6 +122,7 @@ def test_a_partial_drift_run_leaves_filtered_drift_alone(fresh_host: Any, tmp_pa
     # the whole run again: the same episode, counted once more (not resolved, not restarted)
     full = driftctl("drift", *args, "--tags", "all,debug", "--json", state_dir=state)
     assert full.rc == 2, full.output
+    valid(full.json())
     again = by_id(full.json())["file:/etc/tagtest/db.conf"]
     assert (again["drift"], again["runs"], again["since"]) == ("corrective", 2, first["since"])
     assert by_id(full.json())["file:/etc/tagtest/web.conf"]["drift"] is None
