@@ -14,6 +14,8 @@ facts (and skips the checks that need the real value) and that the host must be 
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -24,7 +26,16 @@ import jinja2
 from jinja2 import nodes
 
 from driftctl.errors import Location, ManifestError, TemplateError
-from driftctl.manifest.sandbox import LimitedSandbox, RenderTooLarge, render_capped, size_of
+from driftctl.manifest.filters import missing_filter_message
+from driftctl.manifest.sandbox import (
+    LimitedSandbox,
+    NativeText,
+    NoneText,
+    RenderTooLarge,
+    render_capped,
+    render_parts,
+    size_of,
+)
 from driftctl.yamlsrc import YamlMap, YamlSeq, decode_utf8
 
 _EXPR_ONLY = re.compile(r"^\{\{[-+]?(?P<expr>.*?)[-+]?\}\}$", re.S)
@@ -213,7 +224,12 @@ def _template_line(exc: BaseException, filename: str) -> int | None:
     return line
 
 
+_NO_FILTER = re.compile(r"^No filter named '(?P<name>[^']+)'")
+
+
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, jinja2.TemplateError) and (m := _NO_FILTER.match(str(exc.message or ""))):
+        return missing_filter_message(m.group("name"))
     if isinstance(exc, jinja2.UndefinedError):
         return str(exc.message)
     if isinstance(exc, jinja2.exceptions.SecurityError):
@@ -243,6 +259,133 @@ def plain(value: Any, what: str, location: Location) -> Any:
     raise TemplateError(f"{what}: the expression gives a {type(value).__name__}, which is not data", location)
 
 
+# ---- template files: Ansible's template module settings
+JINJA2_HEADER = "#jinja2:"
+NEWLINE_SEQUENCES = ("\n", "\r", "\r\n")
+_ESCAPED_NEWLINES = {"\\n": "\n", "\\r": "\r", "\\r\\n": "\r\n"}  # "\\n" as written in YAML single quotes
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateOptions:
+    """How a ``template:`` file is parsed and rendered: Ansible's template module defaults.
+
+    Differs from Jinja's defaults in ``trim_blocks`` (True). The final newlines are Ansible's too:
+    Jinja drops one (``keep_trailing_newline`` false) and the render gets as many trailing newlines
+    as the template file has, when it has fewer (see :func:`_restore_trailing_newlines`).
+    """
+
+    block_start_string: str = jinja2.defaults.BLOCK_START_STRING
+    block_end_string: str = jinja2.defaults.BLOCK_END_STRING
+    variable_start_string: str = jinja2.defaults.VARIABLE_START_STRING
+    variable_end_string: str = jinja2.defaults.VARIABLE_END_STRING
+    comment_start_string: str = jinja2.defaults.COMMENT_START_STRING
+    comment_end_string: str = jinja2.defaults.COMMENT_END_STRING
+    line_statement_prefix: str | None = None
+    line_comment_prefix: str | None = None
+    trim_blocks: bool = True
+    lstrip_blocks: bool = False
+    newline_sequence: str = "\n"
+    keep_trailing_newline: bool = False
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_string"):
+                if not isinstance(value, str) or not value:
+                    raise ValueError(f"{f.name} must be a non-empty string, not {value!r}")
+            elif f.name.endswith("_prefix"):
+                if value is not None and (not isinstance(value, str) or not value):
+                    raise ValueError(f"{f.name} must be a non-empty string or None, not {value!r}")
+            elif f.name == "newline_sequence":
+                if value not in NEWLINE_SEQUENCES:
+                    raise ValueError(f"newline_sequence must be one of '\\n', '\\r' or '\\r\\n', not {value!r}")
+            elif not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be true or false, not {value!r}")
+        starts = (self.block_start_string, self.variable_start_string, self.comment_start_string)
+        if len(set(starts)) != 3:
+            raise ValueError("block, variable and comment start strings must be different")
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any] | None) -> TemplateOptions:
+        """Ansible's defaults with ``options`` (a file resource's) over them; ValueError when wrong."""
+        if not options:
+            return DEFAULT_TEMPLATE_OPTIONS
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown template option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        values = dict(options)
+        if values.get("newline_sequence") in _ESCAPED_NEWLINES:
+            values["newline_sequence"] = _ESCAPED_NEWLINES[values["newline_sequence"]]
+        return dataclasses.replace(DEFAULT_TEMPLATE_OPTIONS, **values)
+
+    def jinja(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_header(self, source: str) -> tuple[str, TemplateOptions, int]:
+        """Apply a first line ``#jinja2: key: value, ...`` (values are Python literals), as Ansible does.
+
+        Returns the source without that line, the options, and how many lines were taken off (0 or 1).
+        The header wins over the resource's options, as it wins over the template module's in Ansible.
+        """
+        if not source.startswith(JINJA2_HEADER):
+            return source, self, 0
+        eol = source.find("\n")
+        if eol == -1:
+            raise ValueError(f"missing newline after the {JINJA2_HEADER!r} header")
+        line, rest = source[len(JINJA2_HEADER):eol], source[eol + 1:]
+        known = {f.name for f in dataclasses.fields(self)}
+        overrides: dict[str, Any] = {}
+        for pair in line.split(","):
+            if not pair.strip():
+                raise ValueError(f"{JINJA2_HEADER} header: an empty pair (a stray comma?)")
+            if ":" not in pair:
+                raise ValueError(f"{JINJA2_HEADER} header: no ':' in {pair.strip()!r} (write key: value)")
+            key, val = (p.strip() for p in pair.split(":", 1))
+            if key not in known:
+                raise ValueError(f"{JINJA2_HEADER} header: unknown option {key!r} (known: {', '.join(sorted(known))})")
+            try:
+                overrides[key] = ast.literal_eval(val)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{JINJA2_HEADER} header: {key}: {val!r} is not a Python literal "
+                                 f"(True, False, 'text', \"text\")") from None
+        return rest, dataclasses.replace(self, **overrides), 1
+
+
+DEFAULT_TEMPLATE_OPTIONS = TemplateOptions()
+
+
+def _trailing_newlines(text: str) -> int:
+    return len(text) - len(text.rstrip("\n"))
+
+
+def _restore_trailing_newlines(source: str, result: str, newline: str) -> str:
+    """Ansible's Templar: when the template ends in more "\\n" than the result, the result gets the
+    missing ones as ``newline`` (only "\\n" is counted, in both)."""
+    missing = _trailing_newlines(source) - _trailing_newlines(result)
+    return result + newline * missing if missing > 0 else result
+
+
+def _ansible_result(source: str, parts: list[str], newline: str) -> str:
+    """The file Ansible's template module writes from a template's outputs.
+
+    Ansible drops None outputs; a template with no output left writes an empty file, one whose only
+    output is a value that is not text (``{{ port }}``) writes that value's text and nothing else
+    (its final newlines are not restored); otherwise the text, with the final newlines restored as
+    ``newline``: the template module's (the resource's) newline_sequence, even when a ``#jinja2:``
+    header sets another, as Ansible does.
+    """
+    outputs = [p for p in parts if not isinstance(p, NoneText)]
+    if not outputs:
+        return ""
+    if len(outputs) == 1 and isinstance(outputs[0], NativeText):
+        return str.__str__(outputs[0])
+    return _restore_trailing_newlines(source, "".join(parts), newline)
+
+
+# a compiled template file, its source, its options after its header, and the header's lines (0 or 1)
+_CompiledFile = tuple[jinja2.Template, str, TemplateOptions, int]
+
 # Settings.max_render_bytes' default: what a Renderer caps at when nobody says otherwise
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -259,6 +402,8 @@ class Renderer:
         self.display = display
         self.max_bytes = max_bytes
         self._envs: dict[tuple[Path, ...], LimitedSandbox] = {}
+        self._file_envs: dict[tuple[tuple[Path, ...], TemplateOptions], LimitedSandbox] = {}
+        self._files: dict[tuple[str, tuple[Path, ...], TemplateOptions], _CompiledFile] = {}
         self._compiled: dict[str, Any] = {}
 
     def env(self, search: tuple[Path, ...] = ()) -> LimitedSandbox:
@@ -276,6 +421,24 @@ class Renderer:
                 cache_size=-1,
             )
             self._envs[search] = env
+        return env
+
+    def file_env(self, search: tuple[Path, ...], options: TemplateOptions) -> LimitedSandbox:
+        """The environment of ``template:`` files: Ansible's settings, a None output writes nothing."""
+        key = (search, options)
+        env = self._file_envs.get(key)
+        if env is None:
+            env = LimitedSandbox(
+                self.max_bytes,
+                ansible_output=True,
+                undefined=jinja2.StrictUndefined,
+                loader=_TreeLoader(search, self.tree, self.display, self.max_bytes),
+                autoescape=False,
+                auto_reload=False,
+                cache_size=-1,
+                **options.jinja(),
+            )
+            self._file_envs[key] = env
         return env
 
     # ---- strings in manifests
@@ -372,18 +535,24 @@ class Renderer:
         return value
 
     # ---- template files
-    def template_file(self, name: str, search: tuple[Path, ...], variables: Mapping[str, Any]) -> str:
-        """Render the template file ``name`` found in ``search``; errors name the template and line."""
-        env = self.env(search)
+    def template_file(self, name: str, search: tuple[Path, ...], variables: Mapping[str, Any],
+                      options: Mapping[str, Any] | None = None) -> str:
+        """Render the template file ``name`` found in ``search`` as Ansible's template module does.
+
+        ``options`` are the file resource's template options (``trim_blocks``, ``newline_sequence``,
+        delimiters...) over Ansible's defaults; a ``#jinja2:`` first line overrides both. Errors name
+        the template and its line.
+        """
         try:
-            template = env.get_template(name)
-        except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(_message(e), Location(e.filename or name, e.lineno)) from None
-        except jinja2.TemplateNotFound as e:
-            raise TemplateError(_message(e), Location(name)) from None
+            base = TemplateOptions.of(options)
+        except ValueError as e:
+            raise TemplateError(str(e), Location(name)) from None
+        template, source, _, offset = self._template(name, search, base)
         filename = template.filename or name
+        env = template.environment
+        assert isinstance(env, LimitedSandbox)
         try:
-            return render_capped(env, template, variables, "the rendered file")
+            parts = render_parts(env, template, variables, "the rendered file")
         except ManifestError:
             raise
         except jinja2.TemplateSyntaxError as e:  # an {% include %}d file with a syntax error
@@ -391,11 +560,40 @@ class Renderer:
         except Exception as e:
             # the innermost template frame: an error inside an {% include %}d file names that file.
             # Jinja rewrites tracebacks so template frames carry the template's file name and line.
-            where = Location(filename, _template_line(e, filename))
+            line = _template_line(e, filename)
+            where = Location(filename, line + offset if line else None)
             for frame, lineno in traceback.walk_tb(e.__traceback__):
                 if "__jinja_exception__" in frame.f_globals:
-                    where = Location(frame.f_code.co_filename, lineno)
+                    top = frame.f_code.co_filename == filename
+                    where = Location(frame.f_code.co_filename, lineno + offset if top else lineno)
             raise TemplateError(_message(e), where) from None
+        return _ansible_result(source, parts, base.newline_sequence)
+
+    def _template(self, name: str, search: tuple[Path, ...],
+                  base: TemplateOptions) -> _CompiledFile:
+        """The compiled file (cached), its source, its options after its header, the header's lines."""
+        key = (name, search, base)
+        cached = self._files.get(key)
+        if cached is not None:
+            return cached
+        loader = _TreeLoader(search, self.tree, self.display, self.max_bytes)
+        try:
+            source, filename, uptodate = loader.get_source(self.env(search), name)
+        except jinja2.TemplateNotFound as e:
+            raise TemplateError(_message(e), Location(name)) from None
+        try:
+            body, opts, offset = base.with_header(source)
+        except ValueError as e:
+            raise TemplateError(str(e), Location(filename, 1)) from None
+        env = self.file_env(search, opts)
+        try:
+            code = env.compile(body, name, filename)
+        except jinja2.TemplateSyntaxError as e:
+            line = e.lineno + offset if e.lineno and (e.filename or filename) == filename else e.lineno
+            raise TemplateError(_message(e), Location(e.filename or filename, line)) from None
+        template = env.template_class.from_code(env, code, env.make_globals(None), uptodate)
+        self._files[key] = cached = (template, source, opts, offset)
+        return cached
 
 
 def _line_in(location: Location, text: str, lineno: int | None) -> Location:

@@ -36,6 +36,8 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
+from driftctl.manifest import filters as ansible_filters
+
 _PER_ITEM = 8  # a reference in a list, a separator when shown: never count an item as free
 
 
@@ -44,6 +46,21 @@ class RenderTooLarge(jinja2.TemplateRuntimeError):
 
 
 _SCALARS = frozenset({int, float, bool, type(None)})
+
+
+class NativeText(str):
+    """The text of a ``{{ }}`` value that is not text (a number, a list, ...), in an Ansible-style render.
+
+    Ansible keeps such a value as it is when it is a template's only output (``{{ port }}`` renders
+    ``22`` without the template's final newline): the renderer needs to know what each output was.
+    """
+
+    def __str__(self) -> str:
+        return self  # Jinja's str() around each output must keep the mark
+
+
+class NoneText(NativeText):
+    """A ``{{ }}`` whose value is None: Ansible writes nothing and does not count it as an output."""
 
 
 def size_of(value: Any, budget: int) -> int:
@@ -147,13 +164,29 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _LimitedCodeGenerator
     intercepted_binops = frozenset({"*", "+", "**", "%"})
 
-    def __init__(self, max_bytes: int, **options: Any) -> None:
-        super().__init__(finalize=self._finalize, **options)
+    def __init__(self, max_bytes: int, *, ansible_output: bool = False, **options: Any) -> None:
+        """``options`` are Jinja's (``trim_blocks``, delimiters, ...). ``ansible_output``: outputs as
+        Ansible's templates make them: a ``{{ }}`` whose value is None writes nothing (Jinja writes
+        "None"), and each output is marked with what it was (:class:`NativeText`, :class:`NoneText`);
+        the finalize step runs at render time, so ``{{ 22 }}`` stays a number as in Ansible."""
+        finalize: Any = self._finalize
+        if ansible_output:
+            def ansible_finalize(eval_ctx: Any, value: Any) -> str:
+                return self._ansible_finalize(value)
+
+            finalize = jinja2.pass_eval_context(ansible_finalize)  # not a bound method: Jinja marks it
+        super().__init__(finalize=finalize, **options)
         self.max_bytes = max_bytes
         self.globals["lipsum"] = self._lipsum
-        for name in {*_FILTER_CHECKS, *_MATERIALISING_FILTERS}:
-            if name in self.filters:
-                self.filters[name] = _checked_filter(self, name, self.filters[name], _FILTER_CHECKS.get(name))
+        ansible_filters.install(self.filters, self.tests)
+        self.filters["regex_replace"] = functools.wraps(ansible_filters.regex_replace)(
+            functools.partial(ansible_filters.regex_replace, _budget=max_bytes))
+        for full in list(self.filters):
+            name = full.removeprefix("ansible.builtin.")
+            if name == "regex_replace":
+                self.filters[full] = self.filters["regex_replace"]
+            elif name in _FILTER_CHECKS or name in _MATERIALISING_FILTERS:
+                self.filters[full] = _checked_filter(self, full, self.filters[full], _FILTER_CHECKS.get(name))
 
     # ---- the checks
     def too_large(self, what: str, size: int) -> RenderTooLarge:
@@ -187,6 +220,14 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         total = sum(len(p) if type(p) is str else size_of(p, self.max_bytes) for p in parts)
         self.check("'~'", total)
         return "".join(map(str, parts))
+
+    def _ansible_finalize(self, value: Any) -> str:
+        if value is None:
+            return _NONE
+        if isinstance(value, str):
+            return value
+        self._finalize(value)
+        return NativeText(value)
 
     def _finalize(self, value: Any) -> Any:
         if type(value) is not str and type(value) not in _SCALARS:
@@ -315,10 +356,22 @@ _FILTER_CHECKS: dict[str, _FilterCheck] = {
     "batch": lambda env, v, r, k: _PER_ITEM * _as_int(_arg(r, k, 0, "linecount", 1))
     if _arg(r, k, 1, "fill_with", None) is not None else 0,
     "slice": lambda env, v, r, k: _PER_ITEM * _as_int(_arg(r, k, 0, "slices", 1)),
+    # Ansible's filters (driftctl/manifest/filters.py); regex_replace counts what it makes as it goes
+    "to_json": lambda env, v, r, k: _json_size(env, v, k.get("indent")),
+    "to_nice_json": lambda env, v, r, k: _json_size(env, v, _arg(r, k, 0, "indent", 4)),
+    "to_yaml": lambda env, v, r, k: _json_size(env, v, k.get("indent", 2)),
+    "to_nice_yaml": lambda env, v, r, k: _json_size(env, v, _arg(r, k, 0, "indent", 4)),
+    "b64encode": lambda env, v, r, k: 4 * _text_len(env, v) // 3 + 4,
+    "b64decode": lambda env, v, r, k: _text_len(env, v),
+    "quote": lambda env, v, r, k: 5 * _text_len(env, v) + 2,  # each ' becomes '"'"'
+    "comment": lambda env, v, r, k: _comment_size(env, v, k),
+    "regex_escape": lambda env, v, r, k: 2 * _text_len(env, v),
 }
 # filters that turn their input into a list: a generator input is consumed with a budget first
 _MATERIALISING_FILTERS = ("join", "list", "sort", "unique", "reverse", "batch", "slice", "groupby",
-                          "random", "last", "dictsort", "sum", "tojson", "string", "pprint")
+                          "random", "last", "dictsort", "sum", "tojson", "string", "pprint",
+                          "to_json", "to_nice_json", "to_yaml", "to_nice_yaml", "flatten", "combine",
+                          "items2dict")
 
 
 def _as_int(value: Any) -> int:
@@ -327,6 +380,13 @@ def _as_int(value: Any) -> int:
 
 def _width(value: Any) -> int:
     return len(value) if isinstance(value, str) else _as_int(value)
+
+
+def _comment_size(env: LimitedSandbox, text: Any, kwargs: dict[str, Any]) -> int:
+    """Every line of ``text`` gets a decoration; prefix and postfix lines are repeated their count."""
+    extra = sum(len(str(v)) for v in kwargs.values() if isinstance(v, str)) + 8
+    counts = sum(_as_int(kwargs.get(k, 1)) for k in ("prefix_count", "postfix_count"))
+    return _text_len(env, text) + (_lines(env, text) + counts + 2) * extra
 
 
 def _format_size(env: LimitedSandbox, fmt: Any, rest: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
@@ -351,6 +411,7 @@ def _checked_filter(env: LimitedSandbox, name: str, f: Callable[..., Any],
     skip = 1 if getattr(f, "jinja_pass_arg", None) is not None else 0
 
     label = f"the {name} filter"
+    short = name.removeprefix("ansible.builtin.")
 
     @functools.wraps(f)  # keeps jinja_pass_arg: the context/environment argument still comes first
     def limited(*args: Any, **kwargs: Any) -> Any:
@@ -358,7 +419,7 @@ def _checked_filter(env: LimitedSandbox, name: str, f: Callable[..., Any],
         if hasattr(type(value), "__next__"):  # a generator (map, select, ...): consumed with a budget
             value = env.take(cast(Iterable[Any], value), label)
             args = (*args[:skip], value, *args[skip + 1:])
-        if name == "join" and value is not None and type(value) is not str:
+        if short == "join" and value is not None and type(value) is not str:
             sep = _arg(args[skip + 1:], kwargs, 0, "d", "")
             env.check(label, sum(size_of(i, env.max_bytes) for i in value) + len(str(sep)) * max(0, len(value) - 1))
         if check is not None:
@@ -373,6 +434,12 @@ def render_capped(env: LimitedSandbox, template: jinja2.Template, variables: Map
 
     The error is thrown into the template's generator, so it carries the template line being rendered.
     """
+    return "".join(render_parts(env, template, variables, what))
+
+
+def render_parts(env: LimitedSandbox, template: jinja2.Template, variables: Mapping[str, Any],
+                 what: str) -> list[str]:
+    """What ``render_capped`` joins: each piece of text and each output, as the template yields them."""
     parts: list[str] = []
     total = 0
     stream = cast(Generator[str, None, None], template.root_render_func(template.new_context(dict(variables))))
@@ -384,7 +451,10 @@ def render_capped(env: LimitedSandbox, template: jinja2.Template, variables: Map
             parts += batch
     except Exception:
         env.handle_exception()  # as Template.render: raises it again, with the template's file and line
-    return "".join(parts)
+    return parts
 
 
-__all__ = ["LimitedSandbox", "RenderTooLarge", "render_capped", "size_of"]
+_NONE = NoneText("")
+
+
+__all__ = ["LimitedSandbox", "NativeText", "NoneText", "RenderTooLarge", "render_capped", "render_parts", "size_of"]
