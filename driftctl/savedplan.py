@@ -36,6 +36,7 @@ from driftctl.errors import InputError, Location
 from driftctl.fileio import write_atomic
 from driftctl.model import Catalog, Host, HostResult, ResourceResult, RunResult
 from driftctl.secret import redact_data
+from driftctl.tags import TagSelection
 
 KIND = "driftctl-plan"
 FORMAT = 1
@@ -234,6 +235,8 @@ class SavedPlan:
     manifests: Inputs
     hosts: list[SavedHost]
     not_planned: list[dict[str, Any]] = field(default_factory=list)
+    # --tags/--skip-tags the plan ran with (None: no selection at all); apply runs with the same
+    tags: TagSelection | None = None
 
     def host(self, name: str) -> SavedHost | None:
         return next((h for h in self.hosts if h.name == name), None)
@@ -243,7 +246,7 @@ class SavedPlan:
 
 
 def build(run: RunResult, catalogs: Mapping[str, Catalog], hosts: Sequence[Host], inventory: Inputs,
-          manifests: Inputs, created_by: str = "") -> dict[str, Any]:
+          manifests: Inputs, created_by: str = "", tags: TagSelection | None = None) -> dict[str, Any]:
     """The plan document of a ``plan`` run. Hosts that were not planned (unreachable, or failed as a
     whole) are listed apart: applying the plan does not touch them."""
     from driftctl.report.document import change_doc
@@ -290,6 +293,7 @@ def build(run: RunResult, catalogs: Mapping[str, Catalog], hosts: Sequence[Host]
         "summary": totals,
         "inventory": inventory.doc(),
         "manifests": manifests.doc(),
+        "tags": None if tags is None else {"only": sorted(tags.only), "skip": sorted(tags.skip)},
         "hosts": planned,
         "not_planned": not_planned,
     }
@@ -429,9 +433,12 @@ def _parse(path: Path, doc: dict[str, Any]) -> SavedPlan:
     not_planned = doc.get("not_planned", [])
     if not isinstance(not_planned, list):
         raise TypeError("not_planned must be a list")
+    tags = doc["tags"]
+    if tags is not None:
+        tags = TagSelection(frozenset(map(str, tags["only"])), frozenset(map(str, tags["skip"])))
     return SavedPlan(path, str(doc["driftctl_version"]), str(doc.get("created", "")),
                      _inputs(doc["inventory"], "inventory"), _inputs(doc["manifests"], "manifests"),
-                     hosts, [dict(x) for x in not_planned])
+                     hosts, [dict(x) for x in not_planned], tags)
 
 
 # ---- applying: the checks

@@ -37,7 +37,7 @@ def save_plan(path: Path, run: RunResult, engine: Engine, ctx: Any, inventory: P
         run, engine.catalogs, ctx.hosts,
         savedplan.inventory_inputs(Path(inventory), exclude=[path]),
         savedplan.manifest_inputs(manifests, exclude=[path]),
-        created_by=current_user(),
+        created_by=current_user(), tags=engine.tags,
     )
     savedplan.write(path, doc)
     for h in doc["not_planned"]:
@@ -70,6 +70,10 @@ def apply_saved(path: Path, flags: dict[str, Any], as_json: bool, show_diff: boo
         raise savedplan.PlanFileError("the plan has no host to apply", Location(str(path)),
                                       "every host was unreachable or failed when planned; make a new plan")
     ctx, engine = prepare(inventory, ",".join(names), as_json, Path(plan.manifests.path), _run_flags(flags))
+    engine.tags = plan.tags  # the plan's selection: the same resources are examined again
+    opts = flags.get("run_opts")
+    if opts is not None and opts.steps:  # --serial/--max-fail-percentage: how to apply, not what
+        engine.serial, engine.max_fail = opts.steps, opts.max_fail
     wanted = set(names)
     ctx.hosts = [h for h in ctx.hosts if h.name in wanted]  # a host name that is also a group's selects more
     engine.whole_new_contents = as_json or show_diff is True
@@ -84,7 +88,12 @@ def apply_saved(path: Path, flags: dict[str, Any], as_json: bool, show_diff: boo
 
 
 def _refuse_selection_flags(flags: dict[str, Any], plan: savedplan.SavedPlan) -> None:
-    """The plan fixes the hosts and the manifests: a --limit or -m given with it is a mistake."""
+    """The plan fixes the hosts, the manifests and the tags: a --limit, -m or --tags given with it is a
+    mistake (``run_opts``, cli/opt_run.RunOptions, when the caller passes them)."""
+    opts = flags.get("run_opts")
+    if opts is not None and (opts.tags or opts.skip_tags):
+        raise ConfigError("--tags/--skip-tags cannot be used with a saved plan: the plan was made with its own",
+                          hint="make a new plan with the tags you want")
     if flags.get("limit"):
         raise ConfigError("--limit cannot be used with a saved plan: the plan names its hosts",
                           hint=f"hosts in {plan.path}: {', '.join(h.name for h in plan.hosts)}")
@@ -95,7 +104,7 @@ def _refuse_selection_flags(flags: dict[str, Any], plan: savedplan.SavedPlan) ->
 
 
 def _run_flags(flags: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in flags.items() if k not in ("limit", "manifests")}
+    return {k: v for k, v in flags.items() if k not in ("limit", "manifests", "run_opts")}
 
 
 def _apply(ctx: Any, engine: Engine, inventory: Path, plan: savedplan.SavedPlan,
@@ -110,9 +119,9 @@ def _apply(ctx: Any, engine: Engine, inventory: Path, plan: savedplan.SavedPlan,
         with run_lock(ctx.settings, store, key, "apply", wait_lock):
             view = begin_run(store, ctx.settings.state_dir, key)
             run = RunResult(command="apply")
-            run.hosts = engine.fan_out(ctx.hosts, lambda host, t: apply_host(engine, plan, host, t))
+            # batches with --serial; marks the run partial when the plan's tags narrowed it
+            run.hosts = engine.in_batches(run, ctx.hosts, lambda host, t: apply_host(engine, plan, host, t))
             run.finished = _now()
-            run.aborted = engine.abort.is_set()
             record_run(ctx.settings, run, inventory, store=view, argv=sys.argv[1:])
             saved = view.finish()
     finally:

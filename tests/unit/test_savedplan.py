@@ -280,3 +280,19 @@ def test_extra_variables_must_be_given_again_as_they_were_planned(site: Site) ->
     assert site.files() == {}
     assert site.apply(extra_vars=("greeting=hi",)) == ExitCode.CHANGES
     assert site.files()["a.txt"] == "hi a\n"
+
+
+def test_a_plan_made_with_tags_applies_with_the_same_tags(site: Site) -> None:
+    from driftctl.cli.opt_run import RunOptions
+
+    site.write_resources(f"  - file: {site.target}/web.txt\n    content: \"web\\n\"\n    tags: [web]\n")
+    opts = RunOptions(tags=("web",)).parse()
+    ctx, engine = prepare(site.inv, None, False, site.manifests, site.flags(), run_opts=opts)
+    save_plan(site.plan, engine.run("plan", ctx.hosts), engine, ctx, site.inv)
+    doc = json.loads(site.plan.read_text())
+    assert doc["tags"] == {"only": ["web"], "skip": []}
+    assert [r["id"] for r in doc["hosts"][0]["resources"]] == [f"file:{site.target}/web.txt"]
+    with pytest.raises(ConfigError, match="--tags/--skip-tags cannot be used with a saved plan"):
+        site.apply(run_opts=RunOptions(tags=("db",)).parse())
+    assert site.apply(run_opts=RunOptions().parse()) == ExitCode.CHANGES  # no tags given: the plan's
+    assert site.files() == {"web.txt": "web\n"}  # only what the tags selected
