@@ -199,8 +199,7 @@ def load_text(text: str, filename: str, error: type[InputError] = InputError) ->
     """Parse one YAML document from ``text``; ``filename`` is what errors name.
     Whole vault-encrypted text is refused here: read it with ``read_source`` where it is allowed."""
     if is_vault_text(text):
-        raise error("this file is vault-encrypted as a whole, which is not supported here", Location(filename, 1),
-                    "encrypt single values with !vault instead (see docs/secrets.md)")
+        raise _whole_vault_error(filename, error)
     loader = _Loader(text)
     loader.filename, loader.error_class = filename, error  # per file: a class per file cost ~40 us
     try:
@@ -227,8 +226,16 @@ def decode_utf8(data: bytes, filename: str, error: type[InputError] = InputError
                     "save the file as UTF-8") from None
 
 
-def read_text(path: str | Path, error: type[InputError] = InputError) -> str:
-    """A UTF-8 file's text; errors (missing, unreadable, not UTF-8) name the file (and line)."""
+def _whole_vault_error(filename: str, error: type[InputError]) -> InputError:
+    return error("this file is vault-encrypted as a whole, which is not supported here", Location(filename, 1),
+                 "encrypt single values with !vault instead; a vault-encrypted inventory hosts file must be YAML "
+                 "named *.yml or *.yaml (see docs/secrets.md)")
+
+
+def read_text(path: str | Path, error: type[InputError] = InputError, vault_file: bool = False) -> str:
+    """A UTF-8 file's text; errors (missing, unreadable, not UTF-8) name the file (and line).
+    A whole vault-encrypted file is an error unless ``vault_file`` (``read_source`` decrypts it): read
+    as text it would be taken for something else (an INI inventory of hosts named by hex lines)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -236,7 +243,10 @@ def read_text(path: str | Path, error: type[InputError] = InputError) -> str:
         raise error("file not found", Location(str(path))) from None
     except OSError as e:
         raise error(f"cannot read: {e.strerror}", Location(str(path))) from None
-    return decode_utf8(data, str(path), error)
+    text = decode_utf8(data, str(path), error)
+    if not vault_file and is_vault_text(text):
+        raise _whole_vault_error(str(path), error)
+    return text
 
 
 def load_file(path: str | Path, error: type[InputError] = InputError) -> Any:
@@ -247,7 +257,7 @@ def read_source(path: str | Path, error: type[InputError] = InputError) -> tuple
     """A file's text and whether it was vault-encrypted as a whole (then decrypted with the
     installed keyring, as Ansible reads any file that starts with ``$ANSIBLE_VAULT;``). Lines of
     errors in it are lines of the plaintext, as ``ansible-vault view`` shows it."""
-    text = read_text(path, error)
+    text = read_text(path, error, vault_file=True)
     if not is_vault_text(text):
         return text, False
     return _decrypt(text, Location(str(path), 1), error), True

@@ -150,3 +150,18 @@ def test_missing_or_wrong_password_is_an_error_naming_file_line_and_id(inventory
         load_inventory(path)
     assert str(e.value).startswith(f"{path / 'group_vars' / 'web.yml'}:10: cannot decrypt vault data with vault id "
                                    "'prod'"), str(e.value)
+
+
+@pytest.mark.parametrize("text", ["all:\n  hosts:\n    web1:\n", "[web]\nweb1\n"])
+def test_encrypted_hosts_file_without_yaml_extension_is_never_read_as_hex_hosts(tmp_path, text):
+    """Read as text, vault data looks like an INI list of hosts named by its hex lines. Until the
+    loader decrypts such a file first (then it must give web1), it is a clear error."""
+    (tmp_path / "inv").mkdir()
+    (tmp_path / "inv" / "hosts").write_text(vault.encrypt(text, "pw"))
+    vault.install(vault.Keyring((vault.VaultSecret("default", b"pw", "test"),)))
+    try:
+        hosts = list(load_inventory(tmp_path / "inv").hosts)
+    except InventoryError as e:
+        assert str(e).startswith(f"{tmp_path / 'inv' / 'hosts'}:1: this file is vault-encrypted as a whole"), str(e)
+    else:
+        assert hosts == ["web1"]
