@@ -107,6 +107,11 @@ def test_a_partial_drift_run_leaves_filtered_drift_alone(fresh_host: Any, tmp_pa
                                                                   ("file:/etc/tagtest/db.conf", 1)]
     finally:
         store.close()
+    history = driftctl("history", inv, "--json", state_dir=state)  # as a user asks the store
+    assert history.rc == 0, history.output
+    assert [(e["subject"], e["runs"]) for e in history.json()["open_drift"] if e["kind"] == "resource"] == [
+        ("file:/etc/tagtest/db.conf", 1)]
+    assert not [e for e in history.json()["events"] if e["kind"] == "drift-resolved"]
     text = driftctl("drift", *args, "--skip-tags", "db", state_dir=state)
     assert text.rc == 0, text.output
     assert "partial run (--skip-tags db)" in text.stdout
@@ -127,9 +132,16 @@ def test_a_partial_drift_run_leaves_filtered_drift_alone(fresh_host: Any, tmp_pa
     assert (again["drift"], again["runs"], again["since"]) == ("corrective", 2, first["since"])
     assert by_id(full.json())["file:/etc/tagtest/web.conf"]["drift"] is None
     assert [(u["path"], u["runs"]) for u in full.json()["hosts"][0]["unmanaged"]] == [("/etc/tagtest/stray", 2)]
+
+    # and without any tag option (debug.conf, tagged never, is left out: still partial)
+    plain = driftctl("drift", *args, "--json", state_dir=state)
+    assert plain.rc == 2, plain.output
+    last = by_id(valid(plain.json()))["file:/etc/tagtest/db.conf"]
+    assert (last["drift"], last["runs"], last["since"]) == ("corrective", 3, first["since"])
+    assert plain.json()["partial"] is True and "tags" not in plain.json()
     history = driftctl("history", inv, "--json", state_dir=state)
     assert history.rc == 0, history.output
-    assert "drift-resolved" not in history.stdout
+    assert not [e for e in history.json()["events"] if e["kind"] == "drift-resolved"]
 
 
 class Listener:
