@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from driftctl import __version__, fingerprint
-from driftctl.errors import InputError, Location
+from driftctl.errors import ConfigError, InputError, Location
 from driftctl.fileio import write_atomic
 from driftctl.model import Catalog, Host, HostResult, ResourceResult, RunResult
 from driftctl.secret import redact_data
@@ -109,6 +109,19 @@ def inventory_roots(inventory: Path) -> tuple[list[Path], Path]:
         return [inventory], inventory
     base = inventory.parent
     return [inventory, base / "group_vars", base / "host_vars"], base
+
+
+def check_out_path(out: Path, inventory: Path) -> None:
+    """A ConfigError when ``out`` would be read back as part of the inventory: a ``.json`` file in an
+    inventory directory is an inventory source, and one in group_vars/ or host_vars/ a variables file."""
+    roots, _ = inventory_roots(inventory)
+    dirs = roots if inventory.is_dir() else roots[1:]
+    where = Path(os.path.realpath(out.parent))
+    for d in dirs:
+        real = Path(os.path.realpath(d))
+        if where == real or where.is_relative_to(real):
+            raise ConfigError(f"-o {out}: inside the inventory ({d}), where it would be read as part of it",
+                              hint="write the plan outside the inventory directory")
 
 
 def digest_files(files: Mapping[str, str]) -> str:

@@ -32,6 +32,7 @@ def save_plan(path: Path, run: RunResult, engine: Engine, ctx: Any, inventory: P
     from driftctl.report.document import current_user
 
     path = Path(path)
+    savedplan.check_out_path(path, Path(inventory))
     manifests = Path(ctx.settings.manifests)
     doc = savedplan.build(
         run, engine.catalogs, ctx.hosts,

@@ -296,3 +296,11 @@ def test_a_plan_made_with_tags_applies_with_the_same_tags(site: Site) -> None:
         site.apply(run_opts=RunOptions(tags=("db",)).parse())
     assert site.apply(run_opts=RunOptions().parse()) == ExitCode.CHANGES  # no tags given: the plan's
     assert site.files() == {"web.txt": "web\n"}  # only what the tags selected
+
+
+@pytest.mark.parametrize("inside", ["plan.json", "group_vars/plan.json", "host_vars/x/plan.json"])
+def test_a_plan_is_never_written_where_the_inventory_would_read_it(site: Site, inside: str) -> None:
+    site.plan = site.inv / inside
+    with pytest.raises(ConfigError, match="inside the inventory"):
+        site.make_plan()
+    assert not site.plan.exists()
