@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["DESCRIPTIONS", "EXAMPLES", "attach", "command_paths", "epilog", "split_example"]
+__all__ = ["DESCRIPTIONS", "EXAMPLES", "ROOT_EXAMPLES", "attach", "command_paths", "epilog", "split_example"]
 
 # command path -> example lines; an optional "  # comment" at the end of a line says what it does
 EXAMPLES: dict[str, tuple[str, ...]] = {
@@ -125,6 +125,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# `driftctl --help`: a user's first steps and the everyday loop
+ROOT_EXAMPLES: tuple[str, ...] = (
+    "driftctl init mysite                         # a site and an inventory to start from (docs/first-manifest.md)",
+    "driftctl plan inventory/prod                 # what would change, with diffs; changes nothing",
+    "driftctl apply inventory/prod                # converge",
+    "driftctl drift inventory/prod                # what changed by hand since, and since when",
+    "driftctl COMMAND --help                      # each command's options and examples (docs/cli.md)",
+)
+
 # a description for commands defined without one (set only where the command has none)
 DESCRIPTIONS: dict[str, str] = {
     "ignore add": "Ignore drift of --target on hosts matching --host until --expires, saying --reason.\n\n"
@@ -156,8 +165,9 @@ def command_paths(group: click.Group, prefix: str = "") -> list[tuple[str, click
 
 
 def epilog(path: str) -> str | None:
-    """The examples of ``path`` as an epilog click prints line by line (``\\b`` stops its rewrapping)."""
-    lines = EXAMPLES.get(path)
+    """The examples of ``path`` ("" for driftctl itself) as an epilog click prints line by line (``\\b`` stops
+    its rewrapping)."""
+    lines = EXAMPLES.get(path) if path else ROOT_EXAMPLES
     if not lines:
         return None
     return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
@@ -165,6 +175,8 @@ def epilog(path: str) -> str | None:
 
 def attach(group: click.Group) -> None:
     """Examples into every command's epilog; a description where a command has none."""
+    if not group.epilog:
+        group.epilog = epilog("")
     for path, command in command_paths(group):
         text = epilog(path)
         if text and not command.epilog:

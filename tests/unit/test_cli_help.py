@@ -45,6 +45,19 @@ def test_every_command_has_a_description_and_examples_in_its_help(path: str) -> 
         assert line in result.output  # click keeps each example on its own line, unwrapped
 
 
+def test_driftctl_help_shows_the_first_steps() -> None:
+    from driftctl.cli.examples import ROOT_EXAMPLES
+
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=100)
+    assert result.exit_code == 0
+    for line in ROOT_EXAMPLES:
+        assert line in result.output
+        argv = shlex.split(split_example(line)[0])
+        if argv[1] != "COMMAND":
+            command = dict(PATHS)[argv[1]]
+            command.make_context(argv[1], argv[2:])
+
+
 def test_subcommands_without_a_description_get_one_in_the_group_listing() -> None:
     result = CliRunner().invoke(cli, ["ignore", "--help"], terminal_width=100)
     listing = result.output.split("Commands:")[1]

@@ -146,13 +146,31 @@ def test_prune_dry_run_json_with_hosts_not_examined(store: str) -> None:
 
 
 def test_schedule_list_json(tmp_path: Path) -> None:
+    """A crontab entry and a systemd timer. The crontab is a file behind a stand-in `crontab` program on PATH
+    (the real user's crontab is never touched); the units go to --unit-dir."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    table = tmp_path / "crontab.txt"
+    (fake / "crontab").write_text(
+        "#!/bin/sh\n"
+        f'f="{table}"\n'
+        'case "$1" in\n'
+        '  -l) if [ -f "$f" ]; then cat "$f"; else echo "no crontab for $(id -un)" >&2; exit 1; fi ;;\n'
+        '  -) cat > "$f" ;;\n'
+        '  *) echo "unexpected: $*" >&2; exit 2 ;;\n'
+        'esac\n')
+    (fake / "crontab").chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}"}
     units = tmp_path / "units"
-    subprocess.run([sys.executable, "-m", "driftctl", "schedule", "install", str(REPO / "inventory/prod"),
-                    "-m", str(REPO / "manifests"), "--every", "1h", "--systemd", "--unit-dir", str(units),
-                    "--state-dir", str(tmp_path / "state")], check=True, capture_output=True, cwd=tmp_path)
-    found = valid("schedule-list", driftctl("schedule", "list", "--unit-dir", str(units), "--json",
-                                            env={"PATH": str(tmp_path)}))  # no crontab binary: only the units
-    assert [(s["name"], s["kind"]) for s in found] == [("drift-prod", "systemd")]
+    common = [str(REPO / "inventory/prod"), "-m", str(REPO / "manifests"), "--state-dir", str(tmp_path / "state")]
+    for extra in (["--every", "30m"], ["--every", "1h", "--systemd", "--unit-dir", str(units), "--name", "hourly"]):
+        proc = subprocess.run([sys.executable, "-m", "driftctl", "schedule", "install", *common, *extra],
+                              capture_output=True, text=True, cwd=tmp_path, env={**os.environ, **env}, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    assert "driftctl-schedule: drift-prod" in table.read_text()
+    found = valid("schedule-list", driftctl("schedule", "list", "--unit-dir", str(units), "--json", env=env))
+    assert [(s["name"], s["kind"], s["every"]) for s in found] == [("drift-prod", "cron", "30m"),
+                                                                   ("hourly", "systemd", "1h")]
 
 
 # -- bake, bake-verify (an image needs no host) ---------------------------------------------------------
