@@ -33,6 +33,23 @@ def title(doc: Mapping[str, Any]) -> str:
     return f"driftctl {doc.get('command', '?')}: {doc.get('inventory', '?')}"
 
 
+def scope_notes(doc: Mapping[str, Any]) -> list[str]:
+    """What the run did not look at, in words: a partial run (tags), batches that never started."""
+    notes = []
+    if doc.get("partial"):
+        tags = doc.get("tags") or {}
+        chosen = " ".join(f"{opt} {','.join(tags[key])}" for opt, key in (("--tags", "only"), ("--skip-tags", "skip"))
+                          if tags.get(key)) or "resources tagged never left out"
+        left = sum(int(h.get("excluded") or 0) for h in doc.get("hosts") or [])
+        notes.append(f"Partial run ({chosen}): {left} resource(s) left out, not examined; their drift and "
+                     "converged state are unchanged.")
+    serial = doc.get("serial")
+    if serial and serial.get("stopped_after"):
+        notes.append(f"Stopped after batch {serial['stopped_after']} of {len(serial.get('batches') or [])} "
+                     f"({serial.get('reason', '')}); never started: {', '.join(serial.get('not_started') or [])}.")
+    return notes
+
+
 def change_line(resource: Mapping[str, Any], change: Mapping[str, Any]) -> str:
     """One change as people read it (``mode 0644 -> 0600``), through the resource type's describe().
 

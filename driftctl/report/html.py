@@ -23,6 +23,7 @@ from driftctl.report.common import (
     notable,
     parse_time,
     resources,
+    scope_notes,
     title,
     unmanaged,
     unmanaged_line,
@@ -246,6 +247,7 @@ def render(doc: Mapping[str, Any], chart: Sequence[ChartRun] | None = None) -> s
 <p>Exit <strong>{e(doc.get('exit_code'))}</strong> · {hosts_text}{': ' + e(counts) if counts else ''}
  · {e(s.get('resources_drifted', 0))} drifted resource(s), {e(s.get('unmanaged_changes', 0))} unmanaged change(s),
  {e(s.get('resources_failed', 0))} failed resource(s)</p>
+{''.join(f'<p><strong>{e(note)}</strong></p>' for note in scope_notes(doc))}
 <p class="dim">Started {e(doc.get('started'))}, finished {e(doc.get('finished'))} on {e(doc.get('controller'))}
  by {e(doc.get('user'))} with driftctl {e(doc.get('driftctl_version'))}.</p>
 </header>

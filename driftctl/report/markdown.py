@@ -19,6 +19,7 @@ from driftctl.report.common import (
     label,
     notable,
     resources,
+    scope_notes,
     title,
     unmanaged,
     unmanaged_line,
@@ -70,6 +71,7 @@ def _summary(doc: Mapping[str, Any]) -> list[str]:
         f" on {text(doc.get('controller') or '?')} by {text(doc.get('user') or '?')}"
         f" (driftctl {text(doc.get('driftctl_version') or '?')}).",
         "",
+        *(line for note in scope_notes(doc) for line in (f"**{text(note)}**", "")),
         "| host | status | drifted | unmanaged | failed | changed | resources |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]

@@ -124,3 +124,25 @@ def test_a_failed_first_batch_leaves_later_hosts_untouched(tmp_path: Path) -> No
     assert contacted == ["h0", "h1", "h2"] and run.serial is not None and run.serial.stopped_after is None
     assert not run.exit_code & ExitCode.ABORTED
     assert sorted(p.name for p in target.rglob("*.txt")) == ["h0.txt", "h1.txt", "h2.txt"]
+
+
+def test_reports_say_which_batches_never_started() -> None:
+    import jsonschema
+
+    from driftctl.model import Batches, HostResult, RunResult
+    from driftctl.report import document, render
+    from driftctl.store import json_schema
+
+    why = "batch 1: 1 of 1 hosts failed (100% > --max-fail-percentage 0)"
+    run = RunResult("apply", [
+        HostResult("a", "unreachable", error="connection refused", batch=1),
+        HostResult("b", "failed", error=f"not started: {why}", interrupted="aborted", batch=2),
+    ], aborted=True, serial=Batches([["a"], ["b"]], 0.0, 1, why, ["b"]))
+    doc = document.build(run, "inv")
+    jsonschema.Draft202012Validator(json_schema()).validate(doc)
+    assert doc["serial"] == {"batches": [["a"], ["b"]], "max_fail_percentage": 0.0, "stopped_after": 1,
+                             "reason": why, "not_started": ["b"]}
+    assert [h["batch"] for h in doc["hosts"]] == [1, 2]
+    assert doc["exit_code"] & ExitCode.ABORTED
+    for fmt in ("markdown", "html"):
+        assert "Stopped after batch 1 of 2" in render(doc, fmt) and "never started: b" in render(doc, fmt)

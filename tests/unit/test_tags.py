@@ -190,3 +190,32 @@ def test_apply_with_tags_changes_only_the_selected_and_purge_keeps_the_rest(tmp_
         engine, inv = local_engine(tmp_path, resources, selection(["dir"], []))
         engine.run("apply", inv.select(None))
     assert (target / "other.conf").read_text() == "edited\n"
+
+
+def test_reports_say_a_run_was_partial_and_count_actions() -> None:
+    import jsonschema
+
+    from driftctl.model import Change, HostResult, ResourceResult, RunResult
+    from driftctl.report import document, render
+    from driftctl.store import json_schema
+
+    created = ResourceResult("file:/etc/a", "changed", [Change("ensure", "absent", "file"),
+                                                        Change("content", None, "sha256:1")], type="file")
+    removed = ResourceResult("package:telnet", "changed", [Change("ensure", "1.2", "absent")], type="package")
+    line_gone = ResourceResult("line:x", "changed", [Change("line", "old", None)], type="line")
+    edited = ResourceResult("file:/etc/b", "changed", [Change("mode", "0644", "0600")], type="file")
+    refreshed = ResourceResult("service:nginx", "changed", [Change("refresh", None, "notified by file:/etc/b")],
+                               type="service")
+    in_sync = ResourceResult("file:/etc/c", "ok", reason="in sync", type="file")
+    run = RunResult("plan", [HostResult("web1", "changed", [created, removed, line_gone, edited, refreshed, in_sync],
+                                        excluded=3)], tags=["web"])
+    doc = document.build(run, "inv")
+    jsonschema.Draft202012Validator(json_schema()).validate(doc)
+    assert doc["partial"] is True and doc["tags"] == {"only": ["web"], "skip": []}
+    assert doc["summary"]["actions"] == {"add": 1, "change": 2, "remove": 2}
+    assert [r["action"] for r in doc["hosts"][0]["resources"]] == ["add", "remove", "remove", "change", "change", None]
+    note = "Partial run (--tags web): 3 resource(s) left out, not examined"
+    assert note in render(doc, "markdown") and note in render(doc, "html")
+    full = document.build(RunResult("plan", [HostResult("web1", "ok", [in_sync])]), "inv")
+    assert full["partial"] is False and "tags" not in full
+    assert "Partial run" not in render(full, "markdown")
