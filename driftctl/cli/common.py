@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from driftctl.store import Store
 
 __all__ = ["Context", "fleet_options", "inventory_argument", "load_context", "load_inventory_from_flags",
-           "open_from_flags", "pass_flags", "settings_from", "transport_options"]
+           "open_from_flags", "pass_flags", "recorded_argv", "settings_from", "transport_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -183,3 +183,47 @@ def pass_flags(f: F) -> F:
         return f(*args, flags=flags, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _hidden_extra(value: str) -> str:
+    """An -e value as a run's record keeps it: a file's name, else the variable names without values."""
+    from driftctl.errors import InputError
+    from driftctl.inventory.extravars import parse_kv
+    from driftctl.secret import REDACTED
+
+    if value.startswith("@"):
+        return value
+    if value[:1] in ("{", "["):
+        return REDACTED
+    try:
+        return " ".join(f"{k}={REDACTED}" for k in parse_kv(value))
+    except InputError:
+        return REDACTED
+
+
+def recorded_argv(argv: list[str]) -> list[str]:
+    """``argv`` for the run document and the store, with every ``-e`` value's values hidden: an extra
+    variable may be a password (``-e ansible_become_password=...``), and a record is not the place for it.
+    ``-e @FILE`` keeps the file's name; ``-e a=1 b=2`` keeps the names (``a=******** b=********``)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(_hidden_extra(arg))
+            hide_next = False
+        elif arg in ("-e", "--extra-vars"):
+            out.append(arg)
+            hide_next = True
+        elif arg.startswith("--extra-vars="):
+            out.append("--extra-vars=" + _hidden_extra(arg[len("--extra-vars="):]))
+        elif arg.startswith("-") and not arg.startswith("--") and arg.lstrip("-").lstrip(_SHORT_FLAGS)[:1] == "e":
+            cluster = len(arg) - len(arg[1:].lstrip(_SHORT_FLAGS))  # -ve VALUE, -Je@f.yaml: flags, then -e
+            value = arg[cluster + 1 :]
+            out.append(arg[: cluster + 1] + (_hidden_extra(value) if value else ""))
+            hide_next = not value
+        else:
+            out.append(arg)
+    return out
+
+
+_SHORT_FLAGS = "vJh"  # the one-letter options without a value, which may come before -e in one word

@@ -210,3 +210,16 @@ def test_a_vault_encrypted_extra_vars_file_is_decrypted_into_secrets(tmp_path):
     value = extra.values["db_password"]
     assert isinstance(value, Secret) and str.__str__(value) == "hunter2-not-real"
     assert str(extra.sources["db_password"]) == f"{f}:1"
+
+
+def test_recorded_argv_hides_extra_variable_values():
+    from driftctl.cli.common import recorded_argv
+
+    argv = ["apply", "inv", "-e", "ansible_become_password=hunter2 release=2.4", "--extra-vars", '{"token": "t0k"}',
+            "-etoken=abc", "--extra-vars=pw='x y'", "-e", "@vars.yaml", "--limit", "web", "-e", 'bad="open',
+            "-ve", "a=1", "-vJea=2", "-v", "-l", "e"]
+    assert recorded_argv(argv) == [
+        "apply", "inv", "-e", "ansible_become_password=******** release=********", "--extra-vars", "********",
+        "-etoken=********", "--extra-vars=pw=********", "-e", "@vars.yaml", "--limit", "web", "-e", "********",
+        "-ve", "a=********", "-vJea=********", "-v", "-l", "e",
+    ]
