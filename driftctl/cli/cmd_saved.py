@@ -165,7 +165,8 @@ def _refused(engine: Engine, fresh: HostPlan, stale: savedplan.Staleness) -> Hos
             why = "changed on the host since the plan: not applied"
             results.append(replace(r, status="failed", error=why, reason=why))
         elif r.status == "changed":
-            why = "not applied: the plan is stale on this host"
+            why = "not applied: the plan is stale on this host" + (f" ({'; '.join(stale.reasons)})"
+                                                                   if stale.reasons else "")
             results.append(replace(r, status="skipped", error=why, reason=why))
         else:
             results.append(r)

@@ -189,7 +189,8 @@ def test_other_facts_at_apply_make_the_host_stale(site: Site, screen: Screen) ->
     doc["hosts"][0]["facts_sha256"] = "sha256:" + "0" * 64
     savedplan.write(site.plan, doc)
     assert site.apply() & ExitCode.FAILED
-    assert "facts changed" in screen.text()
+    shown = screen.text()
+    assert "not applied: the plan is stale on this host (the host's facts changed" in shown
     assert site.files() == {}
 
 
