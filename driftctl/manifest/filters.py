@@ -44,6 +44,10 @@ class FilterError(jinja2.TemplateRuntimeError):
     """A filter refused its input (bad argument, a mandatory variable undefined, ...)."""
 
 
+class RenderTooLarge(jinja2.TemplateRuntimeError):
+    """A template would build a value larger than the cap. Raised before the value exists."""
+
+
 # ---- serialising
 def _json_default(o: Any) -> Any:
     if isinstance(o, (date, datetime, time)):
@@ -136,8 +140,8 @@ def regex_replace(value: Any = "", pattern: str = "", replacement: str = "", ign
             piece = m.expand(replacement)
             grown[0] += len(piece) - (m.end() - m.start())
             if grown[0] > _budget:
-                raise FilterError(f"regex_replace would make {grown[0]} characters or more, over max_render_bytes "
-                                  f"({_budget})")
+                raise RenderTooLarge(f"the regex_replace filter would make {grown[0]} bytes or more, over "
+                                     f"max_render_bytes ({_budget})")
             return piece
 
         output, subs = regex.subn(expand, text, count=count)
@@ -519,4 +523,4 @@ def install(filters: MutableMapping[str, Any], tests: MutableMapping[str, Any]) 
             tests[f"ansible.builtin.{name}"] = tests[name]
 
 
-__all__ = ["FILTERS", "NOT_PROVIDED", "TESTS", "FilterError", "install", "missing_filter_message"]
+__all__ = ["FILTERS", "NOT_PROVIDED", "TESTS", "FilterError", "RenderTooLarge", "install", "missing_filter_message"]

@@ -41,8 +41,7 @@ from driftctl.manifest import filters as ansible_filters
 _PER_ITEM = 8  # a reference in a list, a separator when shown: never count an item as free
 
 
-class RenderTooLarge(jinja2.TemplateRuntimeError):
-    """A template would build a value larger than the cap. Raised before the value exists."""
+RenderTooLarge = ansible_filters.RenderTooLarge  # defined with the filters, which raise it too
 
 
 _SCALARS = frozenset({int, float, bool, type(None)})

@@ -6,8 +6,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from jinja2 import defaults as jinja2_defaults
+
 from driftctl.content import Blob, FileContent, blob_of
 from driftctl.errors import Location, ManifestError
+from driftctl.manifest.render import TemplateOptions
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, check_abs_path, check_mode, content_change, register, sha256
 
@@ -115,6 +118,52 @@ def content_text(content: str | bytes | FileContent) -> str | None:
 
 
 
+def check_newline_sequence(value: Any) -> str:
+    """"\\n", "\\r" or "\\r\\n"; also as written with backslashes ('\\r\\n' in single quotes), as Ansible allows."""
+    written = {"\\n": "\n", "\\r": "\r", "\\r\\n": "\r\n"}.get(value, value)
+    if written not in ("\n", "\r", "\r\n"):
+        raise ValueError(f"must be one of \"\\n\", \"\\r\" or \"\\r\\n\", not {value!r}")
+    return str(written)
+
+
+def check_delimiter(value: Any) -> str:
+    if not value or "\n" in value:
+        raise ValueError(f"must be a non-empty string on one line, not {value!r}")
+    return str(value)
+
+
+# the template module's options (Ansible's names and defaults), for a resource with ``template:``
+TEMPLATE_PARAMS: dict[str, Param] = {
+    "trim_blocks": Param(bool, "Template: remove the first newline after a block tag (Ansible's default: true)."),
+    "lstrip_blocks": Param(bool, "Template: strip spaces and tabs before a block tag on its line (default: false)."),
+    "newline_sequence": Param(str, 'Template: the newline of the rendered file, "\\n" (default), "\\r" or "\\r\\n".',
+                              check=check_newline_sequence),
+    **{f"{kind}_{end}_string": Param(str, f"Template: the {kind} {end} delimiter (default "
+                                          f"{getattr(jinja2_defaults, f'{kind}_{end}_string'.upper())!r}).",
+                                     check=check_delimiter)
+       for kind in ("block", "variable", "comment") for end in ("start", "end")},
+}
+
+
+def template_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The template options given on a resource (those not given keep Ansible's defaults)."""
+    return {k: params[k] for k in TEMPLATE_PARAMS if params.get(k) is not None}
+
+
+def check_template_options(type_name: str, params: Mapping[str, Any], location: Location) -> None:
+    """Template options need ``template:``, and must make a valid set (start strings all different)."""
+    given = template_options(params)
+    if not given:
+        return
+    if not params.get("template"):
+        raise ManifestError(f"{type_name}: {', '.join(given)} only apply to a template: file", location,
+                            "give template: (a file under templates/), or remove them")
+    try:
+        TemplateOptions.of(given)
+    except ValueError as e:
+        raise ManifestError(f"{type_name}: template options: {e}", location) from None
+
+
 def parent_and_owners(params: Mapping[str, Any]) -> list[str]:
     """What a path resource depends on when the catalog has it: its parent directory, its owner and group."""
     out = []
@@ -169,8 +218,10 @@ class File(ResourceType):
         "path": Param(str, "Absolute path of the file (the title).", required=True, check=check_abs_path),
         "ensure": Param(str, "present (a regular file) or absent.", default="present", choices=("present", "absent")),
         "content": Param((str, bytes), "The file's content, as text."),
-        "template": Param(str, "A Jinja2 template file (under templates/) rendered into the content."),
+        "template": Param(str, "A Jinja2 template file (under templates/) rendered into the content, as Ansible's "
+                               "template module renders it."),
         "source": Param(str, "A file (under files/) copied as the content, byte for byte."),
+        **TEMPLATE_PARAMS,
         **owner_params("the file"),
         "backup": Param(bool, "Keep the replaced or removed file in the backup directory (per path, with retention).",
                         default=True),
@@ -184,6 +235,7 @@ class File(ResourceType):
             raise ManifestError(f"file: give one of content, template and source, not {' and '.join(given)}",
                                 location)
         forbid_when_absent(cls, params, ("content", "template", "source", "owner", "group", "mode"), location)
+        check_template_options(cls.name, params, location)
         return params
 
     @classmethod
