@@ -34,6 +34,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "driftctl plan inventory/prod                 # what apply would change, with diffs; changes nothing",
         "driftctl plan inventory/prod -l web01.prod.example.com --diff   # new files in full too",
         "driftctl plan inventory/prod -m ../site/manifests -v            # another manifest tree; list in-sync too",
+        "driftctl plan inventory/prod -t ssh,motd     # only resources tagged ssh or motd (a partial run)",
+        "driftctl plan inventory/prod -e app_release=2026.12.1           # an extra variable, above all others",
         "driftctl plan inventory/prod --json > plan.json                 # the report document",
     ),
     "check": (
@@ -43,6 +45,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "apply": (
         "driftctl apply inventory/prod                # converge every host, 10 at a time",
         "driftctl apply inventory/prod -l web -p 4    # only the web group, 4 at a time",
+        "driftctl apply inventory/prod --serial 1,25% --max-fail-percentage 10   # rolling: 1 host, then quarters",
         "driftctl apply inventory/prod --wait-lock 300                   # wait up to 5 min for another run",
     ),
     "drift": (
