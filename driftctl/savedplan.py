@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,39 +65,57 @@ def _sha256_file(path: Path) -> str:
 
 def tree_files(roots: Sequence[Path], base: Path, exclude: Iterable[Path] = ()) -> dict[str, str]:
     """relative path -> ``sha256:...`` of every regular file under ``roots`` (a root may be a file),
-    ``link:TARGET`` for a symlink (followed nowhere: what it points to inside the tree is hashed where
-    it is), ``unreadable`` for a file that cannot be read. Hidden names (``.git``, ``.terraform``-like
-    state) are left out, as is every path in ``exclude`` (the plan file itself, if it sits inside)."""
+    ``unreadable`` for one that cannot be read. Symlinks are followed, as the inventory loader and
+    the manifests follow them (``group_vars/all -> ../../shared/all.yml`` is common): a link's entry
+    is ``link:TARGET`` plus what it points to, so retargeting it or editing the target both count; a
+    directory is walked once however many links reach it. Hidden names (``.git``, editor files) are
+    left out, as is every path in ``exclude`` (the plan file itself, if it sits inside)."""
     skip = {os.path.realpath(p) for p in exclude}
     out: dict[str, str] = {}
+    walked: set[str] = set()
 
-    def add(path: Path) -> None:
-        if os.path.realpath(path) in skip and not path.is_symlink():
+    def name(path: Path) -> str:
+        return path.relative_to(base).as_posix() if path != base else path.name
+
+    def add_file(path: Path) -> None:
+        if os.path.realpath(path) in skip:
             return
-        rel = path.relative_to(base).as_posix() if path != base else path.name
         try:
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = "link:" + os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                out[rel] = _sha256_file(path)
+            link = "link:" + os.readlink(path) + " " if path.is_symlink() else ""
+            if path.is_file():
+                out[name(path)] = link + _sha256_file(path)
+            elif link:
+                out[name(path)] = link.strip() + (" (dangling)" if not path.exists() else "")
         except OSError:
-            out[rel] = "unreadable"
+            out[name(path)] = "unreadable"
+
+    def walk(directory: Path, root: bool = False) -> None:
+        real = os.path.realpath(directory)
+        if real in walked:  # a loop, or a second link to the same directory
+            out[name(directory)] = "link:" + os.readlink(directory) if directory.is_symlink() else "walked"
+            return
+        walked.add(real)
+        if directory.is_symlink() and not root:  # a root is named as the user gave it
+            out[name(directory)] = "link:" + os.readlink(directory)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            out[name(directory)] = "unreadable"
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = directory / entry.name
+            if path.is_dir():
+                walk(path)
+            else:
+                add_file(path)
 
     for root in roots:
-        if root.is_symlink() or not root.is_dir():
-            if root.exists() or root.is_symlink():
-                add(root)
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            here = Path(dirpath)
-            for d in dirnames:  # a symlinked directory is recorded as a link, not walked
-                if (here / d).is_symlink():
-                    add(here / d)
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    add(here / name)
+        if root.is_dir():
+            walk(root, root=True)
+        elif root.exists() or root.is_symlink():
+            add_file(root)
     return dict(sorted(out.items()))
 
 

@@ -305,3 +305,25 @@ def test_a_plan_is_never_written_where_the_inventory_would_read_it(site: Site, i
     with pytest.raises(ConfigError, match="inside the inventory"):
         site.make_plan()
     assert not site.plan.exists()
+
+
+def test_input_hashes_follow_links_as_the_loaders_do(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "all.yaml").write_text("a: 1\n")
+    inv = tmp_path / "inv"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    h1:\n")
+    (inv / "group_vars" / "all.yaml").symlink_to(shared / "all.yaml")
+    (inv / "group_vars" / "loop").symlink_to(inv)  # walked once, not forever
+    (inv / ".git").mkdir()
+    (inv / ".git" / "HEAD").write_text("x\n")
+    before = savedplan.tree_files([inv], inv)
+    assert ".git/HEAD" not in before and "group_vars/loop" in before
+    assert before["group_vars/all.yaml"].startswith(f"link:{shared / 'all.yaml'} sha256:")
+    (shared / "all.yaml").write_text("a: 2\n")  # the target outside the tree changes
+    after = savedplan.tree_files([inv], inv)
+    assert savedplan.changed_files(before, after) == ["group_vars/all.yaml (changed)"]
+    linked = tmp_path / "prod"
+    linked.symlink_to(inv)  # the inventory named through a link is walked, not hashed as a link
+    assert set(savedplan.tree_files([linked], linked)) == set(after)
