@@ -61,8 +61,8 @@ def inventory(tmp_path: Path) -> tuple[Path, list[str]]:
     return tmp_path / "inventory", ids
 
 
-def _ansible_vars(path: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
-    args = [a for i in ids for a in ("--vault-id", i)]
+def _ansible_vars(path: Path, ids: list[str], files: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    args = [a for i in ids for a in ("--vault-id", i)] + [a for f in files for a in ("--vault-password-file", f)]
     r = subprocess.run([_tool("ansible-inventory"), "-i", str(path), "--list", *args], capture_output=True,
                        text=True, timeout=180, env=_env())
     assert r.returncode == 0, r.stderr
@@ -103,11 +103,15 @@ VAULTED = {"db_password", "api_token", "multiline_key", "unicode_secret", "block
 WHOLE = {"ntp_server", "site_secret", "web1_key"}  # string values of whole encrypted files (web.yml sets nested)
 
 
-def test_vaulted_inventory_same_as_ansible_inventory(inventory):
+@pytest.mark.parametrize("how", ["--vault-id", "--vault-password-file"])
+def test_vaulted_inventory_same_as_ansible_inventory(inventory, how):
     path, ids = inventory
-    vault.install(vault.Keyring.from_sources([], ids))
+    files: tuple[str, ...] = ()
+    if how == "--vault-password-file":  # the default id's password as a plain password file
+        files, ids = (ids[0].partition("@")[2],), ids[1:]
+    vault.install(vault.Keyring.from_sources(files, ids))
     ours = load_inventory(path)
-    theirs = _ansible_vars(path, ids)
+    theirs = _ansible_vars(path, ids, files)
     assert set(ours.hosts) == set(theirs) == {"web1", "web2"}
     for name, host in ours.hosts.items():
         assert host.vars == theirs[name], name
