@@ -157,6 +157,8 @@ def load_context(inventory: Path, limit: str | None = None, as_json: bool = Fals
     inv = load_inventory_from_flags(inventory, settings, flags, lazy=True)  # --limit selects before any host is built
     try:
         names = limits.select_names(inv, limit)
+    except limits.LimitFileError:
+        raise
     except InventoryError as e:
         for warning in inv.warnings:
             ui.warn(warning)

@@ -24,6 +24,11 @@ from driftctl.yamlsrc import read_text
 _WHERE = Location("--limit")
 
 
+class LimitFileError(InventoryError):
+    """A ``@FILE`` of a --limit that cannot be used (missing, a directory, unreadable, no pattern, a
+    line with several patterns): about the file, not about the inventory."""
+
+
 @dataclass
 class Limit:
     """A ``--limit`` with its ``@FILE`` parts read: ``parts`` are the pattern parts in order, ``locations``
@@ -44,7 +49,7 @@ class Limit:
 
 
 def read(text: str, cwd: Path | None = None) -> Limit:
-    """Split ``text`` and read its ``@FILE`` parts. Raises InventoryError for a missing or unreadable
+    """Split ``text`` and read its ``@FILE`` parts. Raises LimitFileError for a missing or unreadable
     file, a directory, a file without any pattern, and a line that holds ``,`` (one pattern per line)."""
     out = Limit(text)
     for part in patterns.split(text):
@@ -55,12 +60,12 @@ def read(text: str, cwd: Path | None = None) -> Limit:
         name = part[1:]
         path = Path(name) if cwd is None or Path(name).is_absolute() else cwd / name
         if not name:
-            raise InventoryError("'@' names no limit file", _WHERE, "give --limit @FILE, one host pattern per line")
+            raise LimitFileError("'@' names no limit file", _WHERE, "give --limit @FILE, one host pattern per line")
         if path.is_dir():
-            raise InventoryError(f"limit file {name} is a directory, not a file", _WHERE)
+            raise LimitFileError(f"limit file {name} is a directory, not a file", _WHERE)
         if not path.exists():
-            raise InventoryError(f"limit file {name} not found", _WHERE)
-        lines = read_text(path, InventoryError).split("\n")
+            raise LimitFileError(f"limit file {name} not found", _WHERE)
+        lines = read_text(path, LimitFileError).split("\n")
         before = len(out.parts)
         for number, line in enumerate(lines, 1):
             line = line.strip()
@@ -68,12 +73,12 @@ def read(text: str, cwd: Path | None = None) -> Limit:
                 continue
             where = Location(str(path), number)
             if len(patterns.split(line)) != 1:  # web1:db1, web1,db1 (web[0:2] and IPv6 addresses are one)
-                raise InventoryError(f"{line!r}: one host pattern per line", where,
+                raise LimitFileError(f"{line!r}: one host pattern per line", where,
                                      "Ansible reads the whole line as one name, which matches nothing")
             out.parts.append(line)
             out.locations.append(where)
         if len(out.parts) == before:
-            raise InventoryError(f"limit file {name} names no host", Location(str(path)),
+            raise LimitFileError(f"limit file {name} names no host", Location(str(path)),
                                  "Ansible would then apply no limit at all, acting on every host")
     return out
 
