@@ -327,3 +327,20 @@ def test_input_hashes_follow_links_as_the_loaders_do(tmp_path: Path) -> None:
     linked = tmp_path / "prod"
     linked.symlink_to(inv)  # the inventory named through a link is walked, not hashed as a link
     assert set(savedplan.tree_files([linked], linked)) == set(after)
+
+
+def test_a_host_unreachable_when_planned_is_not_in_the_plan_and_left_alone(site: Site, screen: Screen) -> None:
+    (site.inv / "hosts.yaml").write_text(
+        "all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n"
+        "    gone:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n")  # nothing listens on port 1
+    ctx, engine = prepare(site.inv, None, False, site.manifests, site.flags(connect_timeout=5))
+    run = engine.run("plan", ctx.hosts)
+    save_plan(site.plan, run, engine, ctx, site.inv)
+    doc = json.loads(site.plan.read_text())
+    assert [h["name"] for h in doc["hosts"]] == ["ctl"]
+    assert [(h["name"], h["status"]) for h in doc["not_planned"]] == [("gone", "unreachable")]
+    assert "gone is not in the saved plan (unreachable" in screen.text()
+    rc = site.apply()
+    assert rc == ExitCode.CHANGES  # gone was not contacted: no unreachable bit
+    assert "gone is not in the plan (unreachable when planned): left alone" in screen.text()
+    assert len(site.files()) == 4
