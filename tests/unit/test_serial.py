@@ -11,7 +11,7 @@ import pytest
 from driftctl import batches, config
 from driftctl.cli.opt_run import RunOptions
 from driftctl.engine import Engine, Event
-from driftctl.errors import ConfigError, ExitCode
+from driftctl.errors import ConfigError, ExitCode, InputError
 from driftctl.inventory import load_inventory
 from driftctl.manifest import load_site
 from driftctl.transport.base import TransportOptions
@@ -146,3 +146,27 @@ def test_reports_say_which_batches_never_started() -> None:
     assert doc["exit_code"] & ExitCode.ABORTED
     for fmt in ("markdown", "html"):
         assert "Stopped after batch 1 of 2" in render(doc, fmt) and "never started: b" in render(doc, fmt)
+
+
+def test_an_input_error_in_a_later_batch_stops_the_run_before_the_first(tmp_path: Path) -> None:
+    """Every catalog is checked before batch 1 works: a mistake in the last host's changes nothing anywhere."""
+    target = tmp_path / "target"
+    target.mkdir()
+    inv_dir = tmp_path / "inv"
+    inv_dir.mkdir()
+    (inv_dir / "hosts.yaml").write_text(
+        "all:\n  hosts:\n" + "".join(f"    h{i}:\n      driftctl_transport: local\n      n: {i}\n" for i in range(3)))
+    root = tmp_path / "manifests"
+    (root / "roles" / "r").mkdir(parents=True)
+    (root / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (root / "roles" / "r" / "resources.yaml").write_text(
+        "resources:\n"
+        f"  - file: \"{target}/h{{{{ n }}}}.txt\"\n"
+        "    content: \"{{ 'x' if n != 2 else no_such_variable }}\\n\"\n")
+    inv = load_inventory(inv_dir)
+    settings = config.load({"state_dir": str(tmp_path / "state"), "parallel": 1})
+    engine = Engine(load_site(root), inv, settings, TransportOptions(), transport_factory=LocalTransport)
+    engine.serial = batches.parse_serial("1")
+    with pytest.raises(InputError, match="no_such_variable"):  # exit 1
+        engine.run("apply", inv.select(None))
+    assert list(target.iterdir()) == []
