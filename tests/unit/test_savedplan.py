@@ -344,3 +344,18 @@ def test_a_host_unreachable_when_planned_is_not_in_the_plan_and_left_alone(site:
     assert rc == ExitCode.CHANGES  # gone was not contacted: no unreachable bit
     assert "gone is not in the plan (unreachable when planned): left alone" in screen.text()
     assert len(site.files()) == 4
+
+
+def test_effects_count_as_terraform_counts() -> None:
+    from driftctl.model import Change, ResourceResult
+
+    def r(status: str, *changes: Change) -> ResourceResult:
+        return ResourceResult("file:/x", status, changes=list(changes))  # type: ignore[arg-type]
+
+    assert savedplan.effect(r("changed", Change("ensure", "absent", "file"), Change("content", None, "x"))) == "add"
+    assert savedplan.effect(r("changed", Change("ensure", None, "present"))) == "add"
+    assert savedplan.effect(r("changed", Change("ensure", "file", "absent"))) == "remove"
+    assert savedplan.effect(r("changed", Change("mode", "0644", "0600"))) == "change"
+    assert savedplan.effect(r("changed", Change("refresh", None, "notified by file:/y"))) == "change"
+    assert savedplan.effect(r("ok")) == "none"
+    assert savedplan.effect(r("failed", Change("mode", "0644", "0600"))) == "none"
