@@ -220,17 +220,11 @@ def facts_hash(facts: Mapping[str, Any]) -> str:
 
 
 def effect(r: ResourceResult) -> str:
-    """Terraform's words for a planned change: ``add`` (the resource did not exist), ``remove`` (it
-    is made absent), ``change`` (anything else that changes), ``none`` (in sync, failed, skipped)."""
-    if r.status != "changed":
-        return "none"
-    for c in r.changes:
-        if c.field == "ensure":
-            if c.after in ("absent", "purged"):
-                return "remove"
-            if c.before in (None, "absent", "missing", "purged"):
-                return "add"
-    return "change"
+    """Terraform's words for a planned change, as every report counts them (report.document.action):
+    ``add``, ``change``, ``remove``, or ``none`` (in sync, failed, skipped)."""
+    from driftctl.report.document import action
+
+    return action(r, "plan") or "none"
 
 
 def _fields(r: ResourceResult) -> list[str]:
