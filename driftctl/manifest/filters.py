@@ -75,8 +75,9 @@ class _Dumper(_SafeDumper):
     """Ansible's AnsibleDumper for plain data: any mapping is a dict, any other collection a list."""
 
 
+_Dumper.add_multi_representer(dict, _SafeDumper.represent_dict)  # YamlMap, a manifest variable
 _Dumper.add_multi_representer(Mapping, _SafeDumper.represent_dict)  # type: ignore[type-abstract]
-_Dumper.add_multi_representer(str, _SafeDumper.represent_str)  # a Secret or a YAML-source string
+_Dumper.add_multi_representer(str, lambda d, s: d.represent_str(str.__str__(s)))  # a Secret: libyaml wants a str
 _Dumper.add_multi_representer(list, _SafeDumper.represent_list)
 _Dumper.add_multi_representer(tuple, _SafeDumper.represent_list)
 _Dumper.add_multi_representer(set, _SafeDumper.represent_list)

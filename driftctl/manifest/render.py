@@ -4,6 +4,10 @@ Every string is rendered once (``ImmutableSandboxedEnvironment`` + ``StrictUndef
 string renders to is never rendered again, so a variable whose value contains ``{{`` stays text.
 A string that is exactly one ``{{ expression }}`` keeps the expression's Python type.
 
+Template files (``template:``) are rendered as Ansible's template module renders them (trim_blocks,
+the ``#jinja2:`` header, Ansible's final newlines, None writing nothing): see ``TemplateOptions`` and
+``Renderer.template_file``. Strings in manifests keep Jinja's defaults.
+
 Errors are TemplateErrors pointing at the manifest line of the string (for a multi-line block
 scalar, the line inside it) or at the template file and its line.
 

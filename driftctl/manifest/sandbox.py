@@ -226,7 +226,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         if isinstance(value, str):
             return value
         self._finalize(value)
-        return NativeText(value)
+        return NativeText(_tuples_as_lists(value))
 
     def _finalize(self, value: Any) -> Any:
         if type(value) is not str and type(value) not in _SCALARS:
@@ -426,6 +426,15 @@ def _checked_filter(env: LimitedSandbox, name: str, f: Callable[..., Any],
         return f(*args, **kwargs)
 
     return limited
+
+
+def _tuples_as_lists(value: Any) -> Any:
+    """Ansible shows a tuple in a template's output as a list (``splitext``: ``['a', '.gz']``)."""
+    if type(value) is tuple or type(value) is list:
+        return [_tuples_as_lists(v) for v in value]
+    if type(value) is dict:
+        return {k: _tuples_as_lists(v) for k, v in value.items()}
+    return value
 
 
 def render_capped(env: LimitedSandbox, template: jinja2.Template, variables: Mapping[str, Any], what: str) -> str:

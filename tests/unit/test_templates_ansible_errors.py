@@ -197,3 +197,16 @@ def _loc() -> Any:
     from driftctl.errors import Location
 
     return Location("resources.yaml", 1)
+
+
+def test_filters_take_manifest_data_and_secrets(tmp_path: Path) -> None:
+    """Variables from YAML files are dict/list subclasses with locations, secrets a str subclass."""
+    from driftctl.secret import Secret
+    from driftctl.yamlsrc import load_text
+
+    variables = load_text("app: {b: [1, x], c: '1.10'}\n", "vars.yaml")
+    variables["pw"] = Secret("s3cret")
+    text = render(tmp_path, "{{ app | to_nice_yaml }}{{ app | to_json }}\n{{ {'pw': pw} | to_yaml }}"
+                            "{{ [pw] | to_json }} {{ 'a/b.c' | splitext }}\n", variables)
+    assert text == ("b:\n- 1\n- x\nc: '1.10'\n"
+                    '{"b": [1, "x"], "c": "1.10"}\n{pw: s3cret}\n["s3cret"] [\'a/b\', \'.c\']\n')
