@@ -11,14 +11,23 @@ with testinfra and ``systemctl`` through podman exec, never with driftctl's own 
 from __future__ import annotations
 
 import base64
+import json
+import shutil
+import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from driftctl.bake import bake, image_observe, load_image, verify
+from driftctl.bake.observe import agent_item as image_agent_item
 from driftctl.errors import Location
+from driftctl.model import Catalog, Resource
 from driftctl.resources.base import get_type
+from driftctl.ship import command, program_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from e2ehelp import CLIResult, driftctl, write_inventory
@@ -294,3 +303,60 @@ def test_bad_unit_input_is_an_error_before_any_host(fleet: Any, tmp_path: Path, 
     assert f"roles/app/resources.yaml:{line}: " in result.output and message in result.output, result.output
     assert host.exec(["test", "-e", "/etc/driftctl-unit-marker"]).rc == 1
     assert host.exec(["ls", "-la", "--time-style=full-iso", "/etc/systemd/system"]).stdout_text == before
+
+
+# ---- bake: the unit file, its drop-in and its enablement in an image that boots with them
+
+
+@pytest.mark.slow
+@pytest.mark.podman
+def test_a_baked_unit_runs_when_the_image_boots(tmp_path: Path) -> None:
+    base = "localhost/driftctl-base:bookworm"  # the fleet's Debian base (built with the fleet image)
+    assert shutil.which("podman") is not None
+
+    def podman(*argv: str, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        proc = subprocess.run(["podman", *argv], capture_output=True, input=stdin, timeout=600)
+        assert not check or proc.returncode == 0, f"podman {' '.join(argv)}: {proc.stderr.decode()[-800:]}"
+        return proc
+
+    assert podman("image", "exists", base, check=False).returncode == 0, f"{base} is not built"
+    rtype = get_type("unit")
+    assert rtype is not None
+    loc = Location("site.yaml", 1)
+    dropins = {"10-nice.conf": "[Service]\nNice=5\n"}
+    params = rtype.validate({"name": "app.service", "content": SIMPLE, "dropins": dropins, "enabled": True,
+                             "state": "started"}, loc)
+    cat = Catalog("web1", [Resource("unit", "app.service", params, loc)])
+    out = tmp_path / "web1"
+    bake(cat, base, out, epoch=1_700_000_000, tag="web1")
+    assert {r.status for r in verify(str(out), cat)} == {"ok"}
+
+    suffix = uuid.uuid4().hex[:8]
+    image, name = f"localhost/driftctl-unit-test-{suffix}:latest", f"driftctl-unit-test-{suffix}"
+    assert load_image(out, "oci-dir", image, tag="web1") == "podman"
+    try:
+        podman("run", "-d", "--name", name, "--systemd=always", "--runtime", "runc", "--ulimit", "nofile=4096:4096",
+               "--ulimit", "nproc=4096:4096", image, "/sbin/init")
+        state = ""
+        for _ in range(180):
+            state = podman("exec", name, "systemctl", "is-system-running", check=False).stdout.decode().strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.5)
+        assert state in ("running", "degraded"), state
+        shown = podman("exec", name, "systemctl", "show", "-p", "ActiveState,UnitFileState,Nice,NeedDaemonReload",
+                       "app.service").stdout.decode()
+        assert sorted(shown.split()) == ["ActiveState=active", "NeedDaemonReload=no", "Nice=5", "UnitFileState=enabled"]
+        # the agent observing the booted container answers what the image observer answered for the image
+        items = [{"id": r.id, "type": r.type, "params": image_agent_item(r, cat)} for r in cat.resources]
+        request = {"v": 1, "op": "probe", "facts": False, "resources": items}
+        proc = podman("exec", "-i", name, *command("python3"), stdin=program_bytes() + json.dumps(request).encode())
+        live = json.loads(proc.stdout)["resources"]
+        still = image_observe(str(out), cat)
+        for probe in (live, still):  # an inode number is the container storage's, not the image's
+            for seen in probe["unit:app.service"]["observed"]["_cas"]["unit_files"].values():
+                seen.pop("ino")
+        assert live == still
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+        podman("rmi", "-f", image, check=False)
