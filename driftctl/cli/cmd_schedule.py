@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,6 +21,7 @@ from driftctl.cli.options import (
     state_dir_option,
     state_option,
     unit_dir_option,
+    vault_options,
 )
 from driftctl.errors import ConfigError
 
@@ -54,16 +56,18 @@ def schedule_group() -> None:
 @state_option
 @state_dir_option
 @crontab_user_option
+@vault_options
 def install_cmd(inventory: Path, every: str, remediate: bool, report_dir: Path | None, name: str | None,
                 systemd: bool, unit_dir: Path | None, manifests: Path | None, state: str | None,
-                state_dir: str | None, user: str | None) -> int:
+                state_dir: str | None, user: str | None, **vault: Any) -> int:
     """Install (or replace) a scheduled drift run of INVENTORY.
 
     The command is fixed at install time with absolute paths and the settings in force now;
     re-installing the same NAME replaces it.
     """
     _check_user(user, systemd)
-    settings = settings_from(manifests=str(manifests) if manifests else None, state=state, state_dir=state_dir)
+    settings = settings_from(manifests=str(manifests) if manifests else None, state=state, state_dir=state_dir,
+                             **vault)
     job = schedule.make_job(inventory, every, settings, name=name, remediate=remediate, report_dir=report_dir)
     if systemd:
         result = schedule.install_systemd(job, unit_dir)

@@ -134,6 +134,8 @@ class Job:
     remediate: bool = False
     known_hosts: tuple[str, ...] = ()
     ssh_config: str | None = None
+    vault_password_file: tuple[str, ...] = ()  # absolute paths
+    vault_ids: tuple[str, ...] = ()  # label@/absolute/path
 
     @property
     def log_file(self) -> Path:
@@ -149,6 +151,10 @@ class Job:
             argv += ["--known-hosts", path]
         if self.ssh_config:
             argv += ["--ssh-config", self.ssh_config]
+        for path in self.vault_password_file:
+            argv += ["--vault-password-file", path]
+        for vault_id in self.vault_ids:
+            argv += ["--vault-id", vault_id]
         if self.remediate:
             argv.append("--remediate")
         if self.report_dir is not None:
@@ -189,6 +195,20 @@ def _absolute_store(url: str, base: Path) -> str:
     return str(_absolute(path, base))
 
 
+def _vault_ids(ids: Sequence[str], base: Path) -> tuple[str, ...]:
+    """Each ``label@source`` with an absolute source; ``prompt`` cannot be answered by a scheduled run."""
+    out = []
+    for vault_id in ids:
+        label, at, source = vault_id.rpartition("@")
+        if not at:
+            label, source = "default", vault_id
+        if source == "prompt":
+            raise ConfigError(f"--vault-id {vault_id}: a scheduled run has nobody to answer a prompt",
+                              Location("--vault-id"), "give a password file or a script that prints the password")
+        out.append(f"{label}@{_absolute(source, base)}")
+    return tuple(out)
+
+
 def make_job(inventory: Path, every: str, settings: Settings, name: str | None = None, remediate: bool = False,
              report_dir: Path | None = None, project_dir: Path | None = None) -> Job:
     """Resolve a schedule from the command line and the settings in force now (files, env, flags)."""
@@ -215,6 +235,8 @@ def make_job(inventory: Path, every: str, settings: Settings, name: str | None =
         remediate=remediate,
         known_hosts=tuple(str(_absolute(k, base)) for k in settings.known_hosts),
         ssh_config=str(_absolute(settings.ssh_config, base)) if settings.ssh_config else None,
+        vault_password_file=tuple(str(_absolute(f, base)) for f in settings.vault_password_file),
+        vault_ids=_vault_ids(settings.vault_ids, base),
     )
 
 

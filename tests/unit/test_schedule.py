@@ -181,6 +181,17 @@ def test_job_pins_absolute_paths_and_settings(project: Path) -> None:
     assert pg.state == "postgresql://u@db/driftctl"
 
 
+def test_job_pins_vault_passwords_by_absolute_path_and_refuses_a_prompt(project: Path) -> None:
+    settings = Settings(vault_password_file=("pass.txt",), vault_ids=("prod@secrets/prod.sh", "plain.txt"))
+    job = schedule.make_job(Path("inventory/prod"), "1h", settings, project_dir=project)
+    argv = job.argv()
+    assert argv[argv.index("--vault-password-file") + 1] == str(project / "pass.txt")
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--vault-id"] == [
+        f"prod@{project / 'secrets' / 'prod.sh'}", f"default@{project / 'plain.txt'}"]
+    with pytest.raises(ConfigError, match="nobody to answer a prompt"):
+        schedule.make_job(Path("inventory/prod"), "1h", Settings(vault_ids=("default@prompt",)), project_dir=project)
+
+
 def test_job_refuses_missing_inventory_and_manifests(project: Path) -> None:
     with pytest.raises(ConfigError, match="inventory inventory/typo not found"):
         schedule.make_job(Path("inventory/typo"), "1h", Settings(), project_dir=project)
