@@ -68,18 +68,22 @@ class Unit(ResourceType):
     The unit file is ``/etc/systemd/system/<name>``, from ``content``, ``template`` (rendered per
     host, as a file's) or ``source``; ``dropins`` are files of ``/etc/systemd/system/<name>.d/``
     (the directory is created when missing; drop-ins not listed are left alone). Without a unit
-    file parameter the unit comes from elsewhere (a package) and only its drop-ins are managed. Files
-    are written as the file resource writes them: atomically, through the directory's descriptor,
-    never through a symlink, refused when changed by hand since the plan, the old one backed up.
+    file parameter the unit comes from elsewhere and only its drop-ins are managed; the unit then
+    requires ``package:<name without suffix>`` when the catalog has it. Files are written as the
+    file resource writes them: atomically, through the directory's descriptor, never through a
+    symlink, refused when changed by hand since the plan, the old one backed up; a refused file
+    (a symlink at its path, a ``.d`` that is not a directory) is found before anything is written.
 
-    When a file changed, ``systemctl daemon-reload`` runs (once per changed unit), then the unit is
-    enabled or disabled, then started or stopped; a unit that runs (or should) and whose files
-    changed is restarted, as a Puppet service subscribed to its unit file. A unit systemd still
-    runs from an older copy of its files (``NeedDaemonReload``) is reloaded too. When notified the
-    unit is restarted (``refresh``) unless it should be or is stopped, or this run already
-    (re)started it. A hand edit of a file, ``systemctl disable`` or ``stop`` show as drift of this
-    resource. systemd hosts only; the name needs one of the suffixes .service, .timer, .socket,
-    .path, .mount, .target; a template (``app@.service``) cannot be enabled or started.
+    When a file changed, the unit is enabled or disabled, then ``systemctl daemon-reload`` runs
+    once (per changed unit: its own start must see its new files), then the unit is started or
+    stopped; a unit that runs and whose files changed is restarted, as a Puppet service subscribed
+    to its unit file. A unit that systemd runs from an older copy of its files
+    (``NeedDaemonReload``) is reloaded too. When notified the unit is restarted (``refresh``)
+    unless it should be or is stopped, or this run already (re)started it. A hand edit of a file,
+    ``systemctl disable`` or ``stop`` show as drift of this resource. systemd hosts only; the name
+    needs one of the suffixes .service, .timer, .socket, .path, .mount, .target; a template
+    (``app@.service``) cannot be enabled or started. In an image (bake), ``state: started`` means
+    enabled and ``stopped`` disabled.
 
     Example::
 
@@ -157,6 +161,14 @@ class Unit(ResourceType):
             if name.endswith(".service"):
                 out.append(f"service:{name[: -len('.service')]}")
         return out
+
+    @classmethod
+    def autorequire(cls, params: Mapping[str, Any]) -> list[str]:
+        # a unit whose file the resource does not write usually comes from the package of its name
+        name = params["name"]
+        if params.get("content") is not None or params.get("template") or params.get("source") or "@" in name:
+            return []
+        return [f"package:{name.rsplit('.', 1)[0]}"]
 
     @classmethod
     def managed_paths(cls, params: Mapping[str, Any]) -> list[str]:

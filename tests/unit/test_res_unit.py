@@ -106,6 +106,8 @@ def test_claims_stop_a_second_resource_for_the_same_file_or_state() -> None:
                               "file:/etc/systemd/system/app.service.d/10-a.conf", "service:app.service", "service:app"]
     assert Unit.claims(validate(dropins={"10-a.conf": "x"})) == [
         "unit:app.service", "file:/etc/systemd/system/app.service.d/10-a.conf"]
+    assert Unit.autorequire(p) == []  # its own unit file: no package to wait for
+    assert Unit.autorequire(validate(name="nginx.service", dropins={"10-a.conf": "x"})) == ["package:nginx"]
     assert Unit.managed_paths(p) == ["/etc/systemd/system/app.service", "/etc/systemd/system/app.service.d/10-a.conf"]
 
 
