@@ -24,6 +24,7 @@ import ast
 import re
 import shlex
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from driftctl.errors import InventoryError, Location
 from driftctl.inventory import hostpattern
 from driftctl.inventory.builder import ALL, UNGROUPED, Builder
+from driftctl.secret import conceal
 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:[#;].*)?$")
@@ -87,9 +89,11 @@ class _Pending:
     where: Location
 
 
-def load(path: Path, builder: Builder, text: str) -> None:
-    """Read one INI inventory file (already read as ``text``) into ``builder``."""
+def load(path: Path, builder: Builder, text: str, secret: bool = False) -> None:
+    """Read one INI inventory file (already read as ``text``) into ``builder``. ``secret``: the file was
+    vault-encrypted as a whole, so every value it sets is a Secret (as in a vaulted YAML file)."""
     file = str(path)
+    value_of = (lambda text: conceal(parse_value(text))) if secret else parse_value
     defined: set[str] = {g for g in builder.groups if builder.groups[g].location is not None} | {ALL, UNGROUPED}
     pending: dict[str, _Pending] = {}
     group, state = UNGROUPED, "hosts"
@@ -122,12 +126,12 @@ def load(path: Path, builder: Builder, text: str) -> None:
                 "a header is [name], [name:vars] or [name:children], with no spaces",
             )
         if state == "hosts":
-            _host_line(builder, group, line, where)
+            _host_line(builder, group, line, where, value_of)
         elif state == "vars":
             key, sep, value = line.partition("=")
             if not sep or not key.strip():
                 raise InventoryError(f"expected key=value in [{group}:vars], got {line!r}", where)
-            builder.set_group_var(group, key.strip(), parse_value(value.strip()), where)
+            builder.set_group_var(group, key.strip(), value_of(value.strip()), where)
         else:
             cm = _GROUP_NAME.match(line)
             if not cm:
@@ -144,7 +148,8 @@ def load(path: Path, builder: Builder, text: str) -> None:
                              f"define it with a [{name}] or [{name}:children] section")
 
 
-def _host_line(builder: Builder, group: str, line: str, where: Location) -> None:
+def _host_line(builder: Builder, group: str, line: str, where: Location,
+               value_of: Callable[[str], Any] = parse_value) -> None:
     try:
         tokens = split_host_line(line)
     except ValueError as e:
@@ -157,7 +162,7 @@ def _host_line(builder: Builder, group: str, line: str, where: Location) -> None
         key, sep, value = token.partition("=")
         if not sep or not key:
             raise InventoryError(f"expected key=value after host {tokens[0]!r}, got {token!r}", where)
-        variables[key] = parse_value(value)
+        variables[key] = value_of(value)
     for host in definition.names:
         new = host not in builder.hosts
         builder.add_host(group, host, where)

@@ -26,7 +26,7 @@ from driftctl.inventory.builder import ALL, Builder, HostEntry
 from driftctl.inventory.model import Built, Group, Hosts, Inventory, VarSet, _Sources
 from driftctl.model import Host
 from driftctl.patterns import nearest
-from driftctl.yamlsrc import read_text
+from driftctl.yamlsrc import read_source
 
 _PATTERN_CHARS = ":,!&~[]*?"
 HOSTS_FILES = ("hosts.yaml", "hosts.yml", "hosts", "hosts.ini")
@@ -75,7 +75,7 @@ def _read(path: Path, builder: Builder) -> None:
     if path.suffix in _YAML_EXT:
         yaml_format.load(path, builder)
         return
-    text = read_text(path, InventoryError)
+    text, vaulted = read_source(path, InventoryError)  # a whole vault-encrypted file: its plaintext
     text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
     if text.startswith("#!"):
         raise InventoryError(
@@ -83,9 +83,9 @@ def _read(path: Path, builder: Builder) -> None:
             "chmod +x it to have it run with --list, as Ansible runs executable scripts",
         )
     if path.suffix == ".ini" or _looks_like_ini(text):
-        ini_format.load(path, builder, text)
+        ini_format.load(path, builder, text, secret=vaulted)
     else:
-        yaml_format.load(path, builder)
+        yaml_format.load(path, builder, (text, vaulted))
 
 
 _YAML_FIRST_LINE = re.compile(r"^(---|%|\{|[^\s=\[#;:]+:(\s|$))")
