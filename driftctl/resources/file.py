@@ -236,6 +236,9 @@ class File(ResourceType):
                                 location)
         forbid_when_absent(cls, params, ("content", "template", "source", "owner", "group", "mode"), location)
         check_template_options(cls.name, params, location)
+        for key in TEMPLATE_PARAMS:  # not given: left out, so a file's params (and digests) are as before
+            if params.get(key) is None:
+                params.pop(key, None)
         return params
 
     @classmethod
