@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from driftctl.bake import bake, image_observe, load_image, verify
@@ -28,6 +29,7 @@ from driftctl.errors import Location
 from driftctl.model import Catalog, Resource
 from driftctl.resources.base import get_type
 from driftctl.ship import command, program_bytes
+from driftctl.store import json_schema
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from e2ehelp import CLIResult, driftctl, write_inventory
@@ -76,6 +78,7 @@ def run(command: str, host: Any, tmp_path: Path, *extra: str) -> tuple[CLIResult
         doc = result.json()
     except ValueError:
         raise AssertionError(result.output) from None
+    jsonschema.Draft202012Validator(json_schema()).validate(doc)  # a unit's changes fit the report schema
     return result, {r["id"]: r for r in doc["hosts"][0]["resources"]}
 
 
