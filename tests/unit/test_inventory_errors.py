@@ -62,8 +62,8 @@ ERRORS = Path(__file__).parent / "data" / "inventory" / "errors"
         ),
         (
             "script", "script:1",
-            "this is a dynamic inventory script; driftctl reads static inventories only "
-            "(save its output ('./script --list') as hosts.yaml)",
+            "this is a dynamic inventory script, but it is not executable "
+            "(chmod +x it to have it run with --list, as Ansible runs executable scripts)",
         ),
         (
             "bad_priority.yaml", "bad_priority.yaml:5",
@@ -118,7 +118,8 @@ def test_error_names_file_and_line(fixture, where, message):
         ("all:\n  hosts:\n    db:99999:\n", 3, "invalid port 99999 in host definition 'db:99999'"),
         ("all:\n  hosts:\n    db:ssh:\n", 3, "invalid host definition 'db:ssh': expected NAME or NAME:PORT"),
         ("all:\n  hosts:\n    h: {x: !vault abc}\n", 3,
-         "invalid YAML: could not determine a constructor for the tag '!vault'"),
+         "not Ansible Vault data: the first line must be $ANSIBLE_VAULT;1.1;AES256 or "
+         "$ANSIBLE_VAULT;1.2;AES256;LABEL"),
     ],
 )
 def test_yaml_structure_errors(tmp_path, text, line, message):
