@@ -19,6 +19,7 @@ from driftctl.cli.options import (
     bake_host_option,
     connect_options,
     diff_option,
+    inventory_input_options,
     json_option,
     manifests_option,
     verbose_option,
@@ -87,9 +88,10 @@ def _size(n: int) -> str:
               help="Run packages and execs the base lacks in a podman build container (default: when podman "
                    "is installed); --no-build-container refuses them, keeping the image bit-reproducible.")
 @manifests_option
+@inventory_input_options
 @json_option
 def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: str, tag: str | None, load: bool,
-                 engine: bool | None, manifests: Path | None, as_json: bool) -> int:
+                 engine: bool | None, manifests: Path | None, as_json: bool, **inputs: Any) -> int:
     """Bake HOST's converged state onto a base image, as a reproducible OCI image. No daemon needed.
 
     Same manifests + same base -> the same image digest (timestamps from SOURCE_DATE_EPOCH, else the
@@ -98,7 +100,7 @@ def bake_command(inventory: Path, host_name: str, base: str, output: Path, fmt: 
     """
     from driftctl.bake import bake, load_image
 
-    p = prepare(inventory, host_name, manifests)
+    p = prepare(inventory, host_name, manifests, **inputs)
     name = tag or f"localhost/driftctl-{p.host.name}:latest"
     result = bake(p.catalog, base, output, fmt, tag=name, repo=_repo(p.manifests), render=p.render, engine=engine)
     loaded = load_image(output, fmt, name) if load else None
@@ -153,8 +155,9 @@ def _verify_operands(operands: tuple[str, ...], inventory: Path | None) -> tuple
 @json_option
 @diff_option
 @verbose_option
+@inventory_input_options
 def verify_command(operands: tuple[str, ...], inventory: Path | None, host_name: str, manifests: Path | None,
-                   as_json: bool, diff: bool | None, verbose: bool) -> int:
+                   as_json: bool, diff: bool | None, verbose: bool, **inputs: Any) -> int:
     """Check IMAGE against HOST's manifests, without running it: exit 0 in sync, 2 differs, 4 failed.
 
     Uses the agent's own observe code on the image's files and each resource type's own diff, so a
@@ -166,7 +169,7 @@ def verify_command(operands: tuple[str, ...], inventory: Path | None, host_name:
     from driftctl.cli.render import host_section
 
     inventory, image = _verify_operands(operands, inventory)
-    p = prepare(inventory, host_name, manifests)
+    p = prepare(inventory, host_name, manifests, **inputs)
     started = time.monotonic()
     with open_image(image) as img:
         fs = ImageFS.load(img, wanted_paths(p.catalog))
@@ -261,11 +264,12 @@ def _ago(seconds: float) -> str:
 @bake_host_option
 @click.option("--image", required=True, metavar="IMAGE", help="The baked image (any form bake reads).")
 @manifests_option
+@inventory_input_options
 @json_option
 @connect_options
 def compare_command(inventory: Path, host_name: str, image: str, manifests: Path | None, as_json: bool,
                     accept_new_host_keys: bool | None, known_hosts: tuple[str, ...],
-                    connect_timeout: float | None) -> int:
+                    connect_timeout: float | None, **inputs: Any) -> int:
     """Set the live HOST beside its baked IMAGE: what each has, what differs, how old the image is.
 
     Exit 0 when host and image agree on every managed attribute, 2 when they differ, 4 when a resource
@@ -277,7 +281,7 @@ def compare_command(inventory: Path, host_name: str, image: str, manifests: Path
     from driftctl.bake.provenance import L_CATALOG, L_CREATED, L_REVISION
 
     p = prepare(inventory, host_name, manifests, accept_new_host_keys=accept_new_host_keys,
-                known_hosts=known_hosts, connect_timeout=connect_timeout)
+                known_hosts=known_hosts, connect_timeout=connect_timeout, **inputs)
     with open_image(image) as img:
         fs = ImageFS.load(img, wanted_paths(p.catalog))
         labels, digest = img.labels, img.digest

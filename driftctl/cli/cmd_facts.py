@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from driftctl.cli import ui
-from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
+from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags, recorded_argv
 from driftctl.facts import gather
 from driftctl.model import HostResult, RunResult
 from driftctl.report import document
@@ -89,7 +89,7 @@ def facts_command(inventory: Path, limit: str | None, as_json: bool, flags: dict
     run.hosts = gather(ctx.hosts, ctx.transport_options, ctx.parallel, on_done=progress)
     run.finished = time.time()
     if as_json:
-        ui.print_json(document.build(run, str(inventory), sys.argv[1:]))
+        ui.print_json(document.build(run, str(inventory), recorded_argv(sys.argv[1:])))
     else:
         show(run)
     return run.exit_code
