@@ -12,8 +12,8 @@ the parent open by descriptor, a private temp file, fsync, rename; never through
 Apply: the files that differ are written; then enable/disable with ``--no-reload``; then one
 ``systemctl daemon-reload`` when a file or the enablement changed (or systemd runs an older copy);
 then start/stop, or restart a running unit whose files changed. So a changed unit costs one reload
-(~0.26 s measured in a fleet container), not two (``enable`` alone would reload again). A unit (re)started by its apply is not
-restarted again when notified.
+(~0.26 s measured in a fleet container), not two (``enable`` alone would reload again). A unit
+(re)started by its apply is not restarted again when notified.
 """
 
 import os
@@ -229,7 +229,7 @@ def unit_write(params, path, sha, ctx):
                 backup_save(target, ctx)
             mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
         else:
-            mode, uid, gid = (0o600 if params.get("_sensitive") else 0o644), 0, 0
+            mode, uid, gid = (0o600 if params.get("_sensitive") else 0o644), -1, -1  # the agent's own: root
         size = params.get("content_size") if sha == params.get("content_sha256") else None
         target.replace(_file_writer({"content_sha256": sha, "path": path}, ctx), mode, uid, gid, ctx=ctx, size=size)
     return True

@@ -110,7 +110,8 @@ def test_unit_converges_restarts_on_change_and_reports_drift(fresh_host: Any, tm
     assert ti.service("app").is_running and ti.service("app").is_enabled
     text = ti.file("/etc/systemd/system/app.service").content_string
     assert f"Description=driftctl test app on {host.name}\n" in text and "GREETING=hello" in text
-    assert ti.file("/etc/systemd/system/app.service").mode == 0o644
+    unit_file = ti.file("/etc/systemd/system/app.service")
+    assert (unit_file.mode, unit_file.user, unit_file.group) == (0o644, "root", "root")
     assert ti.file("/etc/systemd/system/app.service.d/10-nice.conf").content_string == "[Service]\nNice=5\n"
     first = show(host, "MainPID", "ActiveEnterTimestamp", "Nice", "NeedDaemonReload")
     assert first["Nice"] == "5" and first["NeedDaemonReload"] == "no"
