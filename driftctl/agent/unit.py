@@ -9,6 +9,9 @@ What systemd knows comes from one ``systemctl show`` per unit (``unit_systemd``,
 observer replaces with what the image's files say). Files are written with the file type's helpers:
 the parent open by descriptor, a private temp file, fsync, rename; never through a planted symlink.
 
+``ensure: absent``: stop, disable, remove the unit file and its .d (regular files only, each backed up
+and checked against the plan), reload.
+
 Apply: the files that differ are written; then enable/disable with ``--no-reload``; then one
 ``systemctl daemon-reload`` when a file or the enablement changed (or systemd runs an older copy);
 then start/stop, or restart a running unit whose files changed. So a changed unit costs one reload
@@ -16,10 +19,10 @@ then start/stop, or restart a running unit whose files changed. So a changed uni
 (re)started by its apply is not restarted again when notified.
 """
 
-import os
+import os  # noqa: I001  (agent imports stay on one line: see driftctl/agent/file.py)
 import stat
 
-from driftctl.agent._core import CAS_UNKNOWN, Failure, backup_save, cas_dict, cas_verify, file_kind, register, run
+from driftctl.agent._core import CAS_UNKNOWN, DIR_FLAGS, Failure, backup_save, cas_dict, cas_verify, file_kind, lstat_at, register, run  # noqa: E501
 from driftctl.agent.file import _file_writer, fs_describe_type, fs_probe_target, fs_target
 from driftctl.agent.service import SYSTEMD_RUNNING_STATES, SystemdService, parse_systemctl_show, service_timed_out
 
@@ -153,6 +156,8 @@ def unit_observe_file(path, want_sha, want_text):
 def unit_observe(params, ctx):
     if ctx.facts.get("init") not in (None, "systemd"):
         raise Failure("%s: this host does not run systemd (init: %s)" % (params["name"], ctx.facts.get("init")))
+    if params.get("ensure") == "absent":
+        return unit_observe_absent(params)
     want_text = bool(params.get("_want_content", ctx.want_content))
     observed = {}
     cas = {}
@@ -186,6 +191,93 @@ def unit_observe(params, ctx):
 
 def unit_precheck(params, observed, ctx):
     return observed.get("_refusal")
+
+
+# ---- ensure: absent
+
+
+def unit_absent_scan(name):
+    """The unit's files in /etc/systemd/system for ``ensure: absent``: ({path: _cas}, whether its .d
+    directory exists, refusal or None). Only regular files are ever removed."""
+    main = UNIT_DIR + "/" + name
+    found, refusals, has_dir = {}, [], False
+    target, unsafe = fs_probe_target(main)
+    if unsafe or target is None:
+        return {}, False, unsafe
+    with target:
+        st = target.lstat()
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            refusals.append(unit_file_refusal(target, st))
+        elif st is not None:
+            found[main] = cas_dict(st, target.read()[0])
+    with fs_target(main + ".d") as folder:
+        refusal = unit_dir_refusal(folder)
+        if refusal:
+            refusals.append(refusal)
+        elif folder.lstat() is not None:
+            has_dir = True
+            fd = os.open(folder.name, DIR_FLAGS, dir_fd=folder.dfd)
+            try:
+                for entry in sorted(os.listdir(fd)):
+                    path = main + ".d/" + entry
+                    st = lstat_at(fd, entry)
+                    if st is None:
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        refusals.append("%s is %s: driftctl removes only regular files from a unit's .d"
+                                        % (path, fs_describe_type(file_kind(st))))
+                        continue
+                    with fs_target(path) as t:
+                        found[path] = cas_dict(st, t.read()[0])
+            finally:
+                os.close(fd)
+    return found, has_dir, "; ".join(refusals) or None
+
+
+def unit_observe_absent(params):
+    found, has_dir, refusal = unit_absent_scan(params["name"])
+    view = unit_systemd(params["name"], params.get("timeout"))
+    observed = {"ensure": "present" if found or has_dir else "absent", "enabled": view["enabled"],
+                "running": view["running"], "_cas": {"unit_files": found}}
+    if refusal:
+        observed["_refusal"] = refusal
+    return observed
+
+
+def unit_apply_absent(params, ctx):
+    """Stop, disable, remove the unit's files (backed up, each checked against the plan), reload."""
+    name = params["name"]
+    found, has_dir, refusal = unit_absent_scan(name)
+    if refusal:
+        raise Failure(refusal)
+    view = unit_systemd(name, params.get("timeout"))
+    if view["running"]:
+        unit_ctl(params, "stop", "--", name)
+    changed = False
+    if view["unit_file_state"] in ("enabled", "enabled-runtime", "indirect"):
+        unit_ctl(params, "disable", "--no-reload", "--", name)
+        changed = True
+    expects = ctx.expect
+    try:
+        for path in sorted(found, key=lambda p: (p == UNIT_DIR + "/" + name, p)):  # drop-ins first
+            ctx.expect = unit_expected(expects, path)
+            with fs_target(path) as target:
+                cas_verify(target, ctx)  # before the backup too: a refused change leaves no trace
+                if params.get("backup", True):
+                    backup_save(target, ctx)
+                target.unlink(ctx)
+            changed = True
+    finally:
+        ctx.expect = expects
+    if has_dir:
+        with fs_target(UNIT_DIR + "/" + name + ".d") as folder:
+            try:
+                os.rmdir(folder.name, dir_fd=folder.dfd)
+            except OSError as e:
+                raise Failure("removing %s: %s" % (folder.path, e.strerror)) from None
+        changed = True
+    if changed or view["needs_reload"]:
+        unit_ctl(params, "daemon-reload")
 
 
 # ---- apply
@@ -250,6 +342,9 @@ def unit_set_enabled(params, view, enabled):
 
 
 def unit_apply(params, changes, ctx):
+    if params.get("ensure") == "absent":
+        unit_apply_absent(params, ctx)
+        return
     name = params["name"]
     refusal = unit_refusal(params)
     if refusal:
@@ -290,7 +385,7 @@ def unit_apply(params, changes, ctx):
 def unit_refresh(params, ctx):
     """Restart or reload when notified; left alone when stopped, or (re)started by this run already."""
     name = params["name"]
-    if params.get("state") == "stopped" or name in UNIT_STARTED:
+    if params.get("state") == "stopped" or params.get("ensure") == "absent" or name in UNIT_STARTED:
         return
     if not unit_systemd(name, params.get("timeout"))["running"]:
         return

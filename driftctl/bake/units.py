@@ -211,6 +211,9 @@ def bake_unit_resource(b: Baker, r: Resource) -> None:
 
     p = r.params
     name = str(p["name"])
+    if p.get("ensure") == "absent":
+        _bake_unit_absent(b, r, name)
+        return
     files = [(posixpath.join(ETC_UNITS, name), p.get("content"))]
     files += [(posixpath.join(ETC_UNITS, f"{name}.d", d), t) for d, t in sorted((p.get("dropins") or {}).items())]
     for path, content in files:
@@ -242,6 +245,34 @@ def bake_unit_resource(b: Baker, r: Resource) -> None:
         enabled = state == "started"
     if enabled is not None:
         set_enabled(b.fs, r, name, bool(enabled), b.epoch)
+
+
+def _bake_unit_absent(b: Baker, r: Resource, name: str) -> None:
+    """``ensure: absent`` in an image: the enablement links go, then the unit file and its .d (regular
+    files only, as on a host)."""
+    unit = find_unit(b.fs, name)
+    if unit is not None and unit.has_install and not _masked(b.fs, unit.name):
+        set_enabled(b.fs, r, name, False, b.epoch)
+    path = b.path(posixpath.join(ETC_UNITS, name))
+    cur = b.fs.get(path)
+    if cur is not None and cur.kind != "file":
+        raise b.fail(r, f"{path} is a {cur.kind} in the image: driftctl never follows or replaces it for a unit")
+    folder = b.path(posixpath.join(ETC_UNITS, f"{name}.d"))
+    entry = b.fs.get(folder)
+    if entry is not None and entry.kind != "dir":
+        raise b.fail(r, f"{folder} is a {entry.kind} in the image, not a directory")
+    inside = [posixpath.join(folder, n) for n in b.fs.listdir(folder)] if entry is not None else []
+    for child in inside:
+        kind = b.fs.get(child)
+        if kind is not None and kind.kind != "file":
+            raise b.fail(r, f"{child} is a {kind.kind} in the image: driftctl removes only regular files from "
+                            "a unit's .d")
+    for child in inside:
+        b.fs.remove(child)
+    if entry is not None:
+        b.fs.remove(folder)
+    if cur is not None:
+        b.fs.remove(path)
 
 
 def image_unit_systemd(fs: ImageFS) -> Callable[..., dict[str, Any]]:

@@ -16,7 +16,7 @@ from driftctl.content import Blob, blob_of
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, content_change, register, sha256
-from driftctl.resources.file import content_bytes, content_sha, content_text, require_given
+from driftctl.resources.file import content_bytes, content_sha, content_text, forbid_when_absent, require_given
 from driftctl.resources.service import check_timeout
 
 UNIT_DIR = "/etc/systemd/system"
@@ -85,6 +85,10 @@ class Unit(ResourceType):
     (``app@.service``) cannot be enabled or started. In an image (bake), ``state: started`` means
     enabled and ``stopped`` disabled.
 
+    ``ensure: absent`` stops and disables the unit, then removes its unit file and its ``.d``
+    directory (each file backed up) from /etc/systemd/system and reloads systemd; a unit that a
+    package installed under /usr/lib stays installed (stopped and disabled: remove the package).
+
     Example::
 
         - unit: app.service
@@ -107,6 +111,8 @@ class Unit(ResourceType):
         - unit: nginx.service      # the package's unit, with an override
           dropins:
             10-restart.conf: "[Service]\\nRestart=always\\n"
+        - unit: old-app.service
+          ensure: absent
     """
 
     name = "unit"
@@ -116,6 +122,8 @@ class Unit(ResourceType):
     refreshable = True
     params: ClassVar[dict[str, Param]] = {
         "name": Param(str, "The unit name with its suffix (the title).", required=True, check=check_unit_name),
+        "ensure": Param(str, "Present, or absent: stopped, disabled, and its files in /etc/systemd/system removed.",
+                        default="present", choices=("present", "absent")),
         "content": Param((str, bytes), "The unit file's content, as text."),
         "template": Param(str, "A Jinja2 template file (under templates/) rendered into the unit file."),
         "source": Param(str, "A file (under files/) copied as the unit file, byte for byte."),
@@ -137,6 +145,9 @@ class Unit(ResourceType):
         if len(given) > 1:
             raise ManifestError(f"unit: give one of content, template and source, not {' and '.join(given)}",
                                 location)
+        if params.get("ensure") == "absent":
+            forbid_when_absent(cls, params, ("content", "template", "source", "dropins", "enabled", "state"), location)
+            return params
         if not given and not params.get("dropins"):
             raise ManifestError(f"unit:{params['name']}: give the unit file (content, template or source) or "
                                 "dropins", location,
@@ -152,10 +163,11 @@ class Unit(ResourceType):
     def claims(cls, params: Mapping[str, Any]) -> list[str]:
         name = params["name"]
         out = [f"unit:{name}"]
-        if params.get("content") is not None or params.get("template") or params.get("source"):
+        absent = params.get("ensure") == "absent"
+        if absent or params.get("content") is not None or params.get("template") or params.get("source"):
             out.append(f"file:{unit_path(name)}")  # a file resource for the same path is one too many
         out += [f"file:{dropin_dir(name)}/{d}" for d in params.get("dropins") or {}]
-        if params.get("enabled") is not None or params.get("state") is not None:
+        if absent or params.get("enabled") is not None or params.get("state") is not None:
             # a service resource for the same unit would fight over its state
             out.append(f"service:{name}")
             if name.endswith(".service"):
@@ -166,7 +178,8 @@ class Unit(ResourceType):
     def autorequire(cls, params: Mapping[str, Any]) -> list[str]:
         # a unit whose file the resource does not write usually comes from the package of its name
         name = params["name"]
-        if params.get("content") is not None or params.get("template") or params.get("source") or "@" in name:
+        if (params.get("content") is not None or params.get("template") or params.get("source") or "@" in name
+                or params.get("ensure") == "absent"):
             return []
         return [f"package:{name.rsplit('.', 1)[0]}"]
 
@@ -178,6 +191,9 @@ class Unit(ResourceType):
 
     @classmethod
     def desired(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        if params.get("ensure") == "absent":
+            return {"ensure": "absent", "content_sha256": None, "dropins": None, "needs_reload": None,
+                    "enabled": False, "running": False}
         content = params.get("content")
         dropins = params.get("dropins") or {}
         files = content is not None or bool(dropins)
@@ -192,7 +208,7 @@ class Unit(ResourceType):
 
     @classmethod
     def agent_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        out = {k: params.get(k) for k in ("name", "enabled", "state", "refresh", "timeout", "backup")}
+        out = {k: params.get(k) for k in ("name", "ensure", "enabled", "state", "refresh", "timeout", "backup")}
         content = params.get("content")
         blob = blob_of(content) if content is not None else None
         out["content_sha256"] = blob.sha256 if blob is not None else None
@@ -231,6 +247,8 @@ class Unit(ResourceType):
     def diff(cls, desired: Mapping[str, Any], observed: Mapping[str, Any], sensitive: bool = False,
              params: Mapping[str, Any] | None = None) -> list[Change]:
         changes = []
+        if desired.get("ensure") == "absent" and observed.get("ensure") != "absent":
+            changes.append(Change("ensure", observed.get("ensure"), "absent"))
         sha = desired.get("content_sha256")
         if sha is not None and observed.get("content_sha256") != sha:
             content = None if sensitive or params is None else params.get("content")
@@ -258,6 +276,8 @@ class Unit(ResourceType):
             return "started" if change.after else "stopped"
         if change.field == "enabled":
             return "enabled" if change.after else "disabled"
+        if change.field == "ensure":
+            return "removed" if change.after == "absent" else f"ensure {change.before} -> {change.after}"
         if change.field == "needs_reload":
             return "daemon-reload (systemd runs an older copy of the unit's files)"
         if change.field == "content" or change.field.startswith("dropin "):

@@ -161,6 +161,19 @@ def test_unit_converges_restarts_on_change_and_reports_drift(fresh_host: Any, tm
     result, got = run("drift", host, tmp_path)
     assert result.rc == 0 and got["unit:app.service"]["drift"] in (None, "", "none"), result.output
 
+    # ensure: absent: stopped, disabled, its files removed (kept in the backups), systemd reloaded
+    write_site(tmp_path, "bonjour", "resources:\n  - unit: app.service\n    ensure: absent\n")
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert fields(got["unit:app.service"]) == ["ensure", "enabled", "running"]
+    for path in ("/etc/systemd/system/app.service", "/etc/systemd/system/app.service.d",
+                 "/etc/systemd/system/multi-user.target.wants/app.service"):
+        assert host.exec(["test", "-e", path]).rc == 1, path
+    assert show(host, "LoadState", "ActiveState") == {"LoadState": "not-found", "ActiveState": "inactive"}
+    assert host.exec(["grep", "-rlq", "GREETING=bonjour", "/var/lib/driftctl/backup"]).rc == 0
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 0 and got["unit:app.service"]["status"] == "ok", result.output
+
 
 def test_notify_restarts_once(fresh_host: Any, tmp_path: Path) -> None:
     host = fresh_host
@@ -232,6 +245,19 @@ def test_unit_never_writes_through_a_link_and_refuses_a_file_edited_since_the_pl
     assert "web.service.d is a symlink (to /etc), not a directory: driftctl never follows" in result["error"]
     assert seen["refuse"] == result["error"]
     assert host.exec(["test", "-e", "/etc/10-a.conf"]).rc == 1
+    assert host.sh(GUARDED).stdout_text == before
+    # ensure: absent removes regular files only, and nothing when one is refused
+    host.sh("printf '[Service]\\nExecStart=/bin/true\\n' > /etc/systemd/system/x.service"
+            " && mkdir -p /etc/systemd/system/x.service.d/sub && touch /etc/systemd/system/x.service.d/10-a.conf")
+    before = host.sh(GUARDED).stdout_text
+    seen, result = probe_and_apply(host, name="x.service", ensure="absent")
+    assert result["status"] == "failed" and seen["refuse"] == result["error"], result
+    assert "x.service.d/sub is a directory: driftctl removes only regular files from a unit's .d" in result["error"]
+    assert host.exec(["test", "-e", "/etc/systemd/system/x.service.d/10-a.conf"]).rc == 0
+    assert host.exec(["test", "-e", "/etc/systemd/system/x.service"]).rc == 0
+    # the symlink at evil.service is never removed either
+    seen, result = probe_and_apply(host, name="evil.service", ensure="absent")
+    assert result["status"] == "failed" and "is a symlink (to /etc/shadow)" in result["error"], result
     assert host.sh(GUARDED).stdout_text == before
 
     # edited by hand between the plan and the apply: not replaced, nothing restarted

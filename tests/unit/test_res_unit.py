@@ -57,8 +57,8 @@ def test_unit_names_accepted(name: str) -> None:
         ({"dropins": {"../x.conf": "x"}}, "names files of the unit's .d directory"),
         ({"dropins": {".hidden.conf": "x"}}, "names files of the unit's .d directory"),
         ({"dropins": {"10-a.conf": 5}}, "10-a.conf: the content must be text, not int"),
-        ({"ensure": "absent"}, "unknown parameter 'ensure'"),
         ({"running": True}, "unknown parameter 'running'"),
+        ({"ensure": "gone"}, "ensure must be one of present, absent"),
     ],
 )
 def test_validation_errors_carry_the_keys_line(raw: dict, message: str) -> None:
@@ -77,6 +77,9 @@ def test_validation_errors_carry_the_keys_line(raw: dict, message: str) -> None:
          "give one of content, template and source, not content and source"),
         ({"name": "app@.service", "content": UNIT, "enabled": True}, "is a template unit: it cannot be enabled"),
         ({"name": "app@.service", "content": UNIT, "state": "started"}, "declare the instance (unit: app@one.service)"),
+        ({"ensure": "absent", "content": UNIT}, "unit: ensure: absent takes no content"),
+        ({"ensure": "absent", "dropins": {"10-a.conf": "x"}, "state": "stopped"},
+         "unit: ensure: absent takes no dropins, state"),
     ],
 )
 def test_errors_across_parameters_carry_the_resources_line(raw: dict, message: str) -> None:
@@ -97,6 +100,12 @@ def test_desired_manages_only_what_is_given() -> None:
     assert Unit.desired(full) == {"content_sha256": sha256(UNIT), "dropins": None, "needs_reload": False,
                                   "enabled": False, "running": False}
     assert Unit.refreshable and Unit.desired(validate(content=UNIT))["running"] is None
+    gone = Unit.validate({"name": "old.service", "ensure": "absent"}, LOC)
+    assert Unit.desired(gone) == {"ensure": "absent", "content_sha256": None, "dropins": None, "needs_reload": None,
+                                  "enabled": False, "running": False}
+    assert Unit.claims(gone) == ["unit:old.service", "file:/etc/systemd/system/old.service", "service:old.service",
+                                 "service:old"]
+    assert Unit.autorequire(gone) == [] and Unit.managed_paths(gone) == []
 
 
 def test_claims_stop_a_second_resource_for_the_same_file_or_state() -> None:
@@ -199,3 +208,18 @@ def test_bake_never_replaces_a_link_or_a_file_in_the_way(tmp_path: Path) -> None
     [result] = verify(str(base), Catalog("h", [res("unit", "app.service", content=UNIT)]))
     assert result.status == "failed" and "(to /dev/null)" in (result.error or "")
     assert "unmask the unit" in (result.error or "")
+
+
+def test_bake_absent_removes_the_unit_its_dropins_and_links(base: Path, tmp_path: Path) -> None:
+    unit = res("unit", "app.service", content=UNIT, dropins={"10-a.conf": "x\n"}, enabled=True)
+    bake(Catalog("h", [unit]), str(base), tmp_path / "on", epoch=EPOCH)
+    gone = res("unit", "app.service", ensure="absent")
+    assert _statuses(tmp_path / "on", gone) == {"unit:app.service": ("changed", ["ensure", "enabled", "running"])}
+    bake(Catalog("h", [gone]), str(tmp_path / "on"), tmp_path / "off", epoch=EPOCH)
+    fs = ImageFS.load(open_image(str(tmp_path / "off")), lambda p: True)
+    for path in ("/etc/systemd/system/app.service", "/etc/systemd/system/app.service.d",
+                 "/etc/systemd/system/app.service.d/10-a.conf",
+                 "/etc/systemd/system/multi-user.target.wants/app.service"):
+        assert fs.get(path) is None, path
+    assert _statuses(tmp_path / "off", gone) == {"unit:app.service": ("ok", [])}
+    assert _statuses(base, gone) == {"unit:app.service": ("ok", [])}  # never there: nothing to do
