@@ -28,7 +28,7 @@ from driftctl.resources.base import META_PARAMS, Param, ResourceType, all_types 
 # The order a reader meets the types in; a type not named here follows them, by name.
 READING_ORDER = (
     "file", "directory", "symlink", "line", "block", "cron", "sysctl",
-    "user", "group", "authorized_key", "package", "service", "exec",
+    "user", "group", "authorized_key", "package", "service", "unit", "exec",
 )
 
 OUTPUT = REPO / "docs" / "resources.md"
