@@ -522,7 +522,7 @@ class Engine:
             watch_after=plan.watch_after,
             secrets=secrets,
             interrupted=plan.interrupted,
-            excluded=len(plan.catalog.excluded),
+            excluded=[r.id for r in plan.catalog.excluded],
         )
 
 

@@ -174,7 +174,7 @@ class HostResult:
     unmanaged_examined: bool = False  # the watch paths were compared with a baseline in this run
     # the run on this host was cut short: "connection lost" (exit bit 8) or "aborted" (bit 16, SIGINT/SIGTERM)
     interrupted: Literal["connection lost", "aborted"] | None = None
-    excluded: int = 0  # resources left out by --tags/--skip-tags
+    excluded: list[str] = field(default_factory=list)  # ids of the resources --tags/--skip-tags left out
     batch: int | None = None  # the --serial batch (1-based) the host belonged to
 
     @property

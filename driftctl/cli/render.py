@@ -85,7 +85,7 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
     if h.unmanaged:
         text.append(", ").append(f"{len(h.unmanaged)} unmanaged change(s)", style="yellow")
     if h.excluded:
-        text.append(", ").append(f"{h.excluded} left out by tags", style="dim")
+        text.append(", ").append(f"{len(h.excluded)} left out by tags", style="dim")
     text.append(f"  ({h.duration:.1f}s, {h.round_trips} round trips)\n", style="dim")
     for r in h.resources:
         interesting = r.status != "ok" or (command == "drift" and r.drift)
@@ -241,7 +241,7 @@ def final_line(run: RunResult) -> str:
     if run.partial:
         chosen = [*(f"--tags {','.join(run.tags)}" for _ in [0] if run.tags),
                   *(f"--skip-tags {','.join(run.skip_tags)}" for _ in [0] if run.skip_tags)]
-        left = sum(h.excluded for h in hosts)
+        left = sum(len(h.excluded) for h in hosts)
         line += (f"\npartial run ({' '.join(chosen) or 'resources tagged never'}): {left} resource(s) left out, "
                  "not examined; their drift and converged state are unchanged")
     return line

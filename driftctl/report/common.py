@@ -40,7 +40,7 @@ def scope_notes(doc: Mapping[str, Any]) -> list[str]:
         tags = doc.get("tags") or {}
         chosen = " ".join(f"{opt} {','.join(tags[key])}" for opt, key in (("--tags", "only"), ("--skip-tags", "skip"))
                           if tags.get(key)) or "resources tagged never left out"
-        left = sum(int(h.get("excluded") or 0) for h in doc.get("hosts") or [])
+        left = sum(len(h.get("excluded") or []) for h in doc.get("hosts") or [])
         notes.append(f"Partial run ({chosen}): {left} resource(s) left out, not examined; their drift and "
                      "converged state are unchanged.")
     serial = doc.get("serial")

@@ -115,7 +115,7 @@ def host_doc(h: HostResult, command: str) -> dict[str, Any]:
         "duration": round(h.duration, 3),
         "round_trips": h.round_trips,
         "facts": h.facts,
-        "excluded": h.excluded,
+        "excluded": list(h.excluded),
         "batch": h.batch,
         "actions": action_counts(h.resources, command),
         "resources": [resource_doc(r, command) for r in h.resources],

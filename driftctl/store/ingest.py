@@ -16,7 +16,8 @@ Rules (docs/store.md explains them for users):
   closes its open drift episode ("applied"). Failed and skipped resources keep the old converged state.
 - drift: per reachable host, each drifted resource opens or extends an episode; a resource observed in
   sync closes it; a resource failed or skipped leaves it as it is; a resource no longer in the host's
-  catalog closes it (unless the document is ``partial`` or the host ``failed``). Watched paths work the
+  catalog closes it (unless the host ``failed``, or the document is ``partial`` and the host lists it in
+  ``excluded``, or is ``partial`` without such a list). Watched paths work the
   same when the host's ``unmanaged`` list is present (null: the watch was not examined).
   ``since``/``runs`` are written into the document.
   A resource ``changed`` by a drift run (``--remediate``) is converged like an apply's and its episode,
@@ -354,7 +355,12 @@ def _drift_episodes(
         (inventory, name),
     )
     open_eps = {(row["kind"], row["subject"]): row for row in open_rows}
-    complete = not partial and host["status"] != "failed"
+    # A partial run (tags) says which resources it left out: those stay as they are, and anything else
+    # missing from the list is gone from the catalog. A partial document without that list (another
+    # producer) closes nothing.
+    left_out = host.get("excluded")
+    complete = host["status"] != "failed" and (not partial or isinstance(left_out, list))
+    kept = set(left_out) if isinstance(left_out, list) else set()
 
     observed: list[tuple[str, str, str | None, list[str], dict[str, Any]]] = []
     for r in host.get("resources") or []:
@@ -397,8 +403,8 @@ def _drift_episodes(
         entry["since"], entry["runs"] = iso(first_seen), runs
 
     # What is left open was not seen at all in this run.
-    for (kind, _subject), ep in open_eps.items():
-        if kind == "resource" and complete:
+    for (kind, subject), ep in open_eps.items():
+        if kind == "resource" and complete and subject not in kept:
             _close(cur, ep["id"], when, run_id, "no longer in the catalog")
         elif kind == "path" and unmanaged is not None and host["status"] != "failed":
             _close(cur, ep["id"], when, run_id, "back to the baseline")

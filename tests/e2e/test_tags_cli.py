@@ -97,7 +97,9 @@ def test_a_partial_drift_run_leaves_filtered_drift_alone(fresh_host: Any, tmp_pa
     assert doc["partial"] is True and doc["tags"] == {"only": ["web"], "skip": []}
     assert list(by_id(doc)) == ["file:/etc/tagtest/web.conf"]
     host = doc["hosts"][0]
-    assert host["excluded"] == 4 and host["unmanaged"] is None  # db.conf is not "unmanaged" either
+    assert sorted(host["excluded"]) == ["directory:/etc/tagtest", "file:/etc/tagtest/db.conf",
+                                        "file:/etc/tagtest/debug.conf", "file:/etc/tagtest/plain.conf"]
+    assert host["unmanaged"] is None  # db.conf is not "unmanaged" either
     key = inventory_key(inv)
     store = open_store(str(state / "driftctl.sqlite"))
     try:

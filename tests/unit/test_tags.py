@@ -181,7 +181,7 @@ def test_apply_with_tags_changes_only_the_selected_and_purge_keeps_the_rest(tmp_
     run = engine.run("apply", inv.select(None))
     host = run.hosts[0]
     assert [r.id for r in host.resources] == [f"directory:{target}/d"]
-    assert host.excluded == 2 and run.partial
+    assert host.excluded == [f"file:{target}/d/kept.conf", f"file:{target}/other.conf"] and run.partial
     assert not (target / "d" / "stray").exists()  # the selected purge ran
     assert (target / "d" / "kept.conf").read_text() == "kept\n"  # managed by a resource left out: kept
     assert (target / "other.conf").read_text() == "edited\n"  # left out: untouched
@@ -208,7 +208,7 @@ def test_reports_say_a_run_was_partial_and_count_actions() -> None:
                                type="service")
     in_sync = ResourceResult("file:/etc/c", "ok", reason="in sync", type="file")
     run = RunResult("plan", [HostResult("web1", "changed", [created, removed, line_gone, edited, refreshed, in_sync],
-                                        excluded=3)], tags=["web"])
+                                        excluded=["file:/x", "file:/y", "file:/z"])], tags=["web"])
     doc = document.build(run, "inv")
     jsonschema.Draft202012Validator(json_schema()).validate(doc)
     assert doc["partial"] is True and doc["tags"] == {"only": ["web"], "skip": []}
@@ -219,3 +219,33 @@ def test_reports_say_a_run_was_partial_and_count_actions() -> None:
     full = document.build(RunResult("plan", [HostResult("web1", "ok", [in_sync])]), "inv")
     assert full["partial"] is False and "tags" not in full
     assert "Partial run" not in render(full, "markdown")
+
+
+def test_the_store_keeps_the_drift_of_what_the_tags_left_out_and_closes_what_is_gone(tmp_path: Path) -> None:
+    """A partial drift run lists what it left out: that drift stays open as it was; a resource in neither
+    list was deleted from the manifests and its episode closes, even in a partial run (a default run with
+    a never-tagged resource is partial forever)."""
+    from driftctl.model import HostResult, ResourceResult, RunResult
+    from driftctl.report import document
+    from driftctl.store import open_store
+
+    def drift(results: list[ResourceResult], excluded: list[str]) -> None:
+        doc = document.build(RunResult("drift", [HostResult("web1", "ok", results, excluded=excluded)]), "inv")
+        store.save_run(document.for_store(doc))
+
+    def drifted(rid: str) -> ResourceResult:
+        return ResourceResult(rid, "ok", reason="corrective drift", drift="corrective", type=rid.split(":")[0],
+                              desired_fingerprint="a" * 64, observed_fingerprint="b" * 64,
+                              converged_fingerprint="a" * 64)
+
+    store = open_store(str(tmp_path / "s.sqlite"))
+    try:
+        drift([drifted("file:/etc/db.conf"), drifted("file:/etc/gone.conf")], [])
+        drift([ResourceResult("file:/etc/web.conf", "ok", reason="in sync", type="file")], ["file:/etc/db.conf"])
+        assert [(e.subject, e.runs) for e in store.open_drift("inv", "web1")] == [("file:/etc/db.conf", 1)]
+        [gone] = store.episodes("inv", "web1", "file:/etc/gone.conf")
+        assert gone.close_reason == "no longer in the catalog"
+        drift([drifted("file:/etc/db.conf")], [])
+        assert [(e.subject, e.runs) for e in store.open_drift("inv", "web1")] == [("file:/etc/db.conf", 2)]
+    finally:
+        store.close()
