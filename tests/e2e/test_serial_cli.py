@@ -9,11 +9,13 @@ batch runs, in order.
 from __future__ import annotations
 
 import socket
+import subprocess
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from e2ehelp import driftctl, write_inventory
 
 from driftctl.errors import ExitCode
@@ -100,5 +102,29 @@ def test_every_batch_runs_below_the_threshold(fleet: Any, tmp_path: Path) -> Non
         for h in hosts:
             assert h.exec(["cat", marker]).stdout_text == f"{h.name}\n"
     finally:
+        for h in hosts:
+            h.exec(["rm", "-f", marker])
+
+
+@pytest.mark.slow
+def test_a_black_holed_batch_stops_the_next(fleet: Any, fresh_host: Any, tmp_path: Path) -> None:
+    """Batch 1 is a host frozen with ``podman pause`` (its TCP connect never completes: one connect
+    timeout); past --max-fail-percentage 50 batch 2 never starts."""
+    args, marker, hosts = setup(fleet, tmp_path, dead_first=True)
+    inv = write_inventory(tmp_path / "inv2", [fresh_host, *hosts])
+    subprocess.run(["podman", "pause", fresh_host.container], check=True, capture_output=True)
+    try:
+        result = driftctl("apply", inv, *args[1:], "--serial", "1,2", "--max-fail-percentage", "50",
+                          "--connect-timeout", "3", "--json", state_dir=tmp_path / "state",
+                          env={"DRIFTCTL_CONNECT_TIMEOUT": "3"})
+        assert result.rc & ExitCode.ABORTED and result.rc & ExitCode.UNREACHABLE, result.output
+        doc = valid(result.json())
+        assert doc["serial"]["batches"] == [[fresh_host.name], [h.name for h in hosts]]
+        assert doc["serial"]["not_started"] == [h.name for h in hosts]
+        assert doc["hosts"][0]["status"] == "unreachable"
+        for h in hosts:
+            assert h.exec(["test", "-e", marker]).rc == 1
+    finally:
+        subprocess.run(["podman", "unpause", fresh_host.container], check=False, capture_output=True)
         for h in hosts:
             h.exec(["rm", "-f", marker])
