@@ -451,7 +451,42 @@ def test_truthy(value: Any, convert_bool: bool = False) -> bool:
     return bool(value)
 
 
+_VERSION_PART = re.compile(r"(\d+|[a-z]+|\.)")
+_VERSION_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+}
+_VERSION_OP_NAMES = {"==": "eq", "=": "eq", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "!=": "ne", "<>": "ne",
+                     **{k: k for k in _VERSION_OPS}}
+
+
+def _loose_version(text: str) -> list[int | str]:
+    """Ansible's LooseVersion: numbers compare as numbers, letters as text; dots separate."""
+    return [int(p) if p.isdigit() else p for p in _VERSION_PART.split(text) if p and p != "."]
+
+
+def test_version(value: Any, version: Any, operator: str = "eq", strict: Any = None,
+                 version_type: str | None = None) -> bool:
+    """Ansible's ``version`` test with its default, loose comparison (``strict``, ``semver``... are not
+    provided: an error names them)."""
+    if strict or version_type not in (None, "loose"):
+        raise FilterError(f"the version test: version_type {version_type or 'strict'!r} is not provided by "
+                          "driftctl (only the default, loose comparison)")
+    if not value:
+        raise FilterError("Input version value cannot be empty")
+    if not version:
+        raise FilterError("Version parameter to compare against cannot be empty")
+    if operator not in _VERSION_OP_NAMES:
+        raise FilterError(f"Invalid operator type ({operator}). Must be one of "
+                          f"{', '.join(map(repr, _VERSION_OP_NAMES))}")
+    try:
+        return _VERSION_OPS[_VERSION_OP_NAMES[operator]](_loose_version(_text(value)), _loose_version(_text(version)))
+    except TypeError as e:
+        raise FilterError(f"Version comparison failed: {e}") from None
+
+
 TESTS: dict[str, Callable[..., bool]] = {
+    "version": test_version, "version_compare": test_version,
     "match": test_match, "search": test_search, "regex": test_regex,
     "truthy": test_truthy, "falsy": lambda value, convert_bool=False: not test_truthy(value, convert_bool),
     "contains": lambda seq, value: value in seq,
