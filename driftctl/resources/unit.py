@@ -29,7 +29,10 @@ _DROPIN_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.conf$")
 
 def check_unit_name(value: Any) -> str:
     """``app.service``, ``getty@tty1.service``, ``backup.timer``: a unit name with a known suffix."""
-    if len(value) > 255 or value.startswith((".", "-")) or not _UNIT_RE.match(value):
+    if len(value) > 255:
+        raise ValueError(f"must be a systemd unit name of at most 255 characters, not {len(value)} ({value[:40]!r}...)")
+    # fullmatch: "$" would also match before a final newline ("app.service\n" as a path and a systemctl argument)
+    if value.startswith((".", "-")) or not _UNIT_RE.fullmatch(value):
         suffix = "" if value.endswith(UNIT_SUFFIXES) else f" with one of the suffixes {', '.join(UNIT_SUFFIXES)}"
         raise ValueError(f"must be a systemd unit name{suffix} (\"app.service\", \"backup.timer\"), not {value!r}")
     return str(value)
@@ -39,7 +42,7 @@ def check_dropins(value: Any) -> dict[str, str]:
     """``{"10-limits.conf": "[Service]\\nLimitNOFILE=65536\\n"}``: file names in NAME.d/ -> their text."""
     out = {}
     for name, text in value.items():
-        if not isinstance(name, str) or not _DROPIN_RE.match(name) or name.startswith("."):
+        if not isinstance(name, str) or not _DROPIN_RE.fullmatch(name) or name.startswith("."):
             raise ValueError(f"names files of the unit's .d directory ending in .conf (\"10-limits.conf\"), "
                              f"not {name!r}")
         if not isinstance(text, str):
