@@ -241,6 +241,9 @@ def bake_unit_resource(b: Baker, r: Resource) -> None:
     if enabled and state == "stopped":
         raise b.fail(r, "enabled: true with state: stopped cannot be baked: an image's enabled units run when "
                         "the container boots (bake the unit disabled, or not stopped)")
+    if enabled is False and state == "started":
+        raise b.fail(r, "enabled: false with state: started cannot be baked: an image's units run when the "
+                        "container boots exactly when they are enabled (bake the unit enabled, or not started)")
     if enabled is None and state is not None:
         enabled = state == "started"
     if enabled is not None:

@@ -197,6 +197,10 @@ def test_bake_stopped_means_disabled_and_refuses_what_an_image_cannot_be(base: P
     with pytest.raises(BakeError, match="enabled: true with state: stopped cannot be baked"):
         bake(Catalog("h", [res("unit", "app.service", content=UNIT, enabled=True, state="stopped")]), str(base),
              tmp_path / "x1", epoch=EPOCH)
+    # started but not enabled: in an image started is enabled, so verify would say "changed" forever
+    with pytest.raises(BakeError, match="enabled: false with state: started cannot be baked"):
+        bake(Catalog("h", [res("unit", "app.service", content=UNIT, enabled=False, state="started")]), str(base),
+             tmp_path / "x3", epoch=EPOCH)
     with pytest.raises(BakeError, match=r"no unit file for nope\.service"):
         bake(Catalog("h", [res("unit", "nope.service", dropins={"10-a.conf": "x"}, enabled=True)]), str(base),
              tmp_path / "x2", epoch=EPOCH)
