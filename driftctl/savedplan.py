@@ -261,6 +261,8 @@ class SavedPlan:
     not_planned: list[dict[str, Any]] = field(default_factory=list)
     # --tags/--skip-tags the plan ran with (None: no selection at all); apply runs with the same
     tags: TagSelection | None = None
+    created_by: str = ""
+    summary: dict[str, int] = field(default_factory=dict)  # add / change / remove
 
     def host(self, name: str) -> SavedHost | None:
         return next((h for h in self.hosts if h.name == name), None)
@@ -462,7 +464,8 @@ def _parse(path: Path, doc: dict[str, Any]) -> SavedPlan:
         tags = TagSelection(frozenset(map(str, tags["only"])), frozenset(map(str, tags["skip"])))
     return SavedPlan(path, str(doc["driftctl_version"]), str(doc.get("created", "")),
                      _inputs(doc["inventory"], "inventory"), _inputs(doc["manifests"], "manifests"),
-                     hosts, [dict(x) for x in not_planned], tags)
+                     hosts, [dict(x) for x in not_planned], tags, str(doc.get("created_by", "")),
+                     {k: int(doc["summary"][k]) for k in ("add", "change", "remove")})
 
 
 # ---- applying: the checks

@@ -80,6 +80,10 @@ def apply_saved(path: Path, flags: dict[str, Any], as_json: bool, show_diff: boo
     engine.whole_new_contents = as_json or show_diff is True
     engine.preflight(ctx.hosts)  # every catalog now, so a changed one refuses the plan before any connection
     savedplan.check_hosts(plan, ctx.hosts, engine.catalogs)
+    s = plan.summary
+    ui.err.print(f"Applying the plan saved in {path} ({plan.created} by {plan.created_by or 'unknown'}): "
+                 f"{s['add']} to add, {s['change']} to change, {s['remove']} to remove on {len(ctx.hosts)} host(s)",
+                 markup=False, highlight=False)
     with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
         engine.on_event = progress
         with interruptible(engine):

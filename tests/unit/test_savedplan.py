@@ -112,11 +112,14 @@ def test_apply_of_a_saved_plan_converges_exactly_the_planned_changes(site: Site,
     assert doc["kind"] == "driftctl-plan" and doc["summary"] == {"add": 4, "change": 0, "remove": 0}
     assert [r["id"] for r in doc["hosts"][0]["resources"]] == [
         f"file:{site.target}/{n}" for n in ("a.txt", "b.txt", "token.txt", "sensitive.txt")]
+    planned = screen.text()
     assert site.apply() == ExitCode.CHANGES
+    applied = screen.text()
+    assert f"Applying the plan saved in {site.plan} ({doc['created']} by " in applied
     assert site.files() == {"a.txt": "hello a\n", "b.txt": "hello b\n", "token.txt": f"token={CANARY}\n",
                             "sensitive.txt": f"{CANARY}\n"}
     assert stat.S_IMODE(os.stat(site.target / "b.txt").st_mode) == 0o640
-    assert CANARY not in screen.text()
+    assert CANARY not in planned + applied and "Saved the plan to" in planned
 
 
 def test_the_plan_file_is_0600_and_holds_no_secret_in_clear(site: Site) -> None:
