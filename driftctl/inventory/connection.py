@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from driftctl.errors import InventoryError, Location
 from driftctl.model import ConnectionSpec
+from driftctl.secret import REDACTED, Secret, collect, redact
 
 if TYPE_CHECKING:
     import jinja2
@@ -105,8 +106,13 @@ class _Builder:
     def where(self, var: str) -> Location:
         return self.host.sources.get(var, self.host.fallback)
 
+    def hide(self, text: str) -> str:
+        """``text`` with the host's secret values redacted: a value rendered from a template that
+        uses a vaulted variable (``ansible_port: "{{ vault_port }}"``) is a plain string again."""
+        return redact(text, collect(dict(self.host.values)))
+
     def fail(self, var: str, value: Any, expected: str) -> InventoryError:
-        shown = "********" if var in SECRET_VARS else repr(value)
+        shown = REDACTED if var in SECRET_VARS or isinstance(value, Secret) else self.hide(repr(value))
         return InventoryError(f"{var} for host {self.host.name!r}: {shown} is not {expected}", self.where(var))
 
     def render(self, var: str, value: Any) -> Any:
@@ -127,8 +133,9 @@ class _Builder:
                 return text
             try:
                 text = _compiled(text).render(context)
-            except TemplateError as e:
-                raise InventoryError(f"{var} for host {self.host.name!r}: cannot render {value!r}: {e}",
+            except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:
+                # a TypeError ({{ port + 1 }} on a string) is the user's template too, not a crash
+                raise InventoryError(self.hide(f"{var} for host {self.host.name!r}: cannot render {value!r}: {e}"),
                                      self.where(var)) from None
         raise InventoryError(f"{var} for host {self.host.name!r}: template does not settle (recursive?)",
                              self.where(var))

@@ -94,6 +94,7 @@ def load(path: Path, builder: Builder, text: str, secret: bool = False) -> None:
     vault-encrypted as a whole, so every value it sets is a Secret (as in a vaulted YAML file)."""
     file = str(path)
     value_of = (lambda text: conceal(parse_value(text))) if secret else parse_value
+    q = _hidden if secret else repr  # a vaulted file's lines are not quoted in errors: they hold its secrets
     defined: set[str] = {g for g in builder.groups if builder.groups[g].location is not None} | {ALL, UNGROUPED}
     pending: dict[str, _Pending] = {}
     group, state = UNGROUPED, "hosts"
@@ -121,21 +122,21 @@ def load(path: Path, builder: Builder, text: str, secret: bool = False) -> None:
             continue
         if line.startswith("[") and line.endswith("]"):
             raise InventoryError(
-                f"invalid section header {line!r}",
+                f"invalid section header {q(line)}",
                 where,
                 "a header is [name], [name:vars] or [name:children], with no spaces",
             )
         if state == "hosts":
-            _host_line(builder, group, line, where, value_of)
+            _host_line(builder, group, line, where, value_of, q)
         elif state == "vars":
             key, sep, value = line.partition("=")
             if not sep or not key.strip():
-                raise InventoryError(f"expected key=value in [{group}:vars], got {line!r}", where)
+                raise InventoryError(f"expected key=value in [{group}:vars], got {q(line)}", where)
             builder.set_group_var(group, key.strip(), value_of(value.strip()), where)
         else:
             cm = _GROUP_NAME.match(line)
             if not cm:
-                raise InventoryError(f"expected a group name in [{group}:children], got {line!r}", where)
+                raise InventoryError(f"expected a group name in [{group}:children], got {q(line)}", where)
             child = cm.group(1)
             if child not in defined and child not in pending:
                 pending[child] = _Pending(f"[{group}:children]", "children", where)
@@ -148,12 +149,16 @@ def load(path: Path, builder: Builder, text: str, secret: bool = False) -> None:
                              f"define it with a [{name}] or [{name}:children] section")
 
 
+def _hidden(_text: str) -> str:
+    return "a line not shown (the file is vault-encrypted)"
+
+
 def _host_line(builder: Builder, group: str, line: str, where: Location,
-               value_of: Callable[[str], Any] = parse_value) -> None:
+               value_of: Callable[[str], Any] = parse_value, q: Callable[[str], str] = repr) -> None:
     try:
         tokens = split_host_line(line)
     except ValueError as e:
-        raise InventoryError(f"cannot parse host line {line!r}: {e}", where) from None
+        raise InventoryError(f"cannot parse host line {q(line)}: {e}", where) from None
     if not tokens:
         return
     definition = hostpattern.expand(tokens[0], where)
@@ -161,7 +166,7 @@ def _host_line(builder: Builder, group: str, line: str, where: Location,
     for token in tokens[1:]:
         key, sep, value = token.partition("=")
         if not sep or not key:
-            raise InventoryError(f"expected key=value after host {tokens[0]!r}, got {token!r}", where)
+            raise InventoryError(f"expected key=value after host {tokens[0]!r}, got {q(token)}", where)
         variables[key] = value_of(value)
     for host in definition.names:
         new = host not in builder.hosts

@@ -1,0 +1,67 @@
+"""Second read of issue 11's vault, inventory scripts, -e and --limit @FILE: the holes found, each a test
+that failed before its fix. Decrypted values must reach no error message in clear."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from driftctl import vault
+from driftctl.errors import InputError
+from driftctl.inventory import load_inventory
+
+PASSWORD = "review-pass"
+PLAIN = "Hunter2Secret"
+
+
+@pytest.fixture()
+def keyring() -> Iterator[vault.Keyring]:
+    ring = vault.Keyring((vault.VaultSecret("default", PASSWORD.encode(), "test"),))
+    vault.install(ring)
+    yield ring
+    vault.install(None)
+
+
+def _vaulted(name: str, value: str) -> str:
+    text = vault.encrypt(value, PASSWORD)
+    return f"{name}: !vault |\n" + "".join(f"  {line}\n" for line in text.splitlines())
+
+
+def _inventory(tmp_path: Path, group_vars: str) -> Path:
+    inv = tmp_path / "inv"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / "hosts.yml").write_text("all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1}\n")
+    (inv / "group_vars" / "all.yml").write_text(group_vars)
+    return inv
+
+
+@pytest.mark.parametrize("port", [
+    '"{{ vault_pw }}"',            # rendered: a plain str again, shown by repr before the fix
+    '"{{ vault_pw }}0"',           # composed
+    '"{{ vault_pw + 1 }}"',        # a TypeError in the template: a crash with a traceback before the fix
+    '"{{ vault_pw | int + vault_pw }}"',
+])
+def test_a_vaulted_value_rendered_into_a_bad_connection_setting_is_not_shown(tmp_path, keyring, port):
+    inv = _inventory(tmp_path, _vaulted("vault_pw", PLAIN) + f"ansible_port: {port}\n")
+    with pytest.raises(InputError) as e:
+        load_inventory(inv).hosts["h1"].connection  # noqa: B018
+    assert PLAIN not in str(e.value) and PLAIN not in repr(e.value)
+    assert "ansible_port for host 'h1'" in str(e.value) and "all.yml" in str(e.value)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    (f"[web]\nweb1 ansible_password {PLAIN}\n", "expected key=value after host 'web1'"),
+    (f"[web]\nweb1\n[web:vars]\ndb_password {PLAIN}\n", "expected key=value in [web:vars]"),
+    (f"[web]\nweb1 'a={PLAIN}\n", "cannot parse host line"),
+    (f"[web:children]\n{PLAIN} x\n", "expected a group name in [web:children]"),
+])
+def test_a_bad_line_of_a_vaulted_ini_hosts_file_is_not_quoted(tmp_path, keyring, text, said):
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts").write_text(vault.encrypt(text, PASSWORD))
+    with pytest.raises(InputError) as e:
+        load_inventory(inv)
+    assert said in str(e.value) and "not shown (the file is vault-encrypted)" in str(e.value)
+    assert PLAIN not in str(e.value)
