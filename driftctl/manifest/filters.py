@@ -399,6 +399,34 @@ def combine(*terms: Any, **kwargs: Any) -> Any:
     return result
 
 
+def _unique(items: Any) -> list[Any]:
+    out: list[Any] = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    return out
+
+
+# The set filters: Ansible returns Python's set order, which for text changes from run to run
+# (hash randomisation), so roles sort the result. driftctl keeps the order of first appearance:
+# the same input gives the same file on every run; sorted, both are identical.
+def union(a: Any, b: Any) -> list[Any]:
+    return _unique([*a, *b])
+
+
+def intersect(a: Any, b: Any) -> list[Any]:
+    return _unique([x for x in a if x in b])
+
+
+def difference(a: Any, b: Any) -> list[Any]:
+    return _unique([x for x in a if x not in b])
+
+
+def symmetric_difference(a: Any, b: Any) -> list[Any]:
+    both = intersect(a, b)
+    return [x for x in union(a, b) if x not in both]
+
+
 def dict2items(mydict: Any, key_name: str = "key", value_name: str = "value") -> list[dict[str, Any]]:
     if not isinstance(mydict, Mapping):
         raise FilterError(f"dict2items requires a dictionary, got {type(mydict)} instead.")
@@ -507,6 +535,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "basename": basename, "dirname": dirname, "splitext": splitext, "normpath": normpath, "path_join": path_join,
     "bool": to_bool, "ternary": ternary, "mandatory": mandatory,
     "flatten": flatten, "combine": combine, "dict2items": dict2items, "items2dict": items2dict,
+    "union": union, "intersect": intersect, "difference": difference, "symmetric_difference": symmetric_difference,
 }
 # Jinja's own filters that Ansible templates use under their ansible.builtin name too
 JINJA_ALIASES = ("default", "d", "join", "map", "select", "selectattr", "reject", "rejectattr", "unique",
@@ -526,8 +555,8 @@ NOT_PROVIDED: dict[str, str] = {
     "expandvars": "it reads the controller's environment",
     "relpath": "", "win_basename": "", "win_dirname": "", "win_splitdrive": "", "commonpath": "",
     "to_datetime": "", "strftime": "", "type_debug": "", "extract": "", "subelements": "",
-    "rekey_on_member": "", "vault": "", "unvault": "", "union": "", "intersect": "", "difference": "",
-    "symmetric_difference": "", "log": "", "pow": "", "root": "", "human_readable": "", "human_to_bytes": "",
+    "rekey_on_member": "", "vault": "", "unvault": "", "log": "", "pow": "", "root": "",
+    "human_readable": "", "human_to_bytes": "",
     "zip": "", "zip_longest": "", "product": "", "permutations": "", "combinations": "",
     "urldecode": "", "urlsplit": "", "ipaddr": "", "ipv4": "", "ipv6": "", "ipwrap": "", "json_query": "",
 }

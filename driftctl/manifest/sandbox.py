@@ -370,7 +370,7 @@ _FILTER_CHECKS: dict[str, _FilterCheck] = {
 _MATERIALISING_FILTERS = ("join", "list", "sort", "unique", "reverse", "batch", "slice", "groupby",
                           "random", "last", "dictsort", "sum", "tojson", "string", "pprint",
                           "to_json", "to_nice_json", "to_yaml", "to_nice_yaml", "flatten", "combine",
-                          "items2dict")
+                          "items2dict", "union", "intersect", "difference", "symmetric_difference")
 
 
 def _as_int(value: Any) -> int:
