@@ -16,7 +16,9 @@ where Ansible ends up too (running it fails, and the next plugin reads it).
 Differences from Ansible, all on the side of safety: the script must not be writable by users other
 than its owner, nor sit in a directory they can write, and must belong to you or root (it runs as
 you, with your credentials), else it is refused; it is stopped after ``TIMEOUT`` seconds (Ansible
-waits forever); its standard input is /dev/null; every failure (an exit status other than 0, output
+waits forever), or ``EXITED_GRACE`` seconds after it exited when a process it started keeps its output
+open (Ansible waits for that one too); more than ``MAX_OUTPUT`` bytes of output stop it; its standard
+input is /dev/null; every failure (an exit status other than 0, output
 that is not JSON or not the protocol) is an error naming the script, where Ansible only warns that it
 could not parse the source and goes on without its hosts.
 """
@@ -26,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import selectors
 import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,9 @@ from driftctl.inventory.builder import Builder
 
 TIMEOUT = 60.0  # seconds for one run of the script
 _STDERR_SHOWN = 2000  # characters of a script's standard error that an error or warning quotes
+_STDERR_KEPT = 64 * 1024  # bytes of standard error kept while reading (its tail)
+MAX_OUTPUT = 256 << 20  # bytes of standard output: ~10x a 10,000-host inventory with all its hostvars
+EXITED_GRACE = 5.0  # seconds the pipes may stay open after the script exited
 _MAGIC = (b"#!", b"\x7fELF")
 
 
@@ -76,9 +83,62 @@ def _tail(text: str) -> str:
     return text if len(text) <= _STDERR_SHOWN else "..." + text[-_STDERR_SHOWN:]
 
 
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the whole group: its children hold the pipes
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _collect(proc: subprocess.Popen[bytes], shown: str, where: Location, timeout: float) -> tuple[bytes, bytes]:
+    """The script's standard output and error, read until both close. Bounded: ``timeout`` in all,
+    MAX_OUTPUT bytes of output (more is an error, not a process using all memory), the last
+    _STDERR_KEPT bytes of standard error, and EXITED_GRACE seconds for the pipes to close once the
+    script has exited (a daemon it started that keeps them open would otherwise hold driftctl, as
+    it holds Ansible, forever)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = bytearray(), bytearray()
+    size = 0
+    deadline = time.monotonic() + timeout
+    exited_at: float | None = None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ, out)
+        sel.register(proc.stderr, selectors.EVENT_READ, err)
+        while sel.get_map():
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > EXITED_GRACE:
+                _kill(proc)
+                raise InventoryError(f"the inventory script '{shown}' exited, but a process it started still holds "
+                                     "its standard output open", where,
+                                     "a background process it starts must not inherit its output (>/dev/null 2>&1)")
+            if now > deadline:
+                _kill(proc)
+                proc.wait()
+                raise InventoryError(f"the inventory script '{shown}' did not finish in {timeout:g} s, so it was "
+                                     "stopped", where)
+            for key, _ in sel.select(timeout=min(0.2, max(0.0, deadline - now))):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                key.data.extend(chunk)
+                if key.data is out:
+                    size += len(chunk)
+                    if size > MAX_OUTPUT:
+                        _kill(proc)
+                        proc.wait()
+                        raise InventoryError(f"the inventory script '{shown}' printed more than "
+                                             f"{MAX_OUTPUT >> 20} MiB, so it was stopped", where)
+                elif len(err) > 2 * _STDERR_KEPT:
+                    del err[:-_STDERR_KEPT]
+    proc.wait()
+    return bytes(out), bytes(err[-_STDERR_KEPT:])
+
+
 def run(path: Path, args: list[str], timeout: float) -> tuple[Any, str]:
     """Run ``path ARGS``; its parsed JSON output and its standard error. Raises InventoryError naming the
-    script for a failure to start, a timeout, an exit status other than 0, or output that is not JSON."""
+    script for a failure to start, a timeout, too much output, an exit status other than 0, or output
+    that is not JSON."""
     where = Location(str(path))
     shown = " ".join([path.name, *args])
     try:
@@ -87,13 +147,10 @@ def run(path: Path, args: list[str], timeout: float) -> tuple[Any, str]:
     except OSError as e:
         raise InventoryError(f"cannot run the inventory script: {e.strerror}", where) from None
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):  # the whole group: a script's children hold the pipes
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise InventoryError(f"the inventory script '{shown}' did not finish in {timeout:g} s, so it was stopped",
-                             where) from None
+        out, err = _collect(proc, shown, where, timeout)
+    finally:
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
     stderr = _tail(err.decode("utf-8", "replace"))
     if proc.returncode != 0:
         status = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0

@@ -3,6 +3,9 @@ that failed before its fix. Decrypted values must reach no error message in clea
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 
 from driftctl import vault
 from driftctl.errors import InputError
-from driftctl.inventory import load_inventory
+from driftctl.inventory import dynamic, load_inventory
 
 PASSWORD = "review-pass"
 PLAIN = "Hunter2Secret"
@@ -65,3 +68,35 @@ def test_a_bad_line_of_a_vaulted_ini_hosts_file_is_not_quoted(tmp_path, keyring,
         load_inventory(inv)
     assert said in str(e.value) and "not shown (the file is vault-encrypted)" in str(e.value)
     assert PLAIN not in str(e.value)
+
+
+# --- inventory scripts ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_inventory_script_whose_daemon_keeps_its_output_open_does_not_hold_driftctl(tmp_path):
+    """Ansible waits for the pipe to close, i.e. for the daemon to end; the killed process group does not
+    hold a setsid daemon, so driftctl waited too (past its own timeout) before the fix."""
+    pidfile = tmp_path / "daemon.pid"
+    path = tmp_path / "inv" / "cloud.sh"
+    path.parent.mkdir()
+    path.write_text(f"#!/bin/sh\nsetsid sh -c 'echo $$ > {pidfile}; exec sleep 40' &\n"
+                    "echo '{\"web\": {\"hosts\": [\"w1\"]}, \"_meta\": {\"hostvars\": {}}}'\n")
+    path.chmod(0o755)
+    try:
+        with pytest.raises(InputError, match=r"'cloud\.sh --list' exited, but a process it started still holds "
+                                             r"its standard output open"):
+            load_inventory(tmp_path / "inv", script_timeout=20)
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_an_inventory_script_printing_too_much_is_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(dynamic, "MAX_OUTPUT", 1 << 20, raising=False)
+    path = tmp_path / "inv" / "big.py"
+    path.parent.mkdir()
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.stdout.write('[' + '1,' * (4 << 20) + '1]')\n")
+    path.chmod(0o755)
+    with pytest.raises(InputError, match=r"'big\.py --list' printed more than 1 MiB, so it was stopped"):
+        load_inventory(tmp_path / "inv")
