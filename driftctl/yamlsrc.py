@@ -123,9 +123,13 @@ class _Loader(_BASE):
                 found = locs[line] = Location(fn, line)
             return found
 
+        shared = False  # an alias to a mapping or sequence (or a tag built the generic way) was met
+
         def build(n: yaml.Node) -> Any:
+            nonlocal shared
             done = memo.get(id(n))
             if done is not None:
+                shared = True
                 return done
             kind = type(n)
             if kind is yaml.ScalarNode and n.tag in _PLAIN_SCALARS:
@@ -156,12 +160,46 @@ class _Loader(_BASE):
                 memo[id(n)] = seq
                 seq.extend(build(c) for c in n.value)
                 return seq
+            if kind is not yaml.ScalarNode:
+                shared = True
             return self.construct_object(n, deep=True)
 
-        return build(node)
+        data = build(node)
+        if shared:
+            self.check_expansion(node)
+        return data
+
+    def check_expansion(self, root: yaml.Node) -> None:
+        """Aliases share one value, so loading is cheap, but whatever walks the data later (variable
+        merging, templates, redaction, JSON output) walks it expanded: ten levels of ten aliases
+        ("billion laughs") is 10^10 values. More than MAX_EXPANDED values, and more than ten times
+        the document's own nodes, is an error at the document's first line."""
+        sizes: dict[int, int] = {}  # expanded size of each mapping and sequence node (scalars are 1)
+        scalar = yaml.ScalarNode
+        distinct = 1
+
+        def size(n: yaml.Node) -> int:
+            nonlocal distinct
+            known = sizes.get(id(n))
+            if known is not None:
+                return known
+            total = 1
+            children = [c for pair in n.value for c in pair] if type(n) is yaml.MappingNode else n.value
+            distinct += len(children)
+            for c in children:
+                total += 1 if type(c) is scalar else size(c)
+            sizes[id(n)] = total
+            return total
+
+        expanded = 1 if type(root) is scalar else size(root)
+        if expanded > MAX_EXPANDED and expanded > 10 * distinct:
+            raise self.error_class(f"YAML aliases expand this document to {expanded:,} values (from {distinct:,} "
+                                   f"written): more than {MAX_EXPANDED:,}, refused (an alias bomb?)",
+                                   self._loc(root), "write the repeated values out, or use fewer levels of aliases")
 
 
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+MAX_EXPANDED = 5_000_000  # values a document may expand to through aliases (see check_expansion)
 _PLAIN_SCALARS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp"))
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)

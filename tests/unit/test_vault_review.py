@@ -100,3 +100,35 @@ def test_an_inventory_script_printing_too_much_is_stopped(tmp_path, monkeypatch)
     path.chmod(0o755)
     with pytest.raises(InputError, match=r"'big\.py --list' printed more than 1 MiB, so it was stopped"):
         load_inventory(tmp_path / "inv")
+
+
+# --- YAML alias bombs ----------------------------------------------------------------------------
+
+
+def _laughs(levels: int) -> str:
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_in_extra_vars_and_group_vars_is_refused(tmp_path):
+    """Eight levels of nine: 43 million values from 80 written. Loading shares them (cheap); the -e
+    file and group_vars were accepted before, and `driftctl inventory --host` then walked all of it
+    (ten levels did not finish)."""
+    from driftctl.inventory import extravars
+
+    bomb = tmp_path / "bomb.yml"
+    bomb.write_text(_laughs(8))
+    with pytest.raises(InputError, match=r"bomb\.yml:1: YAML aliases expand this document to [\d,]+ values"):
+        extravars.read([f"@{bomb}"])
+    inv = _inventory(tmp_path, _laughs(8))
+    with pytest.raises(InputError, match=r"all\.yml:1: YAML aliases expand"):
+        load_inventory(inv).hosts["h1"].vars  # noqa: B018
+    # anchors as inventories use them (a merge per host, a shared list) still load
+    hosts = "".join(f"    h{i}: {{<<: *base, n: {i}}}\n" for i in range(3000))
+    text = "x-base: &base {port: 22, tags: &t [a, b, c], more: {k: v}}\nall:\n  hosts:\n" + hosts
+    from driftctl import yamlsrc
+
+    data = yamlsrc.load_text(text, "hosts.yml")
+    assert data["all"]["hosts"]["h2999"]["tags"] == ["a", "b", "c"]
