@@ -8,6 +8,7 @@ Nothing is ever overwritten: if any file exists, init names them, exits 1 and wr
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -96,7 +97,7 @@ def init_cmd(directory: Path) -> int:
     """
     for path in scaffold(directory):
         ui.out.print(f"wrote {path}", markup=False, highlight=False)
-    where = "" if directory == Path(".") else f"cd {directory} && "
+    where = "" if directory == Path(".") else f"cd {shlex.quote(str(directory))} && "  # pasteable
     ui.out.print(f"next: edit the address in {directory / 'inventory/dev/hosts.yaml'}, then "
                  f"{where}driftctl plan inventory/dev", markup=False, highlight=False)
     return 0

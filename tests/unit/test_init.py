@@ -64,3 +64,13 @@ def test_init_into_a_file_is_an_input_error(tmp_path: Path) -> None:
     result = driftctl("init", "afile", cwd=tmp_path)
     assert result.returncode == 1
     assert "afile" in result.stderr
+
+
+def test_the_next_step_can_be_pasted_into_a_shell_for_a_directory_with_a_space(tmp_path: Path) -> None:
+    result = driftctl("init", "my site", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    step = result.stdout.strip().splitlines()[-1].split(", then ", 1)[1]
+    assert step == "cd 'my site' && driftctl plan inventory/dev"
+    ran = subprocess.run(["bash", "-c", step.replace("driftctl", "pwd && true", 1)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and ran.stdout.strip() == str(tmp_path / "my site"), ran.stderr
