@@ -13,7 +13,8 @@ encrypted with AES-256-CTR; the HMAC covers the ciphertext and is checked (in co
 Passwords come as Ansible takes them: ``--vault-password-file F`` (the file's content, or, when F is
 executable, what it prints; a ``*-client`` script is asked ``--vault-id LABEL``) and ``--vault-id
 LABEL@SOURCE`` (SOURCE: such a file or ``prompt``). A 1.2 envelope's label picks its secret first,
-then every other secret is tried, as Ansible does (the label is not authenticated: a hint only).
+then every other secret is tried (Ansible tries all in the order given: the same one opens, only the
+HMAC of the right password matches; the label is not authenticated: a hint only).
 
 Vault text is met deep in YAML loading, so the keyring is process-wide, as Ansible's DataLoader
 holds its secrets: ``install(keyring)`` / ``current()``; the CLI calls ``install_from(settings)``.
@@ -204,6 +205,18 @@ def _untrusted(path: Path, st: os.stat_result) -> str | None:
         return f"writable by every user (mode {stat.S_IMODE(st.st_mode):04o}); chmod o-w it"
     if st.st_uid not in (os.geteuid(), 0):
         return f"owned by another user (uid {st.st_uid}), not by you or root"
+    # whoever can write its directory (or a symlink's) can put another file, or script, in its place;
+    # a sticky directory (/tmp) lets them replace only their own files
+    try:
+        if path.is_symlink() and path.lstat().st_uid not in (os.geteuid(), 0):
+            return f"a symlink owned by another user (uid {path.lstat().st_uid}), who can point it elsewhere"
+        for folder in dict.fromkeys((path.absolute().parent, path.resolve().parent)):
+            dst = folder.stat()
+            if dst.st_mode & stat.S_IWOTH and not dst.st_mode & stat.S_ISVTX:
+                return (f"in directory {folder}, which every user may write (mode {stat.S_IMODE(dst.st_mode):04o}) "
+                        "and so replace the file; chmod o-w that directory")
+    except OSError as e:
+        return f"not checkable: {e.strerror}"
     return None
 
 

@@ -132,3 +132,32 @@ def test_an_alias_bomb_in_extra_vars_and_group_vars_is_refused(tmp_path):
 
     data = yamlsrc.load_text(text, "hosts.yml")
     assert data["all"]["hosts"]["h2999"]["tags"] == ["a", "b", "c"]
+
+
+# --- vault password sources ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("executable", [False, True])
+def test_a_password_source_in_a_directory_every_user_may_write_is_refused(tmp_path, executable):
+    """Another user cannot change the file, but can rename it away and put their own there: their script
+    then runs as you, or their password encrypts your next secrets. A sticky directory (/tmp) is fine."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    pw = shared / "pw"
+    pw.write_text("#!/bin/sh\necho from-script\n" if executable else "from-file\n")
+    pw.chmod(0o700 if executable else 0o600)
+    shared.chmod(0o777)
+    try:
+        with pytest.raises(InputError, match=r"refused: the password file is in directory .*shared, which every "
+                                             r"user may write \(mode 0777\)"):
+            vault.Keyring.from_sources([str(pw)], [])
+        # the same through a symlink kept in a safe directory
+        link = tmp_path / "pw-link"
+        link.symlink_to(pw)
+        with pytest.raises(InputError, match=r"which every user may write"):
+            vault.Keyring.from_sources([], [f"prod@{link}"])
+        shared.chmod(0o1777)  # sticky: others cannot replace your file
+        ring = vault.Keyring.from_sources([str(pw)], [])
+        assert ring.secrets[0].password == (b"from-script" if executable else b"from-file")
+    finally:
+        shared.chmod(0o755)
