@@ -27,7 +27,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "facts": (
         "driftctl facts inventory/prod                # OS, kernel, arch, python, init of every host",
-        "driftctl facts inventory/prod -l 'web:&eu' -p 50",
+        "driftctl facts inventory/prod -l 'web:!web-canary*' -p 50   # the web group but its canary, 50 at a time",
         "driftctl facts inventory/prod --json",
     ),
     "plan": (
