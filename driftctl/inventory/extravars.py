@@ -24,6 +24,7 @@ from pathlib import Path
 from driftctl import yamlsrc
 from driftctl.errors import ConfigError, Location
 from driftctl.inventory.model import VarSet
+from driftctl.secret import REDACTED
 
 _ESCAPES = re.compile(
     r"""(\\U[a-fA-F0-9]{8}|\\u[a-fA-F0-9]{4}|\\x[a-fA-F0-9]{2}|\\N\{[^}]+\}|\\[\\'"abfnrtv])""", re.UNICODE
@@ -33,8 +34,34 @@ _SHOWN = 60  # how much of an argument an error or a variable's source quotes
 
 
 def _where(arg: str) -> Location:
-    shown = arg if len(arg) <= _SHOWN else arg[: _SHOWN - 3] + "..."
+    """Where an argument's variables and errors say they come from: ``-e`` and the argument with its
+    values hidden (``-e ansible_become_password=********``), as in run records: an extra variable
+    may be a password, and errors and ``driftctl inventory --host``'s sources are shown and logged."""
+    shown = hidden(arg)
+    shown = shown if len(shown) <= _SHOWN else shown[: _SHOWN - 3] + "..."
     return Location(f"-e {shown}")
+
+
+def hidden(arg: str) -> str:
+    """An ``-e`` argument without its values: ``@FILE`` as given, inline JSON/YAML as ``{...}``, and
+    ``key=value`` pairs as ``key=********`` (a word without ``=`` as written)."""
+    if arg.startswith("@"):
+        return arg
+    if arg[:1] in "[{":
+        return "{...}" if arg[0] == "{" else "[...]"
+    try:
+        words = split_args(arg, Location("-e"))
+    except ConfigError:  # unbalanced quotes: the names that can be told, never the text after an '='
+        names = re.findall(r"(?:^|\s)([^\s='\"]+)=", arg)
+        return " ".join(f"{n}={REDACTED}" for n in names) + " ..." if names else REDACTED
+    out = []
+    for word in words:
+        pos = _separator(word)
+        if pos is not None:
+            out.append(f"{word[:pos]}={REDACTED}")
+        else:
+            out.append(REDACTED if "=" in word else word)
+    return " ".join(out)
 
 
 def _decode_escapes(text: str) -> str:
@@ -102,12 +129,14 @@ def parse_kv(text: str, where: Location | None = None) -> dict[str, str]:
     for word in split_args(text, where):
         decoded = _decode_escapes(word)
         pos = _separator(decoded)
+        if pos is None and "=" in decoded:  # '=value': the word would show the value
+            raise ConfigError("a word has no variable name before its '='", where)
         if pos is None:
             raise ConfigError(f"{word!r} is not a key=value pair", where,
                               "give key=value, @FILE.yaml or a JSON/YAML mapping")
         key = decoded[:pos].strip()
         if not key:
-            raise ConfigError(f"{word!r} has no variable name before its '='", where)
+            raise ConfigError("a word has no variable name before its '='", where)
         out[key] = _unquote(decoded[pos + 1 :].strip())
     return out
 
@@ -165,11 +194,11 @@ def read_one(arg: str, cwd: Path | None = None) -> VarSet:
             raise ConfigError(e.message, where, "inline extra variables are JSON or YAML") from None
         found = _mapping(data, where, "inline extra variables")
         if "\n" not in arg.strip():
-            found.sources = dict.fromkeys(found.sources, where)
+            found.sources = {k: Location(f"-e {{{k!r}: {REDACTED}}}") for k in found.sources}
         return found
     out = VarSet()
     for key, value in parse_kv(arg, where).items():
-        out.set(key, value, where)
+        out.set(key, value, Location(f"-e {key}={REDACTED}"))
     return out
 
 

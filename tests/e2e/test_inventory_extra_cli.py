@@ -67,7 +67,7 @@ def test_dynamic_inventory_retry_file_and_extra_vars_on_a_real_host(fresh_host, 
     assert shown.rc == 0, shown.output
     doc = shown.json()
     assert doc["vars"]["greeting"] == "hello from -e" and doc["vars"]["replicas"] == 3
-    assert doc["sources"]["greeting"] == "-e greeting='hello from -e'"
+    assert doc["sources"]["greeting"] == "-e greeting=********"
     assert doc["sources"]["replicas"] == "extra.yaml:1"
 
     apply = driftctl("apply", *args, "--json", state_dir=tmp_path / "state", cwd=tmp_path)

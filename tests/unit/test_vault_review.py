@@ -161,3 +161,32 @@ def test_a_password_source_in_a_directory_every_user_may_write_is_refused(tmp_pa
         assert ring.secrets[0].password == (b"from-script" if executable else b"from-file")
     finally:
         shared.chmod(0o755)
+
+
+# --- -e values in errors and sources -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("arg", "shown"), [
+    ('ansible_become_password="Hunter2Secret', "-e ansible_become_password=******** ..."),  # unclosed quote
+    ("user=ops =Hunter2Secret", "-e user=******** ********"),                              # no name
+    ('{"db_password": "Hunter2Secret", }x', "-e {...}"),                                    # bad inline YAML
+])
+def test_an_extra_variable_in_error_is_not_shown(arg, shown):
+    from driftctl.inventory import extravars
+
+    with pytest.raises(InputError) as e:
+        extravars.read([arg])
+    assert PLAIN not in str(e.value) and str(e.value).startswith(shown)
+
+
+def test_the_source_of_an_extra_variable_does_not_show_its_value(tmp_path):
+    """`driftctl inventory --host` shows each variable's source: the value column redacts a password
+    variable, the source column said `-e ansible_become_password=Hunter2Secret` before the fix."""
+    from driftctl.inventory import extravars
+
+    extra = extravars.read([f"ansible_become_password={PLAIN} release=2.4", f'{{"db": "{PLAIN}"}}'])
+    assert {k: str(v) for k, v in extra.sources.items()} == {
+        "ansible_become_password": "-e ansible_become_password=********",
+        "release": "-e release=********",
+        "db": "-e {'db': ********}",
+    }
