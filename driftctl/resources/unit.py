@@ -42,7 +42,7 @@ def check_dropins(value: Any) -> dict[str, str]:
     """``{"10-limits.conf": "[Service]\\nLimitNOFILE=65536\\n"}``: file names in NAME.d/ -> their text."""
     out = {}
     for name, text in value.items():
-        if not isinstance(name, str) or not _DROPIN_RE.fullmatch(name) or name.startswith("."):
+        if not isinstance(name, str) or not _DROPIN_RE.fullmatch(name) or name.startswith(".") or len(name) > 255:
             raise ValueError(f"names files of the unit's .d directory ending in .conf (\"10-limits.conf\"), "
                              f"not {name!r}")
         if not isinstance(text, str):
@@ -156,6 +156,9 @@ class Unit(ResourceType):
                                 "dropins", location,
                                 "for the state of a unit that something else installed, use a service resource")
         name = params["name"]
+        if params.get("dropins") and len(name) > 253:  # NAME.d is a file name too: 255 bytes at most
+            raise ManifestError(f"unit:{name[:40]}...: only a unit name of at most 253 characters has a .d "
+                                f"directory for drop-ins, not {len(name)}", location)
         if is_template(name) and (params.get("enabled") is not None or params.get("state") is not None):
             raise ManifestError(f"unit:{name} is a template unit: it cannot be enabled or started", location,
                                 f"declare the instance (unit: {name.replace('@.', '@one.')}) with "
