@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os.path
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -249,4 +250,25 @@ def build(host: HostVars, warn: Callable[[str], None]) -> ConnectionSpec:
         warn(f"{b.where('ansible_become_method')}: ansible_become_method {method!r} is not supported; "
              "driftctl becomes another user with sudo")
     kwargs.setdefault("address", host.name)
+    if kwargs.get("transport") != "local":  # local: the address goes nowhere
+        _check_address(b, kwargs["address"])
     return ConnectionSpec(**kwargs)
+
+
+# an address that starts with '-' is an option to whatever gets it as an argument (`podman exec -l`
+# is the latest container, `ssh -oProxyCommand=...` runs a command); blanks, control characters and
+# shell metacharacters are in no host name, IP address or container name
+_BAD_ADDRESS = re.compile(r"^-|[\s\x00-\x1f\x7f;|&$`<>()'\"\\*?!{}]")
+
+
+def _check_address(b: _Builder, address: str) -> None:
+    bad = _BAD_ADDRESS.search(address)
+    if bad is None:
+        return
+    names = next(s.names for s in SETTINGS if s.field == "address")
+    var = next((v for v in names if b.host.values.get(v) is not None), None)
+    why = "starts with '-'" if bad.group() == "-" and bad.start() == 0 else f"holds {bad.group()!r}"
+    what = f"{var} for host {b.host.name!r}" if var else f"host name {b.host.name!r} (its address)"
+    raise InventoryError(b.hide(f"{what}: {address!r} is not a host name, IP address or container name: it {why}"),
+                         b.where(var) if var else b.host.fallback,
+                         "a script or template that builds addresses must not pass other text through")

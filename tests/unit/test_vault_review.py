@@ -190,3 +190,29 @@ def test_the_source_of_an_extra_variable_does_not_show_its_value(tmp_path):
         "release": "-e release=********",
         "db": "-e {'db': ********}",
     }
+
+
+@pytest.mark.parametrize(("hostvars", "name", "message"), [
+    ({"ansible_host": "10.0.0.1; rm -rf /"}, "web1", r"ansible_host for host 'web1': '10\.0\.0\.1; rm -rf /' is not a "
+                                                     r"host name, IP address or container name: it holds ';'"),
+    ({"ansible_host": "-oProxyCommand=touch /tmp/x"}, "web1", r"it starts with '-'"),
+    ({}, "-l", r"host name '-l' \(its address\): '-l' is not a host name, IP address or container name"),
+    ({"ansible_host": "$(id)"}, "web1", r"it holds '\$'"),
+])
+def test_an_address_from_an_inventory_script_that_is_not_an_address_is_an_error(tmp_path, hostvars, name, message):
+    """`podman exec -i ... -l sh` runs on the latest container, `ssh -oProxyCommand=...` runs a command:
+    an address reaches argument lists, so it must be an address. Accepted before the fix."""
+    import json
+
+    path = tmp_path / "inv" / "cloud.py"
+    path.parent.mkdir()
+    listing = {"web": {"hosts": [name]}, "_meta": {"hostvars": {name: {"ansible_connection": "podman", **hostvars}}}}
+    path.write_text(f"#!{sys.executable}\nprint({json.dumps(json.dumps(listing))})\n")
+    path.chmod(0o755)
+    with pytest.raises(InputError, match=message):
+        load_inventory(tmp_path / "inv").hosts[name].connection  # noqa: B018
+    # a local host's address goes nowhere: any name
+    listing["_meta"]["hostvars"][name]["ansible_connection"] = "local"  # type: ignore[index]
+    path.write_text(f"#!{sys.executable}\nprint({json.dumps(json.dumps(listing))})\n")
+    assert load_inventory(tmp_path / "inv").hosts[name].connection.transport == "local"
+
