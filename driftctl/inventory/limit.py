@@ -72,6 +72,9 @@ def read(text: str, cwd: Path | None = None) -> Limit:
             if not line:
                 continue
             where = Location(str(path), number)
+            if line.startswith("#"):
+                raise LimitFileError("a limit file has no comments: this line is read as a host pattern", where,
+                                     "remove it; Ansible reads it as a host name, which matches nothing")
             if len(patterns.split(line)) != 1:  # web1:db1, web1,db1 (web[0:2] and IPv6 addresses are one)
                 raise LimitFileError(f"{line!r}: one host pattern per line", where,
                                      "Ansible reads the whole line as one name, which matches nothing")

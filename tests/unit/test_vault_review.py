@@ -216,3 +216,19 @@ def test_an_address_from_an_inventory_script_that_is_not_an_address_is_an_error(
     path.write_text(f"#!{sys.executable}\nprint({json.dumps(json.dumps(listing))})\n")
     assert load_inventory(tmp_path / "inv").hosts[name].connection.transport == "local"
 
+
+
+# --- --limit @FILE ---------------------------------------------------------------------------------
+
+
+def test_a_comment_in_a_limit_file_is_called_a_comment(tmp_path):
+    """Ansible has no comments in limit files (the line is a host name matching nothing, a warning);
+    the error said 'one host pattern per line' about '# failed hosts' before the fix."""
+    from driftctl.inventory import limit
+
+    retry = tmp_path / "site.retry"
+    retry.write_bytes(b"web1\r\n# failed hosts\r\n")
+    with pytest.raises(InputError, match=r"site\.retry:2: a limit file has no comments"):
+        limit.read(f"@{retry}")
+    retry.write_bytes(b"web1\r\n\r\ndb1\r\n")  # CRLF line ends are fine
+    assert limit.read(f"@{retry}").parts == ["web1", "db1"]
