@@ -39,12 +39,15 @@ def unit_view(props):
     """``systemctl show`` properties of one unit -> what the resource compares (raw states kept)."""
     unit_file = props.get("UnitFileState", "")
     load = props.get("LoadState", "")
+    masked = load == "masked" or unit_file.startswith("masked")
     return {
         "enabled": unit_file in ("enabled", "enabled-runtime", "static", "alias", "generated", "indirect"),
         "running": props.get("ActiveState") in SYSTEMD_RUNNING_STATES,
-        "needs_reload": props.get("NeedDaemonReload") == "yes",
+        # systemd says yes for a masked unit with drop-ins even right after a reload (it never loads
+        # them): a masked unit runs no copy of its files, so there is nothing to reload for
+        "needs_reload": props.get("NeedDaemonReload") == "yes" and not masked,
         "loaded": load not in ("not-found", ""),
-        "masked": load == "masked" or unit_file.startswith("masked"),
+        "masked": masked,
         "unit_file_state": unit_file,
         "active_state": props.get("ActiveState", ""),
     }

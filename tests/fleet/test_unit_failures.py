@@ -94,3 +94,15 @@ def test_a_start_that_hangs_past_the_timeout(fresh_host: Any, tmp_path: Path) ->
     # the next plan while systemd still runs the start job: the state is still to do
     result, got = run("plan", host, tmp_path)
     assert fields(got["unit:slow.service"]) == ["running"], got["unit:slow.service"]
+
+
+def test_a_dropin_on_a_masked_unit_converges_and_leaves_it_masked(fresh_host: Any, tmp_path: Path) -> None:
+    host = fresh_host
+    assert host.exec(["systemctl", "mask", "--now", "cron.service"]).rc == 0
+    dropin = "  - unit: cron.service\n    dropins:\n      10-nice.conf: \"[Service]\\nNice=7\\n\"\n"
+    write_site(tmp_path, "x", "resources:\n" + dropin)
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert host.exec(["systemctl", "is-enabled", "cron.service"]).stdout_text == "masked\n"  # left masked
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 0, got["unit:cron.service"]
