@@ -197,8 +197,11 @@ class _Builder:
                 raise InventoryError(f"{var} for host {self.host.name!r}: {e}", self.where(var)) from None
             jump, ignored = _parse_ssh_args(args)
             if ignored:
-                self.warn(f"{self.where(var)}: {var}: driftctl ignores {' '.join(ignored)} "
-                          "(it connects with paramiko; use driftctl_* variables and driftctl's own settings)")
+                # a vaulted value is split and unquoted here: redacting it by value would miss it
+                shown = "its options (not shown: the value is secret)" if isinstance(raw, Secret) else " ".join(ignored)
+                self.warn(self.hide(f"{self.where(var)}: {var}: driftctl ignores {shown} "
+                                    "(it connects with paramiko; use driftctl_* variables and driftctl's own "
+                                    "settings)"))
             if jump:
                 return jump
         return None

@@ -232,3 +232,14 @@ def test_a_comment_in_a_limit_file_is_called_a_comment(tmp_path):
         limit.read(f"@{retry}")
     retry.write_bytes(b"web1\r\n\r\ndb1\r\n")  # CRLF line ends are fine
     assert limit.read(f"@{retry}").parts == ["web1", "db1"]
+
+
+def test_a_vaulted_ssh_args_value_is_not_quoted_in_the_ignored_options_warning(tmp_path, keyring):
+    """ansible_ssh_common_args is vaulted when it holds a password (`sshpass -p ...` in a ProxyCommand);
+    the warning about the options driftctl ignores quoted them in clear before the fix."""
+    args = f'-o ProxyCommand="sshpass -p {PLAIN} ssh -W %h:%p jump"'
+    inv = _inventory(tmp_path, _vaulted("ansible_ssh_common_args", args))
+    loaded = load_inventory(inv)
+    loaded.hosts["h1"].connection  # noqa: B018
+    shown = "\n".join(loaded.warnings)
+    assert "ansible_ssh_common_args: driftctl ignores" in shown and PLAIN not in shown
