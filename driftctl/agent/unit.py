@@ -29,6 +29,8 @@ from driftctl.agent.service import SYSTEMD_RUNNING_STATES, SystemdService, parse
 UNIT_DIR = "/etc/systemd/system"
 UNIT_PROPS = "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,MainPID"
 UNIT_QUERY_TIMEOUT = 60
+# the enablement that ``ensure: absent`` undoes (``systemctl disable``); a static unit has none to undo
+UNIT_DISABLABLE = ("enabled", "enabled-runtime", "indirect")
 UNIT_STARTED = set()  # units this run started or restarted: a notification does not restart them again
 
 
@@ -240,7 +242,9 @@ def unit_absent_scan(name):
 def unit_observe_absent(params):
     found, has_dir, refusal = unit_absent_scan(params["name"])
     view = unit_systemd(params["name"], params.get("timeout"))
-    observed = {"ensure": "present" if found or has_dir else "absent", "enabled": view["enabled"],
+    # what absent compares is what it undoes: a static unit (no [Install], say a package's) stays static
+    enabled = view["unit_file_state"] in UNIT_DISABLABLE
+    observed = {"ensure": "present" if found or has_dir else "absent", "enabled": enabled,
                 "running": view["running"], "_cas": {"unit_files": found}}
     if refusal:
         observed["_refusal"] = refusal
@@ -257,7 +261,7 @@ def unit_apply_absent(params, ctx):
     if view["running"]:
         unit_ctl(params, "stop", "--", name)
     changed = False
-    if view["unit_file_state"] in ("enabled", "enabled-runtime", "indirect"):
+    if view["unit_file_state"] in UNIT_DISABLABLE:
         unit_ctl(params, "disable", "--no-reload", "--", name)
         changed = True
     expects = ctx.expect

@@ -276,6 +276,11 @@ def _bake_unit_absent(b: Baker, r: Resource, name: str) -> None:
         b.fs.remove(folder)
     if cur is not None:
         b.fs.remove(path)
+    left = find_unit(b.fs, name)
+    if left is not None and not left.has_install and not _masked(b.fs, left.name):
+        # in an image a static unit counts as started (nothing can disable it): never in sync
+        raise b.fail(r, f"{left.path} stays in the image and is a static unit (no [Install] section): ensure: "
+                        "absent cannot stop it there (remove its package, or mask it)")
 
 
 def image_unit_systemd(fs: ImageFS) -> Callable[..., dict[str, Any]]:
@@ -284,9 +289,13 @@ def image_unit_systemd(fs: ImageFS) -> Callable[..., dict[str, Any]]:
 
     def view(name: str, timeout: float | None = None) -> dict[str, Any]:
         enabled = unit_enabled(fs, name)
+        unit = find_unit(fs, name) if enabled is not None else None
+        masked = _masked(fs, unit_name(name))
+        # UnitFileState as systemctl would say it (ensure: absent compares what it can disable)
+        state = ("" if unit is None else "masked" if masked else "static" if not unit.has_install
+                 else "enabled" if enabled else "disabled")
         return {"enabled": bool(enabled), "running": bool(enabled), "needs_reload": False,
-                "loaded": enabled is not None, "masked": _masked(fs, unit_name(name)),
-                "unit_file_state": "", "active_state": ""}
+                "loaded": enabled is not None, "masked": masked, "unit_file_state": state, "active_state": ""}
 
     return view
 

@@ -90,7 +90,8 @@ class Unit(ResourceType):
 
     ``ensure: absent`` stops and disables the unit, then removes its unit file and its ``.d``
     directory (each file backed up) from /etc/systemd/system and reloads systemd; a unit that a
-    package installed under /usr/lib stays installed (stopped and disabled: remove the package).
+    package installed under /usr/lib stays installed (stopped and disabled: remove the package; a
+    static one, with no [Install], is only stopped, and refused in an image, where it counts as started).
 
     Example::
 

@@ -106,3 +106,16 @@ def test_a_dropin_on_a_masked_unit_converges_and_leaves_it_masked(fresh_host: An
     assert host.exec(["systemctl", "is-enabled", "cron.service"]).stdout_text == "masked\n"  # left masked
     result, got = run("apply", host, tmp_path)
     assert result.rc == 0, got["unit:cron.service"]
+
+
+def test_absent_on_a_packaged_static_unit_converges(fresh_host: Any, tmp_path: Path) -> None:
+    """A static unit (no [Install]) under /usr/lib cannot be disabled: absent stops it and is then done."""
+    host = fresh_host
+    static = "systemd-update-utmp.service"
+    assert host.exec(["systemctl", "is-enabled", static]).stdout_text == "static\n"
+    write_site(tmp_path, "x", f"resources:\n  - unit: {static}\n    ensure: absent\n")
+    result, got = run("apply", host, tmp_path)
+    assert result.rc in (0, 2), got
+    assert active(host, static) == "inactive"
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 0, got[f"unit:{static}"]

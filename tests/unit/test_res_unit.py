@@ -238,3 +238,14 @@ def test_bake_absent_removes_the_unit_its_dropins_and_links(base: Path, tmp_path
         assert fs.get(path) is None, path
     assert _statuses(tmp_path / "off", gone) == {"unit:app.service": ("ok", [])}
     assert _statuses(base, gone) == {"unit:app.service": ("ok", [])}  # never there: nothing to do
+
+
+def test_absent_on_a_packaged_static_unit_is_refused_in_an_image(tmp_path: Path) -> None:
+    """A static unit (no [Install]) under /usr/lib cannot be disabled (on a host absent stops it)."""
+    static = "[Service]\nType=oneshot\nExecStart=/bin/true\n"
+    base = make_tiny_base(tmp_path / "base", [*TINY_TREE, ("usr/lib/systemd/systemd", "file", 0o755, 0, 0, ""),
+                                              ("usr/lib/systemd/system/pkg.service", "file", 0o644, 0, 0, static)])
+    gone = res("unit", "pkg.service", ensure="absent")
+    # in an image a static unit counts as started and nothing disables it: refused, not "changed" forever
+    with pytest.raises(BakeError, match=r"pkg\.service stays in the image and is a static unit"):
+        bake(Catalog("h", [gone]), str(base), tmp_path / "out", epoch=EPOCH)
