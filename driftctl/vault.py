@@ -246,7 +246,7 @@ def read_password_file(source: str, label: str | None, client_id: str | None = N
     if why is not None:
         raise ConfigError(f"{what}: refused: the password file is {why}")
     if _is_executable(st):
-        argv = [str(path)]
+        argv = [os.path.realpath(path)]  # as Ansible runs it: './get-pass' or 'get-pass' is not looked up in PATH
         client = is_client_script(source)
         asked = label or client_id
         if client and asked:

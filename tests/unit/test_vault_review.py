@@ -243,3 +243,17 @@ def test_a_vaulted_ssh_args_value_is_not_quoted_in_the_ignored_options_warning(t
     loaded.hosts["h1"].connection  # noqa: B018
     shown = "\n".join(loaded.warnings)
     assert "ansible_ssh_common_args: driftctl ignores" in shown and PLAIN not in shown
+
+
+def test_a_password_script_named_relative_to_the_current_directory_runs(tmp_path, monkeypatch):
+    """`--vault-password-file get-pass` (a script in the current directory): Ansible runs it by its
+    real path; driftctl ran 'get-pass', which the system looked up in PATH: 'No such file' before the fix."""
+    script = tmp_path / "get-pass"
+    script.write_text("#!/bin/sh\necho from-script\n")
+    script.chmod(0o700)
+    client = tmp_path / "keys-client"
+    client.write_text('#!/bin/sh\necho "for-$2"\n')
+    client.chmod(0o700)
+    monkeypatch.chdir(tmp_path)
+    ring = vault.Keyring.from_sources(["get-pass"], ["prod@keys-client"])
+    assert sorted(s.password for s in ring.secrets) == [b"for-prod", b"from-script"]
