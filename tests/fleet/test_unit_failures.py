@@ -119,3 +119,21 @@ def test_absent_on_a_packaged_static_unit_converges(fresh_host: Any, tmp_path: P
     assert active(host, static) == "inactive"
     result, got = run("apply", host, tmp_path)
     assert result.rc == 0, got[f"unit:{static}"]
+
+
+def test_started_but_not_enabled(fresh_host: Any, tmp_path: Path) -> None:
+    host = fresh_host
+    simple = "[Service]\\nExecStart=/usr/bin/sleep infinity\\n\\n[Install]\\nWantedBy=multi-user.target\\n"
+    write_site(tmp_path, "x", unit(simple, "now.service").replace("enabled: true", "enabled: false"))
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2, result.output
+    assert fields(got["unit:now.service"]) == ["content", "running"]  # disabled already: a new unit is
+    assert active(host, "now.service") == "active"
+    assert host.exec(["systemctl", "is-enabled", "now.service"]).stdout_text == "disabled\n"
+    host.sh("systemctl enable now.service")
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 2 and fields(got["unit:now.service"]) == ["enabled"], result.output
+    assert host.exec(["systemctl", "is-enabled", "now.service"]).stdout_text == "disabled\n"
+    assert active(host, "now.service") == "active"
+    result, got = run("apply", host, tmp_path)
+    assert result.rc == 0, result.output
