@@ -142,7 +142,8 @@ def run(path: Path, args: list[str], timeout: float) -> tuple[Any, str]:
     where = Location(str(path))
     shown = " ".join([path.name, *args])
     try:
-        proc = subprocess.Popen([str(path), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # by its absolute path: 'driftctl inventory cloud.py' is not a command to look up in PATH
+        proc = subprocess.Popen([os.path.abspath(path), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
     except OSError as e:
         raise InventoryError(f"cannot run the inventory script: {e.strerror}", where) from None

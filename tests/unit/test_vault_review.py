@@ -257,3 +257,13 @@ def test_a_password_script_named_relative_to_the_current_directory_runs(tmp_path
     monkeypatch.chdir(tmp_path)
     ring = vault.Keyring.from_sources(["get-pass"], ["prod@keys-client"])
     assert sorted(s.password for s in ring.secrets) == [b"for-prod", b"from-script"]
+
+
+def test_an_inventory_script_given_by_a_relative_name_runs(tmp_path, monkeypatch):
+    """`driftctl inventory cloud.py` in the script's directory: 'No such file or directory' before the fix
+    (the name was looked up in PATH)."""
+    path = tmp_path / "cloud.py"
+    path.write_text(f"#!{sys.executable}\nprint('{{\"web\": {{\"hosts\": [\"w1\"]}}}}')\n")
+    path.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    assert list(load_inventory(Path("cloud.py")).hosts) == ["w1"]
