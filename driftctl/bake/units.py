@@ -246,6 +246,10 @@ def bake_unit_resource(b: Baker, r: Resource) -> None:
                         "container boots exactly when they are enabled (bake the unit enabled, or not started)")
     if enabled is None and state is not None:
         enabled = state == "started"
+        unit = find_unit(b.fs, name)
+        if not enabled and unit is not None and not unit.has_install and not _masked(b.fs, unit.name):
+            raise b.fail(r, f"state: stopped cannot be baked for {name}, a static unit (no [Install] section): in "
+                            "an image it counts as started, as nothing can disable it (leave state out, or mask it)")
     if enabled is not None:
         set_enabled(b.fs, r, name, bool(enabled), b.epoch)
 

@@ -249,3 +249,10 @@ def test_absent_on_a_packaged_static_unit_is_refused_in_an_image(tmp_path: Path)
     # in an image a static unit counts as started and nothing disables it: refused, not "changed" forever
     with pytest.raises(BakeError, match=r"pkg\.service stays in the image and is a static unit"):
         bake(Catalog("h", [gone]), str(base), tmp_path / "out", epoch=EPOCH)
+
+
+def test_bake_stopped_on_a_static_unit_says_why(base: Path, tmp_path: Path) -> None:
+    """A timer's oneshot service (no [Install]) with state: stopped: an image cannot stop a static unit."""
+    oneshot = res("unit", "tick.service", content="[Service]\nType=oneshot\nExecStart=/bin/true\n", state="stopped")
+    with pytest.raises(BakeError, match=r"state: stopped cannot be baked for tick\.service, a static unit"):
+        bake(Catalog("h", [oneshot]), str(base), tmp_path / "out", epoch=EPOCH)
