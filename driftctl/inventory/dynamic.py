@@ -131,7 +131,13 @@ def _collect(proc: subprocess.Popen[bytes], shown: str, where: Location, timeout
                                              f"{MAX_OUTPUT >> 20} MiB, so it was stopped", where)
                 elif len(err) > 2 * _STDERR_KEPT:
                     del err[:-_STDERR_KEPT]
-    proc.wait()
+    try:  # both pipes closed; the script itself may still run
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        proc.wait()
+        raise InventoryError(f"the inventory script '{shown}' did not finish in {timeout:g} s, so it was stopped",
+                             where) from None
     return bytes(out), bytes(err[-_STDERR_KEPT:])
 
 

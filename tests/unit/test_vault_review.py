@@ -267,3 +267,13 @@ def test_an_inventory_script_given_by_a_relative_name_runs(tmp_path, monkeypatch
     path.chmod(0o755)
     monkeypatch.chdir(tmp_path)
     assert list(load_inventory(Path("cloud.py")).hosts) == ["w1"]
+
+
+@pytest.mark.slow
+def test_an_inventory_script_that_closes_its_output_and_goes_on_is_still_stopped(tmp_path):
+    path = tmp_path / "inv" / "lingers.sh"
+    path.parent.mkdir()
+    path.write_text("#!/bin/sh\necho '{\"web\": {\"hosts\": [\"w1\"]}}'\nexec >&- 2>&-\nsleep 30\n")
+    path.chmod(0o755)
+    with pytest.raises(InputError, match=r"'lingers\.sh --list' did not finish in 2 s, so it was stopped"):
+        load_inventory(tmp_path / "inv", script_timeout=2)
