@@ -244,7 +244,8 @@ def unit_observe_absent(params):
     view = unit_systemd(params["name"], params.get("timeout"))
     # what absent compares is what it undoes: a static unit (no [Install], say a package's) stays static
     enabled = view["unit_file_state"] in UNIT_DISABLABLE
-    observed = {"ensure": "present" if found or has_dir else "absent", "enabled": enabled,
+    # a refusal is something in the way (a link at the unit file, a directory in its .d): present
+    observed = {"ensure": "present" if found or has_dir or refusal else "absent", "enabled": enabled,
                 "running": view["running"], "_cas": {"unit_files": found}}
     if refusal:
         observed["_refusal"] = refusal
