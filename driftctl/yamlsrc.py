@@ -56,6 +56,13 @@ _BASE: type = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else 
 _NOT_TEXT = frozenset(f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "null", "timestamp"))
 
 
+class Unsafe(str):
+    """A string tagged ``!unsafe`` (Ansible's tag): data that is never rendered as a template, such as
+    a Go or Helm template kept in a variable."""
+
+    __slots__ = ()
+
+
 class _Loader(_BASE):
     filename: str = "<string>"
     error_class: type[InputError] = InputError
@@ -97,6 +104,11 @@ class _Loader(_BASE):
         if not isinstance(node, yaml.ScalarNode):
             raise self.error_class("!secret takes a plain string value", self._loc(node))
         return Secret(self.construct_scalar(node))
+
+    def construct_unsafe(self, node: yaml.Node) -> Unsafe:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error_class("!unsafe takes a string value", self._loc(node))
+        return Unsafe(self.construct_scalar(node))
 
     def construct_vault(self, node: yaml.Node) -> Secret:
         """``!vault |`` and its Ansible Vault text: the decrypted value, a Secret (as Ansible, a string,
@@ -204,6 +216,7 @@ _PLAIN_SCALARS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("str", "int", "flo
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_yaml_seq)
 _Loader.add_constructor("!secret", _Loader.construct_secret)
+_Loader.add_constructor("!unsafe", _Loader.construct_unsafe)
 _Loader.add_constructor("!vault", _Loader.construct_vault)
 _Loader.add_constructor("!vault-encrypted", _Loader.construct_vault)  # Ansible's older spelling
 

@@ -106,6 +106,7 @@ class _Compiler:
     def __init__(self, site: Site, inventory: Any, host: Host, facts: Mapping[str, Any] | None,
                  types: Mapping[str, type[ResourceType]]) -> None:
         self.site = site
+        self.inventory = inventory
         self.host = host
         self.types = types
         self.renderer = site.renderer
@@ -136,6 +137,29 @@ class _Compiler:
         touched = self.use.reset()
         return out, self.preflight and (touched or contains_placeholder(out))
 
+    def _resolve(self, variables: dict[str, Any], mf: ManifestFile) -> dict[str, Any]:
+        """Variables whose values are templates rendered with the others, as Ansible has them
+        (driftctl/manifest/varsolve.py); magic variables are never templates."""
+        from driftctl.manifest.varsolve import is_template, resolve
+
+        names = {n for n, v in variables.items() if n not in self.magic and is_template(v)}
+        if not names:
+            return variables
+
+        def where(name: str) -> Location:
+            for source in (mf.vars, mf.defaults):
+                if name in source and hasattr(source, "loc"):
+                    return source.loc(name)
+            source_of = getattr(self.inventory, "var_source", None)
+            found = source_of(self.host.name, name) if source_of and name in self.host.vars else None
+            return found or mf.location
+
+        def render(name: str, value: Any, scope: Mapping[str, Any]) -> Any:
+            out, unknown = self._render(value, scope, where(name), f"variable {name}")
+            return FactsPlaceholder(f"variable {name}", self.use) if unknown else out
+
+        return resolve(variables, names, self.renderer.env(), render, where)
+
     def run(self) -> Catalog:
         try:
             return self._run()
@@ -152,7 +176,7 @@ class _Compiler:
         # declared them
         scopes = []
         for mf in self.files:
-            variables = {**mf.defaults, **mf.vars, **self.host.vars, **self.magic}
+            variables = self._resolve({**mf.defaults, **mf.vars, **self.host.vars, **self.magic}, mf)
             collect({k: v for k, v in variables.items() if k not in self.magic}, self.secrets)
             for name in mf.secrets:
                 if name in variables:
@@ -319,7 +343,9 @@ class _Compiler:
                 continue
             self.use.reset()
             try:
-                text = self.renderer.template_file(rel, (base,), scope)
+                from driftctl.resources.file import template_options  # file imports the renderer
+
+                text = self.renderer.template_file(rel, (base,), scope, template_options(params))
             except ManifestError as e:
                 if self.preflight and self.use.touched:
                     uncertain.add("content")

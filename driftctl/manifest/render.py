@@ -40,7 +40,7 @@ from driftctl.manifest.sandbox import (
     render_parts,
     size_of,
 )
-from driftctl.yamlsrc import YamlMap, YamlSeq, decode_utf8
+from driftctl.yamlsrc import Unsafe, YamlMap, YamlSeq, decode_utf8
 
 _EXPR_ONLY = re.compile(r"^\{\{[-+]?(?P<expr>.*?)[-+]?\}\}$", re.S)
 # names Jinja's sandbox and call machinery probe on objects; a placeholder must not pretend to have them
@@ -522,8 +522,8 @@ class Renderer:
         """Render every string inside ``value`` (as written in a manifest); keys are not rendered."""
         from driftctl.secret import Secret
 
-        if isinstance(value, Secret):
-            return value  # a !secret literal is data, never a template
+        if isinstance(value, (Secret, Unsafe)):
+            return value  # a !secret literal or an !unsafe string is data, never a template
         if isinstance(value, str):
             return self.string(value, variables, location, what)
         if isinstance(value, Mapping):

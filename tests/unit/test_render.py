@@ -12,6 +12,7 @@ from driftctl.errors import Location, ManifestError, TemplateError
 from driftctl.manifest import compile_catalog, load_site
 from driftctl.manifest.render import FactsPlaceholder, FactsUse, Renderer
 from driftctl.model import Catalog
+from driftctl.yamlsrc import Unsafe
 
 FACTS = {"distribution": "debian", "cpus": 4, "distribution_like": []}
 
@@ -87,17 +88,23 @@ def test_a_number_for_a_text_parameter_becomes_text_but_a_list_is_an_error(tmp_p
     assert compile_one(site).resources[0].params["shell"] == "8080"
 
 
-def test_values_from_variables_are_never_rendered_again(tmp_path: Path) -> None:
+def test_what_a_variable_brings_in_is_never_rendered_again(tmp_path: Path) -> None:
+    # a variable's own template renders (as Ansible's do), once: Jinja arriving in a fact, in the
+    # result of another variable's template or in an !unsafe value stays text
     site = site_with(tmp_path, """
         resources:
           - file: /etc/a
-            content: "{{ payload }}"
+            content: "{{ from_fact }}"
           - file: /etc/b
-            content: "x {{ payload }} y"
+            content: "x {{ through }} y"
+          - file: /etc/c
+            content: "{{ literal }}"
     """)
-    cat = compile_one(site, payload="{{ 7 * 7 }} {% raw %}")
-    assert cat.resources[0].params["content"] == "{{ 7 * 7 }} {% raw %}"
-    assert cat.resources[1].params["content"] == "x {{ 7 * 7 }} {% raw %} y"
+    facts = {**FACTS, "motd": "{{ 7 * 7 }} {% raw %}"}
+    cat = compile_one(site, facts=facts, from_fact="{{ facts.motd }}", through="{{ from_fact }}",
+                      literal=Unsafe("{{ .Values.port }}"))
+    contents = [r.params["content"] for r in cat.resources]
+    assert contents == ["{{ 7 * 7 }} {% raw %}", "x {{ 7 * 7 }} {% raw %} y", "{{ .Values.port }}"]
 
 
 def test_undefined_variable_names_the_manifest_line(tmp_path: Path) -> None:

@@ -183,8 +183,6 @@ def test_resource_options_reach_the_renderer(tmp_path: Path) -> None:
     assert text == "\r\na\r\n"
 
 
-@pytest.mark.xfail(reason="needs the compile.py change in the report: template_file(..., template_options(params))",
-                   strict=True)
 def test_resource_options_apply_when_compiled(tmp_path: Path) -> None:
     site = site_with(tmp_path, "  - file: /etc/a\n    template: t.j2\n    trim_blocks: false\n",
                      "{% if true %}\na\n{% endif %}\n")
