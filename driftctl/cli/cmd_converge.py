@@ -57,7 +57,13 @@ def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool | None,
 
 
 def converge(command: str, inventory: Path, limit: str | None, as_json: bool, manifests: Path | None,
-             show_diff: bool | None, verbose: bool, flags: dict[str, Any], run_opts: RunOptions | None = None) -> int:
+             show_diff: bool | None, verbose: bool, flags: dict[str, Any], run_opts: RunOptions | None = None,
+             out: Path | None = None) -> int:
+    if command == "apply" and _saved_plan(inventory):
+        from driftctl.cli.cmd_saved import apply_saved  # `apply plan.json`: exactly that plan (cmd_saved.py)
+
+        return apply_saved(inventory, dict(flags, limit=limit, manifests=manifests, run_opts=run_opts),
+                           as_json, show_diff, verbose)
     ctx, engine = prepare(inventory, limit, as_json, manifests, flags, run_opts=run_opts)
     engine.whole_new_contents = as_json or show_diff is True  # else a created file's text is not shown
     with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:
@@ -67,10 +73,26 @@ def converge(command: str, inventory: Path, limit: str | None, as_json: bool, ma
                 run, saved, store_url = _apply(ctx, engine, inventory, flags.get("wait_lock"))
             else:
                 run = engine.run(command, ctx.hosts)  # type: ignore[arg-type]
+    if out is not None:
+        from driftctl.cli.cmd_saved import save_plan  # `plan -o FILE` (cmd_saved.py)
+
+        save_plan(out, run, engine, ctx, inventory)
     show(run, inventory, as_json, show_diff, verbose)
     if command == "apply":
         return run.exit_code | say_saved(saved, store_url)
     return run.exit_code
+
+
+def _saved_plan(path: Path) -> bool:
+    """Whether ``apply``'s INVENTORY names a saved plan (a regular file saying ``"kind": "driftctl-plan"``;
+    an inventory can be a single file too, so the content decides)."""
+    if not Path(path).is_file():
+        return False
+    try:
+        from driftctl.cli.cmd_saved import is_saved_plan
+    except ImportError:  # saved plans not built into this copy
+        return False
+    return is_saved_plan(Path(path))
 
 
 def _apply(ctx: Any, engine: Engine, inventory: Path, wait_lock: float | None) -> tuple[RunResult, Saved, str]:
@@ -98,7 +120,8 @@ def register(group: click.Group) -> None:
     for name, help_text in (
         ("plan", "Show what apply would change, per host and resource, with diffs. Changes nothing."),
         ("check", "Like plan, for automation: exit 0 in sync, 2 changes pending, 4 failed, 8 unreachable."),
-        ("apply", "Converge hosts to their manifests, in parallel, and record the converged state."),
+        ("apply", "Converge hosts to their manifests, in parallel, and record the converged state. "
+                  "INVENTORY may be a plan saved by `plan -o`: that plan is applied."),
     ):
         group.add_command(_make(name, help_text))
 
@@ -115,10 +138,16 @@ def _make(name: str, help_text: str) -> click.Command:
     @pass_run_options
     def command(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, diff: bool | None,
                 verbose: bool, flags: dict[str, Any], run_opts: RunOptions, state: str | None = None,
-                wait_lock: float | None = None) -> int:
+                wait_lock: float | None = None, out: Path | None = None) -> int:
         return converge(name, inventory, limit, as_json, manifests, diff, verbose,
-                        dict(flags, state=state, wait_lock=wait_lock), run_opts)
+                        dict(flags, state=state, wait_lock=wait_lock), run_opts, out)
 
     if name == "apply":
         command = wait_lock_option(state_option(command))
+    if name == "plan":
+        command = click.option(
+            "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+            help="Save the plan to FILE: `driftctl apply FILE` applies exactly it, and refuses hosts that "
+                 "changed since (no secret in clear in it)."
+        )(command)
     return command
