@@ -158,3 +158,30 @@ def test_an_edited_plan_file_is_an_error(work: Any, tmp_path: Path, how: str) ->
     assert ("modified after it was written" if how == "edited" else "truncated") in applied.stderr
     assert [files(h, root) for h in hosts] == before
     assert not (state / "driftctl.sqlite").exists()
+
+
+def test_what_a_plan_fixes_cannot_be_given_again_on_the_command_line(tmp_path: Path) -> None:
+    """--limit, -m and --tags with a plan, and -o into the inventory: errors through the CLI (the local
+    transport: the controller itself, a file in a temp directory)."""
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
+    m = tmp_path / "manifests"
+    (m / "roles" / "r").mkdir(parents=True)
+    (m / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (m / "roles" / "r" / "resources.yaml").write_text(
+        f"resources:\n  - file: {tmp_path}/out.txt\n    content: \"x\\n\"\n    tags: [web]\n")
+    state, plan = tmp_path / "state", tmp_path / "plan.json"
+    assert driftctl("plan", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
+    for extra, says in ((["--limit", "ctl"], "--limit cannot be used with a saved plan"),
+                        (["--tags", "web"], "--tags/--skip-tags cannot be used with a saved plan"),
+                        (["-m", tmp_path], "differs from the plan's manifest tree")):
+        refused = driftctl("apply", plan, *extra, state_dir=state)
+        assert refused.rc == 1 and says in refused.stderr, refused.output
+    assert not (tmp_path / "out.txt").exists()
+    inside = driftctl("plan", inv, "-m", m, "-o", inv / "plan.json", state_dir=state)
+    assert inside.rc == 1 and "inside the inventory" in inside.stderr, inside.output
+    assert not (inv / "plan.json").exists()
+    applied = driftctl("apply", plan, state_dir=state)
+    assert applied.rc == 2, applied.output
+    assert (tmp_path / "out.txt").read_text() == "x\n"
