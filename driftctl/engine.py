@@ -781,7 +781,8 @@ def observed_view(p: Planned) -> dict[str, Any] | None:
 
 
 # Metadata a sensitive resource still shows: what it is and who may read it, never what it holds.
-SENSITIVE_SAFE_FIELDS = frozenset({"ensure", "mode", "owner", "group", "enabled", "running", "refresh", "pending"})
+SENSITIVE_SAFE_FIELDS = frozenset({"ensure", "mode", "owner", "group", "enabled", "running", "refresh", "pending",
+                                   "needs_reload"})
 
 
 def mask_change(change: Change, p: Planned) -> Change:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from driftctl.cli import ui
-from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
+from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags, recorded_argv
 from driftctl.cli.opt_run import RunOptions, pass_run_options, run_options
 from driftctl.cli.options import diff_option, manifests_option, state_option, verbose_option, wait_lock_option
 from driftctl.cli.render import Progress, final_line, host_section, summary_table
@@ -46,7 +46,7 @@ def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path |
 
 def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool | None, verbose: bool) -> None:
     if as_json:
-        ui.print_json(document.build(run, str(inventory), sys.argv[1:]))
+        ui.print_json(document.build(run, str(inventory), recorded_argv(sys.argv[1:])))
         return
     for h in run.hosts:
         host_section(ui.out, h, run.command, show_diff, verbose)
@@ -109,7 +109,7 @@ def _apply(ctx: Any, engine: Engine, inventory: Path, wait_lock: float | None) -
         with run_lock(ctx.settings, store, key, "apply", wait_lock):
             view = begin_run(store, ctx.settings.state_dir, key)
             run = engine.run("apply", ctx.hosts)
-            record_run(ctx.settings, run, inventory, store=view, argv=sys.argv[1:])
+            record_run(ctx.settings, run, inventory, store=view, argv=recorded_argv(sys.argv[1:]))
             saved = view.finish()
     finally:
         store.close()

@@ -13,7 +13,7 @@ import click
 
 from driftctl.cli import ui
 from driftctl.cli.cmd_converge import prepare, show
-from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, settings_from
+from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, recorded_argv, settings_from
 from driftctl.cli.opt_run import RunOptions, pass_run_options, run_options
 from driftctl.cli.options import (
     diff_option,
@@ -88,7 +88,7 @@ def drift_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path
                 engine.on_event = progress
                 with interruptible(engine):
                     run = runner.run(ctx.hosts)
-            doc = record_run(ctx.settings, run, inventory, store=view, argv=sys.argv[1:])
+            doc = record_run(ctx.settings, run, inventory, store=view, argv=recorded_argv(sys.argv[1:]))
             saved = view.finish()
     finally:
         store.close()
