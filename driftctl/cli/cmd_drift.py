@@ -137,15 +137,22 @@ def accept_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Pat
         with run_lock(ctx.settings, store, key, "accept", None):
             runner = DriftRun(engine, None, key, store_reference(store, key), use_baselines=False)
             run: RunResult = runner.run(ctx.hosts)
+            hosts: list[dict[str, Any]] = []
             for h in run.hosts:
                 if h.status in ("unreachable", "failed") and not h.watch:
-                    ui.error(f"{h.host}: not accepted: {h.error}")
+                    hosts.append({"host": h.host, "accepted": False, "entries": 0, "error": h.error})
+                    if not as_json:
+                        ui.error(f"{h.host}: not accepted: {h.error}")
                     code |= h.exit_code
                     continue
                 n = accept(store, key, h, list(paths) or None, by=current_user())
-                ui.out.print(f"{h.host}: baseline accepted ({n} entries)", markup=False)
+                hosts.append({"host": h.host, "accepted": True, "entries": n, "error": None})
+                if not as_json:
+                    ui.out.print(f"{h.host}: baseline accepted ({n} entries)", markup=False)
     finally:
         store.close()
+    if as_json:
+        ui.print_json({"inventory": str(inventory), "paths": list(paths), "hosts": hosts, "exit": int(code)})
     return code
 
 
@@ -207,9 +214,13 @@ def ignore_list(inventory: Path, state: str | None, as_json: bool) -> int:
 def ignore_remove(inventory: Path, rule_id: int, state: str | None) -> int:
     store = open_store(settings_from(state=state))
     try:
-        store.remove_ignore(rule_id)
+        removed = store.remove_ignore(rule_id, inventory_key(inventory))
     finally:
         store.close()
+    if not removed:
+        raise ConfigError(f"no ignore rule {rule_id} for {inventory}",
+                          hint=f"driftctl ignore list {inventory} shows its rules and their ids")
+    ui.out.print(f"ignore rule {rule_id} removed", markup=False)
     return 0
 
 

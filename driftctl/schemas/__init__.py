@@ -19,7 +19,7 @@ __all__ = ["COMMAND_SCHEMAS", "NAMES", "REPORT", "load", "schema_id", "validator
 REPORT = "report"  # the run report document's schema, in driftctl/store/
 
 NAMES = ("inventory", "inventory-host", "inventory-graph", "facts", "history", "ignore-list", "schedule-list",
-         "bake", "bake-verify", "compare", "prune")
+         "bake", "bake-verify", "compare", "prune", "accept")
 
 # every command path with --json (or -f json) -> the schema of what it prints
 COMMAND_SCHEMAS: dict[str, str] = {
@@ -39,6 +39,7 @@ COMMAND_SCHEMAS: dict[str, str] = {
     "bake-verify": "bake-verify",
     "compare": "compare",
     "prune": "prune",
+    "accept": "accept",
 }
 
 

@@ -30,7 +30,7 @@ Watch baseline
 Ignore rules
     ``add_ignore(inventory, host_pattern, target, reason, expires, by) -> IgnoreRule``
     ``ignores(inventory, now=None, include_expired=False) -> list[IgnoreRule]``
-    ``remove_ignore(rule_id) -> bool``
+    ``remove_ignore(rule_id, inventory=None) -> bool``
 The store does not apply ignore rules: the engine filters drift with ``IgnoreRule.matches`` before it
 builds the document, so a report says what was ignored and why.
 

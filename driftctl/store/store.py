@@ -415,11 +415,14 @@ class Store:
             for r in rows
         ]
 
-    def remove_ignore(self, rule_id: int) -> bool:
-        """Delete a rule; False if there was none with that id."""
+    def remove_ignore(self, rule_id: int, inventory: str | None = None) -> bool:
+        """Delete a rule (of ``inventory`` only, when given); False if there was none with that id."""
         def work() -> Row | None:
             with self._db.transaction() as cur:
-                return cur.one("DELETE FROM ignores WHERE id = ? RETURNING id", (int(rule_id),))
+                if inventory is None:
+                    return cur.one("DELETE FROM ignores WHERE id = ? RETURNING id", (int(rule_id),))
+                return cur.one("DELETE FROM ignores WHERE id = ? AND inventory = ? RETURNING id",
+                               (int(rule_id), inventory))
 
         return self.retrying(work) is not None
 

@@ -130,8 +130,12 @@ def test_each_kind_of_drift_is_found_exactly(drift_fleet: Any, tmp_path: Path) -
     assert t3.file("/etc/driftctl-deleted").exists
 
     # accept blesses the unmanaged file
-    accepted = driftctl("accept", *args, "-l", d4.name, state_dir=state)
+    accepted = driftctl("accept", *args, "-l", d4.name, "--json", state_dir=state)
     assert accepted.rc == 0, accepted.output
+    from driftctl.schemas import validator
+
+    validator("accept").validate(accepted.json())
+    assert [(h["host"], h["accepted"]) for h in accepted.json()["hosts"]] == [(d4.name, True)]
     final = driftctl("drift", *args, "-l", d4.name, "--json", state_dir=state).json()
     assert not final["hosts"][0]["unmanaged"]
 
