@@ -64,6 +64,10 @@ def converge(command: str, inventory: Path, limit: str | None, as_json: bool, ma
 
         return apply_saved(inventory, dict(flags, limit=limit, manifests=manifests, run_opts=run_opts),
                            as_json, show_diff, verbose)
+    if out is not None:
+        from driftctl.savedplan import check_out_path
+
+        check_out_path(out, inventory)  # a plan file the inventory would read back: refused before any host
     ctx, engine = prepare(inventory, limit, as_json, manifests, flags, run_opts=run_opts)
     engine.whole_new_contents = as_json or show_diff is True  # else a created file's text is not shown
     with Progress(ui.err, [h.name for h in ctx.hosts], ui.interactive() and not as_json) as progress:

@@ -14,6 +14,7 @@ from typing import Any
 
 from driftctl import savedplan
 from driftctl.cli import ui
+from driftctl.cli.common import recorded_argv
 from driftctl.engine import Engine, HostPlan, plan_results
 from driftctl.errors import ConfigError, Location
 from driftctl.model import HostResult, ResourceResult, RunResult
@@ -127,7 +128,7 @@ def _apply(ctx: Any, engine: Engine, inventory: Path, plan: savedplan.SavedPlan,
             # batches with --serial; marks the run partial when the plan's tags narrowed it
             run.hosts = engine.in_batches(run, ctx.hosts, lambda host, t: apply_host(engine, plan, host, t))
             run.finished = _now()
-            record_run(ctx.settings, run, inventory, store=view, argv=sys.argv[1:])
+            record_run(ctx.settings, run, inventory, store=view, argv=recorded_argv(sys.argv[1:]))
             saved = view.finish()
     finally:
         store.close()
