@@ -36,7 +36,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "driftctl plan inventory/prod -m ../site/manifests -v            # another manifest tree; list in-sync too",
         "driftctl plan inventory/prod -t ssh,motd     # only resources tagged ssh or motd (a partial run)",
         "driftctl plan inventory/prod -e app_release=2026.12.1           # an extra variable, above all others",
-        "driftctl plan inventory/prod --json > plan.json                 # the report document",
+        "driftctl plan inventory/prod -o release.plan   # also save the plan, for apply release.plan",
+        "driftctl plan inventory/prod --json > report.json               # the report document",
     ),
     "check": (
         "driftctl check inventory/prod                # CI: exit 0 in sync, 2 changes pending",
@@ -47,6 +48,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "driftctl apply inventory/prod -l web -p 4    # only the web group, 4 at a time",
         "driftctl apply inventory/prod --serial 1,25% --max-fail-percentage 10   # rolling: 1 host, then quarters",
         "driftctl apply inventory/prod --wait-lock 300                   # wait up to 5 min for another run",
+        "driftctl apply release.plan                  # exactly a saved plan; a host changed since is refused",
     ),
     "drift": (
         "driftctl drift inventory/prod                # what changed by hand since the last apply",

@@ -32,6 +32,8 @@ NOT_RUN = ("driftctl bake ", "driftctl bake-verify ", "driftctl compare ", "--sy
 # examples that refer, on purpose, to what the demo store or site does not have; the error they give
 ILLUSTRATIVE = {
     "driftctl report inventory/prod -f junit --run 42 -o drift.xml": "no run 42 in",
+    # the demo's hosts are unreachable, so the plan saved by the plan example holds no host to apply
+    "driftctl apply release.plan": "the plan has no host to apply",
 }
 UNREACHABLE = 8
 
