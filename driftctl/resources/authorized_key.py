@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from driftctl.agent import authorized_key as agent_ak
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
-from driftctl.resources.base import Param, ResourceType, check_abs_path, register
+from driftctl.resources.base import Param, ResourceType, check_abs_path, field_changes, register
 from driftctl.resources.user import check_account_name
 
 # The key types sshd accepts: the agent's list, so the controller and the host can never disagree.
@@ -167,11 +167,7 @@ class AuthorizedKey(ResourceType):
         have = observed.get("ensure", "absent")
         if desired["ensure"] == "absent" or have == "absent":
             return [Change("ensure", have, desired["ensure"])] if have != desired["ensure"] else []
-        return [
-            Change(key, observed.get(key), want)
-            for key, want in desired.items()
-            if want is not None and observed.get(key) != want
-        ]
+        return field_changes(desired, observed)
 
     @classmethod
     def describe(cls, change: Change) -> str:

@@ -23,7 +23,7 @@ import difflib
 import hashlib
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -279,6 +279,17 @@ class ResourceType:
         if change.before is None:
             return f"{change.field} -> {change.after}"
         return f"{change.field} {change.before} -> {change.after}"
+
+
+def field_changes(desired: Mapping[str, Any], observed: Mapping[str, Any],
+                  keys: Iterable[str] | None = None) -> list[Change]:
+    """A change for each of ``keys`` (default: every desired field) whose desired value is set and
+    differs from the observed one, in that order."""
+    return [
+        Change(key, observed.get(key), want)
+        for key in (desired if keys is None else keys)
+        if (want := desired.get(key)) is not None and observed.get(key) != want
+    ]
 
 
 def content_change(

@@ -7,7 +7,7 @@ from typing import Any
 
 from driftctl.errors import Location
 from driftctl.model import Change
-from driftctl.resources.base import Param, ResourceType, check_abs_path, register
+from driftctl.resources.base import Param, ResourceType, check_abs_path, field_changes, register
 from driftctl.resources.file import describe_ensure, forbid_when_absent, owner_params, parent_and_owners, require_given
 
 
@@ -104,10 +104,7 @@ class Directory(ResourceType):
             changes.append(Change("ensure", have, "directory"))
             if have != "absent":
                 return changes  # a file or a link is in the way: apply refuses
-        for key in ("owner", "group", "mode"):
-            want = desired.get(key)
-            if want is not None and observed.get(key) != want:
-                changes.append(Change(key, observed.get(key), want))
+        changes += field_changes(desired, observed, ("owner", "group", "mode"))
         if have == "directory":  # a directory about to be created holds nothing to purge or fix
             for key in ("unmanaged", "recurse_mismatch"):
                 if desired.get(key) is not None and observed.get(key):

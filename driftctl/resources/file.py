@@ -12,7 +12,16 @@ from driftctl.content import Blob, FileContent, blob_of
 from driftctl.errors import Location, ManifestError
 from driftctl.manifest.render import TemplateOptions
 from driftctl.model import Change
-from driftctl.resources.base import Param, ResourceType, check_abs_path, check_mode, content_change, register, sha256
+from driftctl.resources.base import (
+    Param,
+    ResourceType,
+    check_abs_path,
+    check_mode,
+    content_change,
+    field_changes,
+    register,
+    sha256,
+)
 
 # The agent sends a file's text only up to this size (driftctl/agent/_core.py CONTENT_LIMIT).
 CONTENT_LIMIT = 256 * 1024
@@ -299,10 +308,7 @@ class File(ResourceType):
             content = None if sensitive or params is None else params.get("content")
             text = content_text(content) if content is not None else None
             changes.append(content_change("content", sha, observed, text, "content", sensitive))
-        for key in ("owner", "group", "mode"):
-            want = desired.get(key)
-            if want is not None and observed.get(key) != want:
-                changes.append(Change(key, observed.get(key), want))
+        changes += field_changes(desired, observed, ("owner", "group", "mode"))
         return changes
 
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from driftctl.content import Blob, blob_of
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
-from driftctl.resources.base import Param, ResourceType, content_change, register, sha256
+from driftctl.resources.base import Param, ResourceType, content_change, field_changes, register, sha256
 from driftctl.resources.file import content_bytes, content_sha, content_text, forbid_when_absent, require_given
 from driftctl.resources.service import check_timeout
 
@@ -271,10 +271,7 @@ class Unit(ResourceType):
                 seen = {"content_sha256": have, "content": texts.get(name)}
                 c = content_change(f"dropin {name}", want, seen, new, name, sensitive)
                 changes.append(c)
-        for key in ("needs_reload", "enabled", "running"):
-            want = desired.get(key)
-            if want is not None and observed.get(key) != want:
-                changes.append(Change(key, observed.get(key), want))
+        changes += field_changes(desired, observed, ("needs_reload", "enabled", "running"))
         return changes
 
     @classmethod

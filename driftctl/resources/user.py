@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
-from driftctl.resources.base import Param, ResourceType, check_abs_path, register, sha256
+from driftctl.resources.base import Param, ResourceType, check_abs_path, field_changes, register, sha256
 
 # useradd's default NAME_REGEX (Debian), with dots, which it also accepts
 ACCOUNT_NAME_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
@@ -179,11 +179,7 @@ def ensure_diff(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list
         return [Change("ensure", have, "absent")] if have != "absent" else []
     if have == "absent":
         return [Change("ensure", "absent", "present")]
-    return [
-        Change(key, observed.get(key), want)
-        for key, want in desired.items()
-        if want is not None and observed.get(key) != want
-    ]
+    return field_changes(desired, observed)
 
 
 def _names(value: Any) -> str:
