@@ -77,7 +77,9 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
         text.append(action_text(action_counts(h.resources, command), command), style="yellow")
     else:
         text.append(f"{n_changed} {verb}", style="yellow" if n_changed else "green")
-    text.append(f", {counts['ok']} in sync")
+    text.append(f", {counts['in_sync']} in sync")
+    if counts["ignored"]:
+        text.append(", ").append(f"{counts['ignored']} drift ignored", style="dim")
     if counts["failed"]:
         text.append(", ").append(f"{counts['failed']} failed", style="bold red")
     if counts["skipped"]:
@@ -168,11 +170,18 @@ def plan_line(counts: dict[str, int], command: str) -> str:
 
 
 def summary_counts(h: HostResult) -> dict[str, int]:
-    counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0, "drifted": 0}
+    """Each resource in exactly one class, so the classes add up to the host's resources: failed and
+    skipped first, then drifted (or its drift ignored), changed, and in sync."""
+    counts = {"in_sync": 0, "changed": 0, "failed": 0, "skipped": 0, "drifted": 0, "ignored": 0}
     for r in h.resources:
-        counts[r.status] = counts.get(r.status, 0) + 1
-        if r.drift and not r.ignored:
-            counts["drifted"] += 1
+        if r.status in ("failed", "skipped"):
+            counts[r.status] += 1
+        elif r.drift:
+            counts["ignored" if r.ignored else "drifted"] += 1
+        elif r.status == "changed":
+            counts["changed"] += 1
+        else:
+            counts["in_sync"] += 1
     return counts
 
 
@@ -197,7 +206,7 @@ def summary_table(run: RunResult) -> Table:
         if drift and (c["drifted"] or any(not u.ignored for u in h.unmanaged)) and status == "ok":
             status = "drifted"
         row = [h.host, *([str(h.batch or "")] if batched else []), f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
-               str(c["drifted"] if drift else c["changed"]), str(c["ok"]), str(c["failed"])]
+               str(c["drifted"] if drift else c["changed"]), str(c["in_sync"]), str(c["failed"])]
         if drift:
             row.append(str(sum(not u.ignored for u in h.unmanaged)))
         row.append(f"{h.duration:.1f}s")
