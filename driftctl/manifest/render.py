@@ -249,6 +249,20 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_UNDEFINED = re.compile(r"^'(?P<name>[A-Za-z_][A-Za-z0-9_]*)' is undefined")
+
+
+def _undefined_hint(exc: BaseException, variables: Mapping[str, Any]) -> str | None:
+    """``did you mean 'motd_banner'?`` for an undefined variable whose name is close to a defined one."""
+    from driftctl.patterns import nearest
+
+    m = _UNDEFINED.match(str(getattr(exc, "message", "") or "")) if isinstance(exc, jinja2.UndefinedError) else None
+    if m is None:
+        return None
+    close = nearest(m.group("name"), [k for k in variables if isinstance(k, str)])
+    return f"did you mean {close!r}?" if close else None
+
+
 def plain(value: Any, what: str, location: Location) -> Any:
     """Turn an expression's value into YAML-like data (dicts, lists, scalars); reject anything else."""
     if isinstance(value, jinja2.Undefined):
@@ -480,7 +494,8 @@ class Renderer:
         except jinja2.TemplateSyntaxError as e:
             raise TemplateError(f"{what}: {_message(e)}", _line_in(location, text, e.lineno)) from None
         except Exception as e:
-            raise TemplateError(f"{what}: {_message(e)}", _line_in(location, text, self._lineno(text, e))) from None
+            raise TemplateError(f"{what}: {_message(e)}", _line_in(location, text, self._lineno(text, e)),
+                                _undefined_hint(e, variables)) from None
 
     def _lineno(self, text: str, exc: BaseException) -> int | None:
         compiled = self._compiled.get(text)
@@ -516,7 +531,7 @@ class Renderer:
         except ManifestError:
             raise
         except Exception as e:
-            raise TemplateError(f"{what}: {_message(e)}", location) from None
+            raise TemplateError(f"{what}: {_message(e)}", location, _undefined_hint(e, variables)) from None
 
     def value(self, value: Any, variables: Mapping[str, Any], location: Location, what: str) -> Any:
         """Render every string inside ``value`` (as written in a manifest); keys are not rendered."""
@@ -570,7 +585,7 @@ class Renderer:
                 if "__jinja_exception__" in frame.f_globals:
                     top = frame.f_code.co_filename == filename
                     where = Location(frame.f_code.co_filename, lineno + offset if top else lineno)
-            raise TemplateError(_message(e), where) from None
+            raise TemplateError(_message(e), where, _undefined_hint(e, variables)) from None
         return _ansible_result(source, parts, base.newline_sequence)
 
     def _template(self, name: str, search: tuple[Path, ...],

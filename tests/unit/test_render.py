@@ -120,6 +120,23 @@ def test_undefined_variable_names_the_manifest_line(tmp_path: Path) -> None:
     assert "'motd_banner' is undefined" in e.message
 
 
+def test_an_undefined_variable_close_to_a_defined_one_gets_a_did_you_mean(tmp_path: Path) -> None:
+    site = site_with(tmp_path, """
+        resources:
+          - file: /etc/motd
+            content: "banner: {{ motd_bannr }}"
+          - file: /etc/issue
+            template: issue.j2
+    """, **{"roles/r/templates/issue.j2": "{{ motd_banner }}\n"})
+    e = render_error(site, motd_banner="hi")
+    assert "'motd_bannr' is undefined" in e.message and e.hint == "did you mean 'motd_banner'?"
+    far = site_with(tmp_path / "far", "resources:\n  - file: /etc/motd\n    content: \"{{ zzzz }}\"\n")
+    assert render_error(far, motd_banner="hi").hint is None  # nothing close: no guess
+    in_file = site_with(tmp_path / "file", "resources:\n  - file: /etc/issue\n    template: issue.j2\n",
+                        **{"roles/r/templates/issue.j2": "{{ motd_banr }}\n"})
+    assert render_error(in_file, motd_banner="hi").hint == "did you mean 'motd_banner'?"
+
+
 def test_error_inside_a_block_scalar_names_the_line_inside_it(tmp_path: Path) -> None:
     site = site_with(tmp_path, """
         resources:
