@@ -479,8 +479,10 @@ class Engine:
     def _applied_result(self, p: Planned, r: dict[str, Any], was_changed: bool, by: list[str]) -> ResourceResult:
         status = r.get("status", "failed")
         if p.deferred_by and "before" in r:
-            # observed only now, after its dependencies: this is what it was, and what changed
+            # observed only now, after its dependencies: this is what it was, and what changed (the
+            # plan's "known after ..." placeholder is not what happened)
             p.error = None
+            p.deferred_by = []
             p.observed = r["before"]
             p.changes = diff_planned(p, p.observed)
             if status == "ok":

@@ -204,6 +204,31 @@ def test_a_line_on_a_file_that_a_dependency_creates_is_known_after_it(tmp_path: 
                .hosts[0].resources}
     assert applied["line:setting"].status == "changed", applied["line:setting"].error
     assert (target / "app.conf").read_text() == "a = 1\nkey = value\n"
+    # what happened, not the plan's placeholder
+    assert "known after" not in applied["line:setting"].reason
+    assert all(c.field != "pending" for c in applied["line:setting"].changes)
+
+
+def test_a_deferred_resource_found_in_sync_after_its_dependency_reports_in_sync(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    inv, site = local_site(tmp_path,
+        "resources:\n"
+        "  - exec: install\n"
+        f"    command: \"printf 'key = value\\\\n' > {target}/app.conf\"\n"
+        "    shell: true\n"
+        f"    creates: {target}/app.conf\n"
+        "  - line: setting\n"
+        f"    path: {target}/app.conf\n"
+        "    text: \"key = value\"\n"
+        "    require: exec:install\n"
+    )
+    hosts = load_inventory(inv).select(None)
+    applied = {r.id: r for r in engine(load_inventory(inv), load_site(site), tmp_path).run("apply", hosts)
+               .hosts[0].resources}
+    assert (target / "app.conf").read_text() == "key = value\n"
+    line = applied["line:setting"]
+    assert (line.status, line.reason, line.changes) == ("ok", "in sync", []), line
 
 
 def test_a_created_files_text_is_kept_only_when_it_will_be_shown(setup: Any, tmp_path: Path) -> None:
