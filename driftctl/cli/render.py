@@ -17,6 +17,7 @@ from rich.text import Text
 
 from driftctl.engine import Event
 from driftctl.model import Change, HostResult, ResourceResult, RunResult
+from driftctl.report.common import reverse_diff
 from driftctl.report.document import action_counts
 from driftctl.resources.base import get_type
 
@@ -132,7 +133,7 @@ def resource_lines(text: Text, r: ResourceResult, show_diff: bool | None) -> Non
             if c.before is None and show_diff is None:  # a whole new file: its size, unless asked
                 fields[-1] += f" (new content, {new_lines(c.diff)} line(s): --diff shows it)"
             else:
-                diffs.append(c.diff)
+                diffs.append(reverse_diff(c.diff) if r.drift else c.diff)  # drift: converged -> host now
     if fields:
         text.append(": " + "; ".join(fields))
     if r.drift and r.since:

@@ -7,6 +7,7 @@ a report says exactly what the terminal says.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,45 @@ def scope_notes(doc: Mapping[str, Any]) -> list[str]:
         notes.append(f"Stopped after batch {serial['stopped_after']} of {len(serial.get('batches') or [])} "
                      f"({serial.get('reason', '')}); never started: {', '.join(serial.get('not_started') or [])}.")
     return notes
+
+
+_HUNK = re.compile(r"^@@ -(?P<old>\d+(?:,\d+)?) \+(?P<new>\d+(?:,\d+)?) @@(?P<rest>.*)$")
+
+
+def reverse_diff(diff: str) -> str:
+    """A unified diff read the other way: ``--- a +++ b`` becomes ``--- b +++ a``, each hunk's ranges
+    swap, and added lines become removed ones. Drift shows contents as it shows fields: from what was
+    converged (the manifest) to what the host has now, so a line added by hand reads ``+``."""
+    lines = diff.splitlines(keepends=True)
+    out: list[str] = []
+    out_hunks = 0  # file headers come before the first hunk; "--- x" inside one is a removed "-- x"
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not out_hunks and line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            old_name, new_name = line[4:], lines[i + 1][4:]
+            out += ["--- " + new_name, "+++ " + old_name]
+            i += 2
+            continue
+        m = _HUNK.match(line.rstrip("\n"))
+        if m:
+            out_hunks += 1
+            end = "\n" if line.endswith("\n") else ""
+            out.append(f"@@ -{m.group('new')} +{m.group('old')} @@{m.group('rest')}{end}")
+        elif line.startswith("+"):
+            out.append("-" + line[1:])
+        elif line.startswith("-"):
+            out.append("+" + line[1:])
+        else:
+            out.append(line)
+        i += 1
+    return "".join(out)
+
+
+def change_diff(resource: Mapping[str, Any], change: Mapping[str, Any]) -> str:
+    """A change's diff as people read it: the other way round for drift (see ``reverse_diff``)."""
+    diff = str(change.get("diff") or "")
+    return reverse_diff(diff) if resource.get("drift") else diff
 
 
 def change_line(resource: Mapping[str, Any], change: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from driftctl.report.common import (
+    change_diff,
     change_line,
     host_counts,
     hosts,
@@ -172,7 +173,7 @@ def _resource_row(r: Mapping[str, Any]) -> str:
     for c in r.get("changes") or []:
         item = f"<li><code>{e(change_line(r, c))}</code>"
         if c.get("diff"):
-            item += f"<details><summary>diff of {e(c.get('field'))}</summary>{_diff(str(c['diff']))}</details>"
+            item += f"<details><summary>diff of {e(c.get('field'))}</summary>{_diff(change_diff(r, c))}</details>"
         items.append(item + "</li>")
     if r.get("ignored"):
         items.append(f'<li class="dim">ignored: {e(r["ignored"])}</li>')

@@ -15,7 +15,17 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from driftctl.report.common import change_line, duration, hosts, label, resources, title, unmanaged, unmanaged_line
+from driftctl.report.common import (
+    change_diff,
+    change_line,
+    duration,
+    hosts,
+    label,
+    resources,
+    title,
+    unmanaged,
+    unmanaged_line,
+)
 
 
 def _time(value: Any) -> str:
@@ -29,7 +39,7 @@ def _body(r: Mapping[str, Any]) -> str:
     for c in r.get("changes") or []:
         lines.append(change_line(r, c))
         if c.get("diff"):
-            lines.append(str(c["diff"]).rstrip("\n"))
+            lines.append(change_diff(r, c).rstrip("\n"))
     if r.get("since"):
         lines.append(f"since {r['since']} ({r.get('runs') or 1} drift run(s))")
     if r.get("source"):

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from driftctl.report.common import (
+    change_diff,
     change_line,
     host_counts,
     hosts,
@@ -104,7 +105,7 @@ def _resource(doc: Mapping[str, Any], r: Mapping[str, Any]) -> list[str]:
         lines.append(f"  - {code(change_line(r, c))}")
         if c.get("diff"):
             lines += ["", "    <details><summary>diff of " + text(c.get("field", "")) + "</summary>", ""]
-            lines += ["    " + line if line else "" for line in fenced(str(c["diff"]), "diff").splitlines()]
+            lines += ["    " + line if line else "" for line in fenced(change_diff(r, c), "diff").splitlines()]
             lines += ["", "    </details>", ""]
     return lines
 

@@ -167,8 +167,9 @@ def test_junit_failures_say_class_fields_changes_and_diff(doc: dict[str, Any]) -
     motd = web1["file:/etc/motd"].find("failure")
     assert motd.get("type") == "corrective"
     assert motd.get("message") == "corrective drift: content"
-    assert "-hacked by mallory token=********" in motd.text
-    assert "+Welcome to prod" in motd.text
+    # drift reads converged -> on the host now: the hand edit is an added line
+    assert "+hacked by mallory token=********" in motd.text
+    assert "-Welcome to prod" in motd.text
     assert "sha256:222222222222" in motd.text  # the change line reads converged -> now
     assert web1["file:/etc/app.conf"].find("failure").get("message") == "pending drift: mode"
     evil = web1[EVIL].find("failure")  # the markup survived as data, not as XML
@@ -319,7 +320,7 @@ def test_markdown_summary_table_and_sections(doc: dict[str, Any]) -> None:
     body = "".join(page.text)
     assert EVIL in body  # shown verbatim as text (inside a code span), not as markup
     assert "corrective drift" in body and "since 2026-09-21T12:13:20Z, 3 drift run(s)" in body
-    assert "+Welcome to prod" in body and "-hacked by mallory token=********" in body
+    assert "-Welcome to prod" in body and "+hacked by mallory token=********" in body
     assert "unmanaged change" in body and "/etc/cron.d/backdoor added" in body
     assert "Connection refused" in body and "python3 not found" in body
     details = [t for t, _ in page.tags if t == "details"]
@@ -358,7 +359,7 @@ def test_html_is_self_contained_and_escaped(doc: dict[str, Any]) -> None:
     motd = next(r for r in page.rows if r and r[0].startswith("file:/etc/motd"))
     assert motd[1:4] == ["corrective drift", "2026-09-21T12:13:20Z", "3"]
     assert [t for t, _ in page.tags].count("details") == 1
-    assert "+Welcome to prod" in body and "hacked by mallory token=********" in body
+    assert "-Welcome to prod" in body and "+hacked by mallory token=********" in body
 
 
 def test_html_chart_from_the_document_alone(doc: dict[str, Any]) -> None:
