@@ -70,6 +70,20 @@ class ManifestError(InputError):
     """Bad manifest: syntax, unknown keys, wrong types, duplicate resources, cycles."""
 
 
+class ManifestErrors(ManifestError):
+    """Several mistakes found in one pass over the manifests, reported at once as a compiler does:
+    each keeps its own file:line (``errors``)."""
+
+    def __init__(self, errors: list[ManifestError], more: int = 0) -> None:
+        self.errors = errors
+        self.more = more
+        lines = [f"{len(errors) + more} errors in the manifests:"]
+        lines += [f"  {e}" for e in errors]
+        if more:
+            lines.append(f"  ... and {more} more (fix these first)")
+        super().__init__("\n".join(lines))
+
+
 class TemplateError(ManifestError):
     """A Jinja2 template failed to render (undefined variable, syntax, sandbox violation)."""
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from driftctl import graph
 from driftctl.content import read_source
-from driftctl.errors import InventoryError, Location, ManifestError
+from driftctl.errors import InventoryError, Location, ManifestError, ManifestErrors
 from driftctl.manifest.canonical import digest, mentions_secret, secret_strings
 from driftctl.manifest.render import FactsPlaceholder, FactsUse, TrackedFacts, contains_placeholder
 from driftctl.manifest.site import ASSET_PARAMS, ManifestFile, ResourceDecl, Site, resolve_inside
@@ -25,6 +25,7 @@ from driftctl.resources.base import ResourceType, all_types, check_abs_path, did
 from driftctl.secret import Secret, collect, mentions, redact, secret_title
 
 RELATIONS = ("require", "before", "notify", "subscribe")
+MAX_ERRORS = 20  # reported at once per run; the rest are counted
 # types that are the whole thing at their path: another of them there is a claim conflict, not an edit
 _WHOLE_PATH_TYPES = ("file", "directory", "symlink")
 # what an editing resource's managed paths are computed from: unknown in preflight -> not checked
@@ -166,9 +167,10 @@ class _Compiler:
         except ManifestError as e:
             # a message may quote a rendered value (a claim, a choice, a relation): never a secret
             if self.secrets:
-                e.message = redact(e.message, self.secrets)
-                e.hint = redact(e.hint, self.secrets) if e.hint else e.hint
-                e.args = (str(e),)
+                for one in [e, *getattr(e, "errors", [])]:
+                    one.message = redact(one.message, self.secrets)
+                    one.hint = redact(one.hint, self.secrets) if one.hint else one.hint
+                    one.args = (str(one),)
             raise
 
     def _run(self) -> Catalog:
@@ -184,19 +186,20 @@ class _Compiler:
             for decl in mf.resources:
                 collect(decl.body, self.secrets)
             scopes.append((mf, variables))
+        errors: list[ManifestError] = []  # every mistake of the pass, as a compiler reports them
         for mf, variables in scopes:
             for w, loc in zip(mf.watch, mf.watch_locations, strict=True):
-                path, unknown = self._render(w, variables, loc, "watch")
-                if unknown:
-                    continue
                 try:
-                    path = check_abs_path(path)
-                except ValueError as e:
-                    raise ManifestError(f"watch: {e}", loc) from None
-                if path not in self.watch:
-                    self.watch.append(path)
+                    self._watch(w, loc, variables)
+                except ManifestError as e:
+                    errors.append(e)
             for decl in mf.resources:
-                self.expand(decl, variables)
+                try:
+                    self.expand(decl, variables)
+                except ManifestError as e:
+                    errors.append(e)
+        if errors:
+            raise errors[0] if len(errors) == 1 else ManifestErrors(errors[:MAX_ERRORS], len(errors[MAX_ERRORS:]))
         self.check_claims()
         self.resolve_relations()
         self.autorequire()
@@ -208,6 +211,17 @@ class _Compiler:
                           secrets=frozenset(self.secrets), uses_facts=self.use.ever)
         catalog.digest = digest(catalog)
         return catalog
+
+    def _watch(self, w: Any, loc: Location, variables: Mapping[str, Any]) -> None:
+        path, unknown = self._render(w, variables, loc, "watch")
+        if unknown:
+            return
+        try:
+            path = check_abs_path(path)
+        except ValueError as e:
+            raise ManifestError(f"watch: {e}", loc) from None
+        if path not in self.watch:
+            self.watch.append(path)
 
     def expand(self, decl: ResourceDecl, variables: Mapping[str, Any]) -> None:
         """One resource declaration -> zero or more items (``loop:``, ``when:``)."""
@@ -534,15 +548,19 @@ def preflight(site: Site, inventory: Any, hosts: Sequence[Host],
         try:
             catalogs[host.name] = compile_catalog(site, inventory, host, None, types)
         except ManifestError as e:
-            errors.setdefault(str(e), (e, []))[1].append(host.name)
+            for one in e.errors if isinstance(e, ManifestErrors) else [e]:
+                errors.setdefault(str(one), (one, []))[1].append(host.name)
     if not errors:
         return catalogs
     if len(errors) == 1:
         raise next(iter(errors.values()))[0]
+    shown_errors = list(errors.items())[:MAX_ERRORS]
     lines = [f"{len(errors)} errors in the manifests:"]
-    for text, (_, names) in errors.items():
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        lines.append(f"  {text} [hosts: {shown}]")
+    for text, (_, names) in shown_errors:
+        hosts_text = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        lines.append(f"  {text} [hosts: {hosts_text}]")
+    if len(errors) > MAX_ERRORS:
+        lines.append(f"  ... and {len(errors) - MAX_ERRORS} more (fix these first)")
     raise ManifestError("\n".join(lines))
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from driftctl.errors import Location, ManifestError
+from driftctl.errors import Location, ManifestError, ManifestErrors
 from driftctl.fsperms import tree_warning
 from driftctl.manifest.render import DEFAULT_MAX_BYTES, Renderer
 from driftctl.resources.base import META_PARAMS, ResourceType, all_types, did_you_mean, not_text, yaml_text_error
@@ -173,6 +173,21 @@ class _SiteLoader:
     def __init__(self, site: Site, types: Mapping[str, type[ResourceType]]) -> None:
         self.site = site
         self.types = types
+        self.errors: list[ManifestError] = []  # mistakes in resources: all reported at the end
+
+    def load_all(self) -> None:
+        """``load``, then every mistake found in resources at once (a mistake in the structure of a
+        file stops at once: what follows it cannot be read)."""
+        try:
+            self.load()
+        except ManifestError as e:
+            self.errors.append(e)
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            from driftctl.manifest.compile import MAX_ERRORS
+
+            raise ManifestErrors(self.errors[:MAX_ERRORS], len(self.errors[MAX_ERRORS:]))
 
     def load(self) -> None:
         site = self.site
@@ -266,7 +281,10 @@ class _SiteLoader:
         resources = data.get("resources") or []
         seq = _expect(resources, list, "resources", data.loc("resources"))
         for i, item in enumerate(seq):
-            mf.resources.append(self.resource(item, seq.loc(i) if isinstance(seq, YamlSeq) else top, mf))
+            try:
+                mf.resources.append(self.resource(item, seq.loc(i) if isinstance(seq, YamlSeq) else top, mf))
+            except ManifestError as e:
+                self.errors.append(e)  # the next resource can still be read
         site.files[path] = mf
         return mf
 
@@ -335,5 +353,5 @@ def load_site(root: str | Path, types: Mapping[str, type[ResourceType]] | None =
     writable = tree_warning(root, "manifest tree")
     if writable:
         site.warnings.append(writable)
-    _SiteLoader(site, types if types is not None else all_types()).load()
+    _SiteLoader(site, types if types is not None else all_types()).load_all()
     return site
