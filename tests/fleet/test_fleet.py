@@ -191,6 +191,8 @@ def test_net_sysctls_are_writable_on_request_and_stay_in_the_container(fresh_hos
     # the machine-wide tables are out of reach
     assert not fresh_host.exec(["sysctl", "-w", "vm.swappiness=60"]).ok
     assert not fresh_host.exec(["sysctl", "-w", "kernel.panic=0"]).ok
+    # logind cannot run here: masked, so logins do not wait 25 s for it (fleet._without_logind)
+    assert fresh_host.exec(["systemctl", "is-enabled", "systemd-logind"]).stdout_text.strip() == "masked-runtime"
 
 
 def test_net_sysctls_are_read_only_by_default(fleet: Any) -> None:
