@@ -218,7 +218,11 @@ class SSHConnection:
         except (paramiko.SSHException, OSError) as e:
             channel_or_socket.close()
             raise _Retry(self._err(f"cannot start SSH with {where}: {e}")) from e
-        self._connecting.append(t)
+        with self._watch_lock:  # cancel() may have run since the dial: it closes only what it sees here
+            self._connecting.append(t)
+        if self._cancelled.is_set():
+            t.close()
+            raise self._err("connect cancelled: the run ended before this host was needed")
         left = deadline.left()
         t.banner_timeout = left
         t.auth_timeout = left
@@ -314,6 +318,8 @@ class SSHConnection:
         tried with a non-blocking connect, polled every 0.1 s."""
         error: OSError | None = None
         for family, kind, proto, _, address in socket.getaddrinfo(ep.hostname, ep.port, type=socket.SOCK_STREAM):
+            if self._cancelled.is_set():  # a connect to loopback can complete at once, never polled
+                raise self._err("connect cancelled: the run ended before this host was needed")
             sock = socket.socket(family, kind, proto)
             try:
                 sock.setblocking(False)

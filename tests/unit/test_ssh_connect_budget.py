@@ -95,3 +95,25 @@ def test_slow_banner_then_stalled_authentication_ends_at_the_one_deadline(slow_s
     # not "authentication timed out" after a fresh timeout of its own: the connect budget ran out
     assert f"within the connect timeout ({BUDGET:g}s)" in caught.value.message, caught.value.message
     assert len(slow_server.accepted) == 1
+
+
+def test_a_cancel_that_lands_between_the_tcp_connect_and_the_handshake_ends_the_connect(
+    slow_server: SlowServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cancel() closes the handshakes it sees; one that arrives after the TCP connect and before the
+    handshake is registered must not leave that handshake waiting out the whole budget (it did: a run
+    ended by an input error then sat for the connect timeout on a server that never speaks)."""
+    spec = ConnectionSpec(address="127.0.0.1", port=slow_server.port, user="root", key_file=str(slow_server.key_file),
+                          known_hosts=str(slow_server.known_hosts), connect_timeout=BUDGET * 10)
+    t = SSHTransport(Host("slow", {}, (), spec), TransportOptions(use_agent=False, connect_retries=0))
+    connector = t.ssh
+    dial = connector._dial
+
+    def dial_then_cancelled(*args: object, **kwargs: object) -> socket.socket:
+        sock = dial(*args, **kwargs)  # type: ignore[arg-type]
+        t.cancel()  # the run ends right here, in another thread in real life
+        return sock
+
+    monkeypatch.setattr(connector, "_dial", dial_then_cancelled)
+    with pytest.raises(ConnectError, match="connect cancelled"):  # not the budget's timeout, waited out
+        t.connect()
