@@ -80,6 +80,16 @@ def require_given(cls: type[ResourceType], params: Mapping[str, Any], location: 
             raise ManifestError(f"{cls.name}: parameter {key!r} is required", location)
 
 
+def one_content_source(cls: type[ResourceType], params: Mapping[str, Any], location: Location) -> list[str]:
+    """Which of ``content``, ``template`` and ``source`` are given: at most one, they say the same thing
+    three ways."""
+    given = [k for k in ("content", "template", "source") if params.get(k) is not None]
+    if len(given) > 1:
+        raise ManifestError(f"{cls.name}: give one of content, template and source, not {' and '.join(given)}",
+                            location)
+    return given
+
+
 def forbid_when_absent(cls: type[ResourceType], params: Mapping[str, Any], names: tuple[str, ...],
                        location: Location) -> None:
     """``ensure: absent`` with parameters that only make sense for something present is a mistake."""
@@ -239,10 +249,7 @@ class File(ResourceType):
     @classmethod
     def normalize(cls, params: dict[str, Any], location: Location) -> dict[str, Any]:
         require_given(cls, params, location)
-        given = [k for k in ("content", "template", "source") if params.get(k) is not None]
-        if len(given) > 1:
-            raise ManifestError(f"file: give one of content, template and source, not {' and '.join(given)}",
-                                location)
+        one_content_source(cls, params, location)
         forbid_when_absent(cls, params, ("content", "template", "source", "owner", "group", "mode"), location)
         check_template_options(cls.name, params, location)
         for key in TEMPLATE_PARAMS:  # not given: left out, so a file's params (and digests) are as before

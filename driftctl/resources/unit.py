@@ -16,7 +16,14 @@ from driftctl.content import Blob, blob_of
 from driftctl.errors import Location, ManifestError
 from driftctl.model import Change
 from driftctl.resources.base import Param, ResourceType, content_change, field_changes, register, sha256
-from driftctl.resources.file import content_bytes, content_sha, content_text, forbid_when_absent, require_given
+from driftctl.resources.file import (
+    content_bytes,
+    content_sha,
+    content_text,
+    forbid_when_absent,
+    one_content_source,
+    require_given,
+)
 from driftctl.resources.service import check_timeout
 
 UNIT_DIR = "/etc/systemd/system"
@@ -145,10 +152,7 @@ class Unit(ResourceType):
     @classmethod
     def normalize(cls, params: dict[str, Any], location: Location) -> dict[str, Any]:
         require_given(cls, params, location)
-        given = [k for k in ("content", "template", "source") if params.get(k) is not None]
-        if len(given) > 1:
-            raise ManifestError(f"unit: give one of content, template and source, not {' and '.join(given)}",
-                                location)
+        given = one_content_source(cls, params, location)
         if params.get("ensure") == "absent":
             forbid_when_absent(cls, params, ("content", "template", "source", "dropins", "enabled", "state"), location)
             return params
