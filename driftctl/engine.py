@@ -59,14 +59,18 @@ Command = Literal["plan", "check", "apply", "drift"]
 
 @dataclass
 class Event:
-    """Progress of one host: ``start``, ``phase`` (connect, facts, render, probe, apply), ``done``; and of
-    a ``--serial`` run: ``batch`` (``host`` empty, ``phase`` "k/n", ``hosts`` the batch's)."""
+    """Progress of one host: ``start``, ``phase`` (connect, facts, render, probe, apply), ``resource``
+    (during apply, each resource the agent finished: ``done`` of ``total`` to change, ``phase`` its
+    id), ``done``; and of a ``--serial`` run: ``batch`` (``host`` empty, ``phase`` "k/n", ``hosts`` the
+    batch's)."""
 
-    kind: Literal["start", "phase", "done", "batch"]
+    kind: Literal["start", "phase", "resource", "done", "batch"]
     host: str
     phase: str = ""
     result: HostResult | None = None
     hosts: list[str] = field(default_factory=list)
+    done: int = 0
+    total: int = 0
 
 
 EventFn = Callable[[Event], None]
@@ -452,8 +456,17 @@ class Engine:
         # the last resort above the agent's per-resource limit: that long without a record from it
         own = [t for p in plan.items if isinstance(t := p.resource.params.get("timeout"), (int, float))]
         silence = max(plan.host.connection.command_timeout, max([self.settings.resource_timeout, *own]) + 60)
+        name, total, finished = plan.host.name, len(to_change), set()
+
+        def on_record(record: dict[str, Any]) -> None:
+            rid = str(record.get("done", ""))
+            if rid in to_change and not record.get("refresh"):
+                finished.add(rid)
+                self.on_event(Event("resource", name, rid, done=len(finished), total=total))
+
+        self.on_event(Event("resource", name, "", done=0, total=total))
         applied = ship.apply(transport, request, blobs, abort=self.abort, kill=self.kill, grace=self.abort_grace,
-                              timeout=silence)
+                              timeout=silence, on_record=on_record)
         plan.round_trips += 1
         plan.interrupted = ("aborted" if applied.aborted else "connection lost") if applied.cut else None
         answer = applied.answer or {}

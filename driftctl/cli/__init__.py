@@ -16,7 +16,7 @@ from driftctl.cli import examples
 from driftctl.errors import DriftctlError, ExitCode
 
 COMMAND_MODULES = ("init", "inventory", "facts", "converge", "drift", "history", "report", "schedule", "bake",
-                   "prune", "completion")
+                   "prune", "pull", "bundle", "worker", "completion")
 
 # Ansible's check mode (ansible-playbook --check/-C) and the common --dry-run, typed on plan, check or apply
 CHECK_MODE_FLAGS = ("--check", "-C", "--dry-run")
