@@ -173,9 +173,12 @@ class DriftRun:
 
 
 def record_run(settings: Settings, run: RunResult, inventory: str | os.PathLike[str],
-               store: Any | None = None, argv: list[str] | None = None) -> dict[str, Any]:
-    """Save a run's report document in the store; after an apply, move the watch baselines forward."""
+               store: Any | None = None, argv: list[str] | None = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Save a run's report document in the store; after an apply, move the watch baselines forward.
+    ``extra``: top-level fields added to the document (a pull run's ``mode``, ``source``, ``commit``)."""
     doc = document.build(run, str(inventory), argv)
+    doc.update(extra or {})
     own = store is None
     store = store or open_store(settings)
     try:

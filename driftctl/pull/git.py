@@ -1,0 +1,218 @@
+"""SOURCE as a git mirror in the pull cache: fetch, resolve ``--ref``, verify signatures, check out.
+
+git runs with a clean environment (no ``GIT_*`` variable of the caller's, no hooks, no terminal
+prompt), every argument its own argv element, and ``--end-of-options`` before anything a user gave.
+A checkout is a ``git archive`` of the commit unpacked into a new directory and renamed into place
+when complete: a run never reads a half-written tree, and the tree holds no ``.git`` to execute.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftctl.pull import PullError
+
+GIT_TIMEOUT = 300.0
+_REF = re.compile(r"^[A-Za-z0-9._/@+-]+$")
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_URL_SECRET = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+
+
+def shown_source(source: str) -> str:
+    """SOURCE as reports show it: without a password or token in its URL."""
+    return _URL_SECRET.sub(r"\1", source)
+
+
+def is_local(source: str) -> bool:
+    """Whether SOURCE names a path on this machine (not a URL nor scp-like ``host:path``)."""
+    if "://" in source:
+        return source.startswith("file://")
+    head = source.split("/", 1)[0]
+    return ":" not in head
+
+
+def check_ref(ref: str | None) -> None:
+    if ref is None:
+        return
+    if not ref or ref.startswith("-") or not _REF.match(ref) or ".." in ref or ref.endswith((".lock", "/")):
+        raise PullError(f"--ref {ref!r} is not a branch, tag or commit name",
+                        hint="letters, digits and . _ / @ + -, not starting with -")
+
+
+@dataclass
+class GitResult:
+    rc: int
+    stdout: bytes
+    stderr: str
+
+
+class Git:
+    """git on the mirror at ``git_dir`` with a clean environment."""
+
+    def __init__(self, git_dir: Path, home: Path | None = None) -> None:
+        self.git_dir = git_dir
+        self.env = {
+            "PATH": os.environ.get("PATH") or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(home) if home is not None else os.environ.get("HOME", "/"),
+            "LANG": "C",
+            "LC_ALL": "C",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "/bin/false",
+            "SSH_ASKPASS": "/bin/false",
+        }
+        for name in ("SSH_AUTH_SOCK", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                     "NO_PROXY"):
+            if name in os.environ:
+                self.env[name] = os.environ[name]
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = GIT_TIMEOUT,
+            check: bool = False, what: str = "git") -> GitResult:
+        argv = ["git", "-c", "core.hooksPath=/dev/null", "-c", "protocol.file.allow=always",
+                "-c", "core.fsmonitor=false", "-c", "gc.auto=0", f"--git-dir={self.git_dir}", *args]
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                                  env={**self.env, **(env or {})}, check=False)
+        except FileNotFoundError:
+            raise PullError("git is not installed on this host", hint="pull mode needs git (apt install git)") \
+                from None
+        except subprocess.TimeoutExpired:
+            return GitResult(124, b"", f"{what} timed out after {timeout:g}s")
+        result = GitResult(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace").strip())
+        if check and result.rc != 0:
+            raise PullError(f"{what} failed: {_last_line(result.stderr)}")
+        return result
+
+    # -- the mirror ---------------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        if (self.git_dir / "HEAD").exists():
+            return
+        tmp = Path(tempfile.mkdtemp(dir=self.git_dir.parent, prefix=".repo."))
+        Git(tmp).run("init", "--quiet", "--bare", str(tmp), check=True, what="git init")
+        os.rename(tmp, self.git_dir)
+
+    def fetch(self, source: str) -> GitResult:
+        """Every branch and tag of ``source``, and its HEAD, into refs/source/ (pruned)."""
+        return self.run("fetch", "--quiet", "--prune", "--force", "--no-tags", "--no-write-fetch-head",
+                        "--end-of-options", source,
+                        "+HEAD:refs/source/HEAD", "+refs/heads/*:refs/source/heads/*",
+                        "+refs/tags/*:refs/source/tags/*", what="git fetch")
+
+    def resolve(self, ref: str | None) -> str | None:
+        """The commit ``ref`` names in the mirror (default: SOURCE's HEAD), or None."""
+        names = ["refs/source/HEAD"] if ref is None else [f"refs/source/heads/{ref}", f"refs/source/tags/{ref}"]
+        if ref is not None and re.fullmatch(r"[0-9a-f]{7,64}", ref):
+            names.append(ref)
+        for name in names:
+            got = self.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}")
+            if got.rc == 0:
+                sha = got.stdout.decode().strip()
+                if _SHA.match(sha) and (name != ref or self._reachable(sha)):
+                    return sha
+        return None
+
+    def _reachable(self, sha: str) -> bool:
+        """A commit named by its hash is used only when a branch or tag of SOURCE contains it."""
+        got = self.run("for-each-ref", "--count=1", "--contains", sha, "--format=%(refname)", "refs/source/")
+        return got.rc == 0 and bool(got.stdout.strip())
+
+    def has_commit(self, sha: str) -> bool:
+        return self.run("cat-file", "-e", "--end-of-options", f"{sha}^{{commit}}").rc == 0
+
+    # -- signatures ---------------------------------------------------------------------------------
+
+    def verify(self, sha: str, key_files: tuple[Path, ...], scratch: Path) -> None:
+        """Refuse ``sha`` unless its signature verifies against the keys in ``key_files`` alone (a
+        GNUPGHOME built here from them, removed after)."""
+        home = Path(tempfile.mkdtemp(dir=scratch, prefix=".gnupg."))
+        try:
+            os.chmod(home, 0o700)
+            env = {"GNUPGHOME": str(home)}
+            for key in key_files:
+                try:
+                    data = key.read_bytes()
+                except OSError as e:
+                    raise PullError(f"--verify-commit {key}: {e.strerror}") from None
+                proc = subprocess.run(["gpg", "--batch", "--quiet", "--no-autostart", "--import"], input=data,
+                                      capture_output=True, env={**self.env, **env}, timeout=60, check=False)
+                if proc.returncode != 0 or not self._has_keys(env):
+                    raise PullError(f"--verify-commit {key}: no OpenPGP public key in it "
+                                    f"({_last_line(proc.stderr.decode('utf-8', 'replace'))})")
+            got = self.run("-c", "gpg.program=gpg", "verify-commit", "--end-of-options", sha, env=env,
+                           what="git verify-commit")
+            if got.rc != 0:
+                why = _last_line(got.stderr) or "no signature"
+                raise PullError(f"commit {sha[:12]} is not signed by a key of --verify-commit: {why}",
+                                hint="it was not applied; the host keeps its state")
+        except FileNotFoundError:
+            raise PullError("gpg is not installed on this host", hint="--verify-commit needs gnupg") from None
+        finally:
+            subprocess.run(["gpgconf", "--kill", "all"], env={**self.env, "GNUPGHOME": str(home)},
+                           capture_output=True, check=False, timeout=30) if shutil.which("gpgconf") else None
+            shutil.rmtree(home, ignore_errors=True)
+
+    def _has_keys(self, env: dict[str, str]) -> bool:
+        proc = subprocess.run(["gpg", "--batch", "--no-autostart", "--list-keys", "--with-colons"],
+                              capture_output=True, env={**self.env, **env}, timeout=60, check=False)
+        return b"\npub:" in b"\n" + proc.stdout
+
+    # -- checkouts ----------------------------------------------------------------------------------
+
+    def checkout(self, sha: str, checkouts: Path) -> Path:
+        """The tree of ``sha`` at ``checkouts/<sha>``: reused when there, else unpacked aside and renamed."""
+        target = checkouts / sha
+        if target.is_dir() and not target.is_symlink():
+            return target
+        got = self.run("archive", "--format=tar", "--end-of-options", sha, what="git archive")
+        if got.rc != 0:
+            raise PullError(f"cannot check out {sha[:12]}: {_last_line(got.stderr)}")
+        tmp = Path(tempfile.mkdtemp(dir=checkouts, prefix=f".{sha[:12]}."))
+        try:
+            _untar(got.stdout, tmp)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+
+def _untar(data: bytes, into: Path) -> None:
+    """Unpack a ``git archive`` tar: regular files, directories and links inside the tree only."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        members = []
+        for m in tar.getmembers():
+            name = m.name
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise PullError(f"refusing the commit: its tree has a path outside it ({name!r})")
+            if not (m.isfile() or m.isdir() or m.issym()):
+                continue
+            if m.issym() and (m.linkname.startswith("/") or ".." in Path(m.linkname).parts):
+                continue  # a link out of the tree is left out: nothing read through it
+            m.mode &= 0o755
+            members.append(m)
+        tar.extractall(into, members=members)  # noqa: S202 - every member checked above
+
+
+def prune_checkouts(checkouts: Path, keep: set[str], most: int = 3) -> None:
+    """Remove checkouts beyond the ``most`` newest, never one in ``keep`` (the last good commit)."""
+    entries = sorted((p for p in checkouts.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in entries[most:]:
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+    for p in checkouts.iterdir():
+        if p.name.startswith("."):  # a run that died while unpacking
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
