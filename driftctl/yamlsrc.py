@@ -66,6 +66,7 @@ class Unsafe(str):
 class _Loader(_BASE):
     filename: str = "<string>"
     error_class: type[InputError] = InputError
+    secret_seen: bool = False  # a !secret or !vault value was built: this parse is never cached
 
     def _loc(self, node: yaml.Node) -> Location:
         return Location(self.filename, node.start_mark.line + 1)
@@ -103,6 +104,7 @@ class _Loader(_BASE):
     def construct_secret(self, node: yaml.Node) -> Secret:
         if not isinstance(node, yaml.ScalarNode):
             raise self.error_class("!secret takes a plain string value", self._loc(node))
+        self.secret_seen = True
         return Secret(self.construct_scalar(node))
 
     def construct_unsafe(self, node: yaml.Node) -> Unsafe:
@@ -117,6 +119,7 @@ class _Loader(_BASE):
         if not isinstance(node, yaml.ScalarNode):
             raise self.error_class(f"{node.tag} takes the vault text as a block string ('{node.tag} |')",
                                    self._loc(node))
+        self.secret_seen = True
         return decrypt_value(self.construct_scalar(node), self._loc(node), self.error_class)
 
 
@@ -246,16 +249,28 @@ def decrypt_value(text: str, where: Location, error: type[InputError] = InputErr
     return Secret(_decrypt(text, where, error))
 
 
-def load_text(text: str, filename: str, error: type[InputError] = InputError) -> Any:
+def load_text(text: str, filename: str, error: type[InputError] = InputError, cache: bool = False) -> Any:
     """Parse one YAML document from ``text``; ``filename`` is what errors name.
-    Whole vault-encrypted text is refused here: read it with ``read_source`` where it is allowed."""
+    Whole vault-encrypted text is refused here: read it with ``read_source`` where it is allowed.
+    ``cache``: a big file's parse may come from (and go to) driftctl.parsecache; never pass it for
+    text that was decrypted (a parse that meets a !secret or !vault value is never cached anyway)."""
     if is_vault_text(text):
         raise _whole_vault_error(filename, error)
+    from driftctl import parsecache
+
+    cache = cache and parsecache.wanted(text)
+    if cache:
+        cached = parsecache.get(filename, text)
+        if cached is not parsecache.MISS:
+            return cached
     loader = _Loader(text)
     loader.filename, loader.error_class = filename, error  # per file: a class per file cost ~40 us
     try:
         node = loader.get_single_node()
-        return None if node is None else loader.construct_fast(node)
+        data = None if node is None else loader.construct_fast(node)
+        if cache and not loader.secret_seen:
+            parsecache.put(filename, text, data)
+        return data
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -301,7 +316,7 @@ def read_text(path: str | Path, error: type[InputError] = InputError, vault_file
 
 
 def load_file(path: str | Path, error: type[InputError] = InputError) -> Any:
-    return load_text(read_text(path, error), str(path), error)
+    return load_text(read_text(path, error), str(path), error, cache=True)
 
 
 def read_source(path: str | Path, error: type[InputError] = InputError) -> tuple[str, bool]:
@@ -318,5 +333,5 @@ def load_vars_file(path: str | Path, error: type[InputError] = InputError) -> An
     """``load_file`` for files of variables (group_vars, host_vars): a vault-encrypted file is
     decrypted and every string value in it (not the keys) becomes a Secret."""
     text, vaulted = read_source(path, error)
-    data = load_text(text, str(path), error)
+    data = load_text(text, str(path), error, cache=not vaulted)
     return conceal(data) if vaulted else data

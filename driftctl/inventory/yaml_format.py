@@ -69,7 +69,7 @@ def load(path: Path, builder: Builder, source: tuple[str, bool] | None = None) -
     file's text and whether it was vault-encrypted, when the caller has read it already
     (``yamlsrc.read_source``, to tell YAML from INI by the decrypted text)."""
     text, vaulted = source if source is not None else yamlsrc.read_source(path, InventoryError)
-    data = yamlsrc.load_text(text, str(path), InventoryError)
+    data = yamlsrc.load_text(text, str(path), InventoryError, cache=not vaulted)
     top = Location(str(path), 1)
     if data is None:
         return  # an empty file defines nothing; the loader warns when the inventory has no hosts
