@@ -1,4 +1,5 @@
-"""Terminal views of runs: per-host sections with change lines and diffs, a summary table, progress.
+"""Terminal views of runs: per-host sections with change lines and diffs, a summary table; the live
+progress view is driftctl/cli/progress.py (``Progress``, imported from here by the commands).
 
 Everything drawn here comes from the engine's results (already redacted); nothing is computed twice.
 """
@@ -6,16 +7,13 @@ Everything drawn here comes from the engine's results (already redacted); nothin
 from __future__ import annotations
 
 import re
-import threading
 import time
-from typing import Any
 
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from driftctl.engine import Event
+from driftctl.cli.progress import Progress as Progress  # the commands import it from here
 from driftctl.model import Change, HostResult, ResourceResult, RunResult
 from driftctl.report.common import reverse_diff
 from driftctl.report.document import action_counts
@@ -266,52 +264,3 @@ def _ago(ts: float) -> str:
     if secs < 172800:
         return f"{secs // 3600}h ago"
     return f"{secs // 86400}d ago"
-
-
-class Progress:
-    """Live per-host progress for a person at a terminal; one line per finished host otherwise."""
-
-    def __init__(self, console: Console, hosts: list[str], interactive: bool) -> None:
-        self.console = console
-        self.interactive = interactive
-        self.state: dict[str, str] = {h: "waiting" for h in hosts}
-        self.batch = ""  # "k/n" while a --serial run is in batch k
-        self.lock = threading.Lock()
-        self.live: Live | None = None
-
-    def __enter__(self) -> Progress:
-        if self.interactive:
-            self.live = Live(self._render(), console=self.console, transient=True, refresh_per_second=8)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def _render(self) -> Group:
-        done = sum(s.startswith("done") for s in self.state.values())
-        head = f"{done}/{len(self.state)} hosts done" + (f", batch {self.batch}" if self.batch else "")
-        lines = [Text(head, style="bold")]
-        for host, s in self.state.items():
-            if not s.startswith("done") and s != "waiting":
-                lines.append(Text(f"  {host}: {s}", style="cyan"))
-        return Group(*lines)
-
-    def __call__(self, event: Event) -> None:
-        with self.lock:
-            if event.kind == "batch":
-                self.batch = event.phase
-                if not self.interactive:
-                    self.console.print(f"batch {event.phase}: {', '.join(event.hosts)}", markup=False,
-                                       highlight=False)
-            elif event.kind == "done" and event.result is not None:
-                self.state[event.host] = "done"
-                if not self.interactive:
-                    r = event.result
-                    self.console.print(f"{r.host}: {r.status}" + (f" ({r.error})" if r.error else ""),
-                                       markup=False, highlight=False)
-            elif event.kind == "phase":
-                self.state[event.host] = event.phase
-            if self.live is not None:
-                self.live.update(self._render())

@@ -70,8 +70,10 @@ def core_warnings() -> Iterator[None]:
 
 
 def interactive() -> bool:
-    """Progress bars and colour only for a person at a terminal (never under cron)."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
+    """The live progress view only for a person at a terminal that can move its cursor: never under cron
+    or CI, nor at a dumb terminal (Emacs' shell, TERM=dumb), where the view could not be redrawn and the
+    one plain line per finished host is shown instead."""
+    return sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
 
 
 def print_json(value: object) -> None:
