@@ -126,6 +126,9 @@ class HostPlan:
     watch_after: dict[str, Any] | None = None
     round_trips: int = 0
     interrupted: Literal["connection lost", "aborted"] | None = None
+    # pull mode: the host's recorded pull runs, collected in this probe (``Engine.outbox_for``; the
+    # agent's answer, agent/outbox.py): {"id", "reports": [{"seq", "doc"}], "more"}; None: not asked
+    outbox: dict[str, Any] | None = None
 
     def changed(self) -> list[Planned]:
         return [p for p in self.items if (p.changes and p.error is None) or p.deferred_by]
@@ -177,6 +180,9 @@ class Engine:
         # --serial steps and --max-fail-percentage (driftctl/batches.py)
         self.serial: list[batches.Step] | None = None
         self.max_fail: float | None = None
+        # pull mode: what a probe asks the host's outbox for (None: nothing), per host; set by runs that
+        # store what they collect (drift), see driftctl/drift/pulled.py
+        self.outbox_for: Callable[[Host], dict[str, Any] | None] | None = None
 
     # ---- before any connection
     def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
@@ -366,12 +372,13 @@ class Engine:
         cached = None
         facts: dict[str, Any] = {}
         observer = self.observer_for(transport)
+        outbox = self.outbox_for(host) if self.outbox_for is not None else None
         if catalog.uses_facts:
             cached = self.facts_cache.get(host.name)
             if cached:
                 catalog = self._render(host, cached)
                 self.on_event(Event("phase", host.name, "probe"))
-                plan = plan_catalog(host, select(catalog, warn=True), observer, want_facts=True)
+                plan = plan_catalog(host, select(catalog, warn=True), observer, want_facts=True, outbox=outbox)
                 round_trips += 1
                 if plan.facts == cached:
                     plan.round_trips = round_trips
@@ -384,7 +391,7 @@ class Engine:
                 round_trips += 1
             catalog = self._render(host, facts)
         self.on_event(Event("phase", host.name, "probe"))
-        plan = plan_catalog(host, select(catalog, warn=not cached), observer, want_facts=not facts)
+        plan = plan_catalog(host, select(catalog, warn=not cached), observer, want_facts=not facts, outbox=outbox)
         plan.round_trips = round_trips + 1
         if facts:
             plan.facts = facts
@@ -646,14 +653,18 @@ def probe_item(p: Planned, catalog: Catalog, managed: ManagedPaths | None = None
     return {"id": p.id, "type": p.resource.type, "params": params}
 
 
-def plan_catalog(host: Host, catalog: Catalog, observer: Observer, want_facts: bool = False) -> HostPlan:
+def plan_catalog(host: Host, catalog: Catalog, observer: Observer, want_facts: bool = False,
+                 outbox: dict[str, Any] | None = None) -> HostPlan:
     """Observe ``catalog`` with ``observer`` and diff it: the one plan loop of plan, check, apply, drift,
-    bake-verify and drift --against IMAGE."""
+    bake-verify and drift --against IMAGE. ``outbox``: also collect the host's recorded pull runs (the
+    request's ``outbox``, agent/outbox.py), answered in ``HostPlan.outbox``."""
     items = [planned(r) for r in catalog.resources]
     managed = ManagedPaths(catalog.managed_resources())
     request: dict[str, Any] = {"facts": want_facts, "resources": [probe_item(p, catalog, managed) for p in items]}
     if catalog.watch:
         request["watch"] = watch_request(catalog)
+    if outbox is not None:
+        request["outbox"] = outbox
     answer = observer.probe(request)
     observed = answer.get("resources", {})
     for p in items:
@@ -668,7 +679,8 @@ def plan_catalog(host: Host, catalog: Catalog, observer: Observer, want_facts: b
             if p.changes and got.get("refuse"):
                 p.refusal = str(got["refuse"])
     defer(items, catalog.resources)
-    return HostPlan(host, catalog, answer.get("facts", {}), items, answer.get("watch", {}))
+    return HostPlan(host, catalog, answer.get("facts", {}), items, answer.get("watch", {}),
+                    outbox=answer.get("outbox") if outbox is not None else None)
 
 
 def defer(items: Sequence[Planned], resources: Sequence[Resource]) -> None:

@@ -15,7 +15,7 @@ stdout: for "apply", ``{"begin": id}`` before a resource starts changing anythin
 Ops:
   facts  -> {"facts": {...}}
   probe  -> {"facts": {...}?, "resources": {id: {"observed": {...}, "refuse"?: "..."} | {"error": "..."}},
-             "watch": {...}?}
+             "watch": {...}?, "outbox": {"id", "reports": [{"seq", "doc"}], "more"}?}  (agent/outbox.py)
   apply  -> records as above; final {"cancelled"?: reason, "watch": {...}?}
   prune  -> {"prune": {"removed", "kept", "bytes_freed"}}
 
@@ -43,6 +43,7 @@ import zlib
 
 from driftctl.agent._core import TYPES, Ctx, Failure
 from driftctl.agent.facts import gather_facts
+from driftctl.agent.outbox import outbox_collect
 
 PROTOCOL = 2
 LINE_LIMIT = 1 << 26  # a request line (the change list) larger than this is refused
@@ -322,6 +323,15 @@ def op_probe(req, channel):
     for item in req.get("resources", []):
         answer["resources"][item["id"]] = _observe(item, ctx)
     _watch(req, ctx, answer)
+    if req.get("outbox"):
+        # pull mode's recorded runs, collected in this round trip (agent/outbox.py); a failure is the
+        # outbox's, never the probe's
+        try:
+            answer["outbox"] = outbox_collect(req["outbox"])
+        except Failure as e:
+            answer["outbox"] = {"error": str(e), "reports": []}
+        except Exception as e:
+            answer["outbox"] = {"error": "%s: %s" % (type(e).__name__, e), "reports": []}
     return answer
 
 

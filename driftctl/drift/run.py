@@ -75,7 +75,7 @@ class DriftRun:
     """One drift run over many hosts. Writes to hosts only with ``remediate``."""
 
     def __init__(self, engine: Engine, store: Any, inventory: str, reference: Reference,
-                 remediate: bool = False, use_baselines: bool = True) -> None:
+                 remediate: bool = False, use_baselines: bool = True, collect_pulled: bool = True) -> None:
         self.engine = engine
         self.store = store
         self.inventory = inventory
@@ -84,6 +84,13 @@ class DriftRun:
         self.use_baselines = use_baselines
         self.now = datetime.now(UTC)
         self.ignores = [r for r in store.ignores(inventory, self.now)] if store is not None else []
+        # the probe also collects each host's recorded pull runs (driftctl/drift/pulled.py), stored
+        # before its drift is classified; not by a pull run on the host itself (collect_pulled=False)
+        self.collect_pulled = collect_pulled and store is not None and hasattr(store, "save_pulled")
+        if self.collect_pulled:
+            from driftctl.drift.pulled import outbox_request
+
+            engine.outbox_for = lambda host: outbox_request(host, store.pull_cursor(inventory, host.name))
 
     def run(self, hosts: Sequence[Host]) -> RunResult:
         run = RunResult(command="drift")
@@ -93,6 +100,10 @@ class DriftRun:
 
     def host(self, host: Host, transport: Transport) -> HostResult:
         plan = self.engine.plan_host(host, transport)
+        if self.collect_pulled and plan.outbox is not None:
+            from driftctl.drift.pulled import collect
+
+            collect(self.store, self.inventory, host.name, plan.outbox)  # before the classification below
         converged = self.reference.converged(host, plan)
         episodes = self._open_episodes(host.name)
         results = [planned_result(p) for p in plan.items]

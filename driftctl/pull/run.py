@@ -252,7 +252,7 @@ def _run(req: PullRequest, cache: Cache, engine: Any, host: Host, mode: Mode,
         if mode == "apply":
             run = engine.run("apply", [host])
         else:
-            run = DriftRun(engine, view, key, store_reference(view, key)).run([host])
+            run = DriftRun(engine, view, key, store_reference(view, key), collect_pulled=False).run([host])
         doc = record_run(engine.settings, run, key, store=view, argv=argv, extra=pull_info)
         saved = view.finish()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from driftctl.store.db import Cursor, Row
@@ -24,7 +25,22 @@ def events(
         found += _host_events(cur, inv, host, start, limit)
     found += _episode_events(cur, inv, host, resource, start, limit)
     found.sort(key=lambda e: (e[0], e[1], e[2].host, e[2].subject or ""))
-    return [e[2] for e in found[-limit:]]
+    return _marked_pull(cur, inv, [e[2] for e in found[-limit:]])
+
+
+def _marked_pull(cur: Cursor, inv: str, events: list[HistoryEvent]) -> list[HistoryEvent]:
+    """Events of runs made by ``driftctl pull`` on the host say so, with the commit: ``pull 1a2b3c4d5e6f: ...``."""
+    ids = sorted({e.run_id for e in events if e.run_id is not None})
+    pulled: dict[int, str] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for r in cur.all(f"SELECT id, source_commit FROM runs WHERE inventory = ? AND mode = 'pull'"  # noqa: S608
+                         f" AND id IN ({marks})", [inv, *chunk]):
+            pulled[int(r["id"])] = str(r["source_commit"] or "")[:12] or "?"
+    if not pulled:
+        return events
+    return [replace(e, detail=f"pull {pulled[e.run_id]}: {e.detail}") if e.run_id in pulled else e for e in events]
 
 
 def episode_from_row(r: Row) -> DriftEpisode:

@@ -232,6 +232,10 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
          report.get("controller"), report.get("driftctl_version"), dumps(report.get("argv") or []),
          dumps(report.get("summary") or {}), run_key),
     ))
+    if report.get("mode") == "pull":  # made on the host by `driftctl pull` (driftctl/drift/pulled.py)
+        commit = report.get("commit")
+        cur.execute("UPDATE runs SET mode = 'pull', source_commit = ? WHERE id = ?",
+                    (commit if isinstance(commit, str) else None, run_id))
     part_of: dict[str, tuple[str, dict[str, Any]]] = {}  # host -> (its part, states inline)
     for host in report["hosts"]:
         stored: tuple[str, dict[str, Any]] | None = None  # this host's part as stored (one at a time in memory)
@@ -333,6 +337,9 @@ def _converge(
         old = converged.load(cur, inventory, name).get(name, converged.HostConverged())
         states = dict(old.states)
         for r in done:
+            earlier = states.get(r["id"])
+            if earlier is not None and earlier[5] > when:
+                continue  # a run older than the state (a pull report collected late, a spooled run): kept
             states[r["id"]] = converged.from_resource(r, run_id, when)
         candidates = [converged.Base(part[0], part[1], run_id, when)] if part is not None else []
         if old.base is not None:
@@ -340,8 +347,9 @@ def _converge(
         converged.write(cur, inventory, name, states, candidates)
     cur.executemany(
         "UPDATE drift_episodes SET closed = ?, closed_run = ?, close_reason = ?"
-        " WHERE inventory = ? AND host = ? AND kind = 'resource' AND subject = ? AND closed IS NULL",
-        [(when, run_id, reason, inventory, name, r["id"]) for r in done],
+        " WHERE inventory = ? AND host = ? AND kind = 'resource' AND subject = ? AND closed IS NULL"
+        " AND first_seen <= ?",
+        [(when, run_id, reason, inventory, name, r["id"], when) for r in done],
     )
 
 

@@ -243,6 +243,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         # other notable results (failed, skipped, drifted) keep their resource_results rows.
         "ALTER TABLE host_results ADD COLUMN changed {blob}",
     )),
+    Migration(8, "pull mode: per host, the last report collected from its outbox (driftctl/drift/pulled.py)", (
+        """CREATE TABLE pull_cursors (
+            inventory TEXT NOT NULL,
+            host TEXT NOT NULL,
+            outbox TEXT NOT NULL,
+            seq {bigint} NOT NULL,
+            collected {real} NOT NULL,
+            PRIMARY KEY (inventory, host)
+        )""",
+        # a run made by `driftctl pull` on the host ('pull'; NULL: push) and the commit it used
+        "ALTER TABLE runs ADD COLUMN mode TEXT",
+        "ALTER TABLE runs ADD COLUMN source_commit TEXT",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -70,6 +70,7 @@ class RunState:
     _ignores: list[IgnoreRule] = field(default_factory=list)
     _writes: list[BaselineWrite] = field(default_factory=list)
     _report: dict[str, Any] | None = None
+    _cursors: dict[str, tuple[str, int]] = field(default_factory=dict)  # pull outboxes, per host
 
     @classmethod
     def begin(cls, store: Store, state_dir: str | os.PathLike[str], inventory: str) -> RunState:
@@ -101,6 +102,37 @@ class RunState:
                 "accepted_at": to_dt(r["accepted_at"]), "accepted_by": r["accepted_by"],
             }
         self._ignores = self.store.ignores(inv, include_expired=True)
+        with self.store.database.read() as cur:
+            rows = cur.all("SELECT host, outbox, seq FROM pull_cursors WHERE inventory = ?", (inv,))
+        self._cursors = {r["host"]: (str(r["outbox"]), int(r["seq"])) for r in rows}
+
+    # -- pull mode: reports collected from a host's outbox during the run ---------------------------
+
+    def pull_cursor(self, inventory: str, host: str) -> tuple[str, int] | None:
+        self._mine(inventory)
+        return self._cursors.get(host)
+
+    def save_pulled(self, inventory: str, host: str, outbox: str, seq: int,
+                    report: dict[str, Any] | None) -> int | None:
+        """Not buffered: a collected report is stored at once (the host keeps it until the store has
+        it), and the host's converged state and open drift are read again, so the run that collected
+        it judges the host against what that pull run left."""
+        self._mine(inventory)
+        run_id = self.store.save_pulled(inventory, host, outbox, seq, report)
+        self._cursors[host] = (outbox, int(seq))
+        if report is not None:
+            self.store.retrying(lambda: self._reload_host(host))
+        return run_id
+
+    def _reload_host(self, host: str) -> None:
+        inv = self.inventory
+        with self.store.database.read() as cur:
+            converged = store_converged.public(cur, store_converged.load(cur, inv, host))
+            episodes = cur.all(
+                "SELECT * FROM drift_episodes WHERE inventory = ? AND host = ? AND closed IS NULL"
+                " ORDER BY first_seen, host, subject, id", (inv, host))
+        self._converged[host] = converged.get(host, {})
+        self._open[host] = [episode_from_row(r) for r in episodes]
 
     # -- what a run reads ---------------------------------------------------------------------------
 

@@ -156,6 +156,41 @@ class Store:
 
         return self.retrying(work)
 
+    # -- pull mode: reports collected from hosts' outboxes ------------------------------------------
+
+    def pull_cursor(self, inventory: str, host: str) -> tuple[str, int] | None:
+        """(outbox id, last report number) collected from ``host``'s pull outbox, or None."""
+        row = self._reading(lambda cur: cur.one(
+            "SELECT outbox, seq FROM pull_cursors WHERE inventory = ? AND host = ?", (inventory_key(inventory), host)))
+        return (str(row["outbox"]), int(row["seq"])) if row is not None else None
+
+    def save_pulled(self, inventory: str, host: str, outbox: str, seq: int,
+                    report: dict[str, Any] | None) -> int | None:
+        """Store one report collected from ``host``'s pull outbox (None: a report refused, only passed
+        over) and move that host's cursor to ``seq``, in one transaction: the host removes the report
+        only when the next probe names it collected. Returns the run id (None when refused).
+        Idempotent: the same outbox and number are stored once."""
+        key = inventory_key(inventory)
+        if report is not None:
+            check(report)
+        run_key = f"pull:{outbox}:{seq}:{host}:{key}"[:400]
+
+        def work() -> int | None:
+            with self._db.transaction() as cur:
+                if self.dialect == "postgresql":
+                    cur.execute("SELECT pg_advisory_xact_lock(?)", (ingest.advisory_key("save:" + key),))
+                run_id: int | None = None
+                if report is not None:
+                    stored = cur.scalar("SELECT id FROM runs WHERE run_key = ?", (run_key,))
+                    run_id = int(stored) if stored is not None else ingest.save(cur, report, run_key)
+                cur.execute(
+                    "INSERT INTO pull_cursors (inventory, host, outbox, seq, collected) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (inventory, host) DO UPDATE SET outbox = excluded.outbox, seq = excluded.seq,"
+                    " collected = excluded.collected", (key, host, outbox, int(seq), time.time()))
+                return run_id
+
+        return self.retrying(work)
+
     def runs(self, inventory: str, limit: int = 20, command: str | None = None) -> list[RunInfo]:
         """The latest runs of an inventory, newest first."""
         sql = "SELECT * FROM runs WHERE inventory = ?"
@@ -200,6 +235,7 @@ class Store:
             finished=to_dt(row["finished"]) if row["finished"] is not None else None, exit_code=row["exit_code"],
             user=row["username"], controller=row["controller"], driftctl_version=row["version"],
             argv=json.loads(row["argv"]), summary=json.loads(row["summary"]),
+            mode=row["mode"] or "push", commit=row["source_commit"],
         )
 
     # -- converged state ------------------------------------------------------------------------

@@ -113,6 +113,8 @@ class RunInfo:
     driftctl_version: str | None
     argv: list[str]
     summary: dict[str, int]
+    mode: str = "push"  # "pull": made by `driftctl pull` on the host (docs/pull.md)
+    commit: str | None = None  # the source commit of a pull run
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,101 @@
+"""Pull runs collected by the controller: the reports ``driftctl pull`` recorded on a host, taken from
+its outbox in the controller's next probe and stored as runs of THAT host (docs/pull.md).
+
+The probe asks for the reports after the host's cursor (``Store.pull_cursor``); each one is checked
+(a pull run of this host only: a report naming any other host is refused, and said so) and stored
+with the cursor moved in the same transaction (``Store.save_pulled``); the host removes them when the
+next probe names them collected. They are stored before the probing run classifies drift, so a push
+drift sees the converged state a pull apply left, exactly as if a push apply had made it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from driftctl.errors import StoreError
+from driftctl.model import Host
+
+log = logging.getLogger("driftctl.pull")
+
+DEFAULT_OUTBOX = "/var/lib/driftctl/pull/outbox"
+OUTBOX_VAR = "driftctl_pull_outbox"  # a host whose pull runs with another --cache-dir: <cache-dir>/outbox
+MAX_REPORTS = 20  # per probe; the rest come with the next ones
+MAX_BYTES = 4 * 1024 * 1024
+
+
+def outbox_request(host: Host, cursor: tuple[str, int] | None) -> dict[str, Any]:
+    """The probe's ``outbox`` request for ``host``, after what the store already has from it."""
+    return {"dir": str(host.vars.get(OUTBOX_VAR) or DEFAULT_OUTBOX), "id": cursor[0] if cursor else None,
+            "after": cursor[1] if cursor else 0, "max": MAX_REPORTS, "max_bytes": MAX_BYTES}
+
+
+@dataclass
+class Collected:
+    """What one probe brought from a host's outbox."""
+
+    stored: list[int] = field(default_factory=list)  # run ids
+    refused: list[str] = field(default_factory=list)  # why, per report refused
+    more: bool = False
+    cursor: tuple[str, int] | None = None
+
+
+def check_report(doc: Any, host: str, inventory: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the document as the controller stores it, None) or (None, why it is refused)."""
+    from driftctl.store.report import check
+
+    if not isinstance(doc, dict):
+        return None, "not a report document"
+    if doc.get("mode") != "pull":
+        return None, "not a pull run's report (mode is not pull)"
+    if doc.get("command") not in ("apply", "drift"):
+        return None, f"a {doc.get('command')!r} run is not recorded"
+    hosts = doc.get("hosts")
+    names = [h.get("name") for h in hosts if isinstance(h, dict)] if isinstance(hosts, list) else []
+    if names != [host]:
+        return None, (f"it names {', '.join(map(str, names)) or 'no host'}, not {host}: a host writes only its own "
+                      "history")
+    stored = dict(doc, inventory=inventory)
+    stored["pull"] = dict(doc.get("pull") or {}, collected=datetime.now(UTC).isoformat(timespec="seconds")
+                          .replace("+00:00", "Z"))
+    try:
+        check(stored)
+    except StoreError as e:
+        return None, str(e)
+    return stored, None
+
+
+def collect(store: Any, inventory: str, host: str, answer: dict[str, Any] | None) -> Collected:
+    """Store what ``answer`` (the probe's ``outbox`` answer) holds for ``host``; refusals are logged
+    (the CLI shows them as warnings) and passed over, so they are not offered again."""
+    got = Collected()
+    if not answer:
+        return got
+    if answer.get("error"):
+        log.warning("%s: its pull reports were not collected: %s", host, answer["error"])
+        return got
+    ident = answer.get("id")
+    reports = answer.get("reports") or []
+    if not ident or not isinstance(reports, list):
+        return got
+    got.more = bool(answer.get("more"))
+    for item in sorted((r for r in reports if isinstance(r, dict)), key=lambda r: int(r.get("seq") or 0)):
+        seq = int(item.get("seq") or 0)
+        if seq < 1:
+            continue
+        doc, why = check_report(item.get("doc"), host, inventory)
+        if why is not None:
+            why = item.get("error") or why
+            got.refused.append(f"report {seq}: {why}")
+            log.warning("%s: pull report %d refused: %s", host, seq, why)
+        try:
+            run_id = store.save_pulled(inventory, host, str(ident), seq, doc)
+        except StoreError as e:  # not stored: not acknowledged either; the next probe brings it again
+            log.warning("%s: pull report %d not stored: %s", host, seq, e)
+            break
+        if run_id is not None:
+            got.stored.append(run_id)
+        got.cursor = (str(ident), seq)
+    return got
