@@ -1,35 +1,242 @@
-"""JUnit XML: CI systems (GitLab, Jenkins, GitHub checks) show drift and failures as failed tests.
+"""JUnit XML: CI systems (Jenkins, GitLab, GitHub test reporters) show drift and failures as failed tests.
 
-One ``testsuite`` per host, one ``testcase`` per resource and per unmanaged change:
+The file is valid against the Jenkins xunit plugin's ``junit-10.xsd`` and reads the same in
+junitparser and xunitparser (tests/unit/test_junit.py checks all three). One ``testsuite`` per host
+(``name`` and ``hostname``: the host), one ``testcase`` per resource (``classname``: the host,
+``name``: the resource id), per unmanaged change (``unmanaged:/path``) and per resource the tags left out:
 
-- drift (not ignored) -> ``failure`` (message: the class and fields; body: change lines and diffs);
-  on plan/check a pending change is a failure too (the host is not in sync); on apply a change passes;
-- a failed resource -> ``failure`` with its error; a skipped resource or ignored drift -> ``skipped``;
-- an unreachable host, or a host that failed as a whole -> an ``error`` testcase ``host:NAME``;
-- everything else is a passing testcase.
+=================================================  ===========  ==========================================
+what                                               element      type
+=================================================  ===========  ==========================================
+drift, not ignored                                 failure      the class: corrective, pending, both
+a pending change on plan/check (not in sync)       failure      the action: add, change, remove
+an unmanaged change under a watch path             failure      unmanaged
+a failed resource (apply, probe, remediation)      error        failed
+an unreachable host / a host that failed whole     error        unreachable, failed, locked, ... on an
+                                                                extra testcase ``host:NAME``
+ignored drift or unmanaged change                  skipped      ignored
+a skipped resource (a dependency failed)           skipped      skipped
+a resource left out by --tags/--skip-tags/never    skipped      excluded
+a host never started (--serial stopped, aborted)   skipped      not started, on ``host:NAME``
+in sync; changed on apply; remediated drift        (passes)     change lines in ``system-out``
+=================================================  ===========  ==========================================
+
+A failure says the host differs from the manifest; an error says driftctl could not do its part.
+Messages are one line (class, fields, the error's first line); the body has the whole text: change
+lines, diffs (read as in the terminal), since when, where the resource is declared.
+
+What the run was (command, argv, inventory, times, version, controller, user, exit code, scope) is in
+the properties of the first ``testsuite``, named ``driftctl.*``: property names are unique in the
+whole file, because xunitparser merges every suite's properties into one dict and rejects a repeated
+name. ``testsuites`` carries only what the XSD allows there (name, tests, failures, errors, time);
+each suite has its ``skipped`` count and, in ``system-out``, a line or two about its host.
 """
 
 from __future__ import annotations
 
+import math
+import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from driftctl.report.common import (
     change_diff,
     change_line,
     duration,
+    host_counts,
     hosts,
     label,
     resources,
+    scope_notes,
     title,
     unmanaged,
     unmanaged_line,
 )
 
+MESSAGE_LIMIT = 300  # characters of a one-line message attribute; the body keeps the whole text
 
-def _time(value: Any) -> str:
-    return f"{float(value):.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "0.000"
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a testcase says when it does not simply pass."""
+
+    element: str  # failure, error or skipped
+    type: str
+    message: str
+    body: str = ""
+
+
+def render(doc: Mapping[str, Any]) -> str:
+    root = ET.Element("testsuites", {"name": title(doc)})
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for index, h in enumerate(hosts(doc)):
+        counts = _suite(root, doc, h, index)
+        for key in totals:
+            totals[key] += counts[key]
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", _time(duration(doc)))
+    ET.indent(root)
+    # ElementTree escapes text and attributes (&, <, >, quotes, and newlines in attributes); characters
+    # XML 1.0 cannot carry at all (control characters in a captured file) are replaced first.
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(_clean(root), encoding="unicode") + "\n"
+
+
+# -- suites -----------------------------------------------------------------------------------------
+
+
+def _suite(root: ET.Element, doc: Mapping[str, Any], h: Mapping[str, Any], index: int) -> dict[str, int]:
+    """One host's testsuite: the host itself when it failed as a whole or never started, each resource,
+    each unmanaged change, each resource the tags left out. Returns its counts."""
+    name = str(h.get("name", "?"))
+    suite = ET.SubElement(root, "testsuite", {"name": name})
+    if index == 0:
+        props = ET.SubElement(suite, "properties")
+        for key, value in _run_properties(doc):
+            ET.SubElement(props, "property", {"name": f"driftctl.{key}", "value": value})
+    command = str(doc.get("command", ""))
+    outcomes: list[str | None] = []  # per testcase: "failure", "error", "skipped" or None (passed)
+    host_outcome = _host_outcome(h)
+    if host_outcome is not None:
+        outcomes.append(_case(suite, name, f"host:{name}", host_outcome, time=_time(h.get("duration"))))
+    for r in resources(h):
+        outcomes.append(_case(suite, name, str(r.get("id", "?")), *_resource_outcome(command, r)))
+    for u in unmanaged(h):
+        outcomes.append(_case(suite, name, f"unmanaged:{u.get('path')}", _unmanaged_outcome(u)))
+    left_out = f"left out by {_tag_words(doc)}: not examined in this run, its drift and converged state unchanged"
+    for rid in h.get("excluded") or []:
+        outcomes.append(_case(suite, name, str(rid), Outcome("skipped", "excluded", left_out)))
+    counts = {
+        "tests": len(outcomes),
+        "failures": outcomes.count("failure"),
+        "errors": outcomes.count("error"),
+        "skipped": outcomes.count("skipped"),
+    }
+    for key, n in counts.items():
+        suite.set(key, str(n))
+    suite.set("time", _time(h.get("duration")))
+    if doc.get("started"):
+        # JUnit's timestamp is a local ISO 8601 time without a zone (Surefire, Ant); the document's is UTC
+        suite.set("timestamp", str(doc["started"]).removesuffix("Z"))
+    suite.set("hostname", name)
+    suite.set("id", str(index))
+    ET.SubElement(suite, "system-out").text = _host_text(doc, h)
+    return counts
+
+
+def _run_properties(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    argv = doc.get("argv") or []
+    summary = doc.get("summary") or {}
+    props: list[tuple[str, Any]] = [
+        ("command", doc.get("command")),
+        ("inventory", doc.get("inventory")),
+        # the document's argv is already the recorded one: -e values hidden (cli/common.recorded_argv)
+        ("argv", "driftctl " + shlex.join(str(a) for a in argv) if argv else None),
+        ("started", doc.get("started")),
+        ("finished", doc.get("finished")),
+        ("exit_code", doc.get("exit_code")),
+        ("hosts", summary.get("hosts")),
+        ("version", doc.get("driftctl_version")),
+        ("controller", doc.get("controller")),
+        ("user", doc.get("user")),
+        ("partial", "true" if doc.get("partial") else None),
+        ("scope", " ".join(scope_notes(doc)) or None),
+    ]
+    return [(key, str(value)) for key, value in props if value is not None and value != ""]
+
+
+def _host_text(doc: Mapping[str, Any], h: Mapping[str, Any]) -> str:
+    """A line or two about the host, for readers of one suite (Jenkins shows it with each passing case)."""
+    c = host_counts(h)
+    lines = [f"{c.name}: {c.status} ({doc.get('command', '?')} of {doc.get('inventory', '?')}"
+             f", started {doc.get('started') or '?'})"]
+    if c.reached and not str(h.get("error") or "").startswith("not started"):
+        parts = [f"{c.resources} resource(s) examined", f"{c.drifted} drifted", f"{c.failed} failed",
+                 f"{c.changed} changed", f"{c.skipped} skipped"]
+        if c.ignored:
+            parts.append(f"{c.ignored} ignored")
+        if c.unmanaged_examined:
+            parts.append(f"{c.unmanaged} unmanaged change(s)")
+        lines.append(", ".join(parts))
+    if h.get("excluded"):
+        lines.append(f"{len(h['excluded'])} resource(s) left out by {_tag_words(doc)}")
+    if h.get("batch"):
+        lines.append(f"batch {h['batch']}")
+    if h.get("error"):
+        lines.append(f"error: {h['error']}")
+    return "\n".join(lines) + "\n"
+
+
+def _tag_words(doc: Mapping[str, Any]) -> str:
+    tags = doc.get("tags") or {}
+    chosen = " ".join(f"{opt} {','.join(tags[key])}" for opt, key in (("--tags", "only"), ("--skip-tags", "skip"))
+                      if tags.get(key))
+    return chosen or "the tag never"
+
+
+# -- testcases ---------------------------------------------------------------------------------------
+
+
+def _case(suite: ET.Element, host: str, name: str, outcome: Outcome | None, out: str = "",
+          time: str = "0.000") -> str | None:
+    """A testcase; returns the element of its outcome (None: it passed). The time of one resource is not
+    measured: 0, as consumers expect a number."""
+    case = ET.SubElement(suite, "testcase", {"classname": host, "name": name, "time": time})
+    if outcome is not None:
+        node = ET.SubElement(case, outcome.element, {"type": outcome.type, "message": _one_line(outcome.message)})
+        if outcome.body:
+            node.text = outcome.body
+    if out:
+        ET.SubElement(case, "system-out").text = out
+    return outcome.element if outcome is not None else None
+
+
+def _host_outcome(h: Mapping[str, Any]) -> Outcome | None:
+    status, error = str(h.get("status", "")), str(h.get("error") or "")
+    if error.startswith("not started"):
+        return Outcome("skipped", "not started", error, error + "\n")
+    if status == "unreachable" or (status == "failed" and error):
+        kind = ("locked" if h.get("locked") else str(h.get("interrupted") or "")) or status
+        return Outcome("error", kind, f"{status}: {error}".rstrip(": "), error + "\n" if error else "")
+    return None
+
+
+def _resource_outcome(command: str, r: Mapping[str, Any]) -> tuple[Outcome | None, str]:
+    """(outcome, system-out) of a resource's testcase."""
+    body = _body(r)
+    status = r.get("status")
+    if status == "failed":
+        return Outcome("error", "failed", f"{label(r)}: {r.get('error') or 'failed'}", body), ""
+    if r.get("drift"):
+        message = f"{r['drift']} drift: {_fields(r)}".rstrip(": ")
+        if r.get("ignored"):
+            return Outcome("skipped", "ignored", f"ignored {message} ({r['ignored']})", body), ""
+        if status == "changed":  # remediated: in sync again; what was done is in system-out
+            return None, f"{label(r)}\n{body}"
+        return Outcome("failure", str(r["drift"]), message, body), ""
+    if status == "skipped":
+        why = str(r.get("reason") or r.get("error") or "skipped")
+        return Outcome("skipped", "skipped", why, body), ""
+    if status == "changed":
+        action = str(r.get("action") or "change")
+        if command in ("plan", "check"):
+            # a deferred resource says what it waits for (its reason); any other names its fields
+            what = str(r.get("reason") or _fields(r))
+            return Outcome("failure", action, f"not in sync ({action}): {what}", body), ""
+        return None, f"changed ({action})\n{body}"
+    return None, ""
+
+
+def _unmanaged_outcome(u: Mapping[str, Any]) -> Outcome:
+    message = f"unmanaged change: {unmanaged_line(u)}"
+    body = message + "\n"
+    if u.get("since"):
+        body += f"since {u['since']} ({u.get('runs') or 1} drift run(s))\n"
+    if u.get("ignored"):
+        return Outcome("skipped", "ignored", f"ignored {message} ({u['ignored']})", body)
+    return Outcome("failure", "unmanaged", message, body)
 
 
 def _body(r: Mapping[str, Any]) -> str:
@@ -48,106 +255,28 @@ def _body(r: Mapping[str, Any]) -> str:
 
 
 def _fields(r: Mapping[str, Any]) -> str:
-    names = [str(c.get("field")) for c in r.get("changes") or []]
-    return ", ".join(names)
+    return ", ".join(str(c.get("field")) for c in r.get("changes") or [])
 
 
-def _outcome(command: str, r: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """(element, type, message) for a resource, or None when it passes."""
-    if r.get("status") == "failed":
-        return "failure", "failed", f"{label(r)}: {r.get('error') or 'failed'}"
-    if r.get("drift"):
-        message = f"{r['drift']} drift: {_fields(r)}".rstrip(": ")
-        if r.get("ignored"):
-            return "skipped", "ignored", f"ignored {message} ({r['ignored']})"
-        if command == "drift" and r.get("status") == "changed":
-            return None  # remediated: in sync again (the change is in system-out)
-        return "failure", str(r["drift"]), message
-    if r.get("status") == "skipped":
-        return "skipped", "skipped", str(r.get("reason") or "skipped")
-    if r.get("status") == "changed" and command in ("plan", "check"):
-        return "failure", "pending", f"not in sync: {_fields(r)}"
-    return None
+def _one_line(text: str) -> str:
+    """A message attribute: the first line, cut at MESSAGE_LIMIT (the body has the rest)."""
+    lines = text.strip().splitlines() or [""]
+    line = lines[0]
+    if len(line) > MESSAGE_LIMIT:
+        line = line[: MESSAGE_LIMIT - 1] + "\u2026"
+    elif len(lines) > 1:
+        line += " \u2026"
+    return line
 
 
-def _case(suite: ET.Element, host: str, name: str, time: str) -> ET.Element:
-    return ET.SubElement(suite, "testcase", {"classname": host, "name": name, "time": time})
+def _time(value: Any) -> str:
+    """Seconds with 3 decimals: the xunit XSD's SUREFIRE_TIME allows no more, and no exponent."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return f"{float(value):.3f}"
+    return "0.000"
 
 
-def render(doc: Mapping[str, Any]) -> str:
-    root = ET.Element("testsuites", {"name": title(doc)})
-    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for h in hosts(doc):
-        for key, value in _suite(root, doc, h).items():
-            totals[key] += value
-    for key, value in totals.items():
-        root.set(key, str(value))
-    root.set("time", _time(duration(doc)))
-    ET.indent(root)
-    # ElementTree escapes text and attributes (&, <, >, quotes, and newlines in attributes); characters
-    # XML 1.0 cannot carry at all (control characters in a captured file) are replaced first.
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(_clean(root), encoding="unicode") + "\n"
-
-
-def _suite(root: ET.Element, doc: Mapping[str, Any], h: Mapping[str, Any]) -> dict[str, int]:
-    """One host's testsuite: the host itself when it failed as a whole, each resource, each unmanaged
-    change. Returns its counts."""
-    name = str(h.get("name", "?"))
-    suite = ET.SubElement(root, "testsuite", {"name": name})
-    if doc.get("started"):
-        suite.set("timestamp", str(doc["started"]).removesuffix("Z"))
-    props = ET.SubElement(suite, "properties")
-    ET.SubElement(props, "property", {"name": "status", "value": str(h.get("status", ""))})
-    ET.SubElement(props, "property", {"name": "inventory", "value": str(doc.get("inventory", ""))})
-    outcomes: list[str | None] = []  # per test case: "failures", "errors", "skipped" or None (passed)
-    if h.get("status") == "unreachable" or (h.get("status") == "failed" and h.get("error")):
-        outcomes.append(_host_case(suite, name, h))
-    outcomes += [_resource_case(suite, name, str(doc.get("command", "")), r) for r in resources(h)]
-    outcomes += [_unmanaged_case(suite, name, u) for u in unmanaged(h)]
-    counts = {"tests": len(outcomes), "failures": 0, "errors": 0, "skipped": 0}
-    for outcome in outcomes:
-        if outcome is not None:
-            counts[outcome] += 1
-    for key, value in counts.items():
-        suite.set(key, str(value))
-    suite.set("time", _time(h.get("duration")))
-    return counts
-
-
-def _host_case(suite: ET.Element, name: str, h: Mapping[str, Any]) -> str:
-    case = _case(suite, name, f"host:{name}", _time(h.get("duration")))
-    err = ET.SubElement(case, "error", {"type": str(h.get("status")),
-                                        "message": f"{h.get('status')}: {h.get('error') or ''}".rstrip(": ")})
-    err.text = str(h.get("error") or "")
-    return "errors"
-
-
-def _resource_case(suite: ET.Element, name: str, command: str, r: Mapping[str, Any]) -> str | None:
-    case = _case(suite, name, str(r.get("id", "?")), "0.000")
-    outcome = _outcome(command, r)
-    body = _body(r)
-    if outcome is None:
-        if body:
-            ET.SubElement(case, "system-out").text = body
-        return None
-    element, kind, message = outcome
-    node = ET.SubElement(case, element, {"message": message})
-    if element == "skipped":
-        return "skipped"
-    node.set("type", kind)
-    node.text = body
-    return "failures"
-
-
-def _unmanaged_case(suite: ET.Element, name: str, u: Mapping[str, Any]) -> str:
-    case = _case(suite, name, f"unmanaged:{u.get('path')}", "0.000")
-    message = f"unmanaged change: {unmanaged_line(u)}"
-    if u.get("ignored"):
-        ET.SubElement(case, "skipped", {"message": f"ignored {message} ({u['ignored']})"})
-        return "skipped"
-    node = ET.SubElement(case, "failure", {"type": "unmanaged", "message": message})
-    node.text = message + (f"\nsince {u['since']} ({u.get('runs') or 1} drift run(s))\n" if u.get("since") else "\n")
-    return "failures"
+# -- characters ------------------------------------------------------------------------------------
 
 
 def _xml_char(ch: str) -> bool:
@@ -164,6 +293,7 @@ def _scrub(text: str | None) -> str | None:
 def _clean(root: ET.Element) -> ET.Element:
     for el in root.iter():
         el.text = _scrub(el.text)
+        el.tail = _scrub(el.tail)
         for k, v in list(el.attrib.items()):
             el.attrib[k] = _scrub(v) or ""
     return root
