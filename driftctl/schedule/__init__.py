@@ -12,6 +12,8 @@ of the crontab is kept byte for byte. Output is appended to ``<state-dir>/logs/N
 systemd: ``driftctl-NAME.service`` (Type=oneshot) and ``driftctl-NAME.timer`` (Persistent=true), in
 ``/etc/systemd/system`` for root or ``~/.config/systemd/user`` for others, checked with
 ``systemd-analyze verify`` when installed, enabled with ``systemctl enable --now`` when systemd runs.
+
+Scheduled pulls (``--pull SOURCE``, run on the host itself): see driftctl/schedule/pull.py.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ from driftctl.schedule.job import (
     parse_every,
     validate_name,
 )
+from driftctl.schedule.pull import (
+    PullJob,
+    host_delay,
+    install_pull_cron,
+    list_pull_cron,
+    make_pull_job,
+    parse_splay,
+    pull_cron_file,
+    pull_unit_files,
+    remove_pull_cron,
+)
 from driftctl.schedule.systemd import (
     SystemdResult,
     default_unit_dir,
@@ -62,6 +75,7 @@ __all__ = [
     "PATH",
     "Every",
     "Job",
+    "PullJob",
     "ScheduleError",
     "Scheduled",
     "SystemdResult",
@@ -72,14 +86,22 @@ __all__ = [
     "default_name",
     "default_unit_dir",
     "executable",
+    "host_delay",
     "install_cron",
+    "install_pull_cron",
     "install_systemd",
     "list_cron",
+    "list_pull_cron",
     "list_systemd",
     "make_job",
+    "make_pull_job",
     "parse_every",
+    "parse_splay",
+    "pull_cron_file",
+    "pull_unit_files",
     "read_crontab",
     "remove_cron",
+    "remove_pull_cron",
     "remove_systemd",
     "shell_command",
     "systemd_quote",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from driftctl.errors import ConfigError
 from driftctl.schedule.job import MARKER, PATH, Job, Scheduled, ScheduleError, calendar_spec, marker_name, run
+from driftctl.schedule.pull import PullJob, pull_unit_files
 
 
 def default_unit_dir() -> Path:
@@ -108,15 +109,19 @@ def _systemctl(user_mode: bool, *args: str) -> subprocess.CompletedProcess[bytes
     return run([exe, *(["--user"] if user_mode else []), *args], timeout=120)
 
 
-def install_systemd(job: Job, unit_dir: Path | None = None) -> SystemdResult:
+def install_systemd(job: Job | PullJob, unit_dir: Path | None = None) -> SystemdResult:
     """Write (replace) the two units, verify them, and enable the timer when systemd runs here.
 
     With ``unit_dir`` (tests, or a directory systemd does not read) the units are only written.
+    A scheduled pull's output goes to the journal; a drift run's log directory is made here.
     """
     user_mode = os.geteuid() != 0
     directory = unit_dir or default_unit_dir()
-    files = unit_files(job, user_mode)
-    job.log_file.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(job, PullJob):
+        files = pull_unit_files(job)
+    else:
+        files = unit_files(job, user_mode)
+        job.log_file.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="driftctl-units-") as tmp:
         for name, text in files.items():
             (Path(tmp) / name).write_text(text, encoding="utf-8")
@@ -170,9 +175,12 @@ def list_systemd(unit_dir: Path | None = None) -> list[Scheduled]:
             continue
         service = timer.with_suffix(".service")
         stext = service.read_text(encoding="utf-8", errors="replace") if service.is_file() else ""
-        every = re.search(r"every=(\S+)", text.split("\n", 1)[0])
+        first = text.split("\n", 1)[0]
+        every = re.search(r"every=(\S+)", first)
         when = _unit_value(text, "OnCalendar") or f"every {_unit_value(text, 'OnUnitActiveSec')}"
         enabled = (directory / "timers.target.wants" / timer.name).exists()
+        splay = re.search(r"splay=(\S+)", first)
+        extra = {"splay": splay.group(1), "pull": "true"} if "kind=pull" in first and splay else {}
         out.append(Scheduled(name, "systemd", every.group(1) if every else None, when,
-                             _unit_value(stext, "ExecStart") or "(service missing)", str(timer), enabled))
+                             _unit_value(stext, "ExecStart") or "(service missing)", str(timer), enabled, extra))
     return out
