@@ -14,14 +14,16 @@ from driftctl.cli import ui
 from driftctl.cli.common import inventory_argument, open_from_flags
 from driftctl.cli.options import store_options
 from driftctl.errors import InputError
-from driftctl.report import FORMATS, chart_from_store, render, write_atomic
+from driftctl.report import FORMATS, chart_from_store, history_from_store, render, write_atomic
+from driftctl.report.common import parse_time
 from driftctl.store import inventory_key
 
 
 @click.command("report")
 @inventory_argument
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default="markdown", show_default=True,
-              help="json (the document), junit (CI), markdown (PR/issue), html (one page with a drift chart), "
+              help="json (the document), junit (CI), markdown (PR/issue), html (one page: filters, a chart of "
+                   "drift and applies, each resource's past events), "
                    "prometheus (node_exporter textfile).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file (atomically, mode 0644) instead of stdout.")
@@ -47,8 +49,11 @@ def report_cmd(inventory: Path, fmt: str, output: Path | None, run_id: int | Non
             raise InputError(f"no run {run_id} in {store.url}")
         if inventory_key(str(doc.get("inventory", ""))) != key:
             raise InputError(f"run {run_id} is a run of {doc.get('inventory')}, not of {key}")
-        chart = chart_from_store(store, key, until_run=run_id) if fmt == "html" else None
-    text = render(doc, fmt, chart)
+        chart = history = None
+        if fmt == "html":
+            chart = chart_from_store(store, key, until_run=run_id, applies=True)
+            history = history_from_store(store, key, until=parse_time(doc.get("finished") or doc.get("started")))
+    text = render(doc, fmt, chart, history)
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -12,24 +12,28 @@ html           driftctl-report.html          people: one self-contained page wit
 prometheus     driftctl.prom                 node_exporter's textfile collector
 =============  ============================  =======================================================
 
-``render(doc, fmt, chart=None)`` gives the text of one format; ``write_reports(doc, directory)``
-writes them all atomically. The HTML chart of drift over time needs the store (``store=``); without
-it the chart shows this run alone.
+``render(doc, fmt, chart=None, history=None)`` gives the text of one format; ``write_reports(doc,
+directory)`` writes them all atomically. The HTML page's chart of drift and applies over time and each
+resource's past events need the store (``store=``); without it the chart shows this run alone and no
+past is shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from driftctl.errors import ConfigError
 from driftctl.fileio import ReportWriteError, write_atomic
 from driftctl.report import html, jsondoc, junit, markdown, prometheus
+from driftctl.report.common import parse_time
 from driftctl.report.html import ChartRun, chart_from_document, chart_from_store
+from driftctl.report.past import History, history_from_store
 
 FORMATS: tuple[str, ...] = ("json", "junit", "markdown", "html", "prometheus")
 ALL = FORMATS
+T = TypeVar("T")
 FILE_NAMES: dict[str, str] = {
     "json": "driftctl-report.json",
     "junit": "driftctl-report.xml",
@@ -43,18 +47,23 @@ __all__ = [
     "FILE_NAMES",
     "FORMATS",
     "ChartRun",
+    "History",
     "ReportWriteError",
     "chart_for",
     "chart_from_document",
     "chart_from_store",
+    "history_for",
+    "history_from_store",
     "render",
     "write_atomic",
     "write_reports",
 ]
 
 
-def render(doc: Mapping[str, Any], fmt: str, chart: Sequence[ChartRun] | None = None) -> str:
-    """The document in one format. ``chart`` (HTML only): drift runs from ``chart_from_store``."""
+def render(doc: Mapping[str, Any], fmt: str, chart: Sequence[ChartRun] | None = None,
+           history: History | None = None) -> str:
+    """The document in one format. HTML only: ``chart``, runs from ``chart_from_store``; ``history``, each
+    resource's past from ``history_from_store``."""
     if fmt == "json":
         return jsondoc.render(doc)
     if fmt == "junit":
@@ -62,46 +71,65 @@ def render(doc: Mapping[str, Any], fmt: str, chart: Sequence[ChartRun] | None = 
     if fmt == "markdown":
         return markdown.render(doc)
     if fmt == "html":
-        return html.render(doc, chart)
+        return html.render(doc, chart, history)
     if fmt == "prometheus":
         return prometheus.render(doc)
     raise ConfigError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
-def chart_for(doc: Mapping[str, Any], store: Any = None) -> list[ChartRun] | None:
-    """The drift history of the document's inventory from ``store`` (a Store or a store URL), or None.
+def _from_store(doc: Mapping[str, Any], store: Any, read: Callable[[Any, str], T]) -> T | None:
+    """``read(opened_store, inventory)`` on ``store`` (a Store or a store URL), or None.
 
-    A store that cannot be read costs the chart its history, never the report.
+    A store that cannot be read costs the page its history, never the report.
     """
     if store is None or not doc.get("inventory"):
         return None
     from driftctl.errors import DriftctlError
 
-    if isinstance(store, (str, Path)):
-        from driftctl.store import open_store
-
-        try:
-            with open_store(store) as opened:
-                return chart_from_store(opened, str(doc["inventory"]))
-        except DriftctlError:
-            return None
+    inventory = str(doc["inventory"])
     try:
-        return chart_from_store(store, str(doc["inventory"]))
+        if isinstance(store, (str, Path)):
+            from driftctl.store import open_store
+
+            with open_store(store) as opened:
+                return read(opened, inventory)
+        return read(store, inventory)
     except DriftctlError:
         return None
+
+
+def chart_for(doc: Mapping[str, Any], store: Any = None) -> list[ChartRun] | None:
+    """The drift runs and apply runs of the document's inventory from ``store`` (a Store or a store URL),
+    or None."""
+    return _from_store(doc, store, lambda s, inv: chart_from_store(s, inv, applies=True))
+
+
+def history_for(doc: Mapping[str, Any], store: Any = None) -> History | None:
+    """Each host's and resource's past events up to the document's run, from ``store``, or None."""
+    until = parse_time(doc.get("finished") or doc.get("started"))
+    return _from_store(doc, store, lambda s, inv: history_from_store(s, inv, until=until))
+
+
+def _page_data(doc: Mapping[str, Any], store: Any) -> tuple[list[ChartRun] | None, History | None]:
+    """chart_for and history_for with the store opened once."""
+    until = parse_time(doc.get("finished") or doc.get("started"))
+    found = _from_store(doc, store, lambda s, inv: (chart_from_store(s, inv, applies=True),
+                                                     history_from_store(s, inv, until=until)))
+    return found if found is not None else (None, None)
 
 
 def write_reports(doc: Mapping[str, Any], directory: Path, formats: Iterable[str] = ALL,
                   store: Any = None) -> list[Path]:
     """Write the document in each format into ``directory`` (created if missing), atomically, mode 0644.
 
-    ``store`` (a Store, or a store URL/path) gives the HTML page its drift-over-time chart.
+    ``store`` (a Store, or a store URL/path) gives the HTML page its chart of drift and applies over time
+    and each resource's past events.
     Returns the paths written, in the order of ``formats``. Raises ReportWriteError, ConfigError.
     """
     wanted = list(formats)
     for fmt in wanted:
         if fmt not in FILE_NAMES:
             raise ConfigError(f"unknown report format {fmt!r} (known: {', '.join(FORMATS)})")
-    chart = chart_for(doc, store) if "html" in wanted else None
+    chart, history = _page_data(doc, store) if "html" in wanted else (None, None)
     directory = Path(directory)
-    return [write_atomic(directory / FILE_NAMES[fmt], render(doc, fmt, chart)) for fmt in wanted]
+    return [write_atomic(directory / FILE_NAMES[fmt], render(doc, fmt, chart, history)) for fmt in wanted]

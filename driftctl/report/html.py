@@ -1,27 +1,39 @@
-"""One self-contained HTML page: inline CSS, an inline SVG chart, no script, nothing from the network.
+"""One self-contained HTML page for a person scanning a fleet: nothing is loaded from anywhere.
 
-Sections: the run's summary; drift over time (drifted resources per drift run, stacked by class, from
-the store's ``drift_series``); a table of hosts; per host, each drifted/failed/changed resource with
-its class, since when, for how many runs, its change lines and diffs folded in ``<details>``.
-Every value from the document is HTML-escaped; a Content-Security-Policy forbids scripts and remote
-loads as a second line of defence.
+Sections: the run's summary; what to run next (report/nextsteps.py); drift and applies over time
+(report/chart.py, an inline SVG); a table of hosts (in sync, changed, drifted, unmanaged, failed);
+then per host every resource in one table row: its class, since when and for how many runs, its
+change lines and diffs (folded in ``<details>``, scrolling inside their cell), and its past events
+from the store's history (folded too, the latest few). A filter form (host text, resource text,
+class) hides the rows that do not match, and the hosts with none left; the filter lives in the URL
+fragment, so ``report.html#class=failed,corrective&host=web`` opens filtered.
+
+Every value from the document is HTML-escaped. A Content-Security-Policy in a <meta> tag allows
+nothing but the page's own stylesheet and filter script, each by its sha256 (report/htmlassets.py):
+no other script, no event handler attribute, no ``style=`` attribute, no remote load.
 """
 
 from __future__ import annotations
 
 import html
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from driftctl.report.chart import (
+    CHART_CLASSES,
+    COLORS,
+    ChartRun,
+    chart_from_document,
+    chart_from_store,
+    chart_svg,
+)
 from driftctl.report.common import (
     change_diff,
     change_line,
     host_counts,
     hosts,
     label,
-    notable,
     parse_time,
     resources,
     scope_notes,
@@ -29,132 +41,57 @@ from driftctl.report.common import (
     unmanaged,
     unmanaged_line,
 )
+from driftctl.report.htmlassets import SCRIPT, csp, stylesheet
+from driftctl.report.nextsteps import next_steps
+from driftctl.report.past import History, Past
 
-CHART_CLASSES = ("corrective", "both", "pending", "unmanaged")
-COLORS = {"corrective": "#d9534f", "both": "#9b59b6", "pending": "#f0ad4e", "unmanaged": "#5b8fd9"}
+__all__ = [
+    "CHART_CLASSES",
+    "COLORS",
+    "FILTER_CLASSES",
+    "ChartRun",
+    "chart_from_document",
+    "chart_from_store",
+    "chart_svg",
+    "render",
+    "row_class",
+]
+
+# the filter's classes, in the order of the form; the value is each row's data-c
+FILTER_CLASSES: tuple[tuple[str, str], ...] = (
+    ("corrective", "corrective drift"), ("pending", "pending drift"), ("both", "both drift"),
+    ("unmanaged", "unmanaged change"), ("changed", "changed"), ("failed", "failed"), ("skipped", "skipped"),
+    ("unreachable", "unreachable"), ("ignored", "ignored"), ("insync", "in sync"),
+)
+DEFAULT_HIDDEN = ("insync",)  # a person scanning 40 hosts looks for what is not in sync first
 STATUS_CLASS = {"ok": "ok", "changed": "warn", "drifted": "warn", "failed": "bad", "unreachable": "bad"}
-
-
-@dataclass
-class ChartRun:
-    """One drift run in the chart: drifted subjects per class summed over hosts."""
-
-    run_id: int | None
-    time: datetime | None
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-
-def chart_from_document(doc: Mapping[str, Any]) -> list[ChartRun]:
-    """The chart of a single run, when no store is at hand."""
-    if doc.get("command") != "drift":
-        return []
-    counts = dict.fromkeys(CHART_CLASSES, 0)
-    for h in hosts(doc):
-        c = host_counts(h)
-        for cls, n in c.by_class.items():
-            counts[cls] = counts.get(cls, 0) + n
-        counts["unmanaged"] += c.unmanaged
-    return [ChartRun(None, parse_time(doc.get("started")), counts)]
-
-
-def chart_from_store(store: Any, inventory: str, limit: int = 60, until_run: int | None = None) -> list[ChartRun]:
-    """The latest ``limit`` drift runs of an inventory (up to run ``until_run``), oldest first, with their
-    drift per class. Runs that found nothing are in the chart too (as empty bars): drift_series leaves
-    them out.
-    """
-    found = store.runs(inventory, limit=100_000 if until_run is not None else limit, command="drift")
-    if until_run is not None:
-        found = [r for r in found if r.id <= until_run][:limit]
-    runs = list(reversed(found))
-    if not runs:
-        return []
-    chart = {r.id: ChartRun(r.id, r.started, dict.fromkeys(CHART_CLASSES, 0)) for r in runs}
-    for p in store.drift_series(inventory, since=runs[0].started):
-        run = chart.get(p.run_id)
-        if run is not None:
-            run.counts[p.drift_class] = run.counts.get(p.drift_class, 0) + p.count
-    return list(chart.values())
+EVENT_WORDS = {"applied": "applied", "failed": "failed", "host-failed": "host failed", "unreachable": "unreachable",
+               "drift-found": "drift found", "drift-resolved": "drift fixed"}
 
 
 def e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1100px;
-padding:1rem 1.5rem;color:#222;background:#fff}
-h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:1.8rem;border-bottom:1px solid #ddd}
-h3{font-size:1.05rem;margin-top:1.4rem}
-table{border-collapse:collapse;width:100%;margin:.5rem 0}
-th,td{border-bottom:1px solid #e5e5e5;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f6f6f6}td.n{text-align:right;font-variant-numeric:tabular-nums}
-code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-pre{background:#f7f7f7;padding:.5rem;overflow:auto;white-space:pre}
-.ok{color:#2e7d32}.warn{color:#b26a00}.bad{color:#c62828;font-weight:600}.dim{color:#777}
-.ins{color:#2e7d32}.del{color:#c62828}.hunk{color:#00838f}
-.legend span{display:inline-block;margin-right:1rem}
-.legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-1px}
-ul.changes{margin:.2rem 0;padding-left:1.2rem}
-svg text{font-size:11px;fill:#555}
-"""
+def row_class(r: Mapping[str, Any]) -> str:
+    """The filter class of a resource: its drift class, ``ignored``, or its status (``insync`` for ok)."""
+    if r.get("drift"):
+        return "ignored" if r.get("ignored") else str(r["drift"])
+    status = str(r.get("status") or "")
+    return {"ok": "insync", "changed": "changed", "failed": "failed", "skipped": "skipped"}.get(status, "insync")
+
+
+def _time(value: Any) -> str:
+    """A time as a short, unbreakable ``2026-09-21 12:13Z``; the whole ISO time in its title."""
+    dt = parse_time(value)
+    if dt is None:
+        return e(value or "")
+    full = dt.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f'<time datetime="{e(full)}" title="{e(full)}">{dt.strftime("%Y-%m-%d %H:%MZ")}</time>'
 
 
 def _status(status: str) -> str:
     return f'<span class="{STATUS_CLASS.get(status, "")}">{e(status)}</span>'
-
-
-def _fmt_time(dt: datetime | None) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M") if dt else "?"
-
-
-def chart_svg(runs: Sequence[ChartRun]) -> str:
-    """Stacked bars, one per drift run; each segment carries a tooltip (<title>)."""
-    if not runs:
-        return '<p class="dim">No drift run recorded yet.</p>'
-    width, height, left, right, top, bottom = 760, 240, 40, 10, 10, 36
-    plot_w, plot_h = width - left - right, height - top - bottom
-    peak = max((r.total for r in runs), default=0)
-    ymax = max(1, peak)
-    slot = plot_w / len(runs)
-    bar = max(1.0, slot * 0.8)
-    parts = [f'<svg role="img" aria-label="Drifted resources per drift run, stacked by class" '
-             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">']
-    for frac in (0.0, 0.5, 1.0):
-        value = ymax * frac
-        y = top + plot_h - plot_h * frac
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e0e0e0"/>')
-        text = f"{value:.0f}" if value == int(value) else f"{value:.1f}"
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>')
-    for i, run in enumerate(runs):
-        x = left + i * slot + (slot - bar) / 2
-        y = top + plot_h
-        when = _fmt_time(run.time)
-        name = f"run #{run.run_id}" if run.run_id is not None else "this run"
-        for cls in CHART_CLASSES:
-            n = run.counts.get(cls, 0)
-            if not n:
-                continue
-            h = plot_h * n / ymax
-            y -= h
-            parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{COLORS[cls]}">'
-                         f"<title>{e(name)} {e(when)}: {n} {e(cls)}</title></rect>")
-        if not run.total:
-            parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - 1:.1f}" width="{bar:.1f}" height="1" fill="#2e7d32">'
-                         f"<title>{e(name)} {e(when)}: no drift</title></rect>")
-    picks = sorted({0, len(runs) // 2, len(runs) - 1})
-    for i in picks:
-        x = left + i * slot + slot / 2
-        anchor = "start" if i == 0 and len(runs) > 1 else "end" if i == len(runs) - 1 and len(runs) > 1 else "middle"
-        parts.append(f'<text x="{x:.1f}" y="{height - 14}" text-anchor="{anchor}">{e(_fmt_time(runs[i].time))}</text>')
-    parts.append("</svg>")
-    legend = "".join(f'<span><i style="background:{COLORS[c]}"></i>{e(c)}</span>' for c in CHART_CLASSES)
-    caption = (f'<p class="dim">{len(runs)} drift run(s); the latest found {runs[-1].total} drifted '
-               f"resource(s) and unmanaged change(s); the most in one run: {peak}.</p>")
-    return "\n".join(parts) + f'\n<div class="legend">{legend}</div>\n{caption}'
 
 
 def _diff(text: str) -> str:
@@ -166,7 +103,23 @@ def _diff(text: str) -> str:
     return "<pre>" + "\n".join(out) + "</pre>"
 
 
-def _resource_row(r: Mapping[str, Any]) -> str:
+def _past(past: Past | None, what: str = "") -> str:
+    if past is None or not past.events:
+        return ""
+    n = len(past.events)
+    more = f" (latest {n} of {past.total})" if past.total > n else ""
+    items = []
+    for ev in reversed(past.events):  # newest first: the question is "what happened lately"
+        run = f' <span class="dim">run #{e(ev.run_id)}</span>' if ev.run_id is not None else ""
+        items.append(f'<li>{_time(ev.time.isoformat())} <span class="ev ev-{e(ev.kind)}">'
+                     f"{e(EVENT_WORDS.get(ev.kind, ev.kind))}</span> {e(ev.detail)}{run}</li>")
+    of = f" of {e(what)}" if what else ""
+    return (f'<details class="past"><summary>{n} event{"s" if n != 1 else ""}{of}{more}</summary>'
+            f'<ol class="events">{"".join(items)}</ol></details>')
+
+
+def _resource_row(r: Mapping[str, Any], past: Past | None) -> str:
+    cls = row_class(r)
     items = []
     if r.get("error"):
         items.append(f'<li class="bad">{e(r["error"])}</li>')
@@ -175,98 +128,168 @@ def _resource_row(r: Mapping[str, Any]) -> str:
         if c.get("diff"):
             item += f"<details><summary>diff of {e(c.get('field'))}</summary>{_diff(change_diff(r, c))}</details>"
         items.append(item + "</li>")
+    if r.get("status") == "skipped" and r.get("reason"):
+        items.append(f'<li class="dim">{e(r["reason"])}</li>')
     if r.get("ignored"):
         items.append(f'<li class="dim">ignored: {e(r["ignored"])}</li>')
-    status = "bad" if r.get("status") == "failed" else "warn" if r.get("drift") or r.get("status") == "changed" else ""
-    source = f'<br><span class="dim">{e(r["source"])}</span>' if r.get("source") else ""
-    return (f"<tr><td><code>{e(r.get('id'))}</code>{source}</td><td class=\"{status}\">{e(label(r))}</td>"
-            f"<td>{e(r.get('since') or '')}</td><td class=\"n\">{e(r.get('runs') or '')}</td>"
-            f'<td><ul class="changes">{"".join(items)}</ul></td></tr>')
+    changes = f'<ul class="changes">{"".join(items)}</ul>' if items else ""
+    source = f'<span class="src">{e(r["source"])}</span>' if r.get("source") else ""
+    rid = str(r.get("id", ""))
+    return (f'<tr data-c="{cls}" data-r="{e(rid)}"><td><code>{e(rid)}</code>{source}</td>'
+            f'<td class="c-{cls}">{e(label(r) if cls != "insync" else "in sync")}</td>'
+            f'<td>{_time(r.get("since"))}</td><td class="n">{e(r.get("runs") or "")}</td>'
+            f'<td class="changes">{changes}</td><td>{_past(past)}</td></tr>')
 
 
-def _has_details(doc: Mapping[str, Any], h: Mapping[str, Any]) -> bool:
-    return any(notable(doc, r) for r in resources(h)) or bool(list(unmanaged(h))) or bool(h.get("error"))
+def _unmanaged_row(u: Mapping[str, Any], past: Past | None) -> str:
+    cls = "ignored" if u.get("ignored") else "unmanaged"
+    note = f'<ul class="changes"><li class="dim">ignored: {e(u["ignored"])}</li></ul>' if u.get("ignored") else ""
+    path = str(u.get("path", ""))
+    return (f'<tr data-c="{cls}" data-r="{e(path)}"><td><code>{e(path)}</code></td>'
+            f'<td class="c-{cls}">unmanaged change{" (ignored)" if u.get("ignored") else ""}</td>'
+            f'<td>{_time(u.get("since"))}</td><td class="n">{e(u.get("runs") or "")}</td>'
+            f'<td class="changes"><code>{e(unmanaged_line(u))}</code>{note}</td>'
+            f'<td>{_past(past)}</td></tr>')
 
 
-def _host_details(doc: Mapping[str, Any], index: int, h: Mapping[str, Any]) -> str:
-    if not _has_details(doc, h):
-        return ""
+def _host_section(index: int, h: Mapping[str, Any], history: History) -> str:
     c = host_counts(h)
-    items = [r for r in resources(h) if notable(doc, r)]
-    changes = list(unmanaged(h))
-    out = [f'<h3 id="host-{index}"><code>{e(c.name)}</code> {_status(c.status)}</h3>']
-    if h.get("error"):
-        out.append(f'<p class="bad">{e(h["error"])}</p>')
-    if items:
-        out.append("<table><tr><th>resource</th><th>class</th><th>since</th><th>runs</th><th>changes</th></tr>")
-        out += [_resource_row(r) for r in items]
-        out.append("</table>")
-    if changes:
-        out.append("<table><tr><th>unmanaged change</th><th>since</th><th>runs</th><th>note</th></tr>")
-        for u in changes:
-            note = f"ignored: {e(u['ignored'])}" if u.get("ignored") else ""
-            out.append(f"<tr><td><code>{e(unmanaged_line(u))}</code></td><td>{e(u.get('since') or '')}</td>"
-                       f'<td class="n">{e(u.get("runs") or "")}</td><td class="dim">{note}</td></tr>')
-        out.append("</table>")
-    return "\n".join(out)
-
-
-def render(doc: Mapping[str, Any], chart: Sequence[ChartRun] | None = None) -> str:
-    """The page; ``chart`` is the drift history (``chart_from_store``), else the run alone."""
-    runs = list(chart) if chart is not None else chart_from_document(doc)
-    s = doc.get("summary") or {}
-    last_run = doc.get("finished") or doc.get("started") or ""
     rows = []
+    if h.get("error"):
+        cls = "unreachable" if c.status == "unreachable" else "failed"
+        rows.append(f'<tr data-c="{cls}" data-r=""><td colspan="6" class="c-{cls}">{e(c.status)}: '
+                    f'{e(h["error"])}</td></tr>')
+    rows += [_resource_row(r, history.get((c.name, str(r.get("id", ""))))) for r in resources(h)]
+    rows += [_unmanaged_row(u, history.get((c.name, str(u.get("path", ""))))) for u in unmanaged(h)]
+    numbers = []
+    if c.reached:
+        numbers.append(f"{c.resources} resource(s)")
+        if h.get("duration") is not None:
+            numbers.append(f"{e(h.get('duration'))} s")
+    head = (f'<h3><code>{e(c.name)}</code> {_status(c.status)} <span class="dim">{" · ".join(numbers)}</span></h3>'
+            f'{_past(history.get((c.name, None)), "the host as a whole")}')
+    table = ('<table class="res"><colgroup><col class="c-res"><col class="c-cls"><col class="c-since">'
+             '<col class="c-runs"><col><col class="c-past"></colgroup>'
+             '<thead><tr><th>resource</th><th>class</th><th>since</th><th class="n">runs</th><th>what changed</th>'
+             f'<th>past events</th></tr></thead><tbody>{"".join(rows)}</tbody></table>') if rows else ""
+    return f'<section class="host" id="host-{index}" data-host="{e(c.name)}">{head}{table}</section>'
+
+
+def _host_row(index: int, h: Mapping[str, Any]) -> str:
+    c = host_counts(h)
+    # an unreachable host's drift is unknown, not zero
+    known = c.reached
+    def n(value: int) -> str:
+        return str(value) if known else "—"
+    in_sync = sum(row_class(r) == "insync" for r in resources(h))  # drifted ones are in their own column
+    unmanaged_n = str(c.unmanaged) if known and c.unmanaged_examined else "—"
+    duration = h.get("duration")
+    return (f'<tr data-host-row="{e(c.name)}"><td><a href="#host-{index}"><code>{e(c.name)}</code></a></td>'
+            f"<td>{_status(c.status)}</td><td class=\"n\">{n(c.resources)}</td><td class=\"n\">{n(in_sync)}</td>"
+            f'<td class="n">{n(c.changed)}</td><td class="n">{n(c.drifted)}</td><td class="n">{unmanaged_n}</td>'
+            f'<td class="n">{n(c.failed)}</td><td class="n">{e(duration) if duration is not None else ""}</td></tr>')
+
+
+def _filters(counts: Counter[str], command: str) -> str:
+    default = [c for c, _ in FILTER_CLASSES if c not in DEFAULT_HIDDEN]
+    boxes = []
+    for value, text in FILTER_CLASSES:
+        if value == "changed" and command in ("plan", "check"):
+            text = "to change"
+        checked = " checked" if value in default else ""
+        boxes.append(f'<label class="c-{value}"><input type="checkbox" name="c" value="{value}"{checked}> '
+                     f'{e(text)} <span class="dim">({counts.get(value, 0)})</span></label>')
+    presets = ('<span class="presets">show: <a href="#class=all">everything</a>'
+               f'<a href="#class={",".join(default)}">all but in sync</a>'
+               '<a href="#class=corrective,pending,both,unmanaged">drift only</a>'
+               '<a href="#class=failed,unreachable">failures only</a></span>')
+    return (f'<form id="filters" class="filters" hidden data-default="{",".join(default)}">'
+            '<label>host <input type="search" name="host" placeholder="web, db1" autocomplete="off"></label>'
+            '<label>resource <input type="search" name="res" placeholder="nginx, /etc/ssh" autocomplete="off">'
+            f'</label>{presets}<fieldset><legend>class</legend>{"".join(boxes)}</fieldset>'
+            '<output id="shown" class="dim"></output></form>')
+
+
+def _next(doc: Mapping[str, Any]) -> str:
+    steps = next_steps(doc)
+    if not steps:
+        return '<p class="ok">Nothing to do: no drift, no pending change, no failure.</p>'
+    items = []
+    for s in steps:
+        names = ", ".join(s.hosts[:3]) + (f" and {len(s.hosts) - 3} more" if len(s.hosts) > 3 else "")
+        items.append(f'<li><strong>{e(s.title)}</strong>: {e(s.text)} <span class="dim">({e(names)})</span>'
+                     f'<pre class="cmd">{e(chr(10).join(s.commands))}</pre></li>')
+    return f'<ul class="steps">{"".join(items)}</ul>'
+
+
+def render(doc: Mapping[str, Any], chart: Sequence[ChartRun] | None = None,
+           history: History | None = None) -> str:
+    """The page. ``chart``: runs over time (``chart_from_store``), else the run alone; ``history``: each
+    resource's past (report/past.py ``history_from_store``), else none shown."""
+    runs = list(chart) if chart is not None else chart_from_document(doc)
+    past: History = history or {}
+    command = str(doc.get("command") or "")
+    s = doc.get("summary") or {}
     all_hosts = hosts(doc)
-    for i, h in enumerate(all_hosts):
-        c = host_counts(h)
-        name = f"<code>{e(c.name)}</code>"
-        if _has_details(doc, h):
-            name = f'<a href="#host-{i}">{name}</a>'
-        # an unreachable host's drift is unknown, not zero
-        drifted, unmanaged_n, failed = (c.drifted, c.unmanaged, c.failed) if c.reached else ("—", "—", "—")
-        if not c.unmanaged_examined:
-            unmanaged_n = "—"
-        rows.append(f"<tr><td>{name}</td><td>{_status(c.status)}</td><td class=\"n\">{drifted}</td>"
-                    f'<td class="n">{unmanaged_n}</td><td class="n">{failed}</td><td>{e(last_run)}</td></tr>')
-    details = [d for d in (_host_details(doc, i, h) for i, h in enumerate(all_hosts)) if d]
+    counts: Counter[str] = Counter()
+    for h in all_hosts:
+        if h.get("error"):
+            counts["unreachable" if h.get("status") == "unreachable" else "failed"] += 1
+        counts.update(row_class(r) for r in resources(h))
+        counts.update("ignored" if u.get("ignored") else "unmanaged" for u in unmanaged(h))
+    host_rows = "\n".join(_host_row(i, h) for i, h in enumerate(all_hosts))
+    sections = "\n".join(_host_section(i, h, past) for i, h in enumerate(all_hosts))
     hosts_text = e(s.get("hosts", len(all_hosts))) + " host(s)"
-    counts = ", ".join(f"{s.get(k, 0)} {k}" for k in ("ok", "changed", "drifted", "failed", "unreachable") if s.get(k))
-    page = f"""<!DOCTYPE html>
+    summary = ", ".join(f"{s.get(k, 0)} {k}" for k in ("ok", "changed", "drifted", "failed", "unreachable") if s.get(k))
+    style = stylesheet()
+    policy = csp(style, SCRIPT)
+    return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="{e(policy)}">
+<meta name="referrer" content="no-referrer">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="driftctl {e(doc.get('driftctl_version') or '')}">
 <title>{e(title(doc))}</title>
-<style>{CSS}</style>
+<style>{style}</style>
 </head>
 <body>
 <header>
 <h1>{e(title(doc))}</h1>
-<p>Exit <strong>{e(doc.get('exit_code'))}</strong> · {hosts_text}{': ' + e(counts) if counts else ''}
- · {e(s.get('resources_drifted', 0))} drifted resource(s), {e(s.get('unmanaged_changes', 0))} unmanaged change(s),
- {e(s.get('resources_failed', 0))} failed resource(s)</p>
+<p>Exit <strong>{e(doc.get('exit_code'))}</strong> · {hosts_text}{': ' + e(summary) if summary else ''}
+ · {e(s.get('resources', 0))} resource(s): {e(s.get('resources_changed', 0))} changed,
+ {e(s.get('resources_drifted', 0))} drifted, {e(s.get('unmanaged_changes', 0))} unmanaged change(s),
+ {e(s.get('resources_failed', 0))} failed</p>
 {''.join(f'<p><strong>{e(note)}</strong></p>' for note in scope_notes(doc))}
-<p class="dim">Started {e(doc.get('started'))}, finished {e(doc.get('finished'))} on {e(doc.get('controller'))}
+<p class="dim">Started {_time(doc.get('started'))}, finished {_time(doc.get('finished'))} on {e(doc.get('controller'))}
  by {e(doc.get('user'))} with driftctl {e(doc.get('driftctl_version'))}.</p>
 </header>
-<section>
-<h2>Drift over time</h2>
+<section id="next">
+<h2>What to run next</h2>
+{_next(doc)}
+</section>
+<section id="chart">
+<h2>Drift and applies over time</h2>
 {chart_svg(runs)}
 </section>
-<section>
+<main>
+{_filters(counts, command)}
+<section id="hosts">
 <h2>Hosts</h2>
-<table><tr><th>host</th><th>status</th><th>drifted</th><th>unmanaged</th><th>failed</th><th>last run</th></tr>
-{chr(10).join(rows)}
-</table>
+<table><thead><tr><th>host</th><th>status</th><th class="n">resources</th><th class="n">in sync</th>
+<th class="n">changed</th><th class="n">drifted</th><th class="n">unmanaged</th><th class="n">failed</th>
+<th class="n">seconds</th></tr></thead>
+<tbody>
+{host_rows}
+</tbody></table>
 </section>
-<section>
-<h2>Details</h2>
-{chr(10).join(details) if details else '<p class="ok">Nothing drifted, failed or changed.</p>'}
+<section id="resources">
+<h2>Resources by host</h2>
+{sections if all_hosts else '<p class="dim">No host in this run.</p>'}
 </section>
+</main>
+<script>{SCRIPT}</script>
 </body>
 </html>
 """
-    return page
