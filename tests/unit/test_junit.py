@@ -10,6 +10,9 @@ markup and non-ASCII, a secret canary. Expected numbers are counted by hand from
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from driftctl.engine import redact_result
 from driftctl.model import Batches, Change, HostResult, ResourceResult, RunResult, UnmanagedChange
 from driftctl.report import document, render, write_reports
 from driftctl.secret import redact
+from driftctl.store import open_store
 
 XSD = Path(__file__).resolve().parent.parent / "data" / "junit-10.xsd"
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
@@ -359,3 +363,28 @@ def test_a_secret_canary_never_reaches_the_report(schema: xmlschema.XMLSchema) -
     assert "+password=********" in result_of(read.cases[("db1", "file:/etc/app/db.conf")]).text
     assert result_of(read.cases[("db1", "exec:seed")]).message == "failed: psql: password ******** rejected"
     assert read.properties["driftctl.argv"] == "driftctl drift inventory/prod -e 'db_password=********'"
+
+
+# -- as a user gets it ------------------------------------------------------------------------------
+
+
+def test_driftctl_report_from_a_store_piped_in_a_c_locale(schema: xmlschema.XMLSchema, tmp_path: Path) -> None:
+    """``driftctl report -f junit`` as a CI job runs it: a subprocess, stdout a pipe, LC_ALL=C, the run
+    read back from a real SQLite store (which keeps documents without the text of new files)."""
+    store_path = tmp_path / "state" / "driftctl.sqlite"
+    run = drift_run()
+    run.hosts[3] = HostResult("db-é", "ok", [ResourceResult("file:/etc/motd", "ok", reason="in sync", type="file")])
+    with open_store(store_path) as store:
+        run_id = store.save_run(document.for_store(doc_of(run)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTCTL_", "LC_", "LANG"))}
+    env.update(LC_ALL="C", NO_COLOR="1", DRIFTCTL_STATE_DIR=str(tmp_path / "no-state-here"))
+    proc = subprocess.run([sys.executable, "-m", "driftctl", "report", INVENTORY, "--state", str(store_path),
+                           "-f", "junit", "--run", str(run_id)], cwd=tmp_path, env=env, capture_output=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    xml = proc.stdout.decode("utf-8")
+    read = consume(xml, schema)
+    assert read.suites == {"web1": (10, 4, 2, 2), "web2": (1, 0, 1, 0), "db1": (1, 0, 1, 0), "db-é": (1, 0, 0, 0)}
+    motd = result_of(read.cases[("web1", "file:/etc/motd")])
+    assert "+hand edit" in motd.text  # a diff of a changed file is kept by the store
+    assert read.properties["driftctl.command"] == "drift"
