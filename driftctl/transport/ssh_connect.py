@@ -20,6 +20,7 @@ The channel part (commands over the open connection) is ssh.py.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -159,10 +160,15 @@ class SSHConnection:
         raise AssertionError("the last attempt raises")
 
     def _expire(self) -> None:
-        """The connect budget is spent: end whatever is still waiting (a TCP connect ends by its own timeout)."""
+        """The connect budget is spent: end whatever is still waiting (a TCP connect ends by its own timeout).
+
+        The socket is closed as well: paramiko's close() does nothing to a transport whose handshake has
+        not started yet, which would then start on an open socket and wait out its whole timeout."""
         with self._watch_lock:
             for t in self._connecting:
                 t.close()
+                with contextlib.suppress(Exception):
+                    t.sock.close()
 
     def _algorithm_policy(self) -> sshpolicy.Policy:
         """The global ssh_algorithms setting, then the host's driftctl_ssh_algorithms."""
@@ -241,9 +247,13 @@ class SSHConnection:
             raise self._err(f"no common algorithms with {where}: {e}") from e
         except (paramiko.SSHException, OSError, EOFError) as e:
             t.close()
+            if self._cancelled.is_set():
+                raise self._err("connect cancelled: the run ended before this host was needed") from e
             raise _Retry(self._err(self._handshake_failed(where, deadline, f"{e or type(e).__name__}"))) from e
         if not t.initial_kex_done:  # start_client returns quietly when its own timeout passes
             t.close()
+            if self._cancelled.is_set():
+                raise self._err("connect cancelled: the run ended before this host was needed")
             raise _Retry(self._err(self._handshake_failed(where, deadline, "no answer")))
         try:
             self._check_negotiated(t, where)

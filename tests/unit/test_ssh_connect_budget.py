@@ -117,3 +117,27 @@ def test_a_cancel_that_lands_between_the_tcp_connect_and_the_handshake_ends_the_
     monkeypatch.setattr(connector, "_dial", dial_then_cancelled)
     with pytest.raises(ConnectError, match="connect cancelled"):  # not the budget's timeout, waited out
         t.connect()
+
+
+def test_a_cancel_that_lands_after_the_handshake_is_registered_but_before_it_starts_ends_the_connect(
+    slow_server: SlowServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """paramiko's close() does nothing to a transport whose handshake has not started: a cancel landing
+    between the handshake's registration (and its check for a cancel) and start_client() left the
+    handshake to wait out the whole budget on a server that never speaks (CI: a run ended by an input
+    error hung). cancel() closes the socket too, so the handshake ends at once."""
+    spec = ConnectionSpec(address="127.0.0.1", port=slow_server.port, user="root", key_file=str(slow_server.key_file),
+                          known_hosts=str(slow_server.known_hosts), connect_timeout=BUDGET * 30)
+    t = SSHTransport(Host("slow", {}, (), spec), TransportOptions(use_agent=False, connect_retries=0))
+    connector = t.ssh
+    files = connector._known_hosts_files  # called after the check for a cancel, before start_client
+
+    def cancelled_meanwhile(*args: object, **kwargs: object) -> list[str]:
+        t.cancel()  # the run ends right here, in another thread in real life
+        return files(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(connector, "_known_hosts_files", cancelled_meanwhile)
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match="connect cancelled"):
+        t.connect()
+    assert time.monotonic() - started < BUDGET * 10  # not the budget (60 s), waited out
