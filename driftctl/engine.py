@@ -127,7 +127,7 @@ class HostPlan:
     round_trips: int = 0
     interrupted: Literal["connection lost", "aborted"] | None = None
     # pull mode: the host's recorded pull runs, collected in this probe (``Engine.outbox_for``; the
-    # agent's answer, agent/outbox.py): {"id", "reports": [{"seq", "doc"}], "more"}; None: not asked
+    # agent's answer, agent/_main.py outbox_collect): {"id", "reports": [{"seq", "doc"}], "more"}; None: not asked
     outbox: dict[str, Any] | None = None
 
     def changed(self) -> list[Planned]:
@@ -657,7 +657,7 @@ def plan_catalog(host: Host, catalog: Catalog, observer: Observer, want_facts: b
                  outbox: dict[str, Any] | None = None) -> HostPlan:
     """Observe ``catalog`` with ``observer`` and diff it: the one plan loop of plan, check, apply, drift,
     bake-verify and drift --against IMAGE. ``outbox``: also collect the host's recorded pull runs (the
-    request's ``outbox``, agent/outbox.py), answered in ``HostPlan.outbox``."""
+    request's ``outbox``, agent/_main.py outbox_collect), answered in ``HostPlan.outbox``."""
     items = [planned(r) for r in catalog.resources]
     managed = ManagedPaths(catalog.managed_resources())
     request: dict[str, Any] = {"facts": want_facts, "resources": [probe_item(p, catalog, managed) for p in items]}

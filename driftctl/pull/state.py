@@ -3,7 +3,7 @@
 ``state.json`` (0600): the outbox's identity and counter, the last good commit (the one a run falls
 back on when SOURCE is away), and the last successful apply (commit and facts, for
 ``--only-if-changed``). The outbox holds one report document per recorded run, ``<seq>.json``, 0600,
-in a 0700 directory: the controller's next probe collects them (driftctl/agent/outbox.py) and they
+in a 0700 directory: the controller's next probe collects them (driftctl/agent/_main.py, outbox_collect) and they
 are removed once its store committed them (the probe after names them as collected).
 """
 
