@@ -150,9 +150,11 @@ def _run_properties(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
 def _host_text(doc: Mapping[str, Any], h: Mapping[str, Any]) -> str:
     """A line or two about the host, for readers of one suite (Jenkins shows it with each passing case)."""
     c = host_counts(h)
-    lines = [f"{c.name}: {c.status} ({doc.get('command', '?')} of {doc.get('inventory', '?')}"
+    error = str(h.get("error") or "")
+    status = "not started" if error.startswith("not started") else "locked" if h.get("locked") else c.status
+    lines = [f"{c.name}: {status} ({doc.get('command', '?')} of {doc.get('inventory', '?')}"
              f", started {doc.get('started') or '?'})"]
-    if c.reached and not str(h.get("error") or "").startswith("not started"):
+    if c.resources or (c.reached and not error):  # a host that failed before its resources has no counts
         parts = [f"{c.resources} resource(s) examined", f"{c.drifted} drifted", f"{c.failed} failed",
                  f"{c.changed} changed", f"{c.skipped} skipped"]
         if c.ignored:
@@ -164,8 +166,8 @@ def _host_text(doc: Mapping[str, Any], h: Mapping[str, Any]) -> str:
         lines.append(f"{len(h['excluded'])} resource(s) left out by {_tag_words(doc)}")
     if h.get("batch"):
         lines.append(f"batch {h['batch']}")
-    if h.get("error"):
-        lines.append(f"error: {h['error']}")
+    if error:
+        lines.append(error if status == "not started" else f"error: {error}")
     return "\n".join(lines) + "\n"
 
 

@@ -231,7 +231,7 @@ def apply_hosts() -> list[HostResult]:
     return [
         web1,
         HostResult("web2", "unreachable", error="connect: timed out", duration=10.0),
-        HostResult("web3", "failed", error="locked by root@ci since 2026-09-21T14:00:00Z", locked=False),
+        HostResult("web3", "failed", error="locked by root@ci since 2026-09-21T14:00:00Z", locked=True),
         HostResult("web4", "failed", error="not started: batch 1: 2 of 3 hosts failed (66% > "
                                            "--max-fail-percentage 10)", interrupted="aborted", batch=2),
     ]
@@ -242,7 +242,8 @@ def test_apply_changes_pass_failures_are_errors_and_hosts_not_started_are_skippe
     run = RunResult("apply", apply_hosts(), started=T0, finished=T0 + 20,
                     serial=Batches([["web1", "web2", "web3"], ["web4"]], 10, 1, "batch 1: 2 of 3 hosts failed",
                                    ["web4"]))
-    read = consume(render(doc_of(run), "junit"), schema)
+    xml = render(doc_of(run), "junit")
+    read = consume(xml, schema)
     assert read.suites == {"web1": (7, 0, 1, 1), "web2": (1, 0, 1, 0), "web3": (1, 0, 1, 0),
                            "web4": (1, 0, 0, 1)}
     assert read.total == (10, 0, 3, 2)
@@ -259,6 +260,15 @@ def test_apply_changes_pass_failures_are_errors_and_hosts_not_started_are_skippe
     not_started = result_of(read.cases[("web4", "host:web4")])
     assert not_started.type == "not started" and not_started.message.startswith("not started: batch 1")
     assert read.properties["driftctl.scope"].startswith("Stopped after batch 1 of 2")
+    locked = result_of(read.cases[("web3", "host:web3")])
+    assert (locked.type, locked.message) == ("locked", "failed: locked by root@ci since 2026-09-21T14:00:00Z")
+    outs = {s.get("name"): s.findtext("system-out") for s in ET.fromstring(xml).iter("testsuite")}
+    assert outs["web1"] == "web1: failed (apply of inventory/prod, started 2026-09-21T14:13:20Z)\n" \
+        "7 resource(s) examined, 0 drifted, 1 failed, 4 changed, 1 skipped\n"
+    assert outs["web3"] == "web3: locked (apply of inventory/prod, started 2026-09-21T14:13:20Z)\n" \
+        "error: locked by root@ci since 2026-09-21T14:00:00Z\n"  # no counts: it never got to its resources
+    assert outs["web4"] == "web4: not started (apply of inventory/prod, started 2026-09-21T14:13:20Z)\nbatch 2\n" \
+        "not started: batch 1: 2 of 3 hosts failed (66% > --max-fail-percentage 10)\n"
 
 
 @pytest.mark.parametrize("command", ["plan", "check"])
