@@ -25,6 +25,7 @@ from driftctl.engine import Event
 from driftctl.model import HostResult
 
 REFRESH_PER_SECOND = 4
+MAX_WIDTH = 100  # a wider terminal still gets lines this long: a host's time stays near its name
 BAR = "━"
 
 
@@ -193,6 +194,7 @@ def row(left: Text, right: str, width: int, style: str = "dim") -> Text:
 def view(board: Board, now: float, width: int, height: int) -> Group:
     """The board as at most ``height - 1`` lines of at most ``width`` cells (one line stays free, so that a
     view as tall as the terminal never scrolls it and leaves copies behind)."""
+    width = min(width, MAX_WIDTH)
     hosts = board.hosts.values()
     n, n_done = len(board.hosts), len(board.finished)
     running = sorted((h for h in hosts if h.result is None and h.started is not None),

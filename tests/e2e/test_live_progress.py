@@ -13,15 +13,19 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from e2ehelp import REPO, write_inventory
+
+from driftctl.errors import ExitCode
 
 FILES = 30
 SLOW = 5  # seconds the slow host's exec (and its guard) sleep
@@ -30,7 +34,7 @@ PHASES = "connect|facts|render|probe|apply|start"
 
 
 class Tmux:
-    """A tmux server of the test's own (its own socket), one session of 160x40 running ``script``."""
+    """A tmux server of the test's own (its own socket): a session per command run."""
 
     def __init__(self, tmp: Path) -> None:
         self.socket = f"driftctl-lp-{uuid.uuid4().hex[:8]}"
@@ -44,13 +48,15 @@ class Tmux:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    def run(self, command: str, rc_file: Path, timeout: float = 300) -> list[str]:
-        """Run ``command`` in the session's pane; the pane's text every ~0.2 s until it ends, and after."""
+    def run(self, command: str, rc_file: Path, size: tuple[int, int] = (160, 40), timeout: float = 300) -> list[str]:
+        """Run ``command`` in a pane of ``size`` (columns, lines); the pane's text every ~0.2 s until it ends,
+        then the final pane with its history."""
         script = self.tmp / f"run-{uuid.uuid4().hex[:6]}.sh"
         script.write_text(f"cd {shlex.quote(str(REPO))}\n{command}\necho $? > {shlex.quote(str(rc_file))}\n"
                           "sleep 600\n")
         name = f"s{uuid.uuid4().hex[:6]}"
-        self.tmux("new-session", "-d", "-x", "160", "-y", "40", "-s", name, f"sh {shlex.quote(str(script))}")
+        self.tmux("new-session", "-d", "-x", str(size[0]), "-y", str(size[1]), "-s", name,
+                  f"sh {shlex.quote(str(script))}")
         frames = []
         deadline = time.monotonic() + timeout
         while not rc_file.exists():
@@ -60,6 +66,7 @@ class Tmux:
         time.sleep(0.3)
         frames.append(self.tmux("capture-pane", "-p", "-S", "-200", "-t", name))  # the final pane, with history
         self.tmux("kill-session", "-t", name)
+        (self.tmp / f"{rc_file.stem}.frames").write_text("\n=====\n".join(frames))  # to look at, when one fails
         return frames
 
     def close(self) -> None:
@@ -138,7 +145,6 @@ def test_apply_and_drift_live_at_a_terminal(fleet: Any, tmux: Tmux, tmp_path: Pa
         assert "finished: 1 changed" in both[-1]
 
         # the view is gone; the normal output is what is left
-        (tmp_path / "apply.frames").write_text("\n=====\n".join(frames))
         assert not re.search(r"hosts done|\d+/\d+ resources|finished: ", final), final
         assert re.search(rf"^{re.escape(slow.name)}\s+{total - 1} added, 1 changed, 0 removed, 1 in sync", final,
                          re.M), final
@@ -157,12 +163,61 @@ def test_apply_and_drift_live_at_a_terminal(fleet: Any, tmux: Tmux, tmp_path: Pa
         seen = [f for f in live if (line := host_line(f, fast.name)) and line.startswith("✓ ") and "in sync" in line
                 and running(host_line(f, slow.name))]
         assert seen, "\n---\n".join(live[-5:])
-        (tmp_path / "drift.frames").write_text("\n=====\n".join(frames))
         assert not re.search(r"hosts done|finished: ", final), final
         assert re.search(r"^drift: 2 host\(s\), 0 drifted resource\(s\)", final, re.M), final
         text = out.read_text()
         assert not re.search(r"hosts done|finished: ", text), text
         assert re.search(r"^drift: 2 host\(s\), 0 drifted resource\(s\)", text, re.M), text
+    finally:
+        for h in (slow, fast):
+            h.sh(f"rm -rf {shlex.quote(target)}")
+
+
+def closed_ports(n: int) -> list[int]:
+    """``n`` different loopback ports nobody listens on (one machine under several names is refused)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_a_fleet_taller_than_the_terminal_fits_it_and_leaves_nothing_behind(fleet: Any, tmux: Tmux,
+                                                                            tmp_path: Path) -> None:
+    """60 hosts (58 that refuse connections, 10 at a time) in a terminal of 20 lines: the view keeps to it,
+    with the running hosts, the latest finished, counts and how many wait; when it closes, not one of its
+    lines is left in the terminal's history above the normal output."""
+    slow, fast = fleet.hosts[:2]
+    dead = [SimpleNamespace(name=f"dead{i:02d}", address="127.0.0.1", port=port, key_file=slow.key_file,
+                            known_hosts=slow.known_hosts) for i, port in enumerate(closed_ports(58))]
+    target = f"/var/tmp/lp-{uuid.uuid4().hex[:8]}"
+    inv = write_inventory(tmp_path / "inv", [slow, fast, *dead], host_vars={slow.name: f"slow: {SLOW}\n"},
+                          all_vars="slow: 0\n")
+    root = manifests(tmp_path / "manifests", target)
+    try:
+        frames = tmux.run(driftctl_line("apply", inv, "-m", root, state=tmp_path / "state"), tmp_path / "rc",
+                          size=(120, 20))
+        assert int((tmp_path / "rc").read_text()) & ExitCode.UNREACHABLE, frames[-1]
+        live, final = frames[:-1], frames[-1]
+        shown = [f for f in live if "hosts done" in f]
+        assert shown
+        for f in shown:
+            lines = f.rstrip("\n").split("\n")
+            assert len(lines) <= 20 and "hosts done" in lines[0], f  # the view starts at the top: it never scrolled
+        text = "\n".join(shown)
+        assert re.search(r"^  … \d+ earlier", text, re.M), text
+        assert re.search(r"^waiting: \d+ host\(s\)", text, re.M), text
+        assert re.search(r"^finished: .*\d+ unreachable", text, re.M), text
+        assert re.search(r"^✗ dead\d\d\s+unreachable: ", text, re.M), text
+        assert any(running(host_line(f, slow.name)) for f in shown)
+
+        history = final.split("\n")
+        assert not any(re.search(r"hosts done|^finished: |^waiting: |^  … \d+ (earlier|more running)|^✗ dead", line)
+                       for line in history), final
+        assert re.search(r"^apply: 60 host\(s\), \d+ resource\(s\) changed; 58 unreachable in", final, re.M), final
     finally:
         for h in (slow, fast):
             h.sh(f"rm -rf {shlex.quote(target)}")

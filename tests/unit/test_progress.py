@@ -141,7 +141,7 @@ def test_at_fleet_scale_the_view_fits_the_terminal() -> None:
     for width, height in ((100, 40), (60, 12), (200, 40), (40, 5)):
         lines = draw(board, 60.0, width, height)
         assert len(lines) <= height - 1, (width, height, lines)
-        assert all(len(line) <= width for line in lines), lines
+        assert all(len(line) <= min(width, 100) for line in lines), lines  # a time stays near its host
         assert "45/100 hosts done" in lines[0]
     lines = draw(board, 60.0, 100, 40)
     running = [line for line in lines if re.match(r"^  web\d+", line)]
