@@ -188,8 +188,7 @@ def _case(suite: ET.Element, host: str, name: str, outcome: Outcome | None, out:
     case = ET.SubElement(suite, "testcase", {"classname": host, "name": name, "time": time})
     if outcome is not None:
         node = ET.SubElement(case, outcome.element, {"type": outcome.type, "message": _one_line(outcome.message)})
-        if outcome.body:
-            node.text = outcome.body
+        node.text = _text(outcome.message, outcome.body)
     if out:
         ET.SubElement(case, "system-out").text = out
     return outcome.element if outcome is not None else None
@@ -198,10 +197,10 @@ def _case(suite: ET.Element, host: str, name: str, outcome: Outcome | None, out:
 def _host_outcome(h: Mapping[str, Any]) -> Outcome | None:
     status, error = str(h.get("status", "")), str(h.get("error") or "")
     if error.startswith("not started"):
-        return Outcome("skipped", "not started", error, error + "\n")
+        return Outcome("skipped", "not started", error)
     if status == "unreachable" or (status == "failed" and error):
         kind = ("locked" if h.get("locked") else str(h.get("interrupted") or "")) or status
-        return Outcome("error", kind, f"{status}: {error}".rstrip(": "), error + "\n" if error else "")
+        return Outcome("error", kind, f"{status}: {error}".rstrip(": "))
     return None
 
 
@@ -209,8 +208,8 @@ def _resource_outcome(command: str, r: Mapping[str, Any]) -> tuple[Outcome | Non
     """(outcome, system-out) of a resource's testcase."""
     body = _body(r)
     status = r.get("status")
-    if status == "failed":
-        return Outcome("error", "failed", f"{label(r)}: {r.get('error') or 'failed'}", body), ""
+    if status == "failed":  # the message has the whole error: the body need not repeat it
+        return Outcome("error", "failed", f"{label(r)}: {r.get('error') or 'failed'}", _body(r, error=False)), ""
     if r.get("drift"):
         message = f"{r['drift']} drift: {_fields(r)}".rstrip(": ")
         if r.get("ignored"):
@@ -241,9 +240,9 @@ def _unmanaged_outcome(u: Mapping[str, Any]) -> Outcome:
     return Outcome("failure", "unmanaged", message, body)
 
 
-def _body(r: Mapping[str, Any]) -> str:
+def _body(r: Mapping[str, Any], error: bool = True) -> str:
     lines = []
-    if r.get("error"):
+    if error and r.get("error"):
         lines.append(str(r["error"]))
     for c in r.get("changes") or []:
         lines.append(change_line(r, c))
@@ -258,6 +257,15 @@ def _body(r: Mapping[str, Any]) -> str:
 
 def _fields(r: Mapping[str, Any]) -> str:
     return ", ".join(str(c.get("field")) for c in r.get("changes") or [])
+
+
+def _text(message: str, body: str) -> str:
+    """The text of a failure, error or skipped: the whole message, then the details. GitLab shows only
+    this text (not the message attribute), Jenkins both, so the text alone must say what happened."""
+    head = message.strip()
+    if body.startswith(head):  # it begins with the message already (an unmanaged change, a skip reason)
+        return body
+    return f"{head}\n{body}" if body else f"{head}\n"
 
 
 def _one_line(text: str) -> str:

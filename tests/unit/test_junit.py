@@ -75,6 +75,10 @@ def consume(xml: str, schema: xmlschema.XMLSchema) -> Read:
                 junitparser.Failure: "failure", junitparser.Error: "error", junitparser.Skipped: "skipped",
             }[type(results[0])]
             outcomes[key], cases[key] = outcome, case
+            if results:  # GitLab shows only the element's text: it starts with what the message says
+                message = results[0].message
+                assert message and "\n" not in message, key
+                assert (results[0].text or "").startswith(message.removesuffix("\u2026").rstrip()), key
             seen["tests"] += 1
             seen[outcome] += 1
         assert counts == (seen["tests"], seen["failure"], seen["error"], seen["skipped"]), suite.name
@@ -171,7 +175,7 @@ def test_drift_failures_carry_class_fields_and_the_diff_as_drift_reads(schema: x
     probe = result_of(read.cases[("web1", "service:nginx")])
     # a message is one line; the body has the whole error
     assert probe.type == "failed" and probe.message == "failed: not observable: systemctl show failed \u2026"
-    assert probe.text == "not observable: systemctl show failed\nexit 1\n"
+    assert probe.text == "failed: not observable: systemctl show failed\nexit 1\n"  # GitLab shows only the text
     remediation = result_of(read.cases[("web1", "file:/etc/sudoers")])
     assert remediation.message == "corrective drift (remediation failed): chmod: read-only file system"
     assert "mode 0440 -> 0666" in remediation.text
@@ -279,7 +283,7 @@ def test_plan_and_check_pending_changes_fail_with_their_action(schema: xmlschema
     assert read.suites == {"web1": (7, 4, 1, 1), "web2": (1, 0, 1, 0)}
     add = result_of(read.cases[("web1", "package:nginx")])
     assert (add.type, add.message) == ("add", "not in sync (add): ensure")
-    assert add.text == "installed\n"  # the change line, as the terminal says it
+    assert add.text == "not in sync (add): ensure\ninstalled\n"  # the change line, as the terminal says it
     assert result_of(read.cases[("web1", "file:/etc/old")]).type == "remove"
     deferred = result_of(read.cases[("web1", "service:nginx")])
     assert deferred.message == "not in sync (change): known after package:nginx converge(s)"
@@ -398,3 +402,14 @@ def test_driftctl_report_from_a_store_piped_in_a_c_locale(schema: xmlschema.XMLS
     motd = result_of(read.cases[("web1", "file:/etc/motd")])
     assert "+hand edit" in motd.text  # a diff of a changed file is kept by the store
     assert read.properties["driftctl.command"] == "drift"
+
+
+def test_a_long_error_is_cut_in_the_message_and_whole_in_the_text(schema: xmlschema.XMLSchema) -> None:
+    error = "apt-get install failed: " + "E: unable to fetch " * 40
+    run = RunResult("apply", [HostResult("web1", "failed", [
+        ResourceResult("package:nginx", "failed", [Change("ensure", "absent", "present")], type="package",
+                       error=error)])], started=T0, finished=T0 + 1)
+    read = consume(render(doc_of(run), "junit"), schema)
+    failed = result_of(read.cases[("web1", "package:nginx")])
+    assert len(failed.message) == 300 and failed.message.endswith("\u2026")
+    assert failed.text == f"failed: {error.strip()}\ninstalled\n"
