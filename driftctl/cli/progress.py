@@ -246,8 +246,12 @@ def view(board: Board, now: float, width: int, height: int) -> Group:
     return Group(*lines[:max(height - 1, 1)])
 
 
+def _name(name: str, width: int) -> str:
+    return name.ljust(width) if len(name) <= width else name[:width - 1] + "…"
+
+
 def _running_line(h: HostLine, now: float, name_w: int, width: int) -> Text:
-    text = Text("  ").append(h.name.ljust(name_w)[:name_w], style="bold").append("  ")
+    text = Text("  ").append(_name(h.name, name_w), style="bold").append("  ")
     text.append(h.phase.ljust(7), style="cyan")
     if h.phase == "apply" and h.total:
         text.append(" ").append(bar(h.done, h.total, 10)).append(f" {h.done}/{h.total} resources")
@@ -258,7 +262,7 @@ def _running_line(h: HostLine, now: float, name_w: int, width: int) -> Text:
 
 def _finished_line(board: Board, h: HostLine, name_w: int, width: int) -> Text:
     o = board.outcome(h)
-    text = Text(MARK[o.kind] + " ", style=o.style).append(h.name.ljust(name_w)[:name_w], style="bold").append("  ")
+    text = Text(MARK[o.kind] + " ", style=o.style).append(_name(h.name, name_w), style="bold").append("  ")
     text.append(o.text, style=o.style)
     assert h.result is not None
     return row(text, f"{h.result.duration:.1f}s", width)

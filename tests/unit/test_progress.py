@@ -159,6 +159,15 @@ def test_at_fleet_scale_the_view_fits_the_terminal() -> None:
     assert lines[-1].strip() == "waiting: 30 host(s)"
 
 
+def test_a_long_host_name_is_cut_with_an_ellipsis() -> None:
+    long = "a-very-long-host-name-in-a-deep-domain.example.com"
+    board = Board.of([long, "db1"], now=0.0)
+    board.update(Event("start", long), 0.0)
+    board.update(Event("phase", long, "probe"), 0.0)
+    line = draw(board, 3.0)[1]
+    assert re.match(r"^  a-very-long-host-name-in-a-…  probe\s+3s$", line.rstrip()), line
+
+
 def test_few_hosts_are_all_shown() -> None:
     board = Board.of(["a", "b", "c"], now=0.0)
     for h in "abc":
