@@ -160,14 +160,16 @@ def chart_svg(runs: Sequence[ChartRun]) -> str:
                 n = run.counts.get(cls, 0)
                 if not n:
                     continue
-                h = lane.height * n / ymax
+                h = max(2.0, lane.height * n / ymax)  # a few beside thousands still show
                 by -= h
                 parts.append(f'<rect x="{x:.1f}" y="{by:.1f}" width="{bar:.1f}" height="{h:.1f}" '
                              f'fill="{COLORS[cls]}"><title>{e(name)} {e(when)}: {n} {e(cls)}</title></rect>')
             if not run.total:
                 parts.append(f'<rect x="{x:.1f}" y="{bottom - 1:.1f}" width="{bar:.1f}" height="1" '
                              f'fill="{lane.empty_color}"><title>{e(name)} {e(when)}: {lane.empty_note}</title></rect>')
-    picks = sorted({0, len(runs) // 2, len(runs) - 1})
+    middle = len(runs) // 2
+    far_enough = slot * min(middle, len(runs) - 1 - middle) >= 130  # labels are ~100 px wide
+    picks = sorted({0, len(runs) - 1} | ({middle} if far_enough else set()))
     for i in picks:
         x = left + i * slot + slot / 2
         anchor = "start" if i == 0 and len(runs) > 1 else "end" if i == len(runs) - 1 and len(runs) > 1 else "middle"
