@@ -22,8 +22,10 @@ in sync; changed on apply; remediated drift        (passes)     change lines in 
 =================================================  ===========  ==========================================
 
 A failure says the host differs from the manifest; an error says driftctl could not do its part.
-Messages are one line (class, fields, the error's first line); the body has the whole text: change
-lines, diffs (read as in the terminal), since when, where the resource is declared.
+The ``message`` attribute is one line (class and fields, or the error's first line, at most 300
+characters); the element's text starts with the whole message (GitLab shows only the text), then the
+change lines, diffs (read as in the terminal), since when, and where the resource is declared. Each
+resource's time is not measured: 0. Characters XML 1.0 cannot carry become U+FFFD.
 
 What the run was (command, argv, inventory, times, version, controller, user, exit code, scope) is in
 the properties of the first ``testsuite``, named ``driftctl.*``: property names are unique in the
