@@ -179,8 +179,8 @@ def _converge(req: PullRequest, cache: Cache, state: PullState, tree: Path, comm
     try:
         return _converge_in_tree(req, cache, state, commit, fallback, run_opts, settings)
     except InputError as e:
-        if not e.hint:
-            e.hint = f"commit {commit[:12]} of {shown_source(req.source)}; it was not applied"
+        said = f"commit {commit[:12]} of {shown_source(req.source)} was not applied"
+        e.hint = f"{e.hint}; {said}" if e.hint else said
         raise
     finally:
         os.chdir(here)
