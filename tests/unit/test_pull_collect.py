@@ -1,0 +1,130 @@
+"""The controller collects a host's pull runs in its next probe (drift), as runs of that host only.
+
+The "host" is this machine (local transport); its pull cache is in a temp dir, named to the controller
+by ``driftctl_pull_outbox``. Both sides run as a user types them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_pull import commit, git, resources
+
+HERE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")} | {"NO_COLOR": "1"}
+
+
+def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "driftctl", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=HERE_ENV, timeout=300)
+
+
+@pytest.fixture
+def two_sides(tmp_path: Path) -> dict[str, Path]:
+    src, target, ctl = tmp_path / "src", tmp_path / "target", tmp_path / "ctl"
+    src.mkdir()
+    target.mkdir()
+    git(src, "init", "-q", "-b", "main")
+    commit(src, {
+        "inventory/hosts.yaml": "all:\n  hosts:\n    web1:\n      ansible_host: 10.9.9.9\n",
+        "manifests/site.yaml": "- hosts: all\n  roles: [r]\n",
+        "manifests/roles/r/resources.yaml": resources(target),
+    })
+    (ctl / "inv").mkdir(parents=True)
+    shutil.copytree(src / "manifests", ctl / "manifests")
+    (ctl / "inv" / "hosts.yaml").write_text(
+        "all:\n  hosts:\n    web1:\n      driftctl_transport: local\n"
+        f"      driftctl_pull_outbox: {tmp_path / 'cache' / 'outbox'}\n")
+    return {"src": src, "target": target, "ctl": ctl, "cache": tmp_path / "cache", "state": tmp_path / "state",
+            "tmp": tmp_path}
+
+
+def pull(s: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
+    return run("pull", s["src"], "--cache-dir", s["cache"], "--host", "web1", *args, cwd=s["tmp"])
+
+
+def controller(s: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
+    return run(*args, "--state-dir", s["state"], cwd=s["ctl"])
+
+
+def outbox(s: dict[str, Path]) -> list[str]:
+    return sorted(p.name for p in (s["cache"] / "outbox").glob("*.json"))
+
+
+def test_pull_runs_show_in_history_and_report_and_push_drift_agrees(two_sides: dict[str, Path]) -> None:
+    s = two_sides
+    assert pull(s).returncode == 2  # the pull apply converged the host
+    head = git(s["src"], "rev-parse", "HEAD")
+    drift = controller(s, "drift", "inv", "--json")
+    # the pull apply moved the converged state as a push apply does: no false pending/corrective drift
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    r = json.loads(drift.stdout)["hosts"][0]["resources"][0]
+    assert r["drift"] is None and r["converged_fingerprint"] == r["observed_fingerprint"]
+    history = json.loads(controller(s, "history", "inv", "--json").stdout)
+    applied = [e for e in history["events"] if e["kind"] == "applied"]
+    assert [e["detail"] for e in applied] == [f"pull {head[:12]}: applied: ensure, content"]
+    assert outbox(s) == ["000000000001.json"]  # collected, not yet acknowledged
+    # a hand change found by the host's own pull --drift ...
+    (s["target"] / "motd").write_text("hand edit\n")
+    assert pull(s, "--drift").returncode == 2
+    # ... shows on the controller after its next probe, beside its own runs
+    drift = controller(s, "drift", "inv", "--json")
+    assert drift.returncode == 2
+    r = json.loads(drift.stdout)["hosts"][0]["resources"][0]
+    assert (r["drift"], r["runs"]) == ("corrective", 2)  # the pull drift run opened the episode
+    assert outbox(s) == ["000000000002.json"]  # the first was acknowledged by this probe
+    events = json.loads(controller(s, "history", "inv", "--json").stdout)["events"]
+    found = [e for e in events if e["kind"] == "drift-found"]
+    assert found and found[0]["detail"].startswith(f"pull {head[:12]}: corrective drift")
+    runs = sqlite3.connect(s["state"] / "driftctl.sqlite").execute(
+        "SELECT id, command, mode, source_commit FROM runs ORDER BY id").fetchall()
+    assert [(c, m) for _, c, m, _ in runs] == [("apply", "pull"), ("drift", None), ("drift", "pull"), ("drift", None)]
+    pulled_drift = runs[2][0]
+    for fmt in ("json", "markdown", "html", "junit", "prometheus"):
+        out = controller(s, "report", "inv", "-f", fmt, "--run", str(pulled_drift))
+        assert out.returncode == 0, out.stderr
+        if fmt == "json":
+            doc = json.loads(out.stdout)
+            assert (doc["mode"], doc["commit"], doc["inventory"]) == ("pull", head, "inv")
+            assert doc["pull"]["collected"]
+    assert controller(s, "drift", "inv").returncode == 2
+    assert outbox(s) == []
+
+
+def test_a_report_naming_another_host_is_refused_and_said(two_sides: dict[str, Path]) -> None:
+    s = two_sides
+    assert pull(s).returncode == 2
+    box = s["cache"] / "outbox"
+    forged: dict[str, Any] = json.loads((box / "000000000001.json").read_text())
+    forged["hosts"][0]["name"] = "db1"
+    (box / "000000000002.json").write_text(json.dumps(forged))
+    os.chmod(box / "000000000002.json", 0o600)
+    drift = controller(s, "drift", "inv")
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    assert "pull report 2 refused: it names db1, not web1" in drift.stderr
+    history = json.loads(controller(s, "history", "inv", "--json").stdout)
+    assert {e["host"] for e in history["events"]} == {"web1"}
+    assert controller(s, "drift", "inv").returncode == 0
+    assert outbox(s) == []  # passed over, and acknowledged with the rest
+
+
+def test_no_outbox_on_the_host_is_nothing_to_collect(two_sides: dict[str, Path]) -> None:
+    s = two_sides
+    assert controller(s, "apply", "inv").returncode == 2
+    drift = controller(s, "drift", "inv")
+    assert drift.returncode == 0 and "pull" not in drift.stderr
+
+
+def test_an_outbox_others_could_write_is_refused(two_sides: dict[str, Path]) -> None:
+    s = two_sides
+    assert pull(s).returncode == 2
+    os.chmod(s["cache"] / "outbox", 0o777)
+    drift = controller(s, "drift", "inv")
+    assert "its pull reports were not collected: refusing the pull outbox" in drift.stderr
+    assert "applied" not in controller(s, "history", "inv").stdout
