@@ -45,6 +45,9 @@ from driftctl.errors import ConfigError, DriftctlError, Location
 BUNDLED = ("click", "jinja2", "markupsafe", "pyyaml", "rich", "markdown-it-py", "mdurl", "pygments")
 # compiled, and only needed to connect somewhere or to decrypt (the host's own copy is used if it has one)
 LEFT_OUT = ("paramiko", "cryptography", "bcrypt", "pynacl", "cffi", "pycparser", "psycopg", "psycopg-binary")
+# left out, and used at import time by modules of the pull path: without the host's own copy, a
+# stand-in (driftctl/bundle/absent.py) that raises a clear error when used
+ABSENT = ("cryptography",)
 DEFAULT_PYTHON = "/usr/bin/python3"
 MANIFEST_NAME = "BUNDLE.json"  # at the archive's root: what is inside, for people and for `bundle install`
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can carry
@@ -86,7 +89,8 @@ class Bundle:
 
 def main_source(min_minor: int) -> str:
     """The archive's ``__main__.py``: refuse a python3 too old for the code inside with a clear message
-    (in syntax every Python 3 reads), then run driftctl's command line."""
+    (in syntax every Python 3 reads), stand in for the left-out libraries the host lacks too, then run
+    driftctl's command line."""
     return (
         '"""driftctl bundle: run driftctl from this archive (see driftctl/bundle/build.py)."""\n'
         "import sys\n\n"
@@ -95,6 +99,8 @@ def main_source(min_minor: int) -> str:
         f"                     \"(install a newer python3, or point the wrapper at one)\\n\" % ({min_minor}, "
         "sys.executable, sys.version_info[0], sys.version_info[1]))\n"
         "    sys.exit(1)\n\n"
+        "from driftctl.bundle.absent import install\n\n"
+        f"install({ABSENT!r})  # stand-ins that explain themselves when the host lacks these too\n\n"
         "from driftctl.cli import main\n\n"
         "main()\n"
     )
