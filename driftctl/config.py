@@ -50,6 +50,16 @@ class Settings:
     # Ansible Vault: password files (or executables printing the password) and `label@source` vault ids
     vault_password_file: tuple[str, ...] = ()
     vault_ids: tuple[str, ...] = ()
+    # how hosts run: "threads" (on this machine) or "celery" (on `driftctl worker`s; docs/scale.md)
+    executor: str = "threads"
+    broker: str | None = None  # the celery executor's broker (and result backend): redis://HOST:PORT/DB
+    worker_key: str | None = None  # the key file tasks and results are sealed with (driftctl worker --new-key)
+    # a started task without a result for this long fails its host (0: the host's connect + command
+    # timeout + visibility_timeout); a task no worker takes within queue_timeout fails its host too
+    task_timeout: float = 0.0
+    queue_timeout: float = 3600.0
+    # a task a worker took and never acknowledged (the worker died) is delivered again after this long
+    visibility_timeout: float = 600.0
 
     @property
     def own_known_hosts(self) -> str:
@@ -61,7 +71,9 @@ class Settings:
 
 
 _INT = {"parallel", "backup_keep", "max_render_bytes"}
-_FLOAT = {"connect_timeout", "command_timeout", "backup_max_age_days", "store_keep_days", "resource_timeout"}
+_FLOAT = {"connect_timeout", "command_timeout", "backup_max_age_days", "store_keep_days", "resource_timeout",
+          "task_timeout", "queue_timeout", "visibility_timeout"}
+EXECUTORS = ("threads", "celery")
 _BOOL = {"accept_new_host_keys"}
 _TUPLE = {"known_hosts", "vault_password_file", "vault_ids"}
 
@@ -85,6 +97,8 @@ def _coerce(name: str, value: Any, where: Location) -> Any:
 
             sshpolicy.parse(str(value), where=where)  # an unknown algorithm is an error naming its source
             return str(value)
+        if name == "executor" and str(value) not in EXECUTORS:
+            raise ConfigError(f"setting executor: {value!r} is not one of {', '.join(EXECUTORS)}", where)
         if name in _TUPLE:
             if isinstance(value, str):
                 return tuple(v for v in value.split(os.pathsep) if v)

@@ -9,7 +9,15 @@ from typing import Any
 import click
 
 from driftctl.cli import ui
-from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags, recorded_argv
+from driftctl.cli.common import (
+    executor_options,
+    fleet_options,
+    inventory_argument,
+    load_context,
+    make_engine,
+    pass_flags,
+    recorded_argv,
+)
 from driftctl.cli.opt_run import RunOptions, pass_run_options, run_options
 from driftctl.cli.options import diff_option, manifests_option, state_option, verbose_option, wait_lock_option
 from driftctl.cli.render import Progress, final_line, host_section, summary_table
@@ -30,7 +38,7 @@ def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path |
 
     ctx = load_context(inventory, limit, as_json, manifests=str(manifests) if manifests else None, **flags)
     site = load_site(Path(ctx.settings.manifests), max_render_bytes=ctx.settings.max_render_bytes)
-    engine = Engine(site, ctx.inventory, ctx.settings, ctx.transport_options, on_event=progress)
+    engine: Engine = make_engine(ctx, site, on_event=progress)
     if run_opts is not None:
         run_opts.configure(engine, site)
 
@@ -135,6 +143,7 @@ def _make(name: str, help_text: str) -> click.Command:
     @inventory_argument
     @manifests_option
     @fleet_options
+    @executor_options
     @run_options
     @diff_option
     @verbose_option

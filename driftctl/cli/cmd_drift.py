@@ -13,7 +13,14 @@ import click
 
 from driftctl.cli import ui
 from driftctl.cli.cmd_converge import prepare, show
-from driftctl.cli.common import fleet_options, inventory_argument, pass_flags, recorded_argv, settings_from
+from driftctl.cli.common import (
+    executor_options,
+    fleet_options,
+    inventory_argument,
+    pass_flags,
+    recorded_argv,
+    settings_from,
+)
 from driftctl.cli.opt_run import RunOptions, pass_run_options, run_options
 from driftctl.cli.options import (
     diff_option,
@@ -48,6 +55,7 @@ from driftctl.report.jsondoc import dumps
 @inventory_argument
 @manifests_option
 @fleet_options
+@executor_options
 @state_option
 @wait_lock_option
 @remediate_option
@@ -129,7 +137,8 @@ def _notify(argv: list[str], doc: dict[str, Any]) -> None:
 def accept_cmd(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, state: str | None,
                paths: tuple[str, ...], flags: dict[str, Any]) -> int:
     """Take what is under the watch: paths now as the new baseline (unmanaged drift accepted)."""
-    ctx, engine = prepare(inventory, limit, as_json, manifests, dict(flags, state=state))
+    # accept looks at a few hosts to take their baselines: always on this machine
+    ctx, engine = prepare(inventory, limit, as_json, manifests, dict(flags, state=state, executor="threads"))
     key = inventory_key(inventory)
     store = open_store(ctx.settings)
     code = ExitCode.OK

@@ -32,8 +32,20 @@ from driftctl.transport.base import TransportOptions
 if TYPE_CHECKING:
     from driftctl.store import Store
 
-__all__ = ["Context", "fleet_options", "inventory_argument", "load_context", "load_inventory_from_flags",
-           "open_from_flags", "pass_flags", "recorded_argv", "settings_from", "transport_options"]
+__all__ = [
+    "Context",
+    "executor_options",
+    "fleet_options",
+    "inventory_argument",
+    "load_context",
+    "load_inventory_from_flags",
+    "make_engine",
+    "open_from_flags",
+    "pass_flags",
+    "recorded_argv",
+    "settings_from",
+    "transport_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +83,9 @@ def settings_from(**flags: Any) -> Settings:
         "manifests": flags.get("manifests"),
         "vault_password_file": tuple(flags["vault_password_file"]) if flags.get("vault_password_file") else None,
         "vault_ids": _vault_ids(flags),
+        "executor": flags.get("executor"),
+        "broker": flags.get("broker"),
+        "worker_key": flags.get("worker_key"),
     }
     return config.load(overrides, warn=ui.warn)
 
@@ -174,10 +189,54 @@ def load_context(inventory: Path, limit: str | None = None, as_json: bool = Fals
     return Context(settings, inv, hosts, transport_options(settings), as_json)
 
 
+def executor_options(f: F) -> F:
+    """--executor, --broker, --worker-key: where the hosts of a plan, check, apply or drift run."""
+    import click
+
+    f = click.option("--worker-key", "worker_key", metavar="FILE",
+                     help="With --executor celery: the key tasks and results are sealed with "
+                          "(`driftctl worker --new-key FILE`).")(f)
+    f = click.option("--broker", metavar="URL",
+                     help="With --executor celery: the broker, redis://HOST:PORT/DB (also the result backend).")(f)
+    return click.option("--executor", type=click.Choice(config.EXECUTORS),
+                        help="threads: hosts run on this machine (default); celery: on `driftctl worker`s, "
+                             "routed by the host variable driftctl_zone (docs/scale.md).")(f)
+
+
+def make_engine(ctx: Context, site: Any, on_event: Any = None) -> Any:
+    """The run's engine: in-process, or with ``executor: celery`` a RemoteEngine whose hosts run on
+    workers. The broker is checked here: unreachable, the run ends (exit 1) before any host is touched."""
+    from driftctl.engine import Engine
+
+    s = ctx.settings
+    if s.executor != "celery":
+        return Engine(site, ctx.inventory, s, ctx.transport_options, on_event=on_event)
+    if not s.broker:
+        raise ConfigError("the celery executor needs a broker",
+                          hint="--broker redis://HOST:PORT/0 or the broker: setting")
+    if not s.worker_key:
+        raise ConfigError("the celery executor needs the workers' key",
+                          hint="--worker-key FILE or the worker_key: setting; "
+                               "`driftctl worker --new-key FILE` makes one")
+    from driftctl.distributed.app import check_broker, make_app
+    from driftctl.distributed.envelope import load_key
+    from driftctl.distributed.remote import RemoteEngine
+
+    key = load_key(s.worker_key)
+    app = make_app(s.broker, s.visibility_timeout)
+    check_broker(app, timeout=min(s.connect_timeout, 10.0))
+    engine = RemoteEngine(site, ctx.inventory, s, ctx.transport_options, on_event=on_event, app=app, key=key)
+    engine.task_timeout = s.task_timeout or None
+    engine.queue_timeout = s.queue_timeout
+    engine.visibility_timeout = s.visibility_timeout
+    return engine
+
+
 def pass_flags(f: F) -> F:
     """Collect the fleet options into one ``flags`` dict argument (keeps command signatures short)."""
     names = ("accept_new_host_keys", "known_hosts", "ssh_config", "connect_timeout", "command_timeout",
-             "state_dir", "parallel", "extra_vars", "vault_password_file", "vault_id", "ask_vault_pass")
+             "state_dir", "parallel", "extra_vars", "vault_password_file", "vault_id", "ask_vault_pass",
+             "executor", "broker", "worker_key")
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

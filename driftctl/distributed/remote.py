@@ -1,0 +1,221 @@
+"""The controller side: ``RemoteEngine`` is the engine with its fan-out sent to the task queue.
+
+Everything before the fan-out is the engine's own: the catalogs are rendered once, here (an input
+error ends the run before any task is sent), the store is read and written by the CLI around the run,
+``--serial`` batches and ``--tags`` work as in-process. The fan-out seals one task per host (its
+rendered catalog, its connection, the command and the run's settings) and sends it to the queue of the
+host's zone (host variable ``driftctl_zone``, default queue ``driftctl``); it then follows the tasks'
+states in the result backend and emits the same ``start``/``done`` events an in-process run does.
+
+Every host is reported exactly once: the first result that verifies wins; a host whose task started
+and gave no result within its timeout (connect + command timeout + the redelivery time, or the
+``task_timeout`` setting) is failed and its task revoked; a task no worker took within
+``queue_timeout`` is failed the same way (no worker serves its zone).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from driftctl.distributed import EnvelopeError
+from driftctl.distributed.app import DEFAULT_QUEUE, TASK, ZONE_VAR
+from driftctl.distributed.envelope import open_sealed, seal
+from driftctl.distributed.task import RUN_SETTINGS
+from driftctl.engine import Command, Engine, Event
+from driftctl.errors import ConfigError
+from driftctl.model import Catalog, Host, HostResult
+from driftctl.secret import redact
+from driftctl.transport.base import Transport
+
+log = logging.getLogger("driftctl.distributed")
+
+POLL = 0.2  # seconds between two reads of the pending tasks' states (one MGET)
+
+
+@dataclass
+class _Pending:
+    host: Host
+    task_id: str
+    sent: float
+    started: float | None = None
+    worker: str = ""
+
+
+def zone_of(host: Host) -> str:
+    """The queue of ``host``'s zone: its ``driftctl_zone`` variable, else the default queue."""
+    zone = host.vars.get(ZONE_VAR)
+    if zone is None or zone == "":
+        return DEFAULT_QUEUE
+    if not isinstance(zone, str) or not zone.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError(f"host {host.name}: {ZONE_VAR} must be a name (letters, digits, - _ .), not {zone!r}",
+                          host.source)
+    return zone
+
+
+class RemoteEngine(Engine):
+    """An Engine whose hosts run on Celery workers (driftctl/distributed). ``app``: the Celery app of
+    the broker, ``key``: the shared Fernet key."""
+
+    def __init__(self, *args: Any, app: Any, key: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = app
+        self.key = key
+        self.command: Command | None = None
+        self.run_id = uuid.uuid4().hex[:12]
+        self.task_timeout: float | None = None  # per host; None: connect + command + visibility timeout
+        self.visibility_timeout = 600.0
+        self.queue_timeout = 3600.0
+        self.duplicates = 0  # results that came for a host already reported (dropped)
+
+    def run(self, command: Command, hosts: Sequence[Host]) -> Any:
+        self.command = command
+        return super().run(command, hosts)
+
+    def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
+        catalogs = super().preflight(hosts)
+        for h in hosts:
+            zone_of(h)
+            if catalogs[h.name].uses_facts:
+                raise ConfigError(f"host {h.name}: its catalog uses facts, which the celery executor does not "
+                                  "render on workers yet", catalogs[h.name].resources[0].source
+                                  if catalogs[h.name].resources else None,
+                                  hint="run it with --executor threads")
+        return catalogs
+
+    # ---- the seam
+    def fan_out(self, hosts: Sequence[Host], work: Callable[[Host, Transport], HostResult],
+                render: Sequence[Host] | None = None) -> list[HostResult]:
+        missing = [h for h in (render if render is not None else hosts) if h.name not in self.catalogs]
+        if missing:
+            self.preflight(missing)  # input errors end the run here: no task is sent
+        job = self._job(work)
+        if self.abort.is_set():
+            return [self._report(HostResult(h.name, "failed", error="not started: the run was aborted",
+                                            interrupted="aborted")) for h in hosts]
+        pending = {}
+        results: dict[str, HostResult] = {}
+        for h in hosts:
+            p = self._send(h, job)
+            if isinstance(p, HostResult):
+                results[h.name] = self._report(p)
+            else:
+                pending[p.task_id] = p
+        self._follow(pending, results)
+        return [results[h.name] for h in hosts]
+
+    def _job(self, work: Callable[[Host, Transport], HostResult]) -> dict[str, Any]:
+        from driftctl.drift import DriftRun
+
+        runner = getattr(work, "__self__", None)
+        if isinstance(runner, DriftRun):
+            if not runner.use_baselines or runner.store is None:
+                raise ConfigError("the celery executor runs drift against the store only (not --against, "
+                                  "not accept)", hint="use --executor threads for it")
+            self._drift_store = runner.store
+            return {"command": "drift", "inventory": runner.inventory, "remediate": runner.remediate}
+        if self.command in ("plan", "check", "apply"):
+            return {"command": self.command}
+        raise ConfigError("this command does not run on the celery executor", hint="use --executor threads")
+
+    def _send(self, host: Host, job: dict[str, Any]) -> _Pending | HostResult:
+        body = {
+            "run": self.run_id, "host": host, "catalog": self.catalogs[host.name], "tags": self.tags,
+            "whole_new_contents": self.whole_new_contents, "abort_grace": self.abort_grace,
+            "settings": {k: getattr(self.settings, k) for k in RUN_SETTINGS}, **job,
+        }
+        task_id = f"driftctl-{self.run_id}-{host.name}"
+        try:
+            self.app.send_task(TASK, args=[seal(self.key, "task", body)], task_id=task_id, queue=zone_of(host))
+        except Exception as e:  # the broker went away since the run started
+            return HostResult(host.name, "failed", error=f"not started: its task could not be queued: {e}")
+        return _Pending(host, task_id, time.monotonic())
+
+    # ---- following the tasks
+    def _follow(self, pending: dict[str, _Pending], results: dict[str, HostResult]) -> None:
+        backend = self.app.backend
+        aborted_at: float | None = None
+        while pending:
+            ids = list(pending)
+            try:
+                raw = backend.mget([backend.get_key_for_task(t) for t in ids])
+            except Exception as e:  # the backend is away for a moment: try again, timeouts still run
+                log.warning("result backend: %s", e)
+                raw = [None] * len(ids)
+            now = time.monotonic()
+            for task_id, value in zip(ids, raw, strict=True):
+                p = pending[task_id]
+                meta = backend.decode_result(value) if value else None
+                status = meta.get("status") if meta else None
+                if status == "STARTED":
+                    worker = str((meta.get("result") or {}).get("worker", "")) if meta else ""
+                    if p.started is None:
+                        self.on_event(Event("start", p.host.name))
+                    if p.started is None or worker != p.worker:  # a redelivered task starts its clock again
+                        p.started, p.worker = now, worker
+                elif status in ("SUCCESS", "FAILURE"):
+                    del pending[task_id]
+                    results[p.host.name] = self._report(self._result(p, meta or {}), started=p.started is None)
+                    continue
+                why = self._late(p, now, aborted_at)
+                if why:
+                    del pending[task_id]
+                    self.app.control.revoke(task_id)
+                    r = HostResult(p.host.name, "failed", error=why,
+                                   interrupted="aborted" if aborted_at is not None else None)
+                    results[p.host.name] = self._report(r, started=p.started is None)
+            if self.abort.is_set() and aborted_at is None:
+                aborted_at = now
+            if pending:
+                time.sleep(POLL)
+
+    def _late(self, p: _Pending, now: float, aborted_at: float | None) -> str | None:
+        if aborted_at is not None and p.started is None:
+            return "not started: the run was aborted"
+        if aborted_at is not None and now - aborted_at > self.abort_grace:
+            return f"aborted: no result from {p.worker or 'its worker'} within {self.abort_grace:g}s"
+        if p.started is None:
+            if now - p.sent > self.queue_timeout:
+                return (f"not started: no worker took its task in {self.queue_timeout:g}s "
+                        f"(queue {zone_of(p.host)!r}: is a worker serving it?)")
+            return None
+        limit = self.task_timeout or (p.host.connection.connect_timeout + p.host.connection.command_timeout
+                                      + self.visibility_timeout)
+        if now - p.started > limit:
+            return f"no result from {p.worker or 'its worker'} in {limit:g}s: the host is marked failed"
+        return None
+
+    def _result(self, p: _Pending, meta: dict[str, Any]) -> HostResult:
+        name = p.host.name
+        value = meta.get("result")
+        if meta.get("status") == "FAILURE":
+            return HostResult(name, "failed", error=f"the worker's task failed: {type(value).__name__}")
+        if isinstance(value, dict) and "refused" in value:
+            log.error("%s: %s", name, value["refused"])
+            return HostResult(name, "failed", error=str(value["refused"]))
+        try:
+            body = open_sealed(self.key, "result", (value or {}).get("sealed") if isinstance(value, dict) else None)
+        except EnvelopeError as e:
+            log.error("%s: result refused: %s", name, e)
+            return HostResult(name, "failed", error=f"its result was refused: {e}")
+        if body.get("run") != self.run_id or body.get("host") != name:
+            return HostResult(name, "failed", error="its result was refused: it is another run's or host's")
+        result: HostResult = body["result"]
+        catalog = self.catalogs.get(name)
+        result.secrets = catalog.secrets if catalog is not None else frozenset()
+        for b in body.get("baselines", []):
+            self._drift_store.set_baseline(b.pop("inventory"), b.pop("host"), b.pop("entries"), b.pop("by"), **b)
+        return result
+
+    def _report(self, result: HostResult, started: bool = True) -> HostResult:
+        """The done event of a host (a start first, when its task was never seen started)."""
+        if result.error and result.host in self.catalogs:
+            result.error = redact(result.error, self.catalogs[result.host].secrets)
+        if started:
+            self.on_event(Event("start", result.host))
+        self.on_event(Event("done", result.host, result=result))
+        return result

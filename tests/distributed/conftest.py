@@ -1,0 +1,76 @@
+"""Fixtures of the distributed tests: a PostgreSQL cluster and a Redis server of the module's own, and
+a fleet of ``DRIFTCTL_TEST_DIST_FLEET_SIZE`` hosts (default 20) started by the module and downed at
+its end (tests/fleet/fleet.py's start_fleet)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dist import PgServer, RedisServer
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PgServer]:
+    base = Path(tempfile.mkdtemp(prefix="driftctl-dist-pg-"))
+    server = PgServer(base)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    base = Path(tempfile.mkdtemp(prefix="driftctl-dist-redis-"))
+    server = RedisServer(base)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(redis_server: RedisServer) -> Iterator[RedisServer]:
+    """The module's Redis, running and empty before each test whatever the last one did to it."""
+    if not redis_server.ping():
+        redis_server.start()
+    redis_server.client().flushall()
+    yield redis_server
+    if not redis_server.ping():
+        redis_server.start()
+
+
+@pytest.fixture(scope="module")
+def dist_fleet(_fleet_session: None) -> Iterator[Any]:
+    fleetlib = sys.modules["driftctl_test_fleet"]  # loaded by tests/conftest.py
+    size = int(os.environ.get("DRIFTCTL_TEST_DIST_FLEET_SIZE", "20"))
+    fleet_id = fleetlib.new_session_id("d")
+    state = fleetlib.STATE_DIR / "sessions" / fleet_id
+    try:
+        started = fleetlib.start_fleet(fleet_id, size, inventory_dir=state / "inventory",
+                                       known_hosts=state / "known_hosts", owner=fleetlib.current_owner(),
+                                       host_prefix="dist")
+    except fleetlib.FleetError as e:
+        fleetlib.down(fleet_id)
+        pytest.fail(f"could not start the distributed test fleet: {e}")
+    try:
+        yield started
+    finally:
+        for h in started.hosts:
+            h.close()
+        fleetlib.down(fleet_id)
+        shutil.rmtree(state, ignore_errors=True)
