@@ -197,7 +197,12 @@ def _converge_in_tree(req: PullRequest, cache: Cache, state: PullState, commit: 
     from driftctl.transport.options import TransportOptions
 
     inventory_path, manifests = Path(req.inventory), Path(req.manifests)
-    inv = load_inventory_from_flags(inventory_path, settings, {"extra_vars": req.extra_vars}, lazy=True)
+    if req.vault_password_file or req.vault_id or req.ask_vault_pass:
+        inv = load_inventory_from_flags(inventory_path, settings, {"extra_vars": req.extra_vars}, lazy=True)
+    else:  # no vault: no crypto library needed either (a host's python3 may have none)
+        from driftctl.inventory import extravars, load_inventory
+
+        inv = load_inventory(inventory_path, lazy=True, extra_vars=extravars.read(req.extra_vars))
     host = find_host(inv, req.inventory, req.host)
     host = dataclasses.replace(host, connection=dataclasses.replace(host.connection, transport="local"))
     site = load_site(manifests, max_render_bytes=settings.max_render_bytes)

@@ -317,13 +317,13 @@ def test_verify_commit_accepts_signed_and_refuses_unsigned_or_other_keys(site: d
 
 # ---- no SSH library ------------------------------------------------------------------------------------------
 
-def test_pull_imports_no_ssh_library(site: dict[str, Path]) -> None:
+def test_pull_imports_no_ssh_or_crypto_library(site: dict[str, Path]) -> None:
     code = ("import sys, runpy\n"
             "sys.argv = ['driftctl', 'pull', sys.argv[1], '--cache-dir', sys.argv[2], '--host', 'web1']\n"
             "try:\n    runpy.run_module('driftctl', run_name='__main__')\n"
             "except SystemExit as e:\n    code = e.code\n"
             "print('SSH:' + ','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('paramiko', 'asyncssh', 'fabric', 'invoke'))))\n"
+            "('paramiko', 'asyncssh', 'fabric', 'invoke', 'cryptography'))))\n"
             "sys.exit(code)\n")
     run = subprocess.run([sys.executable, "-c", code, str(site["src"]), str(site["cache"])], capture_output=True,
                          text=True, cwd=site["tmp"], timeout=300)
