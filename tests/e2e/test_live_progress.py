@@ -28,7 +28,7 @@ from e2ehelp import REPO, write_inventory
 from driftctl.errors import ExitCode
 
 FILES = 30
-SLOW = 5  # seconds the slow host's exec (and its guard) sleep
+SLOW = 5  # seconds the slow host's exec (and its guard, which runs in every probe) sleep
 
 PHASES = "connect|facts|render|probe|apply|start"
 
@@ -41,19 +41,24 @@ class Tmux:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_") and k != "CI"}
         self.env.update({"LANG": "C.UTF-8", "TERM": "xterm-256color"})
         self.tmp = tmp
+        self.conf = tmp / "tmux.conf"  # read when the server starts: history enough for a whole run's output
+        self.conf.write_text("set -g history-limit 20000\n")
 
     def tmux(self, *args: str) -> str:
-        proc = subprocess.run(["tmux", "-u", "-L", self.socket, *args], env=self.env, capture_output=True,
-                              text=True, timeout=30, check=False)
+        proc = subprocess.run(["tmux", "-u", "-f", str(self.conf), "-L", self.socket, *args], env=self.env,
+                              capture_output=True, text=True, timeout=30, check=False)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    def run(self, command: str, rc_file: Path, size: tuple[int, int] = (160, 40), timeout: float = 300) -> list[str]:
+    def run(self, command: str, rc_file: Path, size: tuple[int, int] = (160, 40), timeout: float = 300,
+            interrupt_when: str | None = None) -> list[str]:
         """Run ``command`` in a pane of ``size`` (columns, lines); the pane's text every ~0.2 s until it ends,
-        then the final pane with its history."""
+        then the final pane with its history. ``interrupt_when``: once a capture matches this pattern, Ctrl-C
+        is typed into the pane, as a person would."""
         script = self.tmp / f"run-{uuid.uuid4().hex[:6]}.sh"
-        script.write_text(f"cd {shlex.quote(str(REPO))}\n{command}\necho $? > {shlex.quote(str(rc_file))}\n"
-                          "sleep 600\n")
+        # the shell outlives a Ctrl-C meant for the command (a trap is reset to the default in the command)
+        script.write_text(f"trap : INT\ncd {shlex.quote(str(REPO))}\n{command}\n"
+                          f"echo $? > {shlex.quote(str(rc_file))}\nsleep 600\n")
         name = f"s{uuid.uuid4().hex[:6]}"
         self.tmux("new-session", "-d", "-x", str(size[0]), "-y", str(size[1]), "-s", name,
                   f"sh {shlex.quote(str(script))}")
@@ -62,9 +67,12 @@ class Tmux:
         while not rc_file.exists():
             assert time.monotonic() < deadline, "the run did not end:\n" + (frames[-1] if frames else "")
             frames.append(self.tmux("capture-pane", "-p", "-t", name))
+            if interrupt_when is not None and re.search(interrupt_when, frames[-1], re.M):
+                self.tmux("send-keys", "-t", name, "C-c")
+                interrupt_when = None
             time.sleep(0.2)
         time.sleep(0.3)
-        frames.append(self.tmux("capture-pane", "-p", "-S", "-200", "-t", name))  # the final pane, with history
+        frames.append(self.tmux("capture-pane", "-p", "-S", "-", "-t", name))  # the final pane, with history
         self.tmux("kill-session", "-t", name)
         (self.tmp / f"{rc_file.stem}.frames").write_text("\n=====\n".join(frames))  # to look at, when one fails
         return frames
@@ -91,7 +99,7 @@ def manifests(root: Path, target: str) -> Path:
     lines += ["  - exec: slow-step", "    shell: true", f"    creates: {target}/slow-done",
               f"    command: \"sleep {{{{ slow }}}} && touch {target}/slow-done\""]
     # in sync after its guard, which makes every probe (so drift) slow on the slow host
-    lines += ["  - exec: slow-guard", "    command: \"true\"", "    unless: \"sleep {{ slow }}\""]
+    lines += ["  - exec: slow-guard", "    command: \"true\"", "    unless: \"sleep {{ guard }}\""]
     (root / "roles" / "lp" / "resources.yaml").write_text("\n".join(lines) + "\n")
     return root
 
@@ -117,8 +125,8 @@ def running(line: str | None) -> re.Match[str] | None:
 def test_apply_and_drift_live_at_a_terminal(fleet: Any, tmux: Tmux, tmp_path: Path) -> None:
     slow, fast = fleet.hosts[:2]
     target = f"/var/tmp/lp-{uuid.uuid4().hex[:8]}"
-    inv = write_inventory(tmp_path / "inv", [slow, fast], host_vars={slow.name: f"slow: {SLOW}\n",
-                                                                        fast.name: "slow: 0\n"})
+    inv = write_inventory(tmp_path / "inv", [slow, fast], host_vars={slow.name: f"slow: {SLOW}\nguard: {SLOW}\n",
+                                                                        fast.name: "slow: 0\nguard: 0\n"})
     root = manifests(tmp_path / "manifests", target)
     state = tmp_path / "state"
     total = FILES + 2  # the directory, the files, slow-step; slow-guard is in sync
@@ -194,8 +202,8 @@ def test_a_fleet_taller_than_the_terminal_fits_it_and_leaves_nothing_behind(flee
     dead = [SimpleNamespace(name=f"dead{i:02d}", address="127.0.0.1", port=port, key_file=slow.key_file,
                             known_hosts=slow.known_hosts) for i, port in enumerate(closed_ports(58))]
     target = f"/var/tmp/lp-{uuid.uuid4().hex[:8]}"
-    inv = write_inventory(tmp_path / "inv", [slow, fast, *dead], host_vars={slow.name: f"slow: {SLOW}\n"},
-                          all_vars="slow: 0\n")
+    inv = write_inventory(tmp_path / "inv", [slow, fast, *dead],
+                          host_vars={slow.name: f"slow: {SLOW}\nguard: {SLOW}\n"}, all_vars="slow: 0\nguard: 0\n")
     root = manifests(tmp_path / "manifests", target)
     try:
         frames = tmux.run(driftctl_line("apply", inv, "-m", root, state=tmp_path / "state"), tmp_path / "rc",
@@ -215,9 +223,36 @@ def test_a_fleet_taller_than_the_terminal_fits_it_and_leaves_nothing_behind(flee
         assert any(running(host_line(f, slow.name)) for f in shown)
 
         history = final.split("\n")
+        assert re.search(rf"^{re.escape(slow.name)}\s+{FILES + 1} added", final, re.M), final  # the whole output
         assert not any(re.search(r"hosts done|^finished: |^waiting: |^  … \d+ (earlier|more running)|^✗ dead", line)
                        for line in history), final
         assert re.search(r"^apply: 60 host\(s\), \d+ resource\(s\) changed; 58 unreachable in", final, re.M), final
+    finally:
+        for h in (slow, fast):
+            h.sh(f"rm -rf {shlex.quote(target)}")
+
+
+def test_ctrl_c_closes_the_view_cleanly(fleet: Any, tmux: Tmux, tmp_path: Path) -> None:
+    """Ctrl-C while the slow host's exec runs: the interrupt's warning is printed once, whole, with the view
+    up; when the run has stopped, the normal output (the exec interrupted, exit bit 16) and nothing of the
+    view."""
+    slow, fast = fleet.hosts[:2]
+    target = f"/var/tmp/lp-{uuid.uuid4().hex[:8]}"
+    inv = write_inventory(tmp_path / "inv", [slow, fast], host_vars={slow.name: "slow: 30\nguard: 0\n",
+                                                                        fast.name: "slow: 0\nguard: 0\n"})
+    root = manifests(tmp_path / "manifests", target)
+    try:
+        frames = tmux.run(driftctl_line("apply", inv, "-m", root, state=tmp_path / "state"), tmp_path / "rc",
+                          interrupt_when=rf"^  {re.escape(slow.name)}\s+apply .* {FILES + 1}/{FILES + 2} resources")
+        rc = int((tmp_path / "rc").read_text())
+        live, final = frames[:-1], frames[-1]
+        assert rc & ExitCode.ABORTED, final
+        assert any("hosts done" in f for f in live)
+        warning = [line for line in final.split("\n") if "SIGINT: stopping" in line]
+        assert len(warning) == 1 and warning[0].startswith("warning: SIGINT: stopping"), final
+        assert not re.search(r"hosts done|^finished: |\d+/\d+ resources", final, re.M), final
+        assert re.search(r"exec:slow-step failed", final), final
+        assert re.search(r"^apply: 2 host\(s\), .*\(exit \d+\)$", final, re.M), final
     finally:
         for h in (slow, fast):
             h.sh(f"rm -rf {shlex.quote(target)}")
