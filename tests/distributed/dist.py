@@ -181,8 +181,8 @@ class Scene:
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
     def start_worker(self, name: str, queues: tuple[str, ...] = ZONES, concurrency: int = 2,
-                     env: dict[str, str] | None = None) -> Worker:
-        w = Worker(self, name, queues, concurrency, env or {})
+                     env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Worker:
+        w = Worker(self, name, queues, concurrency, env or {}, args)
         self.workers.append(w)
         return w
 
@@ -196,7 +196,7 @@ class Worker:
     """One `driftctl worker` process (its own state directory and log)."""
 
     def __init__(self, scene: Scene, name: str, queues: tuple[str, ...], concurrency: int,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], args: tuple[str, ...] = ()) -> None:
         self.name = name
         self.log = scene.tmp / f"{name}.log"
         state = scene.tmp / f"{name}-state"
@@ -205,6 +205,7 @@ class Worker:
                 "--state-dir", str(state)]
         for q in queues:
             argv += ["--queue", q]
+        argv += args
         full = scene.env(**env)
         full.pop("DRIFTCTL_STATE_DIR")
         self.proc = subprocess.Popen(argv, cwd=REPO, env=full, stdout=open(self.log, "ab"),  # noqa: SIM115

@@ -229,3 +229,32 @@ def test_a_hanging_worker_fails_its_hosts_and_the_run_ends(scene: Scene) -> None
     doc = json.loads(out)
     assert sorted(h["name"] for h in doc["hosts"]) == sorted(h.name for h in scene.hosts)
     assert any("no result from" in (h.get("error") or "") for h in doc["hosts"])
+
+
+def test_celery_beat_runs_a_scheduled_drift_with_its_one_store_record(scene: Scene, tmp_path: Path) -> None:
+    from driftctl.drift import inventory_key
+    from driftctl.store import open_store
+
+    assert scene.driftctl("apply", celery=False).returncode == 2
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text(f"- name: dist\n  inventory: {scene.inventory}\n  every: 5\n"
+                        f"  args: [--manifests, {scene.manifests}]\n")
+    scene.start_worker("w1", concurrency=4)
+    beat = scene.start_worker("beat", concurrency=2, args=("--beat", "--schedule", str(schedule)))
+
+    def drift_runs() -> list[Any]:
+        store = open_store(scene.store_url)
+        try:
+            return [r for r in store.runs(inventory_key(scene.inventory)) if r.command == "drift"]
+        finally:
+            store.close()
+
+    runs = wait_for(drift_runs, "a scheduled drift run in the store", 180)
+    scene.stop_workers()
+    assert "scheduled run dist: exit 0" in beat.text()
+    store = open_store(scene.store_url)
+    try:
+        doc = store.run_document(runs[0].id)
+    finally:
+        store.close()
+    assert doc is not None and sorted(h["name"] for h in doc["hosts"]) == sorted(h.name for h in scene.hosts)
