@@ -60,6 +60,7 @@ def main() -> int:
     ap.add_argument("--keep-fleet", action="store_true")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="driftctl-bench-dist-"))
+    base.chmod(0o755)  # the postgres user goes through it to its cluster
     (base / "pg").mkdir()
     (base / "redis").mkdir()
     pg = PgServer(base / "pg")

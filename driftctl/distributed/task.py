@@ -108,6 +108,7 @@ def register(app: Any, config: WorkerConfig) -> Any:
         self.update_state(state="STARTED", meta={"worker": config.name})
         log.info("task %s: %s %s", task_id, body["command"], host.name)
         payload = handle(config, body)
+        log.info("task %s: %s %s done: %s", task_id, body["command"], host.name, payload["result"].status)
         return {"sealed": seal(config.key, "result", {"run": body["run"], "host": host.name, **payload})}
 
     return host_task

@@ -131,9 +131,10 @@ def test_a_worker_killed_mid_run_loses_no_host(scene: Scene) -> None:
     names = [h["name"] for h in doc["hosts"]]
     assert sorted(names) == sorted(h.name for h in scene.hosts)  # every host, exactly once
     assert all(h["status"] == "ok" for h in doc["hosts"]), [h.get("error") for h in doc["hosts"]]
-    taken = set(re.findall(r": drift (\S+)", victim.text()))
-    rerun = set(re.findall(r": drift (\S+)", survivor.text()))
-    assert taken and taken <= rerun  # what the victim had taken was run again by the survivor
+    taken = set(re.findall(r": drift (\S+)$", victim.text(), re.M))
+    finished = set(re.findall(r": drift (\S+) done:", victim.text()))
+    rerun = set(re.findall(r": drift (\S+)$", survivor.text(), re.M))
+    assert taken - finished and taken - finished <= rerun  # what the victim had not finished, the survivor ran
 
 
 def test_broker_stopped_is_a_clear_error_and_no_host_is_contacted(scene: Scene, broker: RedisServer) -> None:
