@@ -60,9 +60,9 @@ Command = Literal["plan", "check", "apply", "drift"]
 @dataclass
 class Event:
     """Progress of one host: ``start``, ``phase`` (connect, facts, render, probe, apply), ``resource``
-    (during apply, each resource the agent finished: ``done`` of ``total`` to change, ``phase`` its
-    id), ``done``; and of a ``--serial`` run: ``batch`` (``host`` empty, ``phase`` "k/n", ``hosts`` the
-    batch's)."""
+    (during apply: each resource the agent starts, ``current`` its id, and each it finished, ``phase``
+    its id; ``done`` of ``total`` to change), ``done``; and of a ``--serial`` run: ``batch`` (``host``
+    empty, ``phase`` "k/n", ``hosts`` the batch's)."""
 
     kind: Literal["start", "phase", "resource", "done", "batch"]
     host: str
@@ -71,6 +71,7 @@ class Event:
     hosts: list[str] = field(default_factory=list)
     done: int = 0
     total: int = 0
+    current: str = ""  # ``resource`` events: the resource the agent is working on now ("": none)
 
 
 EventFn = Callable[[Event], None]
@@ -466,8 +467,11 @@ class Engine:
         name, total, finished = plan.host.name, len(to_change), set()
 
         def on_record(record: dict[str, Any]) -> None:
-            rid = str(record.get("done", ""))
-            if rid in to_change and not record.get("refresh"):
+            if record.get("refresh"):
+                return
+            if (begun := str(record.get("begin", ""))) in to_change:
+                self.on_event(Event("resource", name, "", done=len(finished), total=total, current=begun))
+            elif (rid := str(record.get("done", ""))) in to_change:
                 finished.add(rid)
                 self.on_event(Event("resource", name, rid, done=len(finished), total=total))
 

@@ -40,6 +40,7 @@ class HostLine:
     done: int = 0  # during apply: resources the agent finished, of ``total`` to change
     total: int = 0
     last: str = ""  # the resource the agent finished last
+    current: str = ""  # the resource the agent works on now
     applied: bool = False  # went through the apply phase: its changes were made, not planned
     result: HostResult | None = None
     outcome: Outcome | None = None  # its result in words, worked out once when first drawn
@@ -140,6 +141,7 @@ class Board:
         elif event.kind == "resource":
             line.done, line.total = event.done, event.total
             line.last = event.phase or line.last
+            line.current = event.current
         elif event.kind == "done" and event.result is not None:
             line.result, line.ended, line.phase = event.result, now, "done"
             if line.started is not None:
@@ -255,7 +257,9 @@ def _running_line(h: HostLine, now: float, name_w: int, width: int) -> Text:
     text.append(h.phase.ljust(7), style="cyan")
     if h.phase == "apply" and h.total:
         text.append(" ").append(bar(h.done, h.total, 10)).append(f" {h.done}/{h.total} resources")
-        if h.last:
+        if h.current:
+            text.append(f"  now: {h.current}")
+        elif h.last:
             text.append(f"  {h.last}", style="dim")
     return row(text, clock_text(now - h.started if h.started is not None else 0.0), width)
 

@@ -63,6 +63,12 @@ def test_resources_done_of_total_during_apply() -> None:
     board.update(Event("resource", "web1", "file:/etc/app.conf", done=12, total=40), 2.0)
     line = line_of(draw(board, 75.0), "web1")
     assert re.search(r"apply\s+━+ 12/40 resources  file:/etc/app\.conf\s+1m15s$", line), line
+    # the agent starts the next one: the view says which it works on now, until it is done
+    board.update(Event("resource", "web1", "", done=12, total=40, current="exec:migrate"), 76.0)
+    assert re.search(r"12/40 resources  now: exec:migrate\s", line_of(draw(board, 76.0), "web1"))
+    board.update(Event("resource", "web1", "exec:migrate", done=13, total=40), 77.0)
+    line = line_of(draw(board, 77.0), "web1")
+    assert "13/40 resources  exec:migrate" in line and "now:" not in line, line
 
 
 @pytest.mark.parametrize(("res", "applied", "expected"), [
