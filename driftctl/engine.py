@@ -464,7 +464,8 @@ class Engine:
         # the last resort above the agent's per-resource limit: that long without a record from it
         own = [t for p in plan.items if isinstance(t := p.resource.params.get("timeout"), (int, float))]
         silence = max(plan.host.connection.command_timeout, max([self.settings.resource_timeout, *own]) + 60)
-        name, total, finished = plan.host.name, len(to_change), set()
+        name, total = plan.host.name, len(to_change)
+        finished: set[str] = set()
 
         def on_record(record: dict[str, Any]) -> None:
             if record.get("refresh"):
