@@ -20,7 +20,7 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:
 padding:1rem 1.5rem;color:#222;background:#fff}
 [hidden]{display:none!important}
 h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.2rem;margin-top:1.8rem;border-bottom:1px solid #ddd}
-h3{font-size:1.05rem;margin:1.4rem 0 .3rem}
+h3{font-size:1.05rem;margin:1.4rem 0 .3rem}h3 .dim{font-weight:400}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 th,td{border-bottom:1px solid #e5e5e5;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f6f6;white-space:nowrap}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
@@ -37,7 +37,8 @@ font-weight:600}.c-corrective{color:#c62828}.c-both{color:#8e44ad}.c-unmanaged{c
 svg{max-width:100%;height:auto}svg text{font-size:11px;fill:#555}
 ul.changes{margin:0;padding-left:1.1rem}
 table.res{table-layout:fixed}
-col.c-res{width:27%}col.c-cls{width:9.5rem}col.c-since{width:9.5rem}col.c-runs{width:3.2rem}col.c-past{width:17%}
+section.host{content-visibility:auto;contain-intrinsic-size:auto 400px}
+col.c-res{width:22%}col.c-cls{width:8.5rem}col.c-since{width:9rem}col.c-runs{width:3rem}col.c-past{width:16%}
 table.res td{overflow-wrap:anywhere}table.res td:nth-child(2),table.res td:nth-child(3){overflow-wrap:normal}
 table.res td.changes{min-width:0}
 .src{display:block;font-size:12px;color:#777}

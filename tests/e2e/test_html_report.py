@@ -307,13 +307,14 @@ def test_an_open_diff_scrolls_inside_its_cell(report: tuple[Path, dict[str, Any]
         diffs = page.evaluate(
             "Array.from(document.querySelectorAll('td pre')).map(p => {"
             " const c = p.closest('td').getBoundingClientRect(), r = p.getBoundingClientRect();"
-            " return [r.left - c.left, c.right - r.right, p.scrollWidth, p.clientWidth, getComputedStyle(p).overflowX];"
-            " })")
+            " return [r.left - c.left, c.right - r.right, p.scrollWidth, p.clientWidth, getComputedStyle(p).overflowX,"
+            " document.documentElement.clientWidth - c.right]; })")
         assert len(diffs) >= 10
-        for left, right, _, _, overflow in diffs:
+        for left, right, _, _, overflow, room in diffs:
             assert left >= 0 and right >= 0, "a diff sticks out of its cell"
+            assert room >= 0, "a diff's cell sticks out of the window"  # even where a section clips its overflow
             assert overflow == "auto"
-        assert any(scroll_w > client_w for _, _, scroll_w, client_w, _ in diffs)  # the long lines scroll in place
+        assert any(scroll_w > client_w for _, _, scroll_w, client_w, _, _ in diffs)  # the long lines scroll in place
 
 
 def test_timestamps_do_not_wrap(report: tuple[Path, dict[str, Any]]) -> None:

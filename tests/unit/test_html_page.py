@@ -2,7 +2,8 @@
 apply lane and changed column, each resource's past from a real SQLite store, what to run next (each
 command parsed by driftctl's own command line), and no secret anywhere, history included.
 
-The browser side (filters, layout, CSP enforcement) is in tests/e2e/test_html_report.py.
+The browser side (filters, layout, CSP enforcement) is in tests/e2e/test_html_report.py (a module of
+another name: pytest imports test modules by basename).
 """
 
 from __future__ import annotations
