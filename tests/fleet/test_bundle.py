@@ -69,6 +69,40 @@ def test_the_bundle_runs_with_the_hosts_python3_and_never_imports_ssh_or_crypto(
         host.sh("rm -f /var/tmp/test-driftctl.pyz")
 
 
+def test_a_vaulted_value_on_a_host_without_cryptography_is_a_clear_error(fleet: Any, bundle: Path) -> None:
+    """The host's python3 has no cryptography (not in the bundle: compiled): a pull meeting a vaulted value
+    says what to install, exit 1, nothing changed; the same pull without one works."""
+    from driftctl.vault import encrypt_string
+
+    host = fleet.hosts[0]
+    assert host.sh("python3 -c 'import cryptography'").rc != 0, "this test needs a host without cryptography"
+    tmp = "/var/tmp/test-bundle-vault"
+    put(host, f"{tmp}.pyz", bundle.read_bytes())
+    secret = encrypt_string("db_password", "hunter2", "vault-pass")
+    files = {
+        "inventory/hosts.yaml": f"all:\n  hosts:\n    {host.name}: {{}}\n",
+        "inventory/host_vars/" + host.name + ".yaml": secret,
+        "manifests/site.yaml": "- hosts: all\n  manifests: [m.yaml]\n",
+        "manifests/m.yaml": f"resources:\n    - file: {tmp}-out\n      content: \"x\\n\"\n",
+    }
+    script = ["set -e", f"rm -rf {tmp}", f"mkdir -p {tmp}", f"cd {tmp}", "git init -q"]
+    for path, text in files.items():
+        script += [f"mkdir -p {shlex.quote(str(Path(path).parent))}", f"printf %s {shlex.quote(text)} > {path}"]
+    script += ["git add -A", "git -c user.email=t@example.com -c user.name=t commit -q -m v",
+               "printf %s vault-pass > /var/tmp/test-bundle-vault.pass", "chmod 600 /var/tmp/test-bundle-vault.pass"]
+    try:
+        sh(host, "\n".join(script))
+        r = host.sh(f"python3 -I {tmp}.pyz pull {tmp} --host {host.name} --cache-dir {tmp}-cache "
+                    f"--vault-password-file {tmp}.pass")
+        assert r.rc == 1, r.stdout_text + r.stderr_text
+        assert "vaulted values need the cryptography library in this host's python3" in r.stderr_text
+        assert "apt-get install python3-cryptography" in r.stderr_text
+        assert "Traceback" not in r.stderr_text
+        assert host.sh(f"test -e {tmp}-out").rc != 0
+    finally:
+        host.sh(f"rm -rf {tmp} {tmp}.pyz {tmp}.pass {tmp}-cache {tmp}-out")
+
+
 # -- install, schedule, pull, remove on a fresh host ---------------------------------------------------------
 
 
@@ -144,6 +178,12 @@ def test_install_twice_run_the_timers_pull_then_cron_then_remove(fresh_host: Any
     assert sh(host, "cat /etc/pulled-by-timer") == "converged by a timer's pull\n", journal
     result = sh(host, "systemctl show -p Result --value driftctl-pull.service").strip()
     assert result == "success", journal
+    # a whole pull (read-only here) imports no SSH library (cryptography: only the bundle's stand-in)
+    r = host.sh(f"python3 -I -X importtime {PYZ} pull {REPO} --ref main --host {host.name} --check")
+    assert r.rc == 0, r.stderr_text[-3000:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr_text.splitlines()
+                if line.startswith("import time:")}
+    assert "driftctl" in imported and not imported & {"paramiko", "bcrypt", "nacl"}, imported
 
     # --cron: the timer goes, /etc/cron.d/driftctl-pull comes, with this host's stable delay
     r = bundle_cli("install", "--bundle", bundle, "--source", REPO, "--ref", "main", "--every", "30m", "--splay",
