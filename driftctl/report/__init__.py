@@ -8,7 +8,7 @@ format         file (``write_reports``)      for
 json           driftctl-report.json          machines: the document itself, keys sorted
 junit          driftctl-report.xml           CI: drift and failures as failed tests
 markdown       driftctl-report.md            a pull request or an issue
-html           driftctl-report.html          people: one self-contained page with a drift chart
+html           driftctl-report.html          people: one self-contained page: filters, history, chart
 prometheus     driftctl.prom                 node_exporter's textfile collector
 =============  ============================  =======================================================
 

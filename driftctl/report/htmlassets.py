@@ -37,7 +37,7 @@ font-weight:600}.c-corrective{color:#c62828}.c-both{color:#8e44ad}.c-unmanaged{c
 svg{max-width:100%;height:auto}svg text{font-size:11px;fill:#555}
 ul.changes{margin:0;padding-left:1.1rem}
 table.res{table-layout:fixed}
-section.host{content-visibility:auto;contain-intrinsic-size:auto 400px}
+section.host{content-visibility:auto;contain-intrinsic-size:auto 400px;scroll-margin-top:8rem}
 col.c-res{width:22%}col.c-cls{width:8.5rem}col.c-since{width:9rem}col.c-runs{width:3rem}col.c-past{width:16%}
 table.res td{overflow-wrap:anywhere}table.res td:nth-child(2),table.res td:nth-child(3){overflow-wrap:normal}
 table.res td.changes{min-width:0}

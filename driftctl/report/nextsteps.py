@@ -80,8 +80,9 @@ def next_steps(doc: Mapping[str, Any]) -> list[Step]:
     again = f"driftctl {command or 'drift'} {inv}"
     if unreachable:
         steps.append(Step(
-            "Unreachable", f"{_plural(len(unreachable), 'host')}: nothing is known about them. Check the address, "
-            "the SSH key and the host key, then try again:",
+            "Unreachable", f"{_plural(len(unreachable), 'host')}, nothing known about "
+            f"{'it' if len(unreachable) == 1 else 'them'}. Check the address, the SSH key and the host key, then "
+            "try again:",
             unreachable, [f"driftctl facts {inv} {_limit(unreachable)}", f"{again} {_limit(unreachable)}"],
         ))
     if host_failed:
