@@ -191,6 +191,15 @@ class Page:
             raise RuntimeError(f"{expression[:60]}...: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def disable_scripts(self) -> None:
+        """From now on the page's scripts do not run (a viewer that blocks them)."""
+        self._send("Emulation.setScriptExecutionDisabled", {"value": True}, session=True)
+
+    def html(self) -> str:
+        """The document as it is now (read through the DOM domain: works with scripts disabled)."""
+        root = self._send("DOM.getDocument", {"depth": 0}, session=True)["root"]["nodeId"]
+        return str(self._send("DOM.getOuterHTML", {"nodeId": root}, session=True)["outerHTML"])
+
     def insert_text(self, text: str) -> None:
         """Type ``text`` into the focused element, as a keyboard would (input events fire)."""
         self._send("Input.insertText", {"text": text}, session=True)

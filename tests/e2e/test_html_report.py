@@ -329,3 +329,16 @@ def test_timestamps_do_not_wrap(report: tuple[Path, dict[str, Any]]) -> None:
         wrapped = [text for text, n in lines if n != 1]
         assert wrapped == []
         assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\dZ", text) for text, _ in lines)
+
+
+def test_without_script_every_row_is_shown(report: tuple[Path, dict[str, Any]]) -> None:
+    """A viewer that blocks scripts (some CI artifact viewers do) still shows the whole report."""
+    page_path, doc = report
+    with Page() as page:
+        page.disable_scripts()
+        page.open(page_path.as_uri() + "#class=failed")
+        rows = Rows()
+        rows.feed(page.html())
+        rows.close()
+    assert rows.form_hidden is True  # a form that would do nothing is not offered
+    assert rows.shown == rows.all == expected(doc, classes=ALL)
