@@ -304,3 +304,57 @@ def test_bad_input_on_a_host_is_a_clear_error_and_changes_nothing(fleet: Any, pr
     finally:
         host.sh("rm -rf /var/tmp/open-cache")
         cleanup(host)
+
+
+def _gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
+    import os
+
+    return subprocess.run(["gpg", "--batch", *args], input=data, check=True, capture_output=True,
+                          env={**os.environ, "GNUPGHOME": str(home)}).stdout
+
+
+def _fingerprint(home: Path) -> str:
+    out = _gpg(home, "--list-keys", "--with-colons").decode()
+    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+
+
+def test_verify_commit_on_a_host(fresh_host: Any, project_tar: bytes, tmp_path: Path) -> None:
+    """Keys made by the test (throwaway, on the controller); the host gets the public key file only."""
+    host = fresh_host
+    install(host, project_tar)
+    homes = {}
+    for who in ("ops", "mallory"):
+        home = homes[who] = tmp_path / f"gpg-{who}"
+        home.mkdir(mode=0o700)
+        _gpg(home, "--passphrase", "", "--quick-gen-key", f"{who}@example.com", "ed25519", "sign", "1d")
+    try:
+        r = host.exec(["sh", "-c", "cat > /var/tmp/ops.asc"], stdin=_gpg(homes["ops"], "--armor", "--export"))
+        assert r.rc == 0
+        repo = Repo(tmp_path / "repo")
+        repo.commit(files([host], "unsigned"))
+        repo.copy_to(host)
+        r = pull(host, SOURCE, "--host", host.name, "--verify-commit", "/var/tmp/ops.asc")
+        assert r.rc == 1 and "is not signed by a key of --verify-commit" in r.stderr_text, r.stderr_text
+        assert host.sh(f"test -e {MOTD}").rc != 0
+        for who, text in (("ops", "signed by ops"), ("mallory", "signed by mallory")):
+            (repo.work / "manifests/roles/pulled/resources.yaml").write_text(
+                f"resources:\n  - file: {MOTD}\n    content: {json.dumps(text + chr(10))}\n")
+            repo.git("add", "-A")
+            sign = f"-S{_fingerprint(homes[who])}"
+            subprocess.run(["git", "-C", str(repo.work), "-c", "user.name=t", "-c", f"user.email={who}@example.com",
+                            "commit", "-q", sign, "-m", text], check=True, capture_output=True,
+                           env={**__import__("os").environ, "GNUPGHOME": str(homes[who])})
+            repo.git("push", "-q", "--force", str(repo.bare), "HEAD:refs/heads/main")
+            repo.copy_to(host)
+            r = pull(host, SOURCE, "--host", host.name, "--verify-commit", "/var/tmp/ops.asc")
+            if who == "ops":
+                assert r.rc == 2, r.stdout_text + r.stderr_text
+            else:
+                assert r.rc == 1 and "is not signed by a key of --verify-commit" in r.stderr_text, r.stderr_text
+            assert sh(host, f"cat {MOTD}") == "signed by ops\n"
+    finally:
+        for home in homes.values():
+            subprocess.run(["gpgconf", "--kill", "all"], env={**__import__("os").environ, "GNUPGHOME": str(home)},
+                           check=False)
+        host.sh("rm -f /var/tmp/ops.asc")
+        cleanup(host)
