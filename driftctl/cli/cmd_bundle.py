@@ -13,7 +13,7 @@ import click
 
 from driftctl.cli import ui
 from driftctl.cli.common import fleet_options, inventory_argument, load_context, pass_flags
-from driftctl.cli.options import diff_option, manifests_option, verbose_option
+from driftctl.cli.options import diff_option, verbose_option
 from driftctl.errors import ConfigError, Location
 from driftctl.model import HostResult, RunResult
 
@@ -77,8 +77,10 @@ def _schedule_options(f: Any) -> Any:
                      help="/etc/cron.d/driftctl-NAME everywhere (default: a systemd timer where systemd runs, cron "
                           "elsewhere)."),
         click.option("--name", default="pull", show_default=True, help="The schedule's name (driftctl-NAME.timer)."),
-        click.option("-i", "pull_inventory", metavar="PATH", help="The inventory's path in the repository."),
-        manifests_option,
+        click.option("-i", "pull_inventory", metavar="PATH",
+                     help="The inventory's path in the repository (the pull's default: inventory)."),
+        click.option("-m", "manifests", metavar="PATH",
+                     help="The manifest tree's path in the repository (the pull's default: manifests)."),
         click.option("--verify-commit", "verify_keys", multiple=True, metavar="KEYFILE",
                      help="Pulls refuse commits not signed by these keys: paths ON THE HOSTS (repeatable)."),
         click.option("--cache-dir", metavar="DIR", help="The pull's cache directory on the hosts."),
@@ -99,7 +101,7 @@ def _schedule_options(f: Any) -> Any:
 @verbose_option
 @pass_flags
 def install_cmd(inventory: Path, source: str, ref: str | None, every: str, splay: str | None, mode: str | None,
-                only_if_changed: bool, cron: bool, name: str, pull_inventory: str | None, manifests: Path | None,
+                only_if_changed: bool, cron: bool, name: str, pull_inventory: str | None, manifests: str | None,
                 verify_keys: tuple[str, ...], cache_dir: str | None, bundle_file: Path | None, python: str | None,
                 plan_only: bool, limit: str | None, as_json: bool, diff: bool | None, verbose: bool,
                 flags: dict[str, Any]) -> int:
@@ -115,7 +117,7 @@ def install_cmd(inventory: Path, source: str, ref: str | None, every: str, splay
     if python is not None and not python.startswith("/"):
         raise ConfigError(f"--python {python!r}: the absolute path of the hosts' python3", Location("--python"))
     job = make_pull_job(source, every, splay, name=name, ref=ref, inventory=pull_inventory,
-                        manifests=str(manifests) if manifests else None, mode=mode or "apply",
+                        manifests=manifests, mode=mode or "apply",
                         only_if_changed=only_if_changed, verify_keys=verify_keys, cache_dir=cache_dir,
                         executable=(WRAPPER,))
     if not job.host and job.source.startswith("/") and not source.startswith("/"):
