@@ -97,5 +97,23 @@ def collect(store: Any, inventory: str, host: str, answer: dict[str, Any] | None
             break
         if run_id is not None:
             got.stored.append(run_id)
+            assert doc is not None
+            _move_baseline(store, inventory, host, doc)
         got.cursor = (str(ident), seq)
     return got
+
+
+def _move_baseline(store: Any, inventory: str, host: str, doc: dict[str, Any]) -> None:
+    """A pull apply's own changes under watched paths join the controller's baseline, as a push apply's
+    do (D6); hand changes stay reported. No baseline yet: the first drift run takes one."""
+    changed = (doc.get("pull") or {}).get("watch_changed")
+    if doc.get("command") != "apply" or not isinstance(changed, dict) or not changed:
+        return
+    if not store.baseline(inventory, host):
+        return
+    entries = {str(p): (dict(e) if isinstance(e, dict) else None) for p, e in changed.items()}
+    try:
+        store.set_baseline(inventory, host, entries, by=f"pull apply on {host} (commit {str(doc.get('commit'))[:12]})",
+                           replace=False)
+    except StoreError as e:
+        log.warning("%s: the watch baseline was not moved by its pull apply: %s", host, e)

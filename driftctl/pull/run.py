@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -258,6 +257,8 @@ def _run(req: PullRequest, cache: Cache, engine: Any, host: Host, mode: Mode,
             run = engine.run("apply", [host])
         else:
             run = DriftRun(engine, view, key, store_reference(view, key), collect_pulled=False).run([host])
+        if mode == "apply":
+            pull_info["pull"]["watch_changed"] = watch_changed(run)
         doc = record_run(engine.settings, run, key, store=view, argv=argv, extra=pull_info)
         saved = view.finish()
     finally:
@@ -270,5 +271,17 @@ def _run(req: PullRequest, cache: Cache, engine: Any, host: Host, mode: Mode,
     return outcome
 
 
-def elapsed(started: float) -> float:
-    return time.monotonic() - started
+def watch_changed(run: RunResult) -> dict[str, Any]:
+    """What the apply itself changed under watched paths (path -> entry after, or None: removed), so the
+    controller's baseline moves by exactly that when it stores the run, as after a push apply (D6)."""
+    out: dict[str, Any] = {}
+    for h in run.hosts:
+        if not h.watch or h.status in ("unreachable", "failed") or h.watch.get("error") or (
+                h.watch_after or {}).get("error"):
+            continue
+        pre = h.watch.get("entries", {})
+        post = (h.watch_after if h.watch_after is not None else h.watch).get("entries", {})
+        for path in set(pre) | set(post):
+            if pre.get(path) != post.get(path):
+                out[path] = post.get(path)
+    return out

@@ -128,3 +128,26 @@ def test_an_outbox_others_could_write_is_refused(two_sides: dict[str, Path]) -> 
     drift = controller(s, "drift", "inv")
     assert "its pull reports were not collected: refusing the pull outbox" in drift.stderr
     assert "applied" not in controller(s, "history", "inv").stdout
+
+
+def test_a_pull_applys_own_changes_under_watched_paths_move_the_controllers_baseline(
+        two_sides: dict[str, Path]) -> None:
+    s = two_sides
+    watched = s["target"] / "w"
+    watched.mkdir()
+    head = f"watch:\n  - {watched}\n"
+    first = head + resources(s["target"])
+    second = first + (f"  - exec: make-it\n    command: touch {watched}/made-by-apply\n"
+                      f"    creates: {watched}/made-by-apply\n")
+    commit(s["src"], {"manifests/roles/r/resources.yaml": first})
+    (s["ctl"] / "manifests/roles/r/resources.yaml").write_text(first)
+    assert pull(s).returncode == 2
+    assert controller(s, "drift", "inv").returncode == 0  # the controller's first look: its baseline
+    commit(s["src"], {"manifests/roles/r/resources.yaml": second})
+    (s["ctl"] / "manifests/roles/r/resources.yaml").write_text(second)
+    (watched / "by-hand").write_text("x\n")  # a hand change before the apply: stays reported
+    assert pull(s).returncode == 2
+    assert (watched / "made-by-apply").exists()
+    drift = controller(s, "drift", "inv", "--json")
+    unmanaged = json.loads(drift.stdout)["hosts"][0]["unmanaged"]
+    assert [(u["path"], u["change"]) for u in unmanaged] == [(f"{watched}/by-hand", "added")], drift.stderr
