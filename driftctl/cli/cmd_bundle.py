@@ -84,7 +84,7 @@ def _schedule_options(f: Any) -> Any:
         click.option("--verify-commit", "verify_keys", multiple=True, metavar="KEYFILE",
                      help="Pulls refuse commits not signed by these keys: paths ON THE HOSTS (repeatable)."),
         click.option("--cache-dir", metavar="DIR", help="The pull's cache directory on the hosts."),
-        click.option("--bundle", "bundle_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        click.option("--bundle", "bundle_file", type=click.Path(dir_okay=False, path_type=Path),
                      metavar="FILE", help="Install this bundle (default: build one now from this driftctl)."),
         click.option("--python", "python", metavar="PATH",
                      help="The hosts' python3 for the wrapper (default: the inventory's absolute "
@@ -168,6 +168,9 @@ def _bundle_for(given: Path | None, state_dir: Path) -> tuple[Any, str]:
     from driftctl.content import file_content
 
     path = given
+    if path is not None and not path.is_file():
+        raise ConfigError(f"--bundle {path}: no such file", Location("--bundle"),
+                          "build one with driftctl bundle -o driftctl.pyz, or leave --bundle out")
     if path is None:
         path = build(state_dir / "bundle" / "driftctl.pyz").path
     try:
