@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,7 @@ def _converge(ctx: Any, command: str, catalog_for: Any) -> RunResult:
         run.aborted = done.aborted
         results.update({h.host: h for h in done.hosts})
     run.hosts = [results[h.name] for h in ctx.hosts]
-    run.finished = done.finished if ready else None
+    run.finished = done.finished if ready else time.time()
     return run
 
 
