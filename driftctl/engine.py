@@ -184,6 +184,7 @@ class Engine:
         # pull mode: what a probe asks the host's outbox for (None: nothing), per host; set by runs that
         # store what they collect (drift), see driftctl/drift/pulled.py
         self.outbox_for: Callable[[Host], dict[str, Any] | None] | None = None
+        self.on_outbox: Callable[[Host, dict[str, Any]], None] | None = None
 
     # ---- before any connection
     def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
@@ -359,6 +360,14 @@ class Engine:
 
     # ---- one host: the read-only half
     def plan_host(self, host: Host, transport: Transport) -> HostPlan:
+        """``_plan_host``, then what the probe collected from the host's pull outbox goes to ``on_outbox``
+        (stored before anything is judged from this probe: driftctl/drift/pulled.py)."""
+        plan = self._plan_host(host, transport)
+        if plan.outbox is not None and self.on_outbox is not None:
+            self.on_outbox(host, plan.outbox)
+        return plan
+
+    def _plan_host(self, host: Host, transport: Transport) -> HostPlan:
         """Render, one probe round trip, and the diff.
 
         Templates that use facts are rendered with the facts of the last stored run when there are

@@ -26,6 +26,14 @@ MAX_REPORTS = 20  # per probe; the rest come with the next ones
 MAX_BYTES = 4 * 1024 * 1024
 
 
+def attach(engine: Any, store: Any, inventory: str) -> None:
+    """Make ``engine``'s probes collect every host's recorded pull runs into ``store`` (a RunState or
+    a Store), each stored before anything is judged from that probe. For any command that has a store:
+    drift does it (DriftRun); an apply can (``attach(engine, view, key)`` before ``engine.run``)."""
+    engine.outbox_for = lambda host: outbox_request(host, store.pull_cursor(inventory, host.name))
+    engine.on_outbox = lambda host, answer: collect(store, inventory, host.name, answer)
+
+
 def outbox_request(host: Host, cursor: tuple[str, int] | None) -> dict[str, Any]:
     """The probe's ``outbox`` request for ``host``, after what the store already has from it."""
     return {"dir": str(host.vars.get(OUTBOX_VAR) or DEFAULT_OUTBOX), "id": cursor[0] if cursor else None,

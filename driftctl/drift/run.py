@@ -88,9 +88,9 @@ class DriftRun:
         # before its drift is classified; not by a pull run on the host itself (collect_pulled=False)
         self.collect_pulled = collect_pulled and store is not None and hasattr(store, "save_pulled")
         if self.collect_pulled:
-            from driftctl.drift.pulled import outbox_request
+            from driftctl.drift.pulled import attach
 
-            engine.outbox_for = lambda host: outbox_request(host, store.pull_cursor(inventory, host.name))
+            attach(engine, store, inventory)
 
     def run(self, hosts: Sequence[Host]) -> RunResult:
         run = RunResult(command="drift")
@@ -99,11 +99,7 @@ class DriftRun:
         return run
 
     def host(self, host: Host, transport: Transport) -> HostResult:
-        plan = self.engine.plan_host(host, transport)
-        if self.collect_pulled and plan.outbox is not None:
-            from driftctl.drift.pulled import collect
-
-            collect(self.store, self.inventory, host.name, plan.outbox)  # before the classification below
+        plan = self.engine.plan_host(host, transport)  # pull runs it collected are stored by now
         converged = self.reference.converged(host, plan)
         episodes = self._open_episodes(host.name)
         results = [planned_result(p) for p in plan.items]
