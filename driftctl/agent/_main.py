@@ -365,7 +365,7 @@ def _outbox_dir(path):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        if e.errno in (2, 20):  # ENOENT, ENOTDIR
+        if e.errno == 2:  # ENOENT: this host never pulled
             return None
         raise Failure("the pull outbox %s cannot be opened: %s" % (path, e.strerror)) from None
     st = os.fstat(fd)
