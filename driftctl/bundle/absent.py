@@ -70,7 +70,7 @@ class AbsentFinder(importlib.abc.MetaPathFinder):
     """Finds stand-ins for ``names`` (and their submodules); last on ``sys.meta_path``."""
 
     def __init__(self, names: Iterable[str]) -> None:
-        self.names = frozenset(names)
+        self.names = set(names)
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None,
                   target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
@@ -81,5 +81,8 @@ class AbsentFinder(importlib.abc.MetaPathFinder):
 
 def install(names: Iterable[str]) -> None:
     """Stand-ins for ``names`` where the host has no such library (see the module docstring)."""
-    if not any(isinstance(f, AbsentFinder) for f in sys.meta_path):
-        sys.meta_path.append(AbsentFinder(names))
+    for finder in sys.meta_path:
+        if isinstance(finder, AbsentFinder):
+            finder.names.update(names)
+            return
+    sys.meta_path.append(AbsentFinder(names))

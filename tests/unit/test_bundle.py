@@ -131,9 +131,18 @@ def test_stand_ins_for_a_library_the_host_lacks() -> None:
         pass
     with pytest.raises(ConfigError, match="driftctl_test_absent_lib"):
         hashes.SHA256()
-    import json as real  # a library the host has is never replaced
 
-    assert real.dumps(1) == "1"
+
+def test_a_library_the_host_has_wins_over_its_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from driftctl.bundle.absent import install
+
+    (tmp_path / "driftctl_test_real_lib").mkdir()
+    (tmp_path / "driftctl_test_real_lib" / "__init__.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    install(["driftctl_test_real_lib"])
+    import driftctl_test_real_lib  # type: ignore[import-not-found]
+
+    assert driftctl_test_real_lib.VALUE == 42
 
 
 # -- install and remove catalogs ---------------------------------------------------------------------------
