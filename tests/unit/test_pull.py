@@ -329,3 +329,18 @@ def test_pull_imports_no_ssh_or_crypto_library(site: dict[str, Path]) -> None:
                          text=True, cwd=site["tmp"], timeout=300)
     assert run.returncode == 2, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "SSH:"
+
+
+def test_extra_vars_and_tags(site: dict[str, Path]) -> None:
+    commit(site["src"], {"manifests/roles/r/resources.yaml": (
+        "resources:\n"
+        f"  - file: {site['target']}/motd\n    content: \"{{{{ greeting }}}}\\n\"\n    tags: [motd]\n"
+        f"  - file: {site['target']}/other\n    content: \"other\\n\"\n")})
+    bad = pull(site, "-e", "greeting=hi", "--tags", "nosuch")
+    assert bad.returncode == 1 and "nosuch" in bad.stderr
+    assert not (site["target"] / "motd").exists()
+    run = pull(site, "-e", "greeting=hi", "--tags", "motd", "--json")
+    assert run.returncode == 2, run.stderr
+    assert (site["target"] / "motd").read_text() == "hi\n" and not (site["target"] / "other").exists()
+    doc = json.loads(run.stdout)
+    assert doc["partial"] is True and "greeting=********" in " ".join(doc["argv"])  # -e values never recorded
