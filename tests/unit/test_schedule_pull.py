@@ -4,6 +4,7 @@ before anything is written. On real hosts: tests/fleet/test_bundle.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from driftctl.schedule import (
     remove_pull_cron,
     remove_systemd,
 )
+from driftctl.schemas import validator
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "https://git.example.com/infra.git"
@@ -179,6 +181,10 @@ def test_schedule_install_pull_writes_the_units_and_list_shows_the_splay(tmp_pat
     assert f" pull {URL} --host web01 --drift\n" in service
     r = cli("schedule", "list", "--unit-dir", str(units), cwd=tmp_path)
     assert "pull  systemd  every 1h splay 15m" in r.stdout, r.stdout
+    r = cli("schedule", "list", "--unit-dir", str(units), "--json", cwd=tmp_path)
+    found = [s for s in json.loads(r.stdout) if s["where"].startswith(str(units))]
+    validator("schedule-list").validate(found)
+    assert [(s["name"], s["extra"]) for s in found] == [("pull", {"splay": "15m", "pull": "true"})]
 
 
 @pytest.mark.parametrize(("args", "message"), [
