@@ -34,6 +34,7 @@ from driftctl.schedule.job import (
     PATH,
     Every,
     Scheduled,
+    ScheduleError,
     calendar_spec,
     cron_schedule,
     marker_name,
@@ -280,7 +281,10 @@ def remove_pull_cron(name: str, cron_dir: Path = CRON_DIR) -> Path | None:
         return None
     if marker_name(first) != name:
         return None
-    path.unlink()
+    try:
+        path.unlink()
+    except OSError as e:
+        raise ScheduleError(f"cannot remove {path}: {e.strerror or e}") from e
     return path
 
 
