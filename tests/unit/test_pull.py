@@ -344,3 +344,25 @@ def test_extra_vars_and_tags(site: dict[str, Path]) -> None:
     assert (site["target"] / "motd").read_text() == "hi\n" and not (site["target"] / "other").exists()
     doc = json.loads(run.stdout)
     assert doc["partial"] is True and "greeting=********" in " ".join(doc["argv"])  # -e values never recorded
+
+
+def test_a_vaulted_inventory_with_its_password_file(site: dict[str, Path]) -> None:
+    ansible_vault = Path(sys.executable).parent / "ansible-vault"
+    if not ansible_vault.exists():
+        pytest.skip("needs ansible-vault (ansible-core) to encrypt the test's value")
+    password = site["tmp"] / "vault-pass"
+    password.write_text("pw123\n")
+    os.chmod(password, 0o600)
+    vaulted = subprocess.run([str(ansible_vault), "encrypt_string", "--vault-password-file", str(password), "sesame",
+                              "--name", "secret_word"], check=True, capture_output=True, text=True).stdout
+    commit(site["src"], {
+        "inventory/host_vars/web1.yaml": vaulted,
+        "manifests/roles/r/resources.yaml": resources(site["target"], "{{ secret_word }}\n"),
+    })
+    without = pull(site)
+    assert without.returncode == 1 and "vault" in without.stderr.lower()
+    assert not (site["target"] / "motd").exists()
+    run = pull(site, "--vault-password-file", str(password), "--json")
+    assert run.returncode == 2, run.stderr
+    assert (site["target"] / "motd").read_text() == "sesame\n"
+    assert "sesame" not in run.stdout  # the report never holds the secret
