@@ -20,6 +20,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from e2ehelp import CLIResult, driftctl, write_inventory
 
+from driftctl.schemas import validator
+
 PYZ = "/usr/local/lib/driftctl/driftctl.pyz"
 WRAPPER = "/usr/local/bin/driftctl"
 REPO = "/srv/infra.git"
@@ -208,6 +210,10 @@ def test_install_twice_run_the_timers_pull_then_cron_then_remove(fresh_host: Any
     assert sh(host, "systemctl list-units --all --no-legend 'driftctl-pull*'").strip() == ""
     r = bundle_cli("remove", tmp_path=tmp_path, inventory=inventory)
     assert r.rc == 0 and "bundle remove: no changes" in r.stdout, r.output
+    r = bundle_cli("remove", "--json", tmp_path=tmp_path, inventory=inventory)
+    assert r.rc == 0, r.output
+    validator("report").validate(r.json())  # the run report, as apply --json prints it
+    assert [(h["name"], h["status"]) for h in r.json()["hosts"]] == [(host.name, "ok")]
 
 
 @pytest.mark.slow
