@@ -202,6 +202,18 @@ def test_install_twice_run_the_timers_pull_then_cron_then_remove(fresh_host: Any
     assert sh(host, "systemctl list-timers --all --no-legend 'driftctl-pull*'").strip() == ""
     listed = sh(host, "driftctl schedule list")
     assert "pull  cron  every 30m splay 10m" in listed, listed
+    # without a splay, the line runs at once: run it as cron does (/bin/sh -c, a bare environment, \% -> %)
+    r = bundle_cli("install", "--bundle", bundle, "--source", REPO, "--ref", "main", "--every", "30m", "--cron",
+                   tmp_path=tmp_path, inventory=inventory)
+    assert r.rc == 2, r.output
+    line = sh(host, "grep -v '^#' /etc/cron.d/driftctl-pull").strip().split(None, 6)
+    assert line[5] == "root" and "sleep" not in line[6]
+    command = line[6].replace("\\%", "%")
+    ran = host.exec(["env", "-i", "HOME=/root", "LOGNAME=root", "SHELL=/bin/sh", "PATH=/usr/bin:/bin", "/bin/sh",
+                     "-c", command])
+    log = sh(host, "cat /var/log/driftctl/pull.log")
+    assert ran.rc == 0, log
+    assert f"pull {REPO} at " in log and "=== exit 0" in log and "driftctl-schedule pull" in log, log
 
     r = bundle_cli("remove", tmp_path=tmp_path, inventory=inventory)
     assert r.rc == 2, r.output
