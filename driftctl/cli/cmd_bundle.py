@@ -132,7 +132,7 @@ def install_cmd(inventory: Path, source: str, ref: str | None, every: str, splay
 
         return install_catalog(host, bundle, job, placement_for(facts, host, min_python, python, cron))
 
-    run = _converge(ctx, "plan" if plan_only else "apply", catalog_for)
+    run = _converge(ctx, "plan" if plan_only else "apply", catalog_for, as_json)
     return _show(run, inventory, as_json, diff, verbose, "install")
 
 
@@ -159,7 +159,7 @@ def remove_cmd(inventory: Path, name: str, plan_only: bool, limit: str | None, a
 
         return remove_catalog(host, name, "systemd" if facts.get("init") == "systemd" else "cron")
 
-    run = _converge(ctx, "plan" if plan_only else "apply", catalog_for)
+    run = _converge(ctx, "plan" if plan_only else "apply", catalog_for, as_json)
     return _show(run, inventory, as_json, False, verbose, "remove")
 
 
@@ -185,7 +185,7 @@ def _bundle_for(given: Path | None, state_dir: Path) -> tuple[Any, str]:
     return file_content(Path(os.path.abspath(path))), min_python
 
 
-def _converge(ctx: Any, command: str, catalog_for: Any) -> RunResult:
+def _converge(ctx: Any, command: str, catalog_for: Any, as_json: bool) -> RunResult:
     """Facts of every host (its init and python3), then each host's catalog planned or applied by the
     Engine. A host that is unreachable, or refused (python3 too old), gets no catalog; the rest go on."""
     from driftctl.engine import Engine
@@ -206,9 +206,13 @@ def _converge(ctx: Any, command: str, catalog_for: Any) -> RunResult:
     run = RunResult(command=command)
     ready = [h for h in ctx.hosts if h.name in catalogs]
     if ready:
+        from driftctl.cli.render import Progress
+
         engine = Engine(None, ctx.inventory, ctx.settings, ctx.transport_options)
         engine.catalogs.update(catalogs)
-        done = engine.run(command, ready)  # type: ignore[arg-type]
+        with Progress(ui.err, [h.name for h in ready], ui.interactive() and not as_json) as progress:
+            engine.on_event = progress
+            done = engine.run(command, ready)  # type: ignore[arg-type]
         run.aborted = done.aborted
         results.update({h.host: h for h in done.hosts})
     run.hosts = [results[h.name] for h in ctx.hosts]
