@@ -117,11 +117,15 @@ def install_cmd(inventory: Path, source: str, ref: str | None, every: str, splay
 
     if python is not None and not python.startswith("/"):
         raise ConfigError(f"--python {python!r}: the absolute path of the hosts' python3", Location("--python"))
+    for what, paths in (("--verify-commit", verify_keys), ("--cache-dir", (cache_dir,) if cache_dir else ())):
+        for path in paths:
+            if not path.startswith("/"):
+                raise ConfigError(f"{what} {path!r}: a path on the hosts, so an absolute one", Location(what))
     job = make_pull_job(source, every, splay, name=name, ref=ref, inventory=pull_inventory,
                         manifests=manifests, mode=mode or "apply",
                         only_if_changed=only_if_changed, verify_keys=verify_keys, cache_dir=cache_dir,
                         executable=(WRAPPER,))
-    if not job.host and job.source.startswith("/") and not source.startswith("/"):
+    if job.source.startswith("/") and not source.startswith("/"):
         raise ConfigError(f"--source {source!r}: a relative path means nothing on the hosts", Location("--source"),
                           "give a URL, or the repository's absolute path on the hosts")
     ctx = load_context(inventory, limit, as_json, **flags)

@@ -230,6 +230,9 @@ def test_bundle_command_mistakes(tmp_path: Path) -> None:
     (["--source", "https://x/r.git", "--python", "python3"], "the absolute path of the hosts' python3"),
     (["--source", "https://x/r.git", "--name", "a b"], "--name 'a b'"),
     (["--source", "https://x/r.git", "--check", "--only-if-changed"], "exclude each other"),
+    (["--source", "https://x/r.git", "--verify-commit", "keys.asc"], "--verify-commit 'keys.asc': a path on the hosts"),
+    (["--source", "https://x/r.git", "--cache-dir", "cache"], "--cache-dir 'cache': a path on the hosts"),
+    (["--source", "https://x/r.git", "--bundle", "nope.pyz"], "--bundle nope.pyz: no such file"),
 ])
 def test_bundle_install_mistakes_exit_1_before_any_host(tmp_path: Path, args: list[str], message: str) -> None:
     # a host that would hang a connect: an input error must end the command before it is tried
