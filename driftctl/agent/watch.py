@@ -37,9 +37,11 @@ def _entry(path):
 
 
 def watch_own_dirs(ctx):
-    """driftctl's own directories on the host, never unmanaged drift: the backups and the agent cache
-    the launcher used (it says which, once it has checked the directory is the agent user's own)."""
-    return set(d.rstrip("/") for d in (ctx.backup_dir, globals().get("launcher_cache_dir")) if d)
+    """driftctl's own directories on the host, never unmanaged drift: the backups, the agent cache
+    the launcher used (it says which, once it has checked the directory is the agent user's own) and
+    pull mode's default cache (its checkouts, state and outbox change with every pull)."""
+    own = (ctx.backup_dir, globals().get("launcher_cache_dir"), "/var/lib/driftctl/pull")
+    return set(d.rstrip("/") for d in own if d)
 
 
 def scan_watch(watch, ctx):

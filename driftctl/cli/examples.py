@@ -30,6 +30,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "driftctl facts inventory/prod -l 'web:!web-canary*' -p 50   # the web group but its canary, 50 at a time",
         "driftctl facts inventory/prod --json",
     ),
+    "pull": (
+        "driftctl pull https://git.example.com/infra.git --ref main      # on a host, as root: converge it from git",
+        "driftctl pull /srv/infra.git --ref v2026.12 --host web01        # a path, a tag, this host's inventory name",
+        "driftctl pull https://git.example.com/infra.git --check          # what an apply would change (noop)",
+        "driftctl pull https://git.example.com/infra.git --drift          # drift since the last apply, recorded",
+        "driftctl pull https://git.example.com/infra.git --only-if-changed   # apply only on a new commit or facts",
+        "driftctl pull https://git.example.com/infra.git --verify-commit /etc/driftctl/ops.asc   # signed commits only",
+        "driftctl pull https://git.example.com/infra.git -i inventory/prod -m site/manifests --json",
+    ),
     "plan": (
         "driftctl plan inventory/prod                 # what apply would change, with diffs; changes nothing",
         "driftctl plan inventory/prod -l web01.prod.example.com --diff   # new files in full too",

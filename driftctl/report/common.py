@@ -35,8 +35,13 @@ def title(doc: Mapping[str, Any]) -> str:
 
 
 def scope_notes(doc: Mapping[str, Any]) -> list[str]:
-    """What the run did not look at, in words: a partial run (tags), batches that never started."""
+    """What the run did not look at, in words: a partial run (tags), batches that never started; and a
+    pull run (made on the host itself, from which commit)."""
     notes = []
+    if doc.get("mode") == "pull":
+        fallback = (doc.get("pull") or {}).get("fallback")
+        notes.append(f"Pull run on the host (driftctl pull): commit {str(doc.get('commit') or '?')[:12]} of "
+                     f"{doc.get('source') or '?'}" + (f" ({fallback})" if fallback else "") + ".")
     if doc.get("partial"):
         tags = doc.get("tags") or {}
         chosen = " ".join(f"{opt} {','.join(tags[key])}" for opt, key in (("--tags", "only"), ("--skip-tags", "skip"))

@@ -31,6 +31,7 @@ COMMAND_SCHEMAS: dict[str, str] = {
     "check": REPORT,
     "apply": REPORT,
     "drift": REPORT,
+    "pull": REPORT,
     "report -f json": REPORT,
     "history": "history",
     "ignore list": "ignore-list",

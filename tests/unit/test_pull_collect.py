@@ -151,3 +151,19 @@ def test_a_pull_applys_own_changes_under_watched_paths_move_the_controllers_base
     drift = controller(s, "drift", "inv", "--json")
     unmanaged = json.loads(drift.stdout)["hosts"][0]["unmanaged"]
     assert [(u["path"], u["change"]) for u in unmanaged] == [(f"{watched}/by-hand", "added")], drift.stderr
+
+
+def test_every_report_format_says_a_run_was_a_pull_and_of_which_commit() -> None:
+    from driftctl.model import HostResult, ResourceResult, RunResult
+    from driftctl.report import document, render
+
+    doc = document.build(RunResult("apply", [HostResult("web1", "ok", [ResourceResult("file:/etc/a", "ok",
+                                                                                      type="file")])]), "inv")
+    doc.update(mode="pull", source="https://git.example.com/infra.git", commit="1a2b3c4d5e6f7a8b9c0d",
+               pull={"fallback": "the source could not be reached: the last good checkout was used"})
+    note = "Pull run on the host (driftctl pull): commit 1a2b3c4d5e6f of https://git.example.com/infra.git"
+    for fmt in ("markdown", "html", "junit"):
+        text = render(doc, fmt)
+        assert note in text and "the last good checkout was used" in text, fmt
+    doc.pop("mode")
+    assert "Pull run" not in render(doc, "markdown")
