@@ -63,3 +63,13 @@ def test_what_others_could_have_written_is_refused_or_left_out(tmp_path: Path) -
     link.symlink_to(d)
     with pytest.raises(Failure, match="cannot be opened"):
         outbox_collect({"dir": str(link)})
+
+
+def test_pull_modes_default_cache_is_never_unmanaged_drift() -> None:
+    """Every pull writes checkouts, state and reports under its cache: a watch on /var/lib must not
+    report them as hand changes."""
+    from types import SimpleNamespace
+
+    from driftctl.agent.watch import watch_own_dirs
+
+    assert "/var/lib/driftctl/pull" in watch_own_dirs(SimpleNamespace(backup_dir="/var/backups/driftctl"))
