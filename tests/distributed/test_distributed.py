@@ -218,7 +218,9 @@ def test_a_hanging_worker_fails_its_hosts_and_the_run_ends(scene: Scene) -> None
 
     argv = [sys.executable, "-m", "driftctl", "plan", "--json", str(scene.inventory), "-m", str(scene.manifests),
             "--executor", "celery", "--broker", scene.broker, "--worker-key", str(scene.key)]
-    run = subprocess.Popen(argv, env=scene.env(DRIFTCTL_TASK_TIMEOUT="3"), stdout=subprocess.PIPE,
+    # started tasks: 3 s without a result; tasks the stopped worker holds unstarted: 10 s in the queue
+    env = scene.env(DRIFTCTL_TASK_TIMEOUT="3", DRIFTCTL_QUEUE_TIMEOUT="10")
+    run = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     wait_for(lambda: worker.text().count(": plan ") >= 1, "a task to start", 120)
     os.killpg(worker.proc.pid, signal.SIGSTOP)  # hangs: alive, holding its tasks, silent
@@ -229,7 +231,9 @@ def test_a_hanging_worker_fails_its_hosts_and_the_run_ends(scene: Scene) -> None
     assert run.returncode & 4, err
     doc = json.loads(out)
     assert sorted(h["name"] for h in doc["hosts"]) == sorted(h.name for h in scene.hosts)
-    assert any("no result from" in (h.get("error") or "") for h in doc["hosts"])
+    errors = [h.get("error") or "" for h in doc["hosts"] if h["status"] == "failed"]
+    assert any("no result from w1 in 3s" in e for e in errors)
+    assert all("no result from w1" in e or "no worker took its task in 10s" in e for e in errors), errors
 
 
 def test_celery_beat_runs_a_scheduled_drift_with_its_one_store_record(scene: Scene, tmp_path: Path) -> None:
