@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,19 @@ def seal(key: Fernet, kind: str, body: dict[str, Any]) -> str:
     return key.encrypt(pickle.dumps({"v": VERSION, "kind": kind, **body}, protocol=pickle.HIGHEST_PROTOCOL)).decode()
 
 
-def open_sealed(key: Fernet, kind: str, token: object) -> dict[str, Any]:
-    """The body of a token of ``kind``; EnvelopeError when it does not verify with ``key``."""
+def open_sealed(key: Fernet, kind: str, token: object, max_age: float | None = None) -> dict[str, Any]:
+    """The body of a token of ``kind``; EnvelopeError when it does not verify with ``key``, or when it
+    was sealed more than ``max_age`` seconds ago (a task replayed from a copy of the broker's traffic)."""
     if not isinstance(token, str):
         raise EnvelopeError(f"not a sealed {kind}: a {type(token).__name__}")
     try:
         raw = key.decrypt(token.encode())
     except (InvalidToken, ValueError):
         raise EnvelopeError(f"a {kind} that does not verify with this key (another key, or altered)") from None
+    if max_age is not None:
+        age = time.time() - key.extract_timestamp(token.encode())
+        if age > max_age:
+            raise EnvelopeError(f"a {kind} sealed {age:.0f}s ago, older than {max_age:g}s: refused (a replay?)")
     body = pickle.loads(raw)  # noqa: S301 - only after the HMAC proved a key holder made it
     if not isinstance(body, dict) or body.get("kind") != kind or body.get("v") != VERSION:
         raise EnvelopeError(f"not a driftctl {kind} of format {VERSION}")

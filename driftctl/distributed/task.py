@@ -100,7 +100,9 @@ def register(app: Any, config: WorkerConfig) -> Any:
             result: dict[str, Any] = before["result"]
             return result
         try:
-            body = open_sealed(config.key, "task", token)
+            # older than a controller waits for it (queued, then delivered again): refused, not run
+            max_age = config.settings.queue_timeout + 2 * config.settings.visibility_timeout
+            body = open_sealed(config.key, "task", token, max_age=max_age)
         except EnvelopeError as e:
             log.error("REFUSED task %s: %s; not run", task_id, e)
             return {"refused": f"{config.name} refused the task: {e}"}

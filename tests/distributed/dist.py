@@ -128,6 +128,8 @@ class PgServer:
 
 SITE = "- hosts: all\n  roles: [dist]\n"
 RESOURCES = """
+watch:
+  - /etc/dist
 resources:
   - directory: /etc/dist
   - file: /etc/dist/zone

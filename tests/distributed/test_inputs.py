@@ -77,6 +77,21 @@ def test_a_sealed_task_opens_with_its_key_only() -> None:
         open_sealed(key, "task", {"args": "plain"})
 
 
+def test_an_old_task_is_refused_as_a_replay() -> None:
+    import pickle
+    import time
+
+    from driftctl.distributed.envelope import VERSION
+
+    key = Fernet(Fernet.generate_key())
+    body = pickle.dumps({"v": VERSION, "kind": "task", "x": 1})
+    old = key.encrypt_at_time(body, int(time.time()) - 7200).decode()
+    assert open_sealed(key, "task", old)["x"] == 1  # verifies
+    with pytest.raises(EnvelopeError, match=r"sealed \d+s ago, older than 3600s: refused \(a replay\?\)"):
+        open_sealed(key, "task", old, max_age=3600)
+    assert open_sealed(key, "task", seal(key, "task", {"x": 2}), max_age=3600)["x"] == 2
+
+
 def test_worker_keys_are_private_and_never_overwritten(tmp_path: Path) -> None:
     key = new_key(tmp_path / "k")
     assert key.stat().st_mode & 0o777 == 0o600
