@@ -28,16 +28,11 @@ import getpass
 import os
 import stat
 import subprocess
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.hmac import HMAC
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from driftctl.errors import ConfigError, InputError
 
@@ -119,10 +114,27 @@ def parse(text: str | bytes) -> Envelope:
     return Envelope(version, cipher, vault_id, salt, mac, ciphertext)
 
 
+def _crypto() -> Any:
+    """The ``cryptography`` primitives, imported when vault data is first met: a host running
+    ``driftctl pull`` without python3-cryptography works until a vaulted value is actually read."""
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, padding
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        from cryptography.hazmat.primitives.hmac import HMAC
+        from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+    except ImportError as e:
+        raise VaultError(f"Ansible Vault data needs the Python library cryptography, which this python cannot "
+                         f"import ({e}); install it (Debian: apt install python3-cryptography)") from None
+    return types.SimpleNamespace(InvalidSignature=InvalidSignature, hashes=hashes, padding=padding, Cipher=Cipher,
+                                 algorithms=algorithms, modes=modes, HMAC=HMAC, PBKDF2HMAC=PBKDF2HMAC)
+
+
 @functools.lru_cache(maxsize=256)
 def _keys(password: bytes, salt: bytes) -> tuple[bytes, bytes, bytes]:
     """(AES key, HMAC key, CTR nonce); cached: the same value may be tried or met again."""
-    kdf = PBKDF2HMAC(algorithm=hashes.SHA256(), length=2 * KEY_BYTES + IV_BYTES, salt=salt, iterations=ITERATIONS)
+    c = _crypto()
+    kdf = c.PBKDF2HMAC(algorithm=c.hashes.SHA256(), length=2 * KEY_BYTES + IV_BYTES, salt=salt, iterations=ITERATIONS)
     derived = kdf.derive(password)
     return derived[:KEY_BYTES], derived[KEY_BYTES:2 * KEY_BYTES], derived[2 * KEY_BYTES:]
 
@@ -130,15 +142,16 @@ def _keys(password: bytes, salt: bytes) -> tuple[bytes, bytes, bytes]:
 def decrypt_with(envelope: Envelope, password: bytes) -> bytes | None:
     """The plaintext, or None when the HMAC does not match (a wrong password, or changed data)."""
     key, mac_key, nonce = _keys(password, envelope.salt)
-    mac = HMAC(mac_key, hashes.SHA256())
+    c = _crypto()
+    mac = c.HMAC(mac_key, c.hashes.SHA256())
     mac.update(envelope.ciphertext)
     try:
         mac.verify(envelope.hmac)  # constant time
-    except InvalidSignature:
+    except c.InvalidSignature:
         return None
-    decryptor = Cipher(algorithms.AES(key), modes.CTR(nonce)).decryptor()
+    decryptor = c.Cipher(c.algorithms.AES(key), c.modes.CTR(nonce)).decryptor()
     padded = decryptor.update(envelope.ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
+    unpadder = c.padding.PKCS7(128).unpadder()
     try:
         return unpadder.update(padded) + unpadder.finalize()
     except ValueError:
@@ -159,10 +172,11 @@ def encrypt(plaintext: str | bytes, password: str | bytes, vault_id: str | None 
         raise VaultError(f"vault id {vault_id!r} cannot be written in a header (no ';', no newline)")
     salt = os.urandom(SALT_BYTES) if salt is None else salt
     key, mac_key, nonce = _keys(secret, salt)
-    padder = padding.PKCS7(128).padder()
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
+    c = _crypto()
+    padder = c.padding.PKCS7(128).padder()
+    encryptor = c.Cipher(c.algorithms.AES(key), c.modes.CTR(nonce)).encryptor()
     ciphertext = encryptor.update(padder.update(data) + padder.finalize()) + encryptor.finalize()
-    mac = HMAC(mac_key, hashes.SHA256())
+    mac = c.HMAC(mac_key, c.hashes.SHA256())
     mac.update(ciphertext)
     inner = b"\n".join([binascii.hexlify(salt), binascii.hexlify(mac.finalize()), binascii.hexlify(ciphertext)])
     body = binascii.hexlify(inner).decode("ascii")

@@ -331,3 +331,23 @@ def test_whole_vault_file_wrong_password_or_not_allowed(pw):
         yamlsrc.load_vars_file(path, InventoryError)
     with pytest.raises(ManifestError, match=rf"^{path}:1: this file is vault-encrypted as a whole"):
         yamlsrc.load_file(path, ManifestError)
+
+
+def test_cryptography_is_imported_only_when_vault_data_is_met() -> None:
+    """A host running `driftctl pull` without python3-cryptography works until a vaulted value is
+    read, and then gets a clear error, not a traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import driftctl.vault as v\n"
+        "assert 'cryptography' not in sys.modules, 'imported with the module'\n"
+        "sys.modules['cryptography'] = None  # as on a host without it\n"
+        "try:\n"
+        "    v.encrypt('x', 'pw')\n"
+        "except v.VaultError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "needs the Python library cryptography" in out and "python3-cryptography" in out, out
