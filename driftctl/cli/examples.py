@@ -39,6 +39,22 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "driftctl pull https://git.example.com/infra.git --verify-commit /etc/driftctl/ops.asc   # signed commits only",
         "driftctl pull https://git.example.com/infra.git -i inventory/prod -m site/manifests --json",
     ),
+    "bundle": (
+        "driftctl bundle -o driftctl.pyz                # one file a host's python3 runs: driftctl + its libraries",
+        "driftctl bundle -o driftctl.pyz --no-bytecode  # smaller, slower to start",
+        "driftctl bundle install inventory/prod --source https://git.example.com/infra.git --every 30m --splay 10m",
+        "driftctl bundle remove inventory/prod",
+    ),
+    "bundle install": (
+        "driftctl bundle install inventory/prod --source https://git.example.com/infra.git --every 30m --splay 10m",
+        "driftctl bundle install inventory/prod --source https://git.example.com/infra.git --plan   # show only",
+        "driftctl bundle install inventory/prod -l web --source /srv/infra.git --ref release --check",
+        "driftctl bundle install inventory/prod --source /srv/infra.git --cron --bundle driftctl.pyz  # cron",
+    ),
+    "bundle remove": (
+        "driftctl bundle remove inventory/prod         # the schedule, the wrapper and the bundle",
+        "driftctl bundle remove inventory/prod -l web01 --plan",
+    ),
     "plan": (
         "driftctl plan inventory/prod                 # what apply would change, with diffs; changes nothing",
         "driftctl plan inventory/prod -l web01.prod.example.com --diff   # new files in full too",
@@ -106,6 +122,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "driftctl schedule install inventory/prod --every 30m                 # a crontab entry",
         "driftctl schedule install inventory/prod --every 1h --systemd --name drift-prod",
         "driftctl schedule install inventory/prod --every 6h --remediate --report-dir /var/www/drift",
+        "driftctl schedule install --pull https://git.example.com/infra.git --every 30m --splay 10m   # on a host",
+        "driftctl schedule install --pull https://git.example.com/infra.git --every 1h --check --cron --host web01",
     ),
     "schedule list": (
         "driftctl schedule list",

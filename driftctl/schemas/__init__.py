@@ -32,6 +32,8 @@ COMMAND_SCHEMAS: dict[str, str] = {
     "apply": REPORT,
     "drift": REPORT,
     "pull": REPORT,
+    "bundle install": REPORT,
+    "bundle remove": REPORT,
     "report -f json": REPORT,
     "history": "history",
     "ignore list": "ignore-list",

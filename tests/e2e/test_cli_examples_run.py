@@ -28,7 +28,11 @@ from driftctl.cli.examples import EXAMPLES, ROOT_EXAMPLES, split_example
 # installed on this machine, a report directory written outside the test's tree (schedule install only
 # puts --report-dir into the crontab line: it runs)
 NOT_RUN = ("driftctl bake ", "driftctl bake-verify ", "driftctl compare ", "--systemd",
-           "driftctl drift inventory/prod --report-dir", "COMMAND")
+           "driftctl drift inventory/prod --report-dir", "COMMAND",
+           # run on a host, as root: a git source and /var/lib/driftctl/pull, units or /etc/cron.d here
+           "driftctl pull ", "schedule install --pull",
+           # a broker and workers (tests/distributed/ runs them)
+           "driftctl worker")
 # examples that refer, on purpose, to what the demo store or site does not have; the error they give
 ILLUSTRATIVE = {
     "driftctl report inventory/prod -f junit --run 42 -o drift.xml": "no run 42 in",
