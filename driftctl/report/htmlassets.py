@@ -125,8 +125,10 @@ function read() {
   });
   hostBox.value = params.host || "";
   resBox.value = params.res || "";
-  var classes = params["class"] === undefined ? defaults :
-    params["class"] === "all" ? boxes.map(function (b) { return b.value; }) : params["class"].split(",");
+  var all = boxes.map(function (b) { return b.value; }), asked = params["class"];
+  var classes = asked === undefined ? defaults : asked === "all" ? all :
+    asked.split(",").filter(function (c) { return all.indexOf(c) >= 0; });
+  if (asked && !classes.length) { classes = defaults; }  /* only unknown names: as if none were given */
   boxes.forEach(function (b) { b.checked = classes.indexOf(b.value) >= 0; });
   return true;
 }

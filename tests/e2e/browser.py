@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import re
+import select
 import shutil
 import struct
 import subprocess
@@ -141,6 +142,7 @@ class Page:
         self._session = self._send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         self._send("Page.enable", session=True)
         self._send("Log.enable", session=True)
+        self._send("Runtime.enable", session=True)
         self._send("Emulation.setDeviceMetricsOverride",
                    {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=True)
         # before any script of the page: keep every CSP violation the document reports
@@ -150,8 +152,11 @@ class Page:
             " window.__violations.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || '')); });")},
             session=True)
 
-    def _message(self) -> dict[str, Any]:
+    def _message(self, timeout: float = 90) -> dict[str, Any]:
         while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._read], [], [], timeout)
+            if not ready:
+                raise TimeoutError(f"no word from chromium in {timeout} s")
             chunk = os.read(self._read, 1 << 16)
             if not chunk:
                 raise EOFError("chromium closed the DevTools pipe")
@@ -181,8 +186,11 @@ class Page:
                 return event
 
     def open(self, url: str) -> None:
-        self._send("Page.navigate", {"url": url}, session=True)
-        self._wait_for("Page.loadEventFired")
+        """Load ``url`` afresh (by way of about:blank: a URL that differs from the current one only in its
+        fragment would otherwise be a same-document navigation, with no load)."""
+        for target in ("about:blank", url):
+            self._send("Page.navigate", {"url": target}, session=True)
+            self._wait_for("Page.loadEventFired")
 
     def evaluate(self, expression: str) -> Any:
         result = self._send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
@@ -212,6 +220,11 @@ class Page:
             if event.get("method") == "Log.entryAdded" and "Content Security Policy" in str(entry.get("text")):
                 found.append(str(entry.get("text")))
         return found
+
+    def errors(self) -> list[str]:
+        """Uncaught JavaScript exceptions of the page so far."""
+        return [str((e.get("params") or {}).get("exceptionDetails")) for e in self.events
+                if e.get("method") == "Runtime.exceptionThrown"]
 
     def close(self) -> None:
         with contextlib.suppress(EOFError, OSError, RuntimeError):

@@ -342,3 +342,16 @@ def test_without_script_every_row_is_shown(report: tuple[Path, dict[str, Any]]) 
         rows.close()
     assert rows.form_hidden is True  # a form that would do nothing is not offered
     assert rows.shown == rows.all == expected(doc, classes=ALL)
+
+
+def test_a_mangled_fragment_is_read_as_far_as_it_makes_sense(report: tuple[Path, dict[str, Any]]) -> None:
+    """A fragment cut or edited by hand: bad percent-encoding is dropped, unknown classes ignored (none known:
+    the default classes), no script error."""
+    page_path, doc = report
+    with Page() as page:
+        page.open(page_path.as_uri() + "#host=%E0%A4%A&class=nope,&res=nginx&junk")
+        assert _visible(page) == expected(doc, res="nginx")
+        assert page.evaluate("document.querySelector('input[name=host]').value") == ""
+        page.open(page_path.as_uri() + "#class=failed,nope")
+        assert _visible(page) == expected(doc, classes=("failed",))
+        assert page.errors() == [] and page.violations() == []
