@@ -53,7 +53,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "bundle remove": (
         "driftctl bundle remove inventory/prod         # the schedule, the wrapper and the bundle",
-        "driftctl bundle remove inventory/prod -l web01 --plan",
+        "driftctl bundle remove inventory/prod -l web01.prod.example.com --plan",
     ),
     "plan": (
         "driftctl plan inventory/prod                 # what apply would change, with diffs; changes nothing",
