@@ -77,7 +77,7 @@ def next_steps(doc: Mapping[str, Any]) -> list[Step]:
                 paths.setdefault(name, []).append(str(u.get("path", "?")))
 
     steps: list[Step] = []
-    again = f"driftctl {command or 'drift'} {inv}"
+    again = f"driftctl {command if command in ('plan', 'check', 'apply', 'drift') else 'drift'} {inv}"
     if unreachable:
         steps.append(Step(
             "Unreachable", f"{_plural(len(unreachable), 'host')}, nothing known about "
