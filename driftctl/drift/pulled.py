@@ -10,7 +10,10 @@ drift sees the converged state a pull apply left, exactly as if a push apply had
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +27,10 @@ DEFAULT_OUTBOX = "/var/lib/driftctl/pull/outbox"
 OUTBOX_VAR = "driftctl_pull_outbox"  # a host whose pull runs with another --cache-dir: <cache-dir>/outbox
 MAX_REPORTS = 20  # per probe; the rest come with the next ones
 MAX_BYTES = 4 * 1024 * 1024
+MAX_SEQ = 2**53  # an outbox counts one by one: more is a forged number (SQLite's integers end at 2**63)
+CLOCK_SLACK = 300.0  # seconds a host's clock may run ahead of the controller's
+_COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_OUTBOX_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # driftctl pull makes 16 hex digits
 
 
 def attach(engine: Any, store: Any, inventory: str) -> None:
@@ -65,6 +72,10 @@ def check_report(doc: Any, host: str, inventory: str) -> tuple[dict[str, Any] | 
     if names != [host]:
         return None, (f"it names {', '.join(map(str, names)) or 'no host'}, not {host}: a host writes only its own "
                       "history")
+    if not isinstance(doc.get("pull") or {}, dict):
+        return None, "its pull part is not an object"
+    if not isinstance(doc.get("commit"), str) or not _COMMIT.match(doc["commit"]):
+        return None, "its commit is not a git commit id"
     stored = dict(doc, inventory=inventory)
     stored["pull"] = dict(doc.get("pull") or {}, collected=datetime.now(UTC).isoformat(timespec="seconds")
                           .replace("+00:00", "Z"))
@@ -72,7 +83,51 @@ def check_report(doc: Any, host: str, inventory: str) -> tuple[dict[str, Any] | 
         check(stored)
     except StoreError as e:
         return None, str(e)
+    ahead = _ahead(stored)
+    if ahead is not None:
+        # a run dated later than now would stay the inventory's "latest" run (what `driftctl report`
+        # shows for the whole fleet) and outrank every later push apply's converged state
+        return None, (f"it claims a time {ahead:.0f}s ahead of this controller's clock (a host clock ahead, or "
+                      "a forged report)")
+    stored["summary"] = summary(stored)  # the host's own counts, never a claim about a fleet
     return stored, None
+
+
+def _ahead(doc: dict[str, Any]) -> float | None:
+    from driftctl.store.report import parse_time
+
+    now = time.time()
+    latest = max(parse_time(doc[k], k) for k in ("started", "finished") if doc.get(k) is not None)
+    return latest - now if latest > now + CLOCK_SLACK else None
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The ``summary`` of a collected document, counted again from its hosts (which ``check`` passed)."""
+    hosts = [h for h in doc["hosts"] if isinstance(h, dict)]
+    statuses = [h.get("status") for h in hosts]
+    resources = [r for h in hosts for r in (h.get("resources") or []) if isinstance(r, dict)]
+    actions: dict[str, int] = {}
+    for h in hosts:
+        for name, n in (h.get("actions") or {}).items() if isinstance(h.get("actions"), dict) else ():
+            if isinstance(n, int) and not isinstance(n, bool):
+                actions[str(name)] = actions.get(str(name), 0) + n
+    return {
+        "hosts": len(hosts),
+        **{s: statuses.count(s) for s in ("ok", "changed", "drifted", "failed", "unreachable")},
+        "resources": len(resources),
+        "resources_changed": sum(r.get("status") == "changed" for r in resources),
+        "resources_failed": sum(r.get("status") == "failed" for r in resources),
+        "resources_drifted": sum(bool(r.get("drift")) and not r.get("ignored") for r in resources),
+        "unmanaged_changes": sum(isinstance(u, dict) and not u.get("ignored")
+                                 for h in hosts for u in (h.get("unmanaged") or [])),
+        "actions": actions,
+    }
+
+
+def _seq(item: dict[str, Any]) -> int:
+    """A report's number; 0 when it is not a plain positive integer (passed over)."""
+    seq = item.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 < seq <= MAX_SEQ else 0
 
 
 def collect(store: Any, inventory: str, host: str, answer: dict[str, Any] | None) -> Collected:
@@ -88,14 +143,23 @@ def collect(store: Any, inventory: str, host: str, answer: dict[str, Any] | None
     reports = answer.get("reports") or []
     if not ident or not isinstance(reports, list):
         return got
-    got.more = bool(answer.get("more"))
-    for item in sorted((r for r in reports if isinstance(r, dict)), key=lambda r: int(r.get("seq") or 0)):
-        seq = int(item.get("seq") or 0)
-        if seq < 1:
-            continue
+    if not isinstance(ident, str) or not _OUTBOX_ID.match(ident):
+        log.warning("%s: its pull reports were not collected: the outbox's id is not one driftctl pull makes", host)
+        return got
+    # the agent's answer is the host's word: a compromised host may send anything, so the bounds the
+    # probe asked for are enforced here again, and nothing at or before the cursor is taken twice
+    cursor = store.pull_cursor(inventory, host)
+    after = cursor[1] if cursor is not None and cursor[0] == ident else 0
+    items = sorted((r for r in reports if isinstance(r, dict) and _seq(r) > after), key=_seq)
+    got.more = bool(answer.get("more")) or len(items) > MAX_REPORTS
+    for item in items[:MAX_REPORTS]:
+        seq = _seq(item)
         doc, why = check_report(item.get("doc"), host, inventory)
+        if doc is not None and len(json.dumps(doc, separators=(",", ":"), default=str)) > 2 * MAX_BYTES:
+            doc, why = None, f"larger than {2 * MAX_BYTES} bytes"
         if why is not None:
-            why = item.get("error") or why
+            said = item.get("error")  # the host's words: printable, short
+            why = "".join(c for c in said[:200] if c.isprintable()) if isinstance(said, str) and said else why
             got.refused.append(f"report {seq}: {why}")
             log.warning("%s: pull report %d refused: %s", host, seq, why)
         try:
