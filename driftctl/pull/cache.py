@@ -34,6 +34,7 @@ def private_dir(path: Path, create: bool = True) -> Path:
     directory, owned by another user than root or us, or writable by group or others."""
     path = Path(os.path.abspath(path))
     me = os.geteuid()
+    _safe_parents(path, me)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -69,6 +70,27 @@ def private_dir(path: Path, create: bool = True) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def _safe_parents(path: Path, me: int) -> None:
+    """Refuse ``path`` when another user could replace it: one of the directories above it (as written
+    and as resolved) is owned by someone else than root or us, or writable by group or others without
+    the sticky bit (/tmp is fine: nobody else may rename what is ours in it)."""
+    chains = [path.parents, Path(os.path.realpath(path.parent)).joinpath("x").parents]
+    for chain in chains:
+        for parent in chain:
+            try:
+                st = os.stat(parent)
+            except FileNotFoundError:
+                continue  # made below, by us
+            except OSError as e:
+                raise _refuse(path, f"{parent}: {e.strerror}") from None
+            if st.st_uid not in (0, me):
+                raise _refuse(path, f"{parent} above it is owned by uid {st.st_uid}, who could replace it")
+            if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+                raise _refuse(path, f"{parent} above it is writable by "
+                                    f"{'others' if st.st_mode & 0o002 else 'its group'} "
+                                    f"(mode {stat.S_IMODE(st.st_mode):04o}), who could replace it")
 
 
 def subdir(cache: Path, name: str) -> Path:

@@ -23,12 +23,21 @@ from driftctl.pull import PullError
 GIT_TIMEOUT = 300.0
 _REF = re.compile(r"^[A-Za-z0-9._/@+-]+$")
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-_URL_SECRET = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+# a URL's user information: everything up to the LAST @ before the path (a password may hold an @)
+_URL_SECRET = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
+_URL_SECRET_IN_TEXT = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s'\"]*@")
 
 
 def shown_source(source: str) -> str:
     """SOURCE as reports show it: without a password or token in its URL."""
     return _URL_SECRET.sub(r"\1", source)
+
+
+def shown_text(text: str, source: str | None = None) -> str:
+    """``text`` (a message of git's) without ``source``'s user information, nor any URL's."""
+    if source:
+        text = text.replace(source, shown_source(source))
+    return _URL_SECRET_IN_TEXT.sub(r"\1", text)
 
 
 def is_local(source: str) -> bool:
@@ -75,11 +84,14 @@ class Git:
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = GIT_TIMEOUT,
             check: bool = False, what: str = "git") -> GitResult:
+        # ext:: runs a command and is off by default, but root's own git config could allow it
         argv = ["git", "-c", "core.hooksPath=/dev/null", "-c", "protocol.file.allow=always",
-                "-c", "core.fsmonitor=false", "-c", "gc.auto=0", f"--git-dir={self.git_dir}", *args]
+                "-c", "protocol.ext.allow=never", "-c", "core.fsmonitor=false", "-c", "gc.auto=0",
+                f"--git-dir={self.git_dir}", *args]
         try:
+            # umask 077: the mirror is as private as the rest of the cache, whatever the caller's umask
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-                                  env={**self.env, **(env or {})}, check=False)
+                                  env={**self.env, **(env or {})}, check=False, umask=0o077)
         except FileNotFoundError:
             raise PullError("git is not installed on this host", hint="pull mode needs git (apt install git)") \
                 from None
@@ -135,19 +147,22 @@ class Git:
         home = Path(tempfile.mkdtemp(dir=scratch, prefix=".gnupg."))
         try:
             os.chmod(home, 0o700)
-            env = {"GNUPGHOME": str(home)}
+            # no git config but ours: root's could make git trust other keys (an SSH signature is
+            # checked against gpg.ssh.allowedSignersFile, whatever --verify-commit says)
+            env = {"GNUPGHOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
             for key in key_files:
                 try:
                     data = key.read_bytes()
                 except OSError as e:
                     raise PullError(f"--verify-commit {key}: {e.strerror}") from None
                 proc = subprocess.run(["gpg", "--batch", "--quiet", "--no-autostart", "--import"], input=data,
-                                      capture_output=True, env={**self.env, **env}, timeout=60, check=False)
+                                      capture_output=True, env={**self.env, **env}, timeout=60, check=False,
+                                      umask=0o077)
                 if proc.returncode != 0 or not self._has_keys(env):
                     raise PullError(f"--verify-commit {key}: no OpenPGP public key in it "
                                     f"({_last_line(proc.stderr.decode('utf-8', 'replace'))})")
-            got = self.run("-c", "gpg.program=gpg", "verify-commit", "--end-of-options", sha, env=env,
-                           what="git verify-commit")
+            got = self.run("-c", "gpg.program=gpg", "-c", "gpg.format=openpgp", "verify-commit",
+                           "--end-of-options", sha, env=env, what="git verify-commit")
             if got.rc != 0:
                 why = _last_line(got.stderr) or "no signature"
                 raise PullError(f"commit {sha[:12]} is not signed by a key of --verify-commit: {why}",

@@ -18,7 +18,7 @@ from driftctl.errors import ConfigError, ExitCode, InputError
 from driftctl.model import Host, RunResult
 from driftctl.pull import PullError, SourceUnreachable
 from driftctl.pull.cache import Cache
-from driftctl.pull.git import Git, check_ref, is_local, prune_checkouts, shown_source
+from driftctl.pull.git import Git, check_ref, is_local, prune_checkouts, shown_source, shown_text
 from driftctl.pull.state import PullState, facts_digest, post
 
 Mode = str  # "apply" | "check" | "drift"
@@ -110,6 +110,7 @@ def _fetch(git: Git, req: PullRequest, state: PullState) -> tuple[str, str | Non
                             hint="nothing was changed")
         return commit, None
     why = fetched.stderr.strip().splitlines()[-1] if fetched.stderr.strip() else f"git fetch exited {fetched.rc}"
+    why = shown_text(why, source)  # git hides a URL's password itself; older gits did not
     if "not a git repository" in why.lower() and is_local(source) and Path(source).exists():
         raise PullError(f"SOURCE {source} is not a git repository ({why})")
     last = state.last_good.get("commit")
@@ -242,7 +243,8 @@ def _run(req: PullRequest, cache: Cache, engine: Any, host: Host, mode: Mode,
     from driftctl.store import open_store
     from driftctl.store.runstate import RunState
 
-    argv = recorded_argv(req.argv if req.argv is not None else ["pull", *sys.argv[2:]])
+    argv = [shown_source(a) if a == req.source else a
+            for a in recorded_argv(req.argv if req.argv is not None else ["pull", *sys.argv[2:]])]
     key = req.inventory
     shown = str(pull_info["source"])
     if mode == "check":

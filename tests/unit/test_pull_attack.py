@@ -1,0 +1,217 @@
+"""Pull mode attacked: what a compromised host can make the controller store, secrets in SOURCE, the
+cache's surroundings and permissions, git's command-running transports and root's own git config.
+
+The controller's side is the real store (SQLite in a temp dir) fed the answers a host could forge; the
+host's side is ``driftctl pull`` run as a user types it, on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_pull import _export, _gpg_key, commit, git, pull, resources
+
+from driftctl.drift.pulled import MAX_REPORTS, collect
+from driftctl.pull.git import shown_source
+from driftctl.store import open_store
+from driftctl.store.report import SCHEMA_ID
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, Path]:
+    src, target = tmp_path / "src", tmp_path / "target"
+    src.mkdir()
+    target.mkdir()
+    git(src, "init", "-q", "-b", "main")
+    commit(src, {
+        "inventory/hosts.yaml": "all:\n  hosts:\n    web1:\n",
+        "manifests/site.yaml": "- hosts: all\n  roles: [r]\n",
+        "manifests/roles/r/resources.yaml": resources(target),
+    }, "first")
+    return {"src": src, "target": target, "cache": tmp_path / "cache", "tmp": tmp_path}
+
+
+# ---- the controller: what a host (root on it) can forge in its outbox ------------------------------------
+
+def forged(**changes: Any) -> dict[str, Any]:
+    now = time.time()
+    doc: dict[str, Any] = {
+        "schema": SCHEMA_ID, "command": "apply", "mode": "pull", "commit": "a" * 40, "source": "/srv/infra.git",
+        "inventory": "inv", "started": now - 10, "finished": now - 9, "exit_code": 0,
+        "summary": {"hosts": 1, "ok": 1}, "hosts": [{"name": "web1", "status": "ok", "resources": []}],
+    }
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = open_store(tmp_path / "state.sqlite")
+    yield s
+    s.close()
+
+
+def test_a_report_number_that_is_no_number_is_passed_over_not_a_crash(store: Any) -> None:
+    got = collect(store, "inv", "web1", {"id": "abc", "reports": [
+        {"seq": "x", "doc": forged()}, {"seq": 2**70, "doc": forged()}, {"seq": True, "doc": forged()},
+        {"seq": 1, "doc": forged()}]})
+    assert len(got.stored) == 1 and got.cursor == ("abc", 1)
+    assert store.pull_cursor("inv", "web1") == ("abc", 1)
+
+
+def test_a_pull_part_or_commit_of_the_wrong_kind_is_refused_not_a_crash(store: Any) -> None:
+    got = collect(store, "inv", "web1", {"id": "abc", "reports": [
+        {"seq": 1, "doc": forged(pull="zz")}, {"seq": 2, "doc": forged(commit="\x1b]0;owned\x07")}]})
+    assert got.stored == [] and got.cursor == ("abc", 2)
+    assert "its pull part is not an object" in got.refused[0]
+    assert "its commit is not a git commit id" in got.refused[1]
+
+
+def test_a_report_dated_after_now_is_refused(store: Any) -> None:
+    """It would stay the inventory's latest run (what `driftctl report` shows for the fleet) for ever."""
+    later = time.time() + 86400 * 365
+    got = collect(store, "inv", "web1", {"id": "abc", "reports": [
+        {"seq": 1, "doc": forged(command="drift", started=later, finished=later)}]})
+    assert got.stored == [] and "ahead of this controller's clock" in got.refused[0]
+    assert store.runs("inv", command="drift") == []
+
+
+def test_the_summary_stored_is_the_hosts_own_count_never_a_fleet(store: Any) -> None:
+    got = collect(store, "inv", "web1", {"id": "abc", "reports": [
+        {"seq": 1, "doc": forged(summary={"hosts": 500, "failed": 499, "ok": 1})}]})
+    assert len(got.stored) == 1
+    summary = store.runs("inv")[0].summary
+    assert (summary["hosts"], summary["failed"], summary["ok"]) == (1, 0, 1)
+
+
+def test_an_outbox_id_driftctl_never_makes_is_refused(store: Any) -> None:
+    """The id goes into the run's key: an id of 400 characters would cut the host's name off it."""
+    got = collect(store, "inv", "web1", {"id": "x" * 500, "reports": [{"seq": 1, "doc": forged()}]})
+    assert got.stored == [] and store.pull_cursor("inv", "web1") is None
+    got = collect(store, "inv", "web1", {"id": {"a": 1}, "reports": [{"seq": 1, "doc": forged()}]})
+    assert got.stored == []
+
+
+def test_more_reports_than_asked_or_numbers_before_the_cursor_are_not_taken(store: Any) -> None:
+    many = [{"seq": n, "doc": forged()} for n in range(1, 3 * MAX_REPORTS)]
+    got = collect(store, "inv", "web1", {"id": "abc", "reports": many, "more": False})
+    assert len(got.stored) == MAX_REPORTS and got.more and got.cursor == ("abc", MAX_REPORTS)
+    # the cursor never goes back: a report numbered before it is not stored again, nor the cursor moved
+    again = collect(store, "inv", "web1", {"id": "abc", "reports": [{"seq": 3, "doc": forged(commit="b" * 40)}]})
+    assert again.stored == [] and store.pull_cursor("inv", "web1") == ("abc", MAX_REPORTS)
+    assert len(store.runs("inv", limit=100)) == MAX_REPORTS
+
+
+# ---- secrets in SOURCE -------------------------------------------------------------------------------------
+
+def test_shown_source_hides_a_password_holding_an_at_sign() -> None:
+    from driftctl.pull.git import shown_text
+
+    assert shown_source("https://ci:p@ss@git.example.com/infra.git") == "https://git.example.com/infra.git"
+    assert shown_source("https://git.example.com/a@b.git") == "https://git.example.com/a@b.git"
+    assert shown_text("fatal: unable to access 'https://tok3n@h/x/': refused") == \
+        "fatal: unable to access 'https://h/x/': refused"
+
+
+def test_a_sources_password_is_never_recorded_nor_shown(site: dict[str, Path]) -> None:
+    """A run falling back to the last good commit is recorded with the argv the user typed: its URL
+    carried the token into the outbox (and so the controller's history) and the host's store."""
+    assert pull(site).returncode == 2
+    url = "https://ci:s3cr3t-t0ken@127.0.0.1:1/infra.git"
+    run = pull(site, "--json", source=url)  # type: ignore[arg-type]
+    assert run.returncode == 0, run.stderr
+    assert "unreachable" in run.stderr and "s3cr3t" not in run.stdout + run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["source"] == "https://127.0.0.1:1/infra.git" and doc["pull"]["fallback"]
+    for p in (site["cache"] / "outbox").glob("*.json"):
+        assert "s3cr3t" not in p.read_text(), p
+    db = sqlite3.connect(site["cache"] / "state.sqlite")
+    try:
+        runs = db.execute("SELECT argv FROM runs").fetchall()
+    finally:
+        db.close()
+    assert runs and all("s3cr3t" not in str(r) for r in runs)
+    assert "s3cr3t" not in (site["cache"] / "state.json").read_text()
+
+
+# ---- the cache -------------------------------------------------------------------------------------------
+
+def test_a_cache_under_a_directory_another_user_owns_is_refused(site: dict[str, Path]) -> None:
+    """That user could rename the checked cache away and put a tree of manifests of theirs in its place."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a directory away")
+    theirs = site["tmp"] / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 65534, 65534)
+    run = pull(site, cache=theirs / "cache")
+    assert run.returncode == 1, run.stderr
+    assert "refusing the pull cache" in run.stderr and "owned by uid 65534" in run.stderr
+    assert not (theirs / "cache").exists() and not (site["target"] / "motd").exists()
+    open_dir = site["tmp"] / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)  # writable by all, no sticky bit
+    run = pull(site, cache=open_dir / "cache")
+    assert run.returncode == 1 and "writable by others" in run.stderr
+    os.chmod(open_dir, 0o1777)  # as /tmp: nobody may rename what is ours
+    assert pull(site, cache=open_dir / "cache").returncode == 2
+
+
+def test_under_umask_000_nothing_in_the_cache_is_open_to_others(site: dict[str, Path]) -> None:
+    argv = ["sh", "-c", 'umask 000 && exec "$@"', "sh"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")} | {"NO_COLOR": "1"}
+    run = subprocess.run([*argv, sys.executable, "-m", "driftctl", "pull", str(site["src"]),
+                          "--cache-dir", str(site["cache"]), "--host", "web1"],
+                         capture_output=True, text=True, env=env, cwd=site["tmp"], timeout=300)
+    assert run.returncode == 2, run.stderr
+    opened = []
+    for root, dirs, files in os.walk(site["cache"]):
+        for name in dirs + files:
+            p = Path(root) / name
+            if not p.is_symlink() and os.lstat(p).st_mode & 0o022:
+                opened.append(f"{p.relative_to(site['cache'])} {os.lstat(p).st_mode & 0o777:o}")
+    assert opened == []
+
+
+# ---- git ---------------------------------------------------------------------------------------------------
+
+def test_the_ext_transport_never_runs_even_when_roots_git_config_allows_it(site: dict[str, Path]) -> None:
+    home = site["tmp"] / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[protocol]\n\tallow = always\n")
+    planted = site["tmp"] / "planted"
+    run = pull(site, source=f"ext::sh -c touch% {planted}", env={"HOME": str(home)})  # type: ignore[arg-type]
+    assert run.returncode == 8, run.stderr
+    assert not planted.exists()
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None or shutil.which("ssh-keygen") is None,
+                    reason="needs gnupg and ssh-keygen")
+def test_verify_commit_trusts_no_ssh_key_roots_git_config_names(site: dict[str, Path]) -> None:
+    """git checks an SSH signature against gpg.ssh.allowedSignersFile of root's config, whatever keys
+    --verify-commit was given."""
+    ops_home = site["tmp"] / "gpg-ops"
+    ops = _export(ops_home, _gpg_key(ops_home, "ops@example.com"), site["tmp"] / "ops.asc")
+    sshkey = site["tmp"] / "id_mallory"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mallory", "-f", str(sshkey)], check=True)
+    allowed = site["tmp"] / "allowed_signers"
+    allowed.write_text(f"t@example.com {Path(str(sshkey) + '.pub').read_text()}")
+    home = site["tmp"] / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(f"[gpg \"ssh\"]\n\tallowedSignersFile = {allowed}\n")
+    for name, text in {"manifests/roles/r/resources.yaml": resources(site["target"], "mallory\n")}.items():
+        (site["src"] / name).write_text(text)
+    git(site["src"], "add", "-A")
+    git(site["src"], "-c", "gpg.format=ssh", "-c", f"user.signingkey={sshkey}", "commit", "-q", "-S", "-m", "ssh")
+    assert git(site["src"], "-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit", "HEAD") == ""
+    run = pull(site, "--verify-commit", str(ops), env={"HOME": str(home)})
+    assert run.returncode == 1, run.stderr
+    assert "is not signed by a key of --verify-commit" in run.stderr
+    assert not (site["target"] / "motd").exists()
