@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -127,6 +128,17 @@ class Cache:
     @property
     def state_file(self) -> Path:
         return self.root / "state.json"
+
+    def sweep(self) -> None:
+        """Remove what a run that died left (under the lock): a GnuPG home of --verify-commit, a mirror
+        being made. A link is removed, never followed."""
+        for entry in os.scandir(self.root):
+            if entry.name.startswith((".gnupg.", ".repo.")):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -109,8 +109,12 @@ def _fetch(git: Git, req: PullRequest, state: PullState) -> tuple[str, str | Non
             raise PullError(f"--ref {req.ref or 'HEAD'}: no such branch, tag or commit in {shown_source(source)}",
                             hint="nothing was changed")
         return commit, None
-    why = fetched.stderr.strip().splitlines()[-1] if fetched.stderr.strip() else f"git fetch exited {fetched.rc}"
-    why = shown_text(why, source)  # git hides a URL's password itself; older gits did not
+    why = shown_text(_git_why(fetched.stderr) or f"git fetch exited {fetched.rc}", source)
+    if "dubious ownership" in why:
+        # git's own guard: whoever owns that repository would decide what runs as root here
+        raise PullError(f"SOURCE {shown_source(source)}: git refuses a repository owned by another user ({why})",
+                        hint="a repository this host applies from must be root's (or yours): chown it, or pull "
+                             "from a URL; nothing was changed")
     if "not a git repository" in why.lower() and is_local(source) and Path(source).exists():
         raise PullError(f"SOURCE {source} is not a git repository ({why})")
     last = state.last_good.get("commit")
@@ -118,6 +122,16 @@ def _fetch(git: Git, req: PullRequest, state: PullState) -> tuple[str, str | Non
         raise SourceUnreachable(f"SOURCE {shown_source(source)} cannot be fetched ({why}), and this host has no "
                                 "earlier checkout to fall back on; nothing was changed")
     return str(last), f"SOURCE {shown_source(source)} unreachable ({why}): used the last good commit {last[:12]}"
+
+
+def _git_why(stderr: str) -> str:
+    """What went wrong, from git's stderr: its errors, without its advice (the last line alone was
+    "and the repository exists.")."""
+    advice = ("Please make sure you have the correct access rights", "and the repository exists",
+              "To add an exception for this directory", "git config --global --add safe.directory")
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.strip().startswith(advice)]
+    errors = [ln for ln in lines if ln != "fatal: Could not read from remote repository."] or lines
+    return "; ".join(errors[:3])
 
 
 def _looks_like_repo(path: Path) -> bool:
@@ -143,6 +157,7 @@ def pull(req: PullRequest) -> PullOutcome:
     run_opts = RunOptions(tags=req.tags, skip_tags=req.skip_tags).parse()
     cache = Cache.open(req.cache_dir)
     with cache.lock():
+        cache.sweep()
         state = PullState.load(cache)
         git = Git(cache.mirror)
         commit, fallback = _fetch(git, req, state)

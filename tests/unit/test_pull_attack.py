@@ -215,3 +215,43 @@ def test_verify_commit_trusts_no_ssh_key_roots_git_config_names(site: dict[str, 
     assert run.returncode == 1, run.stderr
     assert "is not signed by a key of --verify-commit" in run.stderr
     assert not (site["target"] / "motd").exists()
+
+
+def test_what_a_run_that_died_left_in_the_cache_is_removed(site: dict[str, Path]) -> None:
+    """A GnuPG home of --verify-commit (keys of the last run) or a half-made mirror, left by a kill."""
+    site["cache"].mkdir(mode=0o700)
+    (site["cache"] / ".gnupg.x1").mkdir()
+    (site["cache"] / ".gnupg.x1" / "pubring.kbx").write_text("keys")
+    (site["cache"] / ".repo.y2").mkdir()
+    elsewhere = site["tmp"] / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep").write_text("kept")
+    (site["cache"] / ".gnupg.link").symlink_to(elsewhere)
+    assert pull(site).returncode == 2
+    assert sorted(p.name for p in site["cache"].iterdir() if p.name.startswith(".")) == []
+    assert (elsewhere / "keep").read_text() == "kept"  # a link is removed, never followed
+
+
+# ---- what the user is told -----------------------------------------------------------------------------------
+
+def test_an_unreachable_source_says_what_git_said_not_its_advice(site: dict[str, Path]) -> None:
+    run = pull(site, source=site["tmp"] / "nosuch")
+    assert run.returncode == 8, run.stderr
+    assert "does not appear to be a git repository" in run.stderr
+    assert "and the repository exists" not in run.stderr
+
+
+def test_a_source_repository_of_another_user_is_an_input_error_that_says_so(site: dict[str, Path]) -> None:
+    """git refuses it (its owner would decide what runs as root here): not "unreachable", and no fallback."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a repository away")
+    assert pull(site).returncode == 2
+    (site["target"] / "motd").unlink()
+    for root, dirs, files in os.walk(site["src"]):
+        for name in [*dirs, *files]:
+            os.lchown(Path(root) / name, 65534, 65534)
+    os.chown(site["src"], 65534, 65534)
+    run = pull(site)
+    assert run.returncode == 1, run.stderr
+    assert "git refuses a repository owned by another user" in run.stderr and "dubious ownership" in run.stderr
+    assert not (site["target"] / "motd").exists()
