@@ -121,7 +121,17 @@ def _fetch(git: Git, req: PullRequest, state: PullState) -> tuple[str, str | Non
     if not last or not git.has_commit(last):
         raise SourceUnreachable(f"SOURCE {shown_source(source)} cannot be fetched ({why}), and this host has no "
                                 "earlier checkout to fall back on; nothing was changed")
-    return str(last), f"SOURCE {shown_source(source)} unreachable ({why}): used the last good commit {last[:12]}"
+    said = f"SOURCE {shown_source(source)} unreachable ({why}): used the last good commit {last[:12]}"
+    came = _origin(state.last_good)
+    if came[0] and came != (shown_source(source), req.ref):  # fetched from another SOURCE or --ref
+        said += f" of {came[0]}" + (f" at {came[1]}" if came[1] else "")
+    return str(last), said
+
+
+def _origin(last_good: dict[str, Any]) -> tuple[str, str | None]:
+    """(source, ref) the last good commit was fetched from."""
+    ref = last_good.get("ref")
+    return str(last_good.get("source") or ""), (str(ref) if ref else None)
 
 
 def _git_why(stderr: str) -> str:
@@ -232,7 +242,10 @@ def _converge_in_tree(req: PullRequest, cache: Cache, state: PullState, commit: 
     mode, skipped = req.mode, False
     if req.only_if_changed and state.unchanged(commit, facts):
         mode, skipped = "drift", True
-    pull_info = {"mode": "pull", "source": shown_source(req.source), "commit": commit,
+    # a fallback ran the last good commit: the record names the source that commit came from (SOURCE may
+    # have been changed since, to one never reached)
+    source = (_origin(state.last_good)[0] if fallback else "") or shown_source(req.source)
+    pull_info = {"mode": "pull", "source": source, "commit": commit,
                  "pull": {"ref": req.ref, "fallback": fallback, "skipped_apply": skipped}}
     outcome = _run(req, cache, engine, host, mode, pull_info)
     outcome.commit, outcome.fallback, outcome.skipped_apply = commit, fallback, skipped

@@ -255,3 +255,16 @@ def test_a_source_repository_of_another_user_is_an_input_error_that_says_so(site
     assert run.returncode == 1, run.stderr
     assert "git refuses a repository owned by another user" in run.stderr and "dubious ownership" in run.stderr
     assert not (site["target"] / "motd").exists()
+
+
+def test_a_fallback_records_the_source_its_commit_came_from(site: dict[str, Path]) -> None:
+    """SOURCE changed to one never reached: the run applies the last good commit, and its record must not
+    say that commit is of the new SOURCE."""
+    assert pull(site).returncode == 2
+    moved = "https://127.0.0.1:1/moved.git"
+    run = pull(site, "--json", "--ref", "v2", source=moved)  # type: ignore[arg-type]
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["source"] == str(site["src"]) and doc["commit"] == git(site["src"], "rev-parse", "HEAD")
+    assert f"used the last good commit {doc['commit'][:12]} of {site['src']}" in doc["pull"]["fallback"]
+    assert f"of {site['src']}" in run.stderr
