@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,12 +162,12 @@ class Git:
                 if proc.returncode != 0 or not self._has_keys(env):
                     raise PullError(f"--verify-commit {key}: no OpenPGP public key in it "
                                     f"({_last_line(proc.stderr.decode('utf-8', 'replace'))})")
-            got = self.run("-c", "gpg.program=gpg", "-c", "gpg.format=openpgp", "verify-commit",
+            got = self.run("-c", "gpg.program=gpg", "-c", "gpg.format=openpgp", "verify-commit", "--raw",
                            "--end-of-options", sha, env=env, what="git verify-commit")
             if got.rc != 0:
-                why = _last_line(got.stderr) or "no signature"
-                raise PullError(f"commit {sha[:12]} is not signed by a key of --verify-commit: {why}",
-                                hint="it was not applied; the host keeps its state")
+                said, hint = unverified(got.stderr)
+                kept = "it was not applied; the host keeps its state"
+                raise PullError(f"commit {sha[:12]} {said}", hint=f"{hint}; {kept}" if hint else kept)
         except FileNotFoundError:
             raise PullError("gpg is not installed on this host", hint="--verify-commit needs gnupg") from None
         finally:
@@ -197,6 +198,38 @@ class Git:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return target
+
+
+def unverified(raw: str) -> tuple[str, str | None]:
+    """(what is wrong with a commit's signature, what to do) from ``git verify-commit --raw``'s stderr
+    (GnuPG's status lines)."""
+    status: dict[str, list[str]] = {}
+    for line in raw.splitlines():
+        if line.startswith("[GNUPG:] "):
+            word, _, rest = line[len("[GNUPG:] "):].partition(" ")
+            status.setdefault(word, rest.split(" ", 1) if rest else [])
+    who = lambda word: " ".join(status[word][1:]) or status[word][0]  # noqa: E731 - the uid, or the key id
+    if "EXPKEYSIG" in status:
+        expired = status.get("KEYEXPIRED", ["0"])[0]
+        when = time.strftime(" on %Y-%m-%d", time.gmtime(int(expired))) if expired.isdigit() and int(expired) else ""
+        return (f"is signed by {who('EXPKEYSIG')}, a key of --verify-commit that expired{when}",
+                "renew the key (gpg --quick-set-expire FINGERPRINT 1y) and export it again to the key file")
+    if "REVKEYSIG" in status:
+        return f"is signed by {who('REVKEYSIG')}, a key of --verify-commit that is revoked", None
+    if "EXPSIG" in status:
+        return f"is signed by {who('EXPSIG')}, but the signature itself has expired", None
+    if "BADSIG" in status:
+        return (f"has a BAD signature by {who('BADSIG')}: the commit is not what was signed",
+                "someone altered the commit, or the repository is corrupt")
+    if "ERRSIG" in status or "NO_PUBKEY" in status:
+        key = (status.get("NO_PUBKEY") or status.get("ERRSIG") or ["?"])[0]
+        return f"is not signed by a key of --verify-commit: it is signed by key {key}, which is not in them", None
+    if "allowedSignersFile" in raw or "ssh-keygen" in raw:
+        return ("is not signed by a key of --verify-commit: its signature is an SSH one, and --verify-commit checks "
+                "OpenPGP signatures only", None)
+    if "NEWSIG" not in status:
+        return "is not signed by a key of --verify-commit: it is not signed at all", "sign it (git commit -S)"
+    return f"is not signed by a key of --verify-commit: {_last_line(raw) or 'no good signature'}", None
 
 
 def _untar(data: bytes, into: Path) -> None:

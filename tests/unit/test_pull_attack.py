@@ -213,7 +213,7 @@ def test_verify_commit_trusts_no_ssh_key_roots_git_config_names(site: dict[str, 
     assert git(site["src"], "-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit", "HEAD") == ""
     run = pull(site, "--verify-commit", str(ops), env={"HOME": str(home)})
     assert run.returncode == 1, run.stderr
-    assert "is not signed by a key of --verify-commit" in run.stderr
+    assert "is not signed by a key of --verify-commit" in run.stderr and "an SSH one" in run.stderr
     assert not (site["target"] / "motd").exists()
 
 
@@ -268,3 +268,31 @@ def test_a_fallback_records_the_source_its_commit_came_from(site: dict[str, Path
     assert doc["source"] == str(site["src"]) and doc["commit"] == git(site["src"], "rev-parse", "HEAD")
     assert f"used the last good commit {doc['commit'][:12]} of {site['src']}" in doc["pull"]["fallback"]
     assert f"of {site['src']}" in run.stderr
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None, reason="needs gnupg")
+def test_verify_commit_says_a_key_has_expired_and_what_to_do(site: dict[str, Path]) -> None:
+    """It said "not signed by a key of --verify-commit: Primary key fingerprint: ..." of a key it was given."""
+    home = site["tmp"] / "gpg-old"
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--faked-system-time", "20200101T000000",
+                    "--quick-gen-key", "old@example.com", "ed25519", "sign", "1d"], check=True, capture_output=True,
+                   env=env)
+    fpr = next(line.split(":")[9] for line in subprocess.run(
+        ["gpg", "--batch", "--list-keys", "--with-colons"], check=True, capture_output=True, text=True,
+        env=env).stdout.splitlines() if line.startswith("fpr:"))
+    key = _export(home, fpr, site["tmp"] / "old.asc")
+    then = site["tmp"] / "gpg-then"  # signs as on the key's first day
+    then.write_text('#!/bin/sh\nexec gpg --faked-system-time 20200101T120000 "$@"\n')
+    then.chmod(0o755)
+    (site["src"] / "manifests/roles/r/resources.yaml").write_text(resources(site["target"], "old\n"))
+    git(site["src"], "add", "-A")
+    git(site["src"], "-c", f"gpg.program={then}", "commit", "-q", f"-S{fpr}", "-m", "signed in 2020",
+        env={"GNUPGHOME": str(home)})
+    run = pull(site, "--verify-commit", str(key))
+    assert run.returncode == 1, run.stderr
+    assert "a key of --verify-commit that expired on 2020-01-02" in run.stderr
+    assert "gpg --quick-set-expire" in run.stderr
+    assert not (site["target"] / "motd").exists()
+    assert [p.name for p in site["cache"].iterdir() if p.name.startswith(".gnupg")] == []
