@@ -106,11 +106,39 @@ class Git:
     # -- the mirror ---------------------------------------------------------------------------------
 
     def ensure(self) -> None:
-        if (self.git_dir / "HEAD").exists():
-            return
+        """The mirror, made when missing; one that is not a repository (a run killed while it was made by
+        an older driftctl, a disk error) is made again: it is a cache, SOURCE has it all."""
+        if os.path.lexists(self.git_dir):
+            if self.git_dir.is_dir() and not self.git_dir.is_symlink() and (self.git_dir / "HEAD").is_file():
+                return
+            self._set_aside()
         tmp = Path(tempfile.mkdtemp(dir=self.git_dir.parent, prefix=".repo."))
         Git(tmp).run("init", "--quiet", "--bare", str(tmp), check=True, what="git init")
         os.rename(tmp, self.git_dir)
+
+    def refetch(self, source: str) -> GitResult:
+        """Fetch ``source`` into a new mirror, put in place of this one (whose objects git could not read)
+        only when that fetch worked: when SOURCE is at fault, the old mirror and its last good commit stay."""
+        fresh = Git(Path(tempfile.mkdtemp(dir=self.git_dir.parent, prefix=".repo.")))
+        fresh.env = self.env
+        fresh.run("init", "--quiet", "--bare", str(fresh.git_dir), check=True, what="git init")
+        got = fresh.fetch(source)
+        if got.rc != 0:
+            shutil.rmtree(fresh.git_dir, ignore_errors=True)
+            return got
+        self._set_aside()
+        os.rename(fresh.git_dir, self.git_dir)
+        return got
+
+    def _set_aside(self) -> None:
+        """Move the mirror out of the way and remove it (what a kill leaves, the cache's sweep removes)."""
+        if os.path.lexists(self.git_dir):
+            aside = self.git_dir.parent / f".repo.broken.{os.getpid()}.{time.monotonic_ns()}"
+            os.rename(self.git_dir, aside)
+            if aside.is_dir() and not aside.is_symlink():
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.unlink(aside)
 
     def fetch(self, source: str) -> GitResult:
         """Every branch and tag of ``source``, and its HEAD, into refs/source/ (pruned)."""
@@ -198,6 +226,16 @@ class Git:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return target
+
+
+# what git says when the mirror itself may be damaged (not SOURCE unreachable): fetched again, into a new one
+_BROKEN_MIRROR = ("unable to unpack", "inflate:", "is corrupt", "bad object", "loose object", "packfile",
+                  "not a git repository", "bad tree", "missing blob", "object file", "invalid object")
+
+
+def mirror_broken(stderr: str) -> bool:
+    low = stderr.lower()
+    return any(sign in low for sign in _BROKEN_MIRROR)
 
 
 def unverified(raw: str) -> tuple[str, str | None]:

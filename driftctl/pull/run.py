@@ -18,7 +18,7 @@ from driftctl.errors import ConfigError, ExitCode, InputError
 from driftctl.model import Host, RunResult
 from driftctl.pull import PullError, SourceUnreachable
 from driftctl.pull.cache import Cache
-from driftctl.pull.git import Git, check_ref, is_local, prune_checkouts, shown_source, shown_text
+from driftctl.pull.git import Git, check_ref, is_local, mirror_broken, prune_checkouts, shown_source, shown_text
 from driftctl.pull.state import PullState, facts_digest, post
 
 Mode = str  # "apply" | "check" | "drift"
@@ -103,6 +103,8 @@ def _fetch(git: Git, req: PullRequest, state: PullState) -> tuple[str, str | Non
                             hint="a path to a repository (bare or not) or a git URL")
     git.ensure()
     fetched = git.fetch(source)
+    if fetched.rc != 0 and mirror_broken(fetched.stderr):
+        fetched = git.refetch(source)  # our cache damaged, not SOURCE: a new mirror, fetched whole
     if fetched.rc == 0:
         commit = git.resolve(req.ref)
         if commit is None:

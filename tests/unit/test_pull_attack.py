@@ -130,7 +130,7 @@ def test_a_sources_password_is_never_recorded_nor_shown(site: dict[str, Path]) -
     assert run.returncode == 0, run.stderr
     assert "unreachable" in run.stderr and "s3cr3t" not in run.stdout + run.stderr
     doc = json.loads(run.stdout)
-    assert doc["source"] == "https://127.0.0.1:1/infra.git" and doc["pull"]["fallback"]
+    assert "https://127.0.0.1:1/infra.git" in doc["argv"] and "https://127.0.0.1:1/infra.git" in doc["pull"]["fallback"]
     for p in (site["cache"] / "outbox").glob("*.json"):
         assert "s3cr3t" not in p.read_text(), p
     db = sqlite3.connect(site["cache"] / "state.sqlite")
@@ -296,3 +296,31 @@ def test_verify_commit_says_a_key_has_expired_and_what_to_do(site: dict[str, Pat
     assert "gpg --quick-set-expire" in run.stderr
     assert not (site["target"] / "motd").exists()
     assert [p.name for p in site["cache"].iterdir() if p.name.startswith(".gnupg")] == []
+
+
+# ---- a damaged cache -------------------------------------------------------------------------------------
+
+def test_a_mirror_that_is_no_repository_is_made_again(site: dict[str, Path]) -> None:
+    """A mirror without HEAD (a disk error, a kill while an older driftctl made it) was a traceback."""
+    assert pull(site, "--check").returncode == 2
+    (site["cache"] / "repo.git" / "HEAD").unlink()
+    run = pull(site)
+    assert run.returncode == 2, run.stderr
+    assert (site["target"] / "motd").read_text() == "hello\n"
+
+
+def test_a_mirror_whose_objects_are_damaged_is_fetched_again_not_unreachable(site: dict[str, Path]) -> None:
+    """git could not read the mirror's objects: every run said SOURCE "cannot be fetched" (exit 8) or fell
+    back to the last good commit for ever, while SOURCE was there."""
+    assert pull(site, "--check").returncode == 2
+    for p in (site["cache"] / "repo.git" / "objects").rglob("*"):
+        if p.is_file():
+            p.chmod(0o600)
+            p.write_bytes(b"garbage")
+    commit(site["src"], {"manifests/roles/r/resources.yaml": resources(site["target"], "second\n")})
+    run = pull(site, "--json")
+    assert run.returncode == 2, run.stderr
+    assert json.loads(run.stdout)["pull"]["fallback"] is None
+    assert (site["target"] / "motd").read_text() == "second\n"
+    assert [p.name for p in site["cache"].iterdir() if p.name.startswith(".")] == []
+
