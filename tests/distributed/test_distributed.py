@@ -123,6 +123,11 @@ def test_celery_runs_give_the_results_of_an_in_process_run(scene: Scene) -> None
     assert latest is not None and len(latest["hosts"]) == n
     check_local, check_remote = scene.driftctl("check", celery=False), scene.driftctl("check")
     assert check_local.returncode == check_remote.returncode == 2
+    # --serial batches and --tags narrow a celery run as they narrow an in-process one
+    batched = ("plan", "--json", "--serial", "30%", "--skip-tags", "never")
+    local, remote = scene.driftctl(*batched, celery=False), scene.driftctl(*batched)
+    assert local.returncode == remote.returncode == 2, remote.stderr
+    assert normal(json.loads(remote.stdout)) == normal(json.loads(local.stdout))
 
 
 def test_a_worker_killed_mid_run_loses_no_host(scene: Scene) -> None:
