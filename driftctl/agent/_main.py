@@ -358,6 +358,7 @@ def _watch(req, ctx, answer):
 
 OUTBOX_MAX = 20
 OUTBOX_MAX_BYTES = 4 * 1024 * 1024
+OUTBOX_ALONE_BYTES = 32 * 1024 * 1024  # a report over the budget (a host of many thousand resources) comes alone
 
 
 def _outbox_dir(path):
@@ -432,7 +433,8 @@ def outbox_collect(spec):
             if len(reports) >= most:
                 more = True
                 break
-            data = _outbox_read(dfd, name, budget)
+            # one over the budget waits for a probe where it comes first, then alone (it was refused for good)
+            data = _outbox_read(dfd, name, max(budget, OUTBOX_ALONE_BYTES))
             if data is None:
                 continue
             if reports and used + len(data) > budget:
@@ -444,7 +446,8 @@ def outbox_collect(spec):
                 doc = None
             used += len(data)
             reports.append({"seq": seq, "doc": doc} if doc is not None else
-                           {"seq": seq, "doc": None, "error": "unreadable or larger than %d bytes" % budget})
+                           {"seq": seq, "doc": None, "error": "unreadable or larger than %d bytes"
+                            % max(budget, OUTBOX_ALONE_BYTES)})
         return {"id": ident, "reports": reports, "more": more, "acked": acked}
     finally:
         os.close(dfd)

@@ -27,6 +27,7 @@ DEFAULT_OUTBOX = "/var/lib/driftctl/pull/outbox"
 OUTBOX_VAR = "driftctl_pull_outbox"  # a host whose pull runs with another --cache-dir: <cache-dir>/outbox
 MAX_REPORTS = 20  # per probe; the rest come with the next ones
 MAX_BYTES = 4 * 1024 * 1024
+MAX_REPORT_BYTES = 40 * 1024 * 1024  # one report: the agent sends one over MAX_BYTES alone, up to 32 MiB
 MAX_SEQ = 2**53  # an outbox counts one by one: more is a forged number (SQLite's integers end at 2**63)
 CLOCK_SLACK = 300.0  # seconds a host's clock may run ahead of the controller's
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -155,8 +156,8 @@ def collect(store: Any, inventory: str, host: str, answer: dict[str, Any] | None
     for item in items[:MAX_REPORTS]:
         seq = _seq(item)
         doc, why = check_report(item.get("doc"), host, inventory)
-        if doc is not None and len(json.dumps(doc, separators=(",", ":"), default=str)) > 2 * MAX_BYTES:
-            doc, why = None, f"larger than {2 * MAX_BYTES} bytes"
+        if doc is not None and len(json.dumps(doc, separators=(",", ":"), default=str)) > MAX_REPORT_BYTES:
+            doc, why = None, f"larger than {MAX_REPORT_BYTES} bytes"
         if why is not None:
             said = item.get("error")  # the host's words: printable, short
             why = "".join(c for c in said[:200] if c.isprintable()) if isinstance(said, str) and said else why

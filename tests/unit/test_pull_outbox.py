@@ -73,3 +73,16 @@ def test_pull_modes_default_cache_is_never_unmanaged_drift() -> None:
     from driftctl.agent.watch import watch_own_dirs
 
     assert "/var/lib/driftctl/pull" in watch_own_dirs(SimpleNamespace(backup_dir="/var/backups/driftctl"))
+
+
+def test_a_report_over_the_budget_comes_alone_in_a_later_probe_never_refused(tmp_path: Path) -> None:
+    """A host of many thousand resources writes reports over 4 MB: each was answered "larger than ..."
+    and the controller passed it over for good."""
+    d = box(tmp_path, 1)
+    big = {"n": 2, "pad": "x" * (5 * 1024 * 1024)}
+    (d / "000000000002.json").write_text(json.dumps(big))
+    os.chmod(d / "000000000002.json", 0o600)
+    first = outbox_collect({"dir": str(d), "id": "abc", "after": 0, "max_bytes": 4 * 1024 * 1024})
+    assert [r["seq"] for r in first["reports"]] == [1] and first["more"] is True  # it waits
+    then = outbox_collect({"dir": str(d), "id": "abc", "after": 1, "max_bytes": 4 * 1024 * 1024})
+    assert [r["seq"] for r in then["reports"]] == [2] and then["reports"][0]["doc"] == big
