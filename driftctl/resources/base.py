@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import posixpath
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -338,18 +339,31 @@ def type_modules() -> list[str]:
                   if m.name != "base" and not m.name.startswith("_"))
 
 
-_LOADED: list[bool] = []
+_LOADED: list[bool] = []  # every type module is imported
+_LOADING: list[bool] = []  # the thread holding _LOAD_LOCK is importing them (a module may ask for a type)
+_LOAD_LOCK = threading.RLock()
 
 
 def _load_all() -> None:
-    """Import every type module once (get_type is called per resource: 13 imports each time cost seconds)."""
+    """Import every type module once (get_type is called per resource: 13 imports each time cost seconds).
+
+    Threads (a worker's, a controller's per host) that ask meanwhile wait for the whole table: marked
+    loaded before the imports finished, a second thread saw a half-filled registry ("unknown resource
+    type 'directory'")."""
     if _LOADED:
         return
     import importlib
 
-    _LOADED.append(True)
-    for mod in type_modules():
-        importlib.import_module(f"driftctl.resources.{mod}")
+    with _LOAD_LOCK:
+        if _LOADED or _LOADING:
+            return
+        _LOADING.append(True)
+        try:
+            for mod in type_modules():
+                importlib.import_module(f"driftctl.resources.{mod}")
+            _LOADED.append(True)
+        finally:
+            _LOADING.clear()
 
 
 def resource_types_for(resources: list[Resource]) -> dict[str, type[ResourceType]]:

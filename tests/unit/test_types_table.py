@@ -163,3 +163,35 @@ def test_the_shipped_program_is_the_same_program_without_docstrings_and_comments
     assert "# ---- " not in shipped and '"""' not in shipped
     defined = {n.name for n in ast.parse(source).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     assert {n.name for n in ast.parse(shipped).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))} == defined
+
+
+def test_threads_asking_for_types_at_once_all_see_the_whole_table() -> None:
+    """The first get_type imports every type module; threads asking meanwhile (a worker's, one per host)
+    wait for the whole table. It used to be marked loaded before the imports ended: another thread then
+    saw a half-filled registry ("unknown resource type 'directory'"). Imports are slowed here so the
+    window is wide on any machine."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, threading, time\n"
+        "real = importlib.import_module\n"
+        "def slow(name, *a, **k):\n"
+        "    if name.startswith('driftctl.resources.'):\n"
+        "        time.sleep(0.02)\n"
+        "    return real(name, *a, **k)\n"
+        "importlib.import_module = slow\n"
+        "from driftctl.resources.base import get_type, type_modules\n"
+        "go = threading.Barrier(8)\n"
+        "missing = []\n"
+        "def ask():\n"
+        "    go.wait()\n"
+        "    for name in ('file', 'directory', 'user', 'unit', 'sysctl'):\n"
+        "        if get_type(name) is None:\n"
+        "            missing.append(name)\n"
+        "threads = [threading.Thread(target=ask) for _ in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print('missing', sorted(set(missing)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.strip() == "missing []", out
