@@ -8,7 +8,6 @@ when complete: a run never reads a half-written tree, and the tree holds no ``.g
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -215,16 +214,19 @@ class Git:
         target = checkouts / sha
         if target.is_dir() and not target.is_symlink():
             return target
-        got = self.run("archive", "--format=tar", "--end-of-options", sha, what="git archive")
-        if got.rc != 0:
-            raise PullError(f"cannot check out {sha[:12]}: {_last_line(got.stderr)}")
         tmp = Path(tempfile.mkdtemp(dir=checkouts, prefix=f".{sha[:12]}."))
+        tar = Path(f"{tmp}.tar")  # on disk, not in memory: a tree may be larger than this host's memory
         try:
-            _untar(got.stdout, tmp)
+            got = self.run("archive", "--format=tar", f"--output={tar}", "--end-of-options", sha, what="git archive")
+            if got.rc != 0:
+                raise PullError(f"cannot check out {sha[:12]}: {_last_line(got.stderr)}")
+            _untar(tar, tmp)
             os.rename(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            tar.unlink(missing_ok=True)
         return target
 
 
@@ -270,9 +272,9 @@ def unverified(raw: str) -> tuple[str, str | None]:
     return f"is not signed by a key of --verify-commit: {_last_line(raw) or 'no good signature'}", None
 
 
-def _untar(data: bytes, into: Path) -> None:
+def _untar(archive: Path, into: Path) -> None:
     """Unpack a ``git archive`` tar: regular files, directories and links inside the tree only."""
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+    with tarfile.open(archive, mode="r:") as tar:
         members = []
         for m in tar.getmembers():
             name = m.name
@@ -295,8 +297,11 @@ def prune_checkouts(checkouts: Path, keep: set[str], most: int = 3) -> None:
         if p.name not in keep:
             shutil.rmtree(p, ignore_errors=True)
     for p in checkouts.iterdir():
-        if p.name.startswith("."):  # a run that died while unpacking
-            shutil.rmtree(p, ignore_errors=True)
+        if p.name.startswith("."):  # a run that died while unpacking (its directory, its tar)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def _last_line(text: str) -> str:

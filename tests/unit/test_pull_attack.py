@@ -324,3 +324,38 @@ def test_a_mirror_whose_objects_are_damaged_is_fetched_again_not_unreachable(sit
     assert (site["target"] / "motd").read_text() == "second\n"
     assert [p.name for p in site["cache"].iterdir() if p.name.startswith(".")] == []
 
+
+
+# ---- a large repository ------------------------------------------------------------------------------------
+
+PEAK = """import resource, runpy, sys
+sys.argv = ["driftctl", *sys.argv[2:]]
+try:
+    runpy.run_module("driftctl", run_name="__main__")
+finally:
+    with open(PEAK_FILE, "w") as f:
+        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+"""
+
+
+def test_a_large_tree_is_checked_out_without_holding_it_in_memory(site: dict[str, Path]) -> None:
+    """The whole `git archive` of the commit was read into the pull's memory: a repository with large
+    files needed their size in RAM (and more), on hosts that often have little. Measured: the pull's own
+    peak memory (git's is not counted), with 256 MiB of zeros in the tree (tiny in git, whole in a tar)."""
+    size = 256 * 1024 * 1024
+    with open(site["src"] / "big.bin", "wb") as f:
+        f.truncate(size)
+    git(site["src"], "add", "-A")
+    git(site["src"], "commit", "-q", "-m", "a large file")
+    peak_file = site["tmp"] / "peak"
+    code = PEAK.replace("PEAK_FILE", repr(str(peak_file)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")} | {"NO_COLOR": "1"}
+    run = subprocess.run([sys.executable, "-c", code, "-", "pull", str(site["src"]), "--cache-dir",
+                          str(site["cache"]), "--host", "web1"], capture_output=True, text=True, env=env,
+                         cwd=site["tmp"], timeout=600)
+    assert run.returncode == 2, run.stderr
+    checkout = next(p for p in (site["cache"] / "checkouts").iterdir())
+    assert (checkout / "big.bin").stat().st_size == size
+    peak_kib = int(peak_file.read_text())
+    assert peak_kib * 1024 < size / 2, f"peak {peak_kib} KiB"
+    assert [p.name for p in (site["cache"] / "checkouts").iterdir() if p.name.startswith(".")] == []
