@@ -39,7 +39,7 @@ SCHEDULED_QUEUE = "driftctl-scheduled"
 @click.option("--name", metavar="NAME", help="This worker's name in logs and results (default driftctl@HOST:PID).")
 @click.option("--beat", is_flag=True, help="Also run the scheduled drift runs of --schedule (Celery beat); "
                                            "run exactly one such worker.")
-@click.option("--schedule", "schedule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--schedule", "schedule_file", type=click.Path(dir_okay=False, path_type=Path),
               metavar="FILE", help="With --beat: the drift runs to schedule (docs/scale.md).")
 @options(known_hosts_option, accept_new_host_keys_option, ssh_config_option, state_dir_option)
 def worker_cmd(broker: str | None, state: str | None, queues: tuple[str, ...], concurrency: int | None,

@@ -55,6 +55,13 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "driftctl bundle remove inventory/prod         # the schedule, the wrapper and the bundle",
         "driftctl bundle remove inventory/prod -l web01.prod.example.com --plan",
     ),
+    "worker": (
+        "driftctl worker --new-key /etc/driftctl/worker.key   # the key controller and workers share (0600)",
+        "driftctl worker --broker redis://mq:6379/0 --state postgresql://db/driftctl --worker-key w.key",
+        "driftctl worker --broker redis://mq:6379/0 --state postgresql://db/driftctl --worker-key w.key --queue dmz",
+        "driftctl worker --broker redis://mq:6379/0 --state postgresql://db/driftctl --worker-key w.key --beat "
+        "--schedule schedule.yaml",
+    ),
     "plan": (
         "driftctl plan inventory/prod                 # what apply would change, with diffs; changes nothing",
         "driftctl plan inventory/prod -l web01.prod.example.com --diff   # new files in full too",
@@ -80,6 +87,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "driftctl drift inventory/prod --remediate    # and put corrective drift back",
         "driftctl drift inventory/prod --report-dir /var/www/drift       # + json, junit, markdown, html, prom",
         "driftctl drift inventory/prod --notify-command 'mail -s drift ops@example.com'",
+        "driftctl drift inventory/prod --executor celery --broker redis://mq:6379/0 --worker-key w.key   # on workers",
     ),
     "accept": (
         "driftctl accept inventory/prod -l web01.prod.example.com        # the watched paths as they are now",

@@ -32,7 +32,7 @@ NOT_RUN = ("driftctl bake ", "driftctl bake-verify ", "driftctl compare ", "--sy
            # run on a host, as root: a git source and /var/lib/driftctl/pull, units or /etc/cron.d here
            "driftctl pull ", "schedule install --pull",
            # a broker and workers (tests/distributed/ runs them)
-           "driftctl worker")
+           "driftctl worker", "--executor celery")
 # examples that refer, on purpose, to what the demo store or site does not have; the error they give
 ILLUSTRATIVE = {
     "driftctl report inventory/prod -f junit --run 42 -o drift.xml": "no run 42 in",

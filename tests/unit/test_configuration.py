@@ -39,6 +39,8 @@ def test_each_documented_environment_variable_sets_its_setting(tmp_path: Path, m
         sample = next((v for t, v in samples.items() if isinstance(current, t)), "/x/y")
         if name == "ssh_algorithms":
             sample = "ciphers=+aes128-cbc"
+        if name == "executor":
+            sample = "celery"
         monkeypatch.setenv(f"DRIFTCTL_{name.upper()}", sample)
         value = getattr(config.load(cwd=tmp_path), name)
         assert value != current, name
