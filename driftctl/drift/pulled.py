@@ -125,6 +125,18 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _written_as(doc: dict[str, Any] | None, ident: str, seq: int) -> tuple[str, int]:
+    """The outbox id and number a report was written under (its own ``pull.outbox`` and ``pull.seq``):
+    after the host's state was reset, a report still waiting comes again under the outbox's new id, and
+    must not be stored twice. (The host can only name its own runs: the key holds the host's name.)"""
+    own = (doc or {}).get("pull") or {}
+    written, number = own.get("outbox"), own.get("seq")
+    if isinstance(written, str) and _OUTBOX_ID.match(written) and isinstance(number, int) \
+            and not isinstance(number, bool) and 0 < number <= MAX_SEQ:
+        return written, number
+    return ident, seq
+
+
 def _seq(item: dict[str, Any]) -> int:
     """A report's number; 0 when it is not a plain positive integer (passed over)."""
     seq = item.get("seq")
@@ -164,7 +176,7 @@ def collect(store: Any, inventory: str, host: str, answer: dict[str, Any] | None
             got.refused.append(f"report {seq}: {why}")
             log.warning("%s: pull report %d refused: %s", host, seq, why)
         try:
-            run_id = store.save_pulled(inventory, host, str(ident), seq, doc)
+            run_id = store.save_pulled(inventory, host, str(ident), seq, doc, key=_written_as(doc, ident, seq))
         except StoreError as e:  # not stored: not acknowledged either; the next probe brings it again
             log.warning("%s: pull report %d not stored: %s", host, seq, e)
             break

@@ -43,7 +43,11 @@ class PullState:
             last_apply=dict(data.get("last_apply") or {}),
         )
         if not state.outbox_id:
+            # a new outbox identity (state.json removed, to force an apply, or lost): number after the
+            # reports still waiting, never over one (each also names the id and number it was written
+            # under, so the controller stores none of them twice)
             state.outbox_id = secrets.token_hex(8)
+            state.seq = max(state.seq, _highest(cache.root / "outbox"))
         return state
 
     def save(self, cache: Cache) -> None:
@@ -59,6 +63,14 @@ class PullState:
 
     def unchanged(self, commit: str, facts: str) -> bool:
         return self.last_apply.get("commit") == commit and self.last_apply.get("facts") == facts
+
+
+def _highest(outbox: Path) -> int:
+    try:
+        names = [p.name for p in outbox.iterdir()] if outbox.is_dir() and not outbox.is_symlink() else []
+    except OSError:
+        return 0
+    return max((int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()), default=0)
 
 
 def post(cache: Cache, state: PullState, doc: dict[str, Any]) -> int:

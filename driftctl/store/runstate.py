@@ -113,12 +113,12 @@ class RunState:
         return self._cursors.get(host)
 
     def save_pulled(self, inventory: str, host: str, outbox: str, seq: int,
-                    report: dict[str, Any] | None) -> int | None:
+                    report: dict[str, Any] | None, key: tuple[str, int] | None = None) -> int | None:
         """Not buffered: a collected report is stored at once (the host keeps it until the store has
         it), and the host's converged state and open drift are read again, so the run that collected
         it judges the host against what that pull run left."""
         self._mine(inventory)
-        run_id = self.store.save_pulled(inventory, host, outbox, seq, report)
+        run_id = self.store.save_pulled(inventory, host, outbox, seq, report, key=key)
         self._cursors[host] = (outbox, int(seq))
         if report is not None:
             self.store.retrying(lambda: self._reload_host(host))

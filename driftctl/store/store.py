@@ -165,20 +165,22 @@ class Store:
         return (str(row["outbox"]), int(row["seq"])) if row is not None else None
 
     def save_pulled(self, inventory: str, host: str, outbox: str, seq: int,
-                    report: dict[str, Any] | None) -> int | None:
+                    report: dict[str, Any] | None, key: tuple[str, int] | None = None) -> int | None:
         """Store one report collected from ``host``'s pull outbox (None: a report refused, only passed
         over) and move that host's cursor to ``seq``, in one transaction: the host removes the report
         only when the next probe names it collected. Returns the run id (None when refused).
-        Idempotent: the same outbox and number are stored once."""
-        key = inventory_key(inventory)
+        Idempotent: the same outbox and number are stored once; ``key`` (the outbox id and number the
+        report was written under, default ``outbox`` and ``seq``) names it."""
+        written = key or (outbox, seq)
+        inv = inventory_key(inventory)
         if report is not None:
             check(report)
-        run_key = f"pull:{outbox}:{seq}:{host}:{key}"[:400]
+        run_key = f"pull:{written[0]}:{written[1]}:{host}:{inv}"[:400]
 
         def work() -> int | None:
             with self._db.transaction() as cur:
                 if self.dialect == "postgresql":
-                    cur.execute("SELECT pg_advisory_xact_lock(?)", (ingest.advisory_key("save:" + key),))
+                    cur.execute("SELECT pg_advisory_xact_lock(?)", (ingest.advisory_key("save:" + inv),))
                 run_id: int | None = None
                 if report is not None:
                     stored = cur.scalar("SELECT id FROM runs WHERE run_key = ?", (run_key,))
@@ -186,7 +188,7 @@ class Store:
                 cur.execute(
                     "INSERT INTO pull_cursors (inventory, host, outbox, seq, collected) VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT (inventory, host) DO UPDATE SET outbox = excluded.outbox, seq = excluded.seq,"
-                    " collected = excluded.collected", (key, host, outbox, int(seq), time.time()))
+                    " collected = excluded.collected", (inv, host, outbox, int(seq), time.time()))
                 return run_id
 
         return self.retrying(work)

@@ -167,3 +167,23 @@ def test_every_report_format_says_a_run_was_a_pull_and_of_which_commit() -> None
         assert note in text and "the last good checkout was used" in text, fmt
     doc.pop("mode")
     assert "Pull run" not in render(doc, "markdown")
+
+
+def test_a_reset_host_state_neither_overwrites_nor_duplicates_a_waiting_report(two_sides: dict[str, Path]) -> None:
+    """state.json removed (to force an apply, or lost) while reports wait in the outbox: the next pull
+    numbered from 1 again, over a waiting report, under a new outbox id, and the controller stored the
+    waiting ones a second time under that id."""
+    s = two_sides
+    assert pull(s).returncode == 2
+    (s["target"] / "motd").write_text("hand edit\n")
+    assert pull(s, "--drift").returncode == 2
+    assert controller(s, "drift", "inv").returncode == 2  # stores 1 and 2; acknowledged by the next probe
+    (s["cache"] / "state.json").unlink()
+    assert pull(s).returncode == 2  # corrects the hand edit: a third run
+    assert outbox(s) == ["000000000001.json", "000000000002.json", "000000000003.json"]
+    assert controller(s, "drift", "inv").returncode == 0
+    runs = sqlite3.connect(s["state"] / "driftctl.sqlite").execute(
+        "SELECT command FROM runs WHERE mode = 'pull' ORDER BY id").fetchall()
+    assert [c for (c,) in runs] == ["apply", "drift", "apply"]
+    assert controller(s, "drift", "inv").returncode == 0
+    assert outbox(s) == []
