@@ -218,6 +218,9 @@ class RunResult:
     tags: list[str] = field(default_factory=list)  # --tags as given (empty: all)
     skip_tags: list[str] = field(default_factory=list)
     serial: Batches | None = None  # --serial: the batches and whether they were stopped
+    # whether pending changes set exit bit 2: not for `plan` (it succeeded; Terraform's plan and Ansible's
+    # --check exit 0 too) unless --detailed-exitcode; `check` is the command for automation (D41)
+    changes_exit: bool = True
 
     @property
     def partial(self) -> bool:
@@ -232,4 +235,4 @@ class RunResult:
         code = ExitCode.ABORTED if self.aborted else ExitCode.OK
         for h in self.hosts:
             code |= h.exit_code
-        return code
+        return code if self.changes_exit else code & ~ExitCode.CHANGES

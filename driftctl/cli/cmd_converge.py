@@ -66,7 +66,7 @@ def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool | None,
 
 def converge(command: str, inventory: Path, limit: str | None, as_json: bool, manifests: Path | None,
              show_diff: bool | None, verbose: bool, flags: dict[str, Any], run_opts: RunOptions | None = None,
-             out: Path | None = None) -> int:
+             out: Path | None = None, detailed_exitcode: bool = True) -> int:
     if command == "apply" and _saved_plan(inventory):
         from driftctl.cli.cmd_saved import apply_saved  # `apply plan.json`: exactly that plan (cmd_saved.py)
 
@@ -85,6 +85,7 @@ def converge(command: str, inventory: Path, limit: str | None, as_json: bool, ma
                 run, saved, store_url = _apply(ctx, engine, inventory, flags.get("wait_lock"))
             else:
                 run = engine.run(command, ctx.hosts)  # type: ignore[arg-type]
+    run.changes_exit = detailed_exitcode
     if out is not None:
         from driftctl.cli.cmd_saved import save_plan  # `plan -o FILE` (cmd_saved.py)
 
@@ -120,6 +121,9 @@ def _apply(ctx: Any, engine: Engine, inventory: Path, wait_lock: float | None) -
     try:
         with run_lock(ctx.settings, store, key, "apply", wait_lock):
             view = begin_run(store, ctx.settings.state_dir, key)
+            from driftctl.drift.pulled import attach
+
+            attach(engine, view, key)  # the hosts' pull runs are collected (and stored) in this probe too
             run = engine.run("apply", ctx.hosts)
             record_run(ctx.settings, run, inventory, store=view, argv=recorded_argv(sys.argv[1:]))
             saved = view.finish()
@@ -130,7 +134,9 @@ def _apply(ctx: Any, engine: Engine, inventory: Path, wait_lock: float | None) -
 
 def register(group: click.Group) -> None:
     for name, help_text in (
-        ("plan", "Show what apply would change, per host and resource, with diffs. Changes nothing."),
+        ("plan", "Show what apply would change, per host and resource, with diffs. Changes nothing. Exit 0 "
+                 "when the plan was made, with or without changes (as Terraform's plan), unless "
+                 "--detailed-exitcode; 4 failed, 8 unreachable."),
         ("check", "Like plan, for automation: exit 0 in sync, 2 changes pending, 4 failed, 8 unreachable."),
         ("apply", "Converge hosts to their manifests, in parallel, and record the converged state. "
                   "INVENTORY may be a plan saved by `plan -o`: that plan is applied."),
@@ -151,13 +157,18 @@ def _make(name: str, help_text: str) -> click.Command:
     @pass_run_options
     def command(inventory: Path, limit: str | None, as_json: bool, manifests: Path | None, diff: bool | None,
                 verbose: bool, flags: dict[str, Any], run_opts: RunOptions, state: str | None = None,
-                wait_lock: float | None = None, out: Path | None = None) -> int:
+                wait_lock: float | None = None, out: Path | None = None, detailed_exitcode: bool = True) -> int:
         return converge(name, inventory, limit, as_json, manifests, diff, verbose,
-                        dict(flags, state=state, wait_lock=wait_lock), run_opts, out)
+                        dict(flags, state=state, wait_lock=wait_lock), run_opts, out, detailed_exitcode)
 
     if name == "apply":
         command = wait_lock_option(state_option(command))
     if name == "plan":
+        command = click.option(
+            "--detailed-exitcode", is_flag=True, default=False,
+            help="Exit 2 when changes are pending (as `check` and Terraform's -detailed-exitcode); without it "
+                 "a plan with changes exits 0."
+        )(command)
         command = click.option(
             "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
             help="Save the plan to FILE: `driftctl apply FILE` applies exactly it, and refuses hosts that "

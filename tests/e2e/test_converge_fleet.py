@@ -42,9 +42,9 @@ def test_every_type_plan_apply_idempotent_and_verified(fresh_host, tmp_path: Pat
     before = snapshot(fresh_host)
     check = driftctl("check", *args, state_dir=state)
     assert check.rc == 2, check.output
-    plan = driftctl("plan", *args, "--json", state_dir=state)
+    plan = driftctl("plan", "--detailed-exitcode", *args, "--json", state_dir=state)
     assert plan.rc == 2, plan.output
-    plan_text = driftctl("plan", *args, state_dir=state)
+    plan_text = driftctl("plan", "--detailed-exitcode", *args, state_dir=state)
     assert_same_snapshot(before, snapshot(fresh_host))
 
     apply = driftctl("apply", *args, "--json", state_dir=state)
@@ -126,7 +126,7 @@ def test_purge_backup_and_a_hand_edit_are_converged(fresh_host, tmp_path: Path) 
     assert first.rc in (2, 6), first.output  # sysctl fails on this host (read-only /proc/sys): 2|4
     hand = "edited by hand\n"
     fresh_host.sh(f"printf '{hand}' > /etc/driftctl-test/app.conf; touch /etc/driftctl-test/stray")
-    plan = driftctl("plan", *args, "--json", state_dir=state)
+    plan = driftctl("plan", "--detailed-exitcode", *args, "--json", state_dir=state)
     assert plan.rc in (2, 6), plan.output
     changes = changes_of(plan.json())
     assert changes[(fresh_host.name, "file:/etc/driftctl-test/app.conf")] == ["content"]
@@ -158,9 +158,9 @@ def test_bad_manifest_exits_1_before_any_connection(tmp_path: Path) -> None:
     (site / "roles" / "r" / "resources.yaml").write_text(
         "resources:\n  - file: /etc/motd\n    content: hi\n    mdoe: '0644'\n"
     )
-    result = driftctl("plan", inv, "-m", site, state_dir=tmp_path / "state")
+    result = driftctl("plan", "--detailed-exitcode", inv, "-m", site, state_dir=tmp_path / "state")
     assert result.rc == 1, result.output
     assert "resources.yaml:4" in result.stderr and "mode" in result.stderr  # did-you-mean
     (site / "roles" / "r" / "resources.yaml").write_text("resources:\n  - file: /etc/motd\n    content: hi\n")
-    reachable = driftctl("plan", inv, "-m", site, state_dir=tmp_path / "state")
+    reachable = driftctl("plan", "--detailed-exitcode", inv, "-m", site, state_dir=tmp_path / "state")
     assert reachable.rc == 8, reachable.output  # the same inventory with a valid manifest does connect

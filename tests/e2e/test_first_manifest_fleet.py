@@ -36,9 +36,11 @@ def test_the_first_manifest_walkthrough(fresh_host: Any, tmp_path: Path) -> None
     assert where.rc == 0 and "group_vars/all.yml" in where.stdout, where.output
     assert run("facts", "inventory/dev").rc == 0
 
-    # 3. plan: the rendered template's diff, exit 2; check the same; a typo is an error with file:line
+    # 3. plan: the rendered template's diff, exit 0 (a plan was made); check exits 2; a typo is an error
+    # with file:line
     planned = run("plan", "inventory/dev")
-    assert planned.rc == 2, planned.output
+    assert planned.rc == 0, planned.output
+    assert run("plan", "inventory/dev", "--detailed-exitcode").rc == 2
     assert "file:/etc/motd" in planned.stdout and "ops team <ops@example.com>" in planned.stdout
     assert "host     web1" in planned.stdout
     assert run("check", "inventory/dev").rc == 2
@@ -49,11 +51,11 @@ def test_the_first_manifest_walkthrough(fresh_host: Any, tmp_path: Path) -> None
     assert typo.rc == 1 and "manifests/roles/base/resources.yaml:4" in typo.output, typo.output
     resources.write_text(good)
 
-    # 4. apply, then plan has nothing to change
+    # 4. apply, then check finds nothing to change
     applied = run("apply", "inventory/dev")
     assert applied.rc == 2, applied.output
     assert "ops team <ops@example.com>" in host.sh("cat /etc/motd").stdout_text
-    again = run("plan", "inventory/dev")
+    again = run("check", "inventory/dev")
     assert again.rc == 0, again.output
 
     # 5. drift: corrective after a hand edit; history; remediate; no drift

@@ -55,7 +55,7 @@ def test_init_site_plans_against_a_fleet_host_and_its_plan_json_is_a_report(flee
     write_inventory(site / "inventory" / "dev", [host])  # the scaffold's hosts.yaml with a real address
     shown = driftctl("inventory", "inventory/dev", state_dir=state, cwd=site)
     assert shown.rc == 0, shown.output
-    plan = driftctl("plan", "inventory/dev", "--diff", state_dir=state, cwd=site)
+    plan = driftctl("plan", "--detailed-exitcode", "inventory/dev", "--diff", state_dir=state, cwd=site)
     assert plan.rc == 2, plan.output  # /etc/motd would change
     assert "file:/etc/motd" in plan.stdout
     assert "ops team <ops@example.com>" in plan.stdout  # the template, with the inventory's group_vars

@@ -82,7 +82,7 @@ def test_apply_of_a_saved_plan_converges_exactly_what_was_planned(work: Any, tmp
     state, plan = tmp_path / "state", tmp_path / "plan.json"
     before = [files(h, root) for h in hosts]
 
-    made = driftctl("plan", inv, "-m", m, "-o", plan, state_dir=state)
+    made = driftctl("plan", "--detailed-exitcode", inv, "-m", m, "-o", plan, state_dir=state)
     assert made.rc == 2, made.output
     assert [files(h, root) for h in hosts] == before  # the plan changed nothing
     assert stat.S_IMODE(os.stat(plan).st_mode) == 0o600
@@ -106,7 +106,7 @@ def test_a_hand_change_between_plan_and_apply_refuses_that_host_only(work: Any, 
     hosts, root = work
     inv, m = setup(tmp_path, hosts, root)
     state, plan = tmp_path / "state", tmp_path / "plan.json"
-    assert driftctl("plan", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
+    assert driftctl("plan", "--detailed-exitcode", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
     stale, other = hosts
     assert stale.sh(f"printf 'by hand\\n' > {root}/b.txt").rc == 0
     untouched = files(stale, root)
@@ -125,7 +125,7 @@ def test_a_manifest_edited_after_the_plan_is_refused_before_any_connection(work:
     hosts, root = work
     inv, m = setup(tmp_path, hosts, root)
     state, plan = tmp_path / "state", tmp_path / "plan.json"
-    assert driftctl("plan", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
+    assert driftctl("plan", "--detailed-exitcode", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
     before = [files(h, root) for h in hosts]
     resources = m / "roles" / "r" / "resources.yaml"
     resources.write_text(resources.read_text().replace('"b\\n"', '"b2\\n"'))
@@ -143,7 +143,7 @@ def test_an_edited_plan_file_is_an_error(work: Any, tmp_path: Path, how: str) ->
     hosts, root = work
     inv, m = setup(tmp_path, hosts, root)
     state, plan = tmp_path / "state", tmp_path / "plan.json"
-    assert driftctl("plan", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
+    assert driftctl("plan", "--detailed-exitcode", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
     before = [files(h, root) for h in hosts]
     text = plan.read_text()
     if how == "edited":  # a hand edit: drop one host's resource from the plan
@@ -172,14 +172,14 @@ def test_what_a_plan_fixes_cannot_be_given_again_on_the_command_line(tmp_path: P
     (m / "roles" / "r" / "resources.yaml").write_text(
         f"resources:\n  - file: {tmp_path}/out.txt\n    content: \"x\\n\"\n    tags: [web]\n")
     state, plan = tmp_path / "state", tmp_path / "plan.json"
-    assert driftctl("plan", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
+    assert driftctl("plan", "--detailed-exitcode", inv, "-m", m, "-o", plan, state_dir=state).rc == 2
     for extra, says in ((["--limit", "ctl"], "--limit cannot be used with a saved plan"),
                         (["--tags", "web"], "--tags/--skip-tags cannot be used with a saved plan"),
                         (["-m", tmp_path], "differs from the plan's manifest tree")):
         refused = driftctl("apply", plan, *extra, state_dir=state)
         assert refused.rc == 1 and says in refused.stderr, refused.output
     assert not (tmp_path / "out.txt").exists()
-    inside = driftctl("plan", inv, "-m", m, "-o", inv / "plan.json", state_dir=state)
+    inside = driftctl("plan", "--detailed-exitcode", inv, "-m", m, "-o", inv / "plan.json", state_dir=state)
     assert inside.rc == 1 and "inside the inventory" in inside.stderr, inside.output
     assert not (inv / "plan.json").exists()
     applied = driftctl("apply", plan, state_dir=state)

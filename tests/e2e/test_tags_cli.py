@@ -66,7 +66,7 @@ def test_a_partial_drift_run_leaves_filtered_drift_alone(fresh_host: Any, tmp_pa
     state = tmp_path / "state"
     args = (inv, "-m", manifests(tmp_path))
 
-    plan = driftctl("plan", *args, state_dir=state)
+    plan = driftctl("plan", "--detailed-exitcode", *args, state_dir=state)
     assert plan.rc == 2, plan.output
     # the never-tagged file is left out by default (as Ansible does): 4 to add, the run is partial
     assert "Plan: 4 to add, 0 to change, 0 to remove." in plan.stdout
