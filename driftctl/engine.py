@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,6 +54,8 @@ from driftctl.resources.base import ResourceType, get_type
 from driftctl.secret import REDACTED, redact, redact_data
 from driftctl.tags import TagSelection, check_known, select_catalog, warn_dropped
 from driftctl.transport.base import Transport, TransportOptions, get_transport
+
+log = logging.getLogger(__name__)
 
 Command = Literal["plan", "check", "apply", "drift"]
 
@@ -364,7 +367,10 @@ class Engine:
         (stored before anything is judged from this probe: driftctl/drift/pulled.py)."""
         plan = self._plan_host(host, transport)
         if plan.outbox is not None and self.on_outbox is not None:
-            self.on_outbox(host, plan.outbox)
+            try:
+                self.on_outbox(host, plan.outbox)
+            except DriftctlError as e:  # the store said no: the host's reports wait for the next probe
+                log.warning("%s: its pull runs were not collected: %s", host.name, e)
         return plan
 
     def _plan_host(self, host: Host, transport: Transport) -> HostPlan:

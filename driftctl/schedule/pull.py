@@ -148,6 +148,11 @@ def make_pull_job(source: str, every: str, splay: str | None = None, *, name: st
         _one_line(value, what)
     if source.startswith("-"):
         raise ConfigError(f"--pull {source!r}: a repository, not an option", Location("--pull"))
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*:[^/@]*@", source):
+        raise ConfigError("--pull: the URL holds a password or token, which the schedule's files would show "
+                          "(a cron file or unit anyone on the host can read)", Location("--pull"),
+                          "give git its credentials another way: a credential helper, root's ~/.netrc or a "
+                          "deploy key in root's ~/.ssh")
     if mode not in MODES:
         raise ConfigError(f"unknown pull mode {mode!r}", Location("--check/--drift"))
     if only_if_changed and mode != "apply":

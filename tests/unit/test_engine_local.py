@@ -245,3 +245,26 @@ def test_a_created_files_text_is_kept_only_when_it_will_be_shown(setup: Any, tmp
     [head] = [c.diff for r in applied.hosts[0].resources if r.id.endswith("plain.txt") for c in r.changes if c.diff]
     assert head == "".join(full.splitlines(keepends=True)[:3]) and "no facts here" not in head
     assert (target / "plain.txt").read_text() == "no facts here\n"
+
+
+def test_a_store_that_refuses_collected_pull_runs_costs_the_collection_not_the_host(
+        setup: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What the probe brought from the host's pull outbox goes to the store first; when the store says
+    no, the reports wait on the host for the next probe and this host's run goes on."""
+    from driftctl.errors import StoreError
+
+    inv, site, _ = setup
+    hosts: list[Host] = inv.select(None)
+    outbox = tmp_path / "outbox"
+    outbox.mkdir(mode=0o700)
+    e = engine(inv, site, tmp_path)
+    e.outbox_for = lambda host: {"dir": str(outbox), "id": None, "after": 0, "max": 20}
+
+    def refuse(host: Host, answer: dict[str, Any]) -> None:
+        raise StoreError("the store is read-only")
+
+    e.on_outbox = refuse
+    with caplog.at_level("WARNING"):
+        run = e.run("plan", hosts)
+    assert run.hosts[0].status == "changed", run.hosts[0].error
+    assert "ctl: its pull runs were not collected: the store is read-only" in caplog.text

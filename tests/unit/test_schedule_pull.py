@@ -145,6 +145,8 @@ def test_cron_files_install_list_remove(tmp_path: Path) -> None:
     ({"ref": "main\nevil"}, "one line"),
     ({"vault_ids": ["prod@prompt"]}, "nobody to answer a prompt"),
     ({"name": "../x"}, "--name"),
+    # a token would be in a cron file or unit anyone on the host reads
+    ({"source": "https://deploy:glpat-s3cret@git.example.com/infra.git"}, "holds a password or token"),
 ])
 def test_mistakes_are_input_errors(kw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
