@@ -198,8 +198,20 @@ def _run_container(fleet_id: str, name: str, key: KeyPair, owner: str | None, ex
     ]
     if owner:
         args += ["--label", f"{LABEL_OWNER}={owner}"]
-    podman([*args, FLEET_IMAGE, "/sbin/init"], timeout=120)
-    return container
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            podman([*args, FLEET_IMAGE, "/sbin/init"], timeout=120)
+            return container
+        except FleetError as e:
+            # podman picks the free port, then binds it; with tens of containers starting at once another
+            # one (or any process) can take it in between: "bind: address already in use". Try again.
+            if "address already in use" not in str(e) or attempt == PORT_ATTEMPTS - 1:
+                raise
+            podman(["rm", "-f", container], check=False)
+    raise AssertionError("the last attempt raises")
+
+
+PORT_ATTEMPTS = 4
 
 
 # Bounded inside the container too: a boot that hangs shows up as a retry with its state, not a hung exec.
