@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from driftctl.pull.cache import Cache, read_json, write_private
+from driftctl.fileio import write_atomic
+from driftctl.pull.cache import Cache, read_json
 
 OUTBOX_KEEP = 1000  # reports kept for a controller that never comes: the oldest go first
 
@@ -53,7 +54,7 @@ class PullState:
     def save(self, cache: Cache) -> None:
         data = {"outbox_id": self.outbox_id, "seq": self.seq, "last_good": self.last_good,
                 "last_apply": self.last_apply}
-        write_private(cache.state_file, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+        write_atomic(cache.state_file, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=0o600)
 
     def good(self, commit: str, ref: str | None, source: str) -> None:
         self.last_good = {"commit": commit, "ref": ref, "source": source, "at": time.time()}
@@ -78,8 +79,8 @@ def post(cache: Cache, state: PullState, doc: dict[str, Any]) -> int:
     state.seq += 1
     doc.setdefault("pull", {}).update(outbox=state.outbox_id, seq=state.seq)
     outbox = cache.outbox
-    write_private(outbox / "id", state.outbox_id.encode())  # first: a report is never under another id
-    write_private(outbox / f"{state.seq:012d}.json", json.dumps(doc, separators=(",", ":")).encode())
+    write_atomic(outbox / "id", state.outbox_id, mode=0o600)  # first: a report is never under another id
+    write_atomic(outbox / f"{state.seq:012d}.json", json.dumps(doc, separators=(",", ":")), mode=0o600)
     kept = sorted(p for p in outbox.iterdir() if p.name.endswith(".json") and not p.name.startswith("."))
     for p in kept[:-OUTBOX_KEEP]:
         p.unlink(missing_ok=True)
