@@ -7,6 +7,12 @@ rendered catalog, its connection, the command and the run's settings) and sends 
 host's zone (host variable ``driftctl_zone``, default queue ``driftctl``); it then follows the tasks'
 states in the result backend and emits the same ``start``/``done`` events an in-process run does.
 
+Facts: a catalog whose templates use facts is rendered here with the host's facts before its task
+is sent: those of the last stored run (``facts_cache``, as an in-process run), or, without them, those
+a small "facts" task gathered on a worker first. The task carries the facts it was rendered with; a
+worker whose probe finds other facts does nothing more and answers them (``facts_changed``): the host
+is rendered again with them and sent again, at most ``MAX_RESENDS`` times. Workers never render.
+
 Every host is reported exactly once: the first result that verifies wins; a host whose task started
 and gave no result within its timeout (connect + command timeout + the redelivery time, or the
 ``task_timeout`` setting) is failed and its task revoked; a task no worker took within
@@ -27,7 +33,7 @@ from driftctl.distributed.app import DEFAULT_QUEUE, TASK, ZONE_VAR
 from driftctl.distributed.envelope import open_sealed, seal
 from driftctl.distributed.task import RUN_SETTINGS
 from driftctl.engine import Command, Engine, Event
-from driftctl.errors import ConfigError
+from driftctl.errors import ConfigError, DriftctlError
 from driftctl.model import Catalog, Host, HostResult
 from driftctl.secret import redact
 from driftctl.transport.base import Transport
@@ -35,6 +41,7 @@ from driftctl.transport.base import Transport
 log = logging.getLogger("driftctl.distributed")
 
 POLL = 0.2  # seconds between two reads of the pending tasks' states (one MGET)
+MAX_RESENDS = 2  # a host whose facts changed under its task is rendered and sent again at most this often
 
 
 @dataclass
@@ -44,6 +51,9 @@ class _Pending:
     sent: float
     started: float | None = None
     worker: str = ""
+    stage: str = "run"  # "facts": a task that gathers the host's facts only; "run": the command
+    tries: int = 1  # the command's tasks sent for this host (a facts change sends it again)
+    round_trips: int = 0  # of the host's earlier tasks (facts gathered, a probe that found other facts)
 
 
 def zone_of(host: Host) -> str:
@@ -71,6 +81,8 @@ class RemoteEngine(Engine):
         self.visibility_timeout = 600.0
         self.queue_timeout = 3600.0
         self.duplicates = 0  # results that came for a host already reported (dropped)
+        self._announced: set[str] = set()  # hosts whose start event was emitted
+        self._job: dict[str, Any] = {}
 
     def run(self, command: Command, hosts: Sequence[Host]) -> Any:
         self.command = command
@@ -80,11 +92,6 @@ class RemoteEngine(Engine):
         catalogs = super().preflight(hosts)
         for h in hosts:
             zone_of(h)
-            if catalogs[h.name].uses_facts:
-                raise ConfigError(f"host {h.name}: its catalog uses facts, which the celery executor does not "
-                                  "render on workers yet", catalogs[h.name].resources[0].source
-                                  if catalogs[h.name].resources else None,
-                                  hint="run it with --executor threads")
         return catalogs
 
     # ---- the seam
@@ -93,14 +100,14 @@ class RemoteEngine(Engine):
         missing = [h for h in (render if render is not None else hosts) if h.name not in self.catalogs]
         if missing:
             self.preflight(missing)  # input errors end the run here: no task is sent
-        job = self._job(work)
+        self._job = self._job_of(work)
         if self.abort.is_set():
             return [self._report(HostResult(h.name, "failed", error="not started: the run was aborted",
                                             interrupted="aborted")) for h in hosts]
         pending = {}
         results: dict[str, HostResult] = {}
         for h in hosts:
-            p = self._send(h, job)
+            p = self._begin(h)
             if isinstance(p, HostResult):
                 results[h.name] = self._report(p)
             else:
@@ -108,7 +115,7 @@ class RemoteEngine(Engine):
         self._follow(pending, results)
         return [results[h.name] for h in hosts]
 
-    def _job(self, work: Callable[[Host, Transport], HostResult]) -> dict[str, Any]:
+    def _job_of(self, work: Callable[[Host, Transport], HostResult]) -> dict[str, Any]:
         from driftctl.drift import DriftRun
 
         runner = getattr(work, "__self__", None)
@@ -122,18 +129,49 @@ class RemoteEngine(Engine):
             return {"command": self.command}
         raise ConfigError("this command does not run on the celery executor", hint="use --executor threads")
 
-    def _send(self, host: Host, job: dict[str, Any]) -> _Pending | HostResult:
-        body = {
-            "run": self.run_id, "host": host, "catalog": self.catalogs[host.name], "tags": self.tags,
+    def _begin(self, host: Host) -> _Pending | HostResult:
+        """The host's first task: its command, rendered with the cached facts when its catalog uses
+        facts; without cached facts, a "facts" task first (``_result`` goes on from its answer)."""
+        if not self.catalogs[host.name].uses_facts:
+            return self._send(host)
+        cached = self.facts_cache.get(host.name)
+        if cached:
+            return self._render_and_send(host, cached, tries=1, round_trips=0)
+        return self._send(host, stage="facts")
+
+    def _render_and_send(self, host: Host, facts: dict[str, Any], tries: int,
+                         round_trips: int) -> _Pending | HostResult:
+        """Render ``host`` with ``facts`` (here: workers never render) and send its command's task."""
+        from driftctl.manifest import compile_catalog
+
+        if self.abort.is_set():
+            return HostResult(host.name, "failed", error="not started: the run was aborted", interrupted="aborted")
+        try:
+            self.catalogs[host.name] = compile_catalog(self.site, self.inventory, host, facts)
+        except DriftctlError as e:  # as in-process: a template that fails with the real facts fails its host
+            return HostResult(host.name, "failed", error=str(e))
+        return self._send(host, facts=facts, tries=tries, round_trips=round_trips)
+
+    def _send(self, host: Host, stage: str = "run", facts: dict[str, Any] | None = None, tries: int = 1,
+              round_trips: int = 0) -> _Pending | HostResult:
+        body: dict[str, Any] = {
+            "run": self.run_id, "host": host, "tags": self.tags,
             "whole_new_contents": self.whole_new_contents, "abort_grace": self.abort_grace,
-            "settings": {k: getattr(self.settings, k) for k in RUN_SETTINGS}, **job,
+            "settings": {k: getattr(self.settings, k) for k in RUN_SETTINGS}, **self._job,
         }
         task_id = f"driftctl-{self.run_id}-{host.name}"
+        if stage == "facts":
+            body["command"] = "facts"
+            task_id += "-facts"
+        else:
+            body["catalog"] = self.catalogs[host.name]
+            body["facts"] = facts  # what the catalog was rendered with (None: it uses no facts)
+            task_id += f"-{tries}" if tries > 1 else ""
         try:
             self.app.send_task(TASK, args=[seal(self.key, "task", body)], task_id=task_id, queue=zone_of(host))
         except Exception as e:  # the broker went away since the run started
             return HostResult(host.name, "failed", error=f"not started: its task could not be queued: {e}")
-        return _Pending(host, task_id, time.monotonic())
+        return _Pending(host, task_id, time.monotonic(), stage=stage, tries=tries, round_trips=round_trips)
 
     # ---- following the tasks
     def _follow(self, pending: dict[str, _Pending], results: dict[str, HostResult]) -> None:
@@ -153,13 +191,18 @@ class RemoteEngine(Engine):
                 status = meta.get("status") if meta else None
                 if status == "STARTED":
                     worker = str((meta.get("result") or {}).get("worker", "")) if meta else ""
-                    if p.started is None:
+                    if p.host.name not in self._announced:
+                        self._announced.add(p.host.name)
                         self.on_event(Event("start", p.host.name))
                     if p.started is None or worker != p.worker:  # a redelivered task starts its clock again
                         p.started, p.worker = now, worker
                 elif status in ("SUCCESS", "FAILURE"):
                     del pending[task_id]
-                    results[p.host.name] = self._report(self._result(p, meta or {}), started=p.started is None)
+                    out = self._result(p, meta or {})
+                    if isinstance(out, _Pending):  # facts known, or changed: the host's (next) task went
+                        pending[out.task_id] = out
+                    else:
+                        results[p.host.name] = self._report(out)
                     continue
                 why = self._late(p, now, aborted_at)
                 if why:
@@ -167,7 +210,7 @@ class RemoteEngine(Engine):
                     self.app.control.revoke(task_id)
                     r = HostResult(p.host.name, "failed", error=why,
                                    interrupted="aborted" if aborted_at is not None else None)
-                    results[p.host.name] = self._report(r, started=p.started is None)
+                    results[p.host.name] = self._report(r)
             if self.abort.is_set() and aborted_at is None:
                 aborted_at = now
             if pending:
@@ -189,7 +232,7 @@ class RemoteEngine(Engine):
             return f"no result from {p.worker or 'its worker'} in {limit:g}s: the host is marked failed"
         return None
 
-    def _result(self, p: _Pending, meta: dict[str, Any]) -> HostResult:
+    def _result(self, p: _Pending, meta: dict[str, Any]) -> HostResult | _Pending:
         name = p.host.name
         value = meta.get("result")
         if meta.get("status") == "FAILURE":
@@ -204,18 +247,29 @@ class RemoteEngine(Engine):
             return HostResult(name, "failed", error=f"its result was refused: {e}")
         if body.get("run") != self.run_id or body.get("host") != name:
             return HostResult(name, "failed", error="its result was refused: it is another run's or host's")
+        if "facts" in body and "result" not in body:  # a facts task: render with them, send the command
+            return self._render_and_send(p.host, body["facts"], tries=1, round_trips=p.round_trips + 1)
+        if "facts_changed" in body:  # nothing was done on the host: render with its facts, send again
+            if p.tries > MAX_RESENDS:
+                return HostResult(name, "failed", error=f"not run: the host's facts changed under every task sent "
+                                                        f"to it ({p.tries}), rendered again each time; run it again")
+            log.info("%s: its facts changed since its catalog was rendered: rendered again, sent again", name)
+            return self._render_and_send(p.host, body["facts_changed"], tries=p.tries + 1,
+                                         round_trips=p.round_trips + 1)
         result: HostResult = body["result"]
+        result.round_trips += p.round_trips
         catalog = self.catalogs.get(name)
         result.secrets = catalog.secrets if catalog is not None else frozenset()
         for b in body.get("baselines", []):
             self._drift_store.set_baseline(b.pop("inventory"), b.pop("host"), b.pop("entries"), b.pop("by"), **b)
         return result
 
-    def _report(self, result: HostResult, started: bool = True) -> HostResult:
-        """The done event of a host (a start first, when its task was never seen started)."""
+    def _report(self, result: HostResult) -> HostResult:
+        """The done event of a host (a start first, when none of its tasks was seen started)."""
         if result.error and result.host in self.catalogs:
             result.error = redact(result.error, self.catalogs[result.host].secrets)
-        if started:
+        if result.host not in self._announced:
+            self._announced.add(result.host)
             self.on_event(Event("start", result.host))
         self.on_event(Event("done", result.host, result=result))
         return result

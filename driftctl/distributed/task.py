@@ -11,6 +11,12 @@ with the run's one record.
 A task that does not verify is refused and logged, never run; the refusal names no content. A task
 whose result is already stored (a message delivered again after its first worker finished) is not
 run again: the duplicate is dropped and logged.
+
+Facts: a worker never renders. A catalog whose templates use facts comes rendered with the facts
+the controller had (``body["facts"]``: the last stored run's, or those a "facts" task gathered); the
+worker's probe asks the host's facts too, and when they differ the task ends before anything else
+(before any apply) with ``{"facts_changed": facts}``: the controller renders again and sends it again.
+A "facts" task only gathers the host's facts (``{"facts": facts}``).
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from driftctl.config import Settings
 from driftctl.distributed import EnvelopeError
 from driftctl.distributed.app import TASK
 from driftctl.distributed.envelope import open_sealed, seal
-from driftctl.model import Host, HostResult
-from driftctl.transport.base import TransportOptions
+from driftctl.engine import Engine
+from driftctl.model import Catalog, Host, HostResult
+from driftctl.transport.base import Transport, TransportOptions
 
 log = logging.getLogger("driftctl.worker")
 
@@ -110,23 +117,76 @@ def register(app: Any, config: WorkerConfig) -> Any:
         self.update_state(state="STARTED", meta={"worker": config.name})
         log.info("task %s: %s %s", task_id, body["command"], host.name)
         payload = handle(config, body)
-        log.info("task %s: %s %s done: %s", task_id, body["command"], host.name, payload["result"].status)
+        done = payload["result"].status if "result" in payload else ", ".join(payload)
+        log.info("task %s: %s %s done: %s", task_id, body["command"], host.name, done)
         return {"sealed": seal(config.key, "result", {"run": body["run"], "host": host.name, **payload})}
 
     return host_task
 
 
+class FactsChanged(Exception):
+    """The host's facts are not those its catalog was rendered with: nothing more is done on it."""
+
+    def __init__(self, facts: dict[str, Any]) -> None:
+        super().__init__("the host's facts changed since its catalog was rendered")
+        self.facts = facts
+
+
+class WorkerEngine(Engine):
+    """The engine of one task: it never renders. ``_render`` gives the shipped catalog for the facts
+    the controller rendered it with, and for other facts records them and raises FactsChanged (which
+    ``each_host`` turns into a failed result; ``handle`` answers ``facts_changed`` instead)."""
+
+    def __init__(self, *args: Any, host: Host, shipped: Catalog | None, rendered_with: dict[str, Any] | None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shipped = shipped
+        self.rendered_with = rendered_with
+        self.facts_changed: dict[str, Any] | None = None
+        if shipped is not None:
+            self.catalogs[host.name] = shipped
+        if rendered_with is not None:
+            self.facts_cache[host.name] = rendered_with
+
+    def _render(self, host: Host, facts: dict[str, Any]) -> Catalog:
+        if self.shipped is not None and self.rendered_with is not None and facts == self.rendered_with:
+            return self.shipped
+        self.facts_changed = dict(facts)
+        raise FactsChanged(self.facts_changed)
+
+    def preflight_one(self, host: Host) -> Catalog:
+        raise RuntimeError("a worker never renders, and this task carries no catalog")
+
+
+def gather_facts(engine: Engine, host: Host) -> dict[str, Any]:
+    """A "facts" task: connect and gather the host's facts only (as ``plan_host`` does without cached
+    facts); ``{"facts": ...}``, or ``{"result": HostResult}`` when the host could not be reached."""
+    from driftctl import ship
+
+    box: dict[str, Any] = {}
+
+    def work(transport: Transport) -> HostResult:
+        box["facts"] = ship.call(transport, {"op": "facts"}, timeout=host.connection.connect_timeout * 3,
+                                 programs=engine.programs)["facts"]
+        return HostResult(host.name, "ok", round_trips=1)
+
+    result = engine.each_host(host, work)
+    return {"facts": box["facts"]} if "facts" in box else {"result": result}
+
+
 def handle(config: WorkerConfig, body: dict[str, Any]) -> dict[str, Any]:
-    """Run one host as the task says; ``{"result": HostResult, "baselines": [...]}``. Never raises: a
-    failure is the host's result."""
-    from driftctl.engine import Engine
+    """Run one host as the task says; ``{"result": HostResult, "baselines": [...]}``, or for facts
+    ``{"facts": ...}`` (a "facts" task) and ``{"facts_changed": ...}`` (the host's facts are not those
+    its catalog was rendered with: nothing was done on it). Never raises: a failure is the host's result."""
     from driftctl.parallel import InlineExecutor
 
     host: Host = body["host"]
     settings = replace(config.settings, **{k: v for k, v in body["settings"].items() if k in RUN_SETTINGS})
-    engine = Engine(None, None, settings, config.transport_options, executor=InlineExecutor())
+    engine = WorkerEngine(None, None, settings, config.transport_options, executor=InlineExecutor(),
+                          host=host, shipped=body.get("catalog"), rendered_with=body.get("facts"))
     engine.programs = config.programs or engine.programs
-    engine.catalogs[host.name] = body["catalog"]
+    if body["command"] == "facts":
+        return gather_facts(engine, host)
     engine.tags = body.get("tags")
     engine.whole_new_contents = bool(body.get("whole_new_contents", True))
     engine.abort_grace = float(body.get("abort_grace", engine.abort_grace))
@@ -147,5 +207,7 @@ def handle(config: WorkerConfig, body: dict[str, Any]) -> dict[str, Any]:
     except Exception as e:  # a worker's bug or a lost store is this host failing
         config._local.store = None
         result = HostResult(host.name, "failed", error=f"worker {config.name}: {type(e).__name__}: {e}")
+    if engine.facts_changed is not None:  # raised before anything was applied: the controller renders again
+        return {"facts_changed": engine.facts_changed}
     result.secrets = frozenset()  # the controller has them (the catalog's); they do not travel back
     return {"result": result, "baselines": baselines}
