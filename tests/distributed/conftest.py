@@ -1,6 +1,6 @@
 """Fixtures of the distributed tests: a PostgreSQL cluster and a Redis server of the module's own, and
-a fleet of ``DRIFTCTL_TEST_DIST_FLEET_SIZE`` hosts (default 20) started by the module and downed at
-its end (tests/fleet/fleet.py's start_fleet)."""
+a fleet of ``DRIFTCTL_TEST_DIST_FLEET_SIZE`` hosts (default 20; ``small_dist_fleet``: 2) started by the
+module and downed at its end (tests/fleet/fleet.py's start_fleet)."""
 
 from __future__ import annotations
 
@@ -56,14 +56,24 @@ def broker(redis_server: RedisServer) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def dist_fleet(_fleet_session: None) -> Iterator[Any]:
+    yield from _fleet(int(os.environ.get("DRIFTCTL_TEST_DIST_FLEET_SIZE", "20")), "dist")
+
+
+@pytest.fixture(scope="module")
+def small_dist_fleet(_fleet_session: None) -> Iterator[Any]:
+    """A fleet of 2 hosts (DRIFTCTL_TEST_DIST_SMALL_FLEET_SIZE), one per zone, for the tests that need
+    real hosts but not many."""
+    yield from _fleet(int(os.environ.get("DRIFTCTL_TEST_DIST_SMALL_FLEET_SIZE", "2")), "dists")
+
+
+def _fleet(size: int, prefix: str) -> Iterator[Any]:
     fleetlib = sys.modules["driftctl_test_fleet"]  # loaded by tests/conftest.py
-    size = int(os.environ.get("DRIFTCTL_TEST_DIST_FLEET_SIZE", "20"))
     fleet_id = fleetlib.new_session_id("d")
     state = fleetlib.STATE_DIR / "sessions" / fleet_id
     try:
         started = fleetlib.start_fleet(fleet_id, size, inventory_dir=state / "inventory",
                                        known_hosts=state / "known_hosts", owner=fleetlib.current_owner(),
-                                       host_prefix="dist")
+                                       host_prefix=prefix)
     except fleetlib.FleetError as e:
         fleetlib.down(fleet_id)
         pytest.fail(f"could not start the distributed test fleet: {e}")
