@@ -5,13 +5,15 @@ first without cached facts (a facts task, then the command), then with the facts
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dist import RESOURCES, PgServer, RedisServer, Scene
+from dist import CANARY, RESOURCES, PgServer, RedisServer, Scene
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow, pytest.mark.postgres]
 
@@ -35,6 +37,16 @@ def expected_os(host: Any, version: str) -> str:
     return f"{version} {out}"
 
 
+def in_clear(seen: bytes) -> list[bytes]:
+    """The MONITOR log and every base64 run in it, decoded (as test_distributed's canary test reads it)."""
+    out = [seen]
+    for m in re.finditer(rb"[A-Za-z0-9+/=_-]{40,}", seen):
+        for dec in (base64.b64decode, base64.urlsafe_b64decode):
+            with contextlib.suppress(Exception):
+                out.append(dec(m.group(0) + b"=" * (-len(m.group(0)) % 4)))
+    return out
+
+
 def test_a_site_with_facts_gives_the_in_process_results(tmp_path: Path, small_dist_fleet: Any, pg: PgServer,
                                                         broker: RedisServer) -> None:
     scene = Scene(tmp_path, small_dist_fleet.hosts, pg.new_database(), broker.url)
@@ -43,6 +55,7 @@ def test_a_site_with_facts_gives_the_in_process_results(tmp_path: Path, small_di
     for h in scene.hosts:
         h.sh("rm -rf /etc/dist")
     worker = scene.start_worker("w1", concurrency=2)
+    monitor = broker.monitor(tmp_path / "monitor.log")
     try:
         # no stored run: no cached facts (a facts task first, then the command)
         local, remote = scene.driftctl("plan", "--json", celery=False), scene.driftctl("plan", "--json")
@@ -57,6 +70,12 @@ def test_a_site_with_facts_gives_the_in_process_results(tmp_path: Path, small_di
         for h in scene.hosts:  # checked on the hosts themselves
             assert h.sh("cat /etc/dist/os").stdout.decode() == expected_os(h, "v1")
         facts_tasks = worker.text().count(": facts ")
+        monitor.terminate()
+        monitor.wait(10)
+        seen = (tmp_path / "monitor.log").read_bytes()
+        assert b"driftctl.host" in seen and b"-facts" in seen  # the monitor saw the facts tasks
+        pretty = scene.hosts[0].sh(". /etc/os-release; echo $PRETTY_NAME").stdout.decode().strip().encode()
+        assert not [t for t in in_clear(seen) if pretty in t or CANARY.encode() in t]  # facts sealed too
 
         # cached facts from the stored run: rendered before the task is sent, one task per host
         local, remote = scene.driftctl("plan", "--json", celery=False), scene.driftctl("plan", "--json")
@@ -78,4 +97,7 @@ def test_a_site_with_facts_gives_the_in_process_results(tmp_path: Path, small_di
         assert "facts_changed" not in worker.text()
         assert scene.driftctl("check", celery=False).returncode == 0
     finally:
+        if monitor.poll() is None:
+            monitor.terminate()
+            monitor.wait(10)
         scene.stop_workers()
