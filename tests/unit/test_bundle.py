@@ -1,6 +1,6 @@
 """``driftctl bundle``: the zipapp (pure Python, reproducible, refuses an old python3 clearly), the
 stand-ins for libraries a host lacks, the install/remove catalogs, and the mistakes refused before any
-host is contacted. On real hosts: tests/fleet/test_bundle.py."""
+host is contacted. On real hosts: tests/fleet/test_bundle_fleet.py."""
 
 from __future__ import annotations
 

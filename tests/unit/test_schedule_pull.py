@@ -1,6 +1,6 @@
 """Scheduled pulls (``schedule install --pull``), the pure parts: unit files (checked by the real
 ``systemd-analyze verify``), the /etc/cron.d line and its per-host delay, and the mistakes refused
-before anything is written. On real hosts: tests/fleet/test_bundle.py."""
+before anything is written. On real hosts: tests/fleet/test_bundle_fleet.py."""
 
 from __future__ import annotations
 
