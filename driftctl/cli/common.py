@@ -247,19 +247,11 @@ def pass_flags(f: F) -> F:
 
 
 def _hidden_extra(value: str) -> str:
-    """An -e value as a run's record keeps it: a file's name, else the variable names without values."""
-    from driftctl.errors import InputError
-    from driftctl.inventory.extravars import parse_kv
-    from driftctl.secret import REDACTED
+    """An -e value as a run's record keeps it: the one rule of driftctl.inventory.extravars.hidden (a
+    file's name, variable names without values, inline JSON/YAML as {...})."""
+    from driftctl.inventory.extravars import hidden
 
-    if value.startswith("@"):
-        return value
-    if value[:1] in ("{", "["):
-        return REDACTED
-    try:
-        return " ".join(f"{k}={REDACTED}" for k in parse_kv(value))
-    except InputError:
-        return REDACTED
+    return hidden(value)
 
 
 def recorded_argv(argv: list[str]) -> list[str]:

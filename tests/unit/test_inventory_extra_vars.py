@@ -219,7 +219,7 @@ def test_recorded_argv_hides_extra_variable_values():
             "-etoken=abc", "--extra-vars=pw='x y'", "-e", "@vars.yaml", "--limit", "web", "-e", 'bad="open',
             "-ve", "a=1", "-vJea=2", "-v", "-l", "e"]
     assert recorded_argv(argv) == [
-        "apply", "inv", "-e", "ansible_become_password=******** release=********", "--extra-vars", "********",
-        "-etoken=********", "--extra-vars=pw=********", "-e", "@vars.yaml", "--limit", "web", "-e", "********",
+        "apply", "inv", "-e", "ansible_become_password=******** release=********", "--extra-vars", "{...}",
+        "-etoken=********", "--extra-vars=pw=********", "-e", "@vars.yaml", "--limit", "web", "-e", "bad=******** ...",
         "-ve", "a=********", "-vJea=********", "-v", "-l", "e",
     ]
