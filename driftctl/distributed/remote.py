@@ -190,12 +190,18 @@ class RemoteEngine(Engine):
                 meta = backend.decode_result(value) if value else None
                 status = meta.get("status") if meta else None
                 if status == "STARTED":
-                    worker = str((meta.get("result") or {}).get("worker", "")) if meta else ""
+                    # Celery's own STARTED (task_track_started) names the node; the task's update names the
+                    # worker: either will do, and an unnamed one never restarts the clock
+                    info = (meta.get("result") or {}) if meta else {}
+                    worker = str(info.get("worker") or info.get("hostname") or "") if isinstance(info, dict) else ""
                     if p.host.name not in self._announced:
                         self._announced.add(p.host.name)
                         self.on_event(Event("start", p.host.name))
-                    if p.started is None or worker != p.worker:  # a redelivered task starts its clock again
+                    # first seen started, or delivered again to another worker: its clock starts (again)
+                    if p.started is None or (worker and p.worker and worker != p.worker):
                         p.started, p.worker = now, worker
+                    elif worker and not p.worker:
+                        p.worker = worker
                 elif status in ("SUCCESS", "FAILURE"):
                     del pending[task_id]
                     out = self._result(p, meta or {})

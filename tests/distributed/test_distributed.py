@@ -252,7 +252,8 @@ def test_a_hanging_worker_fails_its_hosts_and_the_run_ends(scene: Scene) -> None
     assert sorted(h["name"] for h in doc["hosts"]) == sorted(h.name for h in scene.hosts)
     errors = [h.get("error") or "" for h in doc["hosts"] if h["status"] == "failed"]
     assert any("no result from w1 in 3s" in e for e in errors)
-    assert all("no result from w1" in e or "no worker took its task in 10s" in e for e in errors), errors
+    # every failed host failed by a timeout (the worker is named once it said who it is)
+    assert all("no result from" in e or "no worker took its task in 10s" in e for e in errors), errors
 
 
 def test_celery_beat_runs_a_scheduled_drift_with_its_one_store_record(scene: Scene, tmp_path: Path) -> None:
