@@ -19,28 +19,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dist import PgServer, RedisServer
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    base = Path(tempfile.mkdtemp(prefix="driftctl-dist-pg-"))
-    server = PgServer(base)
+def _serving(kind: Any, prefix: str) -> Iterator[Any]:
+    """A server of the test's own (``kind(base).start()``) in a fresh directory, stopped and removed after."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    server = kind(base)
     server.start()
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PgServer]:
+    yield from _serving(PgServer, "driftctl-dist-pg-")
 
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    base = Path(tempfile.mkdtemp(prefix="driftctl-dist-redis-"))
-    server = RedisServer(base)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    yield from _serving(RedisServer, "driftctl-dist-redis-")
 
 
 @pytest.fixture
