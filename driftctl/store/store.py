@@ -519,12 +519,14 @@ class Store:
 
     @staticmethod
     def _runs_to_keep(cur: Cursor, inv: str) -> set[int]:
+        # each host's latest run: the last started, and of runs started in the same second (times are
+        # whole seconds) the one saved last
         rows = cur.all(
-            "SELECT DISTINCT r.id AS id FROM runs r JOIN host_results x ON x.run_id = r.id"
+            "SELECT MAX(r.id) AS id FROM runs r JOIN host_results x ON x.run_id = r.id"
             " JOIN (SELECT x2.host AS host, MAX(r2.started) AS started FROM host_results x2"
             " JOIN runs r2 ON r2.id = x2.run_id WHERE r2.inventory = ? GROUP BY x2.host) m"
             " ON m.host = x.host AND m.started = r.started"
-            " WHERE r.inventory = ?"
+            " WHERE r.inventory = ? GROUP BY x.host"
             " UNION SELECT DISTINCT first_run AS id FROM drift_episodes WHERE inventory = ? AND closed IS NULL"
             " AND first_run IS NOT NULL",
             (inv, inv, inv),

@@ -119,3 +119,14 @@ def test_a_store_prune_under_a_concurrent_save_counts_both(store_url: str) -> No
         assert not errors
         assert pruned.runs == 9
         assert len(a.runs(INV, limit=100)) == 21
+
+
+def test_runs_started_in_the_same_second_keep_one_latest(store: Store) -> None:
+    """Run times are whole seconds: two drift runs in the same second were both "the latest" and both
+    outlived every prune (CI caught it when drift got fast enough)."""
+    store.save_run(report("apply", 0, [host("web1", [res(MOTD, "changed")])]))
+    store.save_run(report("drift", 1, [host("web1", [res(MOTD)])]))
+    last = store.save_run(report("drift", 1, [host("web1", [res(MOTD)])]))
+    result = store.prune(INV, at(5))
+    assert (result.runs, result.kept_runs) == (2, 1)
+    assert [r.id for r in store.runs(INV)] == [last]  # the one saved last
