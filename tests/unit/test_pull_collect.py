@@ -187,3 +187,18 @@ def test_a_reset_host_state_neither_overwrites_nor_duplicates_a_waiting_report(t
     assert [c for (c,) in runs] == ["apply", "drift", "apply"]
     assert controller(s, "drift", "inv").returncode == 0
     assert outbox(s) == []
+
+
+def test_a_push_apply_collects_the_pull_runs_too(two_sides: dict[str, Path]) -> None:
+    """An apply's probe asks the outbox as a drift's does: the pull run is stored before the apply's own,
+    and the next drift finds nothing to collect and nothing drifted."""
+    s = two_sides
+    assert pull(s).returncode == 2
+    head = git(s["src"], "rev-parse", "HEAD")
+    applied = controller(s, "apply", "inv")
+    assert applied.returncode == 0, applied.stdout + applied.stderr  # the pull already converged it
+    runs = sqlite3.connect(s["state"] / "driftctl.sqlite").execute(
+        "SELECT command, mode, source_commit FROM runs ORDER BY id").fetchall()
+    assert runs == [("apply", "pull", head), ("apply", None, None)]
+    assert controller(s, "drift", "inv").returncode == 0
+    assert outbox(s) == []  # acknowledged by the drift's probe
