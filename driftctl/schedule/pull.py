@@ -35,7 +35,6 @@ from driftctl.schedule.job import (
     Every,
     Scheduled,
     ScheduleError,
-    calendar_spec,
     cron_schedule,
     marker_name,
     parse_every,
@@ -207,7 +206,7 @@ def host_delay(host: str, splay: Every | None) -> int:
 
 def pull_unit_files(job: PullJob) -> dict[str, str]:
     """File name -> text of the service and the timer."""
-    from driftctl.schedule.systemd import systemd_quote
+    from driftctl.schedule.systemd import exec_start, timer_when
 
     marker = job.marker()
     service = (
@@ -215,16 +214,12 @@ def pull_unit_files(job: PullJob) -> dict[str, str]:
         "Wants=network-online.target\nAfter=network-online.target\n\n"
         "[Service]\nType=oneshot\nWorkingDirectory=/\n"
         f"Environment=NO_COLOR=1 TERM=dumb LANG=C.UTF-8 PATH={PATH}\n"
-        f"ExecStart={' '.join(systemd_quote(a, executable=i == 0) for i, a in enumerate(job.argv()))}\n"
+        f"{exec_start(job.argv())}"
         "# 2: changes made (or, read-only, pending or drift found): the run did its job;\n"
         "# 75: another run (a push apply, a manual pull) holds this host's lock: this one gave way\n"
         "SuccessExitStatus=2 75\n"
     )
-    calendar = calendar_spec(job.every, job.name)
-    if calendar is not None:
-        when = f"OnCalendar={calendar}\nPersistent=true\n"
-    else:  # not a calendar rhythm: every N after the last start (the first one a minute after enabling)
-        when = f"OnActiveSec=1min\nOnUnitActiveSec={job.every.seconds}s\n"
+    when = timer_when(job.every, job.name)
     if job.splay is not None:
         when += f"RandomizedDelaySec={job.splay.seconds}s\n"
     splay = f" (splay {job.splay.text})" if job.splay else ""

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftctl.errors import ConfigError
-from driftctl.schedule.job import MARKER, PATH, Job, Scheduled, ScheduleError, calendar_spec, marker_name, run
+from driftctl.schedule.job import (
+    MARKER,
+    PATH,
+    Every,
+    Job,
+    Scheduled,
+    ScheduleError,
+    calendar_spec,
+    marker_name,
+    run,
+)
 from driftctl.schedule.pull import PullJob, pull_unit_files
 
 
@@ -55,6 +65,20 @@ def _unit_path_value(path: Path) -> str:
     return str(path).replace("%", "%%")
 
 
+def exec_start(argv: Sequence[str]) -> str:
+    """A service's ExecStart line for ``argv``, each word quoted as systemd reads it."""
+    return f"ExecStart={' '.join(systemd_quote(a, executable=i == 0) for i, a in enumerate(argv))}\n"
+
+
+def timer_when(every: Every, name: str) -> str:
+    """A timer's schedule lines: a calendar rhythm (caught up after downtime), else every N after the last
+    start (the first one a minute after enabling)."""
+    calendar = calendar_spec(every, name)
+    if calendar is not None:
+        return f"OnCalendar={calendar}\nPersistent=true\n"
+    return f"OnActiveSec=1min\nOnUnitActiveSec={every.seconds}s\n"
+
+
 def unit_files(job: Job, user_mode: bool) -> dict[str, str]:
     """file name -> text of the service and the timer."""
     marker = f"{MARKER} {job.name} every={job.every.text}\n"
@@ -64,15 +88,11 @@ def unit_files(job: Job, user_mode: bool) -> dict[str, str]:
         "[Service]\nType=oneshot\n"
         f"WorkingDirectory={_unit_path_value(job.project_dir)}\n"
         f"Environment=NO_COLOR=1 TERM=dumb LANG=C.UTF-8 PATH={PATH}\n"
-        f"ExecStart={' '.join(systemd_quote(a, executable=i == 0) for i, a in enumerate(job.argv()))}\n"
+        f"{exec_start(job.argv())}"
         "# exit 2 means drift was found and reported: the run itself succeeded\n"
         "SuccessExitStatus=2\n"
     )
-    calendar = calendar_spec(job.every, job.name)
-    if calendar is not None:
-        when = f"OnCalendar={calendar}\nPersistent=true\n"
-    else:  # not a calendar rhythm: every N after the last start (the first one a minute after enabling)
-        when = f"OnActiveSec=1min\nOnUnitActiveSec={job.every.seconds}s\n"
+    when = timer_when(job.every, job.name)
     timer = (
         f"{marker}[Unit]\nDescription=driftctl drift {job.name} every {job.every.text}\n\n"
         f"[Timer]\n{when}Unit=driftctl-{job.name}.service\n\n[Install]\nWantedBy=timers.target\n"
