@@ -233,3 +233,13 @@ class Worker:
                 self.proc.wait(20)
             except (subprocess.TimeoutExpired, ProcessLookupError):
                 self.kill()
+
+
+def without_keys(doc: Any, keys: set[str]) -> Any:
+    """``doc`` (a report document) without ``keys`` at any depth: what differs between two runs of the
+    same thing (times, ids, durations), so the rest can be compared."""
+    if isinstance(doc, dict):
+        return {k: without_keys(v, keys) for k, v in doc.items() if k not in keys}
+    if isinstance(doc, list):
+        return [without_keys(v, keys) for v in doc]
+    return doc

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dist import CANARY, RESOURCES, PgServer, RedisServer, Scene
+from dist import CANARY, RESOURCES, PgServer, RedisServer, Scene, without_keys
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow, pytest.mark.postgres]
 
@@ -25,11 +25,7 @@ VOLATILE = {"duration", "started", "finished", "since", "runs", "run_id", "id", 
 
 
 def normal(doc: Any) -> Any:
-    if isinstance(doc, dict):
-        return {k: normal(v) for k, v in doc.items() if k not in VOLATILE}
-    if isinstance(doc, list):
-        return [normal(v) for v in doc]
-    return doc
+    return without_keys(doc, VOLATILE)
 
 
 def expected_os(host: Any, version: str) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dist import CANARY, ZONES, PgServer, RedisServer, Scene, wait_for
+from dist import CANARY, ZONES, PgServer, RedisServer, Scene, wait_for, without_keys
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow, pytest.mark.postgres]
 
@@ -47,11 +47,7 @@ def scene(tmp_path: Path, dist_fleet: Any, pg: PgServer, broker: RedisServer) ->
 
 
 def normal(doc: Any) -> Any:
-    if isinstance(doc, dict):
-        return {k: normal(v) for k, v in doc.items() if k not in VOLATILE}
-    if isinstance(doc, list):
-        return [normal(v) for v in doc]
-    return doc
+    return without_keys(doc, VOLATILE)
 
 
 def hosts_of(doc: dict[str, Any]) -> dict[str, Any]:
