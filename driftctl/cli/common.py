@@ -246,33 +246,28 @@ def pass_flags(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _hidden_extra(value: str) -> str:
-    """An -e value as a run's record keeps it: the one rule of driftctl.inventory.extravars.hidden (a
-    file's name, variable names without values, inline JSON/YAML as {...})."""
-    from driftctl.inventory.extravars import hidden
-
-    return hidden(value)
-
-
 def recorded_argv(argv: list[str]) -> list[str]:
     """``argv`` for the run document and the store, with every ``-e`` value's values hidden: an extra
     variable may be a password (``-e ansible_become_password=...``), and a record is not the place for it.
-    ``-e @FILE`` keeps the file's name; ``-e a=1 b=2`` keeps the names (``a=******** b=********``)."""
+    ``-e @FILE`` keeps the file's name; ``-e a=1 b=2`` keeps the names (``a=******** b=********``); one rule
+    with ``inventory --host`` (driftctl.inventory.extravars.hidden)."""
+    from driftctl.inventory.extravars import hidden
+
     out: list[str] = []
     hide_next = False
     for arg in argv:
         if hide_next:
-            out.append(_hidden_extra(arg))
+            out.append(hidden(arg))
             hide_next = False
         elif arg in ("-e", "--extra-vars"):
             out.append(arg)
             hide_next = True
         elif arg.startswith("--extra-vars="):
-            out.append("--extra-vars=" + _hidden_extra(arg[len("--extra-vars="):]))
+            out.append("--extra-vars=" + hidden(arg[len("--extra-vars="):]))
         elif arg.startswith("-") and not arg.startswith("--") and arg.lstrip("-").lstrip(_SHORT_FLAGS)[:1] == "e":
             cluster = len(arg) - len(arg[1:].lstrip(_SHORT_FLAGS))  # -ve VALUE, -Je@f.yaml: flags, then -e
             value = arg[cluster + 1 :]
-            out.append(arg[: cluster + 1] + (_hidden_extra(value) if value else ""))
+            out.append(arg[: cluster + 1] + (hidden(value) if value else ""))
             hide_next = not value
         else:
             out.append(arg)
