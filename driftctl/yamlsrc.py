@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from driftctl import parsecache
 from driftctl.errors import InputError, Location
 from driftctl.secret import Secret, conceal
 
@@ -256,8 +257,6 @@ def load_text(text: str, filename: str, error: type[InputError] = InputError, ca
     text that was decrypted (a parse that meets a !secret or !vault value is never cached anyway)."""
     if is_vault_text(text):
         raise _whole_vault_error(filename, error)
-    from driftctl import parsecache
-
     cache = cache and parsecache.wanted(text)
     if cache:
         cached = parsecache.get(filename, text)
