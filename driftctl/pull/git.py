@@ -169,10 +169,13 @@ class Git:
 
     # -- signatures ---------------------------------------------------------------------------------
 
-    def verify(self, sha: str, key_files: tuple[Path, ...], scratch: Path) -> None:
+    def verify(self, sha: str, key_files: tuple[Path, ...]) -> None:
         """Refuse ``sha`` unless its signature verifies against the keys in ``key_files`` alone (a
         GNUPGHOME built here from them, removed after)."""
-        home = Path(tempfile.mkdtemp(dir=scratch, prefix=".gnupg."))
+        # a short path: gpg's agent socket lives in GNUPGHOME when /run/user/UID does not exist, and a
+        # socket path over 107 bytes (a deep --cache-dir) made every import fail ("no gpg-agent running");
+        # mkdtemp makes it 0700 and ours, under any /tmp
+        home = Path(tempfile.mkdtemp(prefix="driftctl-gnupg."))
         try:
             os.chmod(home, 0o700)
             # no git config but ours: root's could make git trust other keys (an SSH signature is

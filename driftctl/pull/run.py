@@ -174,7 +174,7 @@ def pull(req: PullRequest) -> PullOutcome:
         git = Git(cache.mirror)
         commit, fallback = _fetch(git, req, state)
         if req.verify_keys:
-            git.verify(commit, req.verify_keys, cache.root)
+            git.verify(commit, req.verify_keys)
         tree = git.checkout(commit, cache.checkouts)
         return _converge(req, cache, state, tree, commit, fallback, run_opts)
 
