@@ -20,8 +20,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -161,3 +163,19 @@ def fresh_host(request: pytest.FixtureRequest, _fleet_session: None) -> Iterator
         started.hosts[0].close()
         fleetlib.down(fleet_id)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def gpg_homes() -> Iterator[Callable[[str], Path]]:
+    """GnuPG homes at short paths: with no /run/user/UID gpg's agent socket is in the home, and pytest's
+    tmp_path under `-n 2` is deeper than a socket path may be (key generation failed there)."""
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        made.append(Path(tempfile.mkdtemp(prefix=f"dg-{name}.")))
+        return made[-1]
+
+    yield make
+    for home in made:
+        subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME": str(home)}, check=False)
+        shutil.rmtree(home, ignore_errors=True)

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +272,7 @@ def test_a_second_pull_while_one_runs_gets_75(site: dict[str, Path]) -> None:
 # ---- signed commits ----------------------------------------------------------------------------------------
 
 def _gpg_key(home: Path, email: str) -> str:
-    home.mkdir(mode=0o700)
+    home.mkdir(mode=0o700, exist_ok=True)
     env = {**os.environ, "GNUPGHOME": str(home)}
     subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", email, "ed25519", "sign", "1d"],
                    check=True, capture_output=True, env=env)
@@ -287,8 +288,9 @@ def _export(home: Path, fpr: str, to: Path) -> Path:
 
 
 @pytest.mark.skipif(shutil.which("gpg") is None, reason="needs gnupg")
-def test_verify_commit_accepts_signed_and_refuses_unsigned_or_other_keys(site: dict[str, Path]) -> None:
-    good_home, bad_home = site["tmp"] / "gpg-good", site["tmp"] / "gpg-bad"
+def test_verify_commit_accepts_signed_and_refuses_unsigned_or_other_keys(
+        site: dict[str, Path], gpg_homes: Callable[[str], Path]) -> None:
+    good_home, bad_home = gpg_homes("good"), gpg_homes("bad")
     good, bad = _gpg_key(good_home, "ops@example.com"), _gpg_key(bad_home, "mallory@example.com")
     key = _export(good_home, good, site["tmp"] / "ops.asc")
     try:

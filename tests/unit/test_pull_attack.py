@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,10 +195,11 @@ def test_the_ext_transport_never_runs_even_when_roots_git_config_allows_it(site:
 
 @pytest.mark.skipif(shutil.which("gpg") is None or shutil.which("ssh-keygen") is None,
                     reason="needs gnupg and ssh-keygen")
-def test_verify_commit_trusts_no_ssh_key_roots_git_config_names(site: dict[str, Path]) -> None:
+def test_verify_commit_trusts_no_ssh_key_roots_git_config_names(site: dict[str, Path],
+                                                               gpg_homes: Callable[[str], Path]) -> None:
     """git checks an SSH signature against gpg.ssh.allowedSignersFile of root's config, whatever keys
     --verify-commit was given."""
-    ops_home = site["tmp"] / "gpg-ops"
+    ops_home = gpg_homes("ops")
     ops = _export(ops_home, _gpg_key(ops_home, "ops@example.com"), site["tmp"] / "ops.asc")
     sshkey = site["tmp"] / "id_mallory"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mallory", "-f", str(sshkey)], check=True)
@@ -271,10 +273,10 @@ def test_a_fallback_records_the_source_its_commit_came_from(site: dict[str, Path
 
 
 @pytest.mark.skipif(shutil.which("gpg") is None, reason="needs gnupg")
-def test_verify_commit_says_a_key_has_expired_and_what_to_do(site: dict[str, Path]) -> None:
+def test_verify_commit_says_a_key_has_expired_and_what_to_do(site: dict[str, Path],
+                                                            gpg_homes: Callable[[str], Path]) -> None:
     """It said "not signed by a key of --verify-commit: Primary key fingerprint: ..." of a key it was given."""
-    home = site["tmp"] / "gpg-old"
-    home.mkdir(mode=0o700)
+    home = gpg_homes("old")
     env = {**os.environ, "GNUPGHOME": str(home)}
     subprocess.run(["gpg", "--batch", "--passphrase", "", "--faked-system-time", "20200101T000000",
                     "--quick-gen-key", "old@example.com", "ed25519", "sign", "1d"], check=True, capture_output=True,
