@@ -170,8 +170,15 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         the finalize step runs at render time, so ``{{ 22 }}`` stays a number as in Ansible."""
         finalize: Any = self._finalize
         if ansible_output:
+            slow = self._ansible_finalize
+
             def ansible_finalize(eval_ctx: Any, value: Any) -> str:
-                return self._ansible_finalize(value)
+                kind = type(value)  # the common outputs first, without a call: every ``{{ }}`` comes here
+                if kind is str:
+                    return value
+                if kind is int or kind is float or kind is bool:
+                    return NativeText(value)
+                return slow(value)
 
             finalize = jinja2.pass_eval_context(ansible_finalize)  # not a bound method: Jinja marks it
         super().__init__(finalize=finalize, **options)
