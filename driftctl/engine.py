@@ -188,14 +188,18 @@ class Engine:
         # store what they collect (drift), see driftctl/drift/pulled.py
         self.outbox_for: Callable[[Host], dict[str, Any] | None] | None = None
         self.on_outbox: Callable[[Host, dict[str, Any]], None] | None = None
+        # the gate of the fan_out whose host this thread works on (see ``each_host``, ``plan_host``)
+        self._local = threading.local()
 
     # ---- before any connection
-    def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
+    def preflight(self, hosts: Sequence[Host],
+                  on_catalog: Callable[[str, Catalog], None] | None = None) -> dict[str, Catalog]:
         """Render and validate the catalogs of ``hosts`` (added to those rendered before), then call
-        ``on_preflight``. Raises the user's input errors; contacts no host."""
+        ``on_preflight``. Raises the user's input errors; contacts no host. ``on_catalog`` is told of
+        each catalog as soon as it is rendered (before the others are)."""
         from driftctl.manifest import preflight
 
-        self.catalogs.update(preflight(self.site, self.inventory, list(hosts)))
+        self.catalogs.update(preflight(self.site, self.inventory, list(hosts), on_catalog=on_catalog))
         if self.tags is not None and self.tags_known is not None:
             rendered = {t for c in self.catalogs.values() for r in c.resources for t in r.tags}
             check_known(self.tags, self.tags_known | rendered, "the manifests")
@@ -260,10 +264,12 @@ class Engine:
         """``work`` on every host, each on its own connection, through the executor.
 
         Catalogs not rendered yet (of ``render``, default ``hosts``) are rendered here, in this thread,
-        while the hosts connect (the executor's threads wait on the network meanwhile): no host's work
-        starts before every catalog is valid, and an input error ends the run with the connections
-        cancelled and no work done on any host. ``on_preflight`` runs once the catalogs are known, before
-        any work.
+        while the hosts connect (the executor's threads wait on the network meanwhile). A host whose own
+        catalog is ready may probe before the others are rendered (``_plan_host``: read-only, and only
+        with the agent program its cache already holds), so the hosts' work overlaps the rendering; but
+        nothing is judged, stored or changed before every catalog is valid (``plan_host`` waits), and an
+        input error ends the run with the connections cancelled and no host changed. ``on_preflight``
+        runs once the catalogs are known, before any of that.
         """
         missing = [h for h in (render if render is not None else hosts) if h.name not in self.catalogs]
 
@@ -286,10 +292,15 @@ class Engine:
             except BaseException as e:  # a bug: raised in the caller's thread below
                 box["error"] = e
 
+        def rendered(name: str, catalog: Catalog) -> None:
+            self.catalogs[name] = catalog
+            if not catalog.uses_facts:  # rendered again with the host's facts: that waits for the gate
+                gate.ready(name)
+
         runner = threading.Thread(target=hosts_thread, name="hosts", daemon=True)
         runner.start()
         try:
-            self.preflight(missing)
+            self.preflight(missing, on_catalog=rendered)
         except BaseException:
             gate.close()
             runner.join()
@@ -310,9 +321,13 @@ class Engine:
             self.on_event(Event("phase", host.name, "connect"))
             transport = self.transport_factory(host, self.transport_options)
             with gate.tracking(transport), transport:
-                gate.wait()
+                gate.wait_own(host.name)
                 # interrupted while the catalogs were rendered: connected, but nothing starts
-                result = not_started(host) if self.abort.is_set() else work(transport)
+                self._local.gate = gate
+                try:
+                    result = not_started(host) if self.abort.is_set() else work(transport)
+                finally:
+                    self._local.gate = None
         except _Cancelled:
             return HostResult(host.name, "failed", error="not run: the run ended before any host's work")
         except ConnectError as e:
@@ -366,6 +381,9 @@ class Engine:
         """``_plan_host``, then what the probe collected from the host's pull outbox goes to ``on_outbox``
         (stored before anything is judged from this probe: driftctl/drift/pulled.py)."""
         plan = self._plan_host(host, transport)
+        gate: _Gate | None = getattr(self._local, "gate", None)
+        if gate is not None:
+            gate.wait()  # every catalog is valid before anything is judged, stored or changed
         if plan.outbox is not None and self.on_outbox is not None:
             try:
                 self.on_outbox(host, plan.outbox)
@@ -379,6 +397,11 @@ class Engine:
         Templates that use facts are rendered with the facts of the last stored run when there are
         some; the probe returns fresh facts, and only if they differ is the catalog rendered again
         and probed once more. Without cached facts, a facts round trip comes first.
+
+        Before the other hosts' catalogs are rendered (the fan_out's gate still closed), only a catalog
+        without facts is probed, read-only and with the program the host's agent cache holds (nothing on
+        the host is written: an input error in another host's catalog must leave every host as it was);
+        else this waits for the gate first.
         """
         catalog = self.catalogs.get(host.name)
         if catalog is None:
@@ -389,6 +412,22 @@ class Engine:
         facts: dict[str, Any] = {}
         observer = self.observer_for(transport)
         outbox = self.outbox_for(host) if self.outbox_for is not None else None
+        early = self._pending_gate()
+        if early is not None and (catalog.uses_facts or not isinstance(observer, AgentObserver)):
+            early.wait()
+            early = None
+        if early is not None:
+            assert isinstance(observer, AgentObserver)
+            chosen = select(catalog, warn=True)
+            self.on_event(Event("phase", host.name, "probe"))
+            try:
+                with observer.reading_only():
+                    plan = plan_catalog(host, chosen, observer, want_facts=True, outbox=outbox)
+            except ship.NotCached:  # the host's cache lacks the program: sent once the gate opens
+                early.wait()
+                plan = plan_catalog(host, chosen, observer, want_facts=True, outbox=outbox)
+            plan.round_trips = 1
+            return self._heads_only(plan)
         if catalog.uses_facts:
             cached = self.facts_cache.get(host.name)
             if cached:
@@ -411,11 +450,19 @@ class Engine:
         plan.round_trips = round_trips + 1
         if facts:
             plan.facts = facts
+        return self._heads_only(plan)
+
+    def _heads_only(self, plan: HostPlan) -> HostPlan:
         if not self.whole_new_contents:
             for p in plan.items:
                 p.changes = [replace(c, diff=diff_head(c.diff)) if c.before is None and c.diff else c
                              for c in p.changes]
         return plan
+
+    def _pending_gate(self) -> _Gate | None:
+        """The gate of the fan_out this thread works for, while it is still closed (else None)."""
+        gate: _Gate | None = getattr(self._local, "gate", None)
+        return gate if gate is not None and gate.pending else None
 
     def selected(self, catalog: Catalog, warn: bool = False) -> Catalog:
         """``catalog`` narrowed to the resources the tags select (``Catalog.excluded``: the others)."""
@@ -594,17 +641,33 @@ class _Gate:
         self._open = opened
         self._lock = threading.Lock()
         self._connecting: set[Transport] = set()
+        self._ready: dict[str, threading.Event] = {}  # host -> set once its own catalog is known
         if opened:
             self._decided.set()
 
+    @property
+    def pending(self) -> bool:
+        """Not decided yet: some catalogs are still being rendered."""
+        return not self._decided.is_set()
+
+    def ready(self, host: str) -> None:
+        """``host``'s own catalog is known (the others may not be yet)."""
+        with self._lock:
+            self._ready.setdefault(host, threading.Event()).set()
+
     def open(self) -> None:
-        self._open = True
-        self._decided.set()
+        with self._lock:
+            self._open = True
+            self._decided.set()
+            for event in self._ready.values():
+                event.set()
 
     def close(self) -> None:
         with self._lock:
             self._open = False
             self._decided.set()
+            for event in self._ready.values():
+                event.set()
             for t in list(self._connecting):
                 t.cancel()
 
@@ -612,6 +675,15 @@ class _Gate:
         """Until the catalogs are known; _Cancelled when they never will be."""
         self._decided.wait()
         if not self._open:
+            raise _Cancelled
+
+    def wait_own(self, host: str) -> None:
+        """Until ``host``'s own catalog is known (or every catalog is); _Cancelled when the run ended."""
+        with self._lock:
+            event = None if self._decided.is_set() else self._ready.setdefault(host, threading.Event())
+        if event is not None:
+            event.wait()
+        if self._decided.is_set() and not self._open:
             raise _Cancelled
 
     @contextlib.contextmanager
@@ -638,9 +710,20 @@ class AgentObserver:
     def __init__(self, transport: Transport, programs: HostPrograms | None = None) -> None:
         self.transport = transport
         self.programs = programs
+        self.read_only = False
+
+    @contextlib.contextmanager
+    def reading_only(self) -> Iterator[None]:
+        """Probes that write nothing on the host (no agent cache): ship.NotCached when they cannot."""
+        self.read_only = True
+        try:
+            yield
+        finally:
+            self.read_only = False
 
     def probe(self, request: dict[str, Any]) -> dict[str, Any]:
-        return ship.call(self.transport, {"op": "probe", **request}, programs=self.programs)
+        return ship.call(self.transport, {"op": "probe", **request}, programs=self.programs,
+                         read_only=self.read_only)
 
 
 def diff_head(diff: str) -> str:

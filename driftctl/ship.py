@@ -85,16 +85,17 @@ def agent_modules() -> list[str]:
 
 AGENT_MODULES = agent_modules()
 
-# argv: ``<n> <key>``. Reads exactly n bytes of compressed program from fd 0, unbuffered, so the request
+# argv: ``<n> <key> [r]``. Reads exactly n bytes of compressed program from fd 0, unbuffered, so the request
 # and the frames behind it stay in the pipe for the agent's own reader. ``key`` (the sha256 of those
 # bytes, or "-" for no cache) names the compiled program in the agent cache of the user it runs as:
 # /var/cache/driftctl for root, ~/.cache/driftctl otherwise, a 0700 directory of that user's own, opened
 # by descriptor without following a link; a cached code object is used only from a regular file of that
 # user's, not writable by others. n = 0 means "use the cache": on a miss the launcher answers
-# need_program and the controller sends the program again. At most 16 programs are kept. The agent
+# need_program and the controller sends the program again. At most 16 programs are kept. ``r`` (read
+# only, with n = 0): the cache is used if it is there, and nothing is created or written on the host. The agent
 # learns from ``launcher_cached`` / ``launcher_cache_dir`` whether it was cached, and where.
 LAUNCHER = """import os,sys,zlib,marshal,stat
-_n=int(sys.argv[1]);_k=sys.argv[2];_b=b''
+_n=int(sys.argv[1]);_k=sys.argv[2];_ro=len(sys.argv)>3;_b=b''
 while len(_b)<_n:
  _c=os.read(0,_n-len(_b))
  if not _c:break
@@ -104,12 +105,14 @@ def _cache_dir():
  if u==0:p='/var/cache'
  else:
   import pwd;p=os.path.join(pwd.getpwuid(u).pw_dir,'.cache')
-  try:os.mkdir(p,0o700)
-  except OSError:pass
+  if not _ro:
+   try:os.mkdir(p,0o700)
+   except OSError:pass
  f=os.open(p,os.O_RDONLY|os.O_DIRECTORY)
  try:
-  try:os.mkdir('driftctl',0o700,dir_fd=f)
-  except FileExistsError:pass
+  if not _ro:
+   try:os.mkdir('driftctl',0o700,dir_fd=f)
+   except FileExistsError:pass
   d=os.open('driftctl',os.O_RDONLY|os.O_DIRECTORY|os.O_NOFOLLOW,dir_fd=f)
  finally:os.close(f)
  s=os.fstat(d)
@@ -290,12 +293,14 @@ def compact(source: str) -> str:
 
 
 def command(python: str = "python3", modules: tuple[str, ...] | None = None, *, cache: bool = True,
-            send: bool = True) -> list[str]:
+            send: bool = True, read_only: bool = False) -> list[str]:
     """The argv that runs the agent (of ``modules``, default all) on a host: with ``send`` the program
     follows on stdin, without it the host runs its cached copy (or answers need_program); ``cache``
-    False leaves no agent cache on the host (a build container, whose files become an image)."""
+    False leaves no agent cache on the host (a build container, whose files become an image);
+    ``read_only`` (without ``send``) reads the cache and creates nothing."""
     program = program_bytes(modules)
-    return [python, "-c", LAUNCHER, str(len(program) if send else 0), program_key(modules) if cache else "-"]
+    argv = [python, "-c", LAUNCHER, str(len(program) if send else 0), program_key(modules) if cache else "-"]
+    return [*argv, "r"] if read_only and not send else argv
 
 
 @functools.cache
@@ -313,18 +318,30 @@ def _payload(request: dict[str, Any]) -> bytes:
     return b'{"z":%d}\n' % len(packed) + packed
 
 
+class NotCached(Exception):
+    """A read-only call: the host's agent cache is not known to hold the program, or lost it."""
+
+
 def call(transport: Transport, request: dict[str, Any], timeout: float | None = None,
-         programs: HostPrograms | None = None) -> dict[str, Any]:
+         programs: HostPrograms | None = None, read_only: bool = False) -> dict[str, Any]:
     """Send one request to the agent on ``transport``'s host and return its answer (one round trip).
 
     With ``programs`` (what each host's agent cache holds), a host known to hold this program is not
     sent it again; a host whose cache lost it answers need_program and is sent it in a second command
-    on the same connection.
+    on the same connection. ``read_only``: only the cached program runs and nothing is written to the
+    host's cache; NotCached (before any command when the cache is not known to hold it) otherwise.
     """
     modules = _modules_of(request)
     host = transport.host
     key = program_key(modules)
     cached = programs is not None and programs.has(host, key)
+    if read_only:
+        if not cached:
+            raise NotCached(host.name)
+        answer = _call_once(transport, modules, request, timeout, send=False, read_only=True)
+        if answer.get("need_program"):
+            raise NotCached(host.name)
+        return _checked(host.name, answer)
     answer = _call_once(transport, modules, request, timeout, send=not cached)
     if cached and answer.get("need_program"):
         answer = _call_once(transport, modules, request, timeout, send=True)
@@ -335,9 +352,9 @@ def call(transport: Transport, request: dict[str, Any], timeout: float | None = 
 
 
 def _call_once(transport: Transport, modules: tuple[str, ...], request: dict[str, Any], timeout: float | None,
-               send: bool) -> dict[str, Any]:
+               send: bool, read_only: bool = False) -> dict[str, Any]:
     result = transport.run(
-        command(transport.host.connection.python, modules, send=send),
+        command(transport.host.connection.python, modules, send=send, read_only=read_only),
         stdin=(program_bytes(modules) if send else b"") + _payload(request), timeout=timeout,
     )
     lines = [ln for ln in result.stdout.splitlines() if ln.strip()]

@@ -88,8 +88,9 @@ class RemoteEngine(Engine):
         self.command = command
         return super().run(command, hosts)
 
-    def preflight(self, hosts: Sequence[Host]) -> dict[str, Catalog]:
-        catalogs = super().preflight(hosts)
+    def preflight(self, hosts: Sequence[Host],
+                  on_catalog: Callable[[str, Catalog], None] | None = None) -> dict[str, Catalog]:
+        catalogs = super().preflight(hosts, on_catalog)
         for h in hosts:
             zone_of(h)
         return catalogs

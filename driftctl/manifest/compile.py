@@ -9,7 +9,7 @@ tells the engine to compile again once the facts are known.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -534,22 +534,27 @@ def compile_catalog(site: Site, inventory: Any, host: Host, facts: Mapping[str, 
 
 
 def preflight(site: Site, inventory: Any, hosts: Sequence[Host],
-              types: Mapping[str, type[ResourceType]] | None = None) -> dict[str, Catalog]:
+              types: Mapping[str, type[ResourceType]] | None = None,
+              on_catalog: Callable[[str, Catalog], None] | None = None) -> dict[str, Catalog]:
     """Compile every host without facts, before any connection.
 
-    Returns ``host name -> Catalog``. Errors are collected over all hosts: one error is raised as is;
-    several become one ManifestError listing each (the same mistake for many hosts is listed once,
-    with the hosts it hits).
+    Returns ``host name -> Catalog``; ``on_catalog`` is told of each as soon as it is compiled (until
+    an error is met). Errors are collected over all hosts: one error is raised as is; several become
+    one ManifestError listing each (the same mistake for many hosts is listed once, with the hosts it
+    hits).
     """
     types = types if types is not None else all_types()
     catalogs: dict[str, Catalog] = {}
     errors: dict[str, tuple[ManifestError, list[str]]] = {}
     for host in hosts:
         try:
-            catalogs[host.name] = compile_catalog(site, inventory, host, None, types)
+            catalogs[host.name] = catalog = compile_catalog(site, inventory, host, None, types)
         except ManifestError as e:
             for one in e.errors if isinstance(e, ManifestErrors) else [e]:
                 errors.setdefault(str(one), (one, []))[1].append(host.name)
+        else:
+            if on_catalog is not None and not errors:
+                on_catalog(host.name, catalog)
     if not errors:
         return catalogs
     if len(errors) == 1:
