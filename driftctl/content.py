@@ -86,12 +86,15 @@ class Blob:
     size: int
     data: bytes | None = None
     source: FileContent | None = None
+    # text held as the catalog holds it and encoded only when sent: the contents of every host applying
+    # at once are not kept a second time as bytes (100 hosts x 100 files of 2 KB: ~20 MB)
+    text: str | None = None
 
     def chunks(self) -> Iterator[bytes]:
         if self.source is not None:
             yield from self.source.chunks()
             return
-        data = self.data or b""
+        data = self.data if self.data is not None else self.text.encode("utf-8") if self.text is not None else b""
         for i in range(0, len(data), CHUNK):
             yield data[i : i + CHUNK]
 
@@ -99,5 +102,7 @@ class Blob:
 def blob_of(content: str | bytes | FileContent) -> Blob:
     if isinstance(content, FileContent):
         return Blob(content.sha256, content.size, source=content)
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    return Blob(hashlib.sha256(data).hexdigest(), len(data), data=data)
+    if isinstance(content, str):
+        data = content.encode("utf-8")
+        return Blob(hashlib.sha256(data).hexdigest(), len(data), text=content)
+    return Blob(hashlib.sha256(content).hexdigest(), len(content), data=content)
