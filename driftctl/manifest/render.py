@@ -393,7 +393,12 @@ def _ansible_result(source: str, parts: list[str], newline: str) -> str:
     ``newline``: the template module's (the resource's) newline_sequence, even when a ``#jinja2:``
     header sets another, as Ansible does.
     """
-    outputs = [p for p in parts if not isinstance(p, NoneText)]
+    outputs = []  # the first two outputs are all that decide (a template has hundreds of parts)
+    for p in parts:
+        if not isinstance(p, NoneText):
+            outputs.append(p)
+            if len(outputs) == 2:
+                break
     if not outputs:
         return ""
     if len(outputs) == 1 and isinstance(outputs[0], NativeText):
