@@ -28,11 +28,12 @@ from driftctl.manifest.site import load_site
 TARGET = "/tmp/driftctl-early-probe.txt"
 
 
-def make_site(root: Path) -> Path:
+def make_site(root: Path, facts: bool = False) -> Path:
     (root / "roles" / "r" / "templates").mkdir(parents=True)
     (root / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
     (root / "roles" / "r" / "templates" / "t.j2").write_text(
-        "host {{ inventory_hostname }}\n{{ nothing.here if broken is defined else 'ok' }}\n")
+        "host {{ inventory_hostname }}\n{{ nothing.here if broken is defined else 'ok' }}\n"
+        + ("{{ facts.hostname }}\n" if facts else ""))
     (root / "roles" / "r" / "resources.yaml").write_text(f"resources:\n  - file: {TARGET}\n    template: t.j2\n")
     return root
 
@@ -41,11 +42,12 @@ class Run:
     """An engine over two fleet hosts: ``early`` (hosts[0]) and ``late`` (hosts[1]), whose catalog is
     rendered only once ``early``'s probe came back (``early_probed``) or 60 s went by."""
 
-    def __init__(self, fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late_vars: str = "") -> None:
+    def __init__(self, fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, late_vars: str = "",
+                 facts: bool = False, wait: float = 60.0) -> None:
         self.early, self.late = fleet.hosts[0], fleet.hosts[1]
         inv = write_inventory(tmp_path / "inv", [self.early, self.late],
                               host_vars={self.late.name: late_vars} if late_vars else None)
-        site_dir = make_site(tmp_path / "manifests")
+        site_dir = make_site(tmp_path / "manifests", facts)
         monkeypatch.setenv("DRIFTCTL_STATE_DIR", str(tmp_path / "state"))
         self.ctx = load_context(Path(inv), manifests=str(site_dir))
         self.events: list[tuple[str, str, str]] = []
@@ -58,7 +60,7 @@ class Run:
 
         def compile_catalog(site: Any, inventory: Any, host: Any, facts: Any = None, types: Any = None) -> Any:
             if host.name == self.late.name and facts is None:
-                self.waited_for_early = self.early_probed.wait(60)
+                self.waited_for_early = self.early_probed.wait(wait)
             return real_compile(site, inventory, host, facts, types)
 
         def probe(observer: Any, request: dict[str, Any]) -> dict[str, Any]:
@@ -148,3 +150,15 @@ def test_an_early_probe_whose_host_lost_its_agent_cache_creates_nothing_there(
     result = run.engine().run("check", [h for h in run.ctx.hosts if h.name == early.name])
     assert result.hosts[0].status in ("ok", "changed") and not result.hosts[0].error
     assert early.sh("test -d /var/cache/driftctl").rc == 0
+
+
+def test_a_catalog_that_uses_facts_is_not_probed_before_every_catalog_is_rendered(
+        fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its catalog is rendered again with the host's facts (the stored run's, read once every catalog is
+    known): the probe waits for the gate, so the late catalog's render gives up waiting for it."""
+    run = Run(fleet, tmp_path, monkeypatch, facts=True, wait=3.0)
+    run.warm()
+    result = run.engine().run("check", run.ctx.hosts)
+    assert run.waited_for_early is False, "a facts-using catalog was probed before the other catalogs were known"
+    for h in result.hosts:
+        assert h.status in ("ok", "changed") and not h.error, (h.host, h.status, h.error)
