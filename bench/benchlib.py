@@ -6,6 +6,9 @@
   namespace (``/proc/<container pid>/net/dev``, eth0). Every byte between the controller and a host
   crosses it, and an idle fleet host sends almost nothing else; ``calibrate`` checks both on every run
   (a known 1 MB each way over SSH is counted as 1 MB, and the idle background rate is reported).
+- ``HostsCpu``: CPU seconds the fleet's containers used (their cgroups' counters): on a machine whose
+  cores the hosts share with the controller, a phase whose controller + hosts CPU is near 2 x its wall
+  per 2 cores is CPU-bound, and only less work (not more overlap) makes it faster.
 - ``store_bytes``: the SQLite store's files after a WAL checkpoint.
 """
 
@@ -39,6 +42,7 @@ class CliRun:
     peak_rss_mb: float
     stdout: bytes
     stderr: bytes
+    cpu_s: float = 0.0  # user + system seconds of the CLI process
 
     @property
     def output_bytes(self) -> int:
@@ -72,7 +76,7 @@ def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S, code: Path
     fd, rss_path = tempfile.mkstemp(prefix="driftctl-bench-rss-")
     os.close(fd)
     if GNU_TIME:
-        argv = [GNU_TIME, "-q", "-f", "%M", "-o", rss_path, *argv]
+        argv = [GNU_TIME, "-q", "-f", "%M %U %S", "-o", rss_path, *argv]
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True)
@@ -96,15 +100,17 @@ def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S, code: Path
         t.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     peak_kb = float(usage.ru_maxrss)
+    cpu = usage.ru_utime + usage.ru_stime  # GNU time's own share is a millisecond or two
     try:
         if GNU_TIME:
-            peak_kb = float(Path(rss_path).read_text().split()[-1])
-    except (OSError, ValueError, IndexError):
+            peak, user, system = Path(rss_path).read_text().split()[-3:]
+            peak_kb, cpu = float(peak), float(user) + float(system)
+    except (OSError, ValueError):
         pass  # killed: time wrote nothing
     finally:
         os.unlink(rss_path)
     return CliRun(argv=args, rc=proc.returncode, wall_s=wall, peak_rss_mb=peak_kb / 1024,
-                  stdout=chunks["out"], stderr=chunks["err"])
+                  stdout=chunks["out"], stderr=chunks["err"], cpu_s=cpu)
 
 
 # ---- bytes on the wire
@@ -154,6 +160,45 @@ class WireMeter:
         by_host = {h: (after[h][0] - before[h][0]) + (after[h][1] - before[h][1]) for h in before}
         return WireDelta(rx=sum(after[h][0] - before[h][0] for h in before),
                          tx=sum(after[h][1] - before[h][1] for h in before), by_host=by_host)
+
+
+def cgroup_cpu_file(pid: int) -> Path | None:
+    """The CPU counter of the cgroup ``pid`` runs in: cgroup v1's cpuacct.usage (ns) or v2's cpu.stat."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            for mount in ("cpuacct", "cpu,cpuacct", "cpuacct,cpu"):
+                f = Path("/sys/fs/cgroup") / mount / path.lstrip("/") / "cpuacct.usage"
+                if f.exists():
+                    return f
+        if hierarchy == "0" and not controllers:
+            f = Path("/sys/fs/cgroup") / path.lstrip("/") / "cpu.stat"
+            if f.exists():
+                return f
+    return None
+
+
+def read_cpu_s(counter: Path) -> float:
+    text = counter.read_text()
+    if counter.name == "cpuacct.usage":
+        return int(text) / 1e9
+    usage = [ln.split()[1] for ln in text.splitlines() if ln.startswith("usage_usec ")]
+    return int(usage[0]) / 1e6
+
+
+class HostsCpu:
+    """CPU seconds used by a fleet's containers (sshd, the agents, everything in them), from cgroups."""
+
+    def __init__(self, pids: list[int]) -> None:
+        files = [cgroup_cpu_file(pid) for pid in pids]
+        self.files = [f for f in files if f is not None] if all(files) else []  # all of them, or none
+
+    def read(self) -> float | None:
+        return sum(read_cpu_s(f) for f in self.files) if self.files else None
 
 
 @dataclass

@@ -35,6 +35,8 @@ class Sample:
     wire_by_host: dict[str, int] = field(default_factory=dict)  # rx + tx per host
     store_growth: int = 0  # bytes
     output_bytes: int = 0
+    cpu_s: float = 0.0  # the controller's CPU seconds (the CLI process; the floor: the bench's own)
+    hosts_cpu_s: float | None = None  # CPU seconds the fleet's containers used (None: no cgroup counters)
 
 
 @dataclass
@@ -67,6 +69,13 @@ class PhaseRow:
         return ordered[(len(ordered) - 1) // 2]
 
     @property
+    def cpu(self) -> tuple[float, float | None]:
+        """(controller, hosts) CPU seconds, the medians of the runs."""
+        hosts = [s.hosts_cpu_s for s in self.samples if s.hosts_cpu_s is not None]
+        return (statistics.median(s.cpu_s for s in self.samples),
+                statistics.median(hosts) if len(hosts) == len(self.samples) else None)
+
+    @property
     def store_growth_kb(self) -> float:
         return statistics.median(s.store_growth for s in self.samples) / 1024
 
@@ -89,6 +98,7 @@ class PhaseRow:
                 "ratio": None if self.ratio is None else round(self.ratio, 2),
                 "wire_per_host_kb": round(self.wire_per_host_kb, 1), "peak_rss_mb": round(self.peak_rss_mb, 1),
                 "store_growth_kb": round(self.store_growth_kb, 1), "output_kb": round(self.output_kb, 1),
+                "cpu_s": round(self.cpu[0], 2), "hosts_cpu_s": None if self.cpu[1] is None else round(self.cpu[1], 2),
                 "targets": [asdict(t) for t in self.targets()], "samples": [asdict(s) for s in self.samples]}
 
 
@@ -129,8 +139,13 @@ def targets_for(row: PhaseRow) -> list[Target]:
     return out
 
 
-COLUMNS = ("hosts", "phase", "wall s", "floor s", "ratio", "targets", "wire KB/host", "peak RSS MB",
-           "store +KB", "output KB", "rc")
+COLUMNS = ("hosts", "phase", "wall s", "floor s", "ratio", "targets", "CPU s ctl+hosts", "wire KB/host",
+           "peak RSS MB", "store +KB", "output KB", "rc")
+
+
+def cpu_cell(row: PhaseRow) -> str:
+    ctl, hosts = row.cpu
+    return f"{ctl:.1f}+{hosts:.1f}" if hosts is not None else f"{ctl:.1f}+?"
 
 
 def cells(row: PhaseRow) -> list[str]:
@@ -140,6 +155,7 @@ def cells(row: PhaseRow) -> list[str]:
         "" if row.floor_s is None else f"{row.floor_s:.2f}",
         "" if row.ratio is None else f"{row.ratio:.2f}",
         ", ".join(str(t) for t in targets) if targets else "-",
+        cpu_cell(row),
         f"{row.wire_per_host_kb:.1f}",
         "" if row.phase == "floor" else f"{row.peak_rss_mb:.0f}",
         "" if row.phase == "floor" else f"{row.store_growth_kb:.1f}",

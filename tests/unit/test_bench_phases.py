@@ -60,10 +60,20 @@ def test_table_has_a_column_per_header_and_blank_driftctl_cells_for_the_floor() 
     md = phases.markdown_table(rows).splitlines()
     assert md[0].startswith("| hosts | phase | wall s | floor s | ratio | targets |")
     assert all(line.count("|") == len(phases.COLUMNS) + 1 for line in md)
-    assert md[2] == "| 40 | noop_apply | 1.50 | 1.00 | 1.15 | ratio ok, rss ok | 0.0 | 80 | 0.0 | 2.0 | 0 |"
-    assert md[3] == "| 40 | floor | 1.00 | 1.00 |  | - | 0.0 |  |  |  |  |"
+    assert md[2] == "| 40 | noop_apply | 1.50 | 1.00 | 1.15 | ratio ok, rss ok | 0.0+? | 0.0 | 80 | 0.0 | 2.0 | 0 |"
+    assert md[3] == "| 40 | floor | 1.00 | 1.00 |  | - | 0.0+? | 0.0 |  |  |  |  |"
     text = phases.text_table(rows).splitlines()
     assert len(text) == 3 and text[0].split()[:3] == ["hosts", "phase", "wall"]
+
+
+def test_cpu_is_the_median_of_the_runs_for_the_controller_and_the_hosts_and_unknown_if_a_run_lacks_it() -> None:
+    r = PhaseRow(40, "check", [Sample(3.0, 0, cpu_s=2.0, hosts_cpu_s=4.0), Sample(3.1, 0, cpu_s=2.4, hosts_cpu_s=5.0),
+                               Sample(3.2, 0, cpu_s=1.0, hosts_cpu_s=4.5)])
+    assert r.cpu == (2.0, 4.5)
+    assert phases.cpu_cell(r) == "2.0+4.5"
+    assert r.as_dict()["hosts_cpu_s"] == 4.5
+    partial = PhaseRow(40, "check", [Sample(3.0, 0, cpu_s=2.0, hosts_cpu_s=4.0), Sample(3.0, 0, cpu_s=2.0)])
+    assert partial.cpu[1] is None and phases.cpu_cell(partial) == "2.0+?"
 
 
 def test_as_dict_is_json_ready() -> None:
@@ -174,3 +184,24 @@ def test_host_spread_is_of_the_median_run() -> None:
                               Sample(2.0, 0, wire_by_host={"a": 2048, "b": 4096})])
     assert phases.host_spread_kb(r) == (2.0, 4.0)
     assert phases.host_spread_kb(PhaseRow(1, "x", [Sample(1.0, 0)])) == (0.0, 0.0)
+
+
+def test_cgroup_cpu_counters_are_read_in_seconds_in_both_cgroup_versions(tmp_path: Path) -> None:
+    v1 = tmp_path / "cpuacct.usage"
+    v1.write_text("2500000000\n")
+    v2 = tmp_path / "cpu.stat"
+    v2.write_text("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
+    assert benchlib.read_cpu_s(v1) == 2.5
+    assert benchlib.read_cpu_s(v2) == 1.5
+    assert benchlib.HostsCpu([]).read() is None  # no counters: unknown, never 0
+
+
+def test_a_running_process_cpu_counter_is_found_and_grows() -> None:
+    import os
+
+    counter = benchlib.cgroup_cpu_file(os.getpid())
+    if counter is None:
+        pytest.skip("this machine exposes no cgroup CPU counter for the test process")
+    before = benchlib.read_cpu_s(counter)
+    sum(i * i for i in range(2_000_000))
+    assert benchlib.read_cpu_s(counter) > before
