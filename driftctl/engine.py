@@ -416,18 +416,6 @@ class Engine:
         if early is not None and (catalog.uses_facts or not isinstance(observer, AgentObserver)):
             early.wait()
             early = None
-        if early is not None:
-            assert isinstance(observer, AgentObserver)
-            chosen = select(catalog, warn=True)
-            self.on_event(Event("phase", host.name, "probe"))
-            try:
-                with observer.reading_only():
-                    plan = plan_catalog(host, chosen, observer, want_facts=True, outbox=outbox)
-            except ship.NotCached:  # the host's cache lacks the program: sent once the gate opens
-                early.wait()
-                plan = plan_catalog(host, chosen, observer, want_facts=True, outbox=outbox)
-            plan.round_trips = 1
-            return self._heads_only(plan)
         if catalog.uses_facts:
             cached = self.facts_cache.get(host.name)
             if cached:
@@ -446,13 +434,20 @@ class Engine:
                 round_trips += 1
             catalog = self._render(host, facts)
         self.on_event(Event("phase", host.name, "probe"))
-        plan = plan_catalog(host, select(catalog, warn=not cached), observer, want_facts=not facts, outbox=outbox)
+        chosen = select(catalog, warn=not cached)
+        if early is None:
+            plan = plan_catalog(host, chosen, observer, want_facts=not facts, outbox=outbox)
+        else:
+            assert isinstance(observer, AgentObserver)
+            try:
+                with observer.reading_only():
+                    plan = plan_catalog(host, chosen, observer, want_facts=True, outbox=outbox)
+            except ship.NotCached:  # the host's cache lacks the program: sent once the gate opens
+                early.wait()
+                plan = plan_catalog(host, chosen, observer, want_facts=True, outbox=outbox)
         plan.round_trips = round_trips + 1
         if facts:
             plan.facts = facts
-        return self._heads_only(plan)
-
-    def _heads_only(self, plan: HostPlan) -> HostPlan:
         if not self.whole_new_contents:
             for p in plan.items:
                 p.changes = [replace(c, diff=diff_head(c.diff)) if c.before is None and c.diff else c

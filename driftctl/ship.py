@@ -92,8 +92,8 @@ AGENT_MODULES = agent_modules()
 # by descriptor without following a link; a cached code object is used only from a regular file of that
 # user's, not writable by others. n = 0 means "use the cache": on a miss the launcher answers
 # need_program and the controller sends the program again. At most 16 programs are kept. ``r`` (read
-# only, with n = 0): the cache is used if it is there, and nothing is created or written on the host. The agent
-# learns from ``launcher_cached`` / ``launcher_cache_dir`` whether it was cached, and where.
+# only, with n = 0): the cache is used if it is there, and nothing is created or written on the host.
+# The agent learns from ``launcher_cached`` / ``launcher_cache_dir`` whether it was cached, and where.
 LAUNCHER = """import os,sys,zlib,marshal,stat
 _n=int(sys.argv[1]);_k=sys.argv[2];_ro=len(sys.argv)>3;_b=b''
 while len(_b)<_n:
