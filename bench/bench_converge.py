@@ -96,12 +96,11 @@ class Bench:
         wire_before = self.meter.read()
         hosts_before = self.hosts_cpu.read()
         r = self.cli(command, *extra)
-        hosts_after = self.hosts_cpu.read()
+        hosts_cpu = self.hosts_cpu.since(hosts_before)
         wire = WireMeter.delta(wire_before, self.meter.read())
         s = Sample(wall_s=r.wall_s, rc=r.rc, peak_rss_mb=r.peak_rss_mb, wire_rx=wire.rx, wire_tx=wire.tx,
                    wire_by_host=wire.by_host, store_growth=benchlib.store_bytes(self.state) - store_before,
-                   output_bytes=r.output_bytes, cpu_s=r.cpu_s,
-                   hosts_cpu_s=None if hosts_before is None or hosts_after is None else hosts_after - hosts_before)
+                   output_bytes=r.output_bytes, cpu_s=r.cpu_s, hosts_cpu_s=hosts_cpu)
         return s, r
 
     def phase(self, name: str, command: str, repeat: int, after: Callable[[CliRun, int], None]) -> PhaseRow:
@@ -125,7 +124,7 @@ class Bench:
             before = self.meter.read()
             hosts_before, own_before = self.hosts_cpu.read(), os.times()
             res = floor.measure(targets, observed.paths, observed.users, observed.groups, repeat=1)
-            hosts_after, own_after = self.hosts_cpu.read(), os.times()
+            hosts_cpu, own_after = self.hosts_cpu.since(hosts_before), os.times()
             wire = WireMeter.delta(before, self.meter.read())
             self.out.floor_errors += res.errors
             self.out.floor_host_mean_s.append(round(res.host_mean_s, 3))
@@ -134,9 +133,7 @@ class Bench:
                 self.problem(f"floor: managed paths absent on converged hosts {sorted(set(absent))}")
             own = (own_after.user - own_before.user) + (own_after.system - own_before.system)
             samples.append(Sample(wall_s=res.wall_s, rc=0 if res.ok else 1, wire_rx=wire.rx, wire_tx=wire.tx,
-                                  wire_by_host=wire.by_host, cpu_s=own,
-                                  hosts_cpu_s=None if hosts_before is None or hosts_after is None
-                                  else hosts_after - hosts_before))
+                                  wire_by_host=wire.by_host, cpu_s=own, hosts_cpu_s=hosts_cpu))
         row = PhaseRow(self.n, "floor", samples)
         self.out.rows.append(row)
         print(f"{self.n:>4} hosts  {'floor':<12} {row.wall_s:6.2f} s  wire {row.wire_per_host_kb:.1f} KB/host",

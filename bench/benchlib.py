@@ -200,6 +200,11 @@ class HostsCpu:
     def read(self) -> float | None:
         return sum(read_cpu_s(f) for f in self.files) if self.files else None
 
+    def since(self, before: float | None) -> float | None:
+        """CPU seconds used since ``before`` (a ``read()``); None when there are no counters."""
+        now = self.read()
+        return None if before is None or now is None else now - before
+
 
 @dataclass
 class WireCheck:

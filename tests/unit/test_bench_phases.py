@@ -194,6 +194,7 @@ def test_cgroup_cpu_counters_are_read_in_seconds_in_both_cgroup_versions(tmp_pat
     assert benchlib.read_cpu_s(v1) == 2.5
     assert benchlib.read_cpu_s(v2) == 1.5
     assert benchlib.HostsCpu([]).read() is None  # no counters: unknown, never 0
+    assert benchlib.HostsCpu([]).since(1.0) is None
 
 
 def test_a_running_process_cpu_counter_is_found_and_grows() -> None:
