@@ -243,3 +243,19 @@ def without_keys(doc: Any, keys: set[str]) -> Any:
     if isinstance(doc, list):
         return [without_keys(v, keys) for v in doc]
     return doc
+
+
+def local_site(root: Path, content: str) -> Path:
+    """Under ``root``: an inventory of this machine as its one host ``ctl`` (local transport), a manifest
+    with one file, ``root/touched``, whose ``content`` is the given YAML scalar, and a worker key ``k``."""
+    from driftctl.distributed.envelope import new_key
+
+    (root / "inv").mkdir()
+    (root / "inv" / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
+    role = root / "manifests" / "roles" / "r"
+    role.mkdir(parents=True)
+    (root / "manifests" / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
+    (role / "resources.yaml").write_text(f"resources:\n  - file: {root}/touched\n    content: {content}\n")
+    new_key(root / "k")
+    return root
+

@@ -20,10 +20,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from dist import RedisServer, Worker
+from dist import RedisServer, Worker, local_site
 
 from driftctl.distributed import remote
-from driftctl.distributed.envelope import new_key
 from driftctl.engine import Engine, Event
 
 pytestmark = [pytest.mark.slow]
@@ -33,14 +32,7 @@ TEMPLATE = '"{{ facts.distribution }} {{ facts.hostname }}\\n"'  # YAML: a doubl
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    (tmp_path / "inv").mkdir()
-    (tmp_path / "inv" / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
-    m = tmp_path / "manifests" / "roles" / "r"
-    m.mkdir(parents=True)
-    (tmp_path / "manifests" / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
-    (m / "resources.yaml").write_text(f"resources:\n  - file: {tmp_path}/touched\n    content: {TEMPLATE}\n")
-    new_key(tmp_path / "k")
-    return tmp_path
+    return local_site(tmp_path, TEMPLATE)
 
 
 @pytest.fixture

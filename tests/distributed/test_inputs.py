@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
-from dist import REPO, RedisServer, free_port
+from dist import REPO, RedisServer, free_port, local_site
 
 from driftctl.distributed import EnvelopeError
 from driftctl.distributed.envelope import load_key, new_key, open_sealed, seal
@@ -22,15 +22,7 @@ from driftctl.errors import ConfigError
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """An inventory of this machine (local transport) and a manifest that would create a file."""
-    (tmp_path / "inv").mkdir()
-    (tmp_path / "inv" / "hosts.yaml").write_text("all:\n  hosts:\n    ctl:\n      driftctl_transport: local\n")
-    m = tmp_path / "manifests" / "roles" / "r"
-    m.mkdir(parents=True)
-    (tmp_path / "manifests" / "site.yaml").write_text("- hosts: all\n  roles: [r]\n")
-    (m / "resources.yaml").write_text(f"resources:\n  - file: {tmp_path}/touched\n    content: \"x\\n\"\n")
-    key = tmp_path / "k"
-    new_key(key)
-    return tmp_path
+    return local_site(tmp_path, '"x\\n"')
 
 
 def run(tmp: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
