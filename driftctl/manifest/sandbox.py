@@ -33,7 +33,7 @@ from typing import Any, cast
 
 import jinja2
 from jinja2 import nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
 from driftctl.manifest import filters as ansible_filters
@@ -56,6 +56,9 @@ class NativeText(str):
 
     def __str__(self) -> str:
         return self  # Jinja's str() around each output must keep the mark
+
+
+_SMALL_INTS = [NativeText(i) for i in range(1024)]  # the outputs of loop counters, made once
 
 
 class NoneText(NativeText):
@@ -119,7 +122,54 @@ class _BoundedBuffer(list[Any]):
         super().extend(items)
 
 
+def _checked_binop(op: str) -> Callable[[_LimitedCodeGenerator, nodes.BinExpr, Frame], None]:
+    """Jinja's visitor of an intercepted operator, with the check skipped inline when both operands
+    are ints (what loops and counters compute: nothing to grow, and a call per operator was most of a
+    numeric template's render). Both operands are evaluated once, left first, as before; anything
+    else still goes through ``call_binop``, and ``**`` always does (a big power is built from ints)."""
+
+    @optimizeconst
+    def visitor(self: _LimitedCodeGenerator, node: nodes.BinExpr, frame: Frame) -> None:
+        left, right = self.temporary_identifier(), self.temporary_identifier()
+        self.write(f"({left} {op} {right} if (type({left} := ")
+        self.visit(node.left, frame)
+        self.write(f") is int) & (type({right} := ")
+        self.visit(node.right, frame)
+        self.write(f") is int) else environment.call_binop(context, {op!r}, {left}, {right}))")
+
+    return visitor
+
+
 class _LimitedCodeGenerator(CodeGenerator):
+    visit_Add = _checked_binop("+")
+    visit_Mul = _checked_binop("*")
+    visit_Mod = _checked_binop("%")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._outputs: list[str] = []  # the temporaries of the outputs being written
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        """Each ``{{ }}`` output: a str goes out as it is, without the finalize call and ``str()``
+        around it (neither changes a str); any other value as Jinja writes it."""
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:
+            super()._output_child_pre(node, frame, finalize)
+            return
+        self._outputs.append(self.temporary_identifier())
+        self.write(f"({self._outputs[-1]} if type({self._outputs[-1]} := ")
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:
+            super()._output_child_post(node, frame, finalize)
+            return
+        name = self._outputs.pop()
+        if finalize.src is None:
+            self.write(f") is str else str({name}))")
+        elif getattr(self.environment, "ansible_output", False):  # its finalize returns text already
+            self.write(f") is str else {finalize.src}{name}))")
+        else:
+            self.write(f") is str else str({finalize.src}{name})))")
+
     def buffer(self, frame: Frame) -> None:
         frame.buffer = self.temporary_identifier()
         self.writeline(f"{frame.buffer} = environment.new_buffer()")
@@ -176,11 +226,14 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
                 kind = type(value)  # the common outputs first, without a call: every ``{{ }}`` comes here
                 if kind is str:
                     return value
-                if kind is int or kind is float or kind is bool:
+                if kind is int:
+                    return _SMALL_INTS[value] if 0 <= value < 1024 else NativeText(value)
+                if kind is float or kind is bool:
                     return NativeText(value)
                 return slow(value)
 
             finalize = jinja2.pass_eval_context(ansible_finalize)  # not a bound method: Jinja marks it
+        self.ansible_output = ansible_output  # the code generator reads it: finalize returns text
         super().__init__(finalize=finalize, **options)
         self.max_bytes = max_bytes
         self.globals["lipsum"] = self._lipsum

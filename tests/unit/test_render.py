@@ -352,6 +352,13 @@ GROWING = [
     "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
     # plain output
     "x{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}",
+    # operands from variables and loops (ints take an inline path: a text or a list must not)
+    "{% set n = 10**9 %}{{ 'x' * n }}",
+    "{% set n = 10**9 %}{{ n * 'x' }}",
+    "{% set n = 10**9 %}{% set s = ['x'] %}{{ s * n }}",
+    "{% for n in [3, 10**9] %}{{ n * 'ab' }}{% endfor %}",
+    "{% set n = 10**9 %}{{ (n + 1) * 'x' }}",
+    "{% set a = 'x' * 900000 %}{% set b = a + a %}{{ b }}",
 ]
 
 
@@ -387,6 +394,38 @@ def test_ordinary_templates_are_untouched() -> None:
         ("{% set s %}abc{% endset %}{{ s ~ 1 }} {{ 2 ** 10 }}", "abc1 1024"),
     ]:
         assert r.string(text, {}, Location("m.yaml", 1), "x") == want
+
+
+def test_operators_mean_what_they_mean_in_jinja_whatever_their_operands() -> None:
+    # ints are computed inline by the generated code, everything else through the sandbox's check:
+    # both must give Jinja's results, evaluate each operand once, left first, and fail as Jinja fails
+    import jinja2
+
+    calls: list[str] = []
+
+    def seen(name: str, value: Any) -> Any:
+        calls.append(name)
+        return value
+
+    r = Renderer(Path("/nonexistent"), str, max_bytes=CAP)
+    plain = jinja2.Environment()
+    values: list[Any] = [7, -3, 0, True, 2.5, "ab", [1], (2,), None]
+    for op in ("+", "*", "%"):
+        for a in values:
+            for b in values:
+                text = "={{ seen('l', a) " + op + " seen('r', b) }}"  # text around: a rendered string
+                try:
+                    want = plain.from_string(text).render(a=a, b=b, seen=lambda _, v: v)
+                except Exception as e:  # the same failure, whatever its class, is the point
+                    want = f"fails: {type(e).__name__}: {e}"
+                calls.clear()
+                try:
+                    got = r.string(text, {"a": a, "b": b, "seen": seen}, Location("m.yaml", 1), "x")
+                except TemplateError as e:
+                    got = f"fails: {e.message.removeprefix('x: ')}"
+                assert got == want, (text, a, b)
+                assert calls == ["l", "r"], (text, a, b, calls)
+    assert r.string("{% for i in range(3) %}{{ (i * 31 + 2) % 5 }}{% endfor %}", {}, Location("m", 1), "x") == "234"
 
 
 def test_a_rendered_file_over_the_cap_names_the_template_and_line(tmp_path: Path) -> None:
