@@ -122,7 +122,9 @@ def request_line(paths: list[str], users: list[str], groups: list[str]) -> bytes
 
 
 def agent_command() -> str:
-    return "python3 -c " + shlex.quote(AGENT)
+    # started as driftctl starts its agent (-I -S: no working directory on sys.path, no site), so the
+    # floor pays no interpreter start that driftctl does not
+    return "python3 -I -S -c " + shlex.quote(AGENT)
 
 
 def parse_answer(raw: bytes, paths: int, users: int, groups: int) -> dict[str, list[str]]:

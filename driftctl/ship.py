@@ -299,7 +299,10 @@ def command(python: str = "python3", modules: tuple[str, ...] | None = None, *, 
     False leaves no agent cache on the host (a build container, whose files become an image);
     ``read_only`` (without ``send``) reads the cache and creates nothing."""
     program = program_bytes(modules)
-    argv = [python, "-c", LAUNCHER, str(len(program) if send else 0), program_key(modules) if cache else "-"]
+    # -I: neither the working directory nor PYTHON* variables reach sys.path (a run started in /tmp
+    # would import a planted zlib.py as root); -S: no site (the agent is stdlib only; ~2 ms a start)
+    argv = [python, "-I", "-S", "-c", LAUNCHER, str(len(program) if send else 0),
+            program_key(modules) if cache else "-"]
     return [*argv, "r"] if read_only and not send else argv
 
 
@@ -366,7 +369,7 @@ def _call_once(transport: Transport, modules: tuple[str, ...], request: dict[str
 
 def request_of(argv: Sequence[str], stdin: bytes) -> dict[str, Any]:
     """The request in the stdin of an agent command made by ``command`` (for tests and debugging)."""
-    head, _, body = stdin[int(argv[3]):].partition(b"\n")
+    head, _, body = stdin[int(argv[list(argv).index(LAUNCHER) + 1]):].partition(b"\n")
     doc = json.loads(head)
     if isinstance(doc, dict) and list(doc) == ["z"]:
         doc = json.loads(zlib.decompress(body[: int(doc["z"])]))

@@ -124,6 +124,25 @@ def test_agent_round_trip_on_the_controller() -> None:
     assert facts["distribution"] == os_release["ID"].strip('"')
 
 
+def test_modules_planted_in_the_working_directory_are_never_imported_by_the_agent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A root run started in a directory others can write (/tmp, a shared checkout) runs the agent with
+    # that working directory: `python3 -c` would put it first on sys.path, and a planted zlib.py or
+    # json.py would run as root. The stdlib modules the launcher and the agent import are all planted.
+    marker = tmp_path / "ran"
+    planted = tmp_path / "shared"
+    planted.mkdir()
+    for name in ("zlib", "marshal", "stat", "json", "hashlib", "re", "subprocess", "contextlib", "socket",
+                 "signal", "threading", "select", "fcntl", "binascii", "pwd", "grp", "time", "sitecustomize"):
+        (planted / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write({name!r} + ' ')\n")
+    monkeypatch.chdir(planted)
+    monkeypatch.setenv("PYTHONPATH", str(planted))  # and what an environment variable would add
+    with get_transport(local_host()) as t:
+        facts = agent.call(t, {"op": "facts"})["facts"]
+    assert facts["uid"] == os.getuid()
+    assert not marker.exists(), f"planted modules ran: {marker.read_text()}"
+
+
 def test_podman_transport_missing_container_is_unreachable() -> None:
     host = Host("ghost", {}, (), ConnectionSpec(address="driftctl-tr-does-not-exist", transport="podman"))
     with pytest.raises(ConnectError) as caught:
