@@ -41,7 +41,7 @@ import threading
 import time
 import zlib
 
-from driftctl.agent._core import TYPES, Ctx, Failure
+from driftctl.agent._core import TYPES, Ctx, Failure, remember_names
 from driftctl.agent.facts import gather_facts
 
 PROTOCOL = 2
@@ -319,9 +319,13 @@ def op_probe(req, channel):
     answer = {"resources": {}}
     if req.get("facts", True):
         answer["facts"] = facts
-    for item in req.get("resources", []):
-        answer["resources"][item["id"]] = _observe(item, ctx)
-    _watch(req, ctx, answer)
+    remember_names(True)  # a probe only reads: the owners' names cannot change under it
+    try:
+        for item in req.get("resources", []):
+            answer["resources"][item["id"]] = _observe(item, ctx)
+        _watch(req, ctx, answer)
+    finally:
+        remember_names(False)
     if req.get("outbox"):
         # pull mode's recorded runs, collected in this round trip (outbox_collect below); a failure is the
         # outbox's, never the probe's

@@ -509,3 +509,31 @@ def test_a_full_backup_file_system_fails_the_resource_before_it_writes(tiny_fs: 
     assert str(e.value).startswith(f"backing up {f} into {tiny_fs}/bk/{backup_key(str(f))} failed, so it was left")
     assert "needs 200.0 kB, the file system has" in str(e.value)
     assert f.read_bytes() == before and sorted(x.name for x in tmp_path.iterdir()) == ["big.conf", "tiny"]
+
+
+def test_owner_names_are_looked_up_once_per_probe_and_fresh_outside_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a probe only reads, so a name found once holds for its whole run; an apply creates users, so
+    # outside a probe every lookup reads the account databases again
+    import pwd
+
+    from driftctl.agent import _core
+
+    looked: list[int] = []
+    names = {0: "root"}
+
+    def getpwuid(uid: int) -> Any:
+        looked.append(uid)
+        return pwd.struct_passwd((names[uid], "x", uid, 0, "", "/", "/bin/sh"))
+
+    monkeypatch.setattr(_core.pwd, "getpwuid", getpwuid)
+    _core.remember_names(True)
+    try:
+        assert [_core.user_name(0) for _ in range(100)] == ["root"] * 100
+        assert _core.user_name(4242) == "4242"  # no such user: its number, remembered too
+        assert _core.user_name(4242) == "4242"
+    finally:
+        _core.remember_names(False)
+    assert looked == [0, 4242]
+    names[4242] = "bench0"  # useradd in an apply, then the file it owns observed again
+    assert _core.user_name(4242) == "bench0" and _core.user_name(4242) == "bench0"
+    assert looked == [0, 4242, 4242, 4242]
