@@ -52,10 +52,14 @@ class Base:
     part: dict[str, Any]
     run_id: int | None
     at: float
+    _states: dict[str, Key] | None = field(default=None, init=False, repr=False, compare=False)
 
     def states(self) -> dict[str, Key]:
-        return {s["id"]: from_resource(s, self.run_id, self.at) for s in self.part.get("resources", [])
-                if isinstance(s, dict) and "id" in s}
+        """Each resource's state in the part (computed once: loading a host and writing it both ask)."""
+        if self._states is None:
+            self._states = {s["id"]: from_resource(s, self.run_id, self.at) for s in self.part.get("resources", [])
+                            if isinstance(s, dict) and "id" in s}
+        return self._states
 
 
 @dataclass
