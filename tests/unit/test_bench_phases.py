@@ -173,6 +173,20 @@ def test_run_cli_runs_the_real_cli_and_measures_it(tmp_path: Path) -> None:
     assert r.wall_s > 0 and r.peak_rss_mb > 1
 
 
+def test_run_cli_measures_commands_with_bytecode_as_an_installed_copy_has_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a PYTHONDONTWRITEBYTECODE in the bench's own environment must not make each measured command
+    # compile the sources again: the code under test is compiled once, and the CLI may keep bytecode
+    code = tmp_path / "code"
+    (code / "driftctl").mkdir(parents=True)
+    (code / "driftctl" / "__init__.py").write_text("")
+    (code / "driftctl" / "__main__.py").write_text("import os\nprint(os.environ.get('PYTHONDONTWRITEBYTECODE'))\n")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    r = benchlib.run_cli([], tmp_path / "state", code=code)
+    assert r.rc == 0 and r.stdout.strip() == b"None"
+    assert {p.name.split(".")[0] for p in (code / "driftctl" / "__pycache__").glob("*.pyc")} == {"__init__", "__main__"}
+
+
 def test_run_cli_kills_a_command_past_its_timeout(tmp_path: Path) -> None:
     r = benchlib.run_cli(["--help"], tmp_path / "state", timeout=0.001)  # the interpreter alone takes longer
     assert r.rc == -9
