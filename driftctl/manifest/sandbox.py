@@ -55,7 +55,7 @@ class NativeText(str):
     """
 
     def __str__(self) -> str:
-        return self  # Jinja's str() around each output must keep the mark
+        return self  # the str() Jinja writes around an output (in volatile or autoescape blocks) keeps the mark
 
 
 _SMALL_INTS = [NativeText(i) for i in range(1024)]  # the outputs of loop counters, made once
@@ -150,8 +150,9 @@ class _LimitedCodeGenerator(CodeGenerator):
         self._outputs: list[str] = []  # the temporaries of the outputs being written
 
     def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
-        """Each ``{{ }}`` output: a str goes out as it is, without the finalize call and ``str()``
-        around it (neither changes a str); any other value as Jinja writes it."""
+        """Each ``{{ }}`` output: a str goes out as it is, without the finalize call (which does not
+        change a str); any other value through finalize, which returns text (``LimitedSandbox``'s both
+        do), so Jinja's ``str()`` around it is not written either."""
         if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:
             super()._output_child_pre(node, frame, finalize)
             return
@@ -163,12 +164,7 @@ class _LimitedCodeGenerator(CodeGenerator):
             super()._output_child_post(node, frame, finalize)
             return
         name = self._outputs.pop()
-        if finalize.src is None:
-            self.write(f") is str else str({name}))")
-        elif getattr(self.environment, "ansible_output", False):  # its finalize returns text already
-            self.write(f") is str else {finalize.src}{name}))")
-        else:
-            self.write(f") is str else str({finalize.src}{name})))")
+        self.write(f") is str else {finalize.src}{name}))")
 
     def buffer(self, frame: Frame) -> None:
         frame.buffer = self.temporary_identifier()
@@ -233,7 +229,6 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
                 return slow(value)
 
             finalize = jinja2.pass_eval_context(ansible_finalize)  # not a bound method: Jinja marks it
-        self.ansible_output = ansible_output  # the code generator reads it: finalize returns text
         super().__init__(finalize=finalize, **options)
         self.max_bytes = max_bytes
         self.globals["lipsum"] = self._lipsum
@@ -285,13 +280,18 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             return _NONE
         if isinstance(value, str):
             return value
-        self._finalize(value)
+        self._check_output(value)
         return NativeText(_tuples_as_lists(value))
 
-    def _finalize(self, value: Any) -> Any:
+    def _finalize(self, value: Any) -> str:
+        """Every ``{{ }}`` output of a plain render: checked, and as text (the code generator writes no
+        ``str()`` around it)."""
+        self._check_output(value)
+        return value if type(value) is str else str(value)
+
+    def _check_output(self, value: Any) -> None:
         if type(value) is not str and type(value) not in _SCALARS:
             self.check("an output value", self.size(value))
-        return value
 
     def _lipsum(self, n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
         from jinja2.utils import generate_lorem_ipsum
