@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -434,17 +435,18 @@ class Engine:
                 round_trips += 1
             catalog = self._render(host, facts)
         self.on_event(Event("phase", host.name, "probe"))
-        chosen = select(catalog, warn=not cached)
+        probe = functools.partial(plan_catalog, host, select(catalog, warn=not cached), observer,
+                                  want_facts=not facts, outbox=outbox)
         if early is None:
-            plan = plan_catalog(host, chosen, observer, want_facts=not facts, outbox=outbox)
+            plan = probe()
         else:
             assert isinstance(observer, AgentObserver)
             try:
                 with observer.reading_only():
-                    plan = plan_catalog(host, chosen, observer, want_facts=True, outbox=outbox)
+                    plan = probe()
             except ship.NotCached:  # the host's cache lacks the program: sent once the gate opens
                 early.wait()
-                plan = plan_catalog(host, chosen, observer, want_facts=True, outbox=outbox)
+                plan = probe()
         plan.round_trips = round_trips + 1
         if facts:
             plan.facts = facts
