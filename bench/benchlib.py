@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -56,26 +57,23 @@ GNU_TIME = shutil.which("time", path="/usr/bin:/bin")  # apt-get install time; w
 TIMEOUT_S = 1800.0  # a hung command is killed (exit -9) and reported, never waited on forever
 
 
+def _environ() -> dict[str, str]:
+    """This process's environment without DRIFTCTL_* of ours, and without PYTHONDONTWRITEBYTECODE: with
+    it, every command compiled again each module changed since its bytecode was last written (~40 ms a
+    command), which no installed copy does."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _env(state: Path, code: Path) -> dict[str, str]:
-    # no PYTHONDONTWRITEBYTECODE either: with it, every command compiled again each module changed since
-    # its bytecode was last written (~40 ms a command), which no installed copy does
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1", PYTHONPATH=str(code))
-    return env
+    return {**_environ(), "DRIFTCTL_STATE_DIR": str(state), "NO_COLOR": "1", "PYTHONPATH": str(code)}
 
 
-_COMPILED: set[Path] = set()
-
-
+@functools.cache
 def compile_once(code: Path) -> None:
     """Bytecode for the code under test, as pip writes it when it installs a package: measured commands
     then load it instead of compiling sources (the first command would pay it otherwise)."""
-    if code in _COMPILED:
-        return
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "driftctl")], env=env, check=True,
-                   stdout=subprocess.DEVNULL, timeout=300)
-    _COMPILED.add(code)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "driftctl")], env=_environ(),
+                   check=True, stdout=subprocess.DEVNULL, timeout=300)
 
 
 def run_cli(args: list[str], state: Path, timeout: float = TIMEOUT_S, code: Path = REPO) -> CliRun:
