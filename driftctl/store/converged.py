@@ -80,15 +80,32 @@ def _legacy_key(r: Row) -> Key:
             r["observed"], r["run_id"], float(r["converged_at"]))
 
 
-def load(cur: Cursor, inventory: str, host: str | None = None) -> dict[str, HostConverged]:
-    """host -> its converged state (with its base, for writing it again)."""
+@dataclass
+class Stored:
+    """A host's converged state as read from the store, its part still encoded (``decode`` reads it)."""
+
+    legacy: dict[str, Key] = field(default_factory=dict)  # rows of a store written before schema 5
+    body: dict[str, Any] | None = None  # the converged_hosts row's body
+    part: tuple[str, str, bytes] | None = None  # (hash, encoding, body) of the part it refers to
+
+    def run_ids(self) -> set[int]:
+        """The runs its states name (without decoding the part: its states name the base's run)."""
+        ids = {k[4] for k in self.legacy.values()}
+        if self.body is not None:
+            ids.add(self.body.get("run"))
+            ids |= {e[4] for e in self.body.get("other", {}).values()}
+        return {i for i in ids if i is not None}
+
+
+def read(cur: Cursor, inventory: str, host: str | None = None) -> dict[str, Stored]:
+    """host -> its converged state as stored (see ``decode``)."""
     where, params = "inventory = ?", [inventory]
     if host is not None:
         where += " AND host = ?"
         params.append(host)
-    out: dict[str, HostConverged] = {}
+    out: dict[str, Stored] = {}
     for r in cur.all(f"SELECT * FROM converged WHERE {where} ORDER BY host, resource", params):  # noqa: S608
-        out.setdefault(r["host"], HostConverged()).states[r["resource"]] = _legacy_key(r)
+        out.setdefault(r["host"], Stored()).legacy[r["resource"]] = _legacy_key(r)
     joined = "c.inventory = ?" + (" AND c.host = ?" if host is not None else "")
     rows = cur.all(
         "SELECT c.host AS host, c.part AS part, c.encoding AS encoding, c.body AS body,"  # noqa: S608
@@ -97,22 +114,38 @@ def load(cur: Cursor, inventory: str, host: str | None = None) -> dict[str, Host
         f" WHERE {joined} ORDER BY c.host",
         params,
     )
+    for r in rows:
+        if r["part"] is not None and r["part_body"] is None:
+            raise ValueError(f"the converged state of {r['host']} refers to a missing part")
+        stored = out.setdefault(r["host"], Stored())
+        stored.body = _decode(r["encoding"], r["body"])
+        if r["part"] is not None:
+            stored.part = (r["part"], r["part_encoding"], bytes(r["part_body"]))
+    return out
+
+
+def decode(stored: Stored) -> HostConverged:
+    """The host's converged state (with its base, for writing it again)."""
+    if stored.body is None:
+        return HostConverged(dict(stored.legacy))
     from driftctl.store.ingest import decode_part
 
-    for r in rows:
-        body = _decode(r["encoding"], r["body"])
-        hc = HostConverged()  # replaces what legacy rows said: they are deleted when this row is written
-        if r["part"] is not None:
-            if r["part_body"] is None:
-                raise ValueError(f"the converged state of {r['host']} refers to a missing part")
-            hc.base = Base(r["part"], decode_part(r["part_encoding"], r["part_body"]), body["run"], body["at"])
-            skip = set(body.get("skip", []))
-            hc.states = {k: v for k, v in hc.base.states().items() if k not in skip}
-        for resource, e in body.get("other", {}).items():
-            t, fp, desired, observed, run_id, at = e
-            hc.states[resource] = key_of(t, fp, fp if desired == SAME_FINGERPRINT else desired, observed, run_id, at)
-        out[r["host"]] = hc
-    return out
+    body = stored.body
+    hc = HostConverged()  # replaces what legacy rows said: they are deleted when this row is written
+    if stored.part is not None:
+        digest, encoding, part = stored.part
+        hc.base = Base(digest, decode_part(encoding, part), body["run"], body["at"])
+        skip = set(body.get("skip", []))
+        hc.states = {k: v for k, v in hc.base.states().items() if k not in skip}
+    for resource, e in body.get("other", {}).items():
+        t, fp, desired, observed, run_id, at = e
+        hc.states[resource] = key_of(t, fp, fp if desired == SAME_FINGERPRINT else desired, observed, run_id, at)
+    return hc
+
+
+def load(cur: Cursor, inventory: str, host: str | None = None) -> dict[str, HostConverged]:
+    """host -> its converged state (with its base, for writing it again)."""
+    return {h: decode(s) for h, s in read(cur, inventory, host).items()}
 
 
 def _decode(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
@@ -122,15 +155,26 @@ def _decode(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
     return doc
 
 
-def public(cur: Cursor, loaded: dict[str, HostConverged]) -> dict[str, dict[str, ConvergedState]]:
-    """host -> resource -> ConvergedState, as the API gives it."""
-    runs = sorted({k[4] for hc in loaded.values() for k in hc.states.values() if k[4] is not None})
+def live_runs(cur: Cursor, ids: set[int]) -> set[int]:
+    """Those of the runs ``ids`` that are still stored (not pruned)."""
+    runs = sorted(ids)
     live: set[int] = set()
     for i in range(0, len(runs), 500):
         chunk = runs[i:i + 500]
         marks = ", ".join("?" * len(chunk))
         live |= {int(r["id"]) for r in cur.all(f"SELECT id FROM runs WHERE id IN ({marks})", chunk)}  # noqa: S608
-    return {h: {res: _state(res, k, live) for res, k in sorted(hc.states.items())} for h, hc in loaded.items()}
+    return live
+
+
+def public_host(hc: HostConverged, live: set[int]) -> dict[str, ConvergedState]:
+    """resource -> ConvergedState, as the API gives it (``live``: the runs not pruned)."""
+    return {res: _state(res, k, live) for res, k in sorted(hc.states.items())}
+
+
+def public(cur: Cursor, loaded: dict[str, HostConverged]) -> dict[str, dict[str, ConvergedState]]:
+    """host -> resource -> ConvergedState, as the API gives it."""
+    live = live_runs(cur, {k[4] for hc in loaded.values() for k in hc.states.values() if k[4] is not None})
+    return {h: public_host(hc, live) for h, hc in loaded.items()}
 
 
 def write(cur: Cursor, inventory: str, host: str, states: dict[str, Key], candidates: list[Base]) -> None:

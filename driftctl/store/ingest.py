@@ -34,6 +34,7 @@ import lzma
 import zlib
 from typing import Any
 
+from driftctl.errors import StoreError
 from driftctl.store import converged
 from driftctl.store.db import Cursor
 from driftctl.store.packing import dumps, xz
@@ -112,12 +113,18 @@ def host_part(inventory: str, host: dict[str, Any]) -> tuple[str, dict[str, Any]
 
 
 def previous_part(cur: Cursor, inventory: str, host: str) -> tuple[str, dict[str, Any]] | None:
-    """The part the host's latest stored run refers to."""
+    """The part the host's latest stored run refers to (None: none, or one that cannot be read; the new
+    part is then stored whole, which is always correct)."""
     row = cur.one(
         "SELECT p.hash AS hash, p.encoding AS encoding, p.body AS body FROM host_results x"
         " JOIN runs r ON r.id = x.run_id JOIN document_parts p ON p.hash = x.part"
         " WHERE x.host = ? AND r.inventory = ? ORDER BY x.run_id DESC LIMIT 1", (host, inventory))
-    return None if row is None else (row["hash"], decode_part(row["encoding"], row["body"]))
+    if row is None:
+        return None
+    try:
+        return row["hash"], decode_part(row["encoding"], row["body"])
+    except (ValueError, UnicodeDecodeError, lzma.LZMAError):
+        return None
 
 
 def inline_states(base: dict[str, Any], part: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
@@ -334,7 +341,10 @@ def _converge(
     name = host["name"]
     if done:
         # The host as the apply left it (re-observed), on top of what earlier applies converged.
-        old = converged.load(cur, inventory, name).get(name, converged.HostConverged())
+        try:
+            old = converged.load(cur, inventory, name).get(name, converged.HostConverged())
+        except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:  # the run is spooled, not lost
+            raise StoreError(f"the converged state of {name} cannot be read ({type(e).__name__})") from e
         states = dict(old.states)
         for r in done:
             earlier = states.get(r["id"])

@@ -2,7 +2,8 @@
 
 A drift or apply run needs the converged state, open drift episodes, watch baselines and ignore rules
 of its inventory, and ends by storing its report (and moving baselines). ``RunState`` reads all of it
-in ONE transaction when the run starts, serves the run from memory, and buffers the run's writes; so a
+in ONE transaction when the run starts (each host's converged state left encoded until the run asks
+for it: an apply never does), serves the run from memory, and buffers the run's writes; so a
 store that goes away in the middle of the run costs nothing while hosts are being worked on.
 ``finish()`` then stores the report and the baselines in one transaction (retried on a new
 connection for a few seconds), or, when the store stays away, keeps them in the local spool
@@ -19,7 +20,9 @@ connection for a few seconds), or, when the store stays away, keeps them in the 
 
 from __future__ import annotations
 
+import lzma
 import os
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +67,11 @@ class RunState:
     state_dir: Path
     inventory: str
     ingested: spool.Ingested = field(default_factory=spool.Ingested)
-    _converged: dict[str, dict[str, ConvergedState]] = field(default_factory=dict)
+    # The converged state as read at begin (each host's part decoded when the run first asks for it:
+    # an apply never does, a drift run does in the host's own worker), and the runs it names not pruned.
+    _stored: dict[str, store_converged.Stored] = field(default_factory=dict)
+    _live: set[int] = field(default_factory=set)
+    _converged: dict[str, dict[str, ConvergedState]] = field(default_factory=dict)  # decoded, or read again
     _open: dict[str, list[DriftEpisode]] = field(default_factory=dict)
     _baselines: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     _ignores: list[IgnoreRule] = field(default_factory=list)
@@ -86,13 +93,14 @@ class RunState:
     def _load(self) -> None:
         inv = self.inventory
         with self.store.database.read() as cur:
-            converged = store_converged.public(cur, store_converged.load(cur, inv))
+            stored = store_converged.read(cur, inv)
+            live = store_converged.live_runs(cur, {i for s in stored.values() for i in s.run_ids()})
             episodes = cur.all(
                 "SELECT * FROM drift_episodes WHERE inventory = ? AND closed IS NULL"
                 " ORDER BY first_seen, host, subject, id", (inv,))
             baselines = cur.all("SELECT * FROM baseline WHERE inventory = ? ORDER BY host, path", (inv,))
         self._converged, self._open, self._baselines = {}, {}, {}
-        self._converged = converged
+        self._stored, self._live = stored, live
         for r in episodes:
             self._open.setdefault(r["host"], []).append(episode_from_row(r))
         for r in baselines:
@@ -142,7 +150,16 @@ class RunState:
 
     def converged(self, inventory: str, host: str) -> dict[str, ConvergedState]:
         self._mine(inventory)
-        return dict(self._converged.get(host, {}))
+        states = self._converged.get(host)
+        if states is None:
+            stored = self._stored.get(host)
+            try:
+                states = {} if stored is None else store_converged.public_host(store_converged.decode(stored),
+                                                                               self._live)
+            except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:
+                raise StoreError(f"the converged state of {host} cannot be read ({type(e).__name__})") from e
+            self._converged[host] = states  # two threads asking at once decode it twice, to the same
+        return dict(states)
 
     def open_drift(self, inventory: str, host: str | None = None) -> list[DriftEpisode]:
         self._mine(inventory)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_store import INV, at, host, report, res
+from test_store import INV, at, fp, host, report, res
 
 from driftctl.errors import ExitCode, StoreError
 from driftctl.store import open_store, spool
@@ -182,6 +182,54 @@ def test_a_run_state_serves_reads_from_memory_and_writes_once(store_url: str, tm
         saved = view.finish()
         assert saved.run_id is not None and saved.exit_bits == 0 and saved.message(store.url) is None
         assert set(store.baseline(INV, "web1")) == {"/etc/a"}
+
+
+def test_a_run_state_gives_each_host_the_converged_state_the_store_gives(store_url: str, tmp_path: Path) -> None:
+    """The run state leaves each host's part encoded until asked (an apply never asks): what it then
+    gives is exactly ``Store.converged``, for a host on one part, on a part with some resources kept
+    from an earlier run, with none, and after the run that converged some of it was pruned."""
+    ids = ["file:/etc/motd", "package:nginx", "service:nginx"]
+    with open_store(store_url) as store:
+        store.save_run(report("apply", 0, [host("web1", [res(i, "changed") for i in ids])]))
+        store.save_run(report("apply", 1, [host("web2", [res(i, "changed") for i in ids])]))
+        store.save_run(report("apply", 30, [host("web1", [
+            res("file:/etc/motd", "changed", desired="v2"), res("package:nginx"),
+            res("service:nginx", "failed", desired="v2", observed="v1", error="unit failed")])]))
+        store.prune(INV, at(29))  # web2's converging run is kept (a host's latest), web1's first is not
+        view = RunState.begin(store, tmp_path / "state-dir", INV)
+        for name in ("web1", "web2", "web3"):
+            assert view.converged(INV, name) == store.converged(INV, name)
+        web1 = view.converged(INV, "web1")
+        assert (web1["file:/etc/motd"].fingerprint, web1["service:nginx"].fingerprint) == (fp("v2"), fp("v1"))
+        assert web1["service:nginx"].run_id is None and web1["file:/etc/motd"].run_id is not None
+
+
+def test_a_converged_state_that_cannot_be_read_stops_its_reader_and_spools_the_apply(
+        tmp_path: Path) -> None:
+    """A damaged part (its xz check fails): the run still begins (nothing asks for it before hosts
+    are worked on), a drift run asking for the host gets a StoreError naming it, and an apply of it
+    keeps its results in the spool with that reason instead of failing after the hosts changed."""
+    state = tmp_path / "state-dir"
+    with open_store(str(tmp_path / "state" / "driftctl.sqlite")) as store:
+        store.save_run(report("apply", 0, [host("web1", [res(MOTD, "changed")]),
+                                           host("web2", [res(MOTD, "changed", desired="v3")])]))
+        with store.database.transaction() as cur:
+            part = cur.scalar("SELECT part FROM converged_hosts WHERE host = 'web1'")
+            body = bytes(cur.scalar("SELECT body FROM document_parts WHERE hash = ?", (part,)))
+            damaged = body[:20] + bytes(b ^ 0xFF for b in body[20:28]) + body[28:]
+            cur.execute("UPDATE document_parts SET body = ? WHERE hash = ?", (damaged, part))
+        view = RunState.begin(store, state, INV)
+        assert view.converged(INV, "web2")[MOTD].fingerprint == fp("v3")
+        with pytest.raises(StoreError, match="converged state of web1 cannot be read"):
+            view.converged(INV, "web1")
+        view.save_run(report("apply", 1, [host("web1", [res(MOTD, "changed", desired="v2")])]))
+        saved = view.finish()
+        assert saved.spooled is not None and "converged state of web1 cannot be read" in str(saved.error)
+        assert [r.command for r in store.runs(INV)] == ["apply"]  # nothing half-written
+        # the drift run that found web1 failed (its reader's error) is stored: its new part goes in whole
+        failed = host("web1", [res(MOTD, "failed", error="the converged state of web1 cannot be read")])
+        store.save_run(report("drift", 2, [failed, host("web2", [res(MOTD, desired="v3")])]))
+        assert [r.command for r in store.runs(INV)] == ["drift", "apply"]
 
 
 @pytest.mark.postgres
