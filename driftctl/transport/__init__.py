@@ -1,4 +1,8 @@
-from driftctl.transport.base import (
+from driftctl.transport import _deferred
+
+_deferred.install()  # before anything imports paramiko: see _deferred.py
+
+from driftctl.transport.base import (  # noqa: E402
     TRANSPORTS,
     CommandResult,
     Feed,
