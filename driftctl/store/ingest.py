@@ -32,6 +32,7 @@ import hashlib
 import json
 import lzma
 import zlib
+from collections import Counter
 from typing import Any
 
 from driftctl.errors import StoreError
@@ -162,7 +163,8 @@ def split_document(report: dict[str, Any], part_of: dict[str, tuple[str, dict[st
         digest, states = part_of[h["name"]]
         said = [_said(r) for r in h["resources"]]
         texts = [dumps(x) for x in said]
-        common = max(set(texts), key=texts.count) if texts else "{}"
+        # (Counter, not texts.count per distinct text: in a first converge nearly every text differs)
+        common = Counter(texts).most_common(1)[0][0] if texts else "{}"
         common_said = said[texts.index(common)] if texts else {}  # as given: its keys in their order
         # the state's keys stay (null), so that the joined host has its keys in the same order
         slim = {k: None if k in _HOST_STATE_KEYS or k == "resources" else v for k, v in h.items()}
