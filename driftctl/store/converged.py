@@ -190,6 +190,46 @@ def write(cur: Cursor, inventory: str, host: str, states: dict[str, Key], candid
             best = (cost, base, skip, other)
     assert best is not None
     _, base, skip, other = best
+    _write_row(cur, inventory, host, base, skip, other)
+
+
+def covered_by(stored: Stored | None, part: dict[str, Any], part_hash: str, done: list[dict[str, Any]],
+               at: float) -> bool:
+    """Whether a run at ``at`` that converged ``done``, exactly the resources of its own ``part``, leaves
+    nothing of the host's earlier converged state ``stored``: then the new state is the part itself
+    (``write_part``), and ``write`` would choose it too. Decides by ids and times alone, without
+    computing a state (the whole cost of ``write`` for an apply that converged every resource)."""
+    ids = [s.get("id") if isinstance(s, dict) else None for s in part.get("resources", [])]
+    done_ids = {r["id"] for r in done}
+    if len(done_ids) != len(done) or len(set(ids)) != len(ids) or set(ids) != done_ids:
+        return False
+    if stored is None:
+        return True
+    if stored.legacy or stored.body is None:
+        return False  # rows of an older schema: write() replaces them
+    other = stored.body.get("other", {})
+    if any(res not in done_ids or float(e[5]) > at for res, e in other.items()):
+        return False  # kept from another run, or newer than this one (a pull report collected late)
+    if stored.part is not None:
+        if float(stored.body["at"]) > at:
+            return False
+        skip = set(stored.body.get("skip", []))
+        if stored.part[0] != part_hash:  # the same part has the same ids
+            from driftctl.store.ingest import decode_part
+
+            old = decode_part(stored.part[1], stored.part[2]).get("resources", [])
+            if any(isinstance(s, dict) and s.get("id") not in done_ids and s.get("id") not in skip for s in old):
+                return False
+    return True
+
+
+def write_part(cur: Cursor, inventory: str, host: str, base: Base) -> None:
+    """Store ``base`` (a part and the run that converged all of it) as the host's converged state."""
+    _write_row(cur, inventory, host, base, [], {})
+
+
+def _write_row(cur: Cursor, inventory: str, host: str, base: Base | None, skip: list[str],
+               other: dict[str, Key]) -> None:
     body: dict[str, Any] = {
         "run": base.run_id if base else None, "at": base.at if base else None, "skip": skip,
         "other": {res: [k[0], k[1], SAME_FINGERPRINT if k[1] is not None and k[2] == k[1] else k[2],

@@ -264,12 +264,13 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
         _save_host(cur, run_id, host, part_of[host["name"]][0] if host["name"] in part_of else None, command)
         if host["status"] == "unreachable":
             continue  # nothing was observed: converged state and episodes stay as they were
+        own = found if found is not None and stored is found else None  # stored as its own part, not inline
         if command == "apply":
-            _converge(cur, inventory, run_id, started, host, _applied(host, command), "applied", stored)
+            _converge(cur, inventory, run_id, started, host, _applied(host, command), "applied", stored, own)
         elif command == "drift":
             _drift_episodes(cur, inventory, run_id, started, host, partial=bool(report.get("partial")))
             # Remediation is an apply of those resources: the drift was seen (above) and is now gone.
-            _converge(cur, inventory, run_id, started, host, _applied(host, command), "remediated", stored)
+            _converge(cur, inventory, run_id, started, host, _applied(host, command), "remediated", stored, own)
     cur.execute(
         "INSERT INTO run_documents (run_id, encoding, body) VALUES (?, ?, ?)",
         (run_id, DOCUMENT_ENCODING, encode_document(split_document(report, part_of))),
@@ -338,31 +339,45 @@ def _applied(host: dict[str, Any], command: str) -> list[dict[str, Any]]:
 
 def _converge(
     cur: Cursor, inventory: str, run_id: int, when: float, host: dict[str, Any], done: list[dict[str, Any]],
-    reason: str, part: tuple[str, dict[str, Any]] | None,
+    reason: str, part: tuple[str, dict[str, Any]] | None, own: tuple[str, dict[str, Any]] | None,
 ) -> None:
+    """``part``: the host's state as stored (its own part, or the previous one its states are inline
+    with); ``own``: the same when it is the host's own part."""
     name = host["name"]
     if done:
-        # The host as the apply left it (re-observed), on top of what earlier applies converged.
-        try:
-            old = converged.load(cur, inventory, name).get(name, converged.HostConverged())
-        except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:  # the run is spooled, not lost
-            raise StoreError(f"the converged state of {name} cannot be read ({type(e).__name__})") from e
-        states = dict(old.states)
-        for r in done:
-            earlier = states.get(r["id"])
-            if earlier is not None and earlier[5] > when:
-                continue  # a run older than the state (a pull report collected late, a spooled run): kept
-            states[r["id"]] = converged.from_resource(r, run_id, when)
-        candidates = [converged.Base(part[0], part[1], run_id, when)] if part is not None else []
-        if old.base is not None:
-            candidates.append(old.base)
-        converged.write(cur, inventory, name, states, candidates)
+        _converge_states(cur, inventory, name, run_id, when, done, part, own)
     cur.executemany(
         "UPDATE drift_episodes SET closed = ?, closed_run = ?, close_reason = ?"
         " WHERE inventory = ? AND host = ? AND kind = 'resource' AND subject = ? AND closed IS NULL"
         " AND first_seen <= ?",
         [(when, run_id, reason, inventory, name, r["id"], when) for r in done],
     )
+
+
+def _converge_states(
+    cur: Cursor, inventory: str, name: str, run_id: int, when: float, done: list[dict[str, Any]],
+    part: tuple[str, dict[str, Any]] | None, own: tuple[str, dict[str, Any]] | None,
+) -> None:
+    """The host as the apply left it (re-observed), on top of what earlier applies converged."""
+    try:
+        stored = converged.read(cur, inventory, name).get(name)
+        if own is not None and converged.covered_by(stored, own[1], own[0], done, when):
+            # every resource converged by this run, nothing earlier kept: the state is the part itself
+            converged.write_part(cur, inventory, name, converged.Base(own[0], own[1], run_id, when))
+            return
+        old = converged.decode(stored) if stored is not None else converged.HostConverged()
+    except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:  # the run is spooled, not lost
+        raise StoreError(f"the converged state of {name} cannot be read ({type(e).__name__})") from e
+    states = dict(old.states)
+    for r in done:
+        earlier = states.get(r["id"])
+        if earlier is not None and earlier[5] > when:
+            continue  # a run older than the state (a pull report collected late, a spooled run): kept
+        states[r["id"]] = converged.from_resource(r, run_id, when)
+    candidates = [converged.Base(part[0], part[1], run_id, when)] if part is not None else []
+    if old.base is not None:
+        candidates.append(old.base)
+    converged.write(cur, inventory, name, states, candidates)
 
 
 def _drift_episodes(

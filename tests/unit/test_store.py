@@ -197,6 +197,58 @@ def test_the_converged_fingerprint_is_what_the_apply_observed(store: Store) -> N
     assert (state.fingerprint, state.desired_fingerprint) == (fp("v1-as-seen"), fp("v1"))
 
 
+def test_an_apply_that_converged_every_resource_stores_its_part_as_the_general_write_would(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The short way (converged.covered_by + write_part: by ids and times, no state computed) against
+    the general one (write, forced) over the same runs: rows and answers identical, and the short way
+    taken for the applies that converged all of a host and refused for the others."""
+    from driftctl.store import converged
+
+    ids = ["file:/etc/motd", "package:nginx", "service:nginx"]
+    runs = [
+        report("apply", 0, [host("web1", [res(i, "changed") for i in ids]), host("web2", [res(ids[0], "changed")])]),
+        report("apply", 1, [host("web1", [res(i) for i in ids])]),  # no-op: the same part (short)
+        report("apply", 2, [host("web1", [res(ids[0], "changed", desired="v2"), res(ids[1]),
+                                          res(ids[2], "failed", desired="v2", error="unit failed")])]),  # general
+        # general too: few states differ from the previous part, so they are stored inline beside it
+        report("apply", 3, [host("web1", [res(ids[0], desired="v2"), res(ids[1]), res(ids[2], "changed",
+                                                                                    desired="v2")])]),
+        report("apply", 4, [host("web1", [res(ids[0], desired="v2"), res(ids[1])])]),  # one left the catalog
+        report("apply", 5, [host("web1", [res(i, desired="v3", observed="v3") for i in ids])]),  # short
+        report("apply", 4.5, [host("web1", [res(i, desired="v3", observed="v3") for i in ids])]),  # older: general
+        report("drift", 6, [host("web1", [res(ids[0], "changed", desired="v4", drift="corrective"),
+                                          res(ids[1], desired="v3"), res(ids[2], desired="v3")])]),  # remediated
+        report("apply", 7, [host("web2", [res(ids[0], "changed"), res(ids[1], "changed")])]),  # a new resource
+        report("apply", 8, [host("web2", [res(ids[1])])]),  # one left the catalog: its part says so (general)
+    ]
+    short: list[str] = []
+    write_part = converged.write_part
+
+    def counted(cur: Any, inventory: str, name: str, base: Any) -> None:
+        short.append(f"{name}@{(base.at - T0.timestamp()) / 3600:g}")
+        write_part(cur, inventory, name, base)
+
+    def rows(store: Store) -> list[tuple[str, str | None, dict[str, Any]]]:
+        with store.database.read() as cur:
+            return [(r["host"], r["part"], converged._decode(r["encoding"], r["body"]))
+                    for r in cur.all("SELECT * FROM converged_hosts ORDER BY host")]
+
+    with open_store(str(tmp_path / "a.sqlite")) as a, open_store(str(tmp_path / "b.sqlite")) as b:
+        seen_a, seen_b = [], []
+        for doc in runs:
+            monkeypatch.setattr(converged, "write_part", counted)
+            a.save_run(copy.deepcopy(doc))
+            seen_a.append(rows(a))
+            monkeypatch.setattr(converged, "covered_by", lambda *args: False)
+            b.save_run(copy.deepcopy(doc))
+            seen_b.append(rows(b))
+            monkeypatch.undo()
+        assert seen_a == seen_b
+        for name in ("web1", "web2"):
+            assert a.converged(INV, name) == b.converged(INV, name)
+    assert short == ["web1@0", "web2@0", "web1@1", "web1@5", "web2@7"]
+
+
 # -- drift episodes --------------------------------------------------------------------------------
 
 
