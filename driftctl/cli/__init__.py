@@ -89,10 +89,23 @@ def _two_malloc_arenas() -> None:
         pass
 
 
+def _fewer_collections() -> None:
+    """A run holds every host's results until its report (a 100-host drift: ~1.5 million objects), and
+    each young collection that reaches the oldest generation walks them all, holding the GIL that every
+    host's connection waits for. Collecting the young generation every 10,000 allocations, not 700:
+    a 100-host drift spent 0.39-0.41 s of CPU in the collector (longest pause 85-112 ms), 0.17-0.21 s
+    after (longest 45-52 ms), at the same peak RSS. Set for the command line only, not for a program
+    that imports driftctl."""
+    import gc
+
+    gc.set_threshold(10_000, 10, 10)
+
+
 def main(argv: list[str] | None = None) -> None:
     from driftctl.cli.ui import error
 
     _two_malloc_arenas()
+    _fewer_collections()
     try:
         rc = cli.main(args=argv, prog_name="driftctl", standalone_mode=False)
     except click.exceptions.Abort:
