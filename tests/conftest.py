@@ -4,7 +4,8 @@
   hosts fleet1..N in groups web/db), ``fleet.known_hosts``. Size ``DRIFTCTL_TEST_FLEET_SIZE`` (default
   4). ``DRIFTCTL_TEST_REUSE_FLEET=1`` uses the hand-started fleet (``fleet.py up``) instead, and then
   leaves it running.
-- ``fresh_host`` (function): one brand-new host for destructive tests, removed afterwards.
+- ``fresh_host`` (function): one brand-new host for destructive tests, removed afterwards (booted in
+  the background while the test before it runs, and removed in the background: see _FreshHosts).
 
 FleetHost: ``.name .port .container .groups .host() .exec(argv) .sh(script) .agent(request)
 .testinfra()``. ``exec``/``sh``/``agent`` go through ``podman exec``, not through driftctl's SSH code.
@@ -17,6 +18,7 @@ when podman or the images are missing, so a broken machine cannot hide the fleet
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -24,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -70,6 +74,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.fleet)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _fresh_hosts.plan(session.items)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("fleet") and shutil.which("podman") is None:
         pytest.fail("this test needs the podman fleet, and podman is not installed (run scripts/setup)")
@@ -87,6 +95,7 @@ def _fleet_session() -> Iterator[None]:
     except FleetError as e:
         _fail("could not list fleet containers", e)
     yield
+    _fresh_hosts.close()
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
@@ -128,6 +137,122 @@ def fleet(_fleet_session: None) -> Iterator[Any]:
 _fresh_counter = 0
 
 
+def _fresh_options(item: pytest.Item) -> tuple[str, ...] | None:
+    """The extra podman arguments of the fresh host ``item`` takes, or None if it takes none."""
+    if "fresh_host" not in getattr(item, "fixturenames", ()):
+        return None
+    marker = item.get_closest_marker("fresh_host")
+    options = dict(marker.kwargs) if marker else {}
+    extra = fleetlib.NET_SYSCTL_ARGS if options.pop("net_sysctls", False) else []
+    if options:
+        pytest.fail(f"unknown fresh_host options: {sorted(options)}")
+    return tuple(extra)
+
+
+@dataclass
+class _Starting:
+    """A fresh host being started (or removed) on a background thread, and where its state lives."""
+
+    fleet_id: str
+    state: Path
+    extra: tuple[str, ...]
+    future: Future[Any]
+
+
+class _FreshHosts:
+    """Fresh hosts are started one test ahead: while a test uses its host, the host of the next test
+    that takes one boots on a background thread (about 3-6 s of podman run and systemd boot that no
+    test waits for any more), and a used host is removed in the background too. Every test still gets
+    a container nobody else has touched; the spare is made with the options the next test asks for.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._spare: _Starting | None = None
+        self._removals: list[Future[Any]] = []
+        self._later: dict[str, tuple[str, ...]] = {}  # nodeid -> options of the next fresh-host test after it
+
+    def plan(self, items: list[pytest.Item]) -> None:
+        nxt: tuple[str, ...] | None = None
+        for item in reversed(items):
+            if nxt is not None:
+                self._later[item.nodeid] = nxt
+            try:
+                options = _fresh_options(item)
+            except pytest.fail.Exception:  # bad options: that test fails when it runs, nothing is started for it
+                continue
+            if options is not None:
+                nxt = options
+
+    def _background(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="fresh-host")
+        return self._pool
+
+    def _begin(self, extra: tuple[str, ...]) -> _Starting:
+        global _fresh_counter
+        _fresh_counter += 1
+        fleet_id = f"{_SESSION_ID}-x{_fresh_counter}"
+        state = _SESSION_DIR / f"fresh{_fresh_counter}"
+
+        def start() -> Any:
+            try:
+                return fleetlib.start_fleet(
+                    fleet_id,
+                    1,
+                    inventory_dir=state / "inventory",
+                    known_hosts=state / "known_hosts",
+                    owner=fleetlib.current_owner(),
+                    extra_args=list(extra),
+                    host_prefix="fresh",
+                )
+            except FleetError:
+                fleetlib.down(fleet_id)
+                raise
+
+        return _Starting(fleet_id, state, extra, self._background().submit(start))
+
+    def _remove(self, starting: _Starting) -> None:
+        def remove() -> None:
+            with contextlib.suppress(Exception):  # wait for a start still under way; a failed one left nothing
+                starting.future.result()
+            fleetlib.down(starting.fleet_id)
+            shutil.rmtree(starting.state, ignore_errors=True)
+
+        self._removals.append(self._background().submit(remove))
+
+    def take(self, nodeid: str, extra: tuple[str, ...]) -> _Starting:
+        """The host for test ``nodeid`` (the spare if it fits), and the next test's spare started."""
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.extra != extra:  # tests run in another order (-p, -n): not ours
+            self._remove(spare)
+            spare = None
+        mine = spare or self._begin(extra)
+        if nodeid in self._later:
+            self._spare = self._begin(self._later[nodeid])
+        return mine
+
+    def give_back(self, starting: _Starting) -> None:
+        if starting.future.done() and starting.future.exception() is None:
+            for h in starting.future.result().hosts:
+                h.close()
+        self._remove(starting)
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._remove(self._spare)
+            self._spare = None
+        for f in self._removals:
+            with contextlib.suppress(Exception):
+                f.result()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+_fresh_hosts = _FreshHosts()
+
+
 @pytest.fixture
 def fresh_host(request: pytest.FixtureRequest, _fleet_session: None) -> Iterator[Any]:
     """A brand-new host (its own container, keys and known_hosts), removed after the test.
@@ -135,34 +260,18 @@ def fresh_host(request: pytest.FixtureRequest, _fleet_session: None) -> Iterator
     ``@pytest.mark.fresh_host(net_sysctls=True)`` gives a host where ``sysctl -w net.*`` works (inside
     its own network namespace only); see fleet.NET_SYSCTL_ARGS for what it costs.
     """
-    global _fresh_counter
-    marker = request.node.get_closest_marker("fresh_host")
-    options = dict(marker.kwargs) if marker else {}
-    extra = fleetlib.NET_SYSCTL_ARGS if options.pop("net_sysctls", False) else []
-    if options:
-        pytest.fail(f"unknown fresh_host options: {sorted(options)}")
-    _fresh_counter += 1
-    fleet_id = f"{_SESSION_ID}-x{_fresh_counter}"
-    state = _SESSION_DIR / f"fresh{_fresh_counter}"
+    extra = _fresh_options(request.node)
+    assert extra is not None
+    starting = _fresh_hosts.take(request.node.nodeid, extra)
     try:
-        started = fleetlib.start_fleet(
-            fleet_id,
-            1,
-            inventory_dir=state / "inventory",
-            known_hosts=state / "known_hosts",
-            owner=fleetlib.current_owner(),
-            extra_args=extra,
-            host_prefix="fresh",
-        )
+        started = starting.future.result()
     except FleetError as e:
-        fleetlib.down(fleet_id)
+        _fresh_hosts.give_back(starting)
         _fail("could not start a fresh host", e)
     try:
         yield started.hosts[0]
     finally:
-        started.hosts[0].close()
-        fleetlib.down(fleet_id)
-        shutil.rmtree(state, ignore_errors=True)
+        _fresh_hosts.give_back(starting)
 
 
 @pytest.fixture
