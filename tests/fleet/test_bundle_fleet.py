@@ -110,9 +110,10 @@ def test_a_vaulted_value_on_a_host_without_cryptography_is_a_clear_error(fleet: 
 
 def make_repo(host: Any, marker_text: str, sleep: int = 0) -> None:
     """A bare repository on the host with an inventory naming it and a manifest writing /etc/pulled-by-timer
-    (and, with ``sleep``, an exec that holds the apply for that long after touching /run/pull-started)."""
-    slow = (f"    - exec: hold\n      command: sh -c 'touch /run/pull-started; sleep {sleep}'\n"
-            if sleep else "")
+    (and, with ``sleep``, an exec that touches /run/pull-started and holds the apply until /run/pull-release
+    exists, for ``sleep`` seconds at most)."""
+    slow = ("    - exec: hold\n      command: sh -c 'touch /run/pull-started; i=0; while [ ! -e /run/pull-release ]"
+            f" && [ $i -lt {sleep * 10} ]; do sleep 0.1; i=$((i+1)); done'\n" if sleep else "")
     files = {
         "inventory/hosts.yaml": f"all:\n  hosts:\n    {host.name}: {{}}\n",
         "manifests/site.yaml": "- hosts: all\n  manifests: [pulled.yaml]\n",
@@ -236,7 +237,7 @@ def test_a_manual_pull_during_the_timers_pull_gets_75(fresh_host: Any, bundle: P
     r = bundle_cli("install", "--bundle", bundle, "--source", REPO, "--every", "1h", tmp_path=tmp_path,
                    inventory=inventory)
     assert r.rc == 2, r.output
-    sh(host, "rm -f /run/pull-started; systemctl start --no-block driftctl-pull.service")
+    sh(host, "rm -f /run/pull-started /run/pull-release; systemctl start --no-block driftctl-pull.service")
     deadline = time.monotonic() + 240
     while host.sh("test -e /run/pull-started").rc != 0:  # the timer's pull is applying: it holds the lock
         assert time.monotonic() < deadline, sh(host, "journalctl -u driftctl-pull.service --no-pager -o cat")
@@ -244,7 +245,8 @@ def test_a_manual_pull_during_the_timers_pull_gets_75(fresh_host: Any, bundle: P
     manual = host.sh(f"driftctl pull {REPO} --host {host.name}")
     assert manual.rc == 75, manual.stdout_text + manual.stderr_text
     assert "lock" in manual.stderr_text
-    # the timer's own pull finishes on its own and succeeds
+    # the timer's own pull finishes on its own and succeeds (released now: it held at most 20 s anyway)
+    sh(host, "touch /run/pull-release")
     deadline = time.monotonic() + 240
     while sh(host, "systemctl show -p ActiveState --value driftctl-pull.service").strip() == "activating":
         assert time.monotonic() < deadline

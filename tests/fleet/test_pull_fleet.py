@@ -123,7 +123,7 @@ def controller_site(tmp_path: Path, repo: Repo, hosts: list[Any]) -> Path:
 
 
 def cleanup(host: Any) -> None:
-    host.sh(f"rm -rf {TREE} {SOURCE} {CACHE} {MOTD} /run/pull-started /srv/away.git")
+    host.sh(f"rm -rf {TREE} {SOURCE} {CACHE} {MOTD} /run/pull-started /run/pull-release /srv/away.git")
 
 
 @pytest.fixture
@@ -232,12 +232,15 @@ def test_push_apply_during_pull_apply_gets_75_and_the_other_way_round(fresh_host
     host = fresh_host
     install(host, project_tar)
     repo = Repo(tmp_path / "repo")
-    hold = "  - exec: hold\n    command: sh -c 'touch /run/pull-started; sleep 8'\n"
+    # holds the apply (and the host's lock) until /run/pull-release exists, 8 s at most (it was `sleep 8`)
+    hold = ("  - exec: hold\n    command: sh -c 'touch /run/pull-started; i=0; while [ ! -e /run/pull-release ]"
+            " && [ $i -lt 80 ]; do sleep 0.1; i=$((i+1)); done'\n")
     repo.commit(files([host], "held", extra=hold))
     repo.copy_to(host)
     inventory = controller_site(tmp_path, repo, [host])
     # a pull apply holds the host's lock: a push apply gets 75 and changes nothing
-    sh(host, f"rm -f /run/pull-started; (cd / && PYTHONPATH={TREE} python3 -m driftctl pull {SOURCE} --host {host.name}"
+    sh(host, f"rm -f /run/pull-started /run/pull-release; "
+             f"(cd / && PYTHONPATH={TREE} python3 -m driftctl pull {SOURCE} --host {host.name}"
              " > /run/pull.out 2>&1; echo $? > /run/pull.rc) > /dev/null 2>&1 &")
     for _ in range(100):
         if host.sh("test -e /run/pull-started").rc == 0:
@@ -245,13 +248,14 @@ def test_push_apply_during_pull_apply_gets_75_and_the_other_way_round(fresh_host
         time.sleep(0.2)
     push = controller("apply", inventory, tmp_path=tmp_path)
     assert push.rc == 75, push.output
+    sh(host, "touch /run/pull-release")
     for _ in range(100):
         if host.sh("test -e /run/pull.rc").rc == 0:
             break
         time.sleep(0.2)
     assert sh(host, "cat /run/pull.rc").strip() == "2", sh(host, "cat /run/pull.out")
     # a push apply holds it: a pull apply gets 75
-    sh(host, f"rm -f /run/pull-started {MOTD}")
+    sh(host, f"rm -f /run/pull-started /run/pull-release {MOTD}")
     proc = subprocess.Popen([sys.executable, "-m", "driftctl", "apply", str(inventory)], cwd=tmp_path,
                             env={**__import__("os").environ, "DRIFTCTL_STATE_DIR": str(tmp_path / "state2"),
                                  "DRIFTCTL_CONNECT_TIMEOUT": "60"},
@@ -266,6 +270,7 @@ def test_push_apply_during_pull_apply_gets_75_and_the_other_way_round(fresh_host
         assert r.rc == 75, r.stdout_text + r.stderr_text
         assert "locked" in (r.stdout_text + r.stderr_text)
     finally:
+        sh(host, "touch /run/pull-release")
         out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, (out + err).decode()
     cleanup(host)
