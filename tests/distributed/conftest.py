@@ -1,5 +1,6 @@
-"""Fixtures of the distributed tests: a PostgreSQL cluster and a Redis server of the module's own, and
-a fleet of ``DRIFTCTL_TEST_DIST_FLEET_SIZE`` hosts (default 20; ``small_dist_fleet``: 2) started by the
+"""Fixtures of the distributed tests: a PostgreSQL cluster and a Redis server of their own (started once
+for the session: every test takes a new database, and ``broker`` empties Redis before each test), and a
+fleet of ``DRIFTCTL_TEST_DIST_FLEET_SIZE`` hosts (default 20; ``small_dist_fleet``: 2) started by the
 module and downed at its end (tests/fleet/fleet.py's start_fleet)."""
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ def _serving(kind: Any, prefix: str) -> Iterator[Any]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pg() -> Iterator[PgServer]:
     yield from _serving(PgServer, "driftctl-dist-pg-")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     yield from _serving(RedisServer, "driftctl-dist-redis-")
 

@@ -183,10 +183,19 @@ class Scene:
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
     def start_worker(self, name: str, queues: tuple[str, ...] = ZONES, concurrency: int = 2,
-                     env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Worker:
-        w = Worker(self, name, queues, concurrency, env or {}, args)
+                     env: dict[str, str] | None = None, args: tuple[str, ...] = (), wait: bool = True) -> Worker:
+        """A worker, ready when this returns (``wait=False``: started only; then ``ready()`` it)."""
+        w = Worker(self, name, queues, concurrency, env or {}, args, wait=wait)
         self.workers.append(w)
         return w
+
+    def start_workers(self, *specs: dict[str, Any]) -> list[Worker]:
+        """Workers (``start_worker`` keywords each) started at once and all ready on return: a worker
+        takes seconds to import celery and driftctl and reach the broker, and they need not queue."""
+        workers = [self.start_worker(**spec, wait=False) for spec in specs]
+        for w in workers:
+            w.ready()
+        return workers
 
     def stop_workers(self) -> None:
         for w in self.workers:
@@ -198,7 +207,7 @@ class Worker:
     """One `driftctl worker` process (its own state directory and log)."""
 
     def __init__(self, scene: Scene, name: str, queues: tuple[str, ...], concurrency: int,
-                 env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+                 env: dict[str, str], args: tuple[str, ...] = (), wait: bool = True) -> None:
         self.name = name
         self.log = scene.tmp / f"{name}.log"
         state = scene.tmp / f"{name}-state"
@@ -212,9 +221,14 @@ class Worker:
         full.pop("DRIFTCTL_STATE_DIR")
         self.proc = subprocess.Popen(argv, cwd=REPO, env=full, stdout=open(self.log, "ab"),  # noqa: SIM115
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_for(lambda: self.proc.poll() is not None or "ready." in self.text(), f"worker {name} to be ready", 90)
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait until the worker says it is ready (it fails the test if it exits first)."""
+        wait_for(lambda: self.proc.poll() is not None or "ready." in self.text(), f"worker {self.name} to be ready", 90)
         if self.proc.poll() is not None:
-            raise AssertionError(f"worker {name} exited {self.proc.returncode}:\n{self.text()}")
+            raise AssertionError(f"worker {self.name} exited {self.proc.returncode}:\n{self.text()}")
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -64,9 +64,8 @@ def sh(host: Any, script: str) -> str:
 
 
 def test_celery_runs_give_the_results_of_an_in_process_run(scene: Scene) -> None:
-    scene.start_worker("w1", concurrency=3)
-    scene.start_worker("w2", queues=(ZONES[0],), concurrency=3)
-    scene.start_worker("w3", queues=(ZONES[1],), concurrency=3)
+    scene.start_workers({"name": "w1", "concurrency": 3}, {"name": "w2", "queues": (ZONES[0],), "concurrency": 3},
+                        {"name": "w3", "queues": (ZONES[1],), "concurrency": 3})
     n = len(scene.hosts)
     local = scene.driftctl("plan", "--json", celery=False)
     remote = scene.driftctl("plan", "--json")
@@ -130,8 +129,8 @@ def test_a_worker_killed_mid_run_loses_no_host(scene: Scene) -> None:
     fast = {"DRIFTCTL_VISIBILITY_TIMEOUT": "8"}
     scene.driftctl("apply", celery=False)
     (scene.inventory / "group_vars" / "all.yaml").write_text(f"canary: !secret {CANARY}\nslow: 2\n")
-    victim = scene.start_worker("victim", concurrency=2, env=fast)
-    survivor = scene.start_worker("survivor", concurrency=2, env=fast)
+    victim, survivor = scene.start_workers({"name": "victim", "concurrency": 2, "env": fast},
+                                           {"name": "survivor", "concurrency": 2, "env": fast})
     import subprocess
     import sys
 
@@ -250,6 +249,7 @@ def test_a_hanging_worker_fails_its_hosts_and_the_run_ends(scene: Scene) -> None
     assert any("no result from w1 in 3s" in e for e in errors)
     # every failed host failed by a timeout (the worker is named once it said who it is)
     assert all("no result from" in e or "no worker took its task in 10s" in e for e in errors), errors
+    worker.kill()  # its warm shutdown would wait for the tasks it held, 5 s of `slow` each, for nothing
 
 
 def test_celery_beat_runs_a_scheduled_drift_with_its_one_store_record(scene: Scene, tmp_path: Path) -> None:
