@@ -14,6 +14,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -235,13 +236,22 @@ def test_the_agent_on_the_running_container_agrees_with_image_observe(container:
 def test_the_base_reads_the_same_in_every_form(debian_base: str, tmp_path: Path) -> None:
     """A podman image, its `podman save` docker-archive and oci-archive, and a skopeo OCI layout: one
     filesystem, and a catalog bakes onto each and verifies."""
-    podman("save", "-q", "--format", "docker-archive", "-o", str(tmp_path / "docker.tar"), debian_base)
-    podman("save", "-q", "--format", "oci-archive", "-o", str(tmp_path / "oci.tar"), debian_base)
-    subprocess.run(
-        ["skopeo", "copy", "-q", f"containers-storage:{debian_base}", f"oci:{tmp_path / 'layout'}:b"],
-        check=True,
-        capture_output=True,
-    )
+    # the three exports read the same image and write files of their own: made at once, not one by one
+    with ThreadPoolExecutor(3) as pool:
+        exports = [
+            pool.submit(podman, "save", "-q", "--format", "docker-archive", "-o", str(tmp_path / "docker.tar"),
+                        debian_base),
+            pool.submit(podman, "save", "-q", "--format", "oci-archive", "-o", str(tmp_path / "oci.tar"),
+                        debian_base),
+            pool.submit(
+                subprocess.run,
+                ["skopeo", "copy", "-q", f"containers-storage:{debian_base}", f"oci:{tmp_path / 'layout'}:b"],
+                check=True,
+                capture_output=True,
+            ),
+        ]
+        for export in exports:
+            export.result()
     small = Catalog(
         "web1", [res("file", "/etc/baked", content="x\n", mode="0600"), res("service", "ssh", enabled=True)]
     )
