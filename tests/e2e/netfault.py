@@ -64,6 +64,12 @@ class TcpProxy:
             for s in self.connections:
                 with contextlib.suppress(OSError):
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                # close() alone leaves the socket open while a _pipe thread is blocked in recv() on it (the
+                # kernel keeps it for that call): the link then went silent, and the controller saw the
+                # reset only when its next keepalive reached the proxy, ~25 s later. shutdown() wakes
+                # those threads; the socket's last close then resets the connection at once.
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     s.close()
             self.connections.clear()
