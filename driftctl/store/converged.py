@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import lzma
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from driftctl.errors import StoreError
 from driftctl.store.db import Cursor, Row
-from driftctl.store.packing import dumps, xz
+from driftctl.store.packing import UNREADABLE, dumps, xz
 from driftctl.store.types import ConvergedState, to_dt
 
 ENCODING = "json+xz"
@@ -153,6 +156,15 @@ def _decode(encoding: str, body: bytes | memoryview) -> dict[str, Any]:
         raise ValueError(f"unknown converged encoding {encoding}")
     doc: dict[str, Any] = json.loads(lzma.decompress(bytes(body)).decode("utf-8"))
     return doc
+
+
+@contextmanager
+def readable(host: str) -> Iterator[None]:
+    """Reading ``host``'s converged state: a damaged one is a StoreError naming the host."""
+    try:
+        yield
+    except UNREADABLE as e:
+        raise StoreError(f"the converged state of {host} cannot be read ({type(e).__name__})") from e
 
 
 def live_runs(cur: Cursor, ids: set[int]) -> set[int]:

@@ -35,7 +35,6 @@ import zlib
 from collections import Counter
 from typing import Any
 
-from driftctl.errors import StoreError
 from driftctl.store import converged
 from driftctl.store.db import Cursor
 from driftctl.store.packing import dumps, xz
@@ -264,7 +263,7 @@ def save(cur: Cursor, report: dict[str, Any], run_key: str | None = None) -> int
         _save_host(cur, run_id, host, part_of[host["name"]][0] if host["name"] in part_of else None, command)
         if host["status"] == "unreachable":
             continue  # nothing was observed: converged state and episodes stay as they were
-        own = found if found is not None and stored is found else None  # stored as its own part, not inline
+        own = found if stored is found else None  # stored as its own part, not inline beside the previous
         if command == "apply":
             _converge(cur, inventory, run_id, started, host, _applied(host, command), "applied", stored, own)
         elif command == "drift":
@@ -359,15 +358,13 @@ def _converge_states(
     part: tuple[str, dict[str, Any]] | None, own: tuple[str, dict[str, Any]] | None,
 ) -> None:
     """The host as the apply left it (re-observed), on top of what earlier applies converged."""
-    try:
+    with converged.readable(name):  # a StoreError: the run is spooled, not lost
         stored = converged.read(cur, inventory, name).get(name)
         if own is not None and converged.covered_by(stored, own[1], own[0], done, when):
             # every resource converged by this run, nothing earlier kept: the state is the part itself
             converged.write_part(cur, inventory, name, converged.Base(own[0], own[1], run_id, when))
             return
         old = converged.decode(stored) if stored is not None else converged.HostConverged()
-    except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:  # the run is spooled, not lost
-        raise StoreError(f"the converged state of {name} cannot be read ({type(e).__name__})") from e
     states = dict(old.states)
     for r in done:
         earlier = states.get(r["id"])

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import lzma
+import zlib
 from typing import Any
+
+# what decoding a damaged stored value raises (xz or zlib check, bad UTF-8 or JSON, a missing key or a wrong type)
+UNREADABLE = (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError)
 
 # the dictionary each preset uses (xz(1)): never more than that, less when the data is smaller
 _PRESET_DICT = {0: 1 << 18, 1: 1 << 20, 2: 1 << 21, 3: 1 << 22, 4: 1 << 22, 5: 1 << 23, 6: 1 << 23}

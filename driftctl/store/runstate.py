@@ -20,9 +20,7 @@ connection for a few seconds), or, when the store stays away, keeps them in the 
 
 from __future__ import annotations
 
-import lzma
 import os
-import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,11 +151,9 @@ class RunState:
         states = self._converged.get(host)
         if states is None:
             stored = self._stored.get(host)
-            try:
+            with store_converged.readable(host):
                 states = {} if stored is None else store_converged.public_host(store_converged.decode(stored),
                                                                                self._live)
-            except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:
-                raise StoreError(f"the converged state of {host} cannot be read ({type(e).__name__})") from e
             self._converged[host] = states  # two threads asking at once decode it twice, to the same
         return dict(states)
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import lzma
 import time
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,6 +13,7 @@ from driftctl.errors import InputError, StoreError
 from driftctl.store import converged, ingest, migrations
 from driftctl.store import history as timeline
 from driftctl.store.db import RETRY_DELAYS, Cursor, Database, Dialect, Row, StoreUnavailable
+from driftctl.store.packing import UNREADABLE
 from driftctl.store.report import check, inventory_key
 from driftctl.store.types import (
     BaselineWrite,
@@ -222,7 +221,7 @@ class Store:
         try:
             states = {h: ingest.decode_part(p["encoding"], p["body"]) for h, p in parts.items()}
             return ingest.decode_document(row["encoding"], row["body"], states)
-        except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:
+        except UNREADABLE as e:
             raise StoreError(f"run {run_id}: the stored report cannot be read ({type(e).__name__})") from e
 
     def latest_run(self, inventory: str, command: str | None = None) -> dict[str, Any] | None:
@@ -249,10 +248,8 @@ class Store:
         def read(cur: Cursor) -> dict[str, ConvergedState]:
             return converged.public(cur, converged.load(cur, inv, host)).get(host, {})
 
-        try:
+        with converged.readable(host):
             return self._reading(read)
-        except (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError) as e:
-            raise StoreError(f"the converged state of {host} cannot be read ({type(e).__name__})") from e
 
     # -- drift ----------------------------------------------------------------------------------
 
