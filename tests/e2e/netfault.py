@@ -2,7 +2,10 @@
 
 ``TcpProxy(target_port)`` listens on 127.0.0.1 (a port of its own) and forwards each connection to
 127.0.0.1:target_port. ``cut()`` closes every open connection at once (both ends, as a dropped link or
-a killed middlebox would) and stops accepting new ones.
+a killed middlebox would) and stops accepting new ones. ``silence()`` is the link that goes quiet
+instead (a partition, a dead NIC, a firewall dropping): nothing is forwarded any more in either
+direction, but both sockets stay open, so neither end hears a FIN or a RST; TCP on each side sees
+only a peer that stopped reading.
 
 ``through_proxy(host, proxy, directory)`` gives a stand-in for a fleet host that ``write_inventory``
 accepts: same key and name, the proxy's port, and a known_hosts file naming the host at that port.
@@ -27,6 +30,7 @@ class TcpProxy:
         self.bytes_up = 0  # controller -> host
         self._lock = threading.Lock()
         self._cut = False
+        self._silent = threading.Event()
         threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
 
     def _accept(self) -> None:
@@ -39,6 +43,9 @@ class TcpProxy:
                 if self._cut:
                     client.close()
                     continue
+                if self._silent.is_set():  # taken in and never answered, as a listener that never speaks
+                    self.connections.append(client)
+                    continue
                 upstream = socket.create_connection(self.target, timeout=10)
                 upstream.settimeout(None)
                 self.connections += [client, upstream]
@@ -48,14 +55,24 @@ class TcpProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
         try:
             while data := src.recv(65536):
+                if self._silent.is_set():
+                    return  # dropped, and nothing more is read: the sender's window closes
                 if up:
                     self.bytes_up += len(data)
                 dst.sendall(data)
         except OSError:
             pass
-        finally:
+        if not self._silent.is_set():  # an end that came before any silence passes on
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
+
+    def silence(self) -> None:
+        """Stop forwarding in both directions and never tell either end: no FIN, no RST, no ICMP.
+
+        Bytes already in flight are dropped; the sockets stay open until ``cut()``/``close()``, so
+        each side's kernel acknowledges what fits in its receive buffer and then advertises a zero
+        window, as a peer that stopped reading does. A new connection is accepted and never answered."""
+        self._silent.set()
 
     def cut(self) -> None:
         """Close every connection now (RST where possible) and refuse new ones."""
