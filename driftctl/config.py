@@ -30,6 +30,9 @@ class Settings:
     parallel: int = 10
     connect_timeout: float = 10.0
     command_timeout: float = 300.0
+    # a running command's host silent this long (no output, no answer to an SSH keepalive) is lost; an
+    # apply's agent stops by itself after as long without a word from the controller (D47)
+    link_timeout: float = 60.0
     known_hosts: tuple[str, ...] = ()  # extra known_hosts files (~/.ssh/known_hosts is always read)
     accept_new_host_keys: bool = False
     ssh_config: str | None = None
@@ -71,8 +74,8 @@ class Settings:
 
 
 _INT = {"parallel", "backup_keep", "max_render_bytes"}
-_FLOAT = {"connect_timeout", "command_timeout", "backup_max_age_days", "store_keep_days", "resource_timeout",
-          "task_timeout", "queue_timeout", "visibility_timeout"}
+_FLOAT = {"connect_timeout", "command_timeout", "link_timeout", "backup_max_age_days", "store_keep_days",
+          "resource_timeout", "task_timeout", "queue_timeout", "visibility_timeout"}
 EXECUTORS = ("threads", "celery")
 _BOOL = {"accept_new_host_keys"}
 _TUPLE = {"known_hosts", "vault_password_file", "vault_ids"}

@@ -35,6 +35,7 @@ class ConnectionSpec:
     transport: str = "ssh"
     connect_timeout: float = 10.0
     command_timeout: float = 300.0
+    link_timeout: float = 60.0  # silence that makes a connection lost mid-command (D47)
     ssh_algorithms: str | None = None  # weak algorithms this host may use (driftctl_ssh_algorithms)
 
 

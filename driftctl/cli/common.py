@@ -148,7 +148,7 @@ def apply_timeouts(hosts: list[Host], settings: Settings, flags: dict[str, Any])
     out = []
     for h in hosts:
         conn = h.connection
-        for name in ("connect_timeout", "command_timeout"):
+        for name in ("connect_timeout", "command_timeout", "link_timeout"):
             configured = getattr(settings, name)
             if flags.get(name) is not None or getattr(conn, name) == getattr(defaults, name):
                 conn = dataclasses.replace(conn, **{name: configured})

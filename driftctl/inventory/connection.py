@@ -50,6 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("transport", ("driftctl_transport", "ansible_connection"), "transport"),
     Setting("connect_timeout", ("driftctl_connect_timeout", "ansible_ssh_timeout", "ansible_timeout"), "float"),
     Setting("command_timeout", ("driftctl_command_timeout",), "float"),
+    Setting("link_timeout", ("driftctl_link_timeout",), "float"),
     Setting("ssh_algorithms", ("driftctl_ssh_algorithms",), "str"),
 )
 

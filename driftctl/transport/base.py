@@ -161,6 +161,13 @@ class Transport(ABC):
         """Give up a connect() in progress in another thread (transports that connect at once need not)."""
         return None
 
+    @property
+    def link_timeout(self) -> float | None:
+        """Seconds of silence after which this transport's link counts as lost mid-command, or None
+        when its link cannot go silent (a local process, a local container). An apply's agent is then
+        asked to stop by itself after as long without a word from the controller (D47)."""
+        return None
+
     def __enter__(self) -> Transport:
         self.connect()
         return self

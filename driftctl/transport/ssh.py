@@ -6,6 +6,11 @@ SIGKILL through the channel (RFC 4254 "signal", refused by OpenSSH < 10 for root
 remote process carrying the command's ``DRIFTCTL_RUN`` mark is killed from a second channel.
 ``stream()`` is the same with stdin from a Feed held open until the command exits.
 
+A link that goes silent (a partition, a dead NIC, a firewall dropping: no FIN, no RST) is noticed
+while a command runs (``Liveness``, D47): after a quarter of the host's ``link_timeout`` without output,
+a keepalive that sshd must answer is sent; nothing heard for the whole ``link_timeout`` closes the
+connection and raises ConnectionLost, as a reset connection does.
+
 Connecting (jump chain, host keys, authentication, algorithm policy, the connect budget) is
 ``SSHConnection`` in ssh_connect.py; this module only asks it for an open connection.
 """
@@ -37,6 +42,54 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 16
 REAP_TIMEOUT = 15.0
 EOF_GRACE = 2.0  # after the exit status, how long to wait for output a background child still holds
+KEEPALIVE_REQUEST = "keepalive@openssh.com"  # OpenSSH's ServerAliveInterval request: any answer will do
+
+
+class Liveness:
+    """Whether the host is still there while a command runs and says nothing (D47).
+
+    Heard from: any output of the command, or the answer to a keepalive sent with want-reply (as
+    OpenSSH's ServerAliveInterval does; sshd answers it itself, whatever the command is doing). After
+    ``timeout / 4`` seconds without a word one keepalive is sent (``ask`` blocks until its answer and
+    raises when there will be none); the host is lost when nothing at all was heard for ``timeout``
+    seconds and that keepalive has waited at least three quarters of it, so a controller that was
+    stopped or starved for a while does not blame the host before asking it once.
+    """
+
+    def __init__(self, ask: Callable[[], None], timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ask = ask
+        self.timeout = timeout
+        self.quiet = timeout / 4
+        self._clock = clock
+        self.heard = clock()
+        self._asked: float | None = None  # when the keepalive still waiting for its answer was sent
+        self._answered: float | None = None
+        self._lock = threading.Lock()
+
+    def heard_now(self) -> None:
+        self.heard = self._clock()
+
+    def lost(self) -> bool:
+        """Called about once a second by the command's loop: starts a keepalive when due."""
+        now = self._clock()
+        with self._lock:
+            if self._answered is not None:
+                self.heard = max(self.heard, self._answered)
+                self._answered = None
+            asked = self._asked
+            if asked is None and now - self.heard >= self.quiet:
+                self._asked = now
+                threading.Thread(target=self._keepalive, name="ssh-keepalive", daemon=True).start()
+        return asked is not None and now - self.heard >= self.timeout and now - asked >= self.timeout - self.quiet
+
+    def _keepalive(self) -> None:
+        try:
+            self._ask()
+        except Exception:  # no answer is coming (the connection closed): it stays unanswered
+            return
+        with self._lock:
+            self._answered = self._clock()
+            self._asked = None
 
 
 class SSHTransport(Transport):
@@ -161,6 +214,8 @@ class SSHTransport(Transport):
         started = time.monotonic()
         deadline = started + timeout
         chan = self._start(client, argv, deadline, timeout)
+        link = self.link_timeout
+        liveness = Liveness(lambda: _keepalive(client), link) if link else None
         writer = threading.Thread(target=_feed, args=(chan, feed, hold_open), name=f"ssh-stdin-{self.host.name}",
                                   daemon=True)
         writer.start()
@@ -169,8 +224,12 @@ class SSHTransport(Transport):
         aborted_at: float | None = None
         try:
             while True:
-                if _drain(chan, on_output, err) and feed.idle_timeout:
+                errs = len(err)
+                got_output = _drain(chan, on_output, err)
+                if got_output and feed.idle_timeout:
                     deadline = time.monotonic() + timeout
+                if liveness is not None and (got_output or len(err) > errs):
+                    liveness.heard_now()
                 now = time.monotonic()
                 if chan.exit_status_ready():  # also set when the channel closed
                     exited_at = exited_at or now
@@ -182,6 +241,10 @@ class SSHTransport(Transport):
                     if feed.must_kill(now - aborted_at):
                         self._kill(chan)
                         raise CommandAborted(self.host.name, "aborted: the command outlived its grace and was killed")
+                if liveness is not None and not chan.exit_status_ready() and liveness.lost():
+                    client.close()  # the next command connects again, as after a reset
+                    raise ConnectionLost(self.host.name, f"connection lost: nothing from the host for {link:g}s, not "
+                                                         "even an answer to a keepalive")
                 remaining = deadline - now
                 if remaining <= 0:
                     self._kill(chan)
@@ -235,6 +298,10 @@ class SSHTransport(Transport):
             if watchdog is not None:
                 watchdog.cancel()
 
+    @property
+    def link_timeout(self) -> float | None:
+        return self.host.connection.link_timeout or None  # 0 turns the check off
+
     @staticmethod
     def _kill(chan: paramiko.Channel) -> None:
         """SIGKILL the remote command (RFC 4254 signal request), then close the channel."""
@@ -260,6 +327,13 @@ def _drain(chan: paramiko.Channel, on_output: Callable[[bytes], None], err: list
     while chan.recv_stderr_ready():
         err.append(chan.recv_stderr(CHUNK))
     return got
+
+
+def _keepalive(client: paramiko.Transport) -> None:
+    """One keepalive that sshd must answer; returns with its answer (a refusal is one), raises without."""
+    client.global_request(KEEPALIVE_REQUEST, wait=True)  # returns None both when refused and when closed
+    if not client.is_active():
+        raise ConnectionError("the connection closed before the keepalive was answered")
 
 
 def _feed(chan: paramiko.Channel, feed: Feed, hold_open: bool) -> None:
