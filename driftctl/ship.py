@@ -15,10 +15,12 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import stat
 import threading
+import time
 import tokenize
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -419,9 +421,11 @@ class Applied:
     lost: bool = False
 
 
-def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Feed) -> Iterator[bytes]:
+def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Feed,
+            clock: Callable[[], float] = time.monotonic) -> Iterator[bytes]:
     """stdin of an apply: program, request, the contents as frames (each with the id of the resource
-    that needs it, in the resources' order), the end frame, then a cancel frame if aborted."""
+    that needs it, in the resources' order), the end frame, then a ping every quarter of the request's
+    lease (D47) until the agent's last line, or a cancel frame if aborted."""
     yield program_bytes(_modules_of(request)) + _payload({**request, "frames": True})
     for rid, blob in blobs:
         if feed.abort is not None and feed.abort.is_set():
@@ -429,12 +433,19 @@ def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Fe
         yield json.dumps({"blob": blob.sha256, "size": blob.size, "for": rid}).encode("utf-8") + b"\n"
         yield from blob.chunks()
     yield b'{"end":true}\n'
+    every = float(request["lease"]) / 4 if request.get("lease") else math.inf
+    pings = 0
+    due = clock() + every
     while not feed.done.is_set():
         if feed.abort is not None and feed.abort.wait(0.2):
             yield b'{"cancel":"the run was aborted on the controller"}\n'
             return
         if feed.abort is None:
             feed.done.wait(0.2)
+        if clock() >= due and not feed.done.is_set():
+            pings += 1
+            due = clock() + every
+            yield b'{"ping":%d}\n' % pings
 
 
 def apply(transport: Transport, request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], *,
@@ -470,6 +481,8 @@ def apply(transport: Transport, request: dict[str, Any], blobs: Sequence[tuple[s
 
     # the agent bounds each resource itself; this call's own limit is silence longer than that
     feed = Feed([], abort=abort, grace=grace, kill=kill, idle_timeout=True)
+    if transport.link_timeout:  # a link that can go silent: the agent stops when the controller does (D47)
+        request = {**request, "lease": transport.link_timeout}
     feed.chunks = _frames(request, blobs, feed)
     argv = command(transport.host.connection.python, _modules_of(request))
     try:

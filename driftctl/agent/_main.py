@@ -5,7 +5,10 @@ stdin:  the compressed program (read by the launcher), then the request as one J
         "apply" only, frames: ``{"blob": sha, "size": n}\\n`` followed by n raw bytes (file contents, in
         the order the resources need them), ``{"end": true}\\n`` when no content follows, and
         ``{"cancel": reason}\\n`` when the controller asks the run to stop. The controller keeps stdin
-        open until the agent's last line: end of input means the controller is gone.
+        open until the agent's last line: end of input means the controller is gone. An apply request
+        with ``"lease": seconds`` (D47) is followed, after the end frame, by ``{"ping": n}\\n`` every
+        quarter of it: that long without a byte while the agent was ready to read also means the
+        controller is gone (the link went silent: no end of input ever comes).
 stdout: for "apply", ``{"begin": id}`` before a resource starts changing anything and
         ``{"done": id, "result": {...}}`` when it ended (again with ``"refresh": true`` for a refresh);
         then, for every op, one final answer ``{"v": 2, "ok": true, ...}`` or ``{"v": 2, "ok": false,
@@ -23,7 +26,8 @@ Apply items come in graph order: {"id", "type", "params", "changes": [field, ...
 "notify": [ids], "expect"?: what the probe saw, "timeout"?: seconds}. An item whose dependency failed or
 was skipped is skipped; notified items with a refresh handler are refreshed once, after every change.
 
-A run stops at the next resource boundary once it is cancelled: by a cancel frame, end of input, SIGHUP,
+A run stops at the next resource boundary once it is cancelled: by a cancel frame, end of input, its lease
+running out, SIGHUP,
 SIGINT or SIGTERM, its parent (sshd, sudo) going away, or its output being closed. A resource already
 running has its child processes terminated; nothing new starts after that.
 """
@@ -47,6 +51,7 @@ from driftctl.agent.facts import gather_facts
 PROTOCOL = 2
 LINE_LIMIT = 1 << 26  # a request line (the change list) larger than this is refused
 CHUNK = 1 << 20
+HOLD = 8 << 20  # content read ahead at a resource boundary to hear the controller behind it (lease)
 
 
 class _Input(object):
@@ -56,16 +61,59 @@ class _Input(object):
         self.fd = fd
         self.buf = bytearray()
         self.eof = False
+        self.lease = None  # seconds without a byte, while we wait for one, that mean the controller is gone
+        self.last = time.monotonic()  # when a byte last came
+        self.silent = False  # the input "ended" because the lease ran out
+
+    def gone(self):
+        """Why the controller counts as gone, in the words the records use."""
+        if self.silent:
+            return "the controller's connection is gone (nothing from it for %g s)" % self.lease
+        return "the controller's connection is gone (end of input)"
 
     def _fill(self):
         if self.eof:
+            return False
+        if self.lease and not self._wait():
+            self.eof = True
             return False
         data = os.read(self.fd, CHUNK)
         if not data:
             self.eof = True
             return False
         self.buf.extend(data)
+        self.last = time.monotonic()
         return True
+
+    def ready(self, timeout):
+        """Whether a read would not wait (within ``timeout`` seconds)."""
+        try:
+            return bool(select.select([self.fd], [], [], timeout)[0])
+        except (OSError, ValueError):
+            return True  # the read says what is wrong
+
+    def _wait(self):
+        """Wait for input; False when the lease ran out first."""
+        while not self.ready(1.0):
+            if self.lapsed():
+                return False
+        return True
+
+    def lapsed(self):
+        """Whether the lease ran out: nothing came for that long while we were ready to read."""
+        if self.lease and time.monotonic() - self.last >= self.lease:
+            self.silent = True
+        return self.silent
+
+    def hear(self):
+        """At a resource boundary: take in, without waiting, what the controller sent (up to HOLD bytes
+        ahead of use); then whether the lease ran out. A full buffer renews the lease: the controller is
+        then waiting for us, not we for it."""
+        while len(self.buf) < HOLD and not self.eof and self.ready(0):
+            self._fill()
+        if len(self.buf) >= HOLD:
+            self.last = time.monotonic()
+        return self.lapsed()
 
     def readline(self, limit=LINE_LIMIT):
         """One line without its newline, or None at end of input."""
@@ -118,6 +166,10 @@ class _Channel(object):
     def alive(self):
         if self.cancelled is None and os.getppid() != self.ppid:
             self.cancel("the controller's session ended (parent process gone)")
+        # with a lease, before the end frame (the watcher thread owns stdin after it)
+        if self.cancelled is None and self.input.lease and not self.frames_done and (
+                self.input.hear() or self.input.eof):
+            self.cancel(self.input.gone())
         return self.cancelled is None
 
     # ---- output
@@ -146,7 +198,7 @@ class _Channel(object):
             return None
         line = self.input.readline()
         if line is None:
-            self.cancel("the controller's connection is gone (end of input)")
+            self.cancel(self.input.gone())
             return None
         try:
             frame = json.loads(line.decode("utf-8"))
@@ -154,6 +206,8 @@ class _Channel(object):
             raise Failure("bad frame from the controller") from None
         if frame.get("cancel") is not None:
             self.cancel(str(frame["cancel"]) or "cancelled by the controller")
+            return self.next_frame()
+        if "ping" in frame:
             return self.next_frame()
         if frame.get("end"):
             self.frames_done = True
@@ -176,7 +230,7 @@ class _Channel(object):
 
     def skip_body(self, frame):
         if not self.input.read_into(int(frame["size"]), lambda chunk: None):
-            self.cancel("the controller's connection is gone (end of input)")
+            self.cancel(self.input.gone())
 
     def start_watcher(self):
         t = threading.Thread(target=self._watch, name="driftctl-watch")
@@ -184,25 +238,23 @@ class _Channel(object):
         t.start()
 
     def _watch(self):
-        """After the last frame: notice a cancel frame, end of input or a vanished parent within a second."""
+        """After the last frame: notice a cancel frame, end of input, the lease running out or a vanished
+        parent within a second."""
         while self.cancelled is None:
             if not self.alive():
                 return
-            if self.input.buf:
-                ready = True
-            else:
-                try:
-                    ready = bool(select.select([self.input.fd], [], [], 1.0)[0])
-                except (OSError, ValueError):
-                    ready = True
+            ready = bool(self.input.buf) or self.input.ready(1.0)
             if not ready:
+                if self.input.lapsed():
+                    self.cancel(self.input.gone())
+                    return
                 continue
             try:
                 line = self.input.readline()
             except (OSError, Failure):
                 line = None
             if line is None:
-                self.cancel("the controller's connection is gone (end of input)")
+                self.cancel(self.input.gone())
                 return
             try:
                 frame = json.loads(line.decode("utf-8"))
@@ -282,7 +334,7 @@ def _receive(channel, frame, fd):
     if failed:
         raise failed[0]
     if not complete:
-        channel.cancel("the controller's connection is gone (end of input)")
+        channel.cancel(channel.input.gone())
         raise Failure("the connection ended while content %s was being received" % frame["blob"][:12])
     if h.hexdigest() != frame["blob"]:
         raise Failure("content received does not match its checksum %s" % frame["blob"][:12])
@@ -570,6 +622,10 @@ def _apply_one(item, ctx, results, channel):
 
 
 def op_apply(req, channel):
+    lease = req.get("lease")
+    if isinstance(lease, (int, float)) and not isinstance(lease, bool) and lease > 0:
+        channel.input.lease = float(lease)
+        channel.input.last = time.monotonic()
     _host_lock(req.get("lock_dir") or LOCK_DIR)
     blobs = dict((k, binascii.a2b_base64(v)) for k, v in req.get("blobs", {}).items())  # inline (protocol 1)
     ctx = StreamCtx(channel, facts=gather_facts(), blobs=blobs)
