@@ -77,6 +77,9 @@ class RecordingStore:
     def converged(self, inventory: str, host: str) -> Any:
         return self.store.converged(inventory, host)
 
+    def converged_fingerprints(self, inventory: str, host: str) -> Any:
+        return self.store.converged_fingerprints(inventory, host)
+
     def open_drift(self, inventory: str, host: str | None = None) -> Any:
         return self.store.open_drift(inventory, host)
 

@@ -25,8 +25,8 @@ class Reference:
 
 def store_reference(store: Any, inventory: str) -> Reference:
     def converged(host: Host, plan: HostPlan) -> dict[str, str]:
-        states = store.converged(inventory, host.name)
-        return {rid: s.fingerprint for rid, s in states.items() if s.fingerprint}
+        fingerprints: dict[str, str] = store.converged_fingerprints(inventory, host.name)
+        return fingerprints
 
     return Reference(converged)
 

@@ -146,6 +146,26 @@ def decode(stored: Stored) -> HostConverged:
     return hc
 
 
+def fingerprints(stored: Stored) -> dict[str, str]:
+    """resource -> converged fingerprint, the states without their observed values: what a drift run
+    compares with (``decode`` would encode every observed value as JSON to build keys it never reads)."""
+    if stored.body is None:
+        return {res: k[1] for res, k in stored.legacy.items() if k[1]}
+    from driftctl.store.ingest import decode_part
+
+    body = stored.body
+    out: dict[str, str] = {}
+    if stored.part is not None:
+        _, encoding, part = stored.part
+        skip = set(body.get("skip", []))
+        for s in decode_part(encoding, part).get("resources", []):
+            if isinstance(s, dict) and "id" in s and s["id"] not in skip:
+                out[s["id"]] = s.get("observed_fingerprint") or s.get("desired_fingerprint")  # as from_resource
+    for resource, e in body.get("other", {}).items():
+        out[resource] = e[1]
+    return {res: fp for res, fp in out.items() if fp}
+
+
 def load(cur: Cursor, inventory: str, host: str | None = None) -> dict[str, HostConverged]:
     """host -> its converged state (with its base, for writing it again)."""
     return {h: decode(s) for h, s in read(cur, inventory, host).items()}

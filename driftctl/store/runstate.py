@@ -157,6 +157,16 @@ class RunState:
             self._converged[host] = states  # two threads asking at once decode it twice, to the same
         return dict(states)
 
+    def converged_fingerprints(self, inventory: str, host: str) -> dict[str, str]:
+        """resource id -> converged fingerprint (``converged`` without the observed values)."""
+        self._mine(inventory)
+        states = self._converged.get(host)  # read again after a collected pull report, or asked before
+        if states is not None:
+            return {res: s.fingerprint for res, s in states.items() if s.fingerprint}
+        stored = self._stored.get(host)
+        with store_converged.readable(host):
+            return {} if stored is None else store_converged.fingerprints(stored)
+
     def open_drift(self, inventory: str, host: str | None = None) -> list[DriftEpisode]:
         self._mine(inventory)
         if host is not None:

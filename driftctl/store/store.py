@@ -251,6 +251,18 @@ class Store:
         with converged.readable(host):
             return self._reading(read)
 
+    def converged_fingerprints(self, inventory: str, host: str) -> dict[str, str]:
+        """resource id -> the fingerprint its last successful apply left (``converged`` without the
+        observed values: what a drift run compares with)."""
+        inv = inventory_key(inventory)
+
+        def read(cur: Cursor) -> dict[str, str]:
+            stored = converged.read(cur, inv, host).get(host)
+            return {} if stored is None else converged.fingerprints(stored)
+
+        with converged.readable(host):
+            return self._reading(read)
+
     # -- drift ----------------------------------------------------------------------------------
 
     def episodes(

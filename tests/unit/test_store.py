@@ -157,7 +157,7 @@ def test_a_broken_document_is_refused_and_nothing_is_stored(store: Store) -> Non
 # -- converged state -------------------------------------------------------------------------------
 
 
-def test_converged_state_is_replaced_only_by_successful_applies(store: Store) -> None:
+def test_converged_state_is_replaced_only_by_successful_applies(store: Store, tmp_path: Any) -> None:
     ids = ["file:/etc/motd", "package:nginx", "service:nginx", "user:deploy"]
     first = store.save_run(report("apply", 0, [host("web1", [res(i, "changed", desired="v1") for i in ids])]))
     before = store.converged(INV, "web1")
@@ -185,6 +185,7 @@ def test_converged_state_is_replaced_only_by_successful_applies(store: Store) ->
                                                       for i in ids])]))
     store.save_run(report("apply", 5, [host("web1", [], status="unreachable", error="timed out")]))
     assert store.converged(INV, "web1") == after
+    fingerprints_agree(store, "web1", tmp_path)
     assert store.converged(INV, "web2") == {}
 
 
@@ -195,6 +196,19 @@ def test_the_converged_fingerprint_is_what_the_apply_observed(store: Store) -> N
                                                           observed="v1-as-seen")])]))
     state = store.converged(INV, "web1")["file:/etc/motd"]
     assert (state.fingerprint, state.desired_fingerprint) == (fp("v1-as-seen"), fp("v1"))
+
+
+def fingerprints_agree(store: Store, name: str, state_dir: Any) -> None:
+    """What a drift run compares with (``converged_fingerprints``, read without the observed values) is
+    the fingerprints of ``converged``, from the store and from a run's view of it."""
+    from driftctl.store.runstate import RunState
+
+    want = {r: s.fingerprint for r, s in store.converged(INV, name).items() if s.fingerprint}
+    assert store.converged_fingerprints(INV, name) == want
+    view = RunState.begin(store, state_dir, INV)
+    assert view.converged_fingerprints(INV, name) == want
+    view.converged(INV, name)  # decoded in full: the same answer from that
+    assert view.converged_fingerprints(INV, name) == want
 
 
 def test_an_apply_that_converged_every_resource_stores_its_part_as_the_general_write_would(
@@ -220,6 +234,15 @@ def test_an_apply_that_converged_every_resource_stores_its_part_as_the_general_w
                                           res(ids[1], desired="v3"), res(ids[2], desired="v3")])]),  # remediated
         report("apply", 7, [host("web2", [res(ids[0], "changed"), res(ids[1], "changed")])]),  # a new resource
         report("apply", 8, [host("web2", [res(ids[1])])]),  # one left the catalog: its part says so (general)
+        # a resource that failed on its first apply: in the part, never converged (skipped, no state)
+        report("apply", 9, [host("web3", [res(ids[0], "changed"), res(ids[1], "failed", desired="v2",
+                                                                      observed="v0", error="exit 1")])]),
+        # not re-observed after its change: its converged fingerprint is the desired one (general: its
+        # part is stored beside the previous one, not as a part of its own; short: the first on web4)
+        report("apply", 10, [host("web3", [res(ids[0]), {**res(ids[1], "changed", desired="v2"),
+                                                         "observed_fingerprint": None}])]),
+        report("apply", 11, [host("web4", [res(ids[0], "changed"), {**res(ids[1], "changed"),
+                                                                    "observed_fingerprint": None}])]),
     ]
     short: list[str] = []
     write_part = converged.write_part
@@ -243,10 +266,13 @@ def test_an_apply_that_converged_every_resource_stores_its_part_as_the_general_w
             b.save_run(copy.deepcopy(doc))
             seen_b.append(rows(b))
             monkeypatch.undo()
+            for name in ("web1", "web2", "web3", "web4"):
+                fingerprints_agree(a, name, tmp_path / "spool")
         assert seen_a == seen_b
-        for name in ("web1", "web2"):
+        for name in ("web1", "web2", "web3", "web4"):
             assert a.converged(INV, name) == b.converged(INV, name)
-    assert short == ["web1@0", "web2@0", "web1@1", "web1@5", "web2@7"]
+        assert set(a.converged(INV, "web3")) == {ids[0], ids[1]}
+    assert short == ["web1@0", "web2@0", "web1@1", "web1@5", "web2@7", "web4@11"]
 
 
 # -- drift episodes --------------------------------------------------------------------------------

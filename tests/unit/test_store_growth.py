@@ -259,6 +259,7 @@ def test_a_schema_3_store_is_upgraded_and_reads_the_same(store_url: str) -> None
         legacy = store.converged(INV, host)
         assert len(legacy) == 120 and {c.run_id for c in legacy.values()} == {ids[1]}
         assert legacy["file:/srv/bench/d0/f1.conf"].observed["content_sha256"] == fp(f"{host} 1 v1")
+        assert store.converged_fingerprints(INV, host) == {r: c.fingerprint for r, c in legacy.items()}
         applied = [e for e in store.history(INV, host=host, limit=1000) if e.kind == "applied"]
         assert len(applied) == 120
         assert [e.fields for e in applied if e.subject == "file:/srv/bench/d0/f1.conf"] == [
@@ -269,6 +270,7 @@ def test_a_schema_3_store_is_upgraded_and_reads_the_same(store_url: str) -> None
         assert {r: (c.fingerprint, c.desired_fingerprint, c.observed) for r, c in after.items()} == {
             r: (c.fingerprint, c.desired_fingerprint, c.observed) for r, c in legacy.items()}
         assert {c.run_id for c in after.values()} == {new}
+        assert store.converged_fingerprints(INV, host) == {r: c.fingerprint for r, c in legacy.items()}
         with store.database.read() as cur:
             assert cur.scalar("SELECT COUNT(*) AS n FROM converged") == 0
         assert [store.run_document(i) for i in ids] == old
