@@ -1,7 +1,8 @@
 """A run that is cut short tells the truth and leaves nothing running (issue 8 §3, §4).
 
 Made to happen on a real host: the SSH connection cut by a TCP proxy of ours in the middle of an
-apply, the controller killed with SIGKILL, SIGINT and SIGTERM sent to it, twice. After each:
+apply, or silenced by it (nothing forwarded, no FIN, no RST), the controller killed with SIGKILL,
+SIGINT and SIGTERM sent to it, twice. After each:
 - the report names exactly what was applied before the cut, what was interrupted and what never
   started (and the store has the same);
 - nothing is still running on the host, and nothing more is written there after the cut;
@@ -78,9 +79,9 @@ def statuses(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {r["id"]: (r["status"], r.get("error") or "") for r in doc["hosts"][0]["resources"]}
 
 
-def start(args: list[str], state: Path) -> subprocess.Popen[str]:
+def start(args: list[str], state: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
-    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1", DRIFTCTL_CONNECT_TIMEOUT="60")
+    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1", DRIFTCTL_CONNECT_TIMEOUT="60", **(extra_env or {}))
     return subprocess.Popen([sys.executable, "-m", "driftctl", *args], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
@@ -131,6 +132,64 @@ def test_cut_connection_reports_exactly_what_was_applied(fresh_host: Any, tmp_pa
     assert "connection lost" in history.stdout or '"failed"' in history.stdout
     again = driftctl("apply", inv, "-m", site, "--json", state_dir=tmp_path / "state")
     assert again.rc in (0, 8), again.output  # the proxy is gone: unreachable, not locked (75)
+
+
+# The silent link's test runs with a short link timeout (the default is 60 s, D47); every step outlasts
+# it, so the step running when the link went silent is the one the agent stops in.
+LINK = 8
+
+
+def test_silent_link_ends_the_run_and_stops_the_agent(fresh_host: Any, tmp_path: Path) -> None:
+    proxy = TcpProxy(fresh_host.port)
+    try:
+        inv = write_inventory(tmp_path / "inv", [through_proxy(fresh_host, proxy, tmp_path / "kh")])
+        site = steps_site(tmp_path, seconds=LINK + 6)
+        proc = start(["apply", str(inv), "-m", str(site), "--json"], tmp_path / "state",
+                     {"DRIFTCTL_LINK_TIMEOUT": str(LINK)})
+        wait_for_markers(fresh_host, 2, timeout=180)
+        proxy.silence()
+        silent_at = time.monotonic()
+        # the host, seen through podman and not through the link: the agent stops by itself
+        while agent_processes(fresh_host):
+            assert time.monotonic() < silent_at + LINK + 30, (
+                f"the agent still runs {LINK + 30} s after the link went silent (markers {markers(fresh_host)}):\n"
+                f"{agent_processes(fresh_host)}")
+            time.sleep(0.25)
+        agent_gone = time.monotonic() - silent_at
+        written = markers(fresh_host)
+        # the controller notices too, and ends with the host's connection lost
+        try:
+            out, err = proc.communicate(timeout=max(1.0, silent_at + LINK + 60 - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"the controller still ran {LINK + 60} s after the link went silent\n{err}")
+        ended = time.monotonic() - silent_at
+        print(f"silent link: the agent was gone {agent_gone:.1f} s and the controller ended {ended:.1f} s after it")
+        # 2 (two steps changed the host) | 4 (the one running at the silence failed) | 8 (connection lost)
+        assert proc.returncode == 14, f"exit {proc.returncode}\n{err}"
+        doc = json.loads(out)
+        assert doc["hosts"][0]["interrupted"] == "connection lost"
+        got = statuses(doc)
+        changed = [rid for rid, (s, _) in got.items() if s == "changed" and rid.startswith("exec:")]
+        interrupted = [e for s, e in got.values() if s == "failed"]
+        not_started = [e for s, e in got.values() if s == "skipped"]
+        assert len(changed) >= 2 and len(interrupted) == 1 and not_started, got
+        assert all(f"nothing from the host for {LINK}" in e for e in interrupted + not_started), got
+        # the host has what the report says: the agent stopped in the step the silence found running,
+        # and nothing is written after it stopped
+        time.sleep(2)
+        assert written == markers(fresh_host) == [f"{i:02d}" for i in range(1, len(changed) + 1)]
+        check_report_matches_host(doc, fresh_host)
+        # its lock is free while sshd still holds the silent session: the next apply (straight to the
+        # host) is not locked out, and finishes the job
+        quick = steps_site(tmp_path / "quick", seconds=0)
+        again = driftctl("apply", write_inventory(tmp_path / "direct", [fresh_host]), "-m", quick,
+                         state_dir=tmp_path / "state")
+        assert again.rc == 2, again.output
+        assert markers(fresh_host) == [f"{i:02d}" for i in range(1, STEPS + 1)]
+    finally:
+        proxy.close()
 
 
 def test_controller_killed_leaves_no_agent_running(fresh_host: Any, tmp_path: Path) -> None:
