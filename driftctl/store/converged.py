@@ -154,7 +154,7 @@ def fingerprints(stored: Stored) -> dict[str, str]:
     from driftctl.store.ingest import decode_part
 
     body = stored.body
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     if stored.part is not None:
         _, encoding, part = stored.part
         skip = set(body.get("skip", []))
