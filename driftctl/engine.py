@@ -550,6 +550,12 @@ class Engine:
                 if p.id in applied.begun:
                     r = {"status": "failed", "error": f"interrupted while it ran ({applied.cut}): its outcome is "
                                                       "unknown until the next check"}
+                elif p.id in to_change and applied.answer is None:
+                    # the agent's last line never came, so neither may a record before it: the agent
+                    # stops at its next resource boundary once it notices (at once after a reset, within
+                    # its lease on a silent link, D47) and may have started this first
+                    r = {"status": "skipped", "error": f"not reported ({applied.cut}): it may have started before "
+                                                      "the agent stopped; the next check shows whether it ran"}
                 elif p.id in to_change:
                     r = {"status": "skipped", "error": f"not started: {applied.cut}"}
                 else:
