@@ -37,8 +37,18 @@ def mentions_secret(value: Any, secrets: Iterable[str]) -> bool:
     return False
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # exact types: a Secret (a str) is not one
+
+
 def canonical(value: Any) -> Any:
     """``value`` as plain JSON data: bytes by their sha256, sets sorted, secrets as plain str."""
+    kind = type(value)
+    if kind in _PLAIN:  # the common cases first, without the ABC checks below
+        return value
+    if kind is dict:
+        return {str(k): canonical(v) for k, v in value.items()}
+    if kind is list:
+        return [canonical(v) for v in value]
     if isinstance(value, bytes):
         return {"bytes_sha256": hashlib.sha256(value).hexdigest()}
     if isinstance(value, Mapping):

@@ -353,6 +353,29 @@ def test_digest_is_stable_and_follows_the_input(tmp_path: Path) -> None:
     assert compile_one(site, "web2", banner="hi").digest != first  # another host
 
 
+def test_digest_of_every_kind_of_value_is_pinned() -> None:
+    """Reports and saved plans keep catalog digests: the canonical form must not move between versions
+    (this value was computed before canonical() took its shortcuts for plain types)."""
+    import types
+
+    from driftctl.manifest.canonical import digest
+    from driftctl.model import Catalog, Resource
+
+    class Odd:
+        def __repr__(self) -> str:
+            return "Odd()"
+
+    params = {
+        "s": "text", "i": 3, "f": 1.5, "b": True, "n": None, "secret": Secret("s3cret"),
+        "nested": {1: "int key", "k": [1, (2, 3), {"x": b"raw"}]}, "tuple": ("a", 1),
+        "set": {"b", "a"}, "frozen": frozenset({3, 1}), "bytes": b"\x00\xff",
+        "proxy": types.MappingProxyType({"p": 1}), "obj": Odd(), "list_of_secrets": [Secret("a"), "b"],
+    }
+    cat = Catalog("web1", [Resource("file", "/etc/x", params, None, require=["package:a"])],  # type: ignore[arg-type]
+                  watch=["/etc"])
+    assert digest(cat) == "a00624f518fe1eacd9abce2980e17d42458919e970934b6fc2e0a688d12462b9"
+
+
 def test_digest_ignores_where_a_resource_is_written(tmp_path: Path) -> None:
     a = site_with(tmp_path / "a", "resources:\n  - package: curl\n")
     b = site_with(tmp_path / "b", "\n\n# a comment\nresources:\n\n  - package: curl\n")
