@@ -115,7 +115,9 @@ class DriftRun:
             if not p.rtype.stateful(p.resource.params):
                 r.status, r.changes, r.reason = "ok", [], "no state to compare (runs on apply)"
                 continue
-            r.drift = classify(p.desired_fingerprint, p.observed_fingerprint, r.converged_fingerprint)
+            # the result carries the plan's fingerprints (computed once: a JSON encoding and a sha256 each)
+            r.drift = classify(r.desired_fingerprint or p.desired_fingerprint, r.observed_fingerprint,
+                               r.converged_fingerprint)
             r.status = "ok"
             if r.drift is None:
                 r.reason = "in sync"
