@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from driftctl.errors import ExitCode, Location
@@ -69,8 +70,9 @@ class Resource:
     sensitive: bool = False
     tags: list[str] = field(default_factory=list)  # for --tags/--skip-tags (driftctl/tags.py)
 
-    @property
+    @cached_property
     def id(self) -> str:
+        """``type:name``, made once: a 40-host run asks ~150,000 times, and kept ids are one string each."""
         return f"{self.type}:{self.name}"
 
 
