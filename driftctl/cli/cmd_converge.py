@@ -125,6 +125,9 @@ def _apply(ctx: Any, engine: Engine, inventory: Path, wait_lock: float | None) -
 
             attach(engine, view, key)  # the hosts' pull runs are collected (and stored) in this probe too
             run = engine.run("apply", ctx.hosts)
+            # nothing after the run reads the catalogs (results are redacted as they are made): their
+            # rendered contents (~0.24 MB a host) go before the report and the store's copy are built
+            engine.catalogs.clear()
             record_run(ctx.settings, run, inventory, store=view, argv=recorded_argv(sys.argv[1:]))
             saved = view.finish()
     finally:
