@@ -78,6 +78,23 @@ def report(command: str, hours: float, version: int = 1, hosts: int = HOSTS) -> 
     }
 
 
+def test_the_document_is_encoded_a_host_at_a_time_to_the_text_of_the_whole() -> None:
+    """encode_document streams a host at a time; what it compresses is exactly json.dumps of the whole
+    (split) document, with non-ASCII text escaped as before."""
+    from driftctl.store.ingest import encode_document, split_document
+
+    doc = report("first", 1, hosts=3)
+    doc["hosts"][1]["error"] = "ünïcödé \u2603 and a \"quote\""
+    doc["hosts"][2]["resources"][0]["changes"][0]["after"] = "line1\nline2\ttab"
+    whole = json.dumps(doc, separators=(",", ":"))
+    assert lzma.decompress(encode_document(copy.deepcopy(doc))).decode("utf-8") == whole
+    part_of = {h["name"]: (fp(h["name"]), {}) for h in doc["hosts"][:2]}  # the third host stays whole
+    split = json.dumps(split_document(copy.deepcopy(doc), part_of), separators=(",", ":"))
+    assert lzma.decompress(encode_document(doc, part_of)).decode("utf-8") == split
+    assert '"_parts"' in split and doc["hosts"][2]["name"] in split
+    assert lzma.decompress(encode_document({"hosts": []})) == b'{"hosts":[]}'
+
+
 def stored_bytes(store: Store) -> int:
     """Bytes of every value in the store's tables (text and blobs by length, numbers 8): what the rows
     hold, whatever the backend's pages, indexes and free space."""
