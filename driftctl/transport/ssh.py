@@ -275,9 +275,13 @@ class SSHTransport(Transport):
 
         Bounded by the command timeout, not the connect timeout: sshd sets the session up (PAM,
         systemd-logind) only now, which can take many seconds on a busy host that is otherwise fine.
+        A link that went silent since the last command is told apart from such a host by ``Liveness``
+        (D47): a start quiet for a quarter of ``link_timeout`` sends the keepalive sshd must answer,
+        and one unanswered for the whole ``link_timeout`` is a lost connection.
         """
         chan: paramiko.Channel | None = None
         watchdog: threading.Timer | None = None
+        guard = _StartGuard(client, self.link_timeout) if self.link_timeout else None
         try:
             chan = client.open_session(timeout=max(0.1, deadline - time.monotonic()))
             # paramiko waits for the exec reply without a timeout: closing the channel ends that wait
@@ -289,6 +293,10 @@ class SSHTransport(Transport):
         except (paramiko.SSHException, OSError, EOFError) as e:
             if chan is not None:
                 chan.close()
+            if guard is not None and guard.lost.is_set():
+                raise ConnectionLost(self.host.name, f"connection lost: nothing from the host for {guard.timeout:g}s "
+                                                     "while it started a command, not even an answer to a keepalive"
+                                     ) from e
             if time.monotonic() >= deadline - 0.05 or "Timeout opening channel" in str(e):
                 raise CommandTimeout(
                     self.host.name, f"the host did not start the command within {timeout:g}s: {quote(argv)[:200]}"
@@ -297,6 +305,8 @@ class SSHTransport(Transport):
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+            if guard is not None:
+                guard.stop()
 
     @property
     def link_timeout(self) -> float | None:
@@ -327,6 +337,35 @@ def _drain(chan: paramiko.Channel, on_output: Callable[[bytes], None], err: list
     while chan.recv_stderr_ready():
         err.append(chan.recv_stderr(CHUNK))
     return got
+
+
+class _StartGuard:
+    """While a command starts (channel open, exec reply: no output to hear yet), ``Liveness`` checked
+    each second; a link found lost closes the connection, which ends paramiko's waits at once. The
+    checking thread starts only when the start has been quiet for a quarter of the timeout (nearly
+    every start takes milliseconds)."""
+
+    def __init__(self, client: paramiko.Transport, timeout: float) -> None:
+        self.timeout = timeout
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._liveness = Liveness(lambda: _keepalive(client), timeout)
+        self._client = client
+        self._timer = threading.Timer(self._liveness.quiet, self._watch)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            if self._liveness.lost():
+                self.lost.set()
+                self._client.close()
+                return
+            self._done.wait(min(1.0, self.timeout / 8))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._timer.cancel()
 
 
 def _keepalive(client: paramiko.Transport) -> None:

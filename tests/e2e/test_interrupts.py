@@ -195,6 +195,37 @@ def test_silent_link_ends_the_run_and_stops_the_agent(fresh_host: Any, tmp_path:
         proxy.close()
 
 
+def test_a_link_silent_before_a_command_starts_is_lost_within_the_link_timeout(fleet: Any, tmp_path: Path) -> None:
+    """A link that goes silent between two commands (after a probe, before its apply): the next command's
+    start (channel open, exec reply) is not left to the command's timeout, which allows for a slow
+    session set-up; an unanswered keepalive ends it as a lost connection (D47)."""
+    import dataclasses
+
+    from driftctl.errors import ConnectionLost
+    from driftctl.transport import TransportOptions, get_transport
+
+    fh = fleet.hosts[0]
+    proxy = TcpProxy(fh.port)
+    try:
+        via = through_proxy(fh, proxy, tmp_path / "kh")
+        plain = fh.host()
+        host = dataclasses.replace(plain, connection=dataclasses.replace(
+            plain.connection, address=via.address, port=via.port, known_hosts=str(via.known_hosts),
+            link_timeout=float(LINK)))
+        options = TransportOptions(own_known_hosts=str(tmp_path / "own_known_hosts"), connect_retries=0)
+        with get_transport(host, options) as transport:
+            assert transport.run(["true"], timeout=60).rc == 0
+            proxy.silence()
+            silent_at = time.monotonic()
+            with pytest.raises(ConnectionLost, match=f"nothing from the host for {LINK}s while it started a command"):
+                transport.run(["true"], timeout=300)
+            took = time.monotonic() - silent_at
+        print(f"silent before a command: lost after {took:.1f} s (link_timeout {LINK} s, command timeout 300 s)")
+        assert LINK <= took < LINK + 15, took
+    finally:
+        proxy.close()
+
+
 def test_controller_killed_leaves_no_agent_running(fresh_host: Any, tmp_path: Path) -> None:
     inv = write_inventory(tmp_path / "inv", [fresh_host])
     site = steps_site(tmp_path)
