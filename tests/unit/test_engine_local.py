@@ -14,6 +14,7 @@ import pytest
 
 from driftctl import config, ship
 from driftctl.engine import Engine
+from driftctl.errors import ConnectionLost
 from driftctl.inventory import load_inventory
 from driftctl.manifest import load_site
 from driftctl.model import Host
@@ -268,3 +269,44 @@ def test_a_store_that_refuses_collected_pull_runs_costs_the_collection_not_the_h
         run = e.run("plan", hosts)
     assert run.hosts[0].status == "changed", run.hosts[0].error
     assert "ctl: its pull runs were not collected: the store is read-only" in caplog.text
+
+
+class LosesTheConnection(LocalTransport):
+    """The local transport whose apply connection drops after the agent's first "done" record: the agent
+    runs to its end here, but the controller hears nothing after that record (its later lines are lost
+    with the connection, as a reset or a silent link loses them)."""
+
+    def stream(self, argv, *, feed, on_output, timeout=None, become=None):  # type: ignore[no-untyped-def]
+        heard: list[bytes] = []
+        super().stream(argv, feed=feed, on_output=heard.append, timeout=timeout, become=become)
+        for line in b"".join(heard).splitlines(keepends=True):
+            on_output(line)
+            if line.startswith(b'{"done"'):
+                break
+        raise ConnectionLost(self.host.name, "connection lost while running python3")
+
+
+def test_resources_unheard_of_after_a_lost_connection_are_not_reported_not_said_not_started(
+        tmp_path: Path) -> None:
+    """After a lost connection the agent's last records may be lost with it: a resource the controller
+    has no record of may have run (here they all did), so the report must not call it "not started"."""
+    target = tmp_path / "target"
+    target.mkdir()
+    steps = "".join(
+        f"  - exec: step{i}\n    command: [touch, {target}/{i}]\n    creates: {target}/{i}\n"
+        + (f"    require: exec:step{i - 1}\n" if i > 1 else "")
+        for i in (1, 2, 3))
+    inv, site = local_site(tmp_path, "resources:\n" + steps)
+    settings = config.load({"state_dir": str(tmp_path / "state")})
+    e = Engine(load_site(site), load_inventory(inv), settings, TransportOptions(),
+               transport_factory=lambda h, o: LosesTheConnection(h, o))
+    result = e.run("apply", load_inventory(inv).select(None))
+    host = result.hosts[0]
+    by_id = {r.id: r for r in host.resources}
+    assert host.interrupted == "connection lost" and result.exit_code & 8
+    assert by_id["exec:step1"].status == "changed"
+    for rid in ("exec:step2", "exec:step3"):
+        r = by_id[rid]
+        assert r.status == "skipped" and (r.error or "").startswith("not reported (connection lost"), r
+        assert "may have started" in (r.error or "") and "not started" not in (r.error or ""), r
+    assert sorted(p.name for p in target.iterdir()) == ["1", "2", "3"]  # they did run: "not started" was false
