@@ -39,11 +39,16 @@ def key_of(type_: str, fingerprint: str | None, desired: str | None, observed: A
     return (type_, fingerprint, desired, dumps(observed or {}), run_id, float(at))
 
 
+def converged_fingerprint(r: dict[str, Any]) -> str | None:
+    """The fingerprint a report entry (or a part's resource state) leaves on the host: the one the apply
+    re-observed; a resource it did not re-observe was in sync, so its desired fingerprint is there."""
+    fingerprint: str | None = r.get("observed_fingerprint") or r.get("desired_fingerprint")
+    return fingerprint
+
+
 def from_resource(r: dict[str, Any], run_id: int | None, at: float) -> Key:
-    """The converged state a report entry (or a part's resource state) leaves: the state the apply
-    re-observed; a resource it did not re-observe was in sync, so its desired fingerprint is on the host."""
-    desired = r.get("desired_fingerprint")
-    return key_of(r.get("type") or r["id"].split(":", 1)[0], r.get("observed_fingerprint") or desired, desired,
+    """The converged state a report entry (or a part's resource state) leaves (``converged_fingerprint``)."""
+    return key_of(r.get("type") or r["id"].split(":", 1)[0], converged_fingerprint(r), r.get("desired_fingerprint"),
                   r.get("observed"), run_id, at)
 
 
@@ -160,7 +165,7 @@ def fingerprints(stored: Stored) -> dict[str, str]:
         skip = set(body.get("skip", []))
         for s in decode_part(encoding, part).get("resources", []):
             if isinstance(s, dict) and "id" in s and s["id"] not in skip:
-                out[s["id"]] = s.get("observed_fingerprint") or s.get("desired_fingerprint")  # as from_resource
+                out[s["id"]] = converged_fingerprint(s)
     for resource, e in body.get("other", {}).items():
         out[resource] = e[1]
     return {res: fp for res, fp in out.items() if fp}
