@@ -41,6 +41,7 @@ BACKUP_MAX_AGE = 30 * 86400
 CONTENT_LIMIT = 256 * 1024  # files up to this size are returned as text, so the controller can diff
 LINK_LIMIT = 40  # symlinks followed in one path, as the kernel's MAXSYMLINKS
 CAS_UNKNOWN = object()  # ctx.expect when the caller sent no expectation: the check is skipped
+NOT_KNOWN = object()  # Ctx.take_known when no prefetch answered for the key
 
 
 class Failure(Exception):
@@ -61,14 +62,15 @@ class PathMissing(Failure):
 
 
 class Handler(object):
-    def __init__(self, observe, apply, refresh=None, precheck=None):
+    def __init__(self, observe, apply, refresh=None, precheck=None, prefetch=None):
         self.observe = observe
         self.apply = apply
         self.refresh = refresh
         self.precheck = precheck
+        self.prefetch = prefetch
 
 
-def register(name, observe, apply, refresh=None, precheck=None):
+def register(name, observe, apply, refresh=None, precheck=None, prefetch=None):
     """Register a resource type.
 
     observe(params, ctx) -> dict of the managed attributes as they are now (keys as the controller's
@@ -77,8 +79,12 @@ def register(name, observe, apply, refresh=None, precheck=None):
     refresh(params, ctx) -> None: run when notified (service restart/reload, refreshonly exec).
     precheck(params, observed, ctx) -> str | None: the reason apply would refuse for that observed
         state, or None. Apply decides its refusals with the same function, so plan and apply agree.
+    prefetch(params_list, ctx) -> None: before a probe observes its resources of this type (two or
+        more), ask the host once for all of them (one dpkg-query, one systemctl show) and leave the
+        answers in ``ctx.known`` for observe to take. Best effort: whatever it did not learn (or when it
+        raises), each observe asks for itself, as without it.
     """
-    TYPES[name] = Handler(observe, apply, refresh, precheck)
+    TYPES[name] = Handler(observe, apply, refresh, precheck, prefetch)
 
 
 class Ctx(object):
@@ -99,6 +105,12 @@ class Ctx(object):
         self.backup_max_age = backup_max_age
         self.expect = CAS_UNKNOWN
         self.written = {}
+        self.known = {}  # what a type's prefetch learnt for several resources at once: see take_known
+
+    def take_known(self, key):
+        """What a prefetch learnt for ``key`` (NOT_KNOWN if nothing), taken out so that it is used once:
+        an observation after a change asks the host again."""
+        return self.known.pop(key, NOT_KNOWN)
 
     def blob(self, sha):
         try:

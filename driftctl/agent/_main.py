@@ -365,6 +365,22 @@ def _observe(item, ctx):
         return {"error": "%s: %s" % (type(e).__name__, e)}
 
 
+def _prefetch(items, ctx):
+    """Each type with a prefetch asks the host once for all its resources of this probe (two or more:
+    one resource asks the same one command itself). Best effort: a prefetch that fails leaves each
+    resource to ask for itself, and to report its own error."""
+    by_type = {}
+    for item in items:
+        handler = TYPES.get(item.get("type"))
+        if handler is not None and handler.prefetch is not None:
+            by_type.setdefault(item["type"], (handler, []))[1].append(item.get("params") or {})
+    for handler, params_list in by_type.values():
+        if len(params_list) < 2:
+            continue
+        with contextlib.suppress(Exception):  # it fills ctx.known only once all of it is known
+            handler.prefetch(params_list, ctx)
+
+
 def op_probe(req, channel):
     facts = gather_facts()
     ctx = Ctx(facts=facts, want_content=req.get("want_content", True))
@@ -373,6 +389,7 @@ def op_probe(req, channel):
         answer["facts"] = facts
     remember_names(True)  # a probe only reads: the owners' names cannot change under it
     try:
+        _prefetch(req.get("resources", []), ctx)
         for item in req.get("resources", []):
             answer["resources"][item["id"]] = _observe(item, ctx)
         _watch(req, ctx, answer)

@@ -19,7 +19,7 @@ import os
 import re
 import time
 
-from driftctl.agent._core import Failure, register, run, which
+from driftctl.agent._core import NOT_KNOWN, Failure, register, run, which
 
 PKG_STATE = {"apt_updated": False}  # `apt-get update` runs at most once per agent run
 PKG_LOCK_TIMEOUT = 60  # seconds a write waits for another package manager's lock (Ansible's apt default)
@@ -63,6 +63,17 @@ def parse_dpkg_query(text):
             if out.get(key) is None:
                 out[key] = value
     return out
+
+
+def dpkg_lines_of(text, name):
+    """The lines of a ``dpkg-query -W`` output for several names that parse_dpkg_query reads for
+    ``name``: the package itself, and for a name without ":arch" each of its architectures."""
+    keep = []
+    for line in text.splitlines():
+        package = line.rsplit("\t", 1)[-1]
+        if package == name or (":" not in name and package.split(":")[0] == name):
+            keep.append(line)
+    return "".join(line + "\n" for line in keep)
 
 
 def parse_apt_cache_policy(text):
@@ -269,11 +280,15 @@ class AptPackage(PackageProvider):
     command = "apt-get"
 
     def installed(self, name):
+        return self.installed_many([name])[name]
+
+    def installed_many(self, names):
+        """{name: installed version or None} from one dpkg-query for all ``names``."""
         # dpkg-query reads /var/lib/dpkg/status without any lock: a held dpkg lock never blocks a probe
-        rc, out, err = run(["dpkg-query", "-W", "-f=" + DPKG_QUERY_FORMAT, name], env=pkg_env())
-        if rc not in (0, 1):
+        rc, out, err = run(["dpkg-query", "-W", "-f=" + DPKG_QUERY_FORMAT, *names], env=pkg_env())
+        if rc not in (0, 1):  # 1: some name matched no package
             raise Failure("dpkg-query failed: %s" % err.strip())
-        return parse_dpkg_query(out).get(name)
+        return {name: parse_dpkg_query(dpkg_lines_of(out, name)).get(name) for name in names}
 
     def candidate(self, name):
         # no binary cache rebuild: a probe writes nothing, not even /var/cache/apt/*.bin
@@ -437,12 +452,31 @@ def package_state(ensure, installed, candidate):
     return installed
 
 
+def package_prefetch(params_list, ctx):
+    """The installed versions of all of a probe's apt packages from one dpkg-query, not one each (the
+    other package managers ask per resource)."""
+    names = []
+    for params in params_list:
+        try:
+            apt = choose_package_provider(params, ctx.facts) is AptPackage
+        except Failure:
+            continue  # its own observe says why
+        if apt and params["name"] not in names:
+            names.append(params["name"])
+    if len(names) < 2 or not which(AptPackage.command):  # without apt-get each resource says so itself
+        return
+    for name, version in AptPackage().installed_many(names).items():
+        ctx.known[("package", "apt", name)] = version
+
+
 def package_observe(params, ctx):
     """{"ensure": see package_state, "version": installed or None, "candidate"?: the version an
     install or upgrade would bring (only asked for when it matters)}."""
     provider = package_provider(params, ctx.facts)
     ensure = params.get("ensure") or "present"
-    installed = provider.installed(params["name"])
+    installed = ctx.take_known(("package", provider.name, params["name"]))
+    if installed is NOT_KNOWN:
+        installed = provider.installed(params["name"])
     out = {"version": installed}
     candidate = None
     if ensure == "latest" or (installed is None and ensure != "absent"):
@@ -468,4 +502,4 @@ def package_apply(params, changes, ctx):
         raise Failure("%s reported success but %s is not installed" % (provider.command, name))
 
 
-register("package", package_observe, package_apply)
+register("package", package_observe, package_apply, prefetch=package_prefetch)

@@ -12,7 +12,7 @@ the call times out, this resource fails and says that systemd may still be runni
 import os
 import re
 
-from driftctl.agent._core import Failure, register, run, which
+from driftctl.agent._core import NOT_KNOWN, Failure, register, run, which
 
 # ---- parsers (pure)
 
@@ -33,6 +33,20 @@ def parse_systemctl_show(text):
         if sep and key:
             out[key.strip()] = value.strip()
     return out
+
+
+def split_systemctl_show(text):
+    """Output of ``systemctl show -p Prop1,Prop2 UNIT1 UNIT2...`` -> one dict per unit, in the order
+    asked (systemd prints each unit's lines, an empty line between two units)."""
+    units = []
+    block = []
+    for line in [*text.splitlines(), ""]:
+        if line.strip():
+            block.append(line)
+        elif block:
+            units.append(parse_systemctl_show("\n".join(block)))
+            block = []
+    return units
 
 
 def systemd_state(props):
@@ -115,15 +129,20 @@ class SystemdService(ServiceProvider):
     def supports(cls, facts):
         return facts.get("init") == "systemd"
 
-    def _show(self, name):
-        rc, out, err = run(["systemctl", "show", "--no-pager", "-p", self.PROPS, "--", name],
+    def states(self, names):
+        """{name: systemd_state} of every unit of ``names`` from one ``systemctl show``."""
+        rc, out, err = run(["systemctl", "show", "--no-pager", "-p", self.PROPS, "--", *names],
                            timeout=self.query_timeout())
         if rc != 0:
-            raise Failure("systemctl show %s exited %d: %s" % (name, rc, (err or out).strip()))
-        return parse_systemctl_show(out)
+            raise Failure("systemctl show %s exited %d: %s" % (" ".join(names), rc, (err or out).strip()))
+        units = split_systemctl_show(out) if len(names) > 1 else [parse_systemctl_show(out)]
+        if len(units) != len(names):
+            raise Failure("systemctl show %s answered for %d units" % (" ".join(names), len(units)))
+        return {name: systemd_state(units[i]) for i, name in enumerate(names)}  # no zip(strict=): python 3.8
 
-    def state(self, name):
-        st = systemd_state(self._show(name))
+    def state(self, name, known=NOT_KNOWN):
+        """The unit's state (``known``: as a prefetch read it)."""
+        st = self.states([name])[name] if known is NOT_KNOWN else known
         if not st["loaded"]:
             raise Failure("no such service: %s (systemd has no unit file for it)" % name)
         return st
@@ -241,8 +260,28 @@ def service_provider(params, facts):
 # ---- handlers
 
 
+def service_prefetch(params_list, ctx):
+    """The state of all of a probe's systemd services from one ``systemctl show``, not one each (sysv
+    services ask per resource). Bounded by the shortest ``timeout`` among them."""
+    names, timeouts = [], []
+    for params in params_list:
+        try:
+            provider = service_provider(params, ctx.facts)
+        except Failure:
+            continue  # its own observe says why
+        if isinstance(provider, SystemdService) and params["name"] not in names:
+            names.append(params["name"])
+            timeouts.append(provider.query_timeout())
+    if len(names) < 2:
+        return
+    for name, st in SystemdService(timeout=min(timeouts)).states(names).items():
+        ctx.known[("service", "systemd", name)] = st
+
+
 def service_observe(params, ctx):
-    st = service_provider(params, ctx.facts).state(params["name"])
+    provider = service_provider(params, ctx.facts)
+    known = ctx.take_known(("service", provider.name, params["name"]))
+    st = provider.state(params["name"]) if known is NOT_KNOWN else provider.state(params["name"], known)
     out = {}
     for key in ("enabled", "running"):
         if params.get(key) is not None:
@@ -270,4 +309,4 @@ def service_refresh(params, ctx):
     provider.refresh(params["name"], params.get("refresh") or "restart")
 
 
-register("service", service_observe, service_apply, service_refresh)
+register("service", service_observe, service_apply, service_refresh, prefetch=service_prefetch)

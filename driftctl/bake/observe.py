@@ -94,6 +94,8 @@ def image_facts(fs: ImageFS, hostname: str = "") -> dict[str, Any]:
 
 
 class _ImageServices:
+    name = "image"  # a provider's name: what the agent's prefetch answers are kept under (none here)
+
     def __init__(self, fs: ImageFS, failure: type[Exception]) -> None:
         self.fs, self.failure = fs, failure
 
@@ -106,6 +108,8 @@ class _ImageServices:
 
 
 class _ImagePackages:
+    name = "image"
+
     def __init__(self, fs: ImageFS, failure: type[Exception]) -> None:
         if fs.get("/var/lib/dpkg/status") is None:
             raise failure("the image has no dpkg database: packages cannot be observed in it")

@@ -359,6 +359,60 @@ def test_service_refresh_missing_unit_and_sysv(fresh_host: Any) -> None:
     assert not fresh_host.testinfra().service("cron").is_running
 
 
+# ---- one query for many packages and services
+
+# In front of the real tool in PATH: logs each call's arguments; once /run/driftctl-test-fail-many
+# exists, a call with more arguments that are not options than ``most`` (one name) fails: a host whose
+# tool cannot answer for several names at once.
+SHIM = """#!/bin/sh
+printf '%s\\n' "$*" >> /run/driftctl-test-calls.{tool}
+if [ -e /run/driftctl-test-fail-many ] && [ "$(printf '%s\\n' "$@" | grep -cv '^-')" -gt {most} ]; then
+  echo "{tool}: refused by the test" >&2; exit 2
+fi
+exec /usr/bin/{tool} "$@"
+"""
+
+
+def calls(host: Any, tool: str) -> list[str]:
+    return host.sh(f"cat /run/driftctl-test-calls.{tool} 2>/dev/null").stdout_text.splitlines()
+
+
+def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_and_services(fresh_host: Any) -> None:
+    """One dpkg-query and one systemctl show for all of a probe's packages and services, not one each,
+    and each resource observes exactly what it observes when probed alone; when the tool cannot answer
+    for several names, each resource asks for itself and reports the same."""
+    # not options: dpkg-query -W -f=FORMAT NAME...: the names; systemctl show --no-pager -p PROPS -- NAME...:
+    # show, PROPS and the names
+    sh(fresh_host, "cat > /usr/local/sbin/dpkg-query <<'EOF'\n" + SHIM.format(tool="dpkg-query", most=1)
+       + "EOF\ncat > /usr/local/sbin/systemctl <<'EOF'\n" + SHIM.format(tool="systemctl", most=3)
+       + "EOF\nchmod 755 /usr/local/sbin/dpkg-query /usr/local/sbin/systemctl")
+    resources = [
+        res("package", "bash"), res("package", "procps", ensure="absent"), res("package", "libc6"),
+        res("package", "cron"), res("package", "driftctl-no-such-package", ensure="absent"),
+        res("service", "cron", running=True, enabled=True), res("service", "ssh", running=True),
+        res("service", "dbus", enabled=False), res("service", "driftctl-no-such-unit", running=True),
+    ]
+    alone = {r.id: probe(fresh_host, r)[r.id] for r in resources}
+    assert alone["package:bash"]["observed"]["ensure"] == "present"
+    assert alone["package:procps"]["observed"]["ensure"] != "absent"
+    assert alone["package:driftctl-no-such-package"]["observed"]["ensure"] == "absent"
+    assert alone["service:cron"]["observed"] == {"running": True, "enabled": True}
+    assert "no such service" in alone["service:driftctl-no-such-unit"]["error"]
+    assert len(calls(fresh_host, "dpkg-query")) == 5 and len(calls(fresh_host, "systemctl")) == 4  # the shims ran
+
+    sh(fresh_host, "rm -f /run/driftctl-test-calls.*")
+    assert probe(fresh_host, *resources) == alone
+    dpkg, systemctl = calls(fresh_host, "dpkg-query"), calls(fresh_host, "systemctl")
+    assert len(dpkg) == 1 and dpkg[0].endswith("bash procps libc6 cron driftctl-no-such-package"), dpkg
+    assert systemctl == ["show --no-pager -p LoadState,ActiveState,SubState,UnitFileState,MainPID -- "
+                         "cron ssh dbus driftctl-no-such-unit"]
+
+    sh(fresh_host, "rm -f /run/driftctl-test-calls.*; touch /run/driftctl-test-fail-many")
+    assert probe(fresh_host, *resources) == alone
+    assert len(calls(fresh_host, "dpkg-query")) == 1 + 5 and len(calls(fresh_host, "systemctl")) == 1 + 4
+    sh(fresh_host, "rm -f /usr/local/sbin/dpkg-query /usr/local/sbin/systemctl /run/driftctl-test-*")
+
+
 # ---- exec
 
 

@@ -21,7 +21,7 @@ Package = get_type("package")
 def test_every_parser_has_fixtures() -> None:
     used = {json.loads(c.read_text())["parser"] for c in CASES}
     assert used == {"parse_dpkg_query", "parse_apt_cache_policy", "parse_rpm_query", "parse_apk_list",
-                    "parse_apt_lock", "parse_dnf_lock", "parse_apk_lock"}
+                    "parse_apt_lock", "parse_dnf_lock", "parse_apk_lock", "dpkg_lines_of"}
 
 
 def validate(**raw: object) -> dict:

@@ -29,7 +29,8 @@ def test_systemd_state_from_captured_output(case: Path) -> None:
 
 
 def test_every_parser_has_fixtures() -> None:
-    assert {json.loads(c.read_text())["parser"] for c in CASES} == {"parse_systemctl_show", "sysv_enabled"}
+    parsers = {json.loads(c.read_text())["parser"] for c in CASES}
+    assert parsers == {"parse_systemctl_show", "split_systemctl_show", "sysv_enabled"}
 
 
 def validate(**raw: object) -> dict:
