@@ -22,9 +22,9 @@ then start/stop, or restart a running unit whose files changed. So a changed uni
 import os  # noqa: I001  (agent imports stay on one line: see driftctl/agent/file.py)
 import stat
 
-from driftctl.agent._core import CAS_UNKNOWN, DIR_FLAGS, Failure, backup_save, cas_dict, cas_verify, file_kind, lstat_at, register, run  # noqa: E501
+from driftctl.agent._core import CAS_UNKNOWN, DIR_FLAGS, NOT_KNOWN, Failure, backup_save, cas_dict, cas_verify, file_kind, lstat_at, register, run  # noqa: E501
 from driftctl.agent.file import _file_writer, fs_describe_type, fs_probe_target, fs_target
-from driftctl.agent.service import SYSTEMD_RUNNING_STATES, SystemdService, parse_systemctl_show, service_timed_out
+from driftctl.agent.service import SYSTEMD_RUNNING_STATES, SystemdService, parse_systemctl_show, service_timed_out, split_systemctl_show  # noqa: E501
 
 UNIT_DIR = "/etc/systemd/system"
 UNIT_PROPS = "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,MainPID"
@@ -74,14 +74,42 @@ def unit_files(params):
 # ---- systemd
 
 
+def unit_query_limit(timeout):
+    return UNIT_QUERY_TIMEOUT if timeout is None or timeout > UNIT_QUERY_TIMEOUT else timeout
+
+
 def unit_systemd(name, timeout=None):
     """systemd's view of the unit (unit_view), from one ``systemctl show``. An unknown unit is not an
     error: it is not enabled and not running (its file may be about to be written)."""
-    limit = UNIT_QUERY_TIMEOUT if timeout is None or timeout > UNIT_QUERY_TIMEOUT else timeout
-    rc, out, err = run(["systemctl", "show", "--no-pager", "-p", UNIT_PROPS, "--", name], timeout=limit)
+    rc, out, err = run(["systemctl", "show", "--no-pager", "-p", UNIT_PROPS, "--", name],
+                       timeout=unit_query_limit(timeout))
     if rc != 0:
         raise Failure("systemctl show %s exited %d: %s" % (name, rc, (err or out).strip()))
     return unit_parse_show(out)
+
+
+def unit_prefetch(params_list, ctx):
+    """systemd's view of all of a probe's units from one ``systemctl show`` (as service_prefetch),
+    bounded by the shortest ``timeout`` among them."""
+    if ctx.facts.get("init") not in (None, "systemd"):
+        return
+    names, limits = [], []
+    for params in params_list:
+        if params["name"] not in names:
+            names.append(params["name"])
+            limits.append(unit_query_limit(params.get("timeout")))
+    if len(names) < 2:
+        return
+    rc, out, _err = run(["systemctl", "show", "--no-pager", "-p", UNIT_PROPS, "--", *names], timeout=min(limits))
+    units = split_systemctl_show(out) if rc == 0 else []
+    if len(units) == len(names):
+        ctx.known.update((("unit", name), unit_view(units[i])) for i, name in enumerate(names))
+
+
+def unit_observed_systemd(params, ctx):
+    """systemd's view of the unit for observe: what the probe's prefetch read, else asked now."""
+    known = ctx.take_known(("unit", params["name"]))
+    return unit_systemd(params["name"], params.get("timeout")) if known is NOT_KNOWN else known
 
 
 def unit_ctl(params, *args):
@@ -162,7 +190,7 @@ def unit_observe(params, ctx):
     if ctx.facts.get("init") not in (None, "systemd"):
         raise Failure("%s: this host does not run systemd (init: %s)" % (params["name"], ctx.facts.get("init")))
     if params.get("ensure") == "absent":
-        return unit_observe_absent(params)
+        return unit_observe_absent(params, ctx)
     want_text = bool(params.get("_want_content", ctx.want_content))
     observed = {}
     cas = {}
@@ -185,7 +213,7 @@ def unit_observe(params, ctx):
         observed["dropins"] = dropins
         if texts:
             observed["dropin_texts"] = texts
-    view = unit_systemd(params["name"], params.get("timeout"))
+    view = unit_observed_systemd(params, ctx)
     observed.update(needs_reload=view["needs_reload"], enabled=view["enabled"], running=view["running"])
     observed["_cas"] = {"unit_files": cas}
     refusal = unit_refusal(params)
@@ -239,9 +267,9 @@ def unit_absent_scan(name):
     return found, has_dir, "; ".join(refusals) or None
 
 
-def unit_observe_absent(params):
+def unit_observe_absent(params, ctx):
     found, has_dir, refusal = unit_absent_scan(params["name"])
-    view = unit_systemd(params["name"], params.get("timeout"))
+    view = unit_observed_systemd(params, ctx)
     # what absent compares is what it undoes: a static unit (no [Install], say a package's) stays static
     enabled = view["unit_file_state"] in UNIT_DISABLABLE
     # a refusal is something in the way (a link at the unit file, a directory in its .d): present
@@ -401,4 +429,4 @@ def unit_refresh(params, ctx):
     UNIT_STARTED.add(name)
 
 
-register("unit", unit_observe, unit_apply, unit_refresh, precheck=unit_precheck)
+register("unit", unit_observe, unit_apply, unit_refresh, precheck=unit_precheck, prefetch=unit_prefetch)

@@ -377,8 +377,9 @@ def calls(host: Any, tool: str) -> list[str]:
     return host.sh(f"cat /run/driftctl-test-calls.{tool} 2>/dev/null").stdout_text.splitlines()
 
 
-def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_and_services(fresh_host: Any) -> None:
-    """One dpkg-query and one systemctl show for all of a probe's packages and services, not one each,
+def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_services_and_units(fresh_host: Any) -> None:
+    """One dpkg-query for all of a probe's packages, one systemctl show for its services and one for its
+    units, not one each,
     and each resource observes exactly what it observes when probed alone; when the tool cannot answer
     for several names, each resource asks for itself and reports the same."""
     # not options: dpkg-query -W -f=FORMAT NAME...: the names; systemctl show --no-pager -p PROPS -- NAME...:
@@ -391,6 +392,7 @@ def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_and_services(fr
         res("package", "cron"), res("package", "driftctl-no-such-package", ensure="absent"),
         res("service", "cron", running=True, enabled=True), res("service", "ssh", running=True),
         res("service", "dbus", enabled=False), res("service", "driftctl-no-such-unit", running=True),
+        res("unit", "cron.service", ensure="absent"), res("unit", "driftctl-test.service", content="[Service]\n"),
     ]
     alone = {r.id: probe(fresh_host, r)[r.id] for r in resources}
     assert alone["package:bash"]["observed"]["ensure"] == "present"
@@ -398,18 +400,22 @@ def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_and_services(fr
     assert alone["package:driftctl-no-such-package"]["observed"]["ensure"] == "absent"
     assert alone["service:cron"]["observed"] == {"running": True, "enabled": True}
     assert "no such service" in alone["service:driftctl-no-such-unit"]["error"]
-    assert len(calls(fresh_host, "dpkg-query")) == 5 and len(calls(fresh_host, "systemctl")) == 4  # the shims ran
+    assert alone["unit:cron.service"]["observed"]["running"] is True
+    assert alone["unit:driftctl-test.service"]["observed"]["content_sha256"] is None
+    assert len(calls(fresh_host, "dpkg-query")) == 5 and len(calls(fresh_host, "systemctl")) == 6  # the shims ran
 
     sh(fresh_host, "rm -f /run/driftctl-test-calls.*")
     assert probe(fresh_host, *resources) == alone
     dpkg, systemctl = calls(fresh_host, "dpkg-query"), calls(fresh_host, "systemctl")
     assert len(dpkg) == 1 and dpkg[0].endswith("bash procps libc6 cron driftctl-no-such-package"), dpkg
     assert systemctl == ["show --no-pager -p LoadState,ActiveState,SubState,UnitFileState,MainPID -- "
-                         "cron ssh dbus driftctl-no-such-unit"]
+                         "cron ssh dbus driftctl-no-such-unit",
+                         "show --no-pager -p LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,MainPID -- "
+                         "cron.service driftctl-test.service"]
 
     sh(fresh_host, "rm -f /run/driftctl-test-calls.*; touch /run/driftctl-test-fail-many")
     assert probe(fresh_host, *resources) == alone
-    assert len(calls(fresh_host, "dpkg-query")) == 1 + 5 and len(calls(fresh_host, "systemctl")) == 1 + 4
+    assert len(calls(fresh_host, "dpkg-query")) == 1 + 5 and len(calls(fresh_host, "systemctl")) == 2 + 6
     sh(fresh_host, "rm -f /usr/local/sbin/dpkg-query /usr/local/sbin/systemctl /run/driftctl-test-*")
 
 
