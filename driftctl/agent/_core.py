@@ -90,6 +90,7 @@ def register(name, observe, apply, refresh=None, precheck=None, prefetch=None):
 class Ctx(object):
     """What one request gives every handler: the host's facts, the blobs sent, and options.
 
+    ``facts``: a dict, or a function that gathers them when a handler first asks.
     ``expect``: the ``_cas`` the probe saw for the resource being applied (CAS_UNKNOWN: no check).
     ``written``: path -> ``_cas`` of what this run wrote there, so a second resource editing the
     same file in the same run expects our own write, not the probe's view.
@@ -97,7 +98,8 @@ class Ctx(object):
 
     def __init__(self, facts=None, blobs=None, backup_dir=BACKUP_DIR, want_content=True,
                  backup_keep=BACKUP_KEEP, backup_max_age=BACKUP_MAX_AGE):
-        self.facts = facts or {}
+        # a dict, or a function that gathers them when a handler first asks (most applies never do)
+        self._facts = facts
         self.blobs = blobs or {}
         self.backup_dir = backup_dir
         self.want_content = want_content
@@ -106,6 +108,12 @@ class Ctx(object):
         self.expect = CAS_UNKNOWN
         self.written = {}
         self.known = {}  # what a type's prefetch learnt for several resources at once: see take_known
+
+    @property
+    def facts(self):
+        if callable(self._facts):
+            self._facts = self._facts()
+        return self._facts or {}
 
     def take_known(self, key):
         """What a prefetch learnt for ``key`` (NOT_KNOWN if nothing), taken out so that it is used once:

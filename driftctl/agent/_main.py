@@ -382,11 +382,10 @@ def _prefetch(items, ctx):
 
 
 def op_probe(req, channel):
-    facts = gather_facts()
-    ctx = Ctx(facts=facts, want_content=req.get("want_content", True))
+    ctx = Ctx(facts=gather_facts, want_content=req.get("want_content", True))  # gathered if asked for
     answer = {"resources": {}}
     if req.get("facts", True):
-        answer["facts"] = facts
+        answer["facts"] = ctx.facts
     remember_names(True)  # a probe only reads: the owners' names cannot change under it
     try:
         _prefetch(req.get("resources", []), ctx)
@@ -645,7 +644,7 @@ def op_apply(req, channel):
         channel.input.last = time.monotonic()
     _host_lock(req.get("lock_dir") or LOCK_DIR)
     blobs = dict((k, binascii.a2b_base64(v)) for k, v in req.get("blobs", {}).items())  # inline (protocol 1)
-    ctx = StreamCtx(channel, facts=gather_facts(), blobs=blobs)
+    ctx = StreamCtx(channel, facts=gather_facts, blobs=blobs)  # gathered if a handler asks
     _backup_settings(req, ctx)
     limit = req.get("resource_timeout")
     results = {}
