@@ -24,7 +24,6 @@ that path's entries to the newest ``ctx.backup_keep``, none older than ``ctx.bac
 
 import contextlib
 import grp
-import hashlib
 import os
 import pwd
 import re
@@ -129,7 +128,7 @@ class Ctx(object):
     def copy_blob(self, sha, fd):
         """Write the content ``sha`` to ``fd``; returns (bytes written, sha256 hex of what was written)."""
         data = self.blob(sha)
-        h = hashlib.sha256()
+        h = new_sha256(size=len(data))
         view = memoryview(data)
         done = 0
         while done < len(view):
@@ -217,8 +216,31 @@ def which(name):
     return None
 
 
+try:  # the interpreter's own sha256 (python <= 3.11, then >= 3.12): no OpenSSL library to load
+    from _sha256 import sha256 as _own_sha256
+except ImportError:
+    try:
+        from _sha2 import sha256 as _own_sha256
+    except ImportError:  # a build without it (FIPS): hashlib's
+        _own_sha256 = None
+SHA256_OWN_LEFT = [1 << 20]  # bytes left to hash with it before hashlib takes over
+
+
+def new_sha256(data=b"", size=None):
+    """A sha256 object (``size``: the bytes it will be given, default ``len(data)``). The first MiB an
+    agent hashes goes through the interpreter's own sha256: hashlib's loads OpenSSL, ~3 ms of every
+    agent start, for a probe that hashes a few hundred KB; past that OpenSSL's, several times faster."""
+    n = len(data) if size is None else size
+    if _own_sha256 is not None and n <= SHA256_OWN_LEFT[0]:
+        SHA256_OWN_LEFT[0] -= n
+        return _own_sha256(data)
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
 def sha256_bytes(data):
-    return hashlib.sha256(data).hexdigest()
+    return new_sha256(data).hexdigest()
 
 
 # uid and gid -> name while a probe runs (it changes nothing on the host, so the names cannot move);
@@ -503,7 +525,7 @@ class Target(object):
         fd = self.open_read()
         try:
             st = os.fstat(fd)
-            h = hashlib.sha256()
+            h = new_sha256(size=st.st_size)
             keep = keep_all or (want_text and st.st_size <= CONTENT_LIMIT)
             kept = []
             size = 0
@@ -753,7 +775,7 @@ def backup_open(ctx, create=True):
 
 
 def backup_key(path):
-    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return sha256_bytes(path.encode("utf-8", "surrogateescape"))[:32]
 
 
 def backup_save(target, ctx):
@@ -778,7 +800,7 @@ def backup_save(target, ctx):
                 size = os.fstat(src).st_size
 
                 def copy(fd):
-                    h = hashlib.sha256()
+                    h = new_sha256(size=size)
                     while True:
                         chunk = os.read(src, 1 << 20)
                         if not chunk:

@@ -35,7 +35,6 @@ running has its child processes terminated; nothing new starts after that.
 import binascii
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import select
@@ -45,7 +44,7 @@ import threading
 import time
 import zlib
 
-from driftctl.agent._core import TYPES, Ctx, Failure, remember_names
+from driftctl.agent._core import TYPES, Ctx, Failure, new_sha256, remember_names
 from driftctl.agent.facts import gather_facts
 
 PROTOCOL = 2
@@ -314,8 +313,8 @@ def _receive(channel, frame, fd):
     """Write one blob frame's body to ``fd``, hashing on the way; the whole frame is always consumed.
 
     Returns (bytes written, their sha256), as Ctx.copy_blob does."""
-    h = hashlib.sha256()
     size = int(frame["size"])
+    h = new_sha256(size=size)
     failed = []
 
     def sink(chunk):

@@ -20,11 +20,10 @@ hash is checked before the rename. When the controller sends ``content_size``, a
 less free space than that fails before anything is written.
 """
 
-import hashlib  # noqa: I001  (agent imports stay on one line: see the docstring)
-import os
+import os  # noqa: I001  (agent imports stay on one line: see the docstring)
 import stat
 
-from driftctl.agent._core import CONTENT_LIMIT, Failure, PathMissing, Target, UnsafePath, backup_save, cas_check_read, cas_dict, cas_verify, file_kind, group_name, register, resolve_gid, resolve_uid, sha256_bytes, user_name  # noqa: E501
+from driftctl.agent._core import CONTENT_LIMIT, Failure, PathMissing, Target, UnsafePath, backup_save, cas_check_read, cas_dict, cas_verify, file_kind, group_name, new_sha256, register, resolve_gid, resolve_uid, sha256_bytes, user_name  # noqa: E501
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -254,7 +253,7 @@ def _file_hash_written(fd):
         rfd = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise Failure("cannot verify the content written: %s" % e.strerror) from None
-    h = hashlib.sha256()
+    h = new_sha256(size=os.fstat(rfd).st_size)
     try:
         for chunk in iter(lambda: os.read(rfd, 1 << 20), b""):
             h.update(chunk)

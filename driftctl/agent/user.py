@@ -9,9 +9,7 @@ observe -> {"ensure": "present"|"absent", "uid", "group", "groups", "shell", "ho
 shadow hash: the hash itself never leaves the host.
 """
 
-import hashlib
-
-from driftctl.agent._core import Failure, register, run
+from driftctl.agent._core import Failure, register, run, sha256_bytes
 
 # ---- parsers (pure)
 
@@ -58,7 +56,7 @@ def parse_shadow(text):
 
 
 def secret_digest(value):
-    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+    return "sha256:" + sha256_bytes(value.encode("utf-8"))
 
 
 def user_read(path):

@@ -1,8 +1,11 @@
-"""The agent's FQDN fact is what ``socket.getfqdn()`` says, without importing the idna codec or socket.py."""
+"""What an agent start costs: the FQDN fact is what ``socket.getfqdn()`` says without importing the idna
+codec or socket.py; facts are gathered only when asked for; sha256 loads OpenSSL only past the first MiB."""
 
 from __future__ import annotations
 
 import _socket
+import hashlib
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 
 from driftctl import ship
+from driftctl.agent import _core
 from driftctl.agent._core import Ctx
 from driftctl.agent.facts import facts_fqdn
 
@@ -32,10 +36,11 @@ def test_the_fqdn_needs_no_codec_nor_socket_py() -> None:
     assert out.stdout.split() == ["False", "False", "True"]
 
 
-def _agent_imports(tmp_path: Path, request: dict[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
-    """Run the agent program as a controller does (exec's modules); its records (the final answer last)
-    and every module it imported (``-X importtime``)."""
-    modules = ship.modules_for(["exec"])
+def _agent_imports(tmp_path: Path, request: dict[str, Any], types: tuple[str, ...] = ("exec",)
+                   ) -> tuple[list[dict[str, Any]], set[str]]:
+    """Run the agent program as a controller does (the modules of ``types``); its records (the final
+    answer last) and every module it imported (``-X importtime``)."""
+    modules = ship.modules_for(list(types))
     argv = ship.command(sys.executable, modules, cache=False)
     argv[1:1] = ["-X", "importtime"]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
@@ -77,3 +82,32 @@ def test_facts_given_as_a_function_are_gathered_once_when_first_asked() -> None:
     assert ctx.facts["init"] == "systemd" and ctx.facts.get("init") == "systemd"
     assert asked == [1]
     assert Ctx().facts == {} and Ctx(facts={"os": "linux"}).facts == {"os": "linux"}
+
+
+def file_item(path: Path) -> dict[str, Any]:
+    return {"id": f"file:{path}", "type": "file",
+            "params": {"path": str(path), "ensure": "file", "content_sha256": None, "_want_content": False}}
+
+
+@pytest.mark.parametrize("sizes", [[1000, 200_000, 0], [600_000, 600_000, 5]])
+def test_sha256_is_hashlib_s_and_loads_openssl_only_past_the_first_mib(tmp_path: Path, sizes: list[int]) -> None:
+    files = []
+    for i, size in enumerate(sizes):
+        files.append(tmp_path / f"f{i}")
+        files[-1].write_bytes(os.urandom(size))
+    records, imported = _agent_imports(tmp_path, {"op": "probe", "facts": False,
+                                                  "resources": [file_item(f) for f in files]}, ("file",))
+    got = records[-1]["resources"]
+    assert [got[f"file:{f}"]["observed"]["content_sha256"] for f in files] == [
+        hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert ("_hashlib" in imported) == (sum(sizes) > 1 << 20)
+
+
+def test_new_sha256_spends_its_budget_then_hands_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_core, "SHA256_OWN_LEFT", [100])
+    first = _core.new_sha256(b"x" * 60)
+    second = _core.new_sha256(size=60)  # past the budget: hashlib's
+    second.update(b"y" * 60)
+    assert first.hexdigest() == hashlib.sha256(b"x" * 60).hexdigest()
+    assert second.hexdigest() == hashlib.sha256(b"y" * 60).hexdigest()
+    assert type(first) is not type(second) and _core.SHA256_OWN_LEFT == [40]
