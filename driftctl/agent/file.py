@@ -253,8 +253,8 @@ def _file_hash_written(fd):
         rfd = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise Failure("cannot verify the content written: %s" % e.strerror) from None
-    h = new_sha256(size=os.fstat(rfd).st_size)
     try:
+        h = new_sha256(size=os.fstat(rfd).st_size)
         for chunk in iter(lambda: os.read(rfd, 1 << 20), b""):
             h.update(chunk)
     finally:
