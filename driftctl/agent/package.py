@@ -39,7 +39,25 @@ def pkg_env(extra=None):
 
 # ---- parsers (pure)
 
-DPKG_QUERY_FORMAT = "${db:Status-Abbrev}\\t${Version}\\t${binary:Package}\\n"
+DPKG_QUERY_FORMAT = "${db:Status-Abbrev}\\t${Version}\\t${binary:Package}\\t${Architecture}\\n"
+
+
+def dpkg_line(line):
+    """One line of DPKG_QUERY_FORMAT -> (status, version, the names it answers for), or None.
+
+    ``binary:Package`` carries ":arch" only for foreign or multi-arch-same packages ("libc6:amd64",
+    "bash"); the line answers for that name, the bare name and, with ``Architecture`` (lines of the
+    3-field format before it have none), bare:arch: ``bash:amd64`` is the native bash.
+    """
+    parts = line.split("\t")
+    if len(parts) not in (3, 4):
+        return None
+    status, version, package = parts[:3]
+    bare = package.split(":")[0]
+    names = [package, bare]
+    if len(parts) == 4 and parts[3]:
+        names.append("%s:%s" % (bare, parts[3]))
+    return status, version, names
 
 
 def parse_dpkg_query(text):
@@ -48,30 +66,29 @@ def parse_dpkg_query(text):
     ``db:Status-Abbrev`` is three letters: wanted, current, error. A package counts as installed
     when its current state is installed (i) or only waiting for triggers (W, t); "rc" (removed,
     config files left) and half-installed states count as not installed, so install repairs them.
-    ``binary:Package`` carries ":arch" only for foreign or multi-arch-same packages; both the
-    qualified and the bare name are keyed.
+    Every name a line answers for is keyed (dpkg_line); the first installed line wins.
     """
     out: dict = {}
     for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) != 3:
+        parsed = dpkg_line(line)
+        if parsed is None:
             continue
-        status, version, package = parts
+        status, version, names = parsed
         installed = len(status) >= 2 and status[1] in "iWt"
         value = version if installed and version else None
-        for key in (package, package.split(":")[0]):
+        for key in names:
             if out.get(key) is None:
                 out[key] = value
     return out
 
 
 def dpkg_lines_of(text, name):
-    """The lines of a ``dpkg-query -W`` output for several names that parse_dpkg_query reads for
-    ``name``: the package itself, and for a name without ":arch" each of its architectures."""
+    """The lines of a ``dpkg-query -W`` output for several names that answer for ``name`` (dpkg_line):
+    what ``dpkg-query -W NAME`` alone prints."""
     keep = []
     for line in text.splitlines():
-        package = line.rsplit("\t", 1)[-1]
-        if package == name or (":" not in name and package.split(":")[0] == name):
+        parsed = dpkg_line(line)
+        if parsed is not None and name in parsed[2]:
             keep.append(line)
     return "".join(line + "\n" for line in keep)
 

@@ -387,8 +387,10 @@ def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_services_and_un
     sh(fresh_host, "cat > /usr/local/sbin/dpkg-query <<'EOF'\n" + SHIM.format(tool="dpkg-query", most=1)
        + "EOF\ncat > /usr/local/sbin/systemctl <<'EOF'\n" + SHIM.format(tool="systemctl", most=3)
        + "EOF\nchmod 755 /usr/local/sbin/dpkg-query /usr/local/sbin/systemctl")
+    arch = sh(fresh_host, "dpkg --print-architecture").strip()  # dpkg-query prints the native bash unqualified
     resources = [
         res("package", "bash"), res("package", "procps", ensure="absent"), res("package", "libc6"),
+        res("package", f"bash:{arch}"),
         res("package", "cron"), res("package", "driftctl-no-such-package", ensure="absent"),
         res("service", "cron", running=True, enabled=True), res("service", "ssh", running=True),
         res("service", "dbus", enabled=False), res("service", "driftctl-no-such-unit", running=True),
@@ -396,18 +398,19 @@ def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_services_and_un
     ]
     alone = {r.id: probe(fresh_host, r)[r.id] for r in resources}
     assert alone["package:bash"]["observed"]["ensure"] == "present"
+    assert alone[f"package:bash:{arch}"]["observed"] == alone["package:bash"]["observed"]  # the native arch's name
     assert alone["package:procps"]["observed"]["ensure"] != "absent"
     assert alone["package:driftctl-no-such-package"]["observed"]["ensure"] == "absent"
     assert alone["service:cron"]["observed"] == {"running": True, "enabled": True}
     assert "no such service" in alone["service:driftctl-no-such-unit"]["error"]
     assert alone["unit:cron.service"]["observed"]["running"] is True
     assert alone["unit:driftctl-test.service"]["observed"]["content_sha256"] is None
-    assert len(calls(fresh_host, "dpkg-query")) == 5 and len(calls(fresh_host, "systemctl")) == 6  # the shims ran
+    assert len(calls(fresh_host, "dpkg-query")) == 6 and len(calls(fresh_host, "systemctl")) == 6  # the shims ran
 
     sh(fresh_host, "rm -f /run/driftctl-test-calls.*")
     assert probe(fresh_host, *resources) == alone
     dpkg, systemctl = calls(fresh_host, "dpkg-query"), calls(fresh_host, "systemctl")
-    assert len(dpkg) == 1 and dpkg[0].endswith("bash procps libc6 cron driftctl-no-such-package"), dpkg
+    assert len(dpkg) == 1 and dpkg[0].endswith(f"bash procps libc6 bash:{arch} cron driftctl-no-such-package"), dpkg
     assert systemctl == ["show --no-pager -p LoadState,ActiveState,SubState,UnitFileState,MainPID -- "
                          "cron ssh dbus driftctl-no-such-unit",
                          "show --no-pager -p LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,MainPID -- "
@@ -415,7 +418,7 @@ def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_services_and_un
 
     sh(fresh_host, "rm -f /run/driftctl-test-calls.*; touch /run/driftctl-test-fail-many")
     assert probe(fresh_host, *resources) == alone
-    assert len(calls(fresh_host, "dpkg-query")) == 1 + 5 and len(calls(fresh_host, "systemctl")) == 2 + 6
+    assert len(calls(fresh_host, "dpkg-query")) == 1 + 6 and len(calls(fresh_host, "systemctl")) == 2 + 6
     sh(fresh_host, "rm -f /usr/local/sbin/dpkg-query /usr/local/sbin/systemctl /run/driftctl-test-*")
 
 
