@@ -361,12 +361,12 @@ def test_service_refresh_missing_unit_and_sysv(fresh_host: Any) -> None:
 
 # ---- one query for many packages and services
 
-# In front of the real tool in PATH: logs each call's arguments; once /run/driftctl-test-fail-many
+# In front of the real tool in PATH: logs each call's arguments; once /run/driftctl-test-fail-many.TOOL
 # exists, a call with more arguments that are not options than ``most`` (one name) fails: a host whose
 # tool cannot answer for several names at once.
 SHIM = """#!/bin/sh
 printf '%s\\n' "$*" >> /run/driftctl-test-calls.{tool}
-if [ -e /run/driftctl-test-fail-many ] && [ "$(printf '%s\\n' "$@" | grep -cv '^-')" -gt {most} ]; then
+if [ -e /run/driftctl-test-fail-many.{tool} ] && [ "$(printf '%s\\n' "$@" | grep -cv '^-')" -gt {most} ]; then
   echo "{tool}: refused by the test" >&2; exit 2
 fi
 exec /usr/bin/{tool} "$@"
@@ -383,15 +383,16 @@ def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_services_and_un
     and each resource observes exactly what it observes when probed alone; when the tool cannot answer
     for several names, each resource asks for itself and reports the same."""
     # not options: dpkg-query -W -f=FORMAT NAME...: the names; systemctl show --no-pager -p PROPS -- NAME...:
-    # show, PROPS and the names
-    sh(fresh_host, "cat > /usr/local/sbin/dpkg-query <<'EOF'\n" + SHIM.format(tool="dpkg-query", most=1)
-       + "EOF\ncat > /usr/local/sbin/systemctl <<'EOF'\n" + SHIM.format(tool="systemctl", most=3)
-       + "EOF\nchmod 755 /usr/local/sbin/dpkg-query /usr/local/sbin/systemctl")
+    # show, PROPS and the names; apt-cache -o OPT -o OPT policy NAME...: both OPTs, policy and the names
+    for tool, most in (("dpkg-query", 1), ("systemctl", 3), ("apt-cache", 4)):
+        sh(fresh_host, f"cat > /usr/local/sbin/{tool} <<'EOF'\n{SHIM.format(tool=tool, most=most)}EOF\n"
+           f"chmod 755 /usr/local/sbin/{tool}")
     arch = sh(fresh_host, "dpkg --print-architecture").strip()  # dpkg-query prints the native bash unqualified
     resources = [
         res("package", "bash"), res("package", "procps", ensure="absent"), res("package", "libc6"),
         res("package", f"bash:{arch}"),
         res("package", "cron"), res("package", "driftctl-no-such-package", ensure="absent"),
+        res("package", "hello"), res("package", "tree", ensure="latest"),  # each asks apt-cache its candidate
         res("service", "cron", running=True, enabled=True), res("service", "ssh", running=True),
         res("service", "dbus", enabled=False), res("service", "driftctl-no-such-unit", running=True),
         res("unit", "cron.service", ensure="absent"), res("unit", "driftctl-test.service", content="[Service]\n"),
@@ -405,21 +406,32 @@ def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_services_and_un
     assert "no such service" in alone["service:driftctl-no-such-unit"]["error"]
     assert alone["unit:cron.service"]["observed"]["running"] is True
     assert alone["unit:driftctl-test.service"]["observed"]["content_sha256"] is None
-    assert len(calls(fresh_host, "dpkg-query")) == 6 and len(calls(fresh_host, "systemctl")) == 6  # the shims ran
+    assert alone["package:hello"]["observed"]["candidate"] and alone["package:tree"]["observed"]["candidate"]
+    assert len(calls(fresh_host, "dpkg-query")) == 8 and len(calls(fresh_host, "systemctl")) == 6  # the shims ran
+    assert len(calls(fresh_host, "apt-cache")) == 2
 
     sh(fresh_host, "rm -f /run/driftctl-test-calls.*")
     assert probe(fresh_host, *resources) == alone
     dpkg, systemctl = calls(fresh_host, "dpkg-query"), calls(fresh_host, "systemctl")
-    assert len(dpkg) == 1 and dpkg[0].endswith(f"bash procps libc6 bash:{arch} cron driftctl-no-such-package"), dpkg
+    assert len(dpkg) == 1, dpkg
+    assert dpkg[0].endswith(f"bash procps libc6 bash:{arch} cron driftctl-no-such-package hello tree"), dpkg
+    assert calls(fresh_host, "apt-cache") == ["-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= policy hello tree"]
     assert systemctl == ["show --no-pager -p LoadState,ActiveState,SubState,UnitFileState,MainPID -- "
                          "cron ssh dbus driftctl-no-such-unit",
                          "show --no-pager -p LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,MainPID -- "
                          "cron.service driftctl-test.service"]
 
-    sh(fresh_host, "rm -f /run/driftctl-test-calls.*; touch /run/driftctl-test-fail-many")
+    sh(fresh_host, "rm -f /run/driftctl-test-calls.*; touch /run/driftctl-test-fail-many.apt-cache")
+    assert probe(fresh_host, *resources) == alone  # the installed versions from one call, the candidates each
+    assert len(calls(fresh_host, "dpkg-query")) == 1 and len(calls(fresh_host, "apt-cache")) == 1 + 2
+
+    sh(fresh_host, "rm -f /run/driftctl-test-calls.*; touch /run/driftctl-test-fail-many.dpkg-query "
+       "/run/driftctl-test-fail-many.systemctl")
     assert probe(fresh_host, *resources) == alone
-    assert len(calls(fresh_host, "dpkg-query")) == 1 + 6 and len(calls(fresh_host, "systemctl")) == 2 + 6
-    sh(fresh_host, "rm -f /usr/local/sbin/dpkg-query /usr/local/sbin/systemctl /run/driftctl-test-*")
+    assert len(calls(fresh_host, "dpkg-query")) == 1 + 8 and len(calls(fresh_host, "systemctl")) == 2 + 6
+    assert len(calls(fresh_host, "apt-cache")) == 2
+    sh(fresh_host, "rm -f /usr/local/sbin/dpkg-query /usr/local/sbin/systemctl /usr/local/sbin/apt-cache "
+       "/run/driftctl-test-*")
 
 
 # ---- exec
