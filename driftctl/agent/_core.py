@@ -61,15 +61,16 @@ class PathMissing(Failure):
 
 
 class Handler(object):
-    def __init__(self, observe, apply, refresh=None, precheck=None, prefetch=None):
+    def __init__(self, observe, apply, refresh=None, precheck=None, prefetch=None, apply_prefetch=None):
         self.observe = observe
         self.apply = apply
         self.refresh = refresh
         self.precheck = precheck
         self.prefetch = prefetch
+        self.apply_prefetch = apply_prefetch
 
 
-def register(name, observe, apply, refresh=None, precheck=None, prefetch=None):
+def register(name, observe, apply, refresh=None, precheck=None, prefetch=None, apply_prefetch=None):
     """Register a resource type.
 
     observe(params, ctx) -> dict of the managed attributes as they are now (keys as the controller's
@@ -82,8 +83,11 @@ def register(name, observe, apply, refresh=None, precheck=None, prefetch=None):
         more), ask the host once for all of them (one dpkg-query, one systemctl show) and leave the
         answers in ``ctx.known`` for observe to take. Best effort: whatever it did not learn (or when it
         raises), each observe asks for itself, as without it.
+    apply_prefetch(params_list, ctx) -> None: the same before an apply changes anything, for the
+        resources of this type it will change (two or more); only for what apply itself asks before
+        its change, under keys of its own: an observation after a change must ask afresh.
     """
-    TYPES[name] = Handler(observe, apply, refresh, precheck, prefetch)
+    TYPES[name] = Handler(observe, apply, refresh, precheck, prefetch, apply_prefetch)
 
 
 class Ctx(object):

@@ -364,20 +364,20 @@ def _observe(item, ctx):
         return {"error": "%s: %s" % (type(e).__name__, e)}
 
 
-def _prefetch(items, ctx):
-    """Each type with a prefetch asks the host once for all its resources of this probe (two or more:
-    one resource asks the same one command itself). Best effort: a prefetch that fails leaves each
-    resource to ask for itself, and to report its own error."""
+def _prefetch(items, ctx, hook="prefetch"):
+    """Each type with a prefetch (``hook``: or an apply_prefetch) asks the host once for all its
+    resources of ``items`` (two or more: one resource asks the same one command itself). Best effort:
+    a prefetch that fails leaves each resource to ask for itself, and to report its own error."""
     by_type = {}
     for item in items:
         handler = TYPES.get(item.get("type"))
-        if handler is not None and handler.prefetch is not None:
-            by_type.setdefault(item["type"], (handler, []))[1].append(item.get("params") or {})
-    for handler, params_list in by_type.values():
+        if handler is not None and getattr(handler, hook) is not None:
+            by_type.setdefault(item["type"], (getattr(handler, hook), []))[1].append(item.get("params") or {})
+    for prefetch, params_list in by_type.values():
         if len(params_list) < 2:
             continue
         with contextlib.suppress(Exception):  # it fills ctx.known only once all of it is known
-            handler.prefetch(params_list, ctx)
+            prefetch(params_list, ctx)
 
 
 def op_probe(req, channel):
@@ -650,6 +650,10 @@ def op_apply(req, channel):
     notified = []
     items = req.get("resources", [])
     framed = bool(req.get("frames"))
+    if any(item.get("changes") for item in items):
+        _set_deadline(limit)  # the run's limit of one resource: a question for all of them at most that
+        _prefetch([item for item in items if item.get("changes")], ctx, "apply_prefetch")
+        _set_deadline(None)
     for item in items:
         if framed:
             channel.settle(results)

@@ -506,6 +506,24 @@ def package_prefetch(params_list, ctx):
     ctx.known.update(known)
 
 
+def package_apply_prefetch(params_list, ctx):
+    """Before an apply installs two or more apt packages, their candidates from one apt-cache policy:
+    package_apply asks whether apt knows each (to refresh the lists first when it does not), ~0.7 s
+    of the host's CPU a question."""
+    names = []
+    for params in params_list:
+        try:
+            apt = choose_package_provider(params, ctx.facts) is AptPackage
+        except Failure:
+            continue
+        if apt and params.get("ensure") != "absent" and params["name"] not in names:
+            names.append(params["name"])
+    if len(names) < 2 or not which(AptPackage.command):
+        return
+    for name, version in AptPackage().candidates(names, strict=True).items():
+        ctx.known[("apply-candidate", "apt", name)] = version
+
+
 def wants_candidate(ensure, installed):
     """Whether observe asks what an install or upgrade would bring: it matters for latest, and for a
     package to install (the version in the change line)."""
@@ -540,11 +558,14 @@ def package_apply(params, changes, ctx):
     if ensure == "absent":
         provider.remove(name)
         return
-    known = provider.installed(name) is not None or provider.candidate(name) is not None
+    candidate = ctx.take_known(("apply-candidate", provider.name, name))  # asked before any change
+    known = provider.installed(name) is not None or (
+        provider.candidate(name) if candidate is NOT_KNOWN or PKG_STATE["apt_updated"] else candidate) is not None
     version = None if ensure in ("present", "latest") else ensure
     provider.install(name, version, known)
     if provider.installed(name) is None:
         raise Failure("%s reported success but %s is not installed" % (provider.command, name))
 
 
-register("package", package_observe, package_apply, prefetch=package_prefetch)
+register("package", package_observe, package_apply, prefetch=package_prefetch,
+         apply_prefetch=package_apply_prefetch)

@@ -434,6 +434,23 @@ def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_services_and_un
        "/run/driftctl-test-*")
 
 
+def test_an_apply_asks_apt_cache_once_for_the_packages_it_installs(fresh_host: Any) -> None:
+    """Whether apt knows each package it installs (else the lists are refreshed first) is one
+    ``apt-cache policy`` for all of them, asked before anything changes; the packages are installed."""
+    sh(fresh_host, f"cat > /usr/local/sbin/apt-cache <<'EOF'\n{SHIM.format(tool='apt-cache', most=4)}EOF\n"
+       "chmod 755 /usr/local/sbin/apt-cache")
+    packages = [res("package", name) for name in ("hello", "sl", "figlet")]
+    changes = {r.id: plan(fresh_host, r) for r in packages}
+    sh(fresh_host, "rm -f /run/driftctl-test-calls.*")
+    results = apply(fresh_host, *packages, changes=changes)
+    assert {rid: r["status"] for rid, r in results.items()} == dict.fromkeys(changes, "changed"), results
+    assert calls(fresh_host, "apt-cache") == [
+        "-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= policy hello sl figlet"]
+    ti = fresh_host.testinfra()
+    assert all(ti.package(name).is_installed for name in ("hello", "sl", "figlet"))
+    sh(fresh_host, "rm -f /usr/local/sbin/apt-cache /run/driftctl-test-*")
+
+
 # ---- exec
 
 
