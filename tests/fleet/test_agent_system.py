@@ -377,11 +377,11 @@ def calls(host: Any, tool: str) -> list[str]:
     return host.sh(f"cat /run/driftctl-test-calls.{tool} 2>/dev/null").stdout_text.splitlines()
 
 
-def test_a_probe_asks_dpkg_and_systemd_once_for_all_its_packages_services_and_units(fresh_host: Any) -> None:
-    """One dpkg-query for all of a probe's packages, one systemctl show for its services and one for its
-    units, not one each,
-    and each resource observes exactly what it observes when probed alone; when the tool cannot answer
-    for several names, each resource asks for itself and reports the same."""
+def test_a_probe_asks_each_tool_once_for_all_its_packages_services_and_units(fresh_host: Any) -> None:
+    """One dpkg-query for all of a probe's packages, one apt-cache policy for the candidates it needs,
+    one systemctl show for its services and one for its units, not one each; each resource observes
+    exactly what it observes when probed alone, also when a tool cannot answer for several names (each
+    resource then asks for itself)."""
     # not options: dpkg-query -W -f=FORMAT NAME...: the names; systemctl show --no-pager -p PROPS -- NAME...:
     # show, PROPS and the names; apt-cache -o OPT -o OPT policy NAME...: both OPTs, policy and the names
     for tool, most in (("dpkg-query", 1), ("systemctl", 3), ("apt-cache", 4)):
