@@ -370,9 +370,9 @@ def _prefetch(items, ctx, hook="prefetch"):
     a prefetch that fails leaves each resource to ask for itself, and to report its own error."""
     by_type = {}
     for item in items:
-        handler = TYPES.get(item.get("type"))
-        if handler is not None and getattr(handler, hook) is not None:
-            by_type.setdefault(item["type"], (getattr(handler, hook), []))[1].append(item.get("params") or {})
+        prefetch = getattr(TYPES.get(item.get("type")), hook, None)
+        if prefetch is not None:
+            by_type.setdefault(item["type"], (prefetch, []))[1].append(item.get("params") or {})
     for prefetch, params_list in by_type.values():
         if len(params_list) < 2:
             continue
@@ -650,9 +650,10 @@ def op_apply(req, channel):
     notified = []
     items = req.get("resources", [])
     framed = bool(req.get("frames"))
-    if any(item.get("changes") for item in items):
+    changing = [item for item in items if item.get("changes")]
+    if changing:
         _set_deadline(limit)  # the run's limit of one resource: a question for all of them at most that
-        _prefetch([item for item in items if item.get("changes")], ctx, "apply_prefetch")
+        _prefetch(changing, ctx, "apply_prefetch")
         _set_deadline(None)
     for item in items:
         if framed:

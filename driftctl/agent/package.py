@@ -478,25 +478,33 @@ def package_state(ensure, installed, candidate):
     return installed
 
 
-def package_prefetch(params_list, ctx):
-    """The installed versions of all of a probe's apt packages from one dpkg-query, and the candidates
-    of those that need one from one apt-cache policy, not one each (the other package managers ask
-    per resource)."""
-    names, ensure_of = [], {}
+def _apt_packages(params_list, ctx):
+    """{name: ensure} of the resources apt manages, in their order; none on a host without apt-get
+    (each resource then says so itself), nor those whose provider cannot be chosen (likewise)."""
+    if not which(AptPackage.command):
+        return {}
+    ensure_of = {}
     for params in params_list:
         try:
             apt = choose_package_provider(params, ctx.facts) is AptPackage
         except Failure:
-            continue  # its own observe says why
-        if apt and params["name"] not in names:
-            names.append(params["name"])
-            ensure_of[params["name"]] = params.get("ensure") or "present"
-    if len(names) < 2 or not which(AptPackage.command):  # without apt-get each resource says so itself
+            continue
+        if apt:
+            ensure_of.setdefault(params["name"], params.get("ensure") or "present")
+    return ensure_of
+
+
+def package_prefetch(params_list, ctx):
+    """The installed versions of all of a probe's apt packages from one dpkg-query, and the candidates
+    of those that need one from one apt-cache policy, not one each (the other package managers ask
+    per resource)."""
+    ensure_of = _apt_packages(params_list, ctx)
+    if len(ensure_of) < 2:
         return
     apt = AptPackage()
-    installed = apt.installed_many(names)
+    installed = apt.installed_many(list(ensure_of))
     known = {("package", "apt", name): version for name, version in installed.items()}
-    wanting = [name for name in names if wants_candidate(ensure_of[name], installed[name])]
+    wanting = [name for name, ensure in ensure_of.items() if wants_candidate(ensure, installed[name])]
     if len(wanting) > 1:
         try:
             candidates = apt.candidates(wanting, strict=True)
@@ -510,15 +518,8 @@ def package_apply_prefetch(params_list, ctx):
     """Before an apply installs two or more apt packages, their candidates from one apt-cache policy:
     package_apply asks whether apt knows each (to refresh the lists first when it does not), ~0.7 s
     of the host's CPU a question."""
-    names = []
-    for params in params_list:
-        try:
-            apt = choose_package_provider(params, ctx.facts) is AptPackage
-        except Failure:
-            continue
-        if apt and params.get("ensure") != "absent" and params["name"] not in names:
-            names.append(params["name"])
-    if len(names) < 2 or not which(AptPackage.command):
+    names = [name for name, ensure in _apt_packages(params_list, ctx).items() if ensure != "absent"]
+    if len(names) < 2:
         return
     for name, version in AptPackage().candidates(names, strict=True).items():
         ctx.known[("apply-candidate", "apt", name)] = version
@@ -558,9 +559,12 @@ def package_apply(params, changes, ctx):
     if ensure == "absent":
         provider.remove(name)
         return
-    candidate = ctx.take_known(("apply-candidate", provider.name, name))  # asked before any change
-    known = provider.installed(name) is not None or (
-        provider.candidate(name) if candidate is NOT_KNOWN or PKG_STATE["apt_updated"] else candidate) is not None
+    known = provider.installed(name) is not None
+    if not known:
+        candidate = ctx.take_known(("apply-candidate", provider.name, name))  # asked before any change
+        if candidate is NOT_KNOWN or PKG_STATE["apt_updated"]:
+            candidate = provider.candidate(name)
+        known = candidate is not None
     version = None if ensure in ("present", "latest") else ensure
     provider.install(name, version, known)
     if provider.installed(name) is None:

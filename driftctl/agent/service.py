@@ -49,6 +49,18 @@ def split_systemctl_show(text):
     return units
 
 
+def systemctl_show(names, props, timeout):
+    """The properties ``props`` of each unit of ``names`` (dicts, in the order asked) from one
+    ``systemctl show``; a failed call, or one that answers for another number of units, raises."""
+    rc, out, err = run(["systemctl", "show", "--no-pager", "-p", props, "--", *names], timeout=timeout)
+    if rc != 0:
+        raise Failure("systemctl show %s exited %d: %s" % (" ".join(names), rc, (err or out).strip()))
+    units = split_systemctl_show(out) if len(names) > 1 else [parse_systemctl_show(out)]
+    if len(units) != len(names):
+        raise Failure("systemctl show %s answered for %d units" % (" ".join(names), len(units)))
+    return units
+
+
 def systemd_state(props):
     """The properties of one unit -> {"enabled", "running", "masked", "loaded"} (raw states kept)."""
     unit_file = props.get("UnitFileState", "")
@@ -131,13 +143,7 @@ class SystemdService(ServiceProvider):
 
     def states(self, names):
         """{name: systemd_state} of every unit of ``names`` from one ``systemctl show``."""
-        rc, out, err = run(["systemctl", "show", "--no-pager", "-p", self.PROPS, "--", *names],
-                           timeout=self.query_timeout())
-        if rc != 0:
-            raise Failure("systemctl show %s exited %d: %s" % (" ".join(names), rc, (err or out).strip()))
-        units = split_systemctl_show(out) if len(names) > 1 else [parse_systemctl_show(out)]
-        if len(units) != len(names):
-            raise Failure("systemctl show %s answered for %d units" % (" ".join(names), len(units)))
+        units = systemctl_show(names, self.PROPS, self.query_timeout())
         return {name: systemd_state(units[i]) for i, name in enumerate(names)}  # no zip(strict=): python 3.8
 
     def state(self, name, known=NOT_KNOWN):

@@ -24,7 +24,7 @@ import stat
 
 from driftctl.agent._core import CAS_UNKNOWN, DIR_FLAGS, NOT_KNOWN, Failure, backup_save, cas_dict, cas_verify, file_kind, lstat_at, register, run  # noqa: E501
 from driftctl.agent.file import _file_writer, fs_describe_type, fs_probe_target, fs_target
-from driftctl.agent.service import SYSTEMD_RUNNING_STATES, SystemdService, parse_systemctl_show, service_timed_out, split_systemctl_show  # noqa: E501
+from driftctl.agent.service import SYSTEMD_RUNNING_STATES, SystemdService, parse_systemctl_show, service_timed_out, systemctl_show  # noqa: E501
 
 UNIT_DIR = "/etc/systemd/system"
 UNIT_PROPS = "LoadState,ActiveState,SubState,UnitFileState,NeedDaemonReload,MainPID"
@@ -56,7 +56,7 @@ def unit_view(props):
 
 
 def unit_parse_show(text):
-    """The output of ``systemctl show -p UNIT_PROPS UNIT`` -> unit_view."""
+    """The output of ``systemctl show -p UNIT_PROPS UNIT`` -> unit_view (what unit_systemd reads)."""
     return unit_view(parse_systemctl_show(text))
 
 
@@ -81,11 +81,7 @@ def unit_query_limit(timeout):
 def unit_systemd(name, timeout=None):
     """systemd's view of the unit (unit_view), from one ``systemctl show``. An unknown unit is not an
     error: it is not enabled and not running (its file may be about to be written)."""
-    rc, out, err = run(["systemctl", "show", "--no-pager", "-p", UNIT_PROPS, "--", name],
-                       timeout=unit_query_limit(timeout))
-    if rc != 0:
-        raise Failure("systemctl show %s exited %d: %s" % (name, rc, (err or out).strip()))
-    return unit_parse_show(out)
+    return unit_view(systemctl_show([name], UNIT_PROPS, unit_query_limit(timeout))[0])
 
 
 def unit_prefetch(params_list, ctx):
@@ -100,10 +96,8 @@ def unit_prefetch(params_list, ctx):
             limits.append(unit_query_limit(params.get("timeout")))
     if len(names) < 2:
         return
-    rc, out, _err = run(["systemctl", "show", "--no-pager", "-p", UNIT_PROPS, "--", *names], timeout=min(limits))
-    units = split_systemctl_show(out) if rc == 0 else []
-    if len(units) == len(names):
-        ctx.known.update((("unit", name), unit_view(units[i])) for i, name in enumerate(names))
+    units = systemctl_show(names, UNIT_PROPS, min(limits))
+    ctx.known.update((("unit", name), unit_view(units[i])) for i, name in enumerate(names))
 
 
 def unit_observed_systemd(params, ctx):

@@ -342,8 +342,8 @@ def _drain(chan: paramiko.Channel, on_output: Callable[[bytes], None], err: list
 class _StartGuard:
     """While a command starts (channel open, exec reply: no output to hear yet), ``Liveness`` checked
     each second; a link found lost closes the connection, which ends paramiko's waits at once. The
-    checking thread starts only when the start has been quiet for a quarter of the timeout (nearly
-    every start takes milliseconds)."""
+    checks begin only when the start has been quiet for a quarter of the timeout (nearly every start
+    takes milliseconds: the timer is cancelled before it fires)."""
 
     def __init__(self, client: paramiko.Transport, timeout: float) -> None:
         self.timeout = timeout
