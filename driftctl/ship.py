@@ -37,6 +37,7 @@ from driftctl.fsperms import writable_by_others
 from driftctl.transport.base import CommandResult, Feed, Transport
 
 PROTOCOL_VERSION = 2
+FRAME_BATCH = 1 << 16  # bytes of an apply's stdin gathered into one write (the SSH transport's chunk)
 AGENT_PACKAGE = "driftctl.agent"
 
 # What a module of this package uses from another it imports (``from driftctl.agent.file import ...``):
@@ -425,14 +426,27 @@ def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Fe
             clock: Callable[[], float] = time.monotonic) -> Iterator[bytes]:
     """stdin of an apply: program, request, the contents as frames (each with the id of the resource
     that needs it, in the resources' order), the end frame, then a ping every quarter of the request's
-    lease (D47) until the agent's last line, or a cancel frame if aborted."""
-    yield program_bytes(_modules_of(request)) + _payload({**request, "frames": True})
+    lease (D47) until the agent's last line, or a cancel frame if aborted.
+
+    Small pieces go out together, up to FRAME_BATCH bytes a write: a header and a 2 KB file each
+    written alone made two SSH packets per file, each encrypted, sent and read on its own."""
+    batch = bytearray(program_bytes(_modules_of(request)) + _payload({**request, "frames": True}))
     for rid, blob in blobs:
         if feed.abort is not None and feed.abort.is_set():
             break
-        yield json.dumps({"blob": blob.sha256, "size": blob.size, "for": rid}).encode("utf-8") + b"\n"
-        yield from blob.chunks()
-    yield b'{"end":true}\n'
+        batch += json.dumps({"blob": blob.sha256, "size": blob.size, "for": rid}).encode("utf-8") + b"\n"
+        for chunk in blob.chunks():
+            if len(batch) + len(chunk) <= FRAME_BATCH:
+                batch += chunk
+                continue
+            yield bytes(batch)
+            batch.clear()
+            if len(chunk) >= FRAME_BATCH:
+                yield chunk
+            else:
+                batch += chunk
+    batch += b'{"end":true}\n'
+    yield bytes(batch)
     every = float(request["lease"]) / 4 if request.get("lease") else math.inf
     pings = 0
     due = clock() + every

@@ -164,6 +164,15 @@ def run_remaining(timeout=None):
     return timeout, False
 
 
+# called before the agent waits on a command it starts (the channel writes the records it holds)
+BEFORE_COMMAND = []
+
+
+def before_command():
+    for hook in BEFORE_COMMAND:
+        hook()
+
+
 def run(argv, stdin=None, env=None, timeout=None, check=False):
     """Run argv (never through a shell). Returns (rc, stdout text, stderr text).
 
@@ -172,6 +181,7 @@ def run(argv, stdin=None, env=None, timeout=None, check=False):
     limit, by_deadline = run_remaining(timeout)
     if by_deadline and limit <= 0:
         raise Failure("%s not started: the resource timed out (the resource's time limit)" % argv[0])
+    before_command()
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,

@@ -14,6 +14,10 @@ stdout: for "apply", ``{"begin": id}`` before a resource starts changing anythin
         then, for every op, one final answer ``{"v": 2, "ok": true, ...}`` or ``{"v": 2, "ok": false,
         "error": "..."}``; when the request asks for it (``"zip": true``) that answer is sent as
         ``{"v": 2, "z": base64 of its JSON compressed with zlib}``.
+        Records share writes (D49): what waits is written before the agent starts a command or waits
+        for input, once FLUSH_BYTES wait, with the answer, and at the latest FLUSH_AFTER after it was
+        made (a thread writes it while a resource runs). A write per record was an SSH packet per
+        record, encrypted, sent and read on its own on both ends.
 
 Ops:
   facts  -> {"facts": {...}}
@@ -44,13 +48,15 @@ import threading
 import time
 import zlib
 
-from driftctl.agent._core import TYPES, Ctx, Failure, new_sha256, remember_names
+from driftctl.agent._core import BEFORE_COMMAND, TYPES, Ctx, Failure, new_sha256, remember_names
 from driftctl.agent.facts import gather_facts
 
 PROTOCOL = 2
 LINE_LIMIT = 1 << 26  # a request line (the change list) larger than this is refused
 CHUNK = 1 << 20
 HOLD = 8 << 20  # content read ahead at a resource boundary to hear the controller behind it (lease)
+FLUSH_AFTER = 0.2  # seconds a record may wait to share a write with the ones after it
+FLUSH_BYTES = 1 << 15  # records waiting that make a write at once
 
 
 class _Input(object):
@@ -63,6 +69,7 @@ class _Input(object):
         self.lease = None  # seconds without a byte, while we wait for one, that mean the controller is gone
         self.last = time.monotonic()  # when a byte last came
         self.silent = False  # the input "ended" because the lease ran out
+        self.before_wait = None  # called when a read would wait (the channel writes what it holds)
 
     def gone(self):
         """Why the controller counts as gone, in the words the records use."""
@@ -73,6 +80,8 @@ class _Input(object):
     def _fill(self):
         if self.eof:
             return False
+        if self.before_wait is not None and not self.ready(0):
+            self.before_wait()
         if self.lease and not self._wait():
             self.eof = True
             return False
@@ -155,6 +164,12 @@ class _Channel(object):
         self.pending = None  # a blob frame header read but not yet consumed
         self.records = True  # protocol 1 callers (bake, tests) want one answer document only
         self._write_lock = threading.Lock()
+        self._held = []  # records made but not written yet (encoded), oldest first
+        self._held_bytes = 0
+        self._held_since = 0.0  # when the oldest of them was made
+        self._wake = threading.Condition(self._write_lock)
+        self._flusher = None
+        self.input.before_wait = self.flush
 
     # ---- cancellation
     def cancel(self, why):
@@ -173,19 +188,63 @@ class _Channel(object):
 
     # ---- output
     def record(self, record):
+        """A record for the controller: written within FLUSH_AFTER, with the records made meanwhile."""
         if self.records:
-            self.send(record)
+            self._put(record, hold=True)
 
     def send(self, record):
+        """Write ``record`` now, after every record still waiting."""
+        self._put(record, hold=False)
+
+    def _put(self, record, hold):
         data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
         with self._write_lock:
-            try:
-                view = memoryview(data)
-                while view:
-                    n = os.write(self.out_fd, view)
-                    view = view[n:]
-            except OSError:
-                self.cancel("the controller's connection is gone (output closed)")
+            if not self._held:
+                self._held_since = time.monotonic()
+                if hold:
+                    self._wake_flusher()
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if not hold or self._held_bytes >= FLUSH_BYTES:
+                self._write_held()
+
+    def _wake_flusher(self):
+        """(write lock held) The flusher thread, started on the first record, told a record waits."""
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_later, name="driftctl-flush")
+            self._flusher.daemon = True
+            self._flusher.start()
+        self._wake.notify()
+
+    def flush(self):
+        """Write the records that wait: the agent is about to wait on something outside it."""
+        with self._write_lock:
+            if self._held:
+                self._write_held()
+
+    def _flush_later(self):
+        """Write what has waited FLUSH_AFTER, while the main thread is busy with a resource."""
+        with self._wake:
+            while True:
+                if not self._held:
+                    self._wake.wait()
+                    continue
+                due = self._held_since + FLUSH_AFTER - time.monotonic()
+                if due > 0:
+                    self._wake.wait(due)
+                    continue
+                self._write_held()
+
+    def _write_held(self):
+        """(write lock held) Write every waiting record, in one write when the pipe takes it."""
+        data, self._held, self._held_bytes = b"".join(self._held), [], 0
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self.out_fd, view)
+                view = view[n:]
+        except OSError:
+            self.cancel("the controller's connection is gone (output closed)")
 
     # ---- frames
     def next_frame(self):
@@ -715,6 +774,7 @@ OPS = {
 
 def main():
     channel = _Channel()
+    BEFORE_COMMAND[:] = [channel.flush]  # what the controller should know before we wait on a command
     zipped = False
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: channel.cancel("signal %d" % signum))

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 
-from driftctl.agent._core import Failure, register, run_remaining
+from driftctl.agent._core import Failure, before_command, register, run_remaining
 
 EXEC_TAIL_LINES = 20
 EXEC_TAIL_CHARS = 2000
@@ -153,6 +153,7 @@ def exec_run(argv, params, timeout=None):
             os.initgroups(pw.pw_name, pw.pw_gid)
             os.setuid(pw.pw_uid)
 
+    before_command()
     try:
         proc = subprocess.Popen(
             argv,

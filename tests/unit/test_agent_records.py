@@ -1,0 +1,162 @@
+"""Writes between the controller and an apply's agent: records and frames share writes.
+
+One write per record (agent -> controller) and two per file (controller -> agent) made an SSH packet
+each, encrypted, sent and read on its own on both sides. The agent's records are now written
+together, at most ``FLUSH_AFTER`` after each was made (a thread writes them while a resource runs),
+and the controller gathers the frames into writes of up to ``FRAME_BATCH`` bytes. What arrives, and
+in what order, does not change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from driftctl import ship
+from driftctl.agent import _core, _main
+from driftctl.content import blob_of
+from driftctl.transport.base import Feed
+
+
+@pytest.fixture
+def channel(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_main._Channel, int, list[int]]]:
+    """An agent channel writing into a pipe: (channel, the pipe's read end, the size of each write)."""
+    r, w = os.pipe()
+    writes: list[int] = []
+    real_write = os.write
+
+    def counted(fd: int, data: Any) -> int:
+        n = real_write(fd, data)
+        if fd == w:
+            writes.append(n)
+        return n
+
+    monkeypatch.setattr(_main.os, "write", counted)
+    yield _main._Channel(out_fd=w), r, writes
+    os.close(r)
+    os.close(w)
+
+
+def read_lines(fd: int, timeout: float) -> list[dict[str, Any]]:
+    """Every line readable from ``fd`` within ``timeout`` seconds of silence, parsed."""
+    data = b""
+    while select.select([fd], [], [], timeout)[0]:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        data += chunk
+        timeout = 0.05
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_records_made_together_leave_in_one_write_before_the_answer(
+        channel: tuple[_main._Channel, int, list[int]]) -> None:
+    chan, r, writes = channel
+    for i in range(50):
+        chan.record({"begin": f"file:/f{i}"})
+        chan.record({"done": f"file:/f{i}", "result": {"status": "changed"}})
+    chan.send({"v": 2, "ok": True})
+    lines = read_lines(r, 5)
+    assert lines[:4] == [{"begin": "file:/f0"}, {"done": "file:/f0", "result": {"status": "changed"}},
+                         {"begin": "file:/f1"}, {"done": "file:/f1", "result": {"status": "changed"}}]
+    assert len(lines) == 101 and lines[-1] == {"v": 2, "ok": True}
+    assert [x.get("begin") or x.get("done") for x in lines[:-1]] == [f"file:/f{i // 2}" for i in range(100)]
+    assert len(writes) <= 2, writes  # was 101: one per record
+
+
+def test_a_record_is_written_while_the_agent_is_busy_with_the_next_resource(
+        channel: tuple[_main._Channel, int, list[int]]) -> None:
+    """Nothing else is sent after the record (a long resource runs): the flusher thread writes it."""
+    chan, r, writes = channel
+    chan.record({"begin": "exec:long"})
+    assert read_lines(r, 10) == [{"begin": "exec:long"}]
+    chan.record({"done": "exec:long", "result": {"status": "changed"}})
+    assert read_lines(r, 10) == [{"done": "exec:long", "result": {"status": "changed"}}]
+    assert len(writes) == 2
+
+
+def test_records_wait_for_no_command_or_input(channel: tuple[_main._Channel, int, list[int]],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the agent starts a command (or waits for the controller's next bytes), what it holds is
+    written: the controller knows what began before it waits on something that can take long."""
+    chan, r, writes = channel
+    monkeypatch.setattr(_main, "FLUSH_AFTER", 3600.0)  # only the waits can write them
+    monkeypatch.setattr(_core, "BEFORE_COMMAND", [chan.flush])
+    monkeypatch.setattr(_main, "BEFORE_COMMAND", _core.BEFORE_COMMAND)
+    seen: list[list[dict[str, Any]]] = []
+    chan.record({"begin": "exec:slow"})
+    rc, _, _ = _core.run(["/bin/sh", "-c", "sleep 0.3"])  # the record is out while this runs
+    seen.append(read_lines(r, 0.05))
+    chan.record({"done": "exec:slow", "result": {"status": "changed"}})
+    inp_r, inp_w = os.pipe()
+    chan.input = _main._Input(inp_r)
+    chan.input.before_wait = chan.flush
+    feeder = threading.Timer(0.3, lambda: os.write(inp_w, b'{"end":true}\n'))
+    feeder.start()
+    try:
+        assert chan.input.readline() == b'{"end":true}'
+    finally:
+        feeder.join()
+        os.close(inp_r)
+        os.close(inp_w)
+    seen.append(read_lines(r, 0.05))
+    assert rc == 0 and seen == [[{"begin": "exec:slow"}], [{"done": "exec:slow", "result": {"status": "changed"}}]]
+    assert len(writes) == 2
+
+
+def test_many_waiting_bytes_are_written_at_once(channel: tuple[_main._Channel, int, list[int]],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    chan, r, writes = channel
+    monkeypatch.setattr(_main, "FLUSH_AFTER", 3600.0)  # the thread would wait an hour
+    big = "x" * (_main.FLUSH_BYTES // 4)
+    for i in range(4):
+        chan.record({"done": f"file:/big{i}", "result": {"diff": big}})
+    assert [x["done"] for x in read_lines(r, 10)] == [f"file:/big{i}" for i in range(4)]
+    assert len(writes) == 1
+
+
+def stream_of(pieces: list[bytes]) -> bytes:
+    return b"".join(pieces)
+
+
+def test_frames_are_gathered_into_few_writes_and_say_the_same() -> None:
+    small = [(f"file:/srv/f{i}", blob_of(f"line {i}\n" * 300)) for i in range(60)]  # ~2.4 KB each
+    large = ("file:/srv/big", blob_of(b"\0" * (300 << 10)))
+    blobs = [*small[:30], large, *small[30:]]
+    request = {"op": "apply", "resources": []}
+    feed = Feed([])
+    feed.done.set()  # the agent answered at once: no pings
+    writes = list(ship._frames(request, blobs, feed))
+    expected = [ship.program_bytes(ship._modules_of(request)) + ship._payload({**request, "frames": True})]
+    for rid, blob in blobs:
+        expected.append(json.dumps({"blob": blob.sha256, "size": blob.size, "for": rid}).encode() + b"\n")
+        expected.extend(blob.chunks())
+    expected.append(b'{"end":true}\n')
+    assert stream_of(writes) == stream_of(expected)
+    assert len(expected) == 124 and len(writes) <= 6, [len(w) for w in writes]
+    assert max(len(w) for w in writes if w != b"\0" * (300 << 10)) <= ship.FRAME_BATCH
+
+
+def test_an_abort_stops_the_frames_at_the_next_file() -> None:
+    blobs = [(f"file:/srv/f{i}", blob_of(f"{i}\n" * 1000)) for i in range(100)]
+    feed = Feed([], abort=threading.Event())
+    frames = ship._frames({"op": "apply", "resources": []}, blobs, feed)
+    first = next(frames)
+    feed.abort.set()  # type: ignore[union-attr]
+    rest = list(frames)
+    sent = stream_of([first, *rest])
+    assert sent.count(b'"blob"') < 100 and sent.endswith(b'{"cancel":"the run was aborted on the controller"}\n')
+
+
+def test_the_program_and_request_go_out_without_waiting_for_content() -> None:
+    """An apply without content: the request and the end frame make the first write."""
+    feed = Feed([])
+    feed.done.set()
+    writes = list(ship._frames({"op": "apply", "resources": []}, [], feed))
+    assert len(writes) == 1 and writes[0].endswith(b'{"end":true}\n')
