@@ -412,6 +412,21 @@ def _walk_open(name, dfd):
         return os.open(name, O_PATH | getattr(os, "O_DIRECTORY", 0) | O_NOFOLLOW | O_CLOEXEC, dir_fd=dfd)
 
 
+_dirs = None  # path -> (fd, shown) of the directories walked from /, while remember_dirs is on
+DIRS_KEPT = 256  # at most this many kept open (a probe of thousands of directories walks the rest)
+
+
+def remember_dirs(on):
+    """Keep the directories walked from / open until ``remember_dirs(False)``: a probe of 100 files in 10
+    directories walked each file's parents again (4 opens and 4 closes a file). Only while nothing is
+    changed (a probe): a kept descriptor is the directory as the first walk found it, by the same rules."""
+    global _dirs
+    for fd, _ in (_dirs or {}).values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _dirs = {} if on else None
+
+
 def walk_dir(path, base=None, strict=False, create=False, whole=None):
     """Open the directory ``path`` by descriptor, one component at a time; returns (fd, shown path).
 
@@ -421,7 +436,17 @@ def walk_dir(path, base=None, strict=False, create=False, whole=None):
     missing or non-directory component; messages name ``whole`` (default ``path``). The caller closes
     the fd.
     """
-    whole = whole or path
+    keep = _dirs is not None and base is None and not strict and not create
+    if keep and path in _dirs:
+        fd, shown = _dirs[path]
+        return os.dup(fd), shown
+    cur, shown = _walk_dir(path, base, strict, create, whole or path)
+    if keep and len(_dirs) < DIRS_KEPT:
+        _dirs[path] = (os.dup(cur), shown)
+    return cur, shown
+
+
+def _walk_dir(path, base, strict, create, whole):
     if base is None:
         if not path.startswith("/"):
             raise Failure("%s is not an absolute path" % path)

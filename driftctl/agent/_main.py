@@ -48,7 +48,7 @@ import threading
 import time
 import zlib
 
-from driftctl.agent._core import BEFORE_COMMAND, TYPES, Ctx, Failure, new_sha256, remember_names
+from driftctl.agent._core import BEFORE_COMMAND, TYPES, Ctx, Failure, new_sha256, remember_dirs, remember_names
 from driftctl.agent.facts import gather_facts
 
 PROTOCOL = 2
@@ -445,12 +445,14 @@ def op_probe(req, channel):
     if req.get("facts", True):
         answer["facts"] = ctx.facts
     remember_names(True)  # a probe only reads: the owners' names cannot change under it
+    remember_dirs(True)  # nor the directories its walks found
     try:
         _prefetch(req.get("resources", []), ctx)
         for item in req.get("resources", []):
             answer["resources"][item["id"]] = _observe(item, ctx)
         _watch(req, ctx, answer)
     finally:
+        remember_dirs(False)
         remember_names(False)
     if req.get("outbox"):
         # pull mode's recorded runs, collected in this round trip (outbox_collect below); a failure is the

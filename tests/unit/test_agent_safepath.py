@@ -537,3 +537,64 @@ def test_owner_names_are_looked_up_once_per_probe_and_fresh_outside_one(monkeypa
     names[4242] = "bench0"  # useradd in an apply, then the file it owns observed again
     assert _core.user_name(4242) == "bench0" and _core.user_name(4242) == "bench0"
     assert looked == [0, 4242, 4242, 4242]
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_a_probe_walks_each_directory_once_and_refuses_the_same_links(world: dict[str, Path],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a probe runs, a directory walked from / is kept open and lent out (dup): 100 files in one
+    directory cost one walk. What is refused stays refused, every time, and nothing stays open after."""
+    from driftctl.agent import _core
+
+    app = world["etc"] / "app"
+    app.mkdir()
+    for i in range(100):
+        (app / f"f{i}.conf").write_text(f"{i}\n")
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append(str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    before = open_fds()
+    monkeypatch.setattr(_core.os, "open", counting)
+    depth = len(app.parts)  # "/" and each component below it
+    _core.remember_dirs(True)
+    try:
+        observed = [file_observe({"path": str(app / f"f{i}.conf"), "ensure": "file"}, Ctx())["content_sha256"]
+                    for i in range(100)]
+        walks = len(opened) - 100  # the files' own opens
+        with pytest.raises(UnsafePath, match="could have planted"):
+            walk(world["tmp"] / "evil" / "shadow")
+        with pytest.raises(UnsafePath, match="could have planted"):
+            walk(world["tmp"] / "evil" / "shadow")  # a refusal is not remembered: walked and refused again
+    finally:
+        _core.remember_dirs(False)
+    assert observed == [sha(f"{i}\n") for i in range(100)]
+    assert walks == depth, opened[:12]  # was depth * 100
+    assert open_fds() == before
+    opened.clear()
+    walk(app / "f0.conf")
+    walk(app / "f1.conf")
+    assert len(opened) == 2 * depth  # outside a probe every walk starts from / again
+
+
+def test_a_probe_keeps_at_most_dirs_kept_directories_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from driftctl.agent import _core
+
+    monkeypatch.setattr(_core, "DIRS_KEPT", 5)
+    for i in range(20):
+        (tmp_path / f"d{i}").mkdir()
+    before = open_fds()
+    _core.remember_dirs(True)
+    try:
+        for i in range(20):
+            walk(tmp_path / f"d{i}" / "x")
+        during = open_fds()
+    finally:
+        _core.remember_dirs(False)
+    assert len(during - before) == 5 and open_fds() == before
