@@ -563,6 +563,8 @@ class Engine:
                     continue
             if r is None:
                 r = {"status": "failed", "error": "the agent did not report this resource"}
+            if p.id in applied.unsent and r.get("status") == "failed":  # the agent saw only a bad checksum
+                r = {**r, "error": applied.unsent[p.id]}
             results.append(self._applied_result(p, r, p.id in to_change, notifiers(p.id, by_target, to_change)))
         return results
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from driftctl.agentcache import HostPrograms
 from driftctl.content import Blob
-from driftctl.errors import AgentError, CommandAborted, CommandTimeout, ConnectionLost, HostLockedError
+from driftctl.errors import AgentError, CommandAborted, CommandTimeout, ConnectionLost, DriftctlError, HostLockedError
 from driftctl.fileio import FileWriteError, write_atomic
 from driftctl.fsperms import writable_by_others
 from driftctl.transport.base import CommandResult, Feed, Transport
@@ -411,7 +411,8 @@ class Applied:
 
     ``begun``: resources that started changing something; ``done``: their outcome (a refresh's record
     replaces the change's); ``answer``: the final answer, None when the call ended without one;
-    ``cut``: why it ended early (connection lost, aborted, timed out), ``aborted`` when we stopped it.
+    ``cut``: why it ended early (connection lost, aborted, timed out), ``aborted`` when we stopped it;
+    ``unsent``: resources whose content changed on the controller before it was sent, and why.
     """
 
     begun: list[str] = field(default_factory=list)
@@ -420,22 +421,49 @@ class Applied:
     cut: str | None = None
     aborted: bool = False
     lost: bool = False
+    unsent: dict[str, str] = field(default_factory=dict)
+
+
+def _body(rid: str, blob: Blob, unsent: dict[str, str]) -> Iterator[bytes]:
+    """Exactly ``blob.size`` bytes of the blob, so the frames after it stay in step. A source that changed
+    on the controller since it was hashed (gone, unreadable, another size or content) is padded with
+    zeros where it fell short: the agent refuses the blob by its checksum, so nothing of it is installed,
+    and ``unsent`` names the resource and why (the agent's own reason would be the checksum)."""
+    left = blob.size
+    try:
+        for chunk in blob.chunks():
+            if len(chunk) > left:
+                raise DriftctlError(f"{_source_name(blob)} changed on the controller during the run: not sent")
+            left -= len(chunk)
+            yield chunk
+    except DriftctlError as e:
+        unsent[rid] = str(e)
+        while left > 0:
+            pad = min(left, FRAME_BATCH)
+            left -= pad
+            yield bytes(pad)
+
+
+def _source_name(blob: Blob) -> str:
+    return blob.source.path if blob.source is not None else "its content"
 
 
 def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Feed,
-            clock: Callable[[], float] = time.monotonic) -> Iterator[bytes]:
+            clock: Callable[[], float] = time.monotonic, unsent: dict[str, str] | None = None) -> Iterator[bytes]:
     """stdin of an apply: program, request, the contents as frames (each with the id of the resource
     that needs it, in the resources' order), the end frame, then a ping every quarter of the request's
     lease (D47) until the agent's last line, or a cancel frame if aborted.
 
     Small pieces go out together, up to FRAME_BATCH bytes a write: a header and a 2 KB file each
-    written alone made two SSH packets per file, each encrypted, sent and read on its own."""
+    written alone made two SSH packets per file, each encrypted, sent and read on its own. A content
+    that could not be sent as hashed is named in ``unsent`` (``_body``)."""
+    unsent = unsent if unsent is not None else {}
     batch = bytearray(program_bytes(_modules_of(request)) + _payload({**request, "frames": True}))
     for rid, blob in blobs:
         if feed.abort is not None and feed.abort.is_set():
             break
         batch += json.dumps({"blob": blob.sha256, "size": blob.size, "for": rid}).encode("utf-8") + b"\n"
-        for chunk in blob.chunks():
+        for chunk in _body(rid, blob, unsent):
             if len(batch) + len(chunk) <= FRAME_BATCH:
                 batch += chunk
                 continue
@@ -497,7 +525,7 @@ def apply(transport: Transport, request: dict[str, Any], blobs: Sequence[tuple[s
     feed = Feed([], abort=abort, grace=grace, kill=kill, idle_timeout=True)
     if transport.link_timeout:  # a link that can go silent: the agent stops when the controller does (D47)
         request = {**request, "lease": transport.link_timeout}
-    feed.chunks = _frames(request, blobs, feed)
+    feed.chunks = _frames(request, blobs, feed, unsent=got.unsent)
     argv = command(transport.host.connection.python, _modules_of(request))
     try:
         result = transport.stream(argv, feed=feed, on_output=on_output, timeout=timeout)

@@ -14,13 +14,15 @@ import os
 import select
 import threading
 from collections.abc import Iterator
+from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from driftctl import ship
 from driftctl.agent import _core, _main
-from driftctl.content import blob_of
+from driftctl.content import blob_of, file_content
 from driftctl.transport.base import Feed
 
 
@@ -160,3 +162,51 @@ def test_the_program_and_request_go_out_without_waiting_for_content() -> None:
     feed.done.set()
     writes = list(ship._frames({"op": "apply", "resources": []}, [], feed))
     assert len(writes) == 1 and writes[0].endswith(b'{"end":true}\n')
+
+
+def parse_frames(stream: bytes, prefix: int) -> list[tuple[dict[str, Any], bytes]]:
+    """The frames after the program and request (``prefix`` bytes): (header, body) each, up to the end frame."""
+    frames = []
+    at = prefix
+    while True:
+        nl = stream.index(b"\n", at)
+        header = json.loads(stream[at:nl])
+        at = nl + 1
+        if header.get("end"):
+            assert at == len(stream), "bytes after the end frame"
+            return frames
+        frames.append((header, stream[at:at + header["size"]]))
+        at += header["size"]
+
+
+@pytest.mark.parametrize("change", ["shrunk", "grown", "same size", "gone"])
+def test_a_source_that_changed_on_the_controller_keeps_the_frames_in_step(tmp_path: Path, change: str) -> None:
+    """A source file hashed at compile time and changed before it was sent: its frame still carries
+    exactly the size announced (zeros where it fell short), so the agent refuses it by its checksum and
+    reads every later frame right; the resource is named with the reason."""
+    source = tmp_path / "logo.bin"
+    source.write_bytes(b"A" * 100_000)
+    blobs = [("file:/srv/a", blob_of("first\n")), ("file:/srv/logo", blob_of(file_content(source))),
+             ("file:/srv/z", blob_of("last\n"))]
+    if change == "shrunk":
+        source.write_bytes(b"A" * 10)
+    elif change == "grown":
+        source.write_bytes(b"A" * 300_000)
+    elif change == "same size":
+        source.write_bytes(b"B" * 100_000)
+    else:
+        source.unlink()
+    request = {"op": "apply", "resources": []}
+    feed = Feed([])
+    feed.done.set()
+    unsent: dict[str, str] = {}
+    stream = b"".join(ship._frames(request, blobs, feed, unsent=unsent))
+    prefix = len(ship.program_bytes(ship._modules_of(request)) + ship._payload({**request, "frames": True}))
+    frames = parse_frames(stream, prefix)
+    assert [h["for"] for h, _ in frames] == ["file:/srv/a", "file:/srv/logo", "file:/srv/z"]
+    assert [body for _, body in frames][::2] == [b"first\n", b"last\n"]
+    header, body = frames[1]
+    assert len(body) == header["size"] == 100_000 and sha256(body).hexdigest() != header["blob"]
+    reason = "cannot read" if change == "gone" else "changed on the controller during the run: not sent"
+    assert list(unsent) == ["file:/srv/logo"] and reason in unsent["file:/srv/logo"] and str(source) in unsent[
+        "file:/srv/logo"]

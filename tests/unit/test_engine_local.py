@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from driftctl import config, ship
+from driftctl.content import INLINE_LIMIT
 from driftctl.engine import Engine
 from driftctl.errors import ConnectionLost
 from driftctl.inventory import load_inventory
@@ -310,3 +311,37 @@ def test_resources_unheard_of_after_a_lost_connection_are_not_reported_not_said_
         assert r.status == "skipped" and (r.error or "").startswith("not reported (connection lost"), r
         assert "may have started" in (r.error or "") and "not started" not in (r.error or ""), r
     assert sorted(p.name for p in target.iterdir()) == ["1", "2", "3"]  # they did run: "not started" was false
+
+
+def test_a_source_changed_on_the_controller_before_it_was_sent_fails_its_resource_only(tmp_path: Path) -> None:
+    """The source was hashed when the catalog was compiled and changed before the apply sent it: that
+    resource fails with the reason and nothing of it is installed; the others converge, and the run
+    ends at once (the content's read error used to end the sending thread, and the agent waited for
+    frames that never came until the command's time limit)."""
+    target = tmp_path / "target"
+    target.mkdir()
+    inv, site = local_site(tmp_path,
+        "resources:\n"
+        f"  - file: {target}/before.txt\n    content: \"one\\n\"\n"
+        f"  - file: {target}/logo.bin\n    source: logo.bin\n"
+        f"  - file: {target}/after.txt\n    content: \"two\\n\"\n")
+    (site / "roles" / "r" / "files").mkdir()
+    logo = site / "roles" / "r" / "files" / "logo.bin"
+    logo.write_bytes(b"\x89PNG" + b"\0" * (INLINE_LIMIT + 1))  # streamed from the file when sent
+
+    class EditedMeanwhile(LocalTransport):
+        def stream(self, argv, *, feed, on_output, timeout=None, become=None):  # type: ignore[no-untyped-def]
+            logo.write_bytes(b"\x89PNG" + b"\1" * 100)  # someone edits the site during the run
+            return super().stream(argv, feed=feed, on_output=on_output, timeout=timeout, become=become)
+
+    settings = config.load({"state_dir": str(tmp_path / "state")})
+    e = Engine(load_site(site), load_inventory(inv), settings, TransportOptions(),
+               transport_factory=lambda h, o: EditedMeanwhile(h, o))
+    result = e.run("apply", load_inventory(inv).select(None))
+    by_id = {r.id: r for r in result.hosts[0].resources}
+    logo_result = by_id[f"file:{target}/logo.bin"]
+    assert logo_result.status == "failed", logo_result
+    assert logo_result.error == f"{logo} changed on the controller during the run: not sent"
+    assert by_id[f"file:{target}/before.txt"].status == by_id[f"file:{target}/after.txt"].status == "changed"
+    assert sorted(p.name for p in target.iterdir()) == ["after.txt", "before.txt"]  # no temp file left either
+    assert result.exit_code & 4 and not result.hosts[0].interrupted  # the run was not cut short
