@@ -442,7 +442,8 @@ def walk_dir(path, base=None, strict=False, create=False, whole=None):
         return os.dup(fd), shown
     cur, shown = _walk_dir(path, base, strict, create, whole or path)
     if keep and len(_dirs) < DIRS_KEPT:
-        _dirs[path] = (os.dup(cur), shown)
+        with contextlib.suppress(OSError):  # out of descriptors: the walk is still good, only not kept
+            _dirs[path] = (os.dup(cur), shown)
     return cur, shown
 
 

@@ -168,7 +168,9 @@ class _Channel(object):
         self._held_bytes = 0
         self._held_since = 0.0  # when the oldest of them was made
         self._wake = threading.Condition(self._write_lock)
-        self._flusher = None
+        self._flusher = None  # the thread that writes what waited FLUSH_AFTER; False: it could not start
+        self._wrote = False  # a first record goes out at once: a controller that heard nothing from a
+        # run that died knows nothing changed, and one that heard a record knows the run had begun
         self.input.before_wait = self.flush
 
     # ---- cancellation
@@ -199,22 +201,32 @@ class _Channel(object):
     def _put(self, record, hold):
         data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
         with self._write_lock:
+            hold = hold and self._wrote
             if not self._held:
                 self._held_since = time.monotonic()
                 if hold:
-                    self._wake_flusher()
+                    hold = self._wake_flusher()
             self._held.append(data)
             self._held_bytes += len(data)
             if not hold or self._held_bytes >= FLUSH_BYTES:
                 self._write_held()
 
     def _wake_flusher(self):
-        """(write lock held) The flusher thread, started on the first record, told a record waits."""
+        """(write lock held) Tell the flusher thread (started on the first held record) that a record
+        waits; False when there is no such thread (it could not start: records are written at once)."""
         if self._flusher is None:
-            self._flusher = threading.Thread(target=self._flush_later, name="driftctl-flush")
-            self._flusher.daemon = True
-            self._flusher.start()
+            flusher = threading.Thread(target=self._flush_later, name="driftctl-flush")
+            flusher.daemon = True
+            try:
+                flusher.start()
+            except RuntimeError:  # no thread to be had (a full pids cgroup): nothing waits then
+                self._flusher = False
+                return False
+            self._flusher = flusher
+        if self._flusher is False:
+            return False
         self._wake.notify()
+        return True
 
     def flush(self):
         """Write the records that wait: the agent is about to wait on something outside it."""
@@ -238,6 +250,7 @@ class _Channel(object):
     def _write_held(self):
         """(write lock held) Write every waiting record, in one write when the pipe takes it."""
         data, self._held, self._held_bytes = b"".join(self._held), [], 0
+        self._wrote = True
         try:
             view = memoryview(data)
             while view:

@@ -70,7 +70,21 @@ def test_records_made_together_leave_in_one_write_before_the_answer(
                          {"begin": "file:/f1"}, {"done": "file:/f1", "result": {"status": "changed"}}]
     assert len(lines) == 101 and lines[-1] == {"v": 2, "ok": True}
     assert [x.get("begin") or x.get("done") for x in lines[:-1]] == [f"file:/f{i // 2}" for i in range(100)]
-    assert len(writes) == 1, writes  # was 101: one per record
+    first = len(json.dumps({"begin": "file:/f0"}, separators=(",", ":"))) + 1
+    assert writes[0] == first and len(writes) == 2, writes  # was 101: one per record
+
+
+def test_the_first_record_goes_out_at_once(channel: tuple[_main._Channel, int, list[int]],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller that heard nothing from a run that died (killed, out of memory) knows it changed
+    nothing; one that heard a record knows it had begun, and reports what it did not hear as "may have
+    started": so the first record is never held."""
+    chan, r, writes = channel
+    monkeypatch.setattr(_main, "FLUSH_AFTER", 3600.0)
+    chan.record({"begin": "file:/first"})
+    assert read_lines(r, 5) == [{"begin": "file:/first"}]
+    chan.record({"done": "file:/first", "result": {"status": "changed"}})
+    assert read_lines(r, 0.3) == [] and len(writes) == 1  # the next ones wait for company
 
 
 def test_a_record_is_written_while_the_agent_is_busy_with_the_next_resource(
@@ -84,6 +98,20 @@ def test_a_record_is_written_while_the_agent_is_busy_with_the_next_resource(
     assert len(writes) == 2
 
 
+def test_without_a_flusher_thread_records_are_written_at_once(channel: tuple[_main._Channel, int, list[int]],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """No thread to be had (a full pids cgroup): nothing may wait for a thread that does not exist."""
+    chan, r, writes = channel
+
+    def no_thread(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_main.threading.Thread, "start", no_thread)
+    for i in range(3):
+        chan.record({"done": f"file:/f{i}", "result": {"status": "ok"}})
+    assert [x["done"] for x in read_lines(r, 5)] == ["file:/f0", "file:/f1", "file:/f2"] and len(writes) == 3
+
+
 def test_records_wait_for_no_command_or_input(channel: tuple[_main._Channel, int, list[int]],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Before the agent starts a command (or waits for the controller's next bytes), what it holds is
@@ -93,6 +121,8 @@ def test_records_wait_for_no_command_or_input(channel: tuple[_main._Channel, int
     monkeypatch.setattr(_core, "BEFORE_COMMAND", [chan.flush])
     monkeypatch.setattr(_main, "BEFORE_COMMAND", _core.BEFORE_COMMAND)
     seen: list[list[dict[str, Any]]] = []
+    chan.record({"done": "file:/before", "result": {"status": "ok"}})  # the first record: at once
+    assert read_lines(r, 5) == [{"done": "file:/before", "result": {"status": "ok"}}]
     chan.record({"begin": "exec:slow"})
     rc, _, _ = _core.run(["/bin/sh", "-c", "sleep 0.3"])  # the record is out while this runs
     seen.append(read_lines(r, 0.05))
@@ -110,7 +140,7 @@ def test_records_wait_for_no_command_or_input(channel: tuple[_main._Channel, int
         os.close(inp_w)
     seen.append(read_lines(r, 0.05))
     assert rc == 0 and seen == [[{"begin": "exec:slow"}], [{"done": "exec:slow", "result": {"status": "changed"}}]]
-    assert len(writes) == 2
+    assert len(writes) == 3
 
 
 def test_many_waiting_bytes_are_written_at_once(channel: tuple[_main._Channel, int, list[int]],
@@ -118,10 +148,10 @@ def test_many_waiting_bytes_are_written_at_once(channel: tuple[_main._Channel, i
     chan, r, writes = channel
     monkeypatch.setattr(_main, "FLUSH_AFTER", 3600.0)  # the thread would wait an hour
     big = "x" * (_main.FLUSH_BYTES // 4)
-    for i in range(4):
+    for i in range(5):  # the first goes out at once, the other four together
         chan.record({"done": f"file:/big{i}", "result": {"diff": big}})
-    assert [x["done"] for x in read_lines(r, 10)] == [f"file:/big{i}" for i in range(4)]
-    assert len(writes) == 1
+    assert [x["done"] for x in read_lines(r, 10)] == [f"file:/big{i}" for i in range(5)]
+    assert len(writes) == 2
 
 
 def stream_of(pieces: list[bytes]) -> bytes:
