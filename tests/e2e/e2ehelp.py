@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,3 +93,17 @@ def changes_of(doc: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
             if r["status"] == "changed":
                 out[(h["name"], r["id"])] = sorted(c["field"] for c in r["changes"])
     return out
+
+
+def agent_processes(host: Any) -> str:
+    """Processes on the host that belong to a driftctl run (the agent, or the commands it started)."""
+    r = host.sh("ps -eo pid,args | grep -E 'driftctl-agent|zlib.decompress|sleep [0-9]|/root/steps' "
+                "| grep -v grep || true")
+    return str(r.stdout_text).strip()
+
+
+def assert_nothing_left(host: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := agent_processes(host)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert not left, f"still running on {host.name}:\n{left}"

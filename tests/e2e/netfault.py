@@ -117,3 +117,18 @@ def through_proxy(host: Any, proxy: TcpProxy, directory: Path) -> ProxiedHost:
     known = directory / f"known_hosts-{host.name}"
     known.write_text("\n".join(lines) + "\n")
     return ProxiedHost(host.name, "127.0.0.1", proxy.port, Path(host.key_file), known)
+
+
+def proxied_host(host: Any, proxy: TcpProxy, directory: Path, link_timeout: float) -> tuple[Any, Any]:
+    """The fleet ``host``'s driftctl Host reached through ``proxy`` with ``link_timeout``, and the transport
+    options of a test (its own known_hosts, no connect retry): for tests that drive a transport."""
+    import dataclasses
+
+    from driftctl.transport import TransportOptions
+
+    via = through_proxy(host, proxy, directory / "kh")
+    plain = host.host()
+    proxied = dataclasses.replace(plain, connection=dataclasses.replace(
+        plain.connection, address=via.address, port=via.port, known_hosts=str(via.known_hosts),
+        link_timeout=link_timeout))
+    return proxied, TransportOptions(own_known_hosts=str(directory / "own_known_hosts"), connect_retries=0)

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2ehelp import REPO, driftctl, write_inventory
-from netfault import TcpProxy, through_proxy
+from e2ehelp import REPO, agent_processes, assert_nothing_left, driftctl, write_inventory
+from netfault import TcpProxy, proxied_host, through_proxy
 
 pytestmark = pytest.mark.slow
 
@@ -59,20 +59,6 @@ def wait_for_markers(host: Any, count: int, timeout: float = 120) -> None:
     while len(markers(host)) < count:
         assert time.monotonic() < deadline, f"the apply never reached step {count}"
         time.sleep(0.1)
-
-
-def agent_processes(host: Any) -> str:
-    """Processes on the host that belong to a driftctl run (the agent, or the commands it started)."""
-    r = host.sh("ps -eo pid,args | grep -E 'driftctl-agent|zlib.decompress|sleep [0-9]|/root/steps' "
-                "| grep -v grep || true")
-    return r.stdout_text.strip()
-
-
-def assert_nothing_left(host: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while (left := agent_processes(host)) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    assert not left, f"still running on {host.name}:\n{left}"
 
 
 def statuses(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -199,20 +185,13 @@ def test_a_link_silent_before_a_command_starts_is_lost_within_the_link_timeout(f
     """A link that goes silent between two commands (after a probe, before its apply): the next command's
     start (channel open, exec reply) is not left to the command's timeout, which allows for a slow
     session set-up; an unanswered keepalive ends it as a lost connection (D47)."""
-    import dataclasses
-
     from driftctl.errors import ConnectionLost
-    from driftctl.transport import TransportOptions, get_transport
+    from driftctl.transport import get_transport
 
     fh = fleet.hosts[0]
     proxy = TcpProxy(fh.port)
     try:
-        via = through_proxy(fh, proxy, tmp_path / "kh")
-        plain = fh.host()
-        host = dataclasses.replace(plain, connection=dataclasses.replace(
-            plain.connection, address=via.address, port=via.port, known_hosts=str(via.known_hosts),
-            link_timeout=float(LINK)))
-        options = TransportOptions(own_known_hosts=str(tmp_path / "own_known_hosts"), connect_retries=0)
+        host, options = proxied_host(fh, proxy, tmp_path, float(LINK))
         with get_transport(host, options) as transport:
             assert transport.run(["true"], timeout=60).rc == 0
             proxy.silence()
