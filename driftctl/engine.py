@@ -165,7 +165,7 @@ class Engine:
         # which agent programs each host already holds (a hint that saves resending them)
         self.programs = HostPrograms(Path(settings.state_dir) / "agent-programs")
         self.observer_for: Callable[[Transport], Observer] = observer_factory or (
-            lambda transport: AgentObserver(transport, self.programs))
+            lambda transport: AgentObserver(transport, self.programs, getattr(self._local, "session", None)))
         self.catalogs: dict[str, Catalog] = {}
         self.facts_cache: dict[str, dict[str, Any]] = {}  # host -> facts of the last stored run
         # False: a created file's diff keeps its header only (its line count), not the whole new text,
@@ -364,6 +364,19 @@ class Engine:
         return box.get("plan"), result
 
     def _plan_or_apply(self, host: Host, transport: Transport, command: Command) -> HostResult:
+        if command != "apply":
+            return self._plan_then_apply(host, transport, command)
+        # one agent probes and applies (D50): the probe's agent waits for the plan
+        catalog = self.catalogs.get(host.name)
+        timeout = self.silence(host, catalog) if catalog is not None else None
+        with ship.Session(transport, self.programs, timeout, abort=self.abort, kill=self.kill,
+                          grace=self.abort_grace) as self._local.session:
+            try:
+                return self._plan_then_apply(host, transport, command)
+            finally:
+                self._local.session = None
+
+    def _plan_then_apply(self, host: Host, transport: Transport, command: Command) -> HostResult:
         plan = self.plan_host(host, transport)
         if command == "apply" and self.abort.is_set():
             results = [_not_started(r, "the run was aborted before this host's changes started")
@@ -520,9 +533,7 @@ class Engine:
         }
         if plan.catalog.watch:
             request["watch"] = watch_request(plan.catalog)
-        # the last resort above the agent's per-resource limit: that long without a record from it
-        own = [t for p in plan.items if isinstance(t := p.resource.params.get("timeout"), (int, float))]
-        silence = max(plan.host.connection.command_timeout, max([self.settings.resource_timeout, *own]) + 60)
+        silence = self.silence(plan.host, plan.catalog)
         name, total = plan.host.name, len(to_change)
         finished: set[str] = set()
 
@@ -536,8 +547,13 @@ class Engine:
                 self.on_event(Event("resource", name, rid, done=len(finished), total=total))
 
         self.on_event(Event("resource", name, "", done=0, total=total))
-        applied = ship.apply(transport, request, blobs, abort=self.abort, kill=self.kill, grace=self.abort_grace,
-                              timeout=silence, on_record=on_record)
+        session: ship.Session | None = getattr(self._local, "session", None)
+        applied = None
+        if session is not None and session.transport is transport:
+            applied = session.apply(request, blobs, timeout=silence, on_record=on_record)
+        if applied is None:  # no agent waits for this plan: one is started for it
+            applied = ship.apply(transport, request, blobs, abort=self.abort, kill=self.kill,
+                                 grace=self.abort_grace, timeout=silence, on_record=on_record)
         plan.round_trips += 1
         plan.interrupted = ("aborted" if applied.aborted else "connection lost") if applied.cut else None
         answer = applied.answer or {}
@@ -567,6 +583,11 @@ class Engine:
                 r = {**r, "error": applied.unsent[p.id]}
             results.append(self._applied_result(p, r, p.id in to_change, notifiers(p.id, by_target, to_change)))
         return results
+
+    def silence(self, host: Host, catalog: Catalog) -> float:
+        """How long an apply's agent may be silent: the last resort above its per-resource limit."""
+        own = [t for r in catalog.resources if isinstance(t := r.params.get("timeout"), (int, float))]
+        return float(max(host.connection.command_timeout, max([self.settings.resource_timeout, *own]) + 60))
 
     def _applied_result(self, p: Planned, r: dict[str, Any], was_changed: bool, by: list[str]) -> ResourceResult:
         status = r.get("status", "failed")
@@ -712,9 +733,11 @@ class _Gate:
 class AgentObserver:
     """The agent on a host: one probe round trip over ``transport``."""
 
-    def __init__(self, transport: Transport, programs: HostPrograms | None = None) -> None:
+    def __init__(self, transport: Transport, programs: HostPrograms | None = None,
+                 session: ship.Session | None = None) -> None:
         self.transport = transport
         self.programs = programs
+        self.session = session if session is not None and session.transport is transport else None
         self.read_only = False
 
     @contextlib.contextmanager
@@ -727,6 +750,8 @@ class AgentObserver:
             self.read_only = False
 
     def probe(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.session is not None:  # the agent stays for the apply (D50)
+            return self.session.call({"op": "probe", **request}, read_only=self.read_only)
         return ship.call(self.transport, {"op": "probe", **request}, programs=self.programs,
                          read_only=self.read_only)
 

@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import queue
 import re
 import stat
 import threading
@@ -31,7 +32,15 @@ from typing import Any
 
 from driftctl.agentcache import HostPrograms
 from driftctl.content import Blob
-from driftctl.errors import AgentError, CommandAborted, CommandTimeout, ConnectionLost, DriftctlError, HostLockedError
+from driftctl.errors import (
+    AgentError,
+    CommandAborted,
+    CommandTimeout,
+    ConnectionLost,
+    DriftctlError,
+    HostError,
+    HostLockedError,
+)
 from driftctl.fileio import FileWriteError, write_atomic
 from driftctl.fsperms import writable_by_others
 from driftctl.transport.base import CommandResult, Feed, Transport
@@ -449,16 +458,19 @@ def _source_name(blob: Blob) -> str:
 
 
 def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Feed,
-            clock: Callable[[], float] = time.monotonic, unsent: dict[str, str] | None = None) -> Iterator[bytes]:
+            clock: Callable[[], float] = time.monotonic, unsent: dict[str, str] | None = None,
+            program: bool = True) -> Iterator[bytes]:
     """stdin of an apply: program, request, the contents as frames (each with the id of the resource
     that needs it, in the resources' order), the end frame, then a ping every quarter of the request's
-    lease (D47) until the agent's last line, or a cancel frame if aborted.
+    lease (D47) until the agent's last line, or a cancel frame if aborted. Without ``program`` (an agent
+    already running, D50) the request comes first.
 
     Small pieces go out together, up to FRAME_BATCH bytes a write: a header and a 2 KB file each
     written alone made two SSH packets per file, each encrypted, sent and read on its own. A content
     that could not be sent as hashed is named in ``unsent`` (``_body``)."""
     unsent = unsent if unsent is not None else {}
-    batch = bytearray(program_bytes(_modules_of(request)) + _payload({**request, "frames": True}))
+    batch = bytearray(program_bytes(_modules_of(request)) if program else b"")
+    batch += _payload({**request, "frames": True})
     for rid, blob in blobs:
         if feed.abort is not None and feed.abort.is_set():
             break
@@ -467,8 +479,9 @@ def _frames(request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], feed: Fe
             if len(batch) + len(chunk) <= FRAME_BATCH:
                 batch += chunk
                 continue
-            yield bytes(batch)
-            batch.clear()
+            if batch:
+                yield bytes(batch)
+                batch.clear()
             if len(chunk) >= FRAME_BATCH:
                 yield chunk
             else:
@@ -499,45 +512,76 @@ def apply(transport: Transport, request: dict[str, Any], blobs: Sequence[tuple[s
     Never loses what was reported: a lost connection, an abort or a timeout ends in an ``Applied``
     with ``cut`` set. A lock held by another run and an agent that cannot start raise, as ``call``.
     """
-    host = transport.host.name
-    got = Applied()
+    records = _Records(on_record)
+    # the agent bounds each resource itself; this call's own limit is silence longer than that
+    feed = Feed([], abort=abort, grace=grace, kill=kill, idle_timeout=True)
+    request = _leased(transport, request)
+    feed.chunks = _frames(request, blobs, feed, unsent=records.got.unsent)
+    argv = command(transport.host.connection.python, _modules_of(request))
+    try:
+        result = transport.stream(argv, feed=feed, on_output=_lines(records.take), timeout=timeout)
+    except (ConnectionLost, CommandAborted, CommandTimeout) as e:
+        return _cut(records.got, e)
+    return _outcome(transport.host.name, records.got, result, abort)
+
+
+def _leased(transport: Transport, request: dict[str, Any]) -> dict[str, Any]:
+    """A link that can go silent: the agent stops when the controller does (D47)."""
+    return {**request, "lease": transport.link_timeout} if transport.link_timeout else request
+
+
+def _lines(take: Callable[[dict[str, Any]], None]) -> Callable[[bytes], None]:
+    """An ``on_output`` that passes each whole line of the agent's output, parsed, to ``take``."""
     buf = bytearray()
 
     def on_output(data: bytes) -> None:
         buf.extend(data)
         while (i := buf.find(b"\n")) >= 0:
-            line = bytes(buf[:i])
+            record = _parse(bytes(buf[:i]))
             del buf[: i + 1]
-            record = _parse(line)
-            if not isinstance(record, dict):
-                continue
-            if "begin" in record:
-                got.begun.append(str(record["begin"]))
-            elif "done" in record:
-                got.done[str(record["done"])] = record.get("result") or {}
-            elif "v" in record:
-                got.answer = record
-                continue
-            if on_record is not None:
-                on_record(record)
+            if isinstance(record, dict):
+                take(record)
 
-    # the agent bounds each resource itself; this call's own limit is silence longer than that
-    feed = Feed([], abort=abort, grace=grace, kill=kill, idle_timeout=True)
-    if transport.link_timeout:  # a link that can go silent: the agent stops when the controller does (D47)
-        request = {**request, "lease": transport.link_timeout}
-    feed.chunks = _frames(request, blobs, feed, unsent=got.unsent)
-    argv = command(transport.host.connection.python, _modules_of(request))
-    try:
-        result = transport.stream(argv, feed=feed, on_output=on_output, timeout=timeout)
-    except ConnectionLost as e:
-        got.cut, got.lost = e.message, True
-        return got
-    except CommandAborted as e:
-        got.cut, got.aborted = e.message, True
-        return got
-    except CommandTimeout as e:
-        got.cut = e.message
-        return got
+    return on_output
+
+
+class _Records:
+    """An apply's records as they arrive, into ``got``; each passed on to ``on_record`` too."""
+
+    def __init__(self, on_record: Callable[[dict[str, Any]], None] | None) -> None:
+        self.got = Applied()
+        self.on_record = on_record
+
+    def take(self, record: dict[str, Any]) -> None:
+        if "begin" in record:
+            self.got.begun.append(str(record["begin"]))
+        elif "done" in record:
+            self.got.done[str(record["done"])] = record.get("result") or {}
+        elif "v" in record:
+            self.got.answer = record
+            return
+        else:
+            return  # a pong, or a line of a newer agent
+        if self.on_record is not None:
+            self.on_record(record)
+
+    @property
+    def heard(self) -> bool:
+        """Whether the agent said anything of this apply."""
+        return self.got.answer is not None or bool(self.got.begun) or bool(self.got.done)
+
+
+def _cut(got: Applied, e: HostError) -> Applied:
+    """The apply ended early by ``e`` (connection lost, aborted, timed out): what was reported stands."""
+    got.cut = e.message
+    got.lost = isinstance(e, ConnectionLost)
+    got.aborted = isinstance(e, CommandAborted)
+    return got
+
+
+def _outcome(host: str, got: Applied, result: CommandResult, abort: threading.Event | None) -> Applied:
+    """The apply's agent exited: ``got`` judged by its last answer (raises as ``call`` for a lock held
+    by another run, or an agent that failed before it started anything)."""
     if got.answer is None:
         if not got.begun and not got.done:
             raise _no_answer(host, result)
@@ -552,3 +596,184 @@ def apply(transport: Transport, request: dict[str, Any], blobs: Sequence[tuple[s
         got.aborted = abort is not None and abort.is_set()
         got.lost = not got.aborted
     return got
+
+
+SESSION_PING = 10.0  # seconds between pings while a session's agent waits for the plan (at most)
+SESSION_CLOSE_WAIT = 5.0  # seconds a session's agent has to leave after "bye"
+_STOP = object()  # the session's stream ended: its stdin writer has nothing more to send
+
+
+class Session:
+    """One agent on a host from a probe to the apply that follows it (D50).
+
+    Without it a host that changes starts the agent twice: once to probe, once to apply (a channel, an
+    interpreter and the program's definitions each time, ~35-40 ms of the host's CPU). A session's
+    probes ask the agent to stay (``then``); while the controller plans, it pings and the agent answers;
+    then ``apply`` sends the apply request and its frames to the same agent, or ``close`` says bye.
+
+    The stream's limit is ``timeout`` seconds of silence, for the probes and the apply alike (the
+    engine passes the apply's: the host's command timeout, or the longest resource's limit and a
+    minute). ``apply`` answers None when this session cannot carry a request (its agent is gone, it lacks
+    a module the request needs, or it is not silent long enough): the caller then starts an agent of its
+    own, as without a session; nothing was sent to the host then.
+    """
+
+    def __init__(self, transport: Transport, programs: HostPrograms | None = None, timeout: float | None = None,
+                 *, abort: threading.Event | None = None, kill: threading.Event | None = None,
+                 grace: float = 10.0) -> None:
+        self.transport = transport
+        self.programs = programs
+        self.timeout = timeout if timeout is not None else transport.host.connection.command_timeout
+        # as for ``apply``; given at the start: a transport may wrap the feed (sudo) and keep its own copy
+        self.abort, self.kill, self.grace = abort, kill, grace
+        self._thread: threading.Thread | None = None
+        self._modules: tuple[str, ...] = ()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._feed = Feed([], idle_timeout=True)
+        self._answer: dict[str, Any] | None = None
+        self._heard = threading.Event()  # an answer came, or the stream ended
+        self._records: _Records | None = None  # the apply's, once it was sent
+        self._result: CommandResult | None = None
+        self._error: BaseException | None = None
+        lease = transport.link_timeout  # the agent leaves after that long without a word from us
+        self.ping_every = min(lease / 4, SESSION_PING) if lease else SESSION_PING
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def open(self) -> bool:
+        """Whether an agent is there to take another request."""
+        return self._thread is not None and self._thread.is_alive() and self._records is None
+
+    def call(self, request: dict[str, Any], read_only: bool = False) -> dict[str, Any]:
+        """As ``ship.call`` for a probe, the agent left waiting for the next request."""
+        modules = _modules_of(request)
+        if self.open and set(modules) <= set(self._modules):
+            self._heard.clear()
+            self._queue.put(self._head(request))
+            return _checked(self.transport.host.name, self._wait())
+        self.close()
+        host = self.transport.host
+        key = program_key(modules)
+        cached = self.programs is not None and self.programs.has(host, key)
+        if read_only and not cached:
+            raise NotCached(host.name)
+        answer = self._start(modules, request, send=not cached, read_only=read_only)
+        if answer.get("need_program"):
+            self.close()
+            if read_only:
+                raise NotCached(host.name)
+            answer = self._start(modules, request, send=True)
+            cached = False
+        if self.programs is not None and not cached and answer.get("cached"):
+            self.programs.remember(host, key)
+        return _checked(host.name, answer)
+
+    def apply(self, request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], *, timeout: float | None = None,
+              on_record: Callable[[dict[str, Any]], None] | None = None) -> Applied | None:
+        """As ``ship.apply`` (with the session's abort, kill and grace), to the agent that answered the
+        probe; None when it cannot take it."""
+        if not self.open or not set(_modules_of(request)) <= set(self._modules) or (timeout or 0) > self.timeout:
+            return None
+        thread = self._thread
+        assert thread is not None
+        records = self._records = _Records(on_record)
+        self._queue.put(_frames(_leased(self.transport, request), blobs, self._feed, unsent=records.got.unsent,
+                                program=False))
+        thread.join()
+        self._thread = None
+        if isinstance(self._error, (ConnectionLost, CommandAborted, CommandTimeout)):
+            return _cut(records.got, self._error)
+        if self._error is not None:
+            raise self._error
+        if not records.heard and self._result is not None and self._result.rc == 0:
+            return None  # it left before it read the request (its lease ran out): nothing of it ran
+        assert self._result is not None
+        return _outcome(self.transport.host.name, records.got, self._result, self.abort)
+
+    def close(self) -> None:
+        """Say bye to a waiting agent and let it leave (the stream ends with it)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(None)
+        thread.join(SESSION_CLOSE_WAIT)  # past that, closing the connection ends it
+
+    # ---- the stream
+    def _start(self, modules: tuple[str, ...], request: dict[str, Any], send: bool,
+               read_only: bool = False) -> dict[str, Any]:
+        """Start the agent with ``request`` first; its answer (need_program included)."""
+        self._modules = modules
+        self._queue = queue.Queue()
+        self._feed = Feed([], abort=self.abort, grace=self.grace, kill=self.kill, idle_timeout=True)
+        self._answer, self._records, self._result, self._error = None, None, None, None
+        self._heard.clear()
+        first = (program_bytes(modules) if send else b"") + self._head(request)
+        self._feed.chunks = self._chunks(first, self._queue, self._feed)
+        argv = command(self.transport.host.connection.python, modules, send=send, read_only=read_only)
+        self._thread = threading.Thread(target=self._run, args=(argv,), daemon=True,
+                                        name=f"session-{self.transport.host.name}")
+        self._thread.start()
+        return self._wait()
+
+    def _head(self, request: dict[str, Any]) -> bytes:
+        return _payload(_leased(self.transport, {**request, "then": True}))
+
+    def _wait(self) -> dict[str, Any]:
+        """The answer to the request in flight; the stream's own error, or "did not answer", if it ended."""
+        while not self._heard.wait(1.0):
+            if self._thread is None or not self._thread.is_alive():  # it ended as the request was queued
+                break
+        answer, self._answer = self._answer, None
+        if answer is not None:
+            return answer
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        raise _no_answer(self.transport.host.name, self._result)
+
+    def _run(self, argv: list[str]) -> None:
+        try:
+            self._result = self.transport.stream(argv, feed=self._feed, on_output=_lines(self._take),
+                                                 timeout=self.timeout)
+        except BaseException as e:  # re-raised where the session is used
+            self._error = e
+        finally:
+            self._queue.put(_STOP)
+            self._heard.set()
+
+    def _take(self, record: dict[str, Any]) -> None:
+        if self._records is not None:
+            self._records.take(record)
+        elif "v" in record:
+            self._answer = record
+            self._heard.set()
+
+    def _chunks(self, first: bytes, requests: queue.Queue[Any], feed: Feed) -> Iterator[bytes]:
+        """stdin of a session: the first request; then pings while the controller plans, and the next
+        request, or bye (None), or the apply's frames (after which the agent leaves by itself)."""
+        yield first
+        pings = 0
+        while True:
+            try:
+                item = requests.get(timeout=self.ping_every)
+            except queue.Empty:
+                pings += 1
+                yield b'{"ping":%d}\n' % pings
+                continue
+            if item is _STOP:
+                return
+            if item is None:
+                yield b'{"bye":true}\n'
+                return
+            if isinstance(item, bytes):
+                yield item
+                continue
+            yield from item
+            return

@@ -9,6 +9,11 @@ stdin:  the compressed program (read by the launcher), then the request as one J
         with ``"lease": seconds`` (D47) is followed, after the end frame, by ``{"ping": n}\\n`` every
         quarter of it: that long without a byte while the agent was ready to read also means the
         controller is gone (the link went silent: no end of input ever comes).
+        A probe request with ``"then": true`` (D50) keeps the agent after its answer: it then reads
+        ``{"ping": n}`` (answered ``{"pong": n}`` at once, so that a controller that plans knows the
+        agent is still there), ``{"bye": true}`` (it exits), or the next request (an apply and its
+        frames, whose records and answer follow as above). End of input, a cancel frame, a signal or
+        the lease running out while it waits end it as a bye does.
 stdout: for "apply", ``{"begin": id}`` before a resource starts changing anything and
         ``{"done": id, "result": {...}}`` when it ended (again with ``"refresh": true`` for a refresh);
         then, for every op, one final answer ``{"v": 2, "ok": true, ...}`` or ``{"v": 2, "ok": false,
@@ -172,6 +177,13 @@ class _Channel(object):
         self._wrote = False  # a first record goes out at once: a controller that heard nothing from a
         # run that died knows nothing changed, and one that heard a record knows the run had begun
         self.input.before_wait = self.flush
+
+    def reset(self):
+        """A new request on this channel (after a probe that stayed): its first record goes out at once,
+        and its frames are still to come."""
+        self._wrote = False
+        self.frames_done = False
+        self.pending = None
 
     # ---- cancellation
     def cancel(self, why):
@@ -711,10 +723,6 @@ def _apply_one(item, ctx, results, channel):
 
 
 def op_apply(req, channel):
-    lease = req.get("lease")
-    if isinstance(lease, (int, float)) and not isinstance(lease, bool) and lease > 0:
-        channel.input.lease = float(lease)
-        channel.input.last = time.monotonic()
     _host_lock(req.get("lock_dir") or LOCK_DIR)
     blobs = dict((k, binascii.a2b_base64(v)) for k, v in req.get("blobs", {}).items())  # inline (protocol 1)
     ctx = StreamCtx(channel, facts=gather_facts, blobs=blobs)  # gathered if a handler asks
@@ -790,11 +798,21 @@ OPS = {
 def main():
     channel = _Channel()
     BEFORE_COMMAND[:] = [channel.flush]  # what the controller should know before we wait on a command
-    zipped = False
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: channel.cancel("signal %d" % signum))
+    line = channel.input.readline()
+    while _serve(channel, line):
+        line = _next_request(channel)
+        if line is None:
+            return
+
+
+def _serve(channel, line):
+    """Answer one request (its head ``line``); whether to wait for another (a request with ``then``)."""
+    zipped = stay = False
+    channel.records = True
+    channel.reset()
     try:
-        line = channel.input.readline()
         if line is None:
             raise Failure("no request received")
         req = _request(channel, line)
@@ -806,8 +824,10 @@ def main():
         op = OPS.get(req.get("op"))
         if op is None:
             raise Failure("unknown op %r" % req.get("op"))
+        _lease(req, channel)
         answer = op(req, channel)
         answer.update(ok=True)
+        stay = bool(req.get("then")) and req.get("op") == "probe" and channel.cancelled is None
     except Locked as e:
         answer = {"ok": False, "locked": True, "error": str(e)}
     except Failure as e:
@@ -823,6 +843,37 @@ def main():
         packed = zlib.compress(json.dumps(answer, separators=(",", ":")).encode("utf-8"), 6)
         answer = {"v": answer["v"], "z": binascii.b2a_base64(packed).decode("ascii").strip()}
     channel.send(answer)
+    return stay
+
+
+def _lease(req, channel):
+    """A request's ``lease`` (D47): that long without a byte from the controller, while we wait for one,
+    means it is gone."""
+    lease = req.get("lease")
+    if isinstance(lease, (int, float)) and not isinstance(lease, bool) and lease > 0:
+        channel.input.lease = float(lease)
+        channel.input.last = time.monotonic()
+
+
+def _next_request(channel):
+    """After a probe asked to stay (``then``): the head of the next request, or None when the controller
+    says ``bye``, cancels, ends its input, goes silent for the lease, or we are signalled. A ``ping``
+    is answered at once (``pong``): the controller then knows the agent is still there while it plans."""
+    while channel.alive():
+        line = channel.input.readline()
+        if line is None:
+            return None
+        try:
+            head = json.loads(line.decode("utf-8"))
+        except ValueError:
+            return line  # _serve says what is wrong with it
+        if not isinstance(head, dict) or "bye" in head or "cancel" in head:
+            return None if isinstance(head, dict) else line
+        if "ping" in head:
+            channel.send({"pong": head["ping"]})
+            continue
+        return line
+    return None
 
 
 def _request(channel, line):

@@ -87,6 +87,21 @@ def test_the_first_record_goes_out_at_once(channel: tuple[_main._Channel, int, l
     assert read_lines(r, 0.3) == [] and len(writes) == 1  # the next ones wait for company
 
 
+def test_an_apply_after_a_probe_that_stayed_sends_its_first_record_at_once(
+        channel: tuple[_main._Channel, int, list[int]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe's answer was written on this channel (D50): the apply's first record still goes out
+    at once, so that "heard nothing of the apply" keeps meaning "nothing of it ran"."""
+    chan, r, writes = channel
+    monkeypatch.setattr(_main, "FLUSH_AFTER", 3600.0)
+    chan.send({"v": 2, "ok": True, "resources": {}})
+    assert read_lines(r, 5) == [{"v": 2, "ok": True, "resources": {}}]
+    chan.reset()
+    chan.record({"begin": "file:/first"})
+    assert read_lines(r, 5) == [{"begin": "file:/first"}]
+    chan.record({"done": "file:/first", "result": {"status": "changed"}})
+    assert read_lines(r, 0.3) == [] and len(writes) == 2
+
+
 def test_a_record_is_written_while_the_agent_is_busy_with_the_next_resource(
         channel: tuple[_main._Channel, int, list[int]]) -> None:
     """Nothing else is sent after the record (a long resource runs): the flusher thread writes it."""

@@ -7,6 +7,8 @@ apply converges and a second plan is in sync; a stale facts cache is detected an
 from __future__ import annotations
 
 import itertools
+import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ class RecordingTransport(LocalTransport):
     """The local transport, remembering the op of every agent request it carried."""
 
     ops: list[str] = []
+    streams = 0  # agents started with a stream (a session's, D50, or an apply's)
 
     def run(self, argv, *, stdin=b"", timeout=None, become=None):  # type: ignore[no-untyped-def]
         if "driftctl-agent" in " ".join(map(str, argv)):
@@ -39,8 +42,18 @@ class RecordingTransport(LocalTransport):
         first = next(chunks)  # the program and the request line
         request = ship.request_of(argv, first)
         RecordingTransport.ops.append(request["op"])
-        feed.chunks = itertools.chain([first], chunks)
+        RecordingTransport.streams += 1
+        feed.chunks = itertools.chain([first], _later_requests(chunks))
         return super().stream(argv, feed=feed, on_output=on_output, timeout=timeout, become=become)
+
+
+def _later_requests(chunks):  # type: ignore[no-untyped-def]
+    """The chunks, each request that starts one (a session's next request, D50) recorded."""
+    for chunk in chunks:
+        if chunk.startswith(b'{"z":'):
+            head, _, body = chunk.partition(b"\n")
+            RecordingTransport.ops.append(json.loads(zlib.decompress(body[: json.loads(head)["z"]]))["op"])
+        yield chunk
 
 
 def local_site(tmp_path: Path, resources: str) -> tuple[Path, Path]:
@@ -73,6 +86,7 @@ def setup(tmp_path: Path) -> tuple[Any, Any, Path]:
 def engine(inv: Any, site: Any, tmp_path: Path) -> Engine:
     settings = config.load({"state_dir": str(tmp_path / "state")})
     RecordingTransport.ops = []
+    RecordingTransport.streams = 0
     return Engine(site, inv, settings, TransportOptions(),
                   transport_factory=lambda h, o: RecordingTransport(h, o))
 
@@ -97,6 +111,32 @@ def test_plan_is_read_only_and_apply_converges(setup: Any, tmp_path: Path) -> No
     again = engine(inv, site, tmp_path).run("plan", hosts)
     assert again.exit_code == 0
     assert {r.status for r in again.hosts[0].resources} == {"ok"}
+
+
+def test_one_agent_probes_and_applies_a_host_that_changes(setup: Any, tmp_path: Path) -> None:
+    """D50: the probe's agent waits for the plan and applies it; a host in sync only says bye to it."""
+    inv, site, target = setup
+    hosts: list[Host] = inv.select(None)
+    e = engine(inv, site, tmp_path)
+    assert e.run("apply", hosts).exit_code == 2
+    assert RecordingTransport.ops == ["facts", "probe", "apply"] and RecordingTransport.streams == 1
+    assert (target / "plain.txt").read_text() == "no facts here\n"
+
+    e = engine(inv, site, tmp_path)
+    again = e.run("apply", hosts)
+    assert again.exit_code == 0, again.hosts[0].error
+    assert RecordingTransport.ops == ["facts", "probe"] and RecordingTransport.streams == 1  # no apply: bye
+
+
+def test_an_apply_the_probes_agent_cannot_take_starts_an_agent_of_its_own(
+        setup: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inv, site, target = setup
+    monkeypatch.setattr(ship.Session, "apply", lambda self, *a, **kw: None)
+    e = engine(inv, site, tmp_path)
+    result = e.run("apply", inv.select(None))
+    assert result.exit_code == 2, result.hosts[0].error
+    assert RecordingTransport.ops == ["facts", "probe", "apply"] and RecordingTransport.streams == 2
+    assert (target / "plain.txt").read_text() == "no facts here\n"
 
 
 def test_cached_facts_save_a_round_trip_and_stale_ones_are_caught(setup: Any, tmp_path: Path) -> None:
@@ -278,12 +318,21 @@ class LosesTheConnection(LocalTransport):
     with the connection, as a reset or a silent link loses them)."""
 
     def stream(self, argv, *, feed, on_output, timeout=None, become=None):  # type: ignore[no-untyped-def]
-        heard: list[bytes] = []
-        super().stream(argv, feed=feed, on_output=heard.append, timeout=timeout, become=become)
-        for line in b"".join(heard).splitlines(keepends=True):
-            on_output(line)
-            if line.startswith(b'{"done"'):
-                break
+        buf = bytearray()
+        cut: list[bool] = []
+
+        def until_cut(data: bytes) -> None:  # whole lines, up to and with the first "done" record
+            buf.extend(data)
+            while not cut and (i := buf.find(b"\n")) >= 0:
+                line = bytes(buf[: i + 1])
+                del buf[: i + 1]
+                on_output(line)
+                if line.startswith(b'{"done"'):
+                    cut.append(True)
+
+        result = super().stream(argv, feed=feed, on_output=until_cut, timeout=timeout, become=become)
+        if not cut:  # no apply ran on this stream
+            return result
         raise ConnectionLost(self.host.name, "connection lost while running python3")
 
 
