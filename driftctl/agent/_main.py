@@ -168,6 +168,7 @@ class _Channel(object):
         self.frames_done = False  # the "end" frame was read: stdin now belongs to the watcher thread
         self.pending = None  # a blob frame header read but not yet consumed
         self.records = True  # protocol 1 callers (bake, tests) want one answer document only
+        self.waiting = False  # between two requests of a session (D50): a signal ends the wait at once
         self._write_lock = threading.Lock()
         self._held = []  # records made but not written yet (encoded), oldest first
         self._held_bytes = 0
@@ -798,8 +799,14 @@ OPS = {
 def main():
     channel = _Channel()
     BEFORE_COMMAND[:] = [channel.flush]  # what the controller should know before we wait on a command
+
+    def on_signal(signum, frame):
+        channel.cancel("signal %d" % signum)
+        if channel.waiting:  # between requests: nothing runs that could stop at a boundary, so leave now
+            raise _Leave()
+
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: channel.cancel("signal %d" % signum))
+        signal.signal(sig, on_signal)
     line = channel.input.readline()
     while _serve(channel, line):
         line = _next_request(channel)
@@ -859,21 +866,31 @@ def _next_request(channel):
     """After a probe asked to stay (``then``): the head of the next request, or None when the controller
     says ``bye``, cancels, ends its input, goes silent for the lease, or we are signalled. A ``ping``
     is answered at once (``pong``): the controller then knows the agent is still there while it plans."""
-    while channel.alive():
-        line = channel.input.readline()
-        if line is None:
-            return None
-        try:
-            head = json.loads(line.decode("utf-8"))
-        except ValueError:
-            return line  # _serve says what is wrong with it
-        if not isinstance(head, dict) or "bye" in head or "cancel" in head:
-            return None if isinstance(head, dict) else line
-        if "ping" in head:
-            channel.send({"pong": head["ping"]})
-            continue
-        return line
-    return None
+    channel.waiting = True
+    try:
+        while channel.alive():
+            line = channel.input.readline()
+            if line is None:
+                return None
+            try:
+                head = json.loads(line.decode("utf-8"))
+            except ValueError:
+                return line  # _serve says what is wrong with it
+            if not isinstance(head, dict) or "bye" in head or "cancel" in head:
+                return None if isinstance(head, dict) else line
+            if "ping" in head:
+                channel.send({"pong": head["ping"]})
+                continue
+            return line
+        return None
+    except _Leave:
+        return None
+    finally:
+        channel.waiting = False
+
+
+class _Leave(Exception):
+    """A signal came while the agent waited for the next request (``_next_request``)."""
 
 
 def _request(channel, line):

@@ -262,3 +262,15 @@ def test_a_host_that_lost_the_program_is_sent_it_or_the_read_only_probe_gives_up
         assert session.call(probe(tmp_path / "f"))["ok"]
         assert sent[0] == "0" and int(sent[1]) > 0 and len(sent) == 2  # need_program, then sent
         assert session.open
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_signal_ends_the_wait_at_once(tmp_path: Path, sig: str) -> None:
+    """No lease, no input: only the signal can end the wait (a blocking read is not left to finish)."""
+    import signal
+
+    agent = Agent(probe(tmp_path / "f", then=True))
+    assert agent.line()["ok"]
+    time.sleep(0.2)  # in its read
+    agent.proc.send_signal(getattr(signal, sig))
+    assert agent.ends_within(5) == 0
