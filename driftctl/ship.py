@@ -603,6 +603,50 @@ SESSION_CLOSE_WAIT = 5.0  # seconds a session's agent has to leave after "bye"
 _STOP = object()  # the session's stream ended: its stdin writer has nothing more to send
 
 
+class _Stream:
+    """One agent of a session: its stream's thread and everything that thread writes. A stream that
+    ends late never touches the next one's state (each has its own)."""
+
+    def __init__(self, modules: tuple[str, ...], feed: Feed) -> None:
+        self.modules = modules
+        self.feed = feed
+        self.requests: queue.Queue[Any] = queue.Queue()  # for its stdin: requests, bye, the apply's frames
+        self.heard = threading.Event()  # an answer came, or the stream ended
+        self.answer: dict[str, Any] | None = None
+        self.records: _Records | None = None  # the apply's, once it was queued
+        self.frames_taken = False  # the apply's frames reached its stdin writer
+        self.result: CommandResult | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def open(self) -> bool:
+        return (self.thread is not None and self.thread.is_alive() and not self.feed.done.is_set()
+                and self.records is None)
+
+    def take(self, record: dict[str, Any]) -> None:
+        if self.records is not None:
+            self.records.take(record)
+        elif "v" in record:
+            self.answer = record
+            self.heard.set()
+
+    def wait(self) -> dict[str, Any] | None:
+        """The answer to the request in flight, or None when the stream ended without one."""
+        while not self.heard.wait(1.0):
+            if self.thread is None or not self.thread.is_alive():  # it ended as the request was queued
+                break
+        answer, self.answer = self.answer, None
+        if answer is None and self.thread is not None:
+            self.thread.join()
+        return answer
+
+    @property
+    def left_quietly(self) -> bool:
+        """The agent left by itself (bye, lease, end of input) and said nothing more."""
+        return self.error is None and self.result is not None and self.result.rc == 0
+
+
 class Session:
     """One agent on a host from a probe to the apply that follows it (D50).
 
@@ -626,15 +670,7 @@ class Session:
         self.timeout = timeout if timeout is not None else transport.host.connection.command_timeout
         # as for ``apply``; given at the start: a transport may wrap the feed (sudo) and keep its own copy
         self.abort, self.kill, self.grace = abort, kill, grace
-        self._thread: threading.Thread | None = None
-        self._modules: tuple[str, ...] = ()
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._feed = Feed([], idle_timeout=True)
-        self._answer: dict[str, Any] | None = None
-        self._heard = threading.Event()  # an answer came, or the stream ended
-        self._records: _Records | None = None  # the apply's, once it was sent
-        self._result: CommandResult | None = None
-        self._error: BaseException | None = None
+        self._stream: _Stream | None = None
         lease = transport.link_timeout  # the agent leaves after that long without a word from us
         self.ping_every = min(lease / 4, SESSION_PING) if lease else SESSION_PING
 
@@ -647,15 +683,21 @@ class Session:
     @property
     def open(self) -> bool:
         """Whether an agent is there to take another request."""
-        return self._thread is not None and self._thread.is_alive() and self._records is None
+        return self._stream is not None and self._stream.open
 
     def call(self, request: dict[str, Any], read_only: bool = False) -> dict[str, Any]:
         """As ``ship.call`` for a probe, the agent left waiting for the next request."""
         modules = _modules_of(request)
-        if self.open and set(modules) <= set(self._modules):
-            self._heard.clear()
-            self._queue.put(self._head(request))
-            return _checked(self.transport.host.name, self._wait())
+        stream = self._stream
+        if stream is not None and stream.open and set(modules) <= set(stream.modules):
+            stream.heard.clear()
+            stream.requests.put(self._head(request))
+            answer = stream.wait()
+            if answer is not None:
+                return _checked(self.transport.host.name, answer)
+            if not stream.left_quietly:
+                self._raise(stream)
+            # it left as the request came (its lease ran out): it read nothing of it; a new agent asks
         self.close()
         host = self.transport.host
         key = program_key(modules)
@@ -676,98 +718,86 @@ class Session:
     def apply(self, request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], *, timeout: float | None = None,
               on_record: Callable[[dict[str, Any]], None] | None = None) -> Applied | None:
         """As ``ship.apply`` (with the session's abort, kill and grace), to the agent that answered the
-        probe; None when it cannot take it."""
-        if not self.open or not set(_modules_of(request)) <= set(self._modules) or (timeout or 0) > self.timeout:
+        probe; None when it cannot take it, or left before it read it (nothing of it ran then)."""
+        stream = self._stream
+        if (stream is None or not stream.open or not set(_modules_of(request)) <= set(stream.modules)
+                or (timeout or 0) > self.timeout):
             return None
-        thread = self._thread
-        assert thread is not None
-        records = self._records = _Records(on_record)
-        self._queue.put(_frames(_leased(self.transport, request), blobs, self._feed, unsent=records.got.unsent,
-                                program=False))
-        thread.join()
-        self._thread = None
-        if isinstance(self._error, (ConnectionLost, CommandAborted, CommandTimeout)):
-            return _cut(records.got, self._error)
-        if self._error is not None:
-            raise self._error
-        if not records.heard and self._result is not None and self._result.rc == 0:
+        assert stream.thread is not None
+        records = stream.records = _Records(on_record)
+        stream.requests.put(_frames(_leased(self.transport, request), blobs, stream.feed,
+                                    unsent=records.got.unsent, program=False))
+        stream.thread.join()
+        self._stream = None
+        if not stream.frames_taken:
+            return None  # the stream ended before its stdin writer took the apply: nothing was sent
+        if isinstance(stream.error, (ConnectionLost, CommandAborted, CommandTimeout)):
+            return _cut(records.got, stream.error)
+        if stream.error is not None:
+            raise stream.error
+        if not records.heard and stream.left_quietly:
             return None  # it left before it read the request (its lease ran out): nothing of it ran
-        assert self._result is not None
-        return _outcome(self.transport.host.name, records.got, self._result, self.abort)
+        assert stream.result is not None
+        return _outcome(self.transport.host.name, records.got, stream.result, self.abort)
 
     def close(self) -> None:
         """Say bye to a waiting agent and let it leave (the stream ends with it)."""
-        thread, self._thread = self._thread, None
-        if thread is None:
+        stream, self._stream = self._stream, None
+        if stream is None or stream.thread is None:
             return
-        self._queue.put(None)
-        thread.join(SESSION_CLOSE_WAIT)  # past that, closing the connection ends it
+        stream.requests.put(None)
+        stream.thread.join(SESSION_CLOSE_WAIT)  # past that, closing the connection ends it
 
     # ---- the stream
     def _start(self, modules: tuple[str, ...], request: dict[str, Any], send: bool,
                read_only: bool = False) -> dict[str, Any]:
         """Start the agent with ``request`` first; its answer (need_program included)."""
-        self._modules = modules
-        self._queue = queue.Queue()
-        self._feed = Feed([], abort=self.abort, grace=self.grace, kill=self.kill, idle_timeout=True)
-        self._answer, self._records, self._result, self._error = None, None, None, None
-        self._heard.clear()
-        first = (program_bytes(modules) if send else b"") + self._head(request)
-        self._feed.chunks = self._chunks(first, self._queue, self._feed)
+        feed = Feed([], abort=self.abort, grace=self.grace, kill=self.kill, idle_timeout=True)
+        stream = self._stream = _Stream(modules, feed)
+        feed.chunks = self._chunks(stream, (program_bytes(modules) if send else b"") + self._head(request))
         argv = command(self.transport.host.connection.python, modules, send=send, read_only=read_only)
-        self._thread = threading.Thread(target=self._run, args=(argv,), daemon=True,
-                                        name=f"session-{self.transport.host.name}")
-        self._thread.start()
-        return self._wait()
+        stream.thread = threading.Thread(target=self._run, args=(stream, argv), daemon=True,
+                                         name=f"session-{self.transport.host.name}")
+        stream.thread.start()
+        answer = stream.wait()
+        if answer is None:
+            self._raise(stream)
+        assert answer is not None
+        return answer
+
+    def _raise(self, stream: _Stream) -> None:
+        """The stream ended without the answer: its own error, or "did not answer"."""
+        if stream.error is not None:
+            raise stream.error
+        assert stream.result is not None
+        raise _no_answer(self.transport.host.name, stream.result)
 
     def _head(self, request: dict[str, Any]) -> bytes:
         return _payload(_leased(self.transport, {**request, "then": True}))
 
-    def _wait(self) -> dict[str, Any]:
-        """The answer to the request in flight; the stream's own error, or "did not answer", if it ended."""
-        while not self._heard.wait(1.0):
-            if self._thread is None or not self._thread.is_alive():  # it ended as the request was queued
-                break
-        answer, self._answer = self._answer, None
-        if answer is not None:
-            return answer
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        raise _no_answer(self.transport.host.name, self._result)
-
-    def _run(self, argv: list[str]) -> None:
+    def _run(self, stream: _Stream, argv: list[str]) -> None:
         try:
-            self._result = self.transport.stream(argv, feed=self._feed, on_output=_lines(self._take),
-                                                 timeout=self.timeout)
+            stream.result = self.transport.stream(argv, feed=stream.feed, on_output=_lines(stream.take),
+                                                  timeout=self.timeout)
         except BaseException as e:  # re-raised where the session is used
-            self._error = e
+            stream.error = e
         finally:
-            self._queue.put(_STOP)
-            self._heard.set()
+            stream.requests.put(_STOP)
+            stream.heard.set()
 
-    def _take(self, record: dict[str, Any]) -> None:
-        if self._records is not None:
-            self._records.take(record)
-        elif "v" in record:
-            self._answer = record
-            self._heard.set()
-
-    def _chunks(self, first: bytes, requests: queue.Queue[Any], feed: Feed) -> Iterator[bytes]:
+    def _chunks(self, stream: _Stream, first: bytes) -> Iterator[bytes]:
         """stdin of a session: the first request; then pings while the controller plans, and the next
         request, or bye (None), or the apply's frames (after which the agent leaves by itself)."""
         yield first
         pings = 0
         while True:
             try:
-                item = requests.get(timeout=self.ping_every)
+                item = stream.requests.get(timeout=self.ping_every)
             except queue.Empty:
                 pings += 1
                 yield b'{"ping":%d}\n' % pings
                 continue
-            if item is _STOP:
+            if item is _STOP or stream.feed.done.is_set():
                 return
             if item is None:
                 yield b'{"bye":true}\n'
@@ -775,5 +805,6 @@ class Session:
             if isinstance(item, bytes):
                 yield item
                 continue
+            stream.frames_taken = True
             yield from item
             return

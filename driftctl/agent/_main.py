@@ -809,7 +809,10 @@ def main():
         signal.signal(sig, on_signal)
     line = channel.input.readline()
     while _serve(channel, line):
-        line = _next_request(channel)
+        try:
+            line = _next_request(channel)
+        except _Leave:  # the signal came as the wait ended
+            return
         if line is None:
             return
 
@@ -866,8 +869,8 @@ def _next_request(channel):
     """After a probe asked to stay (``then``): the head of the next request, or None when the controller
     says ``bye``, cancels, ends its input, goes silent for the lease, or we are signalled. A ``ping``
     is answered at once (``pong``): the controller then knows the agent is still there while it plans."""
-    channel.waiting = True
     try:
+        channel.waiting = True
         while channel.alive():
             line = channel.input.readline()
             if line is None:

@@ -102,6 +102,15 @@ def test_an_apply_after_a_probe_that_stayed_sends_its_first_record_at_once(
     assert read_lines(r, 0.3) == [] and len(writes) == 2
 
 
+def test_each_request_starts_on_a_reset_channel(channel: tuple[_main._Channel, int, list[int]]) -> None:
+    """``_serve`` resets the channel for every request, the second of a session's included (D50)."""
+    chan, r, _ = channel
+    chan._wrote, chan.frames_done, chan.pending = True, True, {"blob": "x", "size": 1}
+    assert _main._serve(chan, b'{"v":2,"op":"probe","facts":false,"resources":[],"then":true}') is True
+    assert chan.frames_done is False and chan.pending is None
+    assert read_lines(r, 5)[0]["ok"] is True
+
+
 def test_a_record_is_written_while_the_agent_is_busy_with_the_next_resource(
         channel: tuple[_main._Channel, int, list[int]]) -> None:
     """Nothing else is sent after the record (a long resource runs): the flusher thread writes it."""

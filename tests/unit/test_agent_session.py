@@ -176,7 +176,8 @@ def test_a_closed_session_leaves_no_agent_behind(tmp_path: Path) -> None:
     transport = Leased(local_host(tmp_path))
     session = ship.Session(transport)
     session.call(probe(tmp_path / "f"))
-    thread = session._thread
+    assert session._stream is not None
+    thread = session._stream.thread
     assert thread is not None and thread.is_alive()
     session.close()
     assert not thread.is_alive()  # the stream ended: the agent left on bye
@@ -274,3 +275,43 @@ def test_a_signal_ends_the_wait_at_once(tmp_path: Path, sig: str) -> None:
     time.sleep(0.2)  # in its read
     agent.proc.send_signal(getattr(signal, sig))
     assert agent.ends_within(5) == 0
+
+
+def _left(session: ship.Session, timeout: float = 15) -> None:
+    """Wait until the session's agent is gone (its stream ended)."""
+    stream = session._stream
+    assert stream is not None and stream.thread is not None
+    stream.thread.join(timeout)
+    assert not stream.thread.is_alive()
+
+
+def test_an_apply_queued_as_the_stream_ended_is_not_sent_and_reads_not_sent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race: the session looked open when the apply was queued, but its stream had ended. The frames
+    never reached the agent: None (a fresh agent takes the apply), not a "may have started" report."""
+    target = tmp_path / "f"
+    transport = Leased(local_host(tmp_path))
+    with ship.Session(transport) as session:
+        session.call(probe(target))
+        assert session._stream is not None
+        session._stream.requests.put(None)  # bye: the agent leaves, the session does not know yet
+        _left(session)
+        monkeypatch.setattr(ship._Stream, "open", property(lambda self: True))
+        request = {"op": "apply", "resources": [file_item(target, "new\n", changes=True)],
+                   "lock_dir": str(tmp_path / "lock")}
+        assert session.apply(request, [(f"file:{target}", blob_of(b"new\n"))]) is None
+    assert not target.exists()
+
+
+def test_a_second_probe_to_an_agent_that_just_left_starts_a_new_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    transport = Leased(local_host(tmp_path))
+    transport.lease = 1.0
+    with ship.Session(transport) as session:
+        session.ping_every = 60.0  # unpinged, it leaves after its lease
+        session.call(probe(tmp_path / "f"))
+        first = session._stream
+        _left(session)
+        monkeypatch.setattr(ship._Stream, "open", property(lambda self: self is first))  # it looks open
+        assert session.call(probe(tmp_path / "g"))["ok"]
+        assert session._stream is not first
