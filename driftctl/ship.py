@@ -347,19 +347,26 @@ def call(transport: Transport, request: dict[str, Any], timeout: float | None = 
     host's cache; NotCached (before any command when the cache is not known to hold it) otherwise.
     """
     modules = _modules_of(request)
+    return _with_program(transport, modules, programs, read_only, lambda send, ro: _call_once(
+        transport, modules, request, timeout, send=send, read_only=ro))
+
+
+def _with_program(transport: Transport, modules: tuple[str, ...], programs: HostPrograms | None, read_only: bool,
+                  once: Callable[[bool, bool], dict[str, Any]]) -> dict[str, Any]:
+    """The checked answer of ``once(send, read_only)``, one agent run of the program of ``modules``, sent
+    only when the host's agent cache is not known to hold it. A cache that lost it answers need_program
+    and is sent it in a second run; read only: NotCached then, or before any run when the cache is not
+    known to hold it. ``programs`` learns which hosts cached what they were sent."""
     host = transport.host
     key = program_key(modules)
     cached = programs is not None and programs.has(host, key)
-    if read_only:
-        if not cached:
-            raise NotCached(host.name)
-        answer = _call_once(transport, modules, request, timeout, send=False, read_only=True)
-        if answer.get("need_program"):
-            raise NotCached(host.name)
-        return _checked(host.name, answer)
-    answer = _call_once(transport, modules, request, timeout, send=not cached)
+    if read_only and not cached:
+        raise NotCached(host.name)
+    answer = once(not cached, read_only)
     if cached and answer.get("need_program"):
-        answer = _call_once(transport, modules, request, timeout, send=True)
+        if read_only:
+            raise NotCached(host.name)
+        answer = once(True, False)
         cached = False
     if programs is not None and not cached and answer.get("cached"):
         programs.remember(host, key)
@@ -698,22 +705,12 @@ class Session:
             if not stream.left_quietly:
                 self._raise(stream)
             # it left as the request came (its lease ran out): it read nothing of it; a new agent asks
-        self.close()
-        host = self.transport.host
-        key = program_key(modules)
-        cached = self.programs is not None and self.programs.has(host, key)
-        if read_only and not cached:
-            raise NotCached(host.name)
-        answer = self._start(modules, request, send=not cached, read_only=read_only)
-        if answer.get("need_program"):
-            self.close()
-            if read_only:
-                raise NotCached(host.name)
-            answer = self._start(modules, request, send=True)
-            cached = False
-        if self.programs is not None and not cached and answer.get("cached"):
-            self.programs.remember(host, key)
-        return _checked(host.name, answer)
+        try:
+            return _with_program(self.transport, modules, self.programs, read_only,
+                                 lambda send, ro: self._start(modules, request, send, ro))
+        except NotCached:
+            self.close()  # the agent that answered need_program leaves
+            raise
 
     def apply(self, request: dict[str, Any], blobs: Sequence[tuple[str, Blob]], *, timeout: float | None = None,
               on_record: Callable[[dict[str, Any]], None] | None = None) -> Applied | None:
@@ -751,7 +748,9 @@ class Session:
     # ---- the stream
     def _start(self, modules: tuple[str, ...], request: dict[str, Any], send: bool,
                read_only: bool = False) -> dict[str, Any]:
-        """Start the agent with ``request`` first; its answer (need_program included)."""
+        """Start the agent with ``request`` first (after a bye to the one before); its answer (need_program
+        included)."""
+        self.close()
         feed = Feed([], abort=self.abort, grace=self.grace, kill=self.kill, idle_timeout=True)
         stream = self._stream = _Stream(modules, feed)
         feed.chunks = self._chunks(stream, (program_bytes(modules) if send else b"") + self._head(request))
