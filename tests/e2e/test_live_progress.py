@@ -38,7 +38,10 @@ class Tmux:
 
     def __init__(self, tmp: Path) -> None:
         self.socket = f"driftctl-lp-{uuid.uuid4().hex[:8]}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_") and k != "CI"}
+        # LINES and COLUMNS go too: pytest-xdist sets them in its workers (24x80), and rich takes them over
+        # the pane's real size, so a view sized for 24 lines would scroll a pane of 20
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("DRIFTCTL_") and k not in ("CI", "LINES", "COLUMNS")}
         self.env.update({"LANG": "C.UTF-8", "TERM": "xterm-256color"})
         self.tmp = tmp
         self.conf = tmp / "tmux.conf"  # read when the server starts: history enough for a whole run's output
