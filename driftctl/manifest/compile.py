@@ -535,18 +535,22 @@ def compile_catalog(site: Site, inventory: Any, host: Host, facts: Mapping[str, 
 
 def preflight(site: Site, inventory: Any, hosts: Sequence[Host],
               types: Mapping[str, type[ResourceType]] | None = None,
-              on_catalog: Callable[[str, Catalog], None] | None = None) -> dict[str, Catalog]:
+              on_catalog: Callable[[str, Catalog], None] | None = None,
+              stop: Callable[[], bool] | None = None) -> dict[str, Catalog]:
     """Compile every host without facts, before any connection.
 
     Returns ``host name -> Catalog``; ``on_catalog`` is told of each as soon as it is compiled (until
     an error is met). Errors are collected over all hosts: one error is raised as is; several become
     one ManifestError listing each (the same mistake for many hosts is listed once, with the hosts it
-    hits).
+    hits). ``stop()`` is asked before each host: once it says yes (the run was interrupted), the hosts
+    not compiled yet are left out, and only the errors already met are raised.
     """
     types = types if types is not None else all_types()
     catalogs: dict[str, Catalog] = {}
     errors: dict[str, tuple[ManifestError, list[str]]] = {}
     for host in hosts:
+        if stop is not None and stop():
+            break
         try:
             catalogs[host.name] = catalog = compile_catalog(site, inventory, host, None, types)
         except ManifestError as e:

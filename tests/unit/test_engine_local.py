@@ -17,7 +17,7 @@ import pytest
 from driftctl import config, ship
 from driftctl.content import INLINE_LIMIT
 from driftctl.engine import Engine
-from driftctl.errors import ConnectionLost
+from driftctl.errors import ConnectionLost, ExitCode
 from driftctl.inventory import load_inventory
 from driftctl.manifest import load_site
 from driftctl.model import Host
@@ -394,3 +394,63 @@ def test_a_source_changed_on_the_controller_before_it_was_sent_fails_its_resourc
     assert by_id[f"file:{target}/before.txt"].status == by_id[f"file:{target}/after.txt"].status == "changed"
     assert sorted(p.name for p in target.iterdir()) == ["after.txt", "before.txt"]  # no temp file left either
     assert result.exit_code & 4 and not result.hosts[0].interrupted  # the run was not cut short
+
+
+def test_an_abort_while_the_catalogs_render_stops_the_rendering_and_starts_no_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT or SIGTERM while the catalogs are rendered (minutes, for ten thousand hosts): the rendering
+    stops at the next host, and no host is changed, the first one's early probe included."""
+    import driftctl.manifest.compile as compile_module
+
+    target = tmp_path / "target"
+    target.mkdir()
+    inv, site = local_site(tmp_path, f"resources:\n  - file: {target}/{{{{ inventory_hostname }}}}.txt\n"
+                                     "    content: \"{{ inventory_hostname }}\\n\"\n")
+    names = [f"ctl{i}" for i in range(1, 6)]
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n" + "".join(f"    {n}:\n      driftctl_transport: local\n"
+                                                                 for n in names))
+    e = engine(load_inventory(inv), load_site(site), tmp_path)
+    rendered = []
+    compile_catalog = compile_module.compile_catalog
+
+    def compile_then_abort(*args: Any, **kwargs: Any) -> Any:
+        catalog = compile_catalog(*args, **kwargs)
+        rendered.append(args[2].name)
+        if len(rendered) == 2:
+            e.abort.set()  # as the signal handler does (driftctl/cli/signals.py)
+        return catalog
+
+    monkeypatch.setattr(compile_module, "compile_catalog", compile_then_abort)
+    result = e.run("apply", load_inventory(inv).select(None))
+    assert rendered == names[:2]  # not one catalog after the abort
+    assert not any(target.iterdir())  # nothing written
+    assert [h.host for h in result.hosts] == names
+    assert all(h.interrupted == "aborted" for h in result.hosts), [(h.host, h.status, h.error) for h in result.hosts]
+    assert result.exit_code & ExitCode.ABORTED
+    assert "apply" not in RecordingTransport.ops
+
+
+def test_the_rendering_asks_stop_before_each_host_and_keeps_the_errors_met(tmp_path: Path) -> None:
+    from driftctl.errors import ManifestError
+    from driftctl.manifest import preflight
+
+    inv, site = local_site(tmp_path, "resources:\n  - file: /tmp/{{ broken_for_ctl1 | mandatory }}\n")
+    (inv / "hosts.yaml").write_text("all:\n  hosts:\n" + "".join(f"    ctl{i}:\n      driftctl_transport: local\n"
+                                                                 for i in (1, 2, 3)))
+    (inv / "host_vars").mkdir()
+    for i in (2, 3):
+        (inv / "host_vars" / f"ctl{i}.yaml").write_text(f"broken_for_ctl1: f{i}\n")
+    inventory = load_inventory(inv)
+    hosts = inventory.select(None)
+    asked = []
+
+    def stop_after(n: int) -> Any:
+        return lambda: asked.append(1) or len(asked) > n
+
+    with pytest.raises(ManifestError):  # ctl1's error, met before the stop, is still said
+        preflight(load_site(site), inventory, hosts, stop=stop_after(1))
+    asked.clear()
+    (inv / "host_vars" / "ctl1.yaml").write_text("broken_for_ctl1: f1\n")
+    inventory = load_inventory(inv)
+    catalogs = preflight(load_site(site), inventory, inventory.select(None), stop=stop_after(2))
+    assert sorted(catalogs) == ["ctl1", "ctl2"] and len(asked) == 3
