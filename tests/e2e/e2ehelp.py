@@ -45,6 +45,25 @@ def driftctl(*args: str | os.PathLike[str], state_dir: Path, cwd: Path = REPO, t
     return CLIResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+def started(args: Sequence[str | os.PathLike[str]], state: Path, extra_env: dict[str, str] | None = None
+            ) -> subprocess.Popen[str]:
+    """``driftctl ARGS`` started in the background (as ``driftctl()`` runs it), for a test to signal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
+    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1", DRIFTCTL_CONNECT_TIMEOUT="60", **(extra_env or {}))
+    return subprocess.Popen([sys.executable, "-m", "driftctl", *map(str, args)], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def one_role_site(directory: Path, resources: str, role: str = "r") -> Path:
+    """``directory/manifests``: a site.yaml giving every host one role, whose resources.yaml is
+    ``resources`` (YAML text). Returns the manifests directory."""
+    site = directory / "manifests"
+    (site / "roles" / role).mkdir(parents=True)
+    (site / "site.yaml").write_text(f"- hosts: all\n  roles: [{role}]\n")
+    (site / "roles" / role / "resources.yaml").write_text(resources)
+    return site
+
+
 def write_inventory(directory: Path, hosts: Sequence[Any], host_vars: dict[str, str] | None = None,
                     all_vars: str = "") -> Path:
     """An Ansible-style inventory for fleet hosts; ``host_vars``/``all_vars`` are YAML texts."""

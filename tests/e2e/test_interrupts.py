@@ -15,16 +15,15 @@ The manifest: ten execs, each taking a second and leaving a marker file /root/st
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2ehelp import REPO, agent_processes, assert_nothing_left, driftctl, write_inventory
+from e2ehelp import agent_processes, assert_nothing_left, driftctl, one_role_site, write_inventory
+from e2ehelp import started as start
 from netfault import TcpProxy, proxied_host, through_proxy
 
 pytestmark = pytest.mark.slow
@@ -33,9 +32,6 @@ STEPS = 10
 
 
 def steps_site(directory: Path, seconds: float = 1.0) -> Path:
-    site = directory / "manifests"
-    (site / "roles" / "s").mkdir(parents=True)
-    (site / "site.yaml").write_text("- hosts: all\n  roles: [s]\n")
     lines = ["resources:", "  - directory: /root/steps"]
     for i in range(1, STEPS + 1):
         lines += [
@@ -45,8 +41,7 @@ def steps_site(directory: Path, seconds: float = 1.0) -> Path:
             f"    creates: /root/steps/{i:02d}",
             "    require: directory:/root/steps" if i == 1 else f"    require: exec:step{i - 1:02d}",
         ]
-    (site / "roles" / "s" / "resources.yaml").write_text("\n".join(lines) + "\n")
-    return site
+    return one_role_site(directory, "\n".join(lines) + "\n", role="s")
 
 
 def markers(host: Any) -> list[str]:
@@ -63,13 +58,6 @@ def wait_for_markers(host: Any, count: int, timeout: float = 120) -> None:
 
 def statuses(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {r["id"]: (r["status"], r.get("error") or "") for r in doc["hosts"][0]["resources"]}
-
-
-def start(args: list[str], state: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
-    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1", DRIFTCTL_CONNECT_TIMEOUT="60", **(extra_env or {}))
-    return subprocess.Popen([sys.executable, "-m", "driftctl", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
 def check_report_matches_host(doc: dict[str, Any], host: Any) -> None:
