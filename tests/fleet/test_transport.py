@@ -440,6 +440,49 @@ def test_nopasswd_sudo_never_receives_the_password(sudo_host: Any, options: Tran
     assert who.stdout == b"root\n"
 
 
+def sudo_session_item(path: str) -> dict[str, Any]:
+    """An empty root-owned file, as a raw agent request's item (no content: no frames to send)."""
+    return {"id": f"file:{path}", "type": "file", "params": {"path": path, "ensure": "present"}}
+
+
+def test_a_session_through_sudo_probes_waits_and_applies_as_root(sudo_host: Any, options: TransportOptions) -> None:
+    """D50 through password sudo: the probe's agent (root) waits for the plan, then takes the apply."""
+    target = "/root/driftctl-sudo-session"
+    sudo_host.sh(f"rm -f {target}")
+    item = sudo_session_item(target)
+    with get_transport(become_host(sudo_host, "deploy", SUDO_PASSWORD), options) as t, agent.Session(t) as session:
+        seen = session.call({"op": "probe", "facts": False, "resources": [item]})
+        assert seen["resources"][item["id"]]["observed"]["ensure"] == "absent"
+        time.sleep(1)
+        assert session.open and not no_process(sudo_host, "driftctl-agent"), "the agent should wait"
+        applied = session.apply({"op": "apply", "resources": [{**item, "changes": ["ensure"]}]}, [])
+    assert applied is not None and applied.cut is None, applied
+    assert applied.done[item["id"]]["status"] == "changed"
+    assert sudo_host.sh(f"stat -c %U {target}").stdout_text == "root\n"
+    assert no_process(sudo_host, "driftctl-agent") and no_process(sudo_host, "sudo")
+    assert SUDO_PASSWORD not in sudo_host.sh("ps -eo args").stdout_text
+
+
+@pytest.mark.parametrize("end", ["bye", "connection closed"])
+def test_a_session_through_sudo_that_ends_while_the_agent_waits_leaves_nothing(
+        sudo_host: Any, options: TransportOptions, end: str) -> None:
+    """The engine's abort says bye; a killed controller closes the connection: the root agent under sudo
+    leaves either way, and nothing is written."""
+    target = "/root/driftctl-sudo-session-end"
+    sudo_host.sh(f"rm -f {target}")
+    item = sudo_session_item(target)
+    t = get_transport(become_host(sudo_host, "deploy", SUDO_PASSWORD), options)
+    with t:
+        session = agent.Session(t)
+        session.call({"op": "probe", "facts": False, "resources": [item]})
+        assert session.open and not no_process(sudo_host, "driftctl-agent")
+        if end == "bye":
+            session.close()
+    # "connection closed": the transport's own close, as when the controller dies, with the agent waiting
+    assert no_process(sudo_host, "driftctl-agent") and no_process(sudo_host, "sudo")
+    assert sudo_host.sh(f"test -e {target}").rc != 0
+
+
 def test_become_timeout_kills_the_root_command(sudo_host: Any, options: TransportOptions) -> None:
     with get_transport(become_host(sudo_host, "deploy", SUDO_PASSWORD), options) as t, pytest.raises(CommandTimeout):
         t.run(["sh", "-c", "sleep 615 & sleep 616"], timeout=2)
