@@ -31,16 +31,22 @@ class CLIResult:
         return self.stdout + self.stderr
 
 
+def cli_env(state_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the CLI runs in: this one without DRIFTCTL_* settings, no colour, its own state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
+    # a loaded test machine can take more than the default 10 s to finish an SSH handshake
+    env.update({"DRIFTCTL_STATE_DIR": str(state_dir), "NO_COLOR": "1", "DRIFTCTL_CONNECT_TIMEOUT": "60",
+                **(extra or {})})
+    return env
+
+
 def driftctl(*args: str | os.PathLike[str], state_dir: Path, cwd: Path = REPO, timeout: float = 900,
              env: dict[str, str] | None = None) -> CLIResult:
     """``driftctl ARGS`` in a subprocess: no TTY, no colour, its own state directory."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
-    # a loaded test machine can take more than the default 10 s to finish an SSH handshake
-    full_env.update({"DRIFTCTL_STATE_DIR": str(state_dir), "NO_COLOR": "1", "DRIFTCTL_CONNECT_TIMEOUT": "60",
-                     **(env or {})})
     proc = subprocess.run(
         [sys.executable, "-m", "driftctl", *map(str, args)],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        cwd=cwd, env=cli_env(state_dir, env), capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     return CLIResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -48,10 +54,9 @@ def driftctl(*args: str | os.PathLike[str], state_dir: Path, cwd: Path = REPO, t
 def started(args: Sequence[str | os.PathLike[str]], state: Path, extra_env: dict[str, str] | None = None
             ) -> subprocess.Popen[str]:
     """``driftctl ARGS`` started in the background (as ``driftctl()`` runs it), for a test to signal."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
-    env.update(DRIFTCTL_STATE_DIR=str(state), NO_COLOR="1", DRIFTCTL_CONNECT_TIMEOUT="60", **(extra_env or {}))
-    return subprocess.Popen([sys.executable, "-m", "driftctl", *map(str, args)], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "driftctl", *map(str, args)], cwd=REPO,
+                            env=cli_env(state, extra_env), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
 def one_role_site(directory: Path, resources: str, role: str = "r") -> Path:

@@ -36,6 +36,7 @@ def _nth(fleet: Any, i: int) -> Any:
         pytest.skip(f"needs {i + 1} fleet hosts, the fleet has {len(fleet.hosts)} (DRIFTCTL_TEST_FLEET_SIZE)")
     return fleet.hosts[i]
 
+
 SUDO_PASSWORD = "c0rrect-h0rse"
 SETUP_USERS = f"""
 set -e
@@ -453,7 +454,7 @@ def test_a_session_through_sudo_probes_waits_and_applies_as_root(sudo_host: Any,
     with get_transport(become_host(sudo_host, "deploy", SUDO_PASSWORD), options) as t, agent.Session(t) as session:
         seen = session.call({"op": "probe", "facts": False, "resources": [item]})
         assert seen["resources"][item["id"]]["observed"]["ensure"] == "absent"
-        time.sleep(1)
+        # no_process gives it 5 s to leave: still there after them, it waits
         assert session.open and not no_process(sudo_host, "driftctl-agent"), "the agent should wait"
         applied = session.apply({"op": "apply", "resources": [{**item, "changes": ["ensure"]}]}, [])
     assert applied is not None and applied.cut is None, applied
