@@ -53,7 +53,16 @@ import threading
 import time
 import zlib
 
-from driftctl.agent._core import BEFORE_COMMAND, TYPES, Ctx, Failure, new_sha256, remember_dirs, remember_names
+from driftctl.agent._core import (
+    BEFORE_COMMAND,
+    DIR_SYNC,
+    TYPES,
+    Ctx,
+    Failure,
+    new_sha256,
+    remember_dirs,
+    remember_names,
+)
 from driftctl.agent.facts import gather_facts
 
 PROTOCOL = 2
@@ -261,7 +270,9 @@ class _Channel(object):
                 self._write_held()
 
     def _write_held(self):
-        """(write lock held) Write every waiting record, in one write when the pipe takes it."""
+        """(write lock held) Write every waiting record, in one write when the pipe takes it; what they
+        report was written is on disk first (the directories' fsyncs that waited)."""
+        DIR_SYNC.flush()
         data, self._held, self._held_bytes = b"".join(self._held), [], 0
         self._wrote = True
         try:
@@ -807,14 +818,17 @@ def main():
 
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    line = channel.input.readline()
-    while _serve(channel, line):
-        try:
-            line = _next_request(channel)
-        except _Leave:  # the signal came as the wait ended
-            return
-        if line is None:
-            return
+    try:
+        line = channel.input.readline()
+        while _serve(channel, line):
+            try:
+                line = _next_request(channel)
+            except _Leave:  # the signal came as the wait ended
+                return
+            if line is None:
+                return
+    finally:
+        DIR_SYNC.flush()  # a run cut short: what it wrote is still put on disk whole
 
 
 def _serve(channel, line):

@@ -11,7 +11,7 @@ Neither follows a symlink: links are chowned themselves (lchown), never their ta
 import os
 import stat
 
-from driftctl.agent._core import Failure, file_kind, fsync_fd, register, resolve_gid, resolve_uid
+from driftctl.agent._core import DIR_SYNC, Failure, file_kind, register, resolve_gid, resolve_uid
 from driftctl.agent.file import fs_describe_type, fs_group_view, fs_owner_view, fs_probe_target, fs_set_meta, fs_target
 
 DIRECTORY_LIST_LIMIT = 200  # entries named in observe; more are counted, so a plan stays readable
@@ -256,7 +256,7 @@ def directory_apply(params, changes, ctx):
                 raise Failure(
                     "cannot remove %s: %s (driftctl removes empty directories only)" % (path, e.strerror)
                 ) from None
-            fsync_fd(target.dfd)
+            DIR_SYNC.later(target.dfd)
             return
         if st is None:
             # created private, then given its owner and mode: never briefly open to others
@@ -264,7 +264,7 @@ def directory_apply(params, changes, ctx):
                 os.mkdir(target.name, 0o700, dir_fd=target.dfd)
             except OSError as e:
                 raise Failure("creating %s: %s" % (path, e.strerror)) from None
-            fsync_fd(target.dfd)
+            DIR_SYNC.later(target.dfd)
             fs_set_meta(target, owner, group, mode or "0755", expect_dir=True)
         else:
             fs_set_meta(target, owner, group, mode, expect_dir=True)

@@ -10,7 +10,7 @@ way is never crossed.
 import contextlib
 import os
 
-from driftctl.agent._core import DIR_FLAGS, Failure, backup_save, file_kind, fsync_fd, register
+from driftctl.agent._core import DIR_FLAGS, DIR_SYNC, Failure, backup_save, file_kind, register
 from driftctl.agent.file import fs_describe_type, fs_probe_target, fs_target
 
 
@@ -82,7 +82,7 @@ def _symlink_replace(target, link_to):
             raise
     except OSError as e:
         raise Failure("linking %s: %s" % (target.path, e.strerror)) from None
-    fsync_fd(target.dfd)
+    DIR_SYNC.later(target.dfd)
 
 
 def symlink_apply(params, changes, ctx):
@@ -101,7 +101,7 @@ def symlink_apply(params, changes, ctx):
             if absent:
                 if kind == "link":
                     os.unlink(target.name, dir_fd=target.dfd)
-                    fsync_fd(target.dfd)
+                    DIR_SYNC.later(target.dfd)
                 return
             link_to = params["target"]
             if kind == "link" and seen["target"] == link_to:
