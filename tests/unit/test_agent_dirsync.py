@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,18 +24,20 @@ from driftctl.inventory import load_inventory
 from driftctl.manifest import load_site
 from driftctl.transport.base import TransportOptions
 
-pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/setup installs it)")
+pytestmark = [pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (scripts/setup installs it)"),
+              pytest.mark.applies_here]
 
 DIRS, FILES = 3, 8  # files per directory
 
 SYSCALL = re.compile(r"^(\d+) +(\w+)\((.*)$")
+RESUMED = re.compile(r"^(\d+) +<\.\.\. (\w+) resumed>(.*)$")
 FD = r"(\d+)<([^>]*)>"
 RENAME = re.compile(rf'^{FD}, "([^"]*)", {FD}, "([^"]*)"')
 MKDIR_OR_LINK = re.compile(rf'^(?:"[^"]*", )?{FD}, "([^"]*)"')  # mkdirat(fd, name) / symlinkat(target, fd, name)
 FSYNC = re.compile(rf"^{FD}\)")
 
 
-def traced_apply(tmp_path: Path) -> tuple[list[tuple[str, str]], Path]:
+def traced_apply(tmp_path: Path) -> tuple[list[Call], Path]:
     """Apply a site of DIRS directories of FILES files each, a link and an unlink, with the agent run
     under strace; (the agent's calls as (name, arguments), in order; the target directory)."""
     target = tmp_path / "target"
@@ -69,19 +72,42 @@ def traced_apply(tmp_path: Path) -> tuple[list[tuple[str, str]], Path]:
     assert not (target / "old").exists() and (target / "link").is_symlink()
     traces = [p for p in tmp_path.glob("trace.*") if "renameat" in p.read_text() or "rename(" in p.read_text()]
     assert len(traces) == 1, traces  # the apply's agent: the only one that wrote anything
-    calls = []
-    for line in traces[0].read_text().splitlines():
-        m = SYSCALL.match(line)
-        if m:
-            calls.append((m.group(2), m.group(3)))
-    return calls, target
+    return parse(traces[0].read_text()), target
+
+
+@dataclass
+class Call:
+    name: str
+    args: str
+    start: int  # where it began and ended among the lines: two threads' calls can interleave
+    end: int
+
+
+def parse(trace: str) -> list[Call]:
+    """strace's lines as calls in the order they began; a call another thread interrupted (``<unfinished
+    ...>``, then ``<... name resumed>``) is one call, begun at its first line and ended at its second."""
+    calls: list[Call] = []
+    pending: dict[str, Call] = {}
+    for i, line in enumerate(trace.splitlines()):
+        if m := RESUMED.match(line):
+            call = pending.pop(m.group(1))
+            call.args += m.group(3)
+            call.end = i
+        elif m := SYSCALL.match(line):
+            call = Call(m.group(2), m.group(3), i, i)
+            calls.append(call)
+            if line.endswith("<unfinished ...>"):
+                call.args = call.args[: -len("<unfinished ...>")].rstrip()
+                pending[m.group(1)] = call
+    return calls
 
 
 def test_each_directory_is_fsynced_once_per_write_to_the_controller(tmp_path: Path) -> None:
     calls, target = traced_apply(tmp_path)
     synced_since_write: set[str] = set()
     dir_syncs = entries = 0
-    for name, args in calls:
+    for call in calls:
+        name, args = call.name, call.args
         if name == "write" and args.startswith("1<"):
             synced_since_write.clear()
         elif name == "fsync":
@@ -101,25 +127,26 @@ def test_each_directory_is_fsynced_once_per_write_to_the_controller(tmp_path: Pa
 
 def test_what_a_record_reports_is_on_disk_before_the_record_leaves(tmp_path: Path) -> None:
     calls, target = traced_apply(tmp_path)
-    made_in: dict[str, list[int]] = defaultdict(list)  # a directory -> when entries were made in it
-    synced: dict[str, list[int]] = defaultdict(list)
-    reported: dict[str, int] = {}  # a resource's path -> the write to the controller that reported it
-    for i, (name, args) in enumerate(calls):
+    made_in: dict[str, list[int]] = defaultdict(list)  # a directory -> when entries made in it were done
+    synced: dict[str, list[Call]] = defaultdict(list)
+    reported: dict[str, int] = {}  # a resource's path -> when the write to the controller reporting it began
+    for call in calls:
+        name, args = call.name, call.args
         if name.startswith("rename"):
             m = RENAME.match(args)
             assert m, args
-            made_in[m.group(5)].append(i)
+            made_in[m.group(5)].append(call.end)
         elif name.startswith(("mkdir", "symlink", "unlink")):
             m = MKDIR_OR_LINK.match(args)
             if m:
-                made_in[m.group(2)].append(i)
+                made_in[m.group(2)].append(call.end)
         elif name == "fsync":
             m = FSYNC.match(args)
             assert m, args
-            synced[m.group(2)].append(i)
+            synced[m.group(2)].append(call)
         elif name == "write" and args.startswith("1<"):
             for path in re.findall(r'\\"done\\":\\"(?:file|directory|symlink):([^\\]*)\\"', args):
-                reported.setdefault(path, i)
+                reported.setdefault(path, call.start)
     paths = [f"{target}/d{d}" for d in range(DIRS)]
     paths += [f"{target}/d{d}/f{i}" for d in range(DIRS) for i in range(FILES)]
     paths += [f"{target}/link", f"{target}/old"]
@@ -128,5 +155,5 @@ def test_what_a_record_reports_is_on_disk_before_the_record_leaves(tmp_path: Pat
         parent = str(Path(path).parent)
         made = [i for i in made_in[parent] if i < told]
         assert made, f"no entry made in {parent} before {path} was reported"
-        assert any(made[-1] < s < told for s in synced[parent]), (
+        assert any(made[-1] < s.start and s.end < told for s in synced[parent]), (
             f"{path} was reported before {parent} was fsynced after its last change")
