@@ -19,6 +19,7 @@ when podman or the images are missing, so a broken machine cannot hide the fleet
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -288,3 +289,20 @@ def gpg_homes() -> Iterator[Callable[[str], Path]]:
     for home in made:
         subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME": str(home)}, check=False)
         shutil.rmtree(home, ignore_errors=True)
+
+
+MACHINE_APPLY_LOCK = Path(tempfile.gettempdir()) / "driftctl-tests-machine-apply.lock"
+
+
+@pytest.fixture(autouse=True)
+def _one_apply_here_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``applies_here`` apply to this machine through the local transport (or pull mode),
+    and so take its host lock, /run/driftctl/apply.lock, as a real run does. Under two workers (D51)
+    two such tests could meet there, and the second would be told "host is being changed": they take
+    turns instead, across workers, by an flock of their own."""
+    if request.node.get_closest_marker("applies_here") is None:
+        yield
+        return
+    with open(MACHINE_APPLY_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield

@@ -16,6 +16,8 @@ from e2ehelp import driftctl, write_inventory
 
 from driftctl.store import open_store
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 BACKUP_DIR = "/var/lib/driftctl/backup"
 
 

@@ -30,7 +30,7 @@ from e2ehelp import REPO, driftctl
 
 from driftctl.store import open_store
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.applies_here]
 
 PORT = 54331  # names the socket file only: no TCP
 

@@ -24,6 +24,8 @@ from driftctl.inventory import load_inventory
 from driftctl.model import Host
 from driftctl.transport.local import LocalTransport
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 
 def file_item(path: Path, text: str, changes: bool = False) -> dict[str, Any]:
 

@@ -24,6 +24,8 @@ from driftctl.model import Host
 from driftctl.transport.base import TransportOptions
 from driftctl.transport.local import LocalTransport
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 
 class RecordingTransport(LocalTransport):
     """The local transport, remembering the op of every agent request it carried."""

@@ -19,6 +19,8 @@ import pytest
 from driftctl.errors import InventoryError
 from driftctl.pull.whoami import find_host
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": "/nonexistent"}

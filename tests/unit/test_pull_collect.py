@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from test_pull import commit, git, resources
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 HERE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")} | {"NO_COLOR": "1"}
 
 

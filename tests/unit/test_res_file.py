@@ -390,8 +390,8 @@ def test_shipped_program_probes_and_applies_every_file_type(tmp_path: Path) -> N
         observed = probe["resources"][item["id"]]["observed"]
         changes[item["id"]] = [c.field for c in rtype.diff(rtype.desired(params), observed)]
         assert changes[item["id"]], item["id"]
-    lock = str(tmp_path / "driftctl.lock")
-    applied = run_agent({"op": "apply", "blobs": blobs, "backup_dir": str(tmp_path / "bk"), "lock_path": lock,
+    lock = str(tmp_path / "lock")  # its own: not this machine's /run/driftctl, which other tests' agents take
+    applied = run_agent({"op": "apply", "blobs": blobs, "backup_dir": str(tmp_path / "bk"), "lock_dir": lock,
                          "resources": [{**i, "changes": changes[i["id"]]} for i in items]})
     assert applied["ok"], applied
     assert {rid: r["status"] for rid, r in applied["results"].items()} == {i["id"]: "changed" for i in items}, applied
@@ -437,3 +437,4 @@ def test_writes_never_cross_a_symlink_a_user_could_have_planted(tmp_path) -> Non
     safe.mkdir()
     os.symlink(target, safe / "link")
     walk(safe / "link" / "file")  # root's link in root's directory: /var/run -> /run
+

@@ -24,6 +24,8 @@ from driftctl.cli.cmd_converge import prepare
 from driftctl.cli.cmd_saved import apply_saved, is_saved_plan, save_plan
 from driftctl.errors import ConfigError, ExitCode, InputError
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 CANARY = "CANARY-7f3e9a01c4d2b8"
 
 

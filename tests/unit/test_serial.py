@@ -17,6 +17,8 @@ from driftctl.manifest import load_site
 from driftctl.transport.base import TransportOptions
 from driftctl.transport.local import LocalTransport
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 
 def ansible_batches(n_hosts: int, serial: list[Any]) -> list[list[str]]:
     """ansible-core's PlaybookExecutor._get_serialized_batches over hosts h0..h(n-1)."""

@@ -24,6 +24,8 @@ from driftctl.store.runstate import RunState
 from driftctl.store.store import Store
 from driftctl.transport.base import TransportOptions
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 MOTD = "file:/etc/motd"
 
 

@@ -21,6 +21,8 @@ from driftctl.tags import TagSelection, check_known, select_catalog, selection
 from driftctl.transport.base import TransportOptions
 from driftctl.transport.local import LocalTransport
 
+pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
+
 RESOURCE_TAGS: list[list[str]] = [
     [], ["web"], ["db"], ["web", "db"], ["always"], ["never"], ["never", "debug"], ["web", "always"],
     ["tagged"], ["untagged"],
