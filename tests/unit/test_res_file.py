@@ -438,3 +438,19 @@ def test_writes_never_cross_a_symlink_a_user_could_have_planted(tmp_path) -> Non
     os.symlink(target, safe / "link")
     walk(safe / "link" / "file")  # root's link in root's directory: /var/run -> /run
 
+
+def test_a_new_files_diff_is_difflibs_own() -> None:
+    """``created_diff`` writes a new file's diff without difflib's matcher: the same text, to the byte."""
+    import difflib
+    import random
+
+    from driftctl.resources.base import created_diff
+
+    rng = random.Random(7)
+    pieces = ["a", "line", "", " ", "\n", "\r\n", "\r", "\x0b", "\x1c", "\u2028", "\x85", "é", "\t"]
+    texts = ["", "a", "a\n", "\n", "\n\n", "x\r\ny", "one\ntwo", "é\u2028ü\n"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randrange(0, 60))) for _ in range(500)]
+    for text in texts:
+        lines = text.splitlines(keepends=True)
+        want = "".join(difflib.unified_diff([], lines, fromfile="/dev/null", tofile="/etc/x (manifest)"))
+        assert created_diff(lines, "/etc/x (manifest)") == want, repr(text)
