@@ -36,6 +36,7 @@ import time
 TYPES: dict = {}  # type name -> Handler
 
 BACKUP_DIR = "/var/lib/driftctl/backup"
+USER_STATE = (".local", "state", "driftctl")  # an agent that is not root: its lock and backups, below its home
 BACKUP_KEEP = 5
 BACKUP_MAX_AGE = 30 * 86400
 CONTENT_LIMIT = 256 * 1024  # files up to this size are returned as text, so the controller can diff
@@ -619,6 +620,19 @@ class Target(object):
         if ctx is not None:
             ctx.written[self.path] = None
         DIR_SYNC.later(self.dfd)
+
+
+def user_state_dir():
+    """~/.local/state/driftctl of the user the agent runs as (which may not exist yet); None for root,
+    whose lock and backups are in /run/driftctl and /var/lib/driftctl/backup."""
+    uid = os.geteuid()
+    if uid == 0:
+        return None
+    try:
+        return os.path.join(pwd.getpwuid(uid).pw_dir, *USER_STATE)
+    except KeyError:
+        raise Failure("user %d has no entry in the password database, so no home for the "
+                      "host lock and backups" % uid) from None
 
 
 def fsync_fd(fd):

@@ -54,14 +54,17 @@ import time
 import zlib
 
 from driftctl.agent._core import (
+    BACKUP_DIR,
     BEFORE_COMMAND,
     DIR_SYNC,
     TYPES,
+    USER_STATE,
     Ctx,
     Failure,
     new_sha256,
     remember_dirs,
     remember_names,
+    user_state_dir,
 )
 from driftctl.agent.facts import gather_facts
 
@@ -625,6 +628,35 @@ def outbox_collect(spec):
 LOCK_DIR = "/run/driftctl"
 
 
+def _user_state_dir():
+    """Where an agent that does not run as root keeps its host lock and its backups (root's, in /run and
+    /var/lib, are closed to it): ``user_state_dir()``, created 0700 where missing."""
+    path = user_state_dir()
+    top = path[: -len(os.path.join(*USER_STATE))].rstrip("/") or "/"
+    for name in USER_STATE:
+        top = os.path.join(top, name)
+        try:
+            os.mkdir(top, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise Failure("cannot create %s for the host lock and backups: %s" % (top, e.strerror)) from None
+    return path
+
+
+def _own_dirs(req, ctx):
+    """The lock directory and the backup settings of this request. Root's are /run/driftctl and
+    /var/lib/driftctl/backup; an agent that is not root uses its user's state directory for both
+    (one apply at a time per host and user), unless the request names them."""
+    _backup_settings(req, ctx)
+    if os.geteuid() == 0 or (req.get("lock_dir") and ctx.backup_dir != BACKUP_DIR):
+        return req.get("lock_dir") or LOCK_DIR
+    own = _user_state_dir()
+    if ctx.backup_dir == BACKUP_DIR:
+        ctx.backup_dir = os.path.join(own, "backup")
+    return req.get("lock_dir") or own
+
+
 class Locked(Failure):
     """Another driftctl apply holds this host's lock (answered as ``"locked": true``)."""
 
@@ -632,8 +664,9 @@ class Locked(Failure):
 def _host_lock(directory):
     """One apply at a time per host: an flock held until this process exits (so never left stale).
 
-    The lock lives in a directory only root can write (never /tmp or /run/lock, where anyone could
-    plant a symlink for root to follow and truncate), opened without following links.
+    The lock lives in a directory only the agent's user can write (/run/driftctl for root; never /tmp
+    or /run/lock, where anyone could plant a symlink for root to follow and truncate), opened without
+    following links.
     """
     try:
         if not os.path.lexists(directory):
@@ -735,10 +768,9 @@ def _apply_one(item, ctx, results, channel):
 
 
 def op_apply(req, channel):
-    _host_lock(req.get("lock_dir") or LOCK_DIR)
     blobs = dict((k, binascii.a2b_base64(v)) for k, v in req.get("blobs", {}).items())  # inline (protocol 1)
     ctx = StreamCtx(channel, facts=gather_facts, blobs=blobs)  # gathered if a handler asks
-    _backup_settings(req, ctx)
+    _host_lock(_own_dirs(req, ctx))
     limit = req.get("resource_timeout")
     results = {}
     notified = []
@@ -792,7 +824,7 @@ def op_apply(req, channel):
 
 def op_prune(req, channel):
     ctx = Ctx()
-    _backup_settings(req, ctx)
+    _own_dirs(req, ctx)
     pruner = globals().get("prune_backups")
     if pruner is None:
         raise Failure("this agent cannot prune backups")

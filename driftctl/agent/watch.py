@@ -7,7 +7,7 @@ change without anything a person would call a change.
 
 import os
 
-from driftctl.agent._core import Failure, read_regular, stat_path
+from driftctl.agent._core import Failure, read_regular, stat_path, user_state_dir
 
 WATCH_LIMIT = 20000  # entries per watched root; past it the answer says it was truncated
 HASH_LIMIT = 64 * 1024 * 1024
@@ -39,8 +39,13 @@ def _entry(path):
 def watch_own_dirs(ctx):
     """driftctl's own directories on the host, never unmanaged drift: the backups, the agent cache
     the launcher used (it says which, once it has checked the directory is the agent user's own) and
-    pull mode's default cache (its checkouts, state and outbox change with every pull)."""
-    own = (ctx.backup_dir, globals().get("launcher_cache_dir"), "/var/lib/driftctl/pull")
+    pull mode's default cache (its checkouts, state and outbox change with every pull); for an agent
+    that is not root, its own lock and backups too."""
+    try:
+        mine = user_state_dir()
+    except Failure:
+        mine = None
+    own = (ctx.backup_dir, globals().get("launcher_cache_dir"), "/var/lib/driftctl/pull", mine)
     return set(d.rstrip("/") for d in own if d)
 
 

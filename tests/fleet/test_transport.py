@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from driftctl import ship as agent
-from driftctl.errors import AuthError, CommandTimeout, ConnectError, HostKeyError
+from driftctl.content import blob_of
+from driftctl.errors import AuthError, CommandTimeout, ConnectError, HostKeyError, HostLockedError
 from driftctl.model import ConnectionSpec, Host
 from driftctl.transport import TransportOptions, get_transport
 from driftctl.transport.ssh import SSHTransport
@@ -482,6 +483,53 @@ def test_a_session_through_sudo_that_ends_while_the_agent_waits_leaves_nothing(
     # "connection closed": the transport's own close, as when the controller dies, with the agent waiting
     assert no_process(sudo_host, "driftctl-agent") and no_process(sudo_host, "sudo")
     assert sudo_host.sh(f"test -e {target}").rc != 0
+
+
+def hold(fh: Any, user: str, lock: str) -> None:
+    """``user`` holds the flock ``lock`` on ``fh`` for 30 s (or until pkill), as a running apply would."""
+    fh.sh(f"setsid runuser -u {user} -- flock {lock} sleep 30 >/dev/null 2>&1 < /dev/null &")
+    deadline = time.monotonic() + 10
+    while fh.sh(f"flock -n {lock} true").rc == 0:
+        assert time.monotonic() < deadline, f"{user} never took {lock}"
+        time.sleep(0.1)
+
+
+def test_a_login_that_is_not_root_applies_with_its_own_lock_and_backups(
+        sudo_host: Any, options: TransportOptions) -> None:
+    """Without become the agent runs as the login, which cannot use root's lock (/run/driftctl) or backups
+    (/var/lib/driftctl/backup): it keeps both in ~/.local/state/driftctl. Root holding its own lock does
+    not stop it; another apply as the same user does."""
+    home, state = "/home/relaxed", "/home/relaxed/.local/state/driftctl"
+    sudo_host.sh(f"rm -rf {home}/.local {home}/app.conf; install -d -m 0700 /run/driftctl; "
+                 f"printf 'old\\n' > {home}/app.conf; chown relaxed: {home}/app.conf")
+    blob = blob_of("new\n")
+    item = {"id": f"file:{home}/app.conf", "type": "file", "changes": ["content"], "depends": [], "notify": [],
+            "params": {"path": f"{home}/app.conf", "ensure": "present", "content_sha256": blob.sha256,
+                       "content_size": blob.size, "_sensitive": False}}
+    request = {"op": "apply", "resources": [item], "backup_dir": "/var/lib/driftctl/backup"}  # as the engine
+    hold(sudo_host, "root", "/run/driftctl/apply.lock")
+    try:
+        with get_transport(on(sudo_host, user="relaxed", become=False), options) as t:
+            applied = agent.apply(t, request, [(item["id"], blob)])
+    finally:
+        sudo_host.sh("pkill -f 'flock /run/driftctl/apply.lock' || true")
+    assert applied.cut is None and applied.done[item["id"]]["status"] == "changed", applied
+    assert sudo_host.sh(f"cat {home}/app.conf").stdout_text == "new\n"
+    kept = sudo_host.sh(f"stat -c '%U %a' {state} {state}/backup; cat {state}/backup/*/*Z-*")
+    assert kept.stdout_text == "relaxed 700\nrelaxed 700\nold\n", kept.stdout_text + kept.stderr_text
+    assert sudo_host.sh("ls -A /var/lib/driftctl/backup 2>/dev/null | wc -l").stdout_text == "0\n"
+    with get_transport(on(sudo_host, user="relaxed", become=False), options) as t:  # its own files: not drift
+        seen = agent.call(t, {"op": "probe", "facts": False, "resources": [], "watch": [{"path": home}]})
+    assert f"{home}/app.conf" in seen["watch"]["entries"]
+    assert not [p for p in seen["watch"]["entries"] if p.startswith(state)]
+
+    hold(sudo_host, "relaxed", f"{state}/apply.lock")
+    try:
+        with get_transport(on(sudo_host, user="relaxed", become=False), options) as t, \
+                pytest.raises(HostLockedError, match="being changed"):
+            agent.apply(t, request, [(item["id"], blob)])
+    finally:
+        sudo_host.sh(f"pkill -f 'flock {state}/apply.lock' || true")
 
 
 def test_become_timeout_kills_the_root_command(sudo_host: Any, options: TransportOptions) -> None:
