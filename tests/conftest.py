@@ -295,14 +295,18 @@ MACHINE_APPLY_LOCK = Path(tempfile.gettempdir()) / "driftctl-tests-machine-apply
 
 
 @pytest.fixture(autouse=True)
-def _one_apply_here_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+def _one_apply_here_at_a_time(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                              tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Tests marked ``applies_here`` apply to this machine through the local transport (or pull mode),
     and so take its host lock, /run/driftctl/apply.lock, as a real run does. Under two workers (D51)
     two such tests could meet there, and the second would be told "host is being changed": they take
-    turns instead, across workers, by an flock of their own."""
+    turns instead, across workers, by an flock of their own. The files they replace are backed up in a
+    temporary directory (DRIFTCTL_BACKUP_DIR, for settings read in this process), not in this
+    machine's /var/lib/driftctl/backup."""
     if request.node.get_closest_marker("applies_here") is None:
         yield
         return
+    monkeypatch.setenv("DRIFTCTL_BACKUP_DIR", str(tmp_path_factory.mktemp("backup")))
     with open(MACHINE_APPLY_LOCK, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield

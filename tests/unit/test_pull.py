@@ -71,7 +71,8 @@ def pull(s: dict[str, Path], *args: str, host: str | None = "web1", cache: Path 
     if host:
         argv += ["--host", host]
     full = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")}
-    full.update({"NO_COLOR": "1", **(env or {})})
+    # the files it replaces are backed up beside the test, not in this machine's /var/lib/driftctl/backup
+    full.update({"NO_COLOR": "1", "DRIFTCTL_BACKUP_DIR": str(s["tmp"] / "backup"), **(env or {})})
     return subprocess.run(argv, capture_output=True, text=True, cwd=s["tmp"], env=full, timeout=300)
 
 

@@ -23,8 +23,9 @@ HERE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTCTL_")
 
 
 def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = HERE_ENV | {"DRIFTCTL_BACKUP_DIR": str(cwd / "backup")}  # not this machine's /var/lib/driftctl
     return subprocess.run([sys.executable, "-m", "driftctl", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=HERE_ENV, timeout=300)
+                          cwd=cwd, env=env, timeout=300)
 
 
 @pytest.fixture
