@@ -23,6 +23,7 @@ that path's entries to the newest ``ctx.backup_keep``, none older than ``ctx.bac
 """
 
 import contextlib
+import errno
 import grp
 import os
 import pwd
@@ -635,17 +636,45 @@ def user_state_dir():
                       "host lock and backups" % uid) from None
 
 
+# what fsync of a directory answers where the file system cannot do it (nothing to do then)
+_CANNOT_FSYNC = (errno.EINVAL, errno.EROFS, errno.EBADF, getattr(errno, "ENOTSUP", errno.EINVAL),
+                 getattr(errno, "EOPNOTSUPP", errno.EINVAL))
+
+
 def fsync_fd(fd):
-    with contextlib.suppress(OSError):  # some file systems cannot fsync a directory: nothing to do then
+    """fsync a directory; OSError only when it failed (EIO, ENOSPC, ...), not where it cannot be done."""
+    try:
         os.fsync(fd)
+    except OSError as e:
+        if e.errno not in _CANNOT_FSYNC:
+            raise
+
+
+def sync_dir_now(dfd):
+    """fsync_fd, its failure a Failure: the change is made, but may not survive a crash."""
+    try:
+        fsync_fd(dfd)
+    except OSError as e:
+        raise Failure("fsync of %s failed: %s (the change is made, but may not survive a crash)"
+                      % (fd_path(dfd), e.strerror)) from None
+
+
+def fd_path(fd):
+    try:
+        return os.readlink("/proc/self/fd/%d" % fd)
+    except OSError:
+        return "a directory"
 
 
 class _DirSync(object):
     """Directories whose new entries (a rename, a link, an unlink, a mkdir) must reach the disk before
     the controller hears of them. Each is fsynced once, in ``flush``, which runs before any record
-    leaves the agent (and as it exits): a hundred files written in ten directories cost ten directory
-    fsyncs, not a hundred. Each file's data is still fsynced before its rename, so after a crash a
-    name holds the old file or the whole new one; what the controller was told is on disk."""
+    leaves the agent, before it starts a command, and as it exits: a hundred files written in ten
+    directories cost ten directory fsyncs, not a hundred. Each file's data is still fsynced before its
+    rename, so after a crash a name holds the old file or the whole new one; what the controller was
+    told is on disk."""
+
+    KEEP = 64  # directories waiting at most; past that a directory is synced at once
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -653,24 +682,40 @@ class _DirSync(object):
 
     def later(self, dfd):
         try:
-            st = os.fstat(dfd)
+            key = os.fstat(dfd)[1:3]  # (st_ino, st_dev)
         except OSError:
+            sync_dir_now(dfd)
             return
-        key = (st.st_dev, st.st_ino)
         with self._lock:
             if key in self._dirs:
                 return
-            try:
-                self._dirs[key] = os.dup(dfd)
-            except OSError:  # out of descriptors: sync it now instead
-                fsync_fd(dfd)
+            if len(self._dirs) < self.KEEP:
+                try:
+                    self._dirs[key] = os.dup(dfd)
+                    return
+                except OSError:  # out of descriptors: sync it now instead
+                    pass
+        sync_dir_now(dfd)
 
     def flush(self):
+        """fsync every directory that waits; what failed, as messages (empty when all went well)."""
         with self._lock:
             dirs, self._dirs = self._dirs, {}
+        failed = []
+        stopped = None
         for fd in dirs.values():
-            fsync_fd(fd)
-            os.close(fd)
+            try:
+                if stopped is None:
+                    fsync_fd(fd)
+            except OSError as e:
+                failed.append("fsync of %s failed: %s" % (fd_path(fd), e.strerror))
+            except BaseException as e:  # a signal's exception: every descriptor is still closed
+                stopped = e
+            finally:
+                os.close(fd)
+        if stopped is not None:
+            raise stopped
+        return failed
 
 
 DIR_SYNC = _DirSync()
@@ -688,7 +733,7 @@ def check_space(dfd, size, path):
                       % (path, human_bytes(size), human_bytes(free, unit=size)))
 
 
-def write_at(dfd, name, shown, fill, mode, uid=-1, gid=-1, size=None, verify=None, sync_dir=fsync_fd):
+def write_at(dfd, name, shown, fill, mode, uid=-1, gid=-1, size=None, verify=None, sync_dir=sync_dir_now):
     """Atomically put a new file at ``name`` in ``dfd``; returns (fill's result, fstat, sha256 or None).
 
     The temp file is created 0600 with O_EXCL|O_NOFOLLOW under a random name in the same directory;
@@ -920,7 +965,7 @@ def backup_save(target, ctx):
                 os.close(src)
             name = "%s-%s" % (stamp, digest[:12])
             os.rename(tmp_name, name, src_dir_fd=sub, dst_dir_fd=sub)
-            fsync_fd(sub)  # at once, and for the path file too: the backup is on disk before the file changes
+            sync_dir_now(sub)  # at once, and for the path file too: the backup is on disk before the file changes
             backup_prune_sub(sub, ctx, keep_newest=name)
             return os.path.join(shown, name)
         finally:

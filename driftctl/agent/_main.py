@@ -43,6 +43,7 @@ running has its child processes terminated; nothing new starts after that.
 
 import binascii
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -254,10 +255,13 @@ class _Channel(object):
         return True
 
     def flush(self):
-        """Write the records that wait: the agent is about to wait on something outside it."""
+        """Write the records that wait, and put what was written on disk: the agent is about to wait on
+        something outside it (a command, the controller's next bytes)."""
         with self._write_lock:
             if self._held:
                 self._write_held()
+            else:
+                self._synced()
 
     def _flush_later(self):
         """Write what has waited FLUSH_AFTER, while the main thread is busy with a resource."""
@@ -272,10 +276,17 @@ class _Channel(object):
                     continue
                 self._write_held()
 
+    def _synced(self):
+        """(write lock held) The directories' fsyncs that waited. One that fails (EIO) stops the run: the
+        records still say what was done, and the answer says why it stopped."""
+        failed = DIR_SYNC.flush()
+        if failed:
+            self.cancel("; ".join(failed) + " (what was written there may not survive a crash)")
+
     def _write_held(self):
         """(write lock held) Write every waiting record, in one write when the pipe takes it; what they
         report was written is on disk first (the directories' fsyncs that waited)."""
-        DIR_SYNC.flush()
+        self._synced()
         data, self._held, self._held_bytes = b"".join(self._held), [], 0
         self._wrote = True
         try:
@@ -628,12 +639,13 @@ def outbox_collect(spec):
 LOCK_DIR = "/run/driftctl"
 
 
-def _user_state_dir():
-    """Where an agent that does not run as root keeps its host lock and its backups (root's, in /run and
-    /var/lib, are closed to it): ``user_state_dir()``, created 0700 where missing."""
+def _user_state_dir(create=True):
+    """Where an agent that does not run as root keeps its backups (root's, in /var/lib, are closed to
+    it), and its host lock when there is no runtime directory: ``user_state_dir()``, created 0700 where
+    missing (with ``create``)."""
     path = user_state_dir()
     top = path[: -len(os.path.join(*USER_STATE))].rstrip("/") or "/"
-    for name in USER_STATE:
+    for name in USER_STATE if create else ():
         top = os.path.join(top, name)
         try:
             os.mkdir(top, 0o700)
@@ -644,17 +656,32 @@ def _user_state_dir():
     return path
 
 
-def _own_dirs(req, ctx):
-    """The lock directory and the backup settings of this request. Root's are /run/driftctl and
-    /var/lib/driftctl/backup; an agent that is not root uses its user's state directory for both
-    (one apply at a time per host and user), unless the request names them."""
+def _backup_dir(req, ctx, create=True):
+    """The request's backup settings into ``ctx``: root's default directory (/var/lib/driftctl/backup)
+    is ~/.local/state/driftctl/backup for an agent that is not root."""
     _backup_settings(req, ctx)
-    if os.geteuid() == 0 or (req.get("lock_dir") and ctx.backup_dir != BACKUP_DIR):
-        return req.get("lock_dir") or LOCK_DIR
-    own = _user_state_dir()
-    if ctx.backup_dir == BACKUP_DIR:
-        ctx.backup_dir = os.path.join(own, "backup")
-    return req.get("lock_dir") or own
+    if os.geteuid() != 0 and ctx.backup_dir == BACKUP_DIR:
+        ctx.backup_dir = os.path.join(_user_state_dir(create), "backup")
+
+
+def _lock_dir(req):
+    """Where the host lock is: /run/driftctl for root. An agent that is not root cannot use it: its own
+    runtime directory /run/user/UID/driftctl when the host has one (it is the host's own, where a home
+    may be shared between hosts over NFS), else ~/.local/state/driftctl. One apply at a time per host
+    and user, then."""
+    if req.get("lock_dir"):
+        return req["lock_dir"]
+    uid = os.geteuid()
+    if uid == 0:
+        return LOCK_DIR
+    run = "/run/user/%d" % uid
+    try:
+        st = os.lstat(run)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
+        return os.path.join(run, "driftctl")
+    return _user_state_dir()
 
 
 class Locked(Failure):
@@ -668,17 +695,25 @@ def _host_lock(directory):
     or /run/lock, where anyone could plant a symlink for root to follow and truncate), opened without
     following links.
     """
+    refused = "refusing the lock directory %s: not a directory owned by us and closed to others"
     try:
-        if not os.path.lexists(directory):
+        with contextlib.suppress(FileExistsError):
             os.mkdir(directory, 0o700)
-        st = os.lstat(directory)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
-            raise Failure("refusing the lock directory %s: not a directory owned by us and closed to others"
-                          % directory)
-        fd = os.open(os.path.join(directory, "apply.lock"),
-                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):  # a link or a file where the directory should be
+            raise Failure(refused % directory) from None
+        raise Failure("cannot take the host lock in %s: %s" % (directory, e.strerror)) from None
+    try:
+        st = os.fstat(dfd)
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise Failure(refused % directory)
+        fd = os.open("apply.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600,
+                     dir_fd=dfd)
     except OSError as e:
         raise Failure("cannot take the host lock in %s: %s" % (directory, e.strerror)) from None
+    finally:
+        os.close(dfd)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise Failure("refusing the host lock: %s/apply.lock is not a regular file" % directory)
@@ -770,7 +805,8 @@ def _apply_one(item, ctx, results, channel):
 def op_apply(req, channel):
     blobs = dict((k, binascii.a2b_base64(v)) for k, v in req.get("blobs", {}).items())  # inline (protocol 1)
     ctx = StreamCtx(channel, facts=gather_facts, blobs=blobs)  # gathered if a handler asks
-    _host_lock(_own_dirs(req, ctx))
+    _host_lock(_lock_dir(req))
+    _backup_dir(req, ctx)
     limit = req.get("resource_timeout")
     results = {}
     notified = []
@@ -814,6 +850,7 @@ def op_apply(req, channel):
         channel.record({"done": rid, "result": results[rid], "refresh": True})
     if framed:
         channel.settle(results)
+    channel.flush()  # the writes on disk before the answer is made: a failed fsync is in it
     answer = {} if channel.records else {"results": results}
     if channel.cancelled is not None:
         answer["cancelled"] = channel.cancelled
@@ -824,7 +861,7 @@ def op_apply(req, channel):
 
 def op_prune(req, channel):
     ctx = Ctx()
-    _own_dirs(req, ctx)
+    _backup_dir(req, ctx, create=False)
     pruner = globals().get("prune_backups")
     if pruner is None:
         raise Failure("this agent cannot prune backups")

@@ -486,50 +486,91 @@ def test_a_session_through_sudo_that_ends_while_the_agent_waits_leaves_nothing(
 
 
 def hold(fh: Any, user: str, lock: str) -> None:
-    """``user`` holds the flock ``lock`` on ``fh`` for 30 s (or until pkill), as a running apply would."""
-    fh.sh(f"setsid runuser -u {user} -- flock {lock} sleep 30 >/dev/null 2>&1 < /dev/null &")
+    """``user`` holds the flock ``lock`` on ``fh`` for 30 s (or until ``pkill -f 'flock -o LOCK'``), as a
+    running apply would."""
+    fh.sh(f"setsid runuser -u {user} -- flock -o {lock} sleep 30 >/dev/null 2>&1 < /dev/null &")  # -o: flock holds it
     deadline = time.monotonic() + 10
     while fh.sh(f"flock -n {lock} true").rc == 0:
         assert time.monotonic() < deadline, f"{user} never took {lock}"
         time.sleep(0.1)
 
 
+HOME, STATE = "/home/relaxed", "/home/relaxed/.local/state/driftctl"
+
+
+def relaxed_file(fh: Any, text: str) -> tuple[dict[str, Any], Any]:
+    """(an apply request as the engine makes it, its blob): ~relaxed/app.conf, which holds "old" now."""
+    fh.sh(f"rm -rf {HOME}/.local {HOME}/app.conf; printf 'old\\n' > {HOME}/app.conf; chown relaxed: {HOME}/app.conf")
+    blob = blob_of(text)
+    item = {"id": f"file:{HOME}/app.conf", "type": "file", "changes": ["content"], "depends": [], "notify": [],
+            "params": {"path": f"{HOME}/app.conf", "ensure": "present", "content_sha256": blob.sha256,
+                       "content_size": blob.size, "_sensitive": False}}
+    return {"op": "apply", "resources": [item], "backup_dir": "/var/lib/driftctl/backup"}, blob
+
+
+def apply_file(fh: Any, host: Host, options: TransportOptions, request: dict[str, Any], blob: Any) -> Any:
+    with get_transport(host, options) as t:
+        return agent.apply(t, request, [(request["resources"][0]["id"], blob)])
+
+
 def test_a_login_that_is_not_root_applies_with_its_own_lock_and_backups(
         sudo_host: Any, options: TransportOptions) -> None:
     """Without become the agent runs as the login, which cannot use root's lock (/run/driftctl) or backups
-    (/var/lib/driftctl/backup): it keeps both in ~/.local/state/driftctl. Root holding its own lock does
-    not stop it; another apply as the same user does."""
-    home, state = "/home/relaxed", "/home/relaxed/.local/state/driftctl"
-    sudo_host.sh(f"rm -rf {home}/.local {home}/app.conf; install -d -m 0700 /run/driftctl; "
-                 f"printf 'old\\n' > {home}/app.conf; chown relaxed: {home}/app.conf")
-    blob = blob_of("new\n")
-    item = {"id": f"file:{home}/app.conf", "type": "file", "changes": ["content"], "depends": [], "notify": [],
-            "params": {"path": f"{home}/app.conf", "ensure": "present", "content_sha256": blob.sha256,
-                       "content_size": blob.size, "_sensitive": False}}
-    request = {"op": "apply", "resources": [item], "backup_dir": "/var/lib/driftctl/backup"}  # as the engine
+    (/var/lib/driftctl/backup): its lock is in its runtime directory (/run/user/UID, the host's own),
+    its backups in ~/.local/state/driftctl. Root holding its own lock does not stop it; another apply
+    as the same user does."""
+    uid = sudo_host.sh("id -u relaxed").stdout_text.strip()
+    run_lock = f"/run/user/{uid}/driftctl/apply.lock"
+    sudo_host.sh("install -d -m 0700 /run/driftctl; loginctl enable-linger relaxed")  # /run/user/UID stays
+    request, blob = relaxed_file(sudo_host, "new\n")
+    relaxed = on(sudo_host, user="relaxed", become=False)
     hold(sudo_host, "root", "/run/driftctl/apply.lock")
     try:
-        with get_transport(on(sudo_host, user="relaxed", become=False), options) as t:
-            applied = agent.apply(t, request, [(item["id"], blob)])
+        applied = apply_file(sudo_host, relaxed, options, request, blob)
     finally:
-        sudo_host.sh("pkill -f 'flock /run/driftctl/apply.lock' || true")
-    assert applied.cut is None and applied.done[item["id"]]["status"] == "changed", applied
-    assert sudo_host.sh(f"cat {home}/app.conf").stdout_text == "new\n"
-    kept = sudo_host.sh(f"stat -c '%U %a' {state} {state}/backup; cat {state}/backup/*/*Z-*")
-    assert kept.stdout_text == "relaxed 700\nrelaxed 700\nold\n", kept.stdout_text + kept.stderr_text
+        sudo_host.sh("pkill -f 'flock -o /run/driftctl/apply.lock' || true")
+    assert applied.cut is None and applied.done[request["resources"][0]["id"]]["status"] == "changed", applied
+    assert sudo_host.sh(f"cat {HOME}/app.conf").stdout_text == "new\n"
+    kept = sudo_host.sh(f"stat -c '%U %a' {STATE} {STATE}/backup; cat {STATE}/backup/*/*Z-*; cat {run_lock}")
+    assert kept.stdout_text.startswith("relaxed 700\nrelaxed 700\nold\ndriftctl apply pid "), kept.stdout_text
     assert sudo_host.sh("ls -A /var/lib/driftctl/backup 2>/dev/null | wc -l").stdout_text == "0\n"
-    with get_transport(on(sudo_host, user="relaxed", become=False), options) as t:  # its own files: not drift
-        seen = agent.call(t, {"op": "probe", "facts": False, "resources": [], "watch": [{"path": home}]})
-    assert f"{home}/app.conf" in seen["watch"]["entries"]
-    assert not [p for p in seen["watch"]["entries"] if p.startswith(state)]
+    with get_transport(relaxed, options) as t:  # its own files: not drift
+        seen = agent.call(t, {"op": "probe", "facts": False, "resources": [], "watch": [{"path": HOME}]})
+    assert f"{HOME}/app.conf" in seen["watch"]["entries"]
+    assert not [p for p in seen["watch"]["entries"] if p.startswith(STATE)]
 
-    hold(sudo_host, "relaxed", f"{state}/apply.lock")
+    hold(sudo_host, "relaxed", run_lock)
     try:
-        with get_transport(on(sudo_host, user="relaxed", become=False), options) as t, \
-                pytest.raises(HostLockedError, match="being changed"):
-            agent.apply(t, request, [(item["id"], blob)])
+        with pytest.raises(HostLockedError, match="being changed"):
+            apply_file(sudo_host, relaxed, options, request, blob)
     finally:
-        sudo_host.sh(f"pkill -f 'flock {state}/apply.lock' || true")
+        sudo_host.sh(f"pkill -f 'flock -o {run_lock}' || true; loginctl disable-linger relaxed")
+
+
+def test_become_to_a_user_without_a_runtime_directory_locks_in_its_state_directory(
+        sudo_host: Any, options: TransportOptions) -> None:
+    """Root logs in and becomes relaxed (sudo opens no login session for it): no /run/user/UID, so the
+    lock is ~/.local/state/driftctl/apply.lock."""
+    uid = sudo_host.sh("id -u relaxed").stdout_text.strip()
+    sudo_host.sh(f"loginctl disable-linger relaxed; loginctl terminate-user relaxed; "
+                 f"systemctl stop user@{uid}.service user-runtime-dir@{uid}.service; true")
+    deadline = time.monotonic() + 15
+    while sudo_host.sh(f"test -e /run/user/{uid}").rc == 0:
+        assert time.monotonic() < deadline, f"/run/user/{uid} stayed"
+        time.sleep(0.2)
+    request, blob = relaxed_file(sudo_host, "become\n")
+    become = on(sudo_host, become=True, become_user="relaxed")
+    sudo_host.sh(f"install -d -o relaxed -g relaxed -m 0700 {HOME}/.local {HOME}/.local/state {STATE}")
+    hold(sudo_host, "relaxed", f"{STATE}/apply.lock")
+    try:
+        with pytest.raises(HostLockedError, match="being changed"):
+            apply_file(sudo_host, become, options, request, blob)
+    finally:
+        sudo_host.sh(f"pkill -f 'flock -o {STATE}/apply.lock' || true")
+    applied = apply_file(sudo_host, become, options, request, blob)
+    assert applied.cut is None and applied.done[request["resources"][0]["id"]]["status"] == "changed", applied
+    assert sudo_host.sh(f"stat -c %U {HOME}/app.conf; cat {HOME}/app.conf").stdout_text == "relaxed\nbecome\n"
+    assert sudo_host.sh(f"test -e /run/user/{uid}").rc != 0
 
 
 def test_become_timeout_kills_the_root_command(sudo_host: Any, options: TransportOptions) -> None:

@@ -9,6 +9,7 @@ in what order, does not change.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -265,3 +266,45 @@ def test_a_source_that_changed_on_the_controller_keeps_the_frames_in_step(tmp_pa
     reason = "cannot read" if change == "gone" else "changed on the controller during the run: not sent"
     assert list(unsent) == ["file:/srv/logo"] and reason in unsent["file:/srv/logo"] and str(source) in unsent[
         "file:/srv/logo"]
+
+
+def test_a_directory_fsync_that_fails_stops_the_run_and_says_so(
+        channel: tuple[_main._Channel, int, list[int]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The directories' fsyncs wait for the next write to the controller (D52), so one that fails (EIO)
+    can no longer fail its own resource: found at that write, it stops the run, and the answer names
+    the directory and why. The files written are in place (their renames were done)."""
+    import errno
+    import stat as stat_mod
+
+    import driftctl.agent.file  # noqa: F401  (registers the type, as the shipped program defines it)
+
+    chan, r, _ = channel
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if stat_mod.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    monkeypatch.setattr(_main, "FLUSH_AFTER", 3600.0)  # the records wait for the end of the run
+    target = tmp_path / "target"
+    target.mkdir()
+    items = []
+    for name in ("first", "second"):
+        data = f"{name}\n".encode()
+        items.append({"id": f"file:{target}/{name}", "type": "file", "changes": ["content"],
+                      "params": {"path": f"{target}/{name}", "ensure": "present",
+                                 "content_sha256": sha256(data).hexdigest(), "content_size": len(data)}})
+    blobs = {sha256(f"{n}\n".encode()).hexdigest(): base64.b64encode(f"{n}\n".encode()).decode()
+             for n in ("first", "second")}
+    request = {"v": 2, "op": "apply", "resources": items, "blobs": blobs,
+               "lock_dir": str(tmp_path / "lock"), "backup_dir": str(tmp_path / "backup")}
+    _main._serve(chan, json.dumps(request).encode())
+    lines = read_lines(r, 5)
+    answer = lines[-1]
+    assert "cancelled" in answer, lines
+    assert answer["ok"] is True and f"fsync of {target} failed: Input/output error" in answer["cancelled"]
+    done = {x["done"]: x["result"]["status"] for x in lines if "done" in x}
+    assert done == {f"file:{target}/first": "changed", f"file:{target}/second": "changed"}
+    assert (target / "first").read_text() == "first\n" and (target / "second").read_text() == "second\n"
