@@ -307,6 +307,10 @@ def _one_apply_here_at_a_time(request: pytest.FixtureRequest, monkeypatch: pytes
         yield
         return
     monkeypatch.setenv("DRIFTCTL_BACKUP_DIR", str(tmp_path_factory.mktemp("backup")))
-    with open(MACHINE_APPLY_LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    # never through a link planted at that name in the shared /tmp; read-only: an flock needs no more
+    fd = os.open(MACHINE_APPLY_LOCK, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)

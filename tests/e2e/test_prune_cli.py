@@ -16,8 +16,6 @@ from e2ehelp import driftctl, write_inventory
 
 from driftctl.store import open_store
 
-pytestmark = pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
-
 BACKUP_DIR = "/var/lib/driftctl/backup"
 
 
@@ -35,6 +33,7 @@ def local_scene(tmp_path: Path) -> tuple[Path, Path, Path]:
     return inv, manifests, tmp_path / "state"
 
 
+@pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
 def test_prune_store_counts_then_removes_old_runs_and_keeps_the_latest(tmp_path: Path) -> None:
     inv, manifests, state = local_scene(tmp_path)
     assert driftctl("apply", inv, "-m", manifests, state_dir=state).rc == 2
@@ -67,6 +66,7 @@ def test_prune_store_counts_then_removes_old_runs_and_keeps_the_latest(tmp_path:
     assert driftctl("history", inv, "--json", state_dir=state).rc == 0
 
 
+@pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
 def test_prune_input_errors_prune_nothing(tmp_path: Path) -> None:
     inv, manifests, state = local_scene(tmp_path)
     assert driftctl("apply", inv, "-m", manifests, state_dir=state).rc == 2
@@ -80,6 +80,7 @@ def test_prune_input_errors_prune_nothing(tmp_path: Path) -> None:
         assert len(s.runs(str(inv))) == 1
 
 
+@pytest.mark.applies_here  # its host lock is this machine's (tests/conftest.py)
 def test_prune_with_the_store_unreachable_is_a_clear_error(tmp_path: Path) -> None:
     inv, _manifests, state = local_scene(tmp_path)
     (tmp_path / "nosock").mkdir()
