@@ -495,81 +495,89 @@ def hold(fh: Any, user: str, lock: str) -> None:
         time.sleep(0.1)
 
 
-HOME, STATE = "/home/relaxed", "/home/relaxed/.local/state/driftctl"
-
-
-def relaxed_file(fh: Any, text: str) -> tuple[dict[str, Any], Any]:
-    """(an apply request as the engine makes it, its blob): ~relaxed/app.conf, which holds "old" now."""
-    fh.sh(f"rm -rf {HOME}/.local {HOME}/app.conf; printf 'old\\n' > {HOME}/app.conf; chown relaxed: {HOME}/app.conf")
+def user_file(fh: Any, user: str, text: str) -> tuple[dict[str, Any], Any]:
+    """(an apply request as the engine makes it, its blob): ~user/app.conf, which holds "old" now."""
+    home = f"/home/{user}"
+    fh.sh(f"rm -rf {home}/.local {home}/app.conf; printf 'old\\n' > {home}/app.conf; chown {user}: {home}/app.conf")
     blob = blob_of(text)
-    item = {"id": f"file:{HOME}/app.conf", "type": "file", "changes": ["content"], "depends": [], "notify": [],
-            "params": {"path": f"{HOME}/app.conf", "ensure": "present", "content_sha256": blob.sha256,
+    item = {"id": f"file:{home}/app.conf", "type": "file", "changes": ["content"], "depends": [], "notify": [],
+            "params": {"path": f"{home}/app.conf", "ensure": "present", "content_sha256": blob.sha256,
                        "content_size": blob.size, "_sensitive": False}}
     return {"op": "apply", "resources": [item], "backup_dir": "/var/lib/driftctl/backup"}, blob
 
 
-def apply_file(fh: Any, host: Host, options: TransportOptions, request: dict[str, Any], blob: Any) -> Any:
-    with get_transport(host, options) as t:
-        return agent.apply(t, request, [(request["resources"][0]["id"], blob)])
+def new_login(fh: Any, user: str) -> str:
+    """A user that has never logged in, who may log in with the fleet's key; its uid. (A user whose last
+    session just ended can wait a minute for logind at its next login, in a container: its user manager
+    is still stopping.)"""
+    r = fh.sh(f"useradd -m -s /bin/sh {user} && install -d -o {user} -g {user} -m 0700 /home/{user}/.ssh && "
+              f"install -o {user} -g {user} -m 0600 /etc/ssh/fleet_authorized_keys/root "
+              f"/home/{user}/.ssh/authorized_keys && id -u {user}")
+    assert r.ok, r.stderr_text
+    return r.stdout_text.strip()
 
 
 def test_a_login_that_is_not_root_applies_with_its_own_lock_and_backups(
         sudo_host: Any, options: TransportOptions) -> None:
     """Without become the agent runs as the login, which cannot use root's lock (/run/driftctl) or backups
-    (/var/lib/driftctl/backup): its lock is in its runtime directory (/run/user/UID, the host's own),
-    its backups in ~/.local/state/driftctl. Root holding its own lock does not stop it; another apply
-    as the same user does."""
-    uid = sudo_host.sh("id -u relaxed").stdout_text.strip()
-    run_lock = f"/run/user/{uid}/driftctl/apply.lock"
-    sudo_host.sh("install -d -m 0700 /run/driftctl; loginctl enable-linger relaxed")  # /run/user/UID stays
-    request, blob = relaxed_file(sudo_host, "new\n")
-    relaxed = on(sudo_host, user="relaxed", become=False)
+    (/var/lib/driftctl/backup): its lock is in its runtime directory (/run/user/UID, which logind makes
+    for the login session: the host's own), its backups in ~/.local/state/driftctl. Root holding its own
+    lock does not stop it; another apply as the same user does."""
+    user = "plain1"
+    home, state = f"/home/{user}", f"/home/{user}/.local/state/driftctl"
+    run_lock = f"/run/user/{new_login(sudo_host, user)}/driftctl/apply.lock"
+    sudo_host.sh("install -d -m 0700 /run/driftctl")
+    request, blob = user_file(sudo_host, user, "new\n")
+    rid = request["resources"][0]["id"]
     hold(sudo_host, "root", "/run/driftctl/apply.lock")
     try:
-        applied = apply_file(sudo_host, relaxed, options, request, blob)
+        with get_transport(on(sudo_host, user=user, become=False), options) as t:
+            applied = agent.apply(t, request, [(rid, blob)])
+            lock_text = t.run(["cat", run_lock]).stdout_text  # the same login session: its runtime dir is there
+            seen = agent.call(t, {"op": "probe", "facts": False, "resources": [], "watch": [{"path": home}]})
+            # another apply of the same user holds its lock: refused
+            t.run(["sh", "-c", f"setsid flock -o {run_lock} sleep 30 >/dev/null 2>&1 </dev/null &"])
+            deadline = time.monotonic() + 10
+            while t.run(["flock", "-n", run_lock, "true"]).rc == 0:
+                assert time.monotonic() < deadline, "the holder never took the lock"
+                time.sleep(0.1)
+            with pytest.raises(HostLockedError, match="being changed"):
+                agent.apply(t, request, [(rid, blob)])
+            t.run(["pkill", "-f", f"flock -o {run_lock}"])
     finally:
         sudo_host.sh("pkill -f 'flock -o /run/driftctl/apply.lock' || true")
-    assert applied.cut is None and applied.done[request["resources"][0]["id"]]["status"] == "changed", applied
-    assert sudo_host.sh(f"cat {HOME}/app.conf").stdout_text == "new\n"
-    kept = sudo_host.sh(f"stat -c '%U %a' {STATE} {STATE}/backup; cat {STATE}/backup/*/*Z-*; cat {run_lock}")
-    assert kept.stdout_text.startswith("relaxed 700\nrelaxed 700\nold\ndriftctl apply pid "), kept.stdout_text
+    assert applied.cut is None and applied.done[rid]["status"] == "changed", applied
+    assert lock_text.startswith("driftctl apply pid "), lock_text
+    assert sudo_host.sh(f"cat {home}/app.conf").stdout_text == "new\n"
+    kept = sudo_host.sh(f"stat -c '%U %a' {state} {state}/backup; cat {state}/backup/*/*Z-*")
+    assert kept.stdout_text == f"{user} 700\n{user} 700\nold\n", kept.stdout_text + kept.stderr_text
     assert sudo_host.sh("ls -A /var/lib/driftctl/backup 2>/dev/null | wc -l").stdout_text == "0\n"
-    with get_transport(relaxed, options) as t:  # its own files: not drift
-        seen = agent.call(t, {"op": "probe", "facts": False, "resources": [], "watch": [{"path": HOME}]})
-    assert f"{HOME}/app.conf" in seen["watch"]["entries"]
-    assert not [p for p in seen["watch"]["entries"] if p.startswith(STATE)]
-
-    hold(sudo_host, "relaxed", run_lock)
-    try:
-        with pytest.raises(HostLockedError, match="being changed"):
-            apply_file(sudo_host, relaxed, options, request, blob)
-    finally:
-        sudo_host.sh(f"pkill -f 'flock -o {run_lock}' || true; loginctl disable-linger relaxed")
+    assert f"{home}/app.conf" in seen["watch"]["entries"]  # its own directory is not drift
+    assert not [p for p in seen["watch"]["entries"] if p.startswith(state)]
 
 
 def test_become_to_a_user_without_a_runtime_directory_locks_in_its_state_directory(
         sudo_host: Any, options: TransportOptions) -> None:
-    """Root logs in and becomes relaxed (sudo opens no login session for it): no /run/user/UID, so the
-    lock is ~/.local/state/driftctl/apply.lock."""
-    uid = sudo_host.sh("id -u relaxed").stdout_text.strip()
-    sudo_host.sh(f"loginctl disable-linger relaxed; loginctl terminate-user relaxed; "
-                 f"systemctl stop user@{uid}.service user-runtime-dir@{uid}.service; true")
-    deadline = time.monotonic() + 15
-    while sudo_host.sh(f"test -e /run/user/{uid}").rc == 0:
-        assert time.monotonic() < deadline, f"/run/user/{uid} stayed"
-        time.sleep(0.2)
-    request, blob = relaxed_file(sudo_host, "become\n")
-    become = on(sudo_host, become=True, become_user="relaxed")
-    sudo_host.sh(f"install -d -o relaxed -g relaxed -m 0700 {HOME}/.local {HOME}/.local/state {STATE}")
-    hold(sudo_host, "relaxed", f"{STATE}/apply.lock")
+    """Root logs in and becomes a user that never logged in (sudo opens no login session for it): no
+    /run/user/UID, so its lock is ~/.local/state/driftctl/apply.lock."""
+    user, state = "nologin1", "/home/nologin1/.local/state/driftctl"
+    sudo_host.sh(f"id {user} >/dev/null 2>&1 || useradd -m -s /bin/sh {user}")
+    uid = sudo_host.sh(f"id -u {user}").stdout_text.strip()
+    request, blob = user_file(sudo_host, user, "become\n")
+    rid = request["resources"][0]["id"]
+    become = on(sudo_host, become=True, become_user=user)
+    sudo_host.sh(f"install -d -o {user} -g {user} -m 0700 /home/{user}/.local /home/{user}/.local/state {state}")
+    hold(sudo_host, user, f"{state}/apply.lock")
     try:
-        with pytest.raises(HostLockedError, match="being changed"):
-            apply_file(sudo_host, become, options, request, blob)
+        with get_transport(become, options) as t, pytest.raises(HostLockedError, match="being changed"):
+            agent.apply(t, request, [(rid, blob)])
     finally:
-        sudo_host.sh(f"pkill -f 'flock -o {STATE}/apply.lock' || true")
-    applied = apply_file(sudo_host, become, options, request, blob)
-    assert applied.cut is None and applied.done[request["resources"][0]["id"]]["status"] == "changed", applied
-    assert sudo_host.sh(f"stat -c %U {HOME}/app.conf; cat {HOME}/app.conf").stdout_text == "relaxed\nbecome\n"
+        sudo_host.sh(f"pkill -f 'flock -o {state}/apply.lock' || true")
+    with get_transport(become, options) as t:
+        applied = agent.apply(t, request, [(rid, blob)])
+    assert applied.cut is None and applied.done[rid]["status"] == "changed", applied
+    owned = sudo_host.sh(f"stat -c %U /home/{user}/app.conf; cat /home/{user}/app.conf").stdout_text
+    assert owned == f"{user}\nbecome\n"
     assert sudo_host.sh(f"test -e /run/user/{uid}").rc != 0
 
 
