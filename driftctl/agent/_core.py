@@ -623,17 +623,29 @@ class Target(object):
         DIR_SYNC.later(self.dfd)
 
 
-def user_state_dir():
-    """~/.local/state/driftctl of the user the agent runs as (which may not exist yet); None for root,
-    whose lock and backups are in /run/driftctl and /var/lib/driftctl/backup."""
+def user_state_dir(create=False):
+    """~/.local/state/driftctl of the user the agent runs as, where an agent that is not root keeps its
+    backups (and its host lock when it has no runtime directory); with ``create``, its missing parts
+    below the home are made 0700. None for root, whose lock and backups are in /run/driftctl and
+    /var/lib/driftctl/backup."""
     uid = os.geteuid()
     if uid == 0:
         return None
     try:
-        return os.path.join(pwd.getpwuid(uid).pw_dir, *USER_STATE)
+        path = pwd.getpwuid(uid).pw_dir
     except KeyError:
         raise Failure("user %d has no entry in the password database, so no home for the "
                       "host lock and backups" % uid) from None
+    for name in USER_STATE:
+        path = os.path.join(path, name)
+        if create:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise Failure("cannot create %s for the host lock and backups: %s" % (path, e.strerror)) from None
+    return path
 
 
 # what fsync of a directory answers where the file system cannot do it (nothing to do then)
@@ -678,7 +690,7 @@ class _DirSync(object):
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._dirs = {}  # (st_dev, st_ino) -> a duplicate descriptor of the directory
+        self._dirs = {}  # (st_ino, st_dev) -> a duplicate descriptor of the directory
 
     def later(self, dfd):
         try:

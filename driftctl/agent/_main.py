@@ -59,7 +59,6 @@ from driftctl.agent._core import (
     BEFORE_COMMAND,
     DIR_SYNC,
     TYPES,
-    USER_STATE,
     Ctx,
     Failure,
     new_sha256,
@@ -639,29 +638,12 @@ def outbox_collect(spec):
 LOCK_DIR = "/run/driftctl"
 
 
-def _user_state_dir(create=True):
-    """Where an agent that does not run as root keeps its backups (root's, in /var/lib, are closed to
-    it), and its host lock when there is no runtime directory: ``user_state_dir()``, created 0700 where
-    missing (with ``create``)."""
-    path = user_state_dir()
-    top = path[: -len(os.path.join(*USER_STATE))].rstrip("/") or "/"
-    for name in USER_STATE if create else ():
-        top = os.path.join(top, name)
-        try:
-            os.mkdir(top, 0o700)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise Failure("cannot create %s for the host lock and backups: %s" % (top, e.strerror)) from None
-    return path
-
-
 def _backup_dir(req, ctx, create=True):
     """The request's backup settings into ``ctx``: root's default directory (/var/lib/driftctl/backup)
     is ~/.local/state/driftctl/backup for an agent that is not root."""
     _backup_settings(req, ctx)
     if os.geteuid() != 0 and ctx.backup_dir == BACKUP_DIR:
-        ctx.backup_dir = os.path.join(_user_state_dir(create), "backup")
+        ctx.backup_dir = os.path.join(user_state_dir(create), "backup")
 
 
 def _lock_dir(req):
@@ -681,7 +663,7 @@ def _lock_dir(req):
         st = None
     if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
         return os.path.join(run, "driftctl")
-    return _user_state_dir()
+    return user_state_dir(create=True)
 
 
 class Locked(Failure):
