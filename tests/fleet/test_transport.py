@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -485,14 +485,26 @@ def test_a_session_through_sudo_that_ends_while_the_agent_waits_leaves_nothing(
     assert sudo_host.sh(f"test -e {target}").rc != 0
 
 
-def hold(fh: Any, user: str, lock: str) -> None:
-    """``user`` holds the flock ``lock`` on ``fh`` for 30 s (or until ``pkill -f 'flock -o LOCK'``), as a
-    running apply would."""
-    fh.sh(f"setsid runuser -u {user} -- flock -o {lock} sleep 30 >/dev/null 2>&1 < /dev/null &")  # -o: flock holds it
+def hold(sh: Callable[[str], int], lock: str, user: str | None = None) -> None:
+    """A process holds the flock ``lock`` for 30 s (or until ``pkill -f 'flock -o LOCK'``), as a running
+    apply would: started by ``sh`` (a shell line -> its exit status) as ``user`` (default: as ``sh``
+    runs)."""
+    as_user = f"runuser -u {user} -- " if user else ""
+    sh(f"setsid {as_user}flock -o {lock} sleep 30 >/dev/null 2>&1 < /dev/null &")  # -o: flock holds it
     deadline = time.monotonic() + 10
-    while fh.sh(f"flock -n {lock} true").rc == 0:
-        assert time.monotonic() < deadline, f"{user} never took {lock}"
+    while sh(f"flock -n {lock} true") == 0:
+        assert time.monotonic() < deadline, f"{user or 'the holder'} never took {lock}"
         time.sleep(0.1)
+
+
+def on_host(fh: Any) -> Callable[[str], int]:
+    """``hold``'s ``sh`` through the container, as root."""
+    return lambda line: fh.sh(line).rc
+
+
+def on_login(t: Any) -> Callable[[str], int]:
+    """``hold``'s ``sh`` through a transport's connection, as its login (in its login session)."""
+    return lambda line: t.run(["sh", "-c", line]).rc
 
 
 def user_file(fh: Any, user: str, text: str) -> tuple[dict[str, Any], Any]:
@@ -529,18 +541,14 @@ def test_a_login_that_is_not_root_applies_with_its_own_lock_and_backups(
     sudo_host.sh("install -d -m 0700 /run/driftctl")
     request, blob = user_file(sudo_host, user, "new\n")
     rid = request["resources"][0]["id"]
-    hold(sudo_host, "root", "/run/driftctl/apply.lock")
+    hold(on_host(sudo_host), "/run/driftctl/apply.lock")
     try:
         with get_transport(on(sudo_host, user=user, become=False), options) as t:
             applied = agent.apply(t, request, [(rid, blob)])
             lock_text = t.run(["cat", run_lock]).stdout_text  # the same login session: its runtime dir is there
             seen = agent.call(t, {"op": "probe", "facts": False, "resources": [], "watch": [{"path": home}]})
             # another apply of the same user holds its lock: refused
-            t.run(["sh", "-c", f"setsid flock -o {run_lock} sleep 30 >/dev/null 2>&1 </dev/null &"])
-            deadline = time.monotonic() + 10
-            while t.run(["flock", "-n", run_lock, "true"]).rc == 0:
-                assert time.monotonic() < deadline, "the holder never took the lock"
-                time.sleep(0.1)
+            hold(on_login(t), run_lock)
             with pytest.raises(HostLockedError, match="being changed"):
                 agent.apply(t, request, [(rid, blob)])
             t.run(["pkill", "-f", f"flock -o {run_lock}"])
@@ -567,7 +575,7 @@ def test_become_to_a_user_without_a_runtime_directory_locks_in_its_state_directo
     rid = request["resources"][0]["id"]
     become = on(sudo_host, become=True, become_user=user)
     sudo_host.sh(f"install -d -o {user} -g {user} -m 0700 /home/{user}/.local /home/{user}/.local/state {state}")
-    hold(sudo_host, user, f"{state}/apply.lock")
+    hold(on_host(sudo_host), f"{state}/apply.lock", user)
     try:
         with get_transport(become, options) as t, pytest.raises(HostLockedError, match="being changed"):
             agent.apply(t, request, [(rid, blob)])
