@@ -13,6 +13,8 @@ import base64
 import json
 import os
 import select
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from hashlib import sha256
@@ -308,3 +310,49 @@ def test_a_directory_fsync_that_fails_stops_the_run_and_says_so(
     done = {x["done"]: x["result"]["status"] for x in lines if "done" in x}
     assert done == {f"file:{target}/first": "changed", f"file:{target}/second": "changed"}
     assert (target / "first").read_text() == "first\n" and (target / "second").read_text() == "second\n"
+
+
+def test_a_signal_during_the_directory_syncs_leaves_no_descriptor_open(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signal's exception raised inside one fsync still lets flush close every duplicate descriptor it
+    held (the agent is leaving; it must not leak them on the way), then goes on up."""
+    dirs = [tmp_path / name for name in ("a", "b", "c")]
+    fds = []
+    for d in dirs:
+        d.mkdir()
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        fds.append(fd)
+        _core.DIR_SYNC.later(fd)
+    held = list(_core.DIR_SYNC._dirs.values())
+    assert len(held) == 3
+    calls = []
+
+    def interrupted(fd: int) -> None:
+        calls.append(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _core.DIR_SYNC.flush()
+    monkeypatch.undo()
+    assert len(calls) == 1  # no more syncs after the signal
+    for fd in held:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
+    assert _core.DIR_SYNC._dirs == {}
+    for fd in fds:
+        os.close(fd)
+
+
+def test_a_lock_directory_that_is_a_planted_link_is_refused(tmp_path: Path) -> None:
+    """The lock directory is opened without following a link: a link planted where it should be is
+    refused, and nothing is created where it points."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "lock").symlink_to(elsewhere)
+    request = {"v": 2, "op": "apply", "resources": [], "lock_dir": str(tmp_path / "lock")}
+    proc = subprocess.run(ship.command(sys.executable), input=ship.program_bytes() + json.dumps(request).encode()
+                          + b"\n", capture_output=True, check=True)
+    answer = json.loads(proc.stdout.splitlines()[-1])
+    assert answer["ok"] is False and "refusing the lock directory" in answer["error"], answer
+    assert list(elsewhere.iterdir()) == []
