@@ -7,7 +7,8 @@ Delivery: late acknowledgement (``task_acks_late``) and prefetch 1, so a task a 
 not finish is delivered again. With Redis, a message taken by a worker that died (SIGKILL, power)
 comes back once it has been unacknowledged for ``visibility_timeout`` seconds (kombu's Redis
 transport: there is no connection-close redelivery as in AMQP); the workers scan for such messages
-every ``RESTORE_INTERVAL`` seconds. docs/scale.md says how to choose the timeout.
+every ``RESTORE_INTERVAL`` seconds. docs/scale.md says how to choose the timeout, and what bounds the
+redelivery (``RESTORE_LIMIT``, ``RESTORE_MUTEX_EXPIRE``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ TASK = "driftctl.host"
 DEFAULT_QUEUE = "driftctl"
 ZONE_VAR = "driftctl_zone"
 RESTORE_INTERVAL = 2  # seconds between a worker's scans for messages of dead workers
+# A scan runs under a Redis lock (kombu's "unacked_mutex"), so that two workers never scan at once: one
+# scan's list of expired messages can name a message another scan already put back and a live worker
+# took again, and restoring it a second time would run it twice. kombu's lock expires after 300 s: a
+# worker killed while it holds it (its scan is a few ms in every 2 s) stopped every redelivery for 5
+# minutes. So a scan restores at most RESTORE_LIMIT messages (100 took 65 ms on loopback, 1000 took
+# 1.1 s), and the lock expires after RESTORE_MUTEX_EXPIRE, far above such a scan: a dead holder delays
+# redelivery by at most that, so a dead worker's task comes back within visibility_timeout +
+# RESTORE_MUTEX_EXPIRE + RESTORE_INTERVAL. A larger backlog takes several scans (100 per 2 s per worker).
+RESTORE_LIMIT = 100
+RESTORE_MUTEX_EXPIRE = 5  # seconds
 DEFAULT_VISIBILITY = 600.0  # a task unacknowledged this long is delivered again (a longer host run: twice)
 
 
@@ -32,6 +43,8 @@ def make_app(broker: str, visibility_timeout: float = DEFAULT_VISIBILITY) -> Any
         "visibility_timeout": visibility_timeout,
         "unacked_restore_interval": RESTORE_INTERVAL,
         "unacked_restore_throttle": 1,
+        "unacked_restore_limit": RESTORE_LIMIT,
+        "unacked_mutex_expire": RESTORE_MUTEX_EXPIRE,
     }
     app.conf.update(
         task_serializer="json",
