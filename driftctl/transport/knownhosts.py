@@ -143,13 +143,52 @@ def parse(text: str, file: str) -> list[Entry]:
     return entries
 
 
-_PARSED: dict[tuple[str, int, int, int], list[Entry]] = {}  # (path, inode, size, mtime) -> its entries
+@dataclass(frozen=True)
+class _Parsed:
+    """A file's entries, and where a name can be found among them without a scan: an entry whose every
+    pattern is a plain name (no wildcard, negation or hash) is listed under each of those names; every
+    other entry (wildcards, ``!``, hashed, ``@revoked``) has to be asked, and is in ``scan``."""
+
+    entries: list[Entry]
+    by_name: dict[str, list[int]]  # lower-cased name -> positions in entries
+    scan: list[int]
+
+    @classmethod
+    def of(cls, entries: list[Entry]) -> _Parsed:
+        by_name: dict[str, list[int]] = {}
+        scan: list[int] = []
+        for i, e in enumerate(entries):
+            if e.marker is None and all(_plain(p) for p in e.patterns):
+                for name in {p.lower() for p in e.patterns}:
+                    by_name.setdefault(name, []).append(i)
+            else:
+                scan.append(i)
+        return cls(entries, by_name, scan)
+
+    def for_names(self, names: Sequence[str]) -> list[Entry]:
+        """The entries that can match one of ``names`` or revoke a key, in file order."""
+        found = set(self.scan)
+        for n in names:
+            found.update(self.by_name.get(n.lower(), ()))
+        return [self.entries[i] for i in sorted(found)]
+
+
+def _plain(pattern: str) -> bool:
+    return not (pattern.startswith(("!", "|")) or "*" in pattern or "?" in pattern)
+
+
+_PARSED: dict[tuple[str, int, int, int], _Parsed] = {}  # (path, inode, size, mtime) -> its entries
 _PARSED_LOCK = threading.Lock()
 
 
-def load(paths: Iterable[str]) -> list[Entry]:
+def load(paths: Iterable[str], names: Sequence[str] | None = None) -> list[Entry]:
     """The entries of every existing file in ``paths`` (``~`` expanded), in order; missing files are skipped.
-    A file is parsed once while it is unchanged (forty hosts connecting share one known_hosts)."""
+    A file is parsed once while it is unchanged (forty hosts connecting share one known_hosts).
+
+    ``names``: only the entries that can decide for a host known under those names (its own, the
+    patterns that may match it, every ``@revoked``): what ``check`` and ``recorded_types`` answer from
+    them is what they answer from the whole file, without reading every host's lines for each host
+    (a controller reaching N hosts would otherwise test N x N entries)."""
     entries: list[Entry] = []
     for path in paths:
         full = os.path.expanduser(path)
@@ -160,12 +199,12 @@ def load(paths: Iterable[str]) -> list[Entry]:
                 with _PARSED_LOCK:
                     parsed = _PARSED.get(key)
                 if parsed is None:
-                    parsed = parse(f.read().decode("utf-8", errors="replace"), full)
+                    parsed = _Parsed.of(parse(f.read().decode("utf-8", errors="replace"), full))
                     with _PARSED_LOCK:
                         if len(_PARSED) > 64:
                             _PARSED.clear()
                         _PARSED[key] = parsed
-                entries.extend(parsed)
+                entries.extend(parsed.entries if names is None else parsed.for_names(names))
         except FileNotFoundError:
             continue
         except IsADirectoryError:

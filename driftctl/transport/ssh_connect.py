@@ -235,7 +235,7 @@ class SSHConnection:
         t.handshake_timeout = left
         self.policy.apply(t)
         files = self._known_hosts_files(ep)
-        entries = knownhosts.load(files)
+        entries = knownhosts.load(files, ep.key_names)
         self._prefer_known_key_types(t, knownhosts.recorded_types(entries, ep.key_names))
         try:
             t.start_client(timeout=left)

@@ -126,3 +126,52 @@ def test_concurrent_adds_lose_nothing(tmp_path: Path) -> None:
         t.join()
     entries = knownhosts.load([str(own)])
     assert sorted(e.patterns[0] for e in entries) == sorted(names)
+
+
+def _mixed_file(tmp_path: Path) -> tuple[list[str], list[bytes], list[str]]:
+    """Two known_hosts files with every kind of line a host can be decided by, and the names asked."""
+    blobs = [bytes([i]) * 51 for i in range(1, 9)]  # compared as opaque blobs: no real keys needed
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text(
+        line("web1,WEB2", "ssh-ed25519", blobs[0]) + line("[10.0.0.5]:2222", "ssh-ed25519", blobs[1])
+        + line("web1", "ecdsa-sha2-nistp256", blobs[2])
+        + line("*.example.com,!bad.example.com", "ssh-ed25519", blobs[3])
+        + line("web?", "ssh-rsa", blobs[4]) + line(knownhosts.hash_name("db.example.com"), "ssh-ed25519", blobs[5])
+        + "@revoked " + line("elsewhere", "ssh-ed25519", blobs[6])
+        + line("!web1,web1", "ssh-ed25519", blobs[7]) + "".join(
+            line(f"host{i},[h{i}]:2200", "ssh-ed25519", bytes([i % 250 + 1]) * 40) for i in range(300)))
+    b.write_text(line("Web1", "ssh-rsa", blobs[7]) + line("host7", "ssh-ed25519", blobs[0]))
+    names = ["web1", "WEB2", "web3", "web10", "[10.0.0.5]:2222", "10.0.0.5", "a.example.com", "bad.example.com",
+             "db.example.com", "elsewhere", "host7", "[h7]:2200", "HOST250", "[h7]:22", "nowhere"]
+    return [str(a), str(tmp_path / "missing"), str(b)], [*blobs, bytes([8]) * 40], names
+
+
+def test_entries_for_a_host_decide_as_the_whole_files_do(tmp_path: Path) -> None:
+    """``load(paths, names)`` keeps only the lines that can decide for those names: every verdict, the
+    entries named with it and the recorded key types are those of the whole files, for plain, wildcard,
+    negated, hashed and revoked lines, across files and letter case."""
+    paths, blobs, names = _mixed_file(tmp_path)
+    whole = knownhosts.load(paths)
+    for name in names:
+        for asked in ([name], [name, "web1"]):
+            some = knownhosts.load(paths, asked)
+            assert len(some) < len(whole)
+            assert knownhosts.recorded_types(some, asked) == knownhosts.recorded_types(whole, asked), asked
+            for kind in ("ssh-ed25519", "ssh-rsa"):
+                for blob in blobs:
+                    want = knownhosts.check(whole, asked, kind, blob)
+                    got = knownhosts.check(some, asked, kind, blob)
+                    assert (got.verdict, got.recorded) == (want.verdict, want.recorded), (asked, blob[:1])
+
+
+def test_a_host_among_thousands_reads_its_own_lines_only(tmp_path: Path) -> None:
+    """Reaching each of N hosts must not test N lines each: a host of a 3,000-line file gets its own
+    lines and the ones that need asking (a wildcard, a revoked key), not the file."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text("".join(line(f"[10.1.{i // 250}.{i % 250}]:22{i % 3}", kind, bytes([i % 250 + 1]) * 40)
+                          for i in range(1000) for kind in ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256"))
+                  + line("*.lab", "ssh-ed25519", b"w" * 40) + "@revoked " + line("x", "ssh-rsa", b"r" * 40))
+    some = knownhosts.load([str(kh)], ["[10.1.2.7]:220"])
+    assert [(e.patterns, e.key_type) for e in some] == [
+        (("[10.1.2.7]:220",), "ssh-ed25519"), (("[10.1.2.7]:220",), "ssh-rsa"),
+        (("[10.1.2.7]:220",), "ecdsa-sha2-nistp256"), (("*.lab",), "ssh-ed25519"), (("x",), "ssh-rsa")]
