@@ -7,6 +7,8 @@
   prefetch 1, and the check that the broker answers before any host is touched.
 - ``task``: what a worker does with one host's task (the engine's own code on one host).
 - ``remote``: ``RemoteEngine``, the controller side: the engine with its fan-out sent to the queues.
+- ``lost``: how the controller finds a task the broker lost between a worker's ``BRPOP`` and its
+  record of it in ``unacked`` (a worker killed in that instant), to send it again.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ Every host is reported exactly once: the first result that verifies wins; a host
 and gave no result within its timeout (connect + command timeout + the redelivery time, or the
 ``task_timeout`` setting) is failed and its task revoked; a task no worker took within
 ``queue_timeout`` is failed the same way (no worker serves its zone).
+
+A task lost between the broker and a worker (taken from its queue by a worker killed before it
+recorded it as taken: in no queue, in no worker's hands, not started; driftctl/distributed/lost.py)
+is sent again, with its task id, at most ``MAX_LOST`` times; the next loss fails its host.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 from driftctl.distributed import EnvelopeError
 from driftctl.distributed.app import DEFAULT_QUEUE, TASK, ZONE_VAR
 from driftctl.distributed.envelope import open_sealed, seal
+from driftctl.distributed.lost import LostWatch, watch_broker
 from driftctl.distributed.task import RUN_SETTINGS
 from driftctl.engine import Command, Engine, Event
 from driftctl.errors import ConfigError, DriftctlError
@@ -42,6 +47,7 @@ log = logging.getLogger("driftctl.distributed")
 
 POLL = 0.2  # seconds between two reads of the pending tasks' states (one MGET)
 MAX_RESENDS = 2  # a host whose facts changed under its task is rendered and sent again at most this often
+MAX_LOST = 3  # a host whose task was lost between the broker and a worker is sent again at most this often
 
 
 @dataclass
@@ -54,6 +60,7 @@ class _Pending:
     stage: str = "run"  # "facts": a task that gathers the host's facts only; "run": the command
     tries: int = 1  # the command's tasks sent for this host (a facts change sends it again)
     round_trips: int = 0  # of the host's earlier tasks (facts gathered, a probe that found other facts)
+    facts: dict[str, Any] | None = None  # what its catalog was rendered with (a lost task is sealed again)
 
 
 def zone_of(host: Host) -> str:
@@ -82,6 +89,7 @@ class RemoteEngine(Engine):
         self.queue_timeout = 3600.0
         self.duplicates = 0  # results that came for a host already reported (dropped)
         self._announced: set[str] = set()  # hosts whose start event was emitted
+        self._lost: dict[str, int] = {}  # host -> its tasks lost between the broker and a worker
         self._job: dict[str, Any] = {}
 
     def run(self, command: Command, hosts: Sequence[Host]) -> Any:
@@ -155,41 +163,61 @@ class RemoteEngine(Engine):
 
     def _send(self, host: Host, stage: str = "run", facts: dict[str, Any] | None = None, tries: int = 1,
               round_trips: int = 0) -> _Pending | HostResult:
+        task_id = f"driftctl-{self.run_id}-{host.name}"
+        task_id += "-facts" if stage == "facts" else (f"-{tries}" if tries > 1 else "")
+        p = _Pending(host, task_id, time.monotonic(), stage=stage, tries=tries, round_trips=round_trips, facts=facts)
+        try:
+            self._publish(p)
+        except Exception as e:  # the broker went away since the run started
+            return HostResult(host.name, "failed", error=f"not started: its task could not be queued: {e}")
+        return p
+
+    def _publish(self, p: _Pending) -> None:
+        """Seal ``p``'s task (its host's command, or "facts") and send it to its zone's queue."""
         body: dict[str, Any] = {
-            "run": self.run_id, "host": host, "tags": self.tags,
+            "run": self.run_id, "host": p.host, "tags": self.tags,
             "whole_new_contents": self.whole_new_contents, "abort_grace": self.abort_grace,
             "settings": {k: getattr(self.settings, k) for k in RUN_SETTINGS}, **self._job,
         }
-        task_id = f"driftctl-{self.run_id}-{host.name}"
-        if stage == "facts":
+        if p.stage == "facts":
             body["command"] = "facts"
-            task_id += "-facts"
         else:
-            body["catalog"] = self.catalogs[host.name]
-            body["facts"] = facts  # what the catalog was rendered with (None: it uses no facts)
-            task_id += f"-{tries}" if tries > 1 else ""
-        try:
-            self.app.send_task(TASK, args=[seal(self.key, "task", body)], task_id=task_id, queue=zone_of(host))
-        except Exception as e:  # the broker went away since the run started
-            return HostResult(host.name, "failed", error=f"not started: its task could not be queued: {e}")
-        return _Pending(host, task_id, time.monotonic(), stage=stage, tries=tries, round_trips=round_trips)
+            body["catalog"] = self.catalogs[p.host.name]
+            body["facts"] = p.facts  # what the catalog was rendered with (None: it uses no facts)
+        self.app.send_task(TASK, args=[seal(self.key, "task", body)], task_id=p.task_id, queue=zone_of(p.host))
 
     # ---- following the tasks
     def _follow(self, pending: dict[str, _Pending], results: dict[str, HostResult]) -> None:
+        try:
+            watch: LostWatch | None = watch_broker(self.app)
+        except ValueError as e:  # a broker URL redis-py cannot open itself: the queue_timeout still bounds a loss
+            log.warning("broker: %s: tasks lost between the broker and a worker are not looked for", e)
+            watch = None
+        try:
+            self._follow_with(watch, pending, results)
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def _follow_with(self, watch: LostWatch | None, pending: dict[str, _Pending],
+                     results: dict[str, HostResult]) -> None:
         backend = self.app.backend
         aborted_at: float | None = None
         while pending:
             ids = list(pending)
+            unseen: list[str] = []  # no state in the backend: waiting in a queue, in a worker's hands, or lost
             try:
                 raw = backend.mget([backend.get_key_for_task(t) for t in ids])
             except Exception as e:  # the backend is away for a moment: try again, timeouts still run
                 log.warning("result backend: %s", e)
-                raw = [None] * len(ids)
+                raw = [False] * len(ids)  # unknown: none of them is looked for as lost
             now = time.monotonic()
             for task_id, value in zip(ids, raw, strict=True):
                 p = pending[task_id]
                 meta = backend.decode_result(value) if value else None
                 status = meta.get("status") if meta else None
+                if value is None and p.started is None:
+                    unseen.append(task_id)
                 if status == "STARTED":
                     # Celery's own STARTED (task_track_started) names the node; the task's update names the
                     # worker: either will do, and an unnamed one never restarts the clock
@@ -218,10 +246,54 @@ class RemoteEngine(Engine):
                     r = HostResult(p.host.name, "failed", error=why,
                                    interrupted="aborted" if aborted_at is not None else None)
                     results[p.host.name] = self._report(r)
+            if watch is not None and unseen and aborted_at is None and not self.abort.is_set():
+                self._send_lost(watch, {t: pending[t] for t in unseen if t in pending}, pending, results)
             if self.abort.is_set() and aborted_at is None:
                 aborted_at = now
             if pending:
                 time.sleep(POLL)
+
+    def _send_lost(self, watch: LostWatch, unseen: dict[str, _Pending], pending: dict[str, _Pending],
+                   results: dict[str, HostResult]) -> None:
+        """Send again the tasks of ``unseen`` the broker lost (``watch``), with the same task id: a
+        copy that was not lost after all (a worker stopped, not killed, between taking it and recording
+        it) is the same task, so the first result wins and a worker drops a later copy as a duplicate,
+        as it does a task kombu delivers again. A host lost ``MAX_LOST`` times already fails."""
+        lost = watch.check({t: zone_of(p.host) for t, p in unseen.items()})
+        if not lost:
+            return
+        backend = self.app.backend
+        try:  # still not started now? (a task that finished was acknowledged after its result was stored)
+            raw = backend.mget([backend.get_key_for_task(t) for t in lost])
+        except Exception as e:
+            log.warning("result backend: %s", e)
+            return
+        for task_id, value in zip(lost, raw, strict=True):
+            if value is not None:
+                continue
+            p = pending[task_id]
+            name, queue = p.host.name, zone_of(p.host)
+            times = self._lost[name] = self._lost.get(name, 0) + 1
+            if times > MAX_LOST:
+                del pending[task_id]
+                self.app.control.revoke(task_id)
+                results[name] = self._report(HostResult(name, "failed", error=(
+                    f"not started: its task was lost {times} times between the broker and a worker (taken from "
+                    f"queue {queue!r}, then in no queue, held by no worker and never started: workers killed as "
+                    f"they took it, or a worker that drops it?); sent again {MAX_LOST} times")))
+                continue
+            try:
+                self._publish(p)
+            except Exception as e:  # the broker is away for a moment: it is seen lost again, and sent then
+                self._lost[name] -= 1
+                log.warning("%s: its task %s was lost between the broker and a worker; sending it again failed: %s",
+                            name, task_id, e)
+                continue
+            watch.forget(task_id)
+            p.sent = time.monotonic()  # waiting in its queue again: queue_timeout counts from now
+            log.warning("%s: its task %s was lost between the broker and a worker (taken from queue %r, then in "
+                        "no queue and held by no worker: a worker killed as it took it?): sent again (%d of %d)",
+                        name, task_id, queue, times, MAX_LOST)
 
     def _late(self, p: _Pending, now: float, aborted_at: float | None) -> str | None:
         if aborted_at is not None and p.started is None:
