@@ -123,7 +123,8 @@ class Bench:
         for _ in range(repeat):
             before = self.meter.read()
             hosts_before, own_before = self.hosts_cpu.read(), os.times()
-            res = floor.measure(targets, observed.paths, observed.users, observed.groups, repeat=1)
+            res = floor.measure(targets, observed.paths, observed.users, observed.groups, repeat=1,
+                                packages=observed.packages, services=observed.services)
             hosts_cpu, own_after = self.hosts_cpu.since(hosts_before), os.times()
             wire = WireMeter.delta(before, self.meter.read())
             self.out.floor_errors += res.errors

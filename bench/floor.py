@@ -59,8 +59,27 @@ def entries(db, names):
         for line in f:
             found[line.split(b":", 1)[0].decode()] = line
     return [h(found[n]) if n in found else "-" for n in names]
+def ask(argv):
+    # one command for all names, as a prober asks a tool once (no subprocess module: spawn and pipe)
+    r, w = os.pipe()
+    pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, w, 1)])
+    os.close(w)
+    out = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        out += chunk
+    os.close(r)
+    return out if os.waitpid(pid, 0)[1] == 0 else None
+def answers(out, names):
+    return [h(out + n.encode()) if out is not None else "-" for n in names]
 a = {"p": [path(p) for p in q["paths"]], "u": entries("/etc/passwd", q["users"]),
-     "g": entries("/etc/group", q["groups"])}
+     "g": entries("/etc/group", q["groups"]),
+     "k": answers(ask(["dpkg-query", "-W", "-f=${db:Status-Abbrev} ${Version}\\n", *q["packages"]])
+                  if q["packages"] else b"", q["packages"]),
+     "s": answers(ask(["systemctl", "show", "-p", "Id,LoadState,ActiveState,UnitFileState", *q["services"]])
+                  if q["services"] else b"", q["services"])}
 sys.stdout.write(json.dumps(a, separators=(",", ":")) + "\n")
 """
 
@@ -118,8 +137,10 @@ class FloorResult:
         return d
 
 
-def request_line(paths: list[str], users: list[str], groups: list[str]) -> bytes:
-    return (json.dumps({"paths": paths, "users": users, "groups": groups}, separators=(",", ":")) + "\n").encode()
+def request_line(paths: list[str], users: list[str], groups: list[str], packages: list[str] | None = None,
+                 services: list[str] | None = None) -> bytes:
+    q = {"paths": paths, "users": users, "groups": groups, "packages": packages or [], "services": services or []}
+    return (json.dumps(q, separators=(",", ":")) + "\n").encode()
 
 
 def agent_command() -> str:
@@ -128,12 +149,13 @@ def agent_command() -> str:
     return "python3 -I -S -c " + shlex.quote(AGENT)
 
 
-def parse_answer(raw: bytes, paths: int, users: int, groups: int) -> dict[str, list[str]]:
-    """The agent's answer, checked for shape (one entry per path, user and group asked about)."""
+def parse_answer(raw: bytes, paths: int, users: int, groups: int, packages: int = 0,
+                 services: int = 0) -> dict[str, list[str]]:
+    """The agent's answer, checked for shape (one entry per path, user, group, package and service)."""
     answer = json.loads(raw)
     if not isinstance(answer, dict):
         raise ValueError(f"answer is {type(answer).__name__}, not an object")
-    for key, want in (("p", paths), ("u", users), ("g", groups)):
+    for key, want in (("p", paths), ("u", users), ("g", groups), ("k", packages), ("s", services)):
         got = answer.get(key)
         if not isinstance(got, list) or len(got) != want:
             raise ValueError(f"answer[{key!r}] has {len(got) if isinstance(got, list) else got!r} entries, want {want}")
@@ -167,7 +189,7 @@ def load_keys(targets: list[Target]) -> dict[str, Keys]:
     return out
 
 
-def round_trip(target: Target, keys: Keys, request: bytes, counts: tuple[int, int, int],
+def round_trip(target: Target, keys: Keys, request: bytes, counts: tuple[int, ...],
                timeout: float = 60.0) -> HostTrip:
     """Connect, authenticate, run the agent, read its answer, close: one host's round trip."""
     started = time.monotonic()
@@ -189,7 +211,7 @@ def round_trip(target: Target, keys: Keys, request: bytes, counts: tuple[int, in
         if rc != 0:
             raise RuntimeError(f"agent exited {rc}: {err.decode(errors='replace')[-300:]}")
         answer = parse_answer(raw, *counts)
-        absent = sum(v == "-" for key in ("p", "u", "g") for v in answer[key])
+        absent = sum(v == "-" for key in ("p", "u", "g", "k", "s") for v in answer[key])
         return HostTrip(target.name, time.monotonic() - started, True, answer_bytes=len(raw), absent=absent)
     except Exception as e:  # one host's failure is reported, never aborts the fleet
         return HostTrip(target.name, time.monotonic() - started, False, error=f"{type(e).__name__}: {e}")
@@ -197,7 +219,7 @@ def round_trip(target: Target, keys: Keys, request: bytes, counts: tuple[int, in
         client.close()
 
 
-def run_once(targets: list[Target], request: bytes, counts: tuple[int, int, int]) -> FloorRun:
+def run_once(targets: list[Target], request: bytes, counts: tuple[int, ...]) -> FloorRun:
     """Every host at once, one thread each; the wall is from the first connect to the last close (the
     keys are read before it)."""
     keys = load_keys(targets)
@@ -217,12 +239,12 @@ def run_once(targets: list[Target], request: bytes, counts: tuple[int, int, int]
 
 
 def measure(targets: list[Target], paths: list[str], users: list[str], groups: list[str],
-            repeat: int = 3) -> FloorResult:
+            repeat: int = 3, packages: list[str] | None = None, services: list[str] | None = None) -> FloorResult:
     """The floor of ``targets``: ``repeat`` runs, median wall, mean per-host round trip, every error."""
     if not targets:
         raise ValueError("no hosts to measure")
-    request = request_line(paths, users, groups)
-    counts = (len(paths), len(users), len(groups))
+    request = request_line(paths, users, groups, packages, services)
+    counts = (len(paths), len(users), len(groups), len(packages or []), len(services or []))
     runs = [run_once(targets, request, counts) for _ in range(repeat)]
     errors = [f"run {i + 1} {h.name}: {h.error}" for i, r in enumerate(runs) for h in r.hosts if not h.ok]
     trips = [h.seconds for r in runs for h in r.hosts if h.ok]
@@ -277,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     observed = workload.managed_paths()
     if ns.inventory:
         result = measure(targets_from_inventory(ns.inventory), observed.paths, observed.users, observed.groups,
-                         ns.repeat)
+                         ns.repeat, observed.packages, observed.services)
     else:
         result = _measure_new_fleet(ns.up, ns.repeat, observed, ns.code)
     print(json.dumps(result.as_dict(), indent=2) if ns.json else format_result(result))
@@ -310,7 +332,7 @@ def _measure_new_fleet(count: int, repeat: int, observed: Any, code: Path) -> Fl
                 raise SystemExit(f"driftctl apply failed ({applied.returncode}):\n{applied.stdout[-2000:]}\n"
                                  f"{applied.stderr[-2000:]}")
             return measure(targets_from_inventory(fleet.inventory_dir), observed.paths, observed.users,
-                           observed.groups, repeat)
+                           observed.groups, repeat, observed.packages, observed.services)
         finally:
             fleetlib.down(fleet_id)
 

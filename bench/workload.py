@@ -21,6 +21,8 @@ FILES = 100
 DIRS = 10
 USERS = ("bench0", "bench1", "bench2")
 GROUP = "benchops"
+PACKAGE = "procps"  # in the fleet image: measured without a mirror
+SERVICE = "cron"
 ROOT_DIR = "/srv/bench"
 SYMLINK = "/srv/bench/current"
 LINE_FILE = "/etc/ssh/sshd_config"
@@ -42,12 +44,14 @@ class Observed:
     paths: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)  # asked of dpkg-query, all in one call
+    services: list[str] = field(default_factory=list)  # asked of systemctl show, all in one call
 
 
 def managed_paths(files: int = FILES, dirs: int = DIRS) -> Observed:
     paths = [ROOT_DIR, *(dir_path(d) for d in range(dirs)), *(file_path(i, dirs) for i in range(files)),
              SYMLINK, LINE_FILE]
-    return Observed(paths=paths, users=list(USERS), groups=[GROUP])
+    return Observed(paths=paths, users=list(USERS), groups=[GROUP], packages=[PACKAGE], services=[SERVICE])
 
 
 def resource_count(files: int = FILES, dirs: int = DIRS) -> int:
@@ -59,7 +63,7 @@ def resource_ids(files: int = FILES, dirs: int = DIRS) -> set[str]:
     """The ids driftctl gives the workload's resources on every host."""
     return {f"group:{GROUP}", *(f"user:{u}" for u in USERS), f"directory:{ROOT_DIR}",
             *(f"directory:{dir_path(d)}" for d in range(dirs)), *(f"file:{file_path(i, dirs)}" for i in range(files)),
-            f"symlink:{SYMLINK}", "line:bench-sshd", "package:procps", "service:cron"}
+            f"symlink:{SYMLINK}", "line:bench-sshd", f"package:{PACKAGE}", f"service:{SERVICE}"}
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,8 @@ def write_manifests(root: Path, files: int = FILES, dirs: int = DIRS) -> None:
         f"    path: {LINE_FILE}",
         f"    text: {LINE_TEXT}",
         '    match: "^#?MaxSessions"',
-        "  - package: procps",
-        "  - service: cron",
+        f"  - package: {PACKAGE}",
+        f"  - service: {SERVICE}",
         "    enabled: true",
         "    running: true",
     ]
