@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +19,14 @@ import floor  # noqa: E402
 import workload  # noqa: E402
 
 
-def run_agent(paths: list[str], users: list[str], groups: list[str]) -> dict[str, list[str]]:
+def run_agent(paths: list[str], users: list[str], groups: list[str], packages: list[str] | None = None,
+              services: list[str] | None = None) -> dict[str, list[str]]:
     """The agent exactly as the floor sends it (its command line through a shell), on this machine."""
-    request = floor.request_line(paths, users, groups)
+    request = floor.request_line(paths, users, groups, packages, services)
     r = subprocess.run(["sh", "-c", floor.agent_command()], input=request, capture_output=True, check=True)
     assert r.stdout.endswith(b"\n") and r.stdout.count(b"\n") == 1  # one line
-    return floor.parse_answer(r.stdout, len(paths), len(users), len(groups))
+    return floor.parse_answer(r.stdout, len(paths), len(users), len(groups), len(packages or []),
+                              len(services or []))
 
 
 @pytest.fixture
@@ -64,6 +67,42 @@ def test_agent_hash_follows_content_mode_and_link_target(tree: dict[str, Path]) 
     assert run_agent(paths, [], [])["p"] == after_target  # same state, same answer
 
 
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs dpkg")
+def test_agent_asks_dpkg_once_for_its_packages_and_follows_their_state() -> None:
+    """One dpkg-query for all the packages (as driftctl's probe): an answer a package each, and "-" for
+    each when one of them is not installed (the call fails; a converged host has none)."""
+    installed = run_agent([], [], [], ["dpkg", "coreutils"])["k"]
+    assert [len(h) for h in installed] == [16, 16] and installed[0] != installed[1]
+    assert run_agent([], [], [], ["dpkg", "coreutils"])["k"] == installed
+    assert run_agent([], [], [], ["dpkg", "no-such-package-xyz"])["k"] == ["-", "-"]
+    assert run_agent([], [], [])["k"] == [] and run_agent([], [], [])["s"] == []
+
+
+def test_agent_answers_a_service_from_systemctl_or_dash_without_it() -> None:
+    answer = run_agent([], [], [], services=["cron"])["s"]
+    assert len(answer) == 1 and (answer[0] == "-" or len(answer[0]) == 16)
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
+def test_keys_are_read_once_and_each_host_gets_its_own(tmp_path: Path) -> None:
+    keys = {}
+    for name in ("a", "b", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
+        keys[name] = (tmp_path / f"{name}.pub").read_text().split()[:2]
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:4001 {' '.join(keys['a'])}\n[127.0.0.1]:4002 {' '.join(keys['b'])}\n")
+
+    def target(name: str, port: int) -> floor.Target:
+        return floor.Target(name, "127.0.0.1", port, "root", str(tmp_path / "client"), str(kh))
+
+    loaded = floor.load_keys([target("h1", 4001), target("h2", 4002)])
+    assert {n: [k.get_base64() for k in v.host_keys.values()] for n, v in loaded.items()} == {
+        "h1": [keys["a"][1]], "h2": [keys["b"][1]]}
+    assert loaded["h1"].client_key is loaded["h2"].client_key  # parsed once
+    with pytest.raises(ValueError, match=r"h3: no key of \[127.0.0.1\]:4003"):
+        floor.load_keys([target("h3", 4003)])
+
+
 def test_agent_is_stdlib_only_and_imports_nothing_of_driftctl() -> None:
     first = floor.AGENT.strip().splitlines()[0]
     assert first == "import hashlib, json, os, stat, sys"
@@ -71,7 +110,7 @@ def test_agent_is_stdlib_only_and_imports_nothing_of_driftctl() -> None:
 
 
 def test_answer_of_the_wrong_shape_is_refused() -> None:
-    good = json.dumps({"p": ["a", "b"], "u": [], "g": ["c"]}).encode()
+    good = json.dumps({"p": ["a", "b"], "u": [], "g": ["c"], "k": [], "s": []}).encode()
     assert floor.parse_answer(good, 2, 0, 1)["g"] == ["c"]
     with pytest.raises(ValueError, match="'p'"):
         floor.parse_answer(good, 3, 0, 1)
@@ -82,7 +121,10 @@ def test_answer_of_the_wrong_shape_is_refused() -> None:
 def test_workload_paths_cover_every_path_resource() -> None:
     observed = workload.managed_paths()
     assert len(observed.paths) == len(set(observed.paths)) == 1 + workload.DIRS + workload.FILES + 2
-    assert workload.resource_count() == len(observed.paths) + len(observed.users) + len(observed.groups) + 2
+    assert workload.resource_count() == (len(observed.paths) + len(observed.users) + len(observed.groups)
+                                         + len(observed.packages) + len(observed.services))
+    assert {f"package:{p}" for p in observed.packages} | {f"service:{s}" for s in observed.services} \
+        <= workload.resource_ids()
 
 
 def test_format_result_names_errors() -> None:
