@@ -2,11 +2,12 @@
 """The phases bench of issue 10: plan, first apply, no-op apply, check, drift and the SSH floor.
 
 For each fleet size: brand-new fleet hosts (so the first apply really is the first), the workload of
-bench/workload.py (119 resources per host), then in order: plan, first apply, no-op apply, check,
-drift, the floor (bench/floor.py). Every driftctl command runs as a user types it (a subprocess of
-the CLI, ``--parallel`` = hosts, default output); the read-only phases run ``--repeat`` times and the
-median is reported. Per phase: wall, exit code, the controller's peak RSS, bytes on the wire (each
-host's interface counters, checked against a known transfer), store growth, output size.
+bench/workload.py (119 resources per host), then in order: plan, first apply, and ``--repeat``
+rounds of: the floor (bench/floor.py), a no-op apply, a check, a drift. Every driftctl command runs as
+a user types it (a subprocess of the CLI, ``--parallel`` = hosts, default output); the median of the
+rounds is reported, and each read-only run's ratio is taken against the floor of its own round.
+Per phase: wall, exit code, the controller's peak RSS, bytes on the wire (each host's interface
+counters, checked against a known transfer), store growth, output size.
 
 Correctness, checked on every run (any mismatch: exit 1 and what differed):
 - plan --json's changed resource ids per host == those the first apply changed (its stored report);
@@ -109,33 +110,50 @@ class Bench:
             s, r = self.sample(command)
             samples.append(s)
             after(r, i)
-        row = PhaseRow(self.n, name, samples)
+        return self.report(PhaseRow(self.n, name, samples))
+
+    def report(self, row: PhaseRow) -> PhaseRow:
         self.out.rows.append(row)
-        print(f"{self.n:>4} hosts  {name:<12} {row.wall_s:6.2f} s  rc={row.rc}  peak {row.peak_rss_mb:.0f} MB  "
+        print(f"{self.n:>4} hosts  {row.phase:<12} {row.wall_s:6.2f} s  rc={row.rc}  peak {row.peak_rss_mb:.0f} MB  "
               f"wire {row.wire_per_host_kb:.1f} KB/host  store +{row.store_growth_kb:.1f} KB  "
               f"output {row.output_kb:.1f} KB", flush=True)
         return row
 
-    def floor_phase(self, repeat: int) -> PhaseRow:
+    def floor_sample(self) -> Sample:
+        """One run of the floor (bench/floor.py) on this fleet, in this process."""
         targets = floor.targets_from_inventory(self.fleet.inventory_dir)
         observed = workload.managed_paths()
-        samples = []
-        for _ in range(repeat):
-            before = self.meter.read()
-            hosts_before, own_before = self.hosts_cpu.read(), os.times()
-            res = floor.measure(targets, observed.paths, observed.users, observed.groups, repeat=1,
-                                packages=observed.packages, services=observed.services)
-            hosts_cpu, own_after = self.hosts_cpu.since(hosts_before), os.times()
-            wire = WireMeter.delta(before, self.meter.read())
-            self.out.floor_errors += res.errors
-            self.out.floor_host_mean_s.append(round(res.host_mean_s, 3))
-            absent = [h.name for run in res.runs for h in run.hosts if h.ok and h.absent]
-            if absent:
-                self.problem(f"floor: managed paths absent on converged hosts {sorted(set(absent))}")
-            own = (own_after.user - own_before.user) + (own_after.system - own_before.system)
-            samples.append(Sample(wall_s=res.wall_s, rc=0 if res.ok else 1, wire_rx=wire.rx, wire_tx=wire.tx,
-                                  wire_by_host=wire.by_host, cpu_s=own, hosts_cpu_s=hosts_cpu))
-        row = PhaseRow(self.n, "floor", samples)
+        before = self.meter.read()
+        hosts_before, own_before = self.hosts_cpu.read(), os.times()
+        res = floor.measure(targets, observed.paths, observed.users, observed.groups, repeat=1,
+                            packages=observed.packages, services=observed.services)
+        hosts_cpu, own_after = self.hosts_cpu.since(hosts_before), os.times()
+        wire = WireMeter.delta(before, self.meter.read())
+        self.out.floor_errors += res.errors
+        self.out.floor_host_mean_s.append(round(res.host_mean_s, 3))
+        absent = [h.name for run in res.runs for h in run.hosts if h.ok and h.absent]
+        if absent:
+            self.problem(f"floor: managed paths absent on converged hosts {sorted(set(absent))}")
+        own = (own_after.user - own_before.user) + (own_after.system - own_before.system)
+        return Sample(wall_s=res.wall_s, rc=0 if res.ok else 1, wire_rx=wire.rx, wire_tx=wire.tx,
+                      wire_by_host=wire.by_host, cpu_s=own, hosts_cpu_s=hosts_cpu)
+
+    def rounds(self, repeat: int, phases_: list[tuple[str, str, Callable[[CliRun, int], None]]]) -> PhaseRow:
+        """``repeat`` rounds of: the floor, then one run of each of ``phases_`` (name, command, check),
+        each run paired with that round's floor (its ratio is taken against it); the floor's row."""
+        floors: list[Sample] = []
+        samples: dict[str, list[Sample]] = {name: [] for name, _, _ in phases_}
+        for i in range(repeat):
+            f = self.floor_sample()
+            floors.append(f)
+            for name, command, after in phases_:
+                s, r = self.sample(command)
+                s.floor_s = f.wall_s
+                samples[name].append(s)
+                after(r, i)
+        for name, _, _ in phases_:
+            self.report(PhaseRow(self.n, name, samples[name]))
+        row = PhaseRow(self.n, "floor", floors)
         self.out.rows.append(row)
         print(f"{self.n:>4} hosts  {'floor':<12} {row.wall_s:6.2f} s  wire {row.wire_per_host_kb:.1f} KB/host",
               flush=True)
@@ -255,10 +273,8 @@ def run_phases(b: Bench, ns: argparse.Namespace) -> None:
 
     b.phase("plan", "plan", 1, after_plan)
     b.phase("first_apply", "apply", 1, after_first_apply)
-    b.phase("noop_apply", "apply", ns.repeat, after_noop)
-    b.phase("check", "check", ns.repeat, after_check)
-    b.phase("drift", "drift", ns.repeat, after_drift)
-    floor_row = b.floor_phase(ns.repeat)
+    floor_row = b.rounds(ns.repeat, [("noop_apply", "apply", after_noop), ("check", "check", after_check),
+                                     ("drift", "drift", after_drift)])
     for row in b.out.rows:
         row.floor_s = floor_row.wall_s
 
@@ -337,7 +353,8 @@ def write_results(stamp: str, env: dict[str, Any], ns: argparse.Namespace, sizes
           f"{_load(env['loadavg_at_end'])} at end{' (busier than its CPUs: walls are inflated)' if busy else ''}, "
           f"`--hosts {ns.hosts} --repeat {ns.repeat} --drift-runs {ns.drift_runs}`; workload "
           f"{workload.resource_count()} resources per host. Median of --repeat for no-op apply, check, drift "
-          f"and the floor; ratio = wall / (floor + {phases.INTERPRETER_S} s).", "",
+          f"and the floor, run in rounds (floor, no-op apply, check, drift); ratio = wall / (floor + "
+          f"{phases.INTERPRETER_S} s), for those three the median of each run's ratio to its round's floor.", "",
           phases.markdown_table(rows), "## Correctness", ""]
     for p in problems:
         first, *rest = p.splitlines()

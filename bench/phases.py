@@ -37,6 +37,7 @@ class Sample:
     output_bytes: int = 0
     cpu_s: float = 0.0  # the controller's CPU seconds (the CLI process; the floor: the bench's own)
     hosts_cpu_s: float | None = None  # CPU seconds the fleet's containers used (None: no cgroup counters)
+    floor_s: float | None = None  # the floor measured just before this run, in the same round (paired)
 
 
 @dataclass
@@ -85,7 +86,16 @@ class PhaseRow:
 
     @property
     def ratio(self) -> float | None:
-        if self.floor_s is None or self.phase == "floor":
+        """wall / (floor + the interpreter's allowance). Runs paired with a floor measured just before
+        them (the read-only phases' rounds) give the median of their own ratios: the machine's speed
+        moves by tens of percent within minutes here, and a floor taken minutes from the run it divides
+        measures that drift, not driftctl."""
+        if self.phase == "floor":
+            return None
+        paired = [s.wall_s / (s.floor_s + INTERPRETER_S) for s in self.samples if s.floor_s is not None]
+        if paired and len(paired) == len(self.samples):
+            return statistics.median(paired)
+        if self.floor_s is None:
             return None
         return self.wall_s / (self.floor_s + INTERPRETER_S)
 

@@ -55,6 +55,18 @@ def test_targets_at_100_hosts_and_none_at_sizes_the_issue_does_not_name() -> Non
     assert row(40, "plan", [1.0], peak_rss_mb=1.0).targets()[0].name == "rss"
 
 
+def test_runs_paired_with_their_rounds_floor_give_the_median_of_their_own_ratios() -> None:
+    """A slow round slows its floor too: each run is divided by its own round's floor, not the median
+    floor, so a machine that slows between rounds does not show as driftctl's ratio."""
+    runs = [Sample(wall_s=3.0, rc=0, floor_s=1.7), Sample(wall_s=4.6, rc=0, floor_s=2.7),
+            Sample(wall_s=3.4, rc=0, floor_s=1.7)]
+    paired = PhaseRow(40, "check", runs, floor_s=1.7)
+    assert paired.ratio == pytest.approx(4.6 / 3.0)  # ratios 1.5, 1.53, 1.7: their median (median walls: 1.7)
+    assert PhaseRow(40, "check", [Sample(wall_s=4.6, rc=0)], floor_s=1.7).ratio == pytest.approx(4.6 / 2.0)
+    half = PhaseRow(40, "check", [Sample(wall_s=3.0, rc=0, floor_s=1.7), Sample(wall_s=4.6, rc=0)], floor_s=1.7)
+    assert half.ratio == pytest.approx(3.8 / 2.0)  # not all paired: the median wall over the median floor
+
+
 def test_table_has_a_column_per_header_and_blank_driftctl_cells_for_the_floor() -> None:
     rows = [row(40, "noop_apply", [1.5], floor_s=1.0, peak_rss_mb=80.0, output_bytes=2048), row(40, "floor", [1.0])]
     md = phases.markdown_table(rows).splitlines()
