@@ -95,6 +95,11 @@ class Target:
     key_file: str
     known_hosts: str
 
+    @property
+    def known_name(self) -> str:
+        """The name known_hosts files this host under (``[address]:port`` off port 22)."""
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
 
 @dataclass
 class HostTrip:
@@ -179,13 +184,14 @@ def load_keys(targets: list[Target]) -> dict[str, Keys]:
     client_keys: dict[str, paramiko.PKey] = {}
     out: dict[str, Keys] = {}
     for t in targets:
-        known = files.get(t.known_hosts) or files.setdefault(t.known_hosts, paramiko.HostKeys(t.known_hosts))
-        name = t.address if t.port == 22 else f"[{t.address}]:{t.port}"
-        entries = known.lookup(name)
+        if t.known_hosts not in files:
+            files[t.known_hosts] = paramiko.HostKeys(t.known_hosts)
+        if t.key_file not in client_keys:
+            client_keys[t.key_file] = paramiko.PKey.from_path(t.key_file)
+        entries = files[t.known_hosts].lookup(t.known_name)
         if not entries:
-            raise ValueError(f"{t.name}: no key of {name} in {t.known_hosts}")
-        key = client_keys.get(t.key_file) or client_keys.setdefault(t.key_file, paramiko.PKey.from_path(t.key_file))
-        out[t.name] = Keys(dict(entries), key)
+            raise ValueError(f"{t.name}: no key of {t.known_name} in {t.known_hosts}")
+        out[t.name] = Keys(dict(entries), client_keys[t.key_file])
     return out
 
 
@@ -195,9 +201,8 @@ def round_trip(target: Target, keys: Keys, request: bytes, counts: tuple[int, ..
     started = time.monotonic()
     client = paramiko.SSHClient()
     try:
-        name = target.address if target.port == 22 else f"[{target.address}]:{target.port}"
         for kind, key in keys.host_keys.items():
-            client.get_host_keys().add(name, kind, key)
+            client.get_host_keys().add(target.known_name, kind, key)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.connect(target.address, port=target.port, username=target.user, pkey=keys.client_key,
                        look_for_keys=False, allow_agent=False, timeout=timeout, banner_timeout=timeout,

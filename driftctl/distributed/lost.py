@@ -86,24 +86,28 @@ def look(client: Any, keys: BrokerKeys, queues: Collection[str]) -> Look:
     if not queues:
         return Look(set(), None)
     with client.pipeline(transaction=False) as pipe:
-        for q in queues:
-            for name in keys.lists(q):
-                pipe.llen(name)
-        lengths = pipe.execute()
-    steps = len(keys.priority_steps)
-    empty = [q for i, q in enumerate(queues) if not any(lengths[i * steps:(i + 1) * steps])]
+        empty = _empty(queues, keys, _lengths(pipe, keys, queues).execute())
     if not empty:
         return Look(set(), None)
     # again in one MULTI with the hash: a message restored (hash -> queue) or taken (queue -> hash)
     # between two separate reads would be seen in neither
     with client.pipeline(transaction=True) as pipe:
-        for q in empty:
-            for name in keys.lists(q):
-                pipe.llen(name)
-        pipe.hvals(keys.unacked)
-        *lengths, values = pipe.execute()
-    return Look({q for i, q in enumerate(empty) if not any(lengths[i * steps:(i + 1) * steps])},
-                unacked_ids(values))
+        *lengths, values = _lengths(pipe, keys, empty).hvals(keys.unacked).execute()
+    return Look(set(_empty(empty, keys, lengths)), unacked_ids(values))
+
+
+def _lengths(pipe: Any, keys: BrokerKeys, queues: list[str]) -> Any:
+    """``pipe`` asked the LLEN of every list of each of ``queues``, in order."""
+    for q in queues:
+        for name in keys.lists(q):
+            pipe.llen(name)
+    return pipe
+
+
+def _empty(queues: list[str], keys: BrokerKeys, lengths: list[int]) -> list[str]:
+    """Of ``queues``, those whose lists (``_lengths``' answers, in order) are all empty."""
+    steps = len(keys.priority_steps)
+    return [q for i, q in enumerate(queues) if not any(lengths[i * steps:(i + 1) * steps])]
 
 
 class LostWatch:
