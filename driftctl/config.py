@@ -47,6 +47,8 @@ class Settings:
     resource_timeout: float = 600.0
     # a rendered value or file larger than this is an error at its file:line
     max_render_bytes: int = 64 * 1024 * 1024
+    # keep rendered template files in <state_dir>/render-cache for the next runs (D53)
+    render_cache: bool = True
     # SSH algorithms allowed beyond the safe defaults, e.g. "ciphers=+aes128-cbc,macs=+hmac-sha1"
     # (see docs/transport.md); every host that needs them is warned about on every run
     ssh_algorithms: str | None = None
@@ -77,7 +79,7 @@ _INT = {"parallel", "backup_keep", "max_render_bytes"}
 _FLOAT = {"connect_timeout", "command_timeout", "link_timeout", "backup_max_age_days", "store_keep_days",
           "resource_timeout", "task_timeout", "queue_timeout", "visibility_timeout"}
 EXECUTORS = ("threads", "celery")
-_BOOL = {"accept_new_host_keys"}
+_BOOL = {"accept_new_host_keys", "render_cache"}
 _TUPLE = {"known_hosts", "vault_password_file", "vault_ids"}
 
 

@@ -38,11 +38,14 @@ def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path |
 
     ctx = load_context(inventory, limit, as_json, manifests=str(manifests) if manifests else None, **flags)
     site = load_site(Path(ctx.settings.manifests), max_render_bytes=ctx.settings.max_render_bytes)
+    cache = render_cache(ctx.settings, site) if ctx.settings.render_cache else None
     engine: Engine = make_engine(ctx, site, on_event=progress)
     if run_opts is not None:
         run_opts.configure(engine, site)
 
     def read_facts_cache(e: Engine) -> None:
+        if cache is not None:
+            cache.flush()  # every catalog is rendered: what a later run can reuse is written now
         if any(c.uses_facts for c in e.catalogs.values()):
             from driftctl.drift import facts_cache
 
@@ -50,6 +53,22 @@ def prepare(inventory: Path, limit: str | None, as_json: bool, manifests: Path |
 
     engine.on_preflight = read_facts_cache
     return ctx, engine
+
+
+def render_cache(settings: Any, site: Any) -> Any:
+    """The render cache of ``settings.state_dir``, given to the site's renderer (D53); closed (what the
+    run rendered since the catalogs were first rendered, with facts, written) when the process ends."""
+    import atexit
+
+    from driftctl.manifest.rendercache import RenderCache
+
+    cache, why = RenderCache.open(Path(settings.state_dir) / "render-cache")
+    if why:
+        ui.warn(why)
+    if cache is not None:
+        site.render_cache = cache
+        atexit.register(cache.close)
+    return cache
 
 
 def show(run: RunResult, inventory: Path, as_json: bool, show_diff: bool | None, verbose: bool) -> None:

@@ -19,6 +19,7 @@ from driftctl.content import read_source
 from driftctl.errors import InventoryError, Location, ManifestError, ManifestErrors
 from driftctl.manifest.canonical import digest, mentions_secret, secret_strings
 from driftctl.manifest.render import FactsPlaceholder, FactsUse, TrackedFacts, contains_placeholder
+from driftctl.manifest.rendercache import Shard
 from driftctl.manifest.site import ASSET_PARAMS, ManifestFile, ResourceDecl, Site, resolve_inside
 from driftctl.model import Catalog, Host, Resource
 from driftctl.resources.base import ResourceType, all_types, check_abs_path, did_you_mean
@@ -120,6 +121,7 @@ class _Compiler:
         self.items: list[_Item] = []
         self.watch: list[str] = []
         self.unknown_titles = 0
+        self._shard: Shard | None = None
 
     # ---- rendering
     def _render(self, value: Any, variables: Mapping[str, Any], location: Location, what: str) -> tuple[Any, bool]:
@@ -317,7 +319,7 @@ class _Compiler:
             # preflight only: the type's checks tripped on a value that depends on facts. Keep the
             # resource as written so relations to it resolve; the real render validates it.
             params, maybe = dict(raw), True
-        self._assets(decl, cls, params, scope, key_locations, uncertain)
+        self._assets(decl, cls, params, scope, key_locations, uncertain, sensitive)
         if cls.namevar in uncertain:
             self.unknown_titles += 1  # unique, so the preflight graph has one node per resource
             name = f"<{cls.namevar} from facts #{self.unknown_titles}>"
@@ -341,8 +343,10 @@ class _Compiler:
             raise
 
     def _assets(self, decl: ResourceDecl, cls: type[ResourceType], params: dict[str, Any],
-                scope: Mapping[str, Any], key_locations: dict[str, Location], uncertain: set[str]) -> None:
-        """``template:`` is rendered and ``source:`` read into ``content`` (str / bytes)."""
+                scope: Mapping[str, Any], key_locations: dict[str, Location], uncertain: set[str],
+                sensitive: bool) -> None:
+        """``template:`` is rendered and ``source:`` read into ``content`` (str / bytes). A sensitive
+        file's text never goes through the render cache."""
         mf = decl.file
         for key in ASSET_PARAMS:
             rel = params.get(key)
@@ -359,7 +363,8 @@ class _Compiler:
             try:
                 from driftctl.resources.file import template_options  # file imports the renderer
 
-                text = self.renderer.template_file(rel, (base,), scope, template_options(params))
+                text = self.renderer.template_file(rel, (base,), scope, template_options(params),
+                                                   cache=None if sensitive else self.cache_shard())
             except ManifestError as e:
                 if self.preflight and self.use.touched:
                     uncertain.add("content")
@@ -372,6 +377,12 @@ class _Compiler:
             if self.preflight and self.use.reset():
                 uncertain.add("content")
             params["content"] = text
+
+    def cache_shard(self) -> Shard | None:
+        """This host's shard of the site's render cache (D53), once its secrets are all known."""
+        if self._shard is None and self.site.render_cache is not None:
+            self._shard = self.site.render_cache.shard(self.site.tree, self.host.name, self.secrets)
+        return self._shard
 
     def shown_title(self, type_name: str, title: str, value: Any = None) -> str:
         """``title``, or its hash when it holds a secret (an exec titled by its command, say): ids are

@@ -31,6 +31,7 @@ from jinja2 import nodes
 
 from driftctl.errors import Location, ManifestError, TemplateError
 from driftctl.manifest.filters import missing_filter_message
+from driftctl.manifest.rendercache import Shard, cache_names, render_key, template_key
 from driftctl.manifest.sandbox import (
     LimitedSandbox,
     NativeText,
@@ -406,8 +407,21 @@ def _ansible_result(source: str, parts: list[str], newline: str) -> str:
     return _restore_trailing_newlines(source, "".join(parts), newline)
 
 
-# a compiled template file, its source, its options after its header, and the header's lines (0 or 1)
-_CompiledFile = tuple[jinja2.Template, str, TemplateOptions, int]
+@dataclasses.dataclass(frozen=True)
+class _CompiledFile:
+    """A compiled template file, its source, the resource's options (before the header's), the header's
+    lines (0 or 1), and what its render cache key is made of (``cache_key``: None when its text is
+    never cached)."""
+
+    template: jinja2.Template
+    source: str
+    base: TemplateOptions
+    offset: int
+    names: tuple[str, ...] | None = None
+    cache_key: bytes | None = None
+
+# at most this many rendered manifest strings are remembered in a run (a few MB)
+_MEMO_MAX = 50_000
 
 # Settings.max_render_bytes' default: what a Renderer caps at when nobody says otherwise
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -428,6 +442,10 @@ class Renderer:
         self._file_envs: dict[tuple[tuple[Path, ...], TemplateOptions], LimitedSandbox] = {}
         self._files: dict[tuple[str, tuple[Path, ...], TemplateOptions], _CompiledFile] = {}
         self._compiled: dict[str, Any] = {}
+        # manifest strings that are templates: the names each reads (None: not a function of them), and
+        # the texts rendered in this run by (string, the values of its names)
+        self._string_names: dict[str, tuple[str, ...] | None] = {}
+        self._memo: dict[tuple[str, bytes], str] = {}
 
     def env(self, search: tuple[Path, ...] = ()) -> LimitedSandbox:
         env = self._envs.get(search)
@@ -482,8 +500,18 @@ class Renderer:
                 compiled = env.compile_expression(m.group("expr"), undefined_to_none=False)
             else:
                 compiled = env.from_string(text)
+                self._string_names[text] = cache_names(ast, env)
             self._compiled[text] = compiled
         return compiled
+
+    def _memo_key(self, text: str, variables: Mapping[str, Any]) -> tuple[str, bytes] | None:
+        """What a manifest string's text is a function of (itself and the values of the names it reads),
+        or None when that is not known (see rendercache.cache_names)."""
+        names = self._string_names.get(text)
+        if names is None or len(self._memo) >= _MEMO_MAX:
+            return None
+        values = render_key(b"", names, variables, self.env().globals, ())
+        return None if values is None else (text, values)
 
     def string(self, text: str, variables: Mapping[str, Any], location: Location, what: str) -> Any:
         """Render one manifest string; an exact ``{{ expr }}`` keeps its type."""
@@ -492,7 +520,15 @@ class Renderer:
         try:
             compiled = self._compile(text)
             if isinstance(compiled, jinja2.Template):
-                return render_capped(self.env(), compiled, variables, "the rendered text")
+                # the same string with the same values renders the same text on every host (a loop's
+                # paths, say): rendered once per run
+                key = self._memo_key(text, variables)
+                if key is not None and (done := self._memo.get(key)) is not None:
+                    return done
+                done = render_capped(self.env(), compiled, variables, "the rendered text")
+                if key is not None:
+                    self._memo[key] = done
+                return done
             return self._plain(compiled(variables), what, location)
         except ManifestError:
             raise
@@ -560,18 +596,34 @@ class Renderer:
 
     # ---- template files
     def template_file(self, name: str, search: tuple[Path, ...], variables: Mapping[str, Any],
-                      options: Mapping[str, Any] | None = None) -> str:
+                      options: Mapping[str, Any] | None = None, cache: Shard | None = None) -> str:
         """Render the template file ``name`` found in ``search`` as Ansible's template module does.
 
         ``options`` are the file resource's template options (``trim_blocks``, ``newline_sequence``,
         delimiters...) over Ansible's defaults; a ``#jinja2:`` first line overrides both. Errors name
-        the template and its line.
+        the template and its line. ``cache``: the host's shard of the render cache (D53), which the text
+        is read from and kept in when the template and its inputs allow (never for a sensitive file).
         """
         try:
             base = TemplateOptions.of(options)
         except ValueError as e:
             raise TemplateError(str(e), Location(name)) from None
-        template, source, _, offset = self._template(name, search, base)
+        compiled = self._template(name, search, base)
+        key = None
+        if cache is not None and compiled.cache_key is not None:
+            assert compiled.names is not None
+            key = render_key(compiled.cache_key, compiled.names, variables, compiled.template.environment.globals,
+                             cache.secrets)
+            if key is not None and (text := cache.get(key)) is not None:
+                return text
+        text = self._render_file(compiled, name, variables)
+        if key is not None:
+            assert cache is not None
+            cache.put(key, text)
+        return text
+
+    def _render_file(self, compiled: _CompiledFile, name: str, variables: Mapping[str, Any]) -> str:
+        template, source, offset, base = compiled.template, compiled.source, compiled.offset, compiled.base
         filename = template.filename or name
         env = template.environment
         assert isinstance(env, LimitedSandbox)
@@ -616,7 +668,9 @@ class Renderer:
             line = e.lineno + offset if e.lineno and (e.filename or filename) == filename else e.lineno
             raise TemplateError(_message(e), Location(e.filename or filename, line)) from None
         template = env.template_class.from_code(env, code, env.make_globals(None), uptodate)
-        self._files[key] = cached = (template, source, opts, offset)
+        names = cache_names(env.parse(body, name, filename), env)  # its own tree: compiling may fold constants
+        cache_key = None if names is None else template_key(source, (base, opts), self.max_bytes)
+        self._files[key] = cached = _CompiledFile(template, source, base, offset, names, cache_key)
         return cached
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from driftctl.errors import Location, ManifestError, ManifestErrors
 from driftctl.fsperms import tree_warning
 from driftctl.manifest.render import DEFAULT_MAX_BYTES, Renderer
+from driftctl.manifest.rendercache import RenderCache
 from driftctl.resources.base import META_PARAMS, ResourceType, all_types, did_you_mean, not_text, yaml_text_error
 from driftctl.yamlsrc import YamlMap, YamlSeq, load_file, load_vars_file
 
@@ -103,6 +104,8 @@ class Site:
     # things worth saying that are not errors (a tree other users can write)
     warnings: list[str] = field(default_factory=list)
     _renderer: Renderer | None = field(default=None, repr=False, compare=False)
+    # rendered template files kept across runs (driftctl/manifest/rendercache.py, D53); None: none kept
+    render_cache: RenderCache | None = field(default=None, repr=False, compare=False)
     # per inventory: each entry's selection and the groups variable (see compile._view)
     _inventory_views: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
     # (base, rel) -> the file resolve_inside found: hosts name the same files, resolved once per run

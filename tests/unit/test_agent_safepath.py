@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -253,17 +252,6 @@ def test_no_expectation_means_no_check(tmp_path: Path) -> None:
 
 
 # ---- errors during writes: they name the path, the old file stays, no temp file is left
-
-
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_enospc_names_the_path_and_leaves_the_old_file(tiny_fs: Path, tmp_path: Path) -> None:
