@@ -1,10 +1,17 @@
-"""paramiko without invoke at import: invoke (~50 ms, a sixth of a command's start) is imported when used.
+"""paramiko without invoke and importlib.metadata at import: each is imported when used.
 
 paramiko imports ``invoke`` at its own import only to run ssh_config's ``Match exec`` commands, which
-few configs have. While paramiko is being imported (and only then), ``import invoke`` gives it a
-stand-in module that imports the real invoke the first time paramiko uses it; any other import of
-invoke, before or after, gets the real module. Installed by driftctl/transport/__init__.py, before
-anything can import paramiko; a process that imported paramiko or invoke already is left as it is.
+few configs have (~50 ms, a sixth of a command's start). While paramiko is being imported (and only
+then), ``import invoke`` gives it a stand-in module that imports the real invoke the first time
+paramiko uses it; any other import of invoke, before or after, gets the real module. Installed by
+driftctl/transport/__init__.py, before anything can import paramiko; a process that imported paramiko
+or invoke already is left as it is.
+
+paramiko 5 also imports ``importlib.metadata`` (~25-60 ms: email, zipfile, csv...) for one call,
+``metadata.version("paramiko")``, its ``__version__``. While paramiko is being imported, that import
+gives it a stand-in whose ``version`` reads the ``Version:`` line of the ``METADATA`` file in the
+distribution's ``.dist-info`` directory beside the package (what importlib.metadata reads for an
+installed distribution); anything else, or a layout it does not know, goes to the real module.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import types
 from collections.abc import Sequence
@@ -29,6 +37,39 @@ class _Invoke(types.ModuleType):
         return getattr(importlib.import_module("invoke"), name)
 
 
+class _Metadata(types.ModuleType):
+    """Stands in for importlib.metadata inside paramiko: ``version`` of an installed distribution whose
+    package sits beside its .dist-info directory; anything else from the real module."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__("importlib.metadata")
+        self._site = site
+
+    def version(self, name: str) -> str:
+        try:
+            [info] = [e for e in os.listdir(self._site)
+                      if e.endswith(".dist-info") and e.split("-", 1)[0].lower() == name.lower()]
+            with open(os.path.join(self._site, info, "METADATA"), encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip():
+                        break  # the headers end at the first blank line
+        except (OSError, ValueError, UnicodeDecodeError):
+            pass
+        return str(self._real().version(name))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._real(), name)
+
+    def _real(self) -> Any:
+        if sys.modules.get("importlib.metadata") is self:
+            del sys.modules["importlib.metadata"]
+        return importlib.import_module("importlib.metadata")
+
+
 class _ParamikoFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None
                   ) -> importlib.machinery.ModuleSpec | None:
@@ -41,14 +82,21 @@ class _ParamikoFinder(importlib.abc.MetaPathFinder):
             return spec
         real_exec = loader.exec_module
 
+        site = os.path.dirname(os.path.dirname(spec.origin or ""))
+        metadata = None if "importlib.metadata" in sys.modules or not site else _Metadata(site)
+
         def exec_module(module: types.ModuleType) -> None:
             stand_in = _Invoke("invoke")
             sys.modules["invoke"] = stand_in
+            if metadata is not None:
+                sys.modules["importlib.metadata"] = metadata
             try:
                 real_exec(module)
             finally:
                 if sys.modules.get("invoke") is stand_in:
                     del sys.modules["invoke"]
+                if metadata is not None and sys.modules.get("importlib.metadata") is metadata:
+                    del sys.modules["importlib.metadata"]
 
         loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader only
         return spec

@@ -49,3 +49,37 @@ def test_other_imports_of_invoke_get_the_real_module(first: str) -> None:
     )
     stand_in = "_Invoke" if first == "pass" else "module"  # paramiko (or invoke) imported first: left as it is
     assert out == [f"module {stand_in} True", "matched.example web2 2222"]
+
+
+def test_paramiko_gets_its_version_without_importlib_metadata() -> None:
+    out = run(
+        "import sys",
+        "import driftctl.transport.ssh",
+        "import paramiko",
+        "print('importlib.metadata' in sys.modules, type(paramiko.metadata).__name__)",
+        "import importlib.metadata",  # anyone else: the real module, which agrees
+        "print(paramiko.__version__ == importlib.metadata.version('paramiko'), type(importlib.metadata).__name__)",
+        # what paramiko would ask of the stand-in later: the real module's answers
+        "print(paramiko.metadata.version('PyYAML') == importlib.metadata.version('PyYAML'),"
+        " paramiko.metadata.PackageNotFoundError is importlib.metadata.PackageNotFoundError)",
+    )
+    assert out == ["False _Metadata", "True module", "True True"]
+
+
+@pytest.mark.parametrize("first", ["import importlib.metadata", "import paramiko"])
+def test_a_process_that_imported_importlib_metadata_or_paramiko_first_is_left_as_it_is(first: str) -> None:
+    out = run(first, "import driftctl.transport.ssh, paramiko", "print(type(paramiko.metadata).__name__)")
+    assert out == ["module"]
+
+
+def test_a_distribution_it_cannot_find_beside_the_package_is_asked_of_the_real_module() -> None:
+    out = run(
+        "import driftctl.transport.ssh, paramiko, sys",
+        "from driftctl.transport._deferred import _Metadata",
+        "m = _Metadata('/nonexistent')",
+        "import importlib.metadata",
+        "print(m.version('paramiko') == importlib.metadata.version('paramiko'))",
+        "try:\n    m.version('no-such-distribution-here')\nexcept importlib.metadata.PackageNotFoundError:\n"
+        "    print('not found')",
+    )
+    assert out == ["True", "not found"]
