@@ -174,6 +174,9 @@ class _Compiler:
                     one.hint = redact(one.hint, self.secrets) if one.hint else one.hint
                     one.args = (str(one),)
             raise
+        finally:
+            if self._shard is not None:
+                self._shard.release()  # its texts are the catalog's now (or wait for the flush)
 
     def _run(self) -> Catalog:
         # every secret first: a title or relation is checked against all of them, whichever file
