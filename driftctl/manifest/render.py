@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import re
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -410,15 +411,25 @@ def _ansible_result(source: str, parts: list[str], newline: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class _CompiledFile:
     """A compiled template file, its source, the resource's options (before the header's), the header's
-    lines (0 or 1), and what its render cache key is made of (``cache_key``: None when its text is
-    never cached)."""
+    lines (0 or 1), and its body and options after the header (for ``cache_key``)."""
 
     template: jinja2.Template
     source: str
     base: TemplateOptions
     offset: int
-    names: tuple[str, ...] | None = None
-    cache_key: bytes | None = None
+    body: str
+    options: TemplateOptions
+
+    @functools.cached_property
+    def cache_key(self) -> tuple[tuple[str, ...], bytes] | None:
+        """(the names it reads, the part of the render cache key its renders share), or None when its
+        text is never cached (rendercache.cache_names). Worked out the first time a render may use the
+        cache: a run without one (bake, pull) does not pay for it."""
+        env = self.template.environment
+        assert isinstance(env, LimitedSandbox)
+        # its own tree: compiling may have folded constants in the one it was compiled from
+        names = cache_names(env.parse(self.body, self.template.name, self.template.filename), env)
+        return None if names is None else (names, template_key(self.source, (self.base, self.options), env.max_bytes))
 
 # at most this many rendered manifest strings are remembered in a run (a few MB)
 _MEMO_MAX = 50_000
@@ -610,10 +621,9 @@ class Renderer:
             raise TemplateError(str(e), Location(name)) from None
         compiled = self._template(name, search, base)
         key = None
-        if cache is not None and compiled.cache_key is not None:
-            assert compiled.names is not None
-            key = render_key(compiled.cache_key, compiled.names, variables, compiled.template.environment.globals,
-                             cache.secrets)
+        if cache is not None and (shared := compiled.cache_key) is not None:
+            names, template_part = shared
+            key = render_key(template_part, names, variables, compiled.template.environment.globals, cache.secrets)
             if key is not None and (text := cache.get(key)) is not None:
                 return text
         text = self._render_file(compiled, name, variables)
@@ -668,9 +678,7 @@ class Renderer:
             line = e.lineno + offset if e.lineno and (e.filename or filename) == filename else e.lineno
             raise TemplateError(_message(e), Location(e.filename or filename, line)) from None
         template = env.template_class.from_code(env, code, env.make_globals(None), uptodate)
-        names = cache_names(env.parse(body, name, filename), env)  # its own tree: compiling may fold constants
-        cache_key = None if names is None else template_key(source, (base, opts), self.max_bytes)
-        self._files[key] = cached = _CompiledFile(template, source, base, offset, names, cache_key)
+        self._files[key] = cached = _CompiledFile(template, source, base, offset, body, opts)
         return cached
 
 
