@@ -26,20 +26,28 @@ from collections.abc import Sequence
 from typing import Any
 
 
-class _Invoke(types.ModuleType):
-    """Stands in for invoke inside paramiko: the real module's attributes, imported when first asked."""
+class _StandIn(types.ModuleType):
+    """Stands in for the module of its name inside paramiko: the real module's attributes, imported when
+    first asked."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # the import system probing (__path__, __file__...): not a package
             raise AttributeError(name)
-        if sys.modules.get("invoke") is self:  # asked while paramiko is still being imported
-            del sys.modules["invoke"]
-        return getattr(importlib.import_module("invoke"), name)
+        return getattr(self._real(), name)
+
+    def _real(self) -> Any:
+        if sys.modules.get(self.__name__) is self:  # asked while paramiko is still being imported
+            del sys.modules[self.__name__]
+        return importlib.import_module(self.__name__)
 
 
-class _Metadata(types.ModuleType):
-    """Stands in for importlib.metadata inside paramiko: ``version`` of an installed distribution whose
-    package sits beside its .dist-info directory; anything else from the real module."""
+class _Invoke(_StandIn):
+    """invoke, for ssh_config's ``Match exec``."""
+
+
+class _Metadata(_StandIn):
+    """importlib.metadata: ``version`` of an installed distribution whose package sits beside its
+    .dist-info directory; anything else from the real module."""
 
     def __init__(self, site: str) -> None:
         super().__init__("importlib.metadata")
@@ -59,16 +67,6 @@ class _Metadata(types.ModuleType):
             pass
         return str(self._real().version(name))
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self._real(), name)
-
-    def _real(self) -> Any:
-        if sys.modules.get("importlib.metadata") is self:
-            del sys.modules["importlib.metadata"]
-        return importlib.import_module("importlib.metadata")
-
 
 class _ParamikoFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None
@@ -83,20 +81,19 @@ class _ParamikoFinder(importlib.abc.MetaPathFinder):
         real_exec = loader.exec_module
 
         site = os.path.dirname(os.path.dirname(spec.origin or ""))
-        metadata = None if "importlib.metadata" in sys.modules or not site else _Metadata(site)
+        stand_ins: list[_StandIn] = [_Invoke("invoke")]
+        if "importlib.metadata" not in sys.modules and site:
+            stand_ins.append(_Metadata(site))
 
         def exec_module(module: types.ModuleType) -> None:
-            stand_in = _Invoke("invoke")
-            sys.modules["invoke"] = stand_in
-            if metadata is not None:
-                sys.modules["importlib.metadata"] = metadata
+            for stand_in in stand_ins:
+                sys.modules[stand_in.__name__] = stand_in
             try:
                 real_exec(module)
             finally:
-                if sys.modules.get("invoke") is stand_in:
-                    del sys.modules["invoke"]
-                if metadata is not None and sys.modules.get("importlib.metadata") is metadata:
-                    del sys.modules["importlib.metadata"]
+                for stand_in in stand_ins:
+                    if sys.modules.get(stand_in.__name__) is stand_in:
+                        del sys.modules[stand_in.__name__]
 
         loader.exec_module = exec_module  # type: ignore[method-assign]  # this spec's own loader only
         return spec
