@@ -104,13 +104,15 @@ SPIN = 60000  # thousands of empty loop turns in a catalog that takes its time: 
 
 def slow_site(directory: Path) -> Path:
     """Every host: a file whose content is the version asked for, and one whose template loops ``spin``
-    thousand times before it says so (CPU only: the rendering of that host's catalog takes its time)."""
+    thousand times before it says so (CPU only: the rendering of that host's catalog takes its time).
+    The loop's text names its host: a manifest string rendered with the same values is rendered once
+    per run (D53), and every spinning host must spin."""
     return one_role_site(directory, "resources:\n"
                          f"  - file: {WAITED}\n"
                          "    content: \"version {{ version }}\\n\"\n"
                          f"  - file: {SPUN}\n"
                          "    content: \"{% for i in range(spin) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"
-                         "spun\\n\"\n")
+                         "spun on {{ inventory_hostname }}\\n\"\n")
 
 
 def waiting_inventory(directory: Path, hosts: list[Any], version: int, spin: int) -> Path:
