@@ -22,17 +22,23 @@ that path's entries to the newest ``ctx.backup_keep``, none older than ``ctx.bac
 0.1's flat ``<sha256>`` files past the age limit.
 """
 
-import contextlib
+import _thread
 import errno
 import grp
 import os
 import pwd
-import re
-import signal
 import stat
-import subprocess
-import threading
 import time
+
+# the C half of signal (for spawn.py and _main): signal.py builds enums, ~4 ms of every agent's start
+try:
+    import _signal as signal
+except ImportError:  # an interpreter without it
+    import signal  # noqa: F401
+
+# Kept off every agent's start (~20 ms of a probe's ~60 ms of CPU on a small host): ``re`` (and the enum
+# module it imports) by ``pattern``, ``subprocess`` by spawn.py, ``threading`` and ``contextlib``
+# (collections, functools) by ``_thread`` and ``suppress``, ``json`` by _main's codec.
 
 TYPES: dict = {}  # type name -> Handler
 
@@ -176,52 +182,25 @@ def before_command():
         hook()
 
 
-def run(argv, stdin=None, env=None, timeout=None, check=False):
-    """Run argv (never through a shell). Returns (rc, stdout text, stderr text).
+class suppress(object):  # contextlib's, whose import is collections and functools
+    """``with suppress(OSError): ...``: the exceptions named end the block quietly."""
 
-    The command runs in a session of its own: on a timeout its whole process group is killed.
-    """
-    limit, by_deadline = run_remaining(timeout)
-    if by_deadline and limit <= 0:
-        raise Failure("%s not started: the resource timed out (the resource's time limit)" % argv[0])
-    before_command()
-    try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        if check:
-            raise Failure("command not found: %s" % argv[0]) from None
-        return 127, "", "command not found: %s" % argv[0]
-    try:
-        out_b, err_b = proc.communicate(
-            input=stdin.encode("utf-8") if isinstance(stdin, str) else stdin, timeout=limit
-        )
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        try:  # a daemon that left the group may hold the pipes open: do not wait for it
-            proc.communicate(timeout=2)
-        except subprocess.TimeoutExpired:
-            for pipe in (proc.stdout, proc.stderr):
-                with contextlib.suppress(OSError):
-                    pipe.close()
-            proc.wait()
-        if by_deadline:
-            raise Failure("%s timed out after %ds (the resource's time limit)"
-                          % (" ".join(argv)[:200], round(limit))) from None
-        raise Failure("command timed out after %ss: %s" % (timeout, " ".join(argv))) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    out = out_b.decode("utf-8", "replace")
-    err = err_b.decode("utf-8", "replace")
-    if check and proc.returncode != 0:
-        raise Failure("%s exited %d: %s" % (argv[0], proc.returncode, (err or out).strip()[-500:]))
-    return proc.returncode, out, err
+    def __init__(self, *kinds):
+        self.kinds = kinds
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, kind, value, tb):
+        return kind is not None and issubclass(kind, self.kinds)
+
+
+def pattern(text):
+    """The compiled regular expression ``text`` (re keeps it in its cache); only agents that match
+    anything import ``re``."""
+    import re
+
+    return re.compile(text)
 
 
 def which(name):
@@ -425,7 +404,7 @@ def remember_dirs(on):
     changed (a probe): a kept descriptor is the directory as the first walk found it, by the same rules."""
     global _dirs
     for fd, _ in (_dirs or {}).values():
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.close(fd)
     _dirs = {} if on else None
 
@@ -445,7 +424,7 @@ def walk_dir(path, base=None, strict=False, create=False, whole=None):
         return os.dup(fd), shown
     cur, shown = _walk_dir(path, base, strict, create, whole or path)
     if keep and len(_dirs) < DIRS_KEPT:
-        with contextlib.suppress(OSError):  # out of descriptors: the walk is still good, only not kept
+        with suppress(OSError):  # out of descriptors: the walk is still good, only not kept
             _dirs[path] = (os.dup(cur), shown)
     return cur, shown
 
@@ -689,7 +668,7 @@ class _DirSync(object):
     KEEP = 64  # directories waiting at most; past that a directory is synced at once
 
     def __init__(self):
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._dirs = {}  # (st_ino, st_dev) -> a duplicate descriptor of the directory
 
     def later(self, dfd):
@@ -774,11 +753,11 @@ def write_at(dfd, name, shown, fill, mode, uid=-1, gid=-1, size=None, verify=Non
             verify()
         os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     except OSError as e:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(tmp, dir_fd=dfd)
         raise Failure("writing %s: %s (the file was left untouched)" % (shown, e.strerror)) from None
     except BaseException:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(tmp, dir_fd=dfd)
         raise
     sync_dir(dfd)
@@ -872,9 +851,9 @@ def cas_check_read(path, seen, ctx):
 # ---- backups
 
 
-BACKUP_ENTRY = re.compile(r"^(\d{8}T\d{6})\.\d{6}Z-[0-9a-f]{12}$")
-BACKUP_FLAT = re.compile(r"^[0-9a-f]{64}$")
-BACKUP_SUBDIR = re.compile(r"^[0-9a-f]{32}$")
+BACKUP_ENTRY = r"^(\d{8}T\d{6})\.\d{6}Z-[0-9a-f]{12}$"
+BACKUP_FLAT = r"^[0-9a-f]{64}$"
+BACKUP_SUBDIR = r"^[0-9a-f]{32}$"
 
 
 def backup_check_dir(fd, shown):
@@ -989,7 +968,7 @@ def backup_save(target, ctx):
 
 
 def _backup_age(name, now):
-    m = BACKUP_ENTRY.match(name)
+    m = pattern(BACKUP_ENTRY).match(name)
     if not m:
         return None
     import calendar  # only pruning needs it: kept off every agent's start
@@ -1004,13 +983,13 @@ def backup_prune_sub(sub, ctx, keep_newest=None, totals=None):
     """Keep this path's newest ``ctx.backup_keep`` backups, none older than ``ctx.backup_max_age``."""
     totals = totals if totals is not None else {"removed": 0, "kept": 0, "bytes_freed": 0}
     now = time.time()
-    entries = sorted((n for n in os.listdir(sub) if BACKUP_ENTRY.match(n)), reverse=True)
+    entries = sorted((n for n in os.listdir(sub) if pattern(BACKUP_ENTRY).match(n)), reverse=True)
     keep = max(1, int(ctx.backup_keep))
     for name in os.listdir(sub):  # temp files of a backup that was killed midway, after an hour
         if name.startswith(".driftctl-") or name.endswith("-tmp"):
             st = lstat_at(sub, name)
             if st is not None and stat.S_ISREG(st.st_mode) and now - st.st_mtime > 3600:
-                with contextlib.suppress(FileNotFoundError):
+                with suppress(FileNotFoundError):
                     os.unlink(name, dir_fd=sub)
                     totals["removed"] += 1
                     totals["bytes_freed"] += st.st_size
@@ -1021,7 +1000,7 @@ def backup_prune_sub(sub, ctx, keep_newest=None, totals=None):
             totals["kept"] += 1
             continue
         st = lstat_at(sub, name)
-        with contextlib.suppress(FileNotFoundError):
+        with suppress(FileNotFoundError):
             os.unlink(name, dir_fd=sub)
             totals["removed"] += 1
             totals["bytes_freed"] += st.st_size if st is not None else 0
@@ -1040,14 +1019,14 @@ def prune_backups(ctx):
             st = lstat_at(top, name)
             if st is None:
                 continue
-            if BACKUP_FLAT.match(name) and stat.S_ISREG(st.st_mode):  # 0.1's flat <sha256> backups
+            if pattern(BACKUP_FLAT).match(name) and stat.S_ISREG(st.st_mode):  # 0.1's flat <sha256> backups
                 if now - st.st_mtime > ctx.backup_max_age:
                     os.unlink(name, dir_fd=top)
                     totals["removed"] += 1
                     totals["bytes_freed"] += st.st_size
                 else:
                     totals["kept"] += 1
-            elif BACKUP_SUBDIR.match(name) and stat.S_ISDIR(st.st_mode):
+            elif pattern(BACKUP_SUBDIR).match(name) and stat.S_ISDIR(st.st_mode):
                 sub = backup_open_sub(top, name, os.path.join(ctx.backup_dir, name), create=False)
                 if sub is None:
                     continue
@@ -1055,9 +1034,9 @@ def prune_backups(ctx):
                     before = totals["kept"]
                     backup_prune_sub(sub, ctx, totals=totals)
                     if totals["kept"] == before and all(n == "path" for n in os.listdir(sub)):
-                        with contextlib.suppress(FileNotFoundError):
+                        with suppress(FileNotFoundError):
                             os.unlink("path", dir_fd=sub)
-                        with contextlib.suppress(OSError):
+                        with suppress(OSError):
                             os.rmdir(name, dir_fd=top)
                 finally:
                     os.close(sub)

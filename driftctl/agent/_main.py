@@ -41,16 +41,13 @@ SIGINT or SIGTERM, its parent (sshd, sudo) going away, or its output being close
 running has its child processes terminated; nothing new starts after that.
 """
 
+import _thread
 import binascii
-import contextlib
 import errno
 import fcntl
-import json
 import os
 import select
-import signal
 import stat
-import threading
 import time
 import zlib
 
@@ -64,6 +61,8 @@ from driftctl.agent._core import (
     new_sha256,
     remember_dirs,
     remember_names,
+    signal,
+    suppress,
     user_state_dir,
 )
 from driftctl.agent.facts import gather_facts
@@ -74,6 +73,57 @@ CHUNK = 1 << 20
 HOLD = 8 << 20  # content read ahead at a resource boundary to hear the controller behind it (lease)
 FLUSH_AFTER = 0.2  # seconds a record may wait to share a write with the ones after it
 FLUSH_BYTES = 1 << 15  # records waiting that make a write at once
+
+
+def _json_codec():
+    """(dumps, loads) as json's, compact: built on its C half, ``_json``, where this interpreter has it,
+    as ``json`` itself is. Importing ``json`` imports ``re`` and ``enum`` for its pure Python fallback,
+    ~5 ms of every agent's start on a small host. The same text either way; ``json`` itself where
+    ``_json`` is missing or unlike the one this was written against."""
+    try:
+        import _json
+
+        constants = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+        class Context(object):  # what _json's scanner reads of a json.JSONDecoder
+            strict = True
+            object_hook = None
+            object_pairs_hook = None
+            parse_float = float
+            parse_int = int
+            parse_constant = constants.__getitem__
+            memo = {}
+
+        scan = _json.make_scanner(Context())
+        escape = _json.encode_basestring_ascii
+
+        def refuse(o):
+            raise TypeError("Object of type %s is not JSON serializable" % type(o).__name__)
+
+        def dumps(obj):
+            return "".join(_json.make_encoder({}, refuse, escape, None, ":", ",", False, False, True)(obj, 0))
+
+        def loads(text):
+            start = len(text) - len(text.lstrip(" \t\n\r"))
+            try:
+                obj, end = scan(text, start)
+            except StopIteration as e:
+                raise ValueError("Expecting value: char %d" % e.value) from None
+            if text[end:].strip(" \t\n\r"):
+                raise ValueError("Extra data: char %d" % end)
+            return obj
+
+        if dumps({"a": [1, 2.5, None, True, "\u00e9"]}) == '{"a":[1,2.5,null,true,"\\u00e9"]}' and \
+                loads(' {"a": [1, 2.5, null, true, "\\u00e9"]} ') == {"a": [1, 2.5, None, True, "\u00e9"]}:
+            return dumps, loads
+    except Exception:  # any surprise: json's own
+        pass
+    import json
+
+    return (lambda obj: json.dumps(obj, separators=(",", ":"))), json.loads
+
+
+json_dumps, json_loads = _json_codec()
 
 
 class _Input(object):
@@ -181,11 +231,11 @@ class _Channel(object):
         self.pending = None  # a blob frame header read but not yet consumed
         self.records = True  # protocol 1 callers (bake, tests) want one answer document only
         self.waiting = False  # between two requests of a session (D50): a signal ends the wait at once
-        self._write_lock = threading.Lock()
+        self._write_lock = _thread.allocate_lock()
         self._held = []  # records made but not written yet (encoded), oldest first
         self._held_bytes = 0
         self._held_since = 0.0  # when the oldest of them was made
-        self._wake = threading.Condition(self._write_lock)
+        self._wake = None  # a Condition on the write lock, made with the flusher
         self._flusher = None  # the thread that writes what waited FLUSH_AFTER; False: it could not start
         self._wrote = False  # a first record goes out at once: a controller that heard nothing from a
         # run that died knows nothing changed, and one that heard a record knows the run had begun
@@ -224,7 +274,7 @@ class _Channel(object):
         self._put(record, hold=False)
 
     def _put(self, record, hold):
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        data = (json_dumps(record) + "\n").encode("utf-8")
         with self._write_lock:
             hold = hold and self._wrote
             if not self._held:
@@ -240,6 +290,9 @@ class _Channel(object):
         """(write lock held) Tell the flusher thread (started on the first held record) that a record
         waits; False when there is no such thread (it could not start: records are written at once)."""
         if self._flusher is None:
+            import threading  # an agent that holds no record imports none of it (~5 ms of a start)
+
+            self._wake = threading.Condition(self._write_lock)
             flusher = threading.Thread(target=self._flush_later, name="driftctl-flush")
             flusher.daemon = True
             try:
@@ -309,7 +362,7 @@ class _Channel(object):
             self.cancel(self.input.gone())
             return None
         try:
-            frame = json.loads(line.decode("utf-8"))
+            frame = json_loads(line.decode("utf-8"))
         except ValueError:
             raise Failure("bad frame from the controller") from None
         if frame.get("cancel") is not None:
@@ -341,6 +394,8 @@ class _Channel(object):
             self.cancel(self.input.gone())
 
     def start_watcher(self):
+        import threading
+
         t = threading.Thread(target=self._watch, name="driftctl-watch")
         t.daemon = True
         t.start()
@@ -365,7 +420,7 @@ class _Channel(object):
                 self.cancel(self.input.gone())
                 return
             try:
-                frame = json.loads(line.decode("utf-8"))
+                frame = json_loads(line.decode("utf-8"))
             except ValueError:
                 continue
             if isinstance(frame, dict) and frame.get("cancel") is not None:
@@ -392,7 +447,7 @@ def _kill_children(sig):
             try:
                 os.killpg(pid, sig)  # a child that leads its own group (run() starts them so)
             except OSError:
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     os.kill(pid, sig)
 
 
@@ -485,7 +540,7 @@ def _prefetch(items, ctx, hook="prefetch"):
     for prefetch, params_list in by_type.values():
         if len(params_list) < 2:
             continue
-        with contextlib.suppress(Exception):  # it fills ctx.known only once all of it is known
+        with suppress(Exception):  # it fills ctx.known only once all of it is known
             prefetch(params_list, ctx)
 
 
@@ -623,7 +678,7 @@ def outbox_collect(spec):
                 more = True
                 break
             try:
-                doc = json.loads(data.decode("utf-8")) if data else None
+                doc = json_loads(data.decode("utf-8")) if data else None
             except ValueError:
                 doc = None
             used += len(data)
@@ -679,7 +734,7 @@ def _host_lock(directory):
     """
     refused = "refusing the lock directory %s: not a directory owned by us and closed to others"
     try:
-        with contextlib.suppress(FileExistsError):
+        with suppress(FileExistsError):
             os.mkdir(directory, 0o700)
         dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
@@ -915,7 +970,7 @@ def _serve(channel, line):
     if globals().get("launcher_cached"):  # set by the launcher: this program is in the host's agent cache
         answer["cached"] = True
     if zipped:
-        packed = zlib.compress(json.dumps(answer, separators=(",", ":")).encode("utf-8"), 6)
+        packed = zlib.compress(json_dumps(answer).encode("utf-8"), 6)
         answer = {"v": answer["v"], "z": binascii.b2a_base64(packed).decode("ascii").strip()}
     channel.send(answer)
     return stay
@@ -941,7 +996,7 @@ def _next_request(channel):
             if line is None:
                 return None
             try:
-                head = json.loads(line.decode("utf-8"))
+                head = json_loads(line.decode("utf-8"))
             except ValueError:
                 return line  # _serve says what is wrong with it
             if not isinstance(head, dict) or "bye" in head or "cancel" in head:
@@ -963,12 +1018,12 @@ class _Leave(Exception):
 
 def _request(channel, line):
     """The request: one JSON line, or ``{"z": n}`` followed by n bytes of that JSON, compressed."""
-    req = json.loads(line.decode("utf-8"))
+    req = json_loads(line.decode("utf-8"))
     if isinstance(req, dict) and list(req) == ["z"]:
         parts = []
         if not channel.input.read_into(int(req["z"]), parts.append):
             raise Failure("the request ended early")
-        req = json.loads(zlib.decompress(b"".join(parts)).decode("utf-8"))
+        req = json_loads(zlib.decompress(b"".join(parts)).decode("utf-8"))
     if not isinstance(req, dict):
         raise Failure("the request is not a JSON object")
     return req

@@ -13,11 +13,20 @@ like any other file's.
 observe -> {"ensure": "present"|"absent", "options"?: str, "comment"?: str, "_cas" | "_refusal"}
 """
 
-import contextlib
 import os
 import pwd
 
-from driftctl.agent._core import Failure, PathMissing, Target, UnsafePath, cas_verify, register, sha256_bytes, walk_dir
+from driftctl.agent._core import (
+    Failure,
+    PathMissing,
+    Target,
+    UnsafePath,
+    cas_verify,
+    register,
+    sha256_bytes,
+    suppress,
+    walk_dir,
+)
 from driftctl.agent.file import fs_edit_begin, fs_edit_precheck, fs_edit_read, fs_target
 
 AK_KEY_TYPES = (
@@ -114,7 +123,7 @@ class _AkPlace(object):
             if create_ssh:
                 parts = rel.split("/")
                 if len(parts) == 2:
-                    with contextlib.suppress(FileExistsError):
+                    with suppress(FileExistsError):
                         os.mkdir(parts[0], 0o700, dir_fd=self.home_fd)
             try:
                 self.target = Target(rel, base=(self.home_fd, shown), strict=True)

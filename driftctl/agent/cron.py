@@ -12,14 +12,14 @@ may use it. ``edit_cron`` and ``cron_entry_lines`` are pure and importable on th
 
 import os  # noqa: I001  (agent imports stay on one line: see file.py)
 import pwd
-import re
 
-from driftctl.agent._core import Failure, register, run
+from driftctl.agent._core import Failure, pattern, register
+from driftctl.agent.spawn import run
 from driftctl.agent.file import fs_edit_begin, fs_edit_observe, fs_edit_precheck, fs_remove_edited, fs_target, fs_write_edited  # noqa: E501
 from driftctl.agent.line import TextEdit, textedit_insert, textedit_join, textedit_newline, textedit_split
 
 CRON_MARK = "# driftctl: "
-CRON_ENV_RE = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+CRON_ENV_RE = r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*="
 
 
 def cron_env_value(value):
@@ -62,7 +62,7 @@ def cron_find(lines, name):
             i += 1
             continue
         j = i + 1
-        while j < len(lines) and CRON_ENV_RE.match(lines[j][0]):
+        while j < len(lines) and pattern(CRON_ENV_RE).match(lines[j][0]):
             j += 1
         if j < len(lines) and lines[j][0].strip() and not lines[j][0].lstrip().startswith("#"):
             j += 1

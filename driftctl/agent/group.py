@@ -3,7 +3,8 @@
 observe -> {"ensure": "present"|"absent", "gid"?: int}
 """
 
-from driftctl.agent._core import register, run
+from driftctl.agent._core import register
+from driftctl.agent.spawn import run
 from driftctl.agent.user import parse_group, user_read
 
 

@@ -16,10 +16,10 @@ it runs with ``exit_on_lock`` and is retried here. apk waits by itself (``apk --
 """
 
 import os
-import re
 import time
 
-from driftctl.agent._core import NOT_KNOWN, Failure, register, run, which
+from driftctl.agent._core import NOT_KNOWN, Failure, pattern, register, which
+from driftctl.agent.spawn import run
 
 PKG_STATE = {"apt_updated": False}  # `apt-get update` runs at most once per agent run
 PKG_LOCK_TIMEOUT = 60  # seconds a write waits for another package manager's lock (Ansible's apt default)
@@ -139,7 +139,7 @@ def parse_rpm_query(text):
     return out
 
 
-APK_LINE = re.compile(r"^(?P<name>\S+?)-(?P<version>[0-9][^-\s]*-r[0-9]+)\s+\S+\s+\{[^}]*\}\s+\([^)]*\)(?P<rest>.*)$")
+APK_LINE = r"^(?P<name>\S+?)-(?P<version>[0-9][^-\s]*-r[0-9]+)\s+\S+\s+\{[^}]*\}\s+\([^)]*\)(?P<rest>.*)$"
 
 
 def parse_apk_list(text):
@@ -151,7 +151,7 @@ def parse_apk_list(text):
     """
     out: dict = {}
     for line in text.splitlines():
-        m = APK_LINE.match(line.strip())
+        m = pattern(APK_LINE).match(line.strip())
         if not m:
             continue
         name, version, rest = m.group("name"), m.group("version"), m.group("rest")
@@ -159,14 +159,14 @@ def parse_apk_list(text):
         entry["candidate"] = version
         if "[installed]" in rest:
             entry["installed"] = version
-        up = re.search(r"\[upgradable from: (\S+)\]", rest)
+        up = pattern(r"\[upgradable from: (\S+)\]").search(rest)
         if up and up.group(1).startswith(name + "-"):
             entry["installed"] = up.group(1)[len(name) + 1:]
     return out
 
 
 # apt 2: "Could not get lock PATH. It is held by process PID (NAME)"; apt 1.x: "... PATH - open (11: ...)"
-APT_LOCK_LINE = re.compile(r"Could not get lock \S.*")
+APT_LOCK_LINE = r"Could not get lock \S.*"
 
 
 def parse_apt_lock(text):
@@ -179,7 +179,7 @@ def parse_apt_lock(text):
     """
     found = None
     for line in text.splitlines():
-        m = APT_LOCK_LINE.search(line)
+        m = pattern(APT_LOCK_LINE).search(line)
         if m:
             found = m.group(0).rstrip(". ")
     return found

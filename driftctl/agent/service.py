@@ -10,9 +10,9 @@ the call times out, this resource fails and says that systemd may still be runni
 """
 
 import os
-import re
 
-from driftctl.agent._core import NOT_KNOWN, Failure, register, run, which
+from driftctl.agent._core import NOT_KNOWN, Failure, pattern, register, which
+from driftctl.agent.spawn import run
 
 # ---- parsers (pure)
 
@@ -74,7 +74,7 @@ def systemd_state(props):
     }
 
 
-RC_LINK = re.compile(r"^S(\d\d)(.+)$")
+RC_LINK = r"^S(\d\d)(.+)$"
 
 
 def sysv_enabled(rc_listing, name, runlevels=("2", "3", "4", "5")):
@@ -84,7 +84,7 @@ def sysv_enabled(rc_listing, name, runlevels=("2", "3", "4", "5")):
     """
     for level in runlevels:
         for entry in rc_listing.get(level, []):
-            m = RC_LINK.match(entry)
+            m = pattern(RC_LINK).match(entry)
             if m and m.group(2) == name:
                 return True
     return False

@@ -7,10 +7,9 @@ is. The path to the link is walked by descriptor: a symlink someone else could h
 way is never crossed.
 """
 
-import contextlib
 import os
 
-from driftctl.agent._core import DIR_FLAGS, DIR_SYNC, Failure, backup_save, file_kind, register
+from driftctl.agent._core import DIR_FLAGS, DIR_SYNC, Failure, backup_save, file_kind, register, suppress
 from driftctl.agent.file import fs_describe_type, fs_probe_target, fs_target
 
 
@@ -77,7 +76,7 @@ def _symlink_replace(target, link_to):
         try:
             os.rename(tmp, target.name, src_dir_fd=target.dfd, dst_dir_fd=target.dfd)
         except BaseException:
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.unlink(tmp, dir_fd=target.dfd)
             raise
     except OSError as e:

@@ -22,7 +22,8 @@ then start/stop, or restart a running unit whose files changed. So a changed uni
 import os  # noqa: I001  (agent imports stay on one line: see driftctl/agent/file.py)
 import stat
 
-from driftctl.agent._core import CAS_UNKNOWN, DIR_FLAGS, NOT_KNOWN, Failure, backup_save, cas_dict, cas_verify, file_kind, lstat_at, register, run  # noqa: E501
+from driftctl.agent._core import CAS_UNKNOWN, DIR_FLAGS, NOT_KNOWN, Failure, backup_save, cas_dict, cas_verify, file_kind, lstat_at, register  # noqa: E501
+from driftctl.agent.spawn import run
 from driftctl.agent.file import _file_writer, fs_describe_type, fs_probe_target, fs_target
 from driftctl.agent.service import SYSTEMD_RUNNING_STATES, SystemdService, parse_systemctl_show, service_timed_out, systemctl_show  # noqa: E501
 

@@ -9,7 +9,8 @@ observe -> {"ensure": "present"|"absent", "uid", "group", "groups", "shell", "ho
 shadow hash: the hash itself never leaves the host.
 """
 
-from driftctl.agent._core import Failure, register, run, sha256_bytes
+from driftctl.agent._core import Failure, register, sha256_bytes
+from driftctl.agent.spawn import run
 
 # ---- parsers (pure)
 

@@ -25,6 +25,7 @@ import pytest
 
 from driftctl import ship
 from driftctl.agent import _core, _main
+from driftctl.agent.spawn import run
 from driftctl.content import blob_of, file_content
 from driftctl.transport.base import Feed
 
@@ -133,7 +134,7 @@ def test_without_a_flusher_thread_records_are_written_at_once(channel: tuple[_ma
     def no_thread(self: threading.Thread) -> None:
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(_main.threading.Thread, "start", no_thread)
+    monkeypatch.setattr(threading.Thread, "start", no_thread)  # the agent imports threading when it needs it
     for i in range(3):
         chan.record({"done": f"file:/f{i}", "result": {"status": "ok"}})
     assert [x["done"] for x in read_lines(r, 5)] == ["file:/f0", "file:/f1", "file:/f2"] and len(writes) == 3
@@ -151,7 +152,7 @@ def test_records_wait_for_no_command_or_input(channel: tuple[_main._Channel, int
     chan.record({"done": "file:/before", "result": {"status": "ok"}})  # the first record: at once
     assert read_lines(r, 5) == [{"done": "file:/before", "result": {"status": "ok"}}]
     chan.record({"begin": "exec:slow"})
-    rc, _, _ = _core.run(["/bin/sh", "-c", "sleep 0.3"])  # the record is out while this runs
+    rc, _, _ = run(["/bin/sh", "-c", "sleep 0.3"])  # the record is out while this runs
     seen.append(read_lines(r, 0.05))
     chan.record({"done": "exec:slow", "result": {"status": "changed"}})
     inp_r, inp_w = os.pipe()

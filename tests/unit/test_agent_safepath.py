@@ -27,7 +27,6 @@ from driftctl.agent._core import (
     UnsafePath,
     backup_key,
     prune_backups,
-    run,
     run_set_deadline,
 )
 from driftctl.agent.authorized_key import authorized_key_apply, authorized_key_observe
@@ -36,6 +35,7 @@ from driftctl.agent.cron import cron_apply
 from driftctl.agent.directory import directory_apply
 from driftctl.agent.file import file_apply, file_observe
 from driftctl.agent.line import line_apply, line_observe
+from driftctl.agent.spawn import run
 from driftctl.agent.symlink import symlink_apply
 from driftctl.agent.sysctl import sysctl_apply
 from driftctl.errors import Location
