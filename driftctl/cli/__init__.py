@@ -6,8 +6,8 @@ Each command group lives in its own module ``driftctl/cli/cmd_<name>.py`` exposi
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
+from typing import Any
 
 import click
 
@@ -15,8 +15,14 @@ from driftctl import __version__
 from driftctl.cli import examples
 from driftctl.errors import DriftctlError, ExitCode
 
-COMMAND_MODULES = ("init", "inventory", "facts", "converge", "drift", "history", "report", "schedule", "bake",
-                   "prune", "pull", "bundle", "worker", "completion")
+# command -> the module (driftctl/cli/cmd_<module>.py) whose register(group) adds it, in the order of a
+# user's workflow (--help's). A command's module is imported when the command is asked for: a check
+# does not import bake's, the scheduler's or the worker's code (a test checks this table against them).
+COMMANDS = {"init": "init", "inventory": "inventory", "facts": "facts",
+            "plan": "converge", "check": "converge", "apply": "converge",
+            "drift": "drift", "accept": "drift", "ignore": "drift", "history": "history", "report": "report",
+            "schedule": "schedule", "bake": "bake", "bake-verify": "bake", "compare": "bake", "prune": "prune",
+            "pull": "pull", "bundle": "bundle", "worker": "worker", "completion": "completion"}
 
 # Ansible's check mode (ansible-playbook --check/-C) and the common --dry-run, typed on plan, check or apply
 CHECK_MODE_FLAGS = ("--check", "-C", "--dry-run")
@@ -36,8 +42,28 @@ def check_mode_hint(command: str, option: str) -> str | None:
 
 
 class _Group(click.Group):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: set[str] = set()
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # in registration order: the order of a user's workflow
+        for module in dict.fromkeys(COMMANDS.values()):
+            self.load(module)
+        return [n for n in COMMANDS if n in self.commands] + [n for n in self.commands if n not in COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.load(COMMANDS[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+    def load(self, module: str) -> None:
+        """Import driftctl/cli/cmd_<module>.py and register its commands, with their examples."""
+        if module in self._loaded:
+            return
+        self._loaded.add(module)
+        before = set(self.commands)
+        importlib.import_module(f"driftctl.cli.cmd_{module}").register(self)
+        examples.attach(self, [n for n in self.commands if n not in before])
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -64,12 +90,7 @@ def cli(ctx: click.Context) -> None:
     ctx.with_resource(core_warnings())  # every warning the core logs reaches stderr, for the whole command
 
 
-for _name in COMMAND_MODULES:
-    _full = f"driftctl.cli.cmd_{_name}"
-    if importlib.util.find_spec(_full) is not None:
-        importlib.import_module(_full).register(cli)
-
-examples.attach(cli)  # after every command is registered: examples (and missing descriptions) for --help
+examples.attach(cli, [])  # driftctl's own examples; each command's come with it (_Group.load)
 
 
 def _two_malloc_arenas() -> None:

@@ -213,14 +213,20 @@ def epilog(path: str) -> str | None:
     return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def attach(group: click.Group) -> None:
-    """Examples into every command's epilog; a description where a command has none."""
+def attach(group: click.Group, names: list[str]) -> None:
+    """Examples into the epilog of ``group`` and of its commands ``names`` (and their subcommands); a
+    description where a command has none."""
     if not group.epilog:
         group.epilog = epilog("")
-    for path, command in command_paths(group):
-        text = epilog(path)
-        if text and not command.epilog:
-            command.epilog = text
-        if not (command.help or "").strip() and path in DESCRIPTIONS:
-            command.help = DESCRIPTIONS[path]
-            command.short_help = None
+    for name in names:
+        command = group.commands[name]
+        if command.hidden:
+            continue
+        subcommands = command_paths(command, name) if isinstance(command, click.Group) else []
+        for path, one in [(name, command), *subcommands]:
+            text = epilog(path)
+            if text and not one.epilog:
+                one.epilog = text
+            if not (one.help or "").strip() and path in DESCRIPTIONS:
+                one.help = DESCRIPTIONS[path]
+                one.short_help = None
