@@ -8,16 +8,16 @@ fingerprint is a Merkle root over its resources: sha256 of the sorted ``id NUL f
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from driftctl.jsontext import compact
 
 
 def canonical(value: Any) -> bytes:
     """Canonical JSON: sorted keys, no whitespace, UTF-8; bytes as their sha256."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
     # undecodable bytes of a host file arrive as surrogates: hashed as they are, never an error
-    return text.encode("utf-8", "surrogatepass")
+    return _canonical_text(value).encode("utf-8", "surrogatepass")
 
 
 def _default(value: Any) -> Any:
@@ -26,6 +26,9 @@ def _default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return sorted(value, key=str)
     return str(value)
+
+
+_canonical_text = compact(sort_keys=True, ensure_ascii=False, default=_default)
 
 
 def managed_state(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from driftctl.jsontext import compact
 from driftctl.manifest.render import FactsPlaceholder
 from driftctl.model import Catalog
 from driftctl.secret import Secret
@@ -77,5 +77,7 @@ def digest(catalog: Catalog) -> str:
         ],
         "watch": catalog.watch,
     }
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_sorted_text(doc).encode("utf-8")).hexdigest()
+
+
+_sorted_text = compact(sort_keys=True, ensure_ascii=False)

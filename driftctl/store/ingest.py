@@ -35,6 +35,7 @@ import zlib
 from collections import Counter
 from typing import Any
 
+from driftctl.jsontext import compact
 from driftctl.store import converged
 from driftctl.store.db import Cursor
 from driftctl.store.packing import dumps, xz
@@ -73,18 +74,15 @@ def encode_document(report: dict[str, Any],
     def put(text: str) -> None:
         out.append(packer.compress(text.encode("utf-8")))
 
-    def text(value: Any) -> str:
-        return json.dumps(value, separators=(",", ":"))
-
     put("{")
     for i, (key, value) in enumerate(report.items()):
-        put(("," if i else "") + text(key) + ":")
+        put(("," if i else "") + _compact_text(key) + ":")
         if key != "hosts" or not isinstance(value, list):
-            put(text(value))
+            put(_compact_text(value))
             continue
         put("[")
         for j, h in enumerate(value):
-            put(("," if j else "") + text(split_host(h, part_of) if part_of else h))
+            put(("," if j else "") + _compact_text(split_host(h, part_of) if part_of else h))
         put("]")
     put("}")
     out.append(packer.flush())
@@ -110,7 +108,11 @@ def decode_document(encoding: str, body: bytes | memoryview,
 
 def _as_given(value: Any) -> str:
     """JSON with keys in the order given (a document read back has its keys in their order)."""
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _given_text(value)
+
+
+_given_text = compact(default=str)
+_compact_text = compact()
 
 
 def encode_part(part: dict[str, Any]) -> bytes:

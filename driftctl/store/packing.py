@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import lzma
 import zlib
-from typing import Any
+
+from driftctl.jsontext import compact
 
 # what decoding a damaged stored value raises (xz or zlib check, bad UTF-8 or JSON, a missing key or a wrong type)
 UNREADABLE = (ValueError, KeyError, TypeError, zlib.error, lzma.LZMAError)
@@ -22,6 +22,4 @@ def xz(data: bytes, preset: int = 6) -> bytes:
                          filters=[{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": size}])
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON with sorted keys (equal values, equal text)."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+dumps = compact(sort_keys=True, default=str)  # compact JSON with sorted keys (equal values, equal text)
