@@ -221,6 +221,6 @@ class RunState:
         check(self._report)  # a document the store would refuse is a bug: said now, never spooled
         pending = spool.Pending(self._report, baselines=tuple(self._writes))
         try:
-            return Saved(run_id=pending.save(self.store))
+            return Saved(run_id=pending.save(self.store, checked=True))
         except StoreError as e:  # the server away (after retries), or SQLite unable to write: keep it
             return Saved(spooled=spool.write(self.state_dir, pending), error=e)

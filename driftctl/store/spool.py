@@ -44,9 +44,10 @@ class Pending:
     run_key: str = field(default_factory=lambda: uuid.uuid4().hex)
     baselines: tuple[BaselineWrite, ...] = ()
 
-    def save(self, store: Store) -> int:
-        """Store it (one transaction; idempotent by run key). Returns the run id."""
-        return store.save_run(self.report, run_key=self.run_key, baselines=self.baselines)
+    def save(self, store: Store, checked: bool = False) -> int:
+        """Store it (one transaction; idempotent by run key). Returns the run id. ``checked``: the report
+        has passed ``report.check`` already."""
+        return store.save_run(self.report, run_key=self.run_key, baselines=self.baselines, checked=checked)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "run_key": self.run_key, "report": self.report,
