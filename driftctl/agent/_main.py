@@ -92,7 +92,6 @@ def _json_codec():
             parse_float = float
             parse_int = int
             parse_constant = constants.__getitem__
-            memo = {}
 
         scan = _json.make_scanner(Context())
         escape = _json.encode_basestring_ascii
