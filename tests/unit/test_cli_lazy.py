@@ -41,3 +41,15 @@ def test_a_command_imports_only_its_own_module(argv: list[str], loaded: list[str
             "print(sorted(m[len('driftctl.cli.cmd_'):] for m in sys.modules if m.startswith('driftctl.cli.cmd_')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.stdout.strip().splitlines()[-1] == repr(loaded), out.stderr
+
+
+def test_building_a_document_imports_no_renderer() -> None:
+    """Every plan, check and apply builds its report document; the page, JUnit's XML and the store's
+    history are imported only when a report is rendered (driftctl/report/__init__.py)."""
+    code = ("import sys\nfrom driftctl.report import document\n"
+            "print(sorted(m for m in ('driftctl.report.html', 'driftctl.report.junit', 'driftctl.report.past',"
+            " 'xml.etree.ElementTree') if m in sys.modules))\n"
+            "from driftctl.report import chart_from_store, render\nrender({'hosts': []}, 'json')\n"
+            "print('driftctl.report.jsondoc' in sys.modules, callable(chart_from_store))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.stdout.split("\n")[:2] == ["[]", "True True"], out.stderr
