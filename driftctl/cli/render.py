@@ -58,18 +58,18 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
         name.append(f" [batch {h.batch}]", style="dim")
     if not_started(h):
         text.append_text(name).append("  not started", style="magenta").append(f": {_why_not(h)}\n")
-        console.print(text, soft_wrap=True, highlight=False, end="")
+        _emit(console, text)
         return
     if h.status == "unreachable":
         text.append_text(name).append("  unreachable", style="bold red").append(f": {h.error or ''}\n")
-        console.print(text, soft_wrap=True, highlight=False, end="")
+        _emit(console, text)
         return
     counts = summary_counts(h)
     verb = {"plan": "to change", "check": "to change", "apply": "changed", "drift": "drifted"}.get(command, "changed")
     text.append_text(name).append("  ")
     if h.status == "failed" and not h.resources:
         text.append("failed", style="bold red").append(f": {h.error or ''}\n")
-        console.print(text, soft_wrap=True, highlight=False, end="")
+        _emit(console, text)
         return
     n_changed = counts["drifted"] if command == "drift" else counts["changed"]
     if command != "drift" and n_changed:  # Terraform's counts: what is created, changed, made absent
@@ -100,6 +100,15 @@ def host_section(console: Console, h: HostResult, command: str, show_diff: bool 
         if u.ignored:
             text.append(f" (ignored: {u.ignored})", style="dim")
         text.append("\n")
+    _emit(console, text)
+
+
+def _emit(console: Console, text: Text) -> None:
+    """A host's section as one write. Without colours (piped, cron, CI, NO_COLOR) rich would write the
+    plain text anyway, after measuring and segmenting every line: 0.47 s for a 40-host plan's 0.9 MB."""
+    if console.color_system is None and not console.record and not console.is_terminal:
+        console.file.write(text.plain)
+        return
     console.print(text, soft_wrap=True, highlight=False, end="")
 
 

@@ -72,3 +72,29 @@ def test_a_created_files_diff_cut_to_its_header_still_counts_its_lines() -> None
     assert diff_head(NEW) == "--- /dev/null\n+++ /etc/new.conf (manifest)\n@@ -0,0 +1,3 @@\n"
     assert new_lines(diff_head(NEW)) == new_lines(NEW) == 3
     assert new_lines("--- /dev/null\n+++ /x (manifest)\n@@ -0,0 +1 @@\n") == 1
+
+
+def _hosts() -> list[HostResult]:
+    odd = ResourceResult("file:/etc/ünï cödé.conf", "failed", [Change("mode", "0644", "0600")], type="file",
+                         error="permission denied  ", reason="x")
+    return [HostResult("h1", "changed", resources=[*results(), odd]),
+            HostResult("h2", "unreachable", error="connect timeout [bold]not markup[/]"),
+            HostResult("h3", "failed", error="agent failed")]
+
+
+def test_without_colours_a_section_is_written_as_rich_would_write_it() -> None:
+    """The plain write (no colour system: piped, cron, CI) gives rich's bytes, markup-like text as is."""
+    for show_diff in (None, True, False):
+        for h in _hosts():
+            fast, slow = io.StringIO(), io.StringIO()
+            host_section(Console(file=fast, width=160, color_system=None), h, "apply", show_diff, verbose=True)
+            recorder = Console(file=slow, width=160, color_system=None, record=True)  # record: rich's own path
+            host_section(recorder, h, "apply", show_diff, verbose=True)
+            assert fast.getvalue() == slow.getvalue() and fast.getvalue()
+
+
+def test_at_a_terminal_a_section_keeps_its_colours() -> None:
+    out = io.StringIO()
+    host_section(Console(file=out, width=160, force_terminal=True, color_system="standard"),
+                 _hosts()[0], "apply", None)
+    assert "\x1b[" in out.getvalue()
