@@ -108,6 +108,7 @@ def _emit(console: Console, text: Text) -> None:
     plain text anyway, after measuring and segmenting every line: 0.47 s for a 40-host plan's 0.9 MB."""
     if console.color_system is None and not console.record and not console.is_terminal:
         console.file.write(text.plain)
+        console.file.flush()  # as rich does: a warning on stderr after it comes after it
         return
     console.print(text, soft_wrap=True, highlight=False, end="")
 
